@@ -1,0 +1,131 @@
+"""Training throughput (images/s), peak memory and inference latency (ms/image) per detector config.
+
+    python benchmarks/bench_training.py [--configs seed fast] [--train-steps 6] [--infer-images 40]
+
+Uses the real validation images in ../shared/data/svhn-hw2 when present, else synthetic ones. Each
+config runs in its own process so its peak resident memory is its own. Prints figures; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from models.detector import DETECTOR_PRESETS, build_detector  # noqa: E402
+from training import synth  # noqa: E402
+from training.data import DigitDataset, collate, load_coco_split  # noqa: E402
+from training.engine import train_one_epoch  # noqa: E402
+from training.transforms import TrainTransforms  # noqa: E402
+
+REAL = REPO.parent / "shared" / "data" / "svhn-hw2"
+
+
+def data_root() -> tuple[Path, str]:
+    if (REAL / "valid.json").is_file():
+        return REAL, "real SVHN validation images"
+    out = Path(tempfile.mkdtemp()) / "synth"
+    synth.main(["--out", str(out), "--count", "200", "--valid-fraction", "0.5", "--workers", "2"])
+    return out, "synthetic images"
+
+
+def measure(
+    config_name: str, root: Path, train_steps: int, infer_images: int, batch: int
+) -> dict[str, float]:
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    records, _ = load_coco_split(root / "valid", root / "valid.json")
+    torch.manual_seed(0)
+    model = build_detector(DETECTOR_PRESETS[config_name]).to(device)
+    loader = DataLoader(
+        DigitDataset(records, TrainTransforms()),
+        batch_size=batch,
+        shuffle=True,
+        collate_fn=collate,
+        num_workers=0,
+    )
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.001, momentum=0.9)
+    train_one_epoch(model, optimizer, loader, device, epoch=0, max_steps=1, show_progress=False)  # warm-up
+    stats = train_one_epoch(
+        model, optimizer, loader, device, epoch=1, max_steps=train_steps, show_progress=False
+    )
+    model.eval()
+    latencies = []
+    with torch.inference_mode():
+        for image, _ in (DigitDataset(records)[i] for i in range(min(infer_images, len(records)))):
+            start = time.perf_counter()
+            model([image.to(device)])
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            latencies.append((time.perf_counter() - start) * 1000)
+    latencies = latencies[3:] or latencies  # drop warm-up calls
+    peak = (
+        torch.cuda.max_memory_allocated() / 2**20
+        if device.type == "cuda"
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    )
+    return {
+        "train_images_per_s": stats["images_per_s"],
+        "peak_memory_mib": peak,
+        "infer_p50_ms": statistics.median(latencies),
+        "infer_p90_ms": statistics.quantiles(latencies, n=10)[-1] if len(latencies) > 2 else latencies[-1],
+        "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
+        "device": str(device),
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--configs", nargs="+", default=["fast", "seed"])
+    p.add_argument("--train-steps", type=int, default=6)
+    p.add_argument("--infer-images", type=int, default=40)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--one", help=argparse.SUPPRESS)
+    p.add_argument("--root", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.one:
+        result = measure(args.one, Path(args.root), args.train_steps, args.infer_images, args.batch_size)
+        print(json.dumps(result))
+        return
+    root, what = data_root()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch_size}, {what}")
+    print(
+        f"{'config':8} {'params':>8} {'train img/s':>12} {'peak MiB':>9} {'infer p50 ms':>13} {'p90 ms':>8}"
+    )
+    for name in args.configs:
+        cmd = [
+            sys.executable,
+            __file__,
+            "--one",
+            name,
+            "--root",
+            str(root),
+            "--train-steps",
+            str(args.train_steps),
+            "--infer-images",
+            str(args.infer_images),
+            "--batch-size",
+            str(args.batch_size),
+        ]
+        r = json.loads(
+            subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.splitlines()[-1]
+        )
+        print(
+            f"{name:8} {r['params_m']:7.1f}M {r['train_images_per_s']:12.1f} {r['peak_memory_mib']:9.0f} "
+            f"{r['infer_p50_ms']:13.1f} {r['infer_p90_ms']:8.1f}  ({r['device']})"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""The number-assembly rule, shared by the evaluator and the service.
+
+Keep detections scoring at least `score_threshold`, drop duplicates (class-agnostic, higher score wins)
+by IoU and by centre distance, sort the survivors left to right and concatenate their digits.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from models.boxes import BoxXYXY, box_center, box_iou
+
+NO_NUMBER = -1
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One detected digit. `box_xyxy` is [x1, y1, x2, y2] in original-image pixels."""
+
+    box_xyxy: BoxXYXY
+    digit: int
+    score: float
+
+
+@dataclass(frozen=True)
+class AssemblyParams:
+    """Thresholds of the rule. An `iou_threshold` or `center_distance_ratio` of 0 turns that de-dup off.
+
+    Two detections are duplicates when their IoU exceeds `iou_threshold`, or when their centres lie
+    closer than `center_distance_ratio` times the wider box's width.
+    """
+
+    score_threshold: float = 0.6
+    iou_threshold: float = 0.3
+    center_distance_ratio: float = 0.4
+
+    def __post_init__(self) -> None:
+        for name in ("score_threshold", "iou_threshold"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {value}")
+        if self.center_distance_ratio < 0:
+            raise ValueError(f"center_distance_ratio must be >= 0, got {self.center_distance_ratio}")
+
+
+@dataclass(frozen=True)
+class AssembledNumber:
+    """The number read from one image. `value` is -1 and `text` empty when no digit survives.
+
+    `confidence` is the product of the used digits' scores (0.0 when there are none).
+    """
+
+    text: str
+    value: int
+    digits: tuple[Detection, ...]
+    confidence: float
+
+
+def assemble_number(detections: Iterable[Detection], params: AssemblyParams | None = None) -> AssembledNumber:
+    """Read the number from one image's detections (any order)."""
+    params = params or AssemblyParams()
+    confident = [d for d in detections if d.score >= params.score_threshold]
+    kept = deduplicate(confident, params)
+    ordered = tuple(sorted(kept, key=lambda d: box_center(d.box_xyxy)[0]))
+    if not ordered:
+        return AssembledNumber(text="", value=NO_NUMBER, digits=(), confidence=0.0)
+    text = "".join(str(d.digit) for d in ordered)
+    return AssembledNumber(
+        text=text, value=int(text), digits=ordered, confidence=math.prod(d.score for d in ordered)
+    )
+
+
+def deduplicate(detections: Sequence[Detection], params: AssemblyParams) -> list[Detection]:
+    """Greedy class-agnostic de-duplication: visit by descending score, keep a detection unless it
+    duplicates one already kept. Returns the kept detections in descending score order."""
+    kept: list[Detection] = []
+    for det in sorted(detections, key=lambda d: d.score, reverse=True):
+        if not any(_is_duplicate(det, other, params) for other in kept):
+            kept.append(det)
+    return kept
+
+
+def _is_duplicate(a: Detection, b: Detection, params: AssemblyParams) -> bool:
+    if params.iou_threshold > 0 and box_iou(a.box_xyxy, b.box_xyxy) > params.iou_threshold:
+        return True
+    if params.center_distance_ratio > 0:
+        (ax, ay), (bx, by) = box_center(a.box_xyxy), box_center(b.box_xyxy)
+        width = max(a.box_xyxy[2] - a.box_xyxy[0], b.box_xyxy[2] - b.box_xyxy[0])
+        return math.hypot(ax - bx, ay - by) < params.center_distance_ratio * width
+    return False

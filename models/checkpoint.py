@@ -1,0 +1,194 @@
+"""The checkpoint format: a folder holding `weights.safetensors` and `checkpoint.json`.
+
+The JSON document describes everything needed to rebuild and use the model (architecture arguments,
+label map, input size, assembly thresholds, training config, data fingerprint, metrics) and the sha256
+of the weights file. Loading verifies the hash and rebuilds the exact model; nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+import torchvision
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torchvision.models.detection import FasterRCNN
+
+from models.assembly import AssemblyParams
+from models.detector import DetectorConfig, build_detector
+from models.labels import BACKGROUND_LABEL, DIGIT_NAMES, digit_to_category_id, digit_to_label
+
+FORMAT_NAME = "digitserve-checkpoint"
+FORMAT_VERSION = 1
+WEIGHTS_FILE = "weights.safetensors"
+META_FILE = "checkpoint.json"
+_DTYPES = {"float32": torch.float32, "float16": torch.float16}
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, malformed, or does not match its recorded hash."""
+
+
+@dataclass(frozen=True)
+class CheckpointMeta:
+    """What `checkpoint.json` says, parsed."""
+
+    detector: DetectorConfig
+    assembly: AssemblyParams
+    weights_sha256: str
+    weights_dtype: str = "float32"
+    training: dict[str, Any] = field(default_factory=dict)
+    data_fingerprint: str | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    created_at: str = ""
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def label_map_document() -> dict[str, Any]:
+    """The label map as stored in every checkpoint."""
+    return {
+        "background_label": BACKGROUND_LABEL,
+        "digits": [
+            {
+                "digit": d,
+                "name": DIGIT_NAMES[d],
+                "label": digit_to_label(d),
+                "category_id": digit_to_category_id(d),
+            }
+            for d in range(len(DIGIT_NAMES))
+        ],
+    }
+
+
+def save_checkpoint(
+    directory: str | Path,
+    model: torch.nn.Module,
+    detector: DetectorConfig,
+    *,
+    assembly: AssemblyParams | None = None,
+    training: dict[str, Any] | None = None,
+    data_fingerprint: str | None = None,
+    metrics: dict[str, Any] | None = None,
+    dtype: str = "float32",
+) -> Path:
+    """Write `model`'s weights and the describing JSON into `directory` (created if needed).
+
+    `dtype="float16"` stores floating-point tensors in half precision (loading casts them back).
+    Returns the folder path.
+    """
+    if dtype not in _DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+    folder = Path(directory)
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {
+        name: (t.to(_DTYPES[dtype]) if t.is_floating_point() else t).detach().cpu().contiguous()
+        for name, t in model.state_dict().items()
+    }
+    weights_path = folder / WEIGHTS_FILE
+    save_file(tensors, str(weights_path))
+    document = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "arch": detector.arch,
+        "detector": detector.to_dict(),
+        "input_size": {"min_size": detector.min_size, "max_size": detector.max_size},
+        "label_map": label_map_document(),
+        "thresholds": asdict(assembly or AssemblyParams()),
+        "training": training or {},
+        "data_fingerprint": data_fingerprint,
+        "metrics": metrics or {},
+        "weights": {"file": WEIGHTS_FILE, "sha256": sha256_file(weights_path), "dtype": dtype},
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "software": {
+            "torch": torch.__version__,
+            "torchvision": torchvision.__version__,
+            "python": platform.python_version(),
+        },
+    }
+    (folder / META_FILE).write_text(json.dumps(document, indent=2, sort_keys=False) + "\n")
+    return folder
+
+
+def resolve_checkpoint_dir(path: str | Path) -> Path:
+    """Accept the checkpoint folder or either of its two files."""
+    p = Path(path)
+    return p.parent if p.name in (META_FILE, WEIGHTS_FILE) else p
+
+
+def read_checkpoint_meta(path: str | Path) -> CheckpointMeta:
+    """Parse and validate `checkpoint.json` and verify the weights' sha256. Raises CheckpointError."""
+    folder = resolve_checkpoint_dir(path)
+    meta_path, weights_path = folder / META_FILE, folder / WEIGHTS_FILE
+    for required in (meta_path, weights_path):
+        if not required.is_file():
+            raise CheckpointError(f"checkpoint {folder}: missing {required.name}")
+    try:
+        doc = json.loads(meta_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"checkpoint {folder}: {META_FILE} is not valid JSON ({exc})") from exc
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT_NAME:
+        raise CheckpointError(f"checkpoint {folder}: {META_FILE} is not a {FORMAT_NAME} document")
+    if doc.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"checkpoint {folder}: unsupported format_version {doc.get('format_version')}")
+    try:
+        expected = doc["weights"]["sha256"]
+        meta = CheckpointMeta(
+            detector=DetectorConfig.from_dict(doc["detector"]),
+            assembly=AssemblyParams(**doc["thresholds"]),
+            weights_sha256=expected,
+            weights_dtype=doc["weights"].get("dtype", "float32"),
+            training=doc.get("training") or {},
+            data_fingerprint=doc.get("data_fingerprint"),
+            metrics=doc.get("metrics") or {},
+            created_at=doc.get("created_at", ""),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint {folder}: malformed {META_FILE}: {exc!r}") from exc
+    actual = sha256_file(weights_path)
+    if actual != expected:
+        raise CheckpointError(
+            f"checkpoint {folder}: {WEIGHTS_FILE} sha256 {actual[:16]}... does not match the recorded "
+            f"{str(expected)[:16]}...; the file is corrupted or was replaced"
+        )
+    return meta
+
+
+def load_checkpoint(
+    path: str | Path, device: str | torch.device = "cpu"
+) -> tuple[FasterRCNN, CheckpointMeta]:
+    """Verify, rebuild and fill the model. Returns it in eval mode, float32, on `device`."""
+    folder = resolve_checkpoint_dir(path)
+    meta = read_checkpoint_meta(folder)
+    try:
+        tensors = load_file(str(folder / WEIGHTS_FILE))
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"checkpoint {folder}: cannot read {WEIGHTS_FILE}: {exc}") from exc
+    model = build_detector(meta.detector)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"checkpoint {folder}: weights do not fit {meta.detector.arch}: {exc}") from exc
+    return model.to(device).eval(), meta
+
+
+def update_checkpoint_metrics(path: str | Path, metrics: dict[str, Any]) -> None:
+    """Merge `metrics` into a checkpoint's JSON (the weights, and so their hash, are unchanged)."""
+    meta_path = resolve_checkpoint_dir(path) / META_FILE
+    doc = json.loads(meta_path.read_text())
+    doc["metrics"] = {**doc.get("metrics", {}), **metrics}
+    meta_path.write_text(json.dumps(doc, indent=2) + "\n")

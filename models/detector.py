@@ -1,0 +1,168 @@
+"""`build_detector`: the one place a digit detector is built, for training, evaluation and serving.
+
+It never loads or downloads weights: torchvision builders get no weights, and the checkpoint module
+fills the parameters afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from torch import nn
+from torchvision.models import resnet
+from torchvision.models.detection import FasterRCNN
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.backbone_utils import BackboneWithFPN
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.rpn import RPNHead
+
+from models.labels import NUM_CLASSES
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """Plain, JSON-serialisable arguments that fully determine the architecture.
+
+    `min_size`/`max_size` are the input size: the shorter image side is resized to `min_size` unless the
+    longer would exceed `max_size`. Anchor sizes are in pixels of that resized image and are used on
+    every FPN level; `aspect_ratios` are height / width. Images are normalised inside the model with
+    `image_mean`/`image_std` (ImageNet), so inputs are float RGB in [0, 1].
+    """
+
+    arch: str = "fasterrcnn_resnet50_fpn_v2"
+    num_classes: int = NUM_CLASSES
+    min_size: int = 64
+    max_size: int = 256
+    anchor_sizes: tuple[int, ...] = (8, 16, 32)
+    aspect_ratios: tuple[float, ...] = (0.5, 1.0, 2.0)
+    fpn_channels: int = 256
+    box_head_dim: int = 1024
+    trainable_backbone_layers: int = 5
+    rpn_pre_nms_top_n_train: int = 2000
+    rpn_pre_nms_top_n_test: int = 1000
+    rpn_post_nms_top_n_train: int = 2000
+    rpn_post_nms_top_n_test: int = 1000
+    rpn_batch_size_per_image: int = 256
+    box_batch_size_per_image: int = 512
+    box_score_thresh: float = 0.05
+    box_nms_thresh: float = 0.5
+    box_detections_per_img: int = 100
+    image_mean: tuple[float, ...] = field(default=IMAGENET_MEAN)
+    image_std: tuple[float, ...] = field(default=IMAGENET_STD)
+
+    def __post_init__(self) -> None:
+        if self.arch not in BACKBONES:
+            raise ValueError(f"unknown arch {self.arch!r}; supported: {sorted(BACKBONES)}")
+        if not 0 < self.min_size <= self.max_size:
+            raise ValueError(f"need 0 < min_size <= max_size, got {self.min_size}, {self.max_size}")
+        if not 0 <= self.trainable_backbone_layers <= 5:
+            raise ValueError("trainable_backbone_layers must be in 0..5")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DetectorConfig:
+        """Inverse of `to_dict`; JSON lists become tuples, unknown keys are an error."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown detector arguments: {sorted(unknown)}")
+        values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        return cls(**values)
+
+
+def _resnet_fpn(depth: Callable[..., resnet.ResNet], config: DetectorConfig) -> BackboneWithFPN:
+    """ResNet body + FPN (P2-P6) with trainable BatchNorm everywhere (the torchvision "v2" style)."""
+    body = depth(weights=None, norm_layer=nn.BatchNorm2d)
+    trainable = ["layer4", "layer3", "layer2", "layer1", "conv1"][: config.trainable_backbone_layers]
+    if config.trainable_backbone_layers == 5:
+        trainable.append("bn1")
+    for name, parameter in body.named_parameters():
+        if not any(name.startswith(layer) for layer in trainable):
+            parameter.requires_grad_(False)
+    stage2_channels = body.inplanes // 8
+    return BackboneWithFPN(
+        body,
+        return_layers={f"layer{k}": str(k - 1) for k in (1, 2, 3, 4)},
+        in_channels_list=[stage2_channels * 2 ** (k - 1) for k in (1, 2, 3, 4)],
+        out_channels=config.fpn_channels,
+        norm_layer=nn.BatchNorm2d,
+    )
+
+
+# Explicit registry of supported architectures: arch name -> backbone builder.
+BACKBONES: dict[str, Callable[[DetectorConfig], BackboneWithFPN]] = {
+    "fasterrcnn_resnet50_fpn_v2": lambda c: _resnet_fpn(resnet.resnet50, c),
+    "fasterrcnn_resnet34_fpn": lambda c: _resnet_fpn(resnet.resnet34, c),
+    "fasterrcnn_resnet18_fpn": lambda c: _resnet_fpn(resnet.resnet18, c),
+}
+
+NUM_FPN_LEVELS = 5  # P2..P5 from the ResNet stages plus the max-pooled P6
+
+
+def build_detector(config: DetectorConfig) -> FasterRCNN:
+    """Build an untrained Faster R-CNN for `config`.
+
+    The model takes a list of float tensors [3, H, W] in [0, 1] (any H, W). In training mode it also
+    takes targets `{"boxes": FloatTensor[N, 4] xyxy in input pixels, "labels": Int64Tensor[N]}` and
+    returns a dict of losses; in eval mode it returns per image `{"boxes": FloatTensor[K, 4] xyxy in
+    input pixels, "labels": Int64Tensor[K] (digit + 1), "scores": FloatTensor[K]}`.
+    """
+    backbone = BACKBONES[config.arch](config)
+    anchors = AnchorGenerator(
+        sizes=(tuple(config.anchor_sizes),) * NUM_FPN_LEVELS,
+        aspect_ratios=(tuple(config.aspect_ratios),) * NUM_FPN_LEVELS,
+    )
+    rpn_head = RPNHead(config.fpn_channels, anchors.num_anchors_per_location()[0], conv_depth=2)
+    box_head = TwoMLPHead(config.fpn_channels * 7 * 7, config.box_head_dim)
+    return FasterRCNN(
+        backbone,
+        num_classes=None,  # given by box_predictor
+        min_size=config.min_size,
+        max_size=config.max_size,
+        image_mean=list(config.image_mean),
+        image_std=list(config.image_std),
+        rpn_anchor_generator=anchors,
+        rpn_head=rpn_head,
+        rpn_pre_nms_top_n_train=config.rpn_pre_nms_top_n_train,
+        rpn_pre_nms_top_n_test=config.rpn_pre_nms_top_n_test,
+        rpn_post_nms_top_n_train=config.rpn_post_nms_top_n_train,
+        rpn_post_nms_top_n_test=config.rpn_post_nms_top_n_test,
+        rpn_batch_size_per_image=config.rpn_batch_size_per_image,
+        box_head=box_head,
+        box_predictor=FastRCNNPredictor(config.box_head_dim, config.num_classes),
+        box_batch_size_per_image=config.box_batch_size_per_image,
+        box_score_thresh=config.box_score_thresh,
+        box_nms_thresh=config.box_nms_thresh,
+        box_detections_per_img=config.box_detections_per_img,
+    )
+
+
+# Named architecture presets. "seed" is the reference recipe; "fast" is sized for a 2-core CPU:
+# ResNet-18 + a narrower FPN, a 2 x 256 box head, anchors shaped like digits (height/width 1-3) and
+# RPN/ROI sampling sized for images that hold a handful of digits.
+DETECTOR_PRESETS: dict[str, DetectorConfig] = {
+    "seed": DetectorConfig(),
+    "fast": DetectorConfig(
+        arch="fasterrcnn_resnet18_fpn",
+        min_size=64,
+        max_size=256,
+        anchor_sizes=(12, 24, 40),
+        aspect_ratios=(1.0, 2.0, 3.0),
+        fpn_channels=128,
+        box_head_dim=256,
+        rpn_pre_nms_top_n_train=600,
+        rpn_pre_nms_top_n_test=300,
+        rpn_post_nms_top_n_train=300,
+        rpn_post_nms_top_n_test=100,
+        rpn_batch_size_per_image=64,
+        box_batch_size_per_image=128,
+        box_detections_per_img=20,
+    ),
+}

@@ -1,0 +1,17 @@
+import pytest
+
+from models.boxes import box_iou, clamp_xyxy, xywh_to_xyxy, xyxy_to_xywh
+
+
+def test_xywh_xyxy_round_trip() -> None:
+    assert xywh_to_xyxy([10, 20, 5, 8]) == (10, 20, 15, 28)
+    assert xyxy_to_xywh(xywh_to_xyxy([10, 20, 5, 8])) == (10, 20, 5, 8)
+
+
+def test_clamp_to_image() -> None:
+    assert clamp_xyxy((-5, 2, 120, 70), 100, 50) == (0, 2, 100, 50)
+
+
+def test_iou_of_half_overlap() -> None:
+    assert box_iou((0, 0, 10, 10), (5, 0, 15, 10)) == pytest.approx(50 / 150)
+    assert box_iou((0, 0, 10, 10), (20, 20, 30, 30)) == 0.0

@@ -1,0 +1,69 @@
+import pytest
+import torch
+from torchvision.models.detection.faster_rcnn import TwoMLPHead
+
+from models.detector import DETECTOR_PRESETS, DetectorConfig, build_detector
+
+
+@pytest.fixture(scope="module")
+def seed_model() -> torch.nn.Module:
+    return build_detector(DETECTOR_PRESETS["seed"])
+
+
+def test_seed_is_resnet50_fpn_with_digit_anchors(seed_model: torch.nn.Module) -> None:
+    gen = seed_model.rpn.anchor_generator
+    assert len(gen.sizes) == 5 and all(s == (8, 16, 32) for s in gen.sizes)
+    assert all(r == (0.5, 1.0, 2.0) for r in gen.aspect_ratios)
+    assert gen.num_anchors_per_location() == [9] * 5
+    assert type(seed_model.backbone.body.layer4[0]).__name__ == "Bottleneck"
+    assert len(seed_model.backbone.body.layer3) == 6  # ResNet-50: 3-4-6-3
+
+
+def test_seed_box_head_is_two_1024_fc_and_11_classes(seed_model: torch.nn.Module) -> None:
+    head = seed_model.roi_heads.box_head
+    assert isinstance(head, TwoMLPHead)
+    assert (head.fc6.out_features, head.fc7.out_features) == (1024, 1024)
+    assert seed_model.roi_heads.box_predictor.cls_score.out_features == 11
+
+
+def test_input_size_and_imagenet_normalisation_in_model(seed_model: torch.nn.Module) -> None:
+    assert seed_model.transform.min_size == (64,) and seed_model.transform.max_size == 256
+    assert seed_model.transform.image_mean == [0.485, 0.456, 0.406]
+
+
+def test_builder_never_fetches_weights(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("build_detector tried to download weights")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", refuse)
+    build_detector(DETECTOR_PRESETS["fast"])
+
+
+@pytest.mark.parametrize("preset", ["seed", "fast"])
+def test_eval_output_format(preset: str) -> None:
+    torch.manual_seed(0)
+    model = build_detector(DETECTOR_PRESETS[preset]).eval()
+    with torch.no_grad():
+        (out,) = model([torch.rand(3, 40, 90)])
+    assert out["boxes"].shape[1:] == (4,) and out["labels"].dtype == torch.int64
+    assert len(out["boxes"]) == len(out["scores"])
+
+
+def test_fast_trains_one_step() -> None:
+    model = build_detector(DETECTOR_PRESETS["fast"]).train()
+    target = {"boxes": torch.tensor([[10.0, 5.0, 25.0, 35.0]]), "labels": torch.tensor([4])}
+    losses = model([torch.rand(3, 40, 90)], [target])
+    assert set(losses) == {"loss_classifier", "loss_box_reg", "loss_objectness", "loss_rpn_box_reg"}
+    sum(losses.values()).backward()
+
+
+def test_config_round_trips_through_dict() -> None:
+    config = DETECTOR_PRESETS["fast"]
+    assert DetectorConfig.from_dict(config.to_dict()) == config
+
+
+def test_unknown_arch_and_keys_rejected() -> None:
+    with pytest.raises(ValueError, match="unknown arch"):
+        DetectorConfig(arch="yolo")
+    with pytest.raises(ValueError, match="unknown detector arguments"):
+        DetectorConfig.from_dict({"arch": "fasterrcnn_resnet18_fpn", "depth": 3})

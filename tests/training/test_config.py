@@ -1,0 +1,47 @@
+from pathlib import Path
+
+import pytest
+
+from training.config import TRAIN_PRESETS, config_from_dict, load_config
+
+
+def test_seed_preset_is_the_reference_recipe() -> None:
+    seed = load_config("seed")
+    assert (seed.lr, seed.momentum, seed.weight_decay) == (0.005, 0.9, 5e-4)
+    assert (seed.epochs, seed.batch_size, seed.workers, seed.cosine_t_max) == (15, 8, 4, 10)
+    assert seed.amp and not seed.freeze_backbone
+    assert seed.detector.arch == "fasterrcnn_resnet50_fpn_v2" and seed.detector.box_head_dim == 1024
+    assert (seed.augment.brightness, seed.augment.contrast, seed.augment.saturation) == (0.3, 0.3, 0.2)
+    assert (seed.augment.affine_degrees, seed.augment.affine_translate, seed.augment.erasing_p) == (
+        2,
+        0.02,
+        0.5,
+    )
+
+
+def test_file_overrides_its_base_preset(tmp_path: Path) -> None:
+    path = tmp_path / "x.yaml"
+    path.write_text("base: fast\nepochs: 3\ndetector: {min_size: 80}\ndata: {valid_json: v.json}\n")
+    config = load_config(str(path))
+    assert config.epochs == 3 and config.detector.min_size == 80
+    assert config.detector.arch == TRAIN_PRESETS["fast"].detector.arch and config.data.valid_json == "v.json"
+
+
+def test_unknown_keys_are_errors(tmp_path: Path) -> None:
+    path = tmp_path / "x.yaml"
+    path.write_text("detector: {depth: 3}\n")
+    with pytest.raises(ValueError, match="unknown"):
+        load_config(str(path))
+    path.write_text("epochz: 3\n")
+    with pytest.raises(ValueError, match="bad training config"):
+        load_config(str(path))
+
+
+def test_config_round_trips_through_dict() -> None:
+    config = TRAIN_PRESETS["fast"]
+    assert config_from_dict(config.to_dict()) == config
+
+
+def test_repo_config_files_load() -> None:
+    for path in Path(__file__).resolve().parents[2].glob("configs/*.yaml"):
+        load_config(str(path))

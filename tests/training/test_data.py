@@ -1,0 +1,120 @@
+import json
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from tests.conftest import real_data
+from training.data import (
+    DataError,
+    DigitDataset,
+    collate,
+    list_unlabelled_images,
+    load_coco_split,
+)
+
+
+def make_set(tmp_path: Path, annotations: list[dict], categories: list[dict] | None = None) -> Path:
+    (tmp_path / "train").mkdir()
+    Image.new("RGB", (100, 50), "white").save(tmp_path / "train" / "1.png")
+    doc: dict = {
+        "images": [{"id": 1, "file_name": "1.png", "width": 100, "height": 50}],
+        "annotations": [{"id": i + 1, "image_id": 1, "iscrowd": 0, **a} for i, a in enumerate(annotations)],
+    }
+    if categories is not None:
+        doc["categories"] = categories
+    (tmp_path / "train.json").write_text(json.dumps(doc))
+    return tmp_path
+
+
+def load(root: Path):  # type: ignore[no-untyped-def]
+    return load_coco_split(root / "train", root / "train.json")
+
+
+def test_hw2_convention_without_categories(tmp_path: Path) -> None:
+    records, report = load(make_set(tmp_path, [{"bbox": [10, 5, 10, 20], "category_id": 10}]))
+    assert records[0].boxes[0].digit == 9 and records[0].boxes[0].box_xyxy == (10, 5, 20, 25)
+    assert report.boxes == 1
+
+
+def test_categories_mapped_by_name_ids_0_to_9(tmp_path: Path) -> None:
+    cats = [{"id": d, "name": str(d)} for d in range(10)]
+    records, _ = load(make_set(tmp_path, [{"bbox": [10, 5, 10, 20], "category_id": 0}], cats))
+    assert records[0].boxes[0].digit == 0
+
+
+def test_non_digit_category_name_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="not a digit"):
+        load(make_set(tmp_path, [], [{"id": 1, "name": "cat"}]))
+
+
+@pytest.mark.parametrize(
+    ("annotation", "message"),
+    [
+        ({"bbox": [10, 5, 0, 20], "category_id": 1}, "zero-area box"),
+        ({"bbox": [150, 5, 10, 20], "category_id": 1}, "outside"),
+        ({"bbox": [10, 5, 10, 20], "category_id": 42}, "unknown category_id 42"),
+        ({"bbox": [10, 5, 10], "category_id": 1}, "malformed bbox"),
+    ],
+)
+def test_bad_record_error_names_file_and_record(tmp_path: Path, annotation: dict, message: str) -> None:
+    with pytest.raises(DataError, match=message) as info:
+        load(make_set(tmp_path, [annotation]))
+    assert "annotation 1" in str(info.value) and "1.png" in str(info.value)
+
+
+def test_missing_image_names_record(tmp_path: Path) -> None:
+    root = make_set(tmp_path, [])
+    (root / "train" / "1.png").unlink()
+    with pytest.raises(DataError, match=r"image record 1 names '1.png'"):
+        load(root)
+
+
+def test_box_partly_outside_is_clamped_and_counted(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    root = make_set(
+        tmp_path, [{"bbox": [90, 40, 20, 20], "category_id": 2}, {"bbox": [-3, 0, 10, 10], "category_id": 3}]
+    )
+    with caplog.at_level(logging.WARNING):
+        records, report = load(root)
+    assert report.clamped == 2
+    assert records[0].boxes[0].box_xyxy == (90, 40, 100, 50)
+    assert "clamped 2 boxes" in caplog.text
+
+
+def test_number_reads_boxes_left_to_right(tmp_path: Path) -> None:
+    root = make_set(
+        tmp_path, [{"bbox": [50, 5, 10, 20], "category_id": 3}, {"bbox": [10, 5, 10, 20], "category_id": 8}]
+    )
+    assert load(root)[0][0].number == 72
+
+
+def test_dataset_yields_unnormalised_image_and_target(synth_dir: Path) -> None:
+    records, _ = load_coco_split(synth_dir / "train", synth_dir / "train.json")
+    image, target = DigitDataset(records)[0]
+    assert image.dtype == torch.float32 and image.shape[0] == 3
+    assert image.min() >= 0.0 and image.max() <= 1.0
+    assert target["boxes"].shape == (len(records[0].boxes), 4)
+    assert target["labels"].min() >= 1 and target["image_id"] == records[0].image_id
+    images, targets = collate([DigitDataset(records)[i] for i in range(3)])
+    assert len(images) == len(targets) == 3
+
+
+def test_unlabelled_split_ids_from_numeric_names(synth_dir: Path) -> None:
+    records = list_unlabelled_images(synth_dir / "test")
+    assert [r.image_id for r in records] == sorted(int(p.stem) for p in (synth_dir / "test").iterdir())
+    assert all(not r.boxes for r in records)
+
+
+@pytest.mark.realdata
+def test_real_svhn_and_orand_load() -> None:
+    svhn = real_data("svhn-hw2")
+    records, report = load_coco_split(svhn / "valid", svhn / "valid.json")
+    assert len(records) == 807 and report.clamped == 0
+    orand = real_data("orand-car-a")
+    records, _ = load_coco_split(
+        orand / "images" / "val2017", orand / "annotations" / "instances_val2017.json"
+    )
+    digits = {b.digit for r in records for b in r.boxes}
+    assert 0 in digits and digits <= set(range(10))

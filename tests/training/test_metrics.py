@@ -1,0 +1,74 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models.assembly import AssemblyParams, Detection
+from training.data import DigitBox, ImageRecord, load_coco_split
+from training.metrics import (
+    coco_map,
+    confusion_matrix,
+    detections_to_coco,
+    ground_truth_coco,
+    number_accuracy,
+    predicted_numbers,
+)
+
+
+@pytest.fixture
+def records(synth_dir: Path) -> list[ImageRecord]:
+    return load_coco_split(synth_dir / "valid", synth_dir / "valid.json")[0]
+
+
+def as_detections(records: list[ImageRecord]) -> dict[int, list[Detection]]:
+    return {r.image_id: [Detection(b.box_xyxy, b.digit, 1.0) for b in r.boxes] for r in records}
+
+
+def test_ground_truth_as_predictions_scores_perfectly(records: list[ImageRecord]) -> None:
+    dets = as_detections(records)
+    scores = coco_map(ground_truth_coco(records), detections_to_coco(dets))
+    assert scores["map"] == pytest.approx(1.0) and scores["map50"] == pytest.approx(1.0)
+    numbers = predicted_numbers(dets, [r.image_id for r in records], AssemblyParams())
+    assert number_accuracy(records, numbers) == 1.0
+
+
+def test_empty_predictions_score_zero(records: list[ImageRecord]) -> None:
+    assert coco_map(ground_truth_coco(records), [])["map"] == 0.0
+    numbers = predicted_numbers({}, [r.image_id for r in records], AssemblyParams())
+    assert set(numbers.values()) == {-1}
+    assert number_accuracy(records, numbers) == 0.0
+
+
+def test_wrong_digit_lowers_map_and_accuracy(records: list[ImageRecord]) -> None:
+    dets = as_detections(records)
+    first = records[0]
+    dets[first.image_id] = [Detection(b.box_xyxy, (b.digit + 1) % 10, 1.0) for b in first.boxes]
+    assert coco_map(ground_truth_coco(records), detections_to_coco(dets))["map"] < 1.0
+    numbers = predicted_numbers(dets, [r.image_id for r in records], AssemblyParams())
+    assert number_accuracy(records, numbers) == pytest.approx(1 - 1 / len(records))
+
+
+def test_pred_json_rows_use_xywh_and_digit_plus_one() -> None:
+    rows = detections_to_coco({5: [Detection((10, 20, 15, 40), 0, 0.9)]})
+    assert rows == [{"image_id": 5, "bbox": [10, 20, 5, 20], "score": 0.9, "category_id": 1}]
+
+
+def test_confusion_matrix_counts_hits_swaps_misses_and_false_alarms(tmp_path: Path) -> None:
+    record = ImageRecord(
+        1,
+        tmp_path / "1.png",
+        100,
+        50,
+        (DigitBox((0, 0, 10, 20), 3), DigitBox((20, 0, 30, 20), 4), DigitBox((40, 0, 50, 20), 5)),
+    )
+    dets = {
+        1: [
+            Detection((0, 0, 10, 20), 3, 0.9),
+            Detection((20, 0, 30, 20), 7, 0.9),
+            Detection((70, 0, 80, 20), 1, 0.9),
+        ]
+    }
+    matrix = confusion_matrix([record], dets, AssemblyParams())
+    expected = np.zeros((11, 11), dtype=np.int64)
+    expected[3, 3] = expected[4, 7] = expected[5, 10] = expected[10, 1] = 1
+    assert np.array_equal(matrix, expected)

@@ -1,0 +1,44 @@
+import json
+from pathlib import Path
+
+from PIL import Image
+
+from training.synth import find_fonts, render_sample
+
+
+def test_fonts_found_and_all_draw_digits() -> None:
+    fonts = find_fonts()
+    assert fonts and all(isinstance(f, str) for f in fonts)
+    assert not any("cmsy" in f.lower() or "cmex" in f.lower() for f in fonts)
+
+
+def test_same_seed_same_image() -> None:
+    a, b = render_sample(11), render_sample(11)
+    assert a.image.tobytes() == b.image.tobytes() and a.digits == b.digits
+    assert render_sample(12).image.tobytes() != a.image.tobytes()
+
+
+def test_pillow_font_is_the_last_resort() -> None:
+    sample = render_sample(5, fonts=[""])
+    assert 1 <= len(sample.digits) <= 5
+
+
+def test_boxes_inside_image_and_hold_ink() -> None:
+    for seed in range(20):
+        sample = render_sample(seed)
+        w, h = sample.image.size
+        assert 1 <= len(sample.digits) <= 5
+        for digit, (x1, y1, x2, y2) in sample.digits:
+            assert 0 <= digit <= 9
+            assert -0.5 <= x1 < x2 <= w + 0.5 and -0.5 <= y1 < y2 <= h + 0.5
+
+
+def test_writes_hw2_layout(synth_dir: Path) -> None:
+    for split, count in (("train", 40), ("valid", 8)):
+        doc = json.loads((synth_dir / f"{split}.json").read_text())
+        assert len(doc["images"]) == count
+        assert {a["category_id"] for a in doc["annotations"]} <= set(range(1, 11))
+        first = doc["images"][0]
+        with Image.open(synth_dir / split / first["file_name"]) as img:
+            assert img.size == (first["width"], first["height"])
+    assert not (synth_dir / "test.json").exists() and len(list((synth_dir / "test").iterdir())) == 4

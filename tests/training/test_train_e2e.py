@@ -1,0 +1,229 @@
+"""End to end on CPU: train a few steps on synthetic data, evaluate, reload, resume."""
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from models.checkpoint import load_checkpoint, save_checkpoint
+from models.detector import DETECTOR_PRESETS, build_detector
+from tests.conftest import real_data
+from training import evaluate, train
+from training.data import DigitDataset, collate, load_coco_split
+from training.engine import predict, train_one_epoch, validation_loss
+from training.transforms import TrainTransforms
+
+pytestmark = pytest.mark.slow
+
+
+def test_run_folder_has_everything(trained_run: Path) -> None:
+    for name in (
+        "config.json",
+        "metrics.jsonl",
+        "loss_curves.png",
+        "best/checkpoint.json",
+        "last/weights.safetensors",
+        "state/state.json",
+        "eval/pred.json",
+        "eval/pred.csv",
+        "eval/metrics.json",
+        "eval/confusion_matrix.png",
+        "eval/sweep.json",
+    ):
+        assert (trained_run / name).is_file(), name
+    rows = [json.loads(line) for line in (trained_run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert all(r["val_loss"] > 0 and 0 <= r["val_map"] <= 1 and r["images_per_s"] > 0 for r in rows)
+    _, meta = load_checkpoint(trained_run / "best")
+    assert meta.training["max_steps_per_epoch"] == 3 and meta.data_fingerprint
+    assert set(meta.metrics["valid"]) >= {"map", "map50", "accuracy"}
+
+
+def test_evaluate_cli_on_labelled_split(trained_run: Path, synth_dir: Path, tmp_path: Path) -> None:
+    metrics = evaluate.main(
+        [
+            "--checkpoint",
+            str(trained_run / "best"),
+            "--data",
+            str(synth_dir),
+            "--split",
+            "valid",
+            "--out",
+            str(tmp_path),
+            "--workers",
+            "0",
+        ]
+    )
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved == metrics and all(0.0 <= saved[k] <= 1.0 for k in ("map", "map50", "accuracy"))
+    with (tmp_path / "pred.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 8 and set(rows[0]) == {"image_id", "pred_label"}
+    assert len(json.loads((tmp_path / "sweep.json").read_text())) == 9
+
+
+def test_evaluate_cli_on_test_split_writes_predictions_only(
+    trained_run: Path, synth_dir: Path, tmp_path: Path
+) -> None:
+    evaluate.main(
+        [
+            "--checkpoint",
+            str(trained_run / "best"),
+            "--data",
+            str(synth_dir),
+            "--split",
+            "test",
+            "--out",
+            str(tmp_path),
+            "--workers",
+            "0",
+            "--score-threshold",
+            "0.0",
+        ]
+    )
+    assert isinstance(json.loads((tmp_path / "pred.json").read_text()), list)
+    with (tmp_path / "pred.csv").open() as handle:
+        ids = [int(r["image_id"]) for r in csv.DictReader(handle)]
+    assert ids == sorted(int(p.stem) for p in (synth_dir / "test").iterdir())
+    assert not (tmp_path / "metrics.json").exists()
+
+
+def test_trained_model_reloads_identically(synth_dir: Path, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    config = DETECTOR_PRESETS["fast"]
+    model = build_detector(config)
+    records, _ = load_coco_split(synth_dir / "train", synth_dir / "train.json")
+    loader = torch.utils.data.DataLoader(
+        DigitDataset(records, TrainTransforms()), batch_size=4, collate_fn=collate
+    )
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    stats = train_one_epoch(
+        model, optimizer, loader, torch.device("cpu"), epoch=1, max_steps=3, show_progress=False
+    )
+    assert stats["loss"] > 0
+    reloaded, _ = load_checkpoint(save_checkpoint(tmp_path, model, config))
+    eval_loader = torch.utils.data.DataLoader(DigitDataset(records[:4]), batch_size=2, collate_fn=collate)
+    model.roi_heads.score_thresh = reloaded.roi_heads.score_thresh = 0.0
+    a = predict(model, eval_loader, torch.device("cpu"), show_progress=False)
+    b = predict(reloaded, eval_loader, torch.device("cpu"), show_progress=False)
+    assert a == b and any(a.values())
+
+
+def test_validation_loss_leaves_batchnorm_statistics_alone(synth_dir: Path) -> None:
+    model = build_detector(DETECTOR_PRESETS["fast"])
+    records, _ = load_coco_split(synth_dir / "valid", synth_dir / "valid.json")
+    loader = torch.utils.data.DataLoader(DigitDataset(records), batch_size=4, collate_fn=collate)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    assert validation_loss(model, loader, torch.device("cpu"), show_progress=False) > 0
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_same_seed_same_weights(synth_dir: Path, tmp_path: Path) -> None:
+    def run(name: str) -> str:
+        folder = train.main(
+            [
+                "--config",
+                "fast",
+                "--data",
+                str(synth_dir),
+                "--epochs",
+                "1",
+                "--max-steps",
+                "2",
+                "--batch-size",
+                "4",
+                "--workers",
+                "0",
+                "--out",
+                str(tmp_path),
+                "--name",
+                name,
+                "--no-progress",
+                "--max-valid-images",
+                "4",
+            ]
+        )
+        return json.loads((folder / "last" / "checkpoint.json").read_text())["weights"]["sha256"]
+
+    assert run("a") == run("b")
+
+
+def test_resume_continues_after_last_epoch(trained_run: Path, tmp_path: Path) -> None:
+    copy = shutil.copytree(trained_run, tmp_path / "run", symlinks=True)
+    train.main(["--resume", str(copy), "--epochs", "3", "--no-progress"])
+    rows = [json.loads(line) for line in (copy / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    assert rows[2]["lr"] > rows[1]["lr"] > 0  # still inside the warm-up: the step count carried over
+
+
+def test_torchrun_two_processes_on_cpu(synth_dir: Path, tmp_path: Path) -> None:
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_port=29561",
+        "-m",
+        "training.train",
+        "--config",
+        "fast",
+        "--data",
+        str(synth_dir),
+        "--epochs",
+        "1",
+        "--max-steps",
+        "2",
+        "--batch-size",
+        "2",
+        "--workers",
+        "0",
+        "--device",
+        "cpu",
+        "--out",
+        str(tmp_path),
+        "--name",
+        "ddp",
+        "--no-progress",
+        "--max-valid-images",
+        "4",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "ddp" / "best" / "checkpoint.json").is_file()
+    assert len((tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+@pytest.mark.realdata
+def test_orand_trains_and_evaluates_with_one_command(tmp_path: Path) -> None:
+    root = real_data("orand-car-a")
+    config = Path(__file__).resolve().parents[2] / "configs" / "orand.yaml"
+    run = train.main(
+        [
+            "--config",
+            str(config),
+            "--data",
+            str(root),
+            "--epochs",
+            "1",
+            "--max-steps",
+            "2",
+            "--batch-size",
+            "4",
+            "--workers",
+            "0",
+            "--max-valid-images",
+            "8",
+            "--out",
+            str(tmp_path),
+            "--no-progress",
+        ]
+    )
+    metrics = json.loads((run / "eval" / "metrics.json").read_text())
+    assert metrics["images"] == 8 and metrics["boxes"] > 8

@@ -1,0 +1,137 @@
+"""Training configuration: a dataclass, named presets, YAML/JSON files and CLI overrides.
+
+`--config seed` picks a preset; `--config configs/x.yaml` reads a file whose keys override the preset
+it names under `base` (default "seed"). The resolved config is written next to every run.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from models.assembly import AssemblyParams
+from models.detector import DETECTOR_PRESETS, DetectorConfig
+from training.transforms import AugmentConfig
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where a data set's splits live, relative to `root` (HW2 layout by default)."""
+
+    root: str = "../shared/data/svhn-hw2"
+    train_images: str = "train"
+    train_json: str = "train.json"
+    extra_train_json: tuple[str, ...] = ()  # more annotation files over `train_images` (e.g. noisy labels)
+    valid_images: str = "valid"
+    valid_json: str = "valid.json"
+    test_images: str = "test"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run depends on. Defaults are the seed recipe."""
+
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    assembly: AssemblyParams = field(default_factory=AssemblyParams)
+    epochs: int = 15
+    batch_size: int = 8
+    workers: int = 4
+    lr: float = 0.005
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    cosine_t_max: int = 10  # in epochs; PyTorch's cosine rises again after T_max, as the seed had it
+    warmup_steps: int = 0
+    amp: bool = True  # only takes effect on CUDA
+    freeze_backbone: bool = False
+    grad_clip: float = 10.0  # max global grad norm; 0 disables
+    seed: int = 0
+    device: str = "auto"
+    max_steps_per_epoch: int = 0  # 0 = whole epoch; small values make smoke runs
+    max_valid_images: int = 0  # 0 = whole validation split
+    eval_every: int = 1  # validation mAP every N epochs (validation loss runs every epoch)
+    init_from: str = ""  # checkpoint whose weights start this run (e.g. synthetic pretraining)
+    save_dtype: str = "float32"
+    out_dir: str = "runs"
+    run_name: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _from_dict(cls: type, data: dict[str, Any]) -> Any:
+    known = {f.name: f for f in fields(cls)}
+    unknown = set(data) - set(known)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} keys: {sorted(unknown)}")
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
+TRAIN_PRESETS: dict[str, TrainConfig] = {
+    "seed": TrainConfig(),
+    # CPU-sized: the fast detector, no AMP, 2 loader workers for a 2-core machine.
+    "fast": TrainConfig(
+        detector=DETECTOR_PRESETS["fast"],
+        batch_size=16,
+        workers=2,
+        lr=0.02,
+        warmup_steps=200,
+        epochs=12,
+        cosine_t_max=12,
+    ),
+}
+
+
+def merge_config(base: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
+    """Return `base` with `overrides` applied; nested sections merge key by key."""
+    nested = {
+        "detector": DetectorConfig,
+        "data": DataConfig,
+        "augment": AugmentConfig,
+        "assembly": AssemblyParams,
+    }
+    changes: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if key in nested:
+            if not isinstance(value, dict):
+                raise ValueError(f"config section {key!r} must be a mapping")
+            if key == "detector" and "preset" in value:
+                value = {**DETECTOR_PRESETS[value.pop("preset")].to_dict(), **value}
+            current = asdict(getattr(base, key))
+            changes[key] = _from_dict(nested[key], {**current, **value})
+        else:
+            changes[key] = value
+    try:
+        return replace(base, **changes)
+    except TypeError as exc:
+        raise ValueError(f"bad training config: {exc}") from exc
+
+
+def load_config(spec: str) -> TrainConfig:
+    """A preset name, or a YAML/JSON file (keys override the preset named by its `base`)."""
+    if spec in TRAIN_PRESETS:
+        return TRAIN_PRESETS[spec]
+    path = Path(spec)
+    if not path.is_file():
+        raise ValueError(f"--config {spec!r} is neither a preset {sorted(TRAIN_PRESETS)} nor a file")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a config file must be a mapping")
+    base = data.pop("base", "seed")
+    if base not in TRAIN_PRESETS:
+        raise ValueError(f"{path}: base {base!r} is not a preset {sorted(TRAIN_PRESETS)}")
+    return merge_config(TRAIN_PRESETS[base], data)
+
+
+def config_from_dict(data: dict[str, Any]) -> TrainConfig:
+    """Rebuild a TrainConfig from `to_dict()` output (as stored in checkpoints and run folders)."""
+    return merge_config(TrainConfig(), data)
+
+
+def write_config(config: TrainConfig, path: Path) -> None:
+    path.write_text(json.dumps(config.to_dict(), indent=2) + "\n")

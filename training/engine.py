@@ -1,0 +1,185 @@
+"""One training epoch, validation loss and batched prediction. Device-agnostic; AMP only on CUDA."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Iterable, Iterator
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from models.assembly import Detection
+from models.labels import label_to_digit
+from training.data import Target
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` -> cuda when available else cpu; `cuda` without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' was asked for but no CUDA GPU is available")
+    return torch.device(name)
+
+
+def _to_device(
+    images: list[torch.Tensor], targets: list[Target], device: torch.device
+) -> tuple[list[torch.Tensor], list[Target]]:
+    images = [img.to(device, non_blocking=True) for img in images]
+    targets = [{k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in t.items()} for t in targets]
+    return images, targets
+
+
+def _autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager[None]:
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.float16)
+    return contextlib.nullcontext()
+
+
+def _limited(
+    loader: Iterable[tuple[list[torch.Tensor], list[Target]]], max_steps: int
+) -> Iterator[tuple[list[torch.Tensor], list[Target]]]:
+    for step, batch in enumerate(loader):
+        if max_steps and step >= max_steps:
+            return
+        yield batch
+
+
+def train_one_epoch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loader: DataLoader[tuple[torch.Tensor, Target]],
+    device: torch.device,
+    *,
+    epoch: int,
+    scaler: torch.amp.GradScaler | None = None,
+    grad_clip: float = 0.0,
+    max_steps: int = 0,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    show_progress: bool = True,
+) -> dict[str, float]:
+    """Train for one pass over `loader`. Returns mean losses per component, `loss`, `images_per_s`."""
+    model.train()
+    totals: dict[str, float] = {}
+    steps = images_seen = 0
+    start = time.perf_counter()
+    total = min(len(loader), max_steps) if max_steps else len(loader)
+    bar = tqdm(
+        _limited(loader, max_steps),
+        total=total,
+        desc=f"epoch {epoch}",
+        disable=not show_progress,
+        leave=False,
+        dynamic_ncols=True,
+    )
+    for images, targets in bar:
+        images, targets = _to_device(images, targets, device)
+        with _autocast(device, scaler is not None):
+            loss_dict = model(images, targets)
+        loss = sum(loss_dict.values())
+        if not math.isfinite(loss.item()):
+            raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch} step {steps}: {loss_dict}")
+        optimizer.zero_grad(set_to_none=True)
+        _backward_step(loss, model, optimizer, scaler, grad_clip)
+        if scheduler is not None:  # per-step schedule
+            scheduler.step()
+        for name, value in loss_dict.items():
+            totals[name] = totals.get(name, 0.0) + value.item()
+        totals["loss"] = totals.get("loss", 0.0) + loss.item()
+        steps += 1
+        images_seen += len(images)
+        bar.set_postfix(
+            loss=f"{totals['loss'] / steps:.3f}", img_s=f"{images_seen / (time.perf_counter() - start):.1f}"
+        )
+    means = {k: v / max(steps, 1) for k, v in totals.items()}
+    means["images_per_s"] = images_seen / max(time.perf_counter() - start, 1e-9)
+    return means
+
+
+def _backward_step(
+    loss: torch.Tensor,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None,
+    grad_clip: float,
+) -> None:
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+    else:
+        loss.backward()
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+
+
+@contextlib.contextmanager
+def loss_mode(model: nn.Module) -> Iterator[None]:
+    """Training-mode forward (so the model returns losses) with BatchNorm frozen and no gradients:
+    measuring validation loss must not change running statistics."""
+    was_training = model.training
+    model.train()
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        model.train(was_training)
+
+
+def validation_loss(
+    model: nn.Module,
+    loader: DataLoader[tuple[torch.Tensor, Target]],
+    device: torch.device,
+    max_steps: int = 0,
+    show_progress: bool = True,
+) -> float:
+    """Mean total detection loss over `loader` (RPN + ROI losses, as in training)."""
+    total, steps = 0.0, 0
+    with loss_mode(model):
+        for images, targets in tqdm(
+            _limited(loader, max_steps), desc="val loss", disable=not show_progress, leave=False
+        ):
+            images, targets = _to_device(images, targets, device)
+            total += float(sum(model(images, targets).values()))
+            steps += 1
+    return total / max(steps, 1)
+
+
+@torch.inference_mode()
+def predict(
+    model: nn.Module,
+    loader: DataLoader[tuple[torch.Tensor, Target]],
+    device: torch.device,
+    show_progress: bool = True,
+    desc: str = "predict",
+) -> dict[int, list[Detection]]:
+    """Run the detector over `loader`. Returns image_id -> detections (xyxy in original-image pixels)."""
+    model.eval()
+    results: dict[int, list[Detection]] = {}
+    for images, targets in tqdm(loader, desc=desc, disable=not show_progress, leave=False):
+        outputs = model([img.to(device) for img in images])
+        for target, out in zip(targets, outputs, strict=True):
+            results[int(target["image_id"])] = outputs_to_detections(out)
+    return results
+
+
+def outputs_to_detections(output: dict[str, torch.Tensor]) -> list[Detection]:
+    """One image's model output {boxes [K, 4] xyxy, labels [K], scores [K]} -> Detection list."""
+    boxes = output["boxes"].float().cpu().tolist()
+    labels = output["labels"].cpu().tolist()
+    scores = output["scores"].float().cpu().tolist()
+    return [
+        Detection(box_xyxy=(b[0], b[1], b[2], b[3]), digit=label_to_digit(int(lab)), score=s)
+        for b, lab, s in zip(boxes, labels, scores, strict=True)
+    ]

@@ -1,0 +1,185 @@
+"""Evaluate a checkpoint on a split in the HW2 layout.
+
+    python -m training.evaluate --checkpoint runs/x/best --data ../shared/data/svhn-hw2 \
+        --split valid --out out/eval
+
+Writes Task 1 `pred.json` (COCO detections) and Task 2 `pred.csv` (`image_id,pred_label`); with ground
+truth also `metrics.json` (map, map50, map75, accuracy), the threshold/IoU sweep and a confusion matrix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+from torch.utils.data import DataLoader
+
+from models.assembly import AssemblyParams
+from models.checkpoint import load_checkpoint
+from training.data import DigitDataset, ImageRecord, collate, list_unlabelled_images, load_coco_split
+from training.engine import predict, resolve_device
+from training.metrics import (
+    Detections,
+    coco_map,
+    confusion_matrix,
+    detections_to_coco,
+    ground_truth_coco,
+    number_accuracy,
+    predicted_numbers,
+)
+from training.plots import plot_confusion_matrix
+
+log = logging.getLogger(__name__)
+SWEEP_SCORES = (0.5, 0.6, 0.7)
+SWEEP_IOUS = (0.0, 0.3, 0.5)
+
+
+def score_detections(
+    records: Sequence[ImageRecord], detections: Detections, params: AssemblyParams
+) -> dict[str, float]:
+    """mAP on all detections, whole-number accuracy with `params`."""
+    metrics = coco_map(ground_truth_coco(records), detections_to_coco(detections))
+    numbers = predicted_numbers(detections, [r.image_id for r in records], params)
+    metrics["accuracy"] = number_accuracy(records, numbers)
+    return metrics
+
+
+def sweep_assembly(
+    records: Sequence[ImageRecord], detections: Detections, base: AssemblyParams
+) -> list[dict[str, float]]:
+    """Whole-number accuracy for each score threshold x IoU de-dup (0 = off) of the seed's experiments."""
+    rows = []
+    ids = [r.image_id for r in records]
+    for score in SWEEP_SCORES:
+        for iou in SWEEP_IOUS:
+            params = replace(base, score_threshold=score, iou_threshold=iou)
+            rows.append(
+                {
+                    "score_threshold": score,
+                    "iou_threshold": iou,
+                    "accuracy": number_accuracy(records, predicted_numbers(detections, ids, params)),
+                }
+            )
+    return rows
+
+
+def format_sweep(rows: Sequence[dict[str, float]]) -> str:
+    """The sweep as a text table: one row per score threshold, one column per IoU threshold."""
+    header = "score \\ IoU " + "".join(f"{'off' if i == 0 else i:>8}" for i in SWEEP_IOUS)
+    lines = [header]
+    for score in SWEEP_SCORES:
+        cells = [r["accuracy"] for r in rows if r["score_threshold"] == score]
+        lines.append(f"{score:>11} " + "".join(f"{c:8.4f}" for c in cells))
+    return "\n".join(lines)
+
+
+def write_predictions(
+    out: Path, records: Sequence[ImageRecord], detections: Detections, params: AssemblyParams
+) -> None:
+    """pred.json (all detections, COCO) and pred.csv (assembled numbers, -1 when none)."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "pred.json").write_text(json.dumps(detections_to_coco(detections)) + "\n")
+    numbers = predicted_numbers(detections, [r.image_id for r in records], params)
+    with (out / "pred.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["image_id", "pred_label"])
+        for image_id in sorted(numbers):
+            writer.writerow([image_id, numbers[image_id]])
+
+
+def write_report(
+    out: Path,
+    records: Sequence[ImageRecord],
+    detections: Detections,
+    params: AssemblyParams,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """metrics.json, sweep.json and confusion_matrix.png for a labelled split; returns the metrics."""
+    metrics: dict[str, Any] = {
+        **score_detections(records, detections, params),
+        "images": len(records),
+        "boxes": sum(len(r.boxes) for r in records),
+        **(extra or {}),
+    }
+    sweep = sweep_assembly(records, detections, params)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    (out / "sweep.json").write_text(json.dumps(sweep, indent=2) + "\n")
+    matrix = confusion_matrix(records, detections, params)
+    plot_confusion_matrix(
+        matrix,
+        out / "confusion_matrix.png",
+        f"digits at score >= {params.score_threshold}, IoU de-dup {params.iou_threshold}",
+    )
+    print(f"mAP {metrics['map']:.4f}  mAP50 {metrics['map50']:.4f}  accuracy {metrics['accuracy']:.4f}")
+    print("whole-number accuracy by score threshold and IoU de-dup:\n" + format_sweep(sweep))
+    return metrics
+
+
+def split_records(
+    data: Path, split: str, images: str | None, annotations: str | None
+) -> tuple[list[ImageRecord], bool]:
+    """(records, labelled): annotated records when the split has a json (HW2: `<split>.json`), else
+    the bare images of its folder."""
+    images_dir = Path(images) if images else data / split
+    ann = Path(annotations) if annotations else data / f"{split}.json"
+    if ann.is_file():
+        return load_coco_split(images_dir, ann)[0], True
+    log.info("no annotations at %s: writing predictions only", ann)
+    return list_unlabelled_images(images_dir), False
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", required=True, help="checkpoint folder (or its checkpoint.json)")
+    p.add_argument("--data", required=True, type=Path, help="data set root in the HW2 layout")
+    p.add_argument("--split", default="valid", help="split folder name: valid, test, train ...")
+    p.add_argument("--images", help="image folder (overrides DATA/SPLIT)")
+    p.add_argument("--annotations", help="COCO json (overrides DATA/SPLIT.json)")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--score-threshold", type=float, help="default: the checkpoint's")
+    p.add_argument("--iou-threshold", type=float, help="default: the checkpoint's (0 = off)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--workers", type=int, default=2)
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    device = resolve_device(args.device)
+    model, meta = load_checkpoint(args.checkpoint, device)
+    params = meta.assembly
+    if args.score_threshold is not None:
+        params = replace(params, score_threshold=args.score_threshold)
+    if args.iou_threshold is not None:
+        params = replace(params, iou_threshold=args.iou_threshold)
+    records, labelled = split_records(args.data, args.split, args.images, args.annotations)
+    loader = DataLoader(
+        DigitDataset(records), batch_size=args.batch_size, num_workers=args.workers, collate_fn=collate
+    )
+    detections = predict(model, loader, device, desc=f"evaluate {args.split}")
+    write_predictions(args.out, records, detections, params)
+    info = {
+        "checkpoint": str(args.checkpoint),
+        "weights_sha256": meta.weights_sha256,
+        "split": args.split,
+        "data": str(args.data),
+        "assembly": asdict(params),
+        "device": str(device),
+    }
+    (args.out / "evaluation.json").write_text(json.dumps(info, indent=2) + "\n")
+    if not labelled:
+        print(f"wrote predictions for {len(records)} images to {args.out}")
+        return {}
+    return write_report(args.out, records, detections, params)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""Evaluation metrics on plain data: COCO mAP (Task 1), whole-number accuracy (Task 2), confusion matrix."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from models.assembly import AssemblyParams, Detection, assemble_number, deduplicate
+from models.boxes import box_iou, xyxy_to_xywh
+from models.labels import NUM_DIGITS, coco_categories, digit_to_category_id
+from training.data import ImageRecord
+
+Detections = Mapping[int, Sequence[Detection]]  # image_id -> detections in original-image pixels
+
+
+def ground_truth_coco(records: Sequence[ImageRecord]) -> dict[str, Any]:
+    """Records -> a COCO ground-truth document in the HW2 convention (category_id = digit + 1)."""
+    images = [
+        {"id": r.image_id, "file_name": r.path.name, "width": r.width, "height": r.height} for r in records
+    ]
+    annotations: list[dict[str, Any]] = []
+    for r in records:
+        for b in r.boxes:
+            x, y, w, h = xyxy_to_xywh(b.box_xyxy)
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": r.image_id,
+                    "bbox": [x, y, w, h],
+                    "area": w * h,
+                    "iscrowd": 0,
+                    "category_id": digit_to_category_id(b.digit),
+                }
+            )
+    return {"images": images, "annotations": annotations, "categories": coco_categories()}
+
+
+def detections_to_coco(detections: Detections) -> list[dict[str, Any]]:
+    """Task 1 `pred.json` rows: bbox [x, y, w, h] in pixels, category_id = digit + 1."""
+    rows = []
+    for image_id in sorted(detections):
+        for d in detections[image_id]:
+            rows.append(
+                {
+                    "image_id": int(image_id),
+                    "bbox": [round(v, 2) for v in xyxy_to_xywh(d.box_xyxy)],
+                    "score": round(float(d.score), 5),
+                    "category_id": digit_to_category_id(d.digit),
+                }
+            )
+    return rows
+
+
+def coco_map(gt: dict[str, Any], predictions: list[dict[str, Any]]) -> dict[str, float]:
+    """COCO bbox mAP@[.5:.95], mAP@.5 and mAP@.75 via pycocotools; all 0.0 for an empty prediction set."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    if not predictions or not gt["annotations"]:
+        return {"map": 0.0, "map50": 0.0, "map75": 0.0}
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt = COCO()
+        coco_gt.dataset = {**gt, "info": {}}
+        coco_gt.createIndex()
+        coco_dt = coco_gt.loadRes([dict(p) for p in predictions])
+        evaluator = COCOeval(coco_gt, coco_dt, iouType="bbox")
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    stats = [max(0.0, float(s)) for s in evaluator.stats[:3]]  # -1 means "no data" in pycocotools
+    return {"map": stats[0], "map50": stats[1], "map75": stats[2]}
+
+
+def predicted_numbers(
+    detections: Detections, image_ids: Sequence[int], params: AssemblyParams
+) -> dict[int, int]:
+    """image_id -> assembled number (-1 when nothing survives), for every id in `image_ids`."""
+    return {i: assemble_number(detections.get(i, ()), params).value for i in image_ids}
+
+
+def number_accuracy(records: Sequence[ImageRecord], numbers: Mapping[int, int]) -> float:
+    """Share of images whose whole number is read exactly (Task 2)."""
+    if not records:
+        return 0.0
+    return sum(numbers.get(r.image_id, -1) == r.number for r in records) / len(records)
+
+
+def confusion_matrix(
+    records: Sequence[ImageRecord], detections: Detections, params: AssemblyParams, iou_match: float = 0.5
+) -> np.ndarray:
+    """Int64[11, 11]: rows are ground-truth digits 0-9 then "none" (a false detection), columns are
+    predicted digits 0-9 then "missed". Predictions are the assembly's survivors, matched greedily by
+    descending score to the unmatched ground-truth box of highest IoU >= `iou_match`."""
+    none = NUM_DIGITS
+    matrix = np.zeros((NUM_DIGITS + 1, NUM_DIGITS + 1), dtype=np.int64)
+    for record in records:
+        kept = [d for d in detections.get(record.image_id, ()) if d.score >= params.score_threshold]
+        unmatched = list(record.boxes)
+        for det in deduplicate(kept, params):
+            ious = [box_iou(det.box_xyxy, g.box_xyxy) for g in unmatched]
+            best = int(np.argmax(ious)) if ious else -1
+            if best >= 0 and ious[best] >= iou_match:
+                matrix[unmatched.pop(best).digit, det.digit] += 1
+            else:
+                matrix[none, det.digit] += 1
+        for g in unmatched:
+            matrix[g.digit, none] += 1
+    return matrix

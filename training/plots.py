@@ -1,0 +1,69 @@
+"""Pictures people would rather look at than read: loss curves and the digit confusion matrix."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+from models.labels import DIGIT_NAMES
+
+
+def plot_loss_curves(history: Sequence[dict[str, Any]], path: Path) -> Path:
+    """Training loss components and validation loss per epoch (left), validation mAP (right)."""
+    epochs = [h["epoch"] for h in history]
+    fig, (ax_loss, ax_map) = plt.subplots(1, 2, figsize=(11, 4))
+    components = [k for k in history[0] if k.startswith("train_loss")] if history else []
+    for key in components:
+        ax_loss.plot(epochs, [h[key] for h in history], marker="o", label=key.removeprefix("train_"))
+    ax_loss.plot(
+        epochs, [h.get("val_loss") for h in history], marker="s", linewidth=2, label="validation loss"
+    )
+    ax_loss.set(xlabel="epoch", ylabel="loss", title="Losses")
+    ax_loss.legend(fontsize=7)
+    scored = [h for h in history if h.get("val_map") is not None]
+    ax_map.plot(
+        [h["epoch"] for h in scored], [h["val_map"] for h in scored], marker="o", label="mAP@[.5:.95]"
+    )
+    ax_map.plot([h["epoch"] for h in scored], [h["val_map50"] for h in scored], marker="o", label="mAP@.5")
+    ax_map.plot(
+        [h["epoch"] for h in scored], [h["val_accuracy"] for h in scored], marker="o", label="number acc."
+    )
+    ax_map.set(xlabel="epoch", ylim=(0, 1), title="Validation")
+    ax_map.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_confusion_matrix(matrix: np.ndarray, path: Path, title: str) -> Path:
+    """11 x 11 counts (digits then none/missed) as a heat map with row-normalised colours."""
+    names = [*DIGIT_NAMES, "none"]
+    rows = matrix.sum(axis=1, keepdims=True).clip(min=1)
+    fig, ax = plt.subplots(figsize=(7, 6))
+    ax.imshow(matrix / rows, cmap="Blues", vmin=0, vmax=1)
+    for (i, j), count in np.ndenumerate(matrix):
+        if count:
+            ax.text(
+                j,
+                i,
+                str(count),
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if matrix[i, j] / rows[i, 0] > 0.5 else "black",
+            )
+    ax.set_xticks(range(len(names)), [*DIGIT_NAMES, "missed"])
+    ax.set_yticks(range(len(names)), names)
+    ax.set(xlabel="predicted", ylabel="ground truth", title=title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,86 @@
+"""Resumable training state without pickle: tensors in safetensors, everything else in JSON.
+
+Layout of a state folder: `tensors.safetensors` (optimizer buffers, RNG states) and `state.json`
+(epoch, history, best score, optimizer hyper-parameters, scheduler and AMP scaler state).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+
+def _split_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors: dict[str, torch.Tensor] = {}
+    plain: dict[str, Any] = {"param_groups": state["param_groups"], "state": {}}
+    for index, values in state["state"].items():
+        plain["state"][str(index)] = {}
+        for key, value in values.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optimizer.{index}.{key}"] = value.detach().cpu().contiguous()
+            else:
+                plain["state"][str(index)][key] = value
+    return tensors, plain
+
+
+def _join_optimizer(tensors: dict[str, torch.Tensor], plain: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {int(i): dict(v) for i, v in plain["state"].items()}
+    for name, tensor in tensors.items():
+        if name.startswith("optimizer."):
+            _, index, key = name.split(".", 2)
+            state.setdefault(int(index), {})[key] = tensor
+    return {"state": state, "param_groups": plain["param_groups"]}
+
+
+def save_train_state(
+    folder: Path,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    scaler: torch.amp.GradScaler | None,
+    progress: dict[str, Any],
+) -> None:
+    """Write everything `load_train_state` needs to continue after `progress["epoch"]`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors, optimizer_plain = _split_optimizer(optimizer.state_dict())
+    tensors["rng.torch"] = torch.get_rng_state()
+    if torch.cuda.is_available():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{i}"] = s
+    save_file(tensors, str(folder / "tensors.safetensors"))
+    document = {
+        "progress": progress,
+        "optimizer": optimizer_plain,
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict() if scaler is not None else None,
+        "python_random": _jsonable(random.getstate()),
+    }
+    (folder / "state.json").write_text(json.dumps(document) + "\n")
+
+
+def load_train_state(
+    folder: Path, optimizer: torch.optim.Optimizer, scheduler: Any, scaler: torch.amp.GradScaler | None
+) -> dict[str, Any]:
+    """Restore optimizer, scheduler, scaler and RNG states in place; returns the saved progress."""
+    tensors = load_file(str(folder / "tensors.safetensors"))
+    document = json.loads((folder / "state.json").read_text())
+    optimizer.load_state_dict(_join_optimizer(tensors, document["optimizer"]))
+    scheduler.load_state_dict(document["scheduler"])
+    if scaler is not None and document["scaler"]:
+        scaler.load_state_dict(document["scaler"])
+    torch.set_rng_state(tensors["rng.torch"])
+    cuda_states = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
+    if cuda_states and torch.cuda.is_available() and len(cuda_states) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda_states)
+    version, internal, gauss = document["python_random"]
+    random.setstate((version, tuple(internal), gauss))
+    progress: dict[str, Any] = document["progress"]
+    return progress
+
+
+def _jsonable(value: Any) -> Any:
+    return [_jsonable(v) for v in value] if isinstance(value, tuple | list) else value

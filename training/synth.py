@@ -1,0 +1,313 @@
+"""Synthetic house numbers in the HW2 layout (images + COCO json), for tests and for pretraining.
+
+    python -m training.synth --out data/synth --count 2000 [--valid-fraction 0.1] [--seed 0] [--workers 2]
+
+Numbers of 1-5 digits are drawn with every usable font the machine has (system fonts, fonts shipped with
+matplotlib, Pillow's own as the last resort) on plates or textured backgrounds, then warped in
+perspective, cropped with jitter, resized, blurred and noised, with non-digit clutter around them. Each
+digit is drawn into its own mask as well, so its box follows every warp exactly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
+from tqdm import tqdm
+
+from models.boxes import BoxXYXY, xyxy_to_xywh
+from models.labels import coco_categories, digit_to_category_id
+
+FONT_DIRS = ("/usr/share/fonts", "/usr/local/share/fonts")
+# Fonts that map ASCII digits to symbols or lack them: their "digits" would be mislabelled.
+SYMBOL_FONTS = ("cmex", "cmsy", "stixnonuni", "stixsiz", "lastresort", "symbol", "dingbat", "emoji")
+CLUTTER_TEXT = ("ST", "AVE", "RD", "No", "APT", "#", "-", "NE", "BLVD", "INC", "&", "A", "B", "C")
+LENGTH_WEIGHTS = (15, 40, 30, 12, 3)  # 1..5 digits, roughly as in street-view house numbers
+FontSpec = str  # path to a TrueType/OpenType file, or "" for Pillow's built-in font
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One synthetic image and its digits (boxes xyxy in image pixels)."""
+
+    image: Image.Image
+    digits: tuple[tuple[int, BoxXYXY], ...]
+
+
+def _candidate_fonts() -> list[Path]:
+    dirs = [Path(d) for d in FONT_DIRS]
+    try:
+        import matplotlib
+
+        dirs.append(Path(matplotlib.__file__).parent / "mpl-data" / "fonts" / "ttf")
+    except ImportError:
+        pass
+    return sorted(
+        p
+        for d in dirs
+        if d.is_dir()
+        for p in d.rglob("*")
+        if p.suffix.lower() in (".ttf", ".otf") and not any(s in p.name.lower() for s in SYMBOL_FONTS)
+    )
+
+
+def _draws_digits(path: Path) -> bool:
+    """True when the font has ten distinct, inked digit glyphs unlike its missing-glyph box."""
+    try:
+        font = ImageFont.truetype(str(path), 32)
+    except OSError:
+        return False
+    masks = []
+    for ch in [*"0123456789", "\ue000"]:
+        img = Image.new("L", (48, 48))
+        ImageDraw.Draw(img).text((4, 4), ch, font=font, fill=255)
+        masks.append(img.tobytes())
+    return all(any(m) for m in masks[:10]) and len(set(masks)) == 11
+
+
+@cache
+def find_fonts() -> tuple[FontSpec, ...]:
+    """Every font here that draws real digits, or Pillow's built-in font when there is none."""
+    usable = tuple(str(p) for p in _candidate_fonts() if _draws_digits(p))
+    return usable or ("",)
+
+
+def _font(spec: FontSpec, size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    return ImageFont.truetype(spec, size) if spec else ImageFont.load_default(size=size)
+
+
+def _colours(rng: random.Random) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """Plate and ink colours with a clear luminance difference; often muted, as street signs are."""
+    saturation = rng.choice([0.15, 0.4, 1.0])
+    while True:
+        plate, ink = (_muted(tuple(rng.randrange(256) for _ in range(3)), saturation) for _ in range(2))
+        if abs(sum(plate) - sum(ink)) / 3 > 70:
+            return plate, ink
+
+
+def _muted(rgb: tuple[int, ...], saturation: float) -> tuple[int, int, int]:
+    grey = sum(rgb) / 3
+    r, g, b = (int(grey + (c - grey) * saturation) for c in rgb)
+    return r, g, b
+
+
+def _background(rng: random.Random, size: tuple[int, int], plate: tuple[int, int, int]) -> Image.Image:
+    """A plate colour with a gradient, blotchy texture and random lines/rectangles."""
+    w, h = size
+    base = np.ones((h, w, 3), np.float32) * np.array(plate, np.float32)
+    gradient = np.linspace(-1, 1, w if rng.random() < 0.5 else h, dtype=np.float32)
+    gradient = gradient[None, :, None] if gradient.size == w else gradient[:, None, None]
+    base += gradient * rng.uniform(0, 40)
+    texture = np.asarray(
+        Image.fromarray(
+            np.uint8(
+                np.random.default_rng(rng.randrange(2**32)).integers(
+                    0, 255, (max(h // 8, 2), max(w // 8, 2), 3)
+                )
+            )
+        ).resize((w, h), Image.Resampling.BICUBIC),
+        np.float32,
+    )
+    base += (texture - 127) * rng.uniform(0, 0.35)
+    img = Image.fromarray(np.uint8(base.clip(0, 255)))
+    draw = ImageDraw.Draw(img)
+    for _ in range(rng.randrange(4)):
+        colour = tuple(rng.randrange(256) for _ in range(3))
+        x0, y0 = rng.randrange(w), rng.randrange(h)
+        if rng.random() < 0.5:
+            draw.line((x0, y0, rng.randrange(w), rng.randrange(h)), fill=colour, width=rng.randrange(1, 4))
+        else:
+            draw.rectangle(
+                (x0, y0, x0 + rng.randrange(w // 3 + 2), y0 + rng.randrange(h // 3 + 2)), outline=colour
+            )
+    return img
+
+
+def _layout(
+    rng: random.Random, number: str, font: ImageFont.FreeTypeFont | ImageFont.ImageFont, size: int
+) -> tuple[list[tuple[float, float]], tuple[int, int], int]:
+    """Glyph origins and the canvas size; digits side by side with random spacing and baseline jitter."""
+    margin = int(size * rng.uniform(0.6, 1.4))
+    spacing = size * rng.uniform(-0.04, 0.25)
+    x, origins = float(margin), []
+    for ch in number:
+        origins.append((x, margin + rng.uniform(-0.06, 0.06) * size))
+        x += font.getlength(ch) + spacing
+    return origins, (int(x + margin), int(size * 1.3 + 2 * margin)), margin
+
+
+def _perspective_coeffs(
+    src: Sequence[tuple[float, float]], dst: Sequence[tuple[float, float]]
+) -> list[float]:
+    """Coefficients for Image.transform(PERSPECTIVE) mapping output points `dst` to input points `src`."""
+    rows, rhs = [], []
+    for (x, y), (u, v) in zip(dst, src, strict=True):
+        rows.append([x, y, 1, 0, 0, 0, -u * x, -u * y])
+        rows.append([0, 0, 0, x, y, 1, -v * x, -v * y])
+        rhs.extend([u, v])
+    return [float(c) for c in np.linalg.solve(np.array(rows, float), np.array(rhs, float))]
+
+
+def _warp(images: list[Image.Image], rng: random.Random, strength: float) -> list[Image.Image]:
+    w, h = images[0].size
+    corners = [(0, 0), (w, 0), (w, h), (0, h)]
+    moved = [
+        (x + rng.uniform(-strength, strength) * w * 0.5, y + rng.uniform(-strength, strength) * h)
+        for x, y in corners
+    ]
+    coeffs = _perspective_coeffs(corners, moved)
+    return [
+        im.transform(im.size, Image.Transform.PERSPECTIVE, coeffs, Image.Resampling.BILINEAR) for im in images
+    ]
+
+
+def _clutter(
+    draw: ImageDraw.ImageDraw,
+    rng: random.Random,
+    canvas: tuple[int, int],
+    margin: int,
+    spec: FontSpec,
+    ink: tuple[int, int, int],
+) -> None:
+    """Non-digit text in the margins: neighbouring signage, never an unlabelled digit."""
+    for _ in range(rng.randrange(3)):
+        font = _font(spec, max(8, int(margin * rng.uniform(0.3, 0.7))))
+        x = rng.choice([rng.uniform(0, margin * 0.3), canvas[0] - margin * rng.uniform(0.4, 0.9)])
+        draw.text((x, rng.uniform(0, canvas[1] * 0.8)), rng.choice(CLUTTER_TEXT), font=font, fill=ink)
+
+
+def render_sample(seed: int, fonts: Sequence[FontSpec] | None = None) -> Sample:
+    """Draw one synthetic house number; the same seed gives the same image."""
+    rng = random.Random(seed)
+    spec = rng.choice(list(fonts or find_fonts()))
+    size = rng.randrange(28, 72)
+    font = _font(spec, size)
+    number = "".join(str(rng.randrange(10)) for _ in range(rng.choices(range(1, 6), LENGTH_WEIGHTS)[0]))
+    origins, canvas_size, margin = _layout(rng, number, font, size)
+    plate, ink = _colours(rng)
+    canvas = _background(rng, canvas_size, plate)
+    draw = ImageDraw.Draw(canvas)
+    _clutter(draw, rng, canvas_size, margin, spec, ink)
+    masks = []
+    stroke = rng.choice([0, 0, 0, 1, 2])
+    for ch, origin in zip(number, origins, strict=True):
+        draw.text(origin, ch, font=font, fill=ink, stroke_width=stroke, stroke_fill=ink)
+        mask = Image.new("L", canvas_size)
+        ImageDraw.Draw(mask).text(origin, ch, font=font, fill=255, stroke_width=stroke, stroke_fill=255)
+        masks.append(mask)
+    canvas, *masks = _warp([canvas, *masks], rng, rng.uniform(0, 0.12))
+    return _finish(rng, canvas, masks, number)
+
+
+def _finish(rng: random.Random, canvas: Image.Image, masks: list[Image.Image], number: str) -> Sample:
+    """Crop around the digits with jitter, resize to a street-view size, blur and add noise."""
+    boxes = [m.point(lambda v: 255 if v > 96 else 0).getbbox() for m in masks]
+    if any(b is None for b in boxes):  # a glyph warped away: draw again
+        return render_sample(rng.randrange(2**31))
+    x1 = min(b[0] for b in boxes if b)
+    y1 = min(b[1] for b in boxes if b)
+    x2 = max(b[2] for b in boxes if b)
+    y2 = max(b[3] for b in boxes if b)
+    text_h = y2 - y1
+    pad_y = text_h * (1 / rng.uniform(0.4, 0.9) - 1) / 2
+    crop = (
+        max(0, int(x1 - text_h * rng.uniform(0.1, 1.0))),
+        max(0, int(y1 - pad_y * rng.uniform(0.5, 1.5))),
+        min(canvas.width, int(x2 + text_h * rng.uniform(0.1, 1.0))),
+        min(canvas.height, int(y2 + pad_y * rng.uniform(0.5, 1.5))),
+    )
+    image = canvas.crop(crop)
+    scale = rng.uniform(24, 120) / image.height
+    out_size = (max(8, round(image.width * scale)), max(8, round(image.height * scale)))
+    image = image.resize(out_size, Image.Resampling.BILINEAR).filter(
+        ImageFilter.GaussianBlur(rng.uniform(0, 1.2))
+    )
+    pixels = np.asarray(image, np.float32) + np.random.default_rng(rng.randrange(2**32)).normal(
+        0, rng.uniform(0, 10), (out_size[1], out_size[0], 3)
+    )
+    image = Image.fromarray(np.uint8(pixels.clip(0, 255)))
+    sx, sy = out_size[0] / (crop[2] - crop[0]), out_size[1] / (crop[3] - crop[1])
+    digits = tuple(
+        (
+            int(ch),
+            ((b[0] - crop[0]) * sx, (b[1] - crop[1]) * sy, (b[2] - crop[0]) * sx, (b[3] - crop[1]) * sy),
+        )
+        for ch, b in zip(number, boxes, strict=True)
+        if b
+    )
+    return Sample(image=image, digits=digits)
+
+
+def _write_one(task: tuple[int, int, str]) -> tuple[int, str, int, int, list[tuple[int, list[float]]]]:
+    image_id, seed, folder = task
+    sample = render_sample(seed)
+    name = f"{image_id}.png"
+    sample.image.save(Path(folder) / name)
+    rows = [(digit, [round(v, 2) for v in xyxy_to_xywh(box)]) for digit, box in sample.digits]
+    return image_id, name, sample.image.width, sample.image.height, rows
+
+
+def write_split(out: Path, split: str, ids: Sequence[int], seed: int, workers: int) -> Path:
+    """Render images `ids` into out/split/ and write out/split.json (HW2 conventions)."""
+    folder = out / split
+    folder.mkdir(parents=True, exist_ok=True)
+    tasks = [(i, seed * 1_000_003 + i, str(folder)) for i in ids]
+    find_fonts()
+    if workers > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            results = list(tqdm(pool.map(_write_one, tasks, chunksize=16), total=len(tasks), desc=split))
+    else:
+        results = [_write_one(t) for t in tqdm(tasks, desc=split)]
+    images: list[dict[str, object]] = []
+    annotations: list[dict[str, object]] = []
+    for image_id, name, width, height, rows in results:
+        images.append({"id": image_id, "file_name": name, "width": width, "height": height})
+        for digit, bbox in rows:
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "bbox": bbox,
+                    "category_id": digit_to_category_id(digit),
+                    "area": bbox[2] * bbox[3],
+                    "iscrowd": 0,
+                }
+            )
+    doc = {"images": images, "annotations": annotations, "categories": coco_categories()}
+    path = out / f"{split}.json"
+    path.write_text(json.dumps(doc) + "\n")
+    return path
+
+
+def main(argv: Sequence[str] | None = None) -> Path:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--count", required=True, type=int, help="images in train + valid")
+    p.add_argument("--valid-fraction", type=float, default=0.1)
+    p.add_argument("--test-count", type=int, default=0, help="extra unlabelled images in test/")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=2)
+    args = p.parse_args(argv)
+    n_valid = max(1, round(args.count * args.valid_fraction)) if args.count > 1 else 0
+    ids = list(range(1, args.count + 1))
+    write_split(args.out, "train", ids[n_valid:], args.seed, args.workers)
+    if n_valid:
+        write_split(args.out, "valid", ids[:n_valid], args.seed, args.workers)
+    if args.test_count:
+        test_ids = list(range(args.count + 1, args.count + args.test_count + 1))
+        write_split(args.out, "test", test_ids, args.seed, args.workers)
+        (args.out / "test.json").unlink()  # the HW2 test split has no labels
+    print(f"fonts: {len(find_fonts())}; wrote {args.count + args.test_count} images to {args.out}")
+    return args.out
+
+
+if __name__ == "__main__":
+    main()

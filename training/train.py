@@ -1,0 +1,316 @@
+"""Train a digit detector and write self-describing checkpoints.
+
+    python -m training.train --config seed --data ../shared/data/svhn-hw2
+    python -m training.train --config configs/fast.yaml --epochs 2 --max-steps 20
+    python -m training.train --resume runs/<run>            # continue where a run stopped
+    torchrun --nproc_per_node=4 -m training.train --config seed   # several GPUs
+
+A run folder holds config.json, metrics.jsonl, loss_curves.png, best/ and last/ checkpoints, state/ for
+--resume, and eval/ with the final evaluation of best/ on the validation split.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+
+from models.checkpoint import load_checkpoint, save_checkpoint, update_checkpoint_metrics
+from models.detector import build_detector
+from training.config import TrainConfig, config_from_dict, load_config, write_config
+from training.data import DigitDataset, ImageRecord, collate, data_fingerprint, load_coco_split
+from training.distributed import DistInfo, barrier, init_distributed, shutdown
+from training.engine import predict, resolve_device, train_one_epoch, validation_loss
+from training.evaluate import score_detections, write_predictions, write_report
+from training.plots import plot_loss_curves
+from training.state import load_train_state, save_train_state
+from training.transforms import TrainTransforms
+
+log = logging.getLogger("training.train")
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default="seed", help="preset name (seed, fast) or YAML/JSON file")
+    p.add_argument("--resume", type=Path, help="run folder to continue (its config.json is used)")
+    p.add_argument("--data", help="data set root (HW2 layout)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--workers", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--device", help="auto, cpu, cuda")
+    p.add_argument("--max-steps", type=int, help="cap steps per epoch (smoke runs)")
+    p.add_argument("--max-valid-images", type=int)
+    p.add_argument("--freeze-backbone", action="store_true", default=None)
+    p.add_argument("--init-from", help="checkpoint to start from")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--out", help="folder for run folders (default runs/)")
+    p.add_argument("--name", help="run folder name (default: time stamp)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
+    return p.parse_args(argv)
+
+
+def resolve_config(args: argparse.Namespace) -> TrainConfig:
+    """Preset/file, or the resumed run's config, with command-line overrides on top."""
+    if args.resume:
+        config = config_from_dict(json.loads((args.resume / "config.json").read_text()))
+    else:
+        config = load_config(args.config)
+    flat = {
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "workers": args.workers,
+        "lr": args.lr,
+        "device": args.device,
+        "max_steps_per_epoch": args.max_steps,
+        "seed": args.seed,
+        "max_valid_images": args.max_valid_images,
+        "freeze_backbone": args.freeze_backbone,
+        "init_from": args.init_from,
+        "out_dir": args.out,
+        "run_name": args.name,
+    }
+    config = replace(config, **{k: v for k, v in flat.items() if v is not None})
+    if args.data:
+        config = replace(config, data=replace(config.data, root=args.data))
+    return config
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def _seed_worker(worker_id: int) -> None:
+    seed = torch.initial_seed() % 2**32
+    random.seed(seed)
+    np.random.seed(seed)
+
+
+def load_splits(config: TrainConfig) -> tuple[list[ImageRecord], list[ImageRecord], str]:
+    """Training records (main json plus extras), validation records and the labels' fingerprint."""
+    root = Path(config.data.root)
+    train_files = [root / config.data.train_json, *(root / f for f in config.data.extra_train_json)]
+    train: list[ImageRecord] = []
+    for ann in train_files:
+        train.extend(load_coco_split(root / config.data.train_images, ann)[0])
+    valid_json = root / config.data.valid_json
+    valid = load_coco_split(root / config.data.valid_images, valid_json)[0]
+    if config.max_valid_images:
+        valid = valid[: config.max_valid_images]
+    return train, valid, data_fingerprint([*train_files, valid_json])
+
+
+def make_loaders(
+    config: TrainConfig,
+    train: list[ImageRecord],
+    valid: list[ImageRecord],
+    dist: DistInfo,
+    generator: torch.Generator,
+) -> tuple[DataLoader[Any], DataLoader[Any]]:
+    train_set = DigitDataset(train, TrainTransforms(config.augment))
+    sampler: DistributedSampler[Any] | None = (
+        DistributedSampler(train_set, seed=config.seed) if dist.enabled else None
+    )
+    common: dict[str, Any] = {
+        "num_workers": config.workers,
+        "collate_fn": collate,
+        "persistent_workers": config.workers > 0,
+        "worker_init_fn": _seed_worker,
+    }
+    train_loader = DataLoader(
+        train_set,
+        batch_size=config.batch_size,
+        shuffle=sampler is None,
+        sampler=sampler,
+        drop_last=len(train_set) > config.batch_size,
+        generator=generator,
+        **common,
+    )
+    valid_loader = DataLoader(DigitDataset(valid), batch_size=config.batch_size, **common)
+    return train_loader, valid_loader
+
+
+def build_model(config: TrainConfig, device: torch.device) -> nn.Module:
+    """The detector of the config, optionally started from another checkpoint, backbone optionally frozen."""
+    model = build_detector(config.detector)
+    if config.init_from:
+        source, _ = load_checkpoint(config.init_from)
+        own = model.state_dict()
+        fitting = {k: v for k, v in source.state_dict().items() if k in own and own[k].shape == v.shape}
+        model.load_state_dict(fitting, strict=False)
+        log.info("initialised %d/%d tensors from %s", len(fitting), len(own), config.init_from)
+    if config.freeze_backbone:
+        for parameter in model.backbone.body.parameters():
+            parameter.requires_grad_(False)
+    return model.to(device)
+
+
+def make_schedule(
+    optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Per-step LR factor: linear warm-up times the seed's per-epoch cosine (eta_min 0, period 2*T_max)."""
+
+    def factor(step: int) -> float:
+        warm = min(1.0, (step + 1) / config.warmup_steps) if config.warmup_steps else 1.0
+        epoch = step // max(steps_per_epoch, 1)
+        return warm * 0.5 * (1.0 + math.cos(math.pi * epoch / config.cosine_t_max))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def make_run_dir(config: TrainConfig, resume: Path | None) -> Path:
+    if resume:
+        return resume
+    name = config.run_name or time.strftime("%Y%m%d-%H%M%S")
+    run_dir = Path(config.out_dir) / name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    latest = Path(config.out_dir) / "latest"
+    if latest.is_symlink() or not latest.exists():
+        latest.unlink(missing_ok=True)
+        latest.symlink_to(name)
+    return run_dir
+
+
+def validate(
+    model: nn.Module,
+    loader: DataLoader[Any],
+    valid: list[ImageRecord],
+    config: TrainConfig,
+    device: torch.device,
+    epoch: int,
+    show: bool,
+) -> dict[str, Any]:
+    """Validation loss every epoch; mAP and number accuracy every `eval_every` epochs and the last."""
+    result: dict[str, Any] = {"val_loss": validation_loss(model, loader, device, show_progress=show)}
+    if epoch % config.eval_every == 0 or epoch == config.epochs:
+        scores = score_detections(valid, predict(model, loader, device, show, "val mAP"), config.assembly)
+        result.update(
+            {"val_map": scores["map"], "val_map50": scores["map50"], "val_accuracy": scores["accuracy"]}
+        )
+    return result
+
+
+def save_epoch(
+    model: nn.Module, run_dir: Path, config: TrainConfig, fingerprint: str, row: dict[str, Any], is_best: bool
+) -> None:
+    kwargs: dict[str, Any] = {
+        "assembly": config.assembly,
+        "training": config.to_dict(),
+        "data_fingerprint": fingerprint,
+        "metrics": row,
+        "dtype": config.save_dtype,
+    }
+    save_checkpoint(run_dir / "last", model, config.detector, **kwargs)
+    if is_best:
+        save_checkpoint(run_dir / "best", model, config.detector, **kwargs)
+
+
+def final_evaluation(
+    run_dir: Path, valid: list[ImageRecord], config: TrainConfig, device: torch.device
+) -> None:
+    """Evaluate best/ on the whole validation split into eval/ and record the figures in the checkpoint."""
+    model, _ = load_checkpoint(run_dir / "best", device)
+    loader = DataLoader(DigitDataset(valid), batch_size=config.batch_size, collate_fn=collate)
+    detections = predict(model, loader, device, desc="final evaluation")
+    write_predictions(run_dir / "eval", valid, detections, config.assembly)
+    metrics = write_report(run_dir / "eval", valid, detections, config.assembly)
+    update_checkpoint_metrics(run_dir / "best", {"valid": metrics})
+
+
+def main(argv: Sequence[str] | None = None) -> Path:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = resolve_config(args)
+    dist = init_distributed(config.device)
+    device = resolve_device(config.device)
+    if dist.enabled and device.type == "cuda":
+        device = torch.device("cuda", dist.local_rank)
+    if device.type == "cpu":
+        log.warning("training on CPU: expect a slow run (use a CUDA GPU for the seed recipe)")
+    generator = seed_everything(config.seed + dist.rank)
+    train, valid, fingerprint = load_splits(config)
+    log.info("data: %d train / %d valid images, fingerprint %s", len(train), len(valid), fingerprint[:12])
+    train_loader, valid_loader = make_loaders(config, train, valid, dist, generator)
+    model = build_model(config, device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(
+        params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+    )
+    steps = min(len(train_loader), config.max_steps_per_epoch or len(train_loader))
+    scheduler = make_schedule(optimizer, config, steps)
+    scaler = torch.amp.GradScaler("cuda") if config.amp and device.type == "cuda" else None
+    run_dir = make_run_dir(config, args.resume)
+    progress: dict[str, Any] = {"epoch": 0, "history": [], "best": -math.inf}
+    if args.resume:
+        model.load_state_dict(load_checkpoint(run_dir / "last")[0].state_dict())
+        progress = load_train_state(run_dir / "state", optimizer, scheduler, scaler)
+        log.info("resuming %s after epoch %d", run_dir, progress["epoch"])
+    if dist.is_main:
+        write_config(config, run_dir / "config.json")
+    net: nn.Module = model
+    if dist.enabled:
+        if device.type == "cuda":
+            net = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+    show = not args.no_progress and dist.is_main
+    for epoch in range(progress["epoch"] + 1, config.epochs + 1):
+        if isinstance(train_loader.sampler, DistributedSampler):
+            train_loader.sampler.set_epoch(epoch)
+        stats = train_one_epoch(
+            net,
+            optimizer,
+            train_loader,
+            device,
+            epoch=epoch,
+            scaler=scaler,
+            grad_clip=config.grad_clip,
+            max_steps=config.max_steps_per_epoch,
+            scheduler=scheduler,
+            show_progress=show,
+        )
+        if dist.is_main:
+            row = {
+                "epoch": epoch,
+                "lr": optimizer.param_groups[0]["lr"],
+                **{f"train_{k}" if k != "images_per_s" else k: v for k, v in stats.items()},
+                **validate(model, valid_loader, valid, config, device, epoch, show),
+            }
+            score = row["val_map"] if "val_map" in row else -row["val_loss"]
+            is_best = score > progress["best"] or not (run_dir / "best").exists()
+            progress = {
+                "epoch": epoch,
+                "history": [*progress["history"], row],
+                "best": max(score, progress["best"]),
+            }
+            save_epoch(model, run_dir, config, fingerprint, row, is_best)
+            save_train_state(run_dir / "state", optimizer, scheduler, scaler, progress)
+            with (run_dir / "metrics.jsonl").open("a") as handle:
+                handle.write(json.dumps(row) + "\n")
+            plot_loss_curves(progress["history"], run_dir / "loss_curves.png")
+            log.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in row.items() if isinstance(v, float)})
+        barrier(dist)
+    if dist.is_main and progress["history"]:
+        final_evaluation(run_dir, valid, config, device)
+        log.info("run folder: %s", run_dir)
+    shutdown(dist)
+    return run_dir
+
+
+if __name__ == "__main__":
+    main()
