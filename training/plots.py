@@ -11,6 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from models.labels import DIGIT_NAMES
 
@@ -37,6 +38,8 @@ def plot_loss_curves(history: Sequence[dict[str, Any]], path: Path) -> Path:
     )
     ax_map.set(xlabel="epoch", ylim=(0, 1), title="Validation")
     ax_map.legend(fontsize=7)
+    for ax in (ax_loss, ax_map):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
