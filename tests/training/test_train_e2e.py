@@ -227,3 +227,27 @@ def test_orand_trains_and_evaluates_with_one_command(tmp_path: Path) -> None:
     )
     metrics = json.loads((run / "eval" / "metrics.json").read_text())
     assert metrics["images"] == 8 and metrics["boxes"] > 8
+
+
+def test_gradient_scaler_branch_trains(synth_dir: Path) -> None:
+    """The AMP path's GradScaler steps (scale, unscale, clip, step, update), exercised on CPU."""
+    torch.manual_seed(0)
+    model = build_detector(DETECTOR_PRESETS["fast"])
+    records, _ = load_coco_split(synth_dir / "train", synth_dir / "train.json")
+    loader = torch.utils.data.DataLoader(DigitDataset(records), batch_size=4, collate_fn=collate)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    before = model.roi_heads.box_predictor.cls_score.weight.detach().clone()
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+    stats = train_one_epoch(
+        model,
+        optimizer,
+        loader,
+        torch.device("cpu"),
+        epoch=1,
+        scaler=scaler,
+        grad_clip=1.0,
+        max_steps=2,
+        show_progress=False,
+    )
+    assert stats["loss"] > 0 and scaler.get_scale() > 0
+    assert not torch.equal(before, model.roi_heads.box_predictor.cls_score.weight)
