@@ -31,13 +31,13 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(PY) -m ruff check models training tests benchmarks
-	$(PY) -m ruff format --check models training tests benchmarks
+	$(PY) -m ruff check models training service tests benchmarks
+	$(PY) -m ruff format --check models training service tests benchmarks
 	$(PY) -m mypy
 
 format: $(STAMP)
-	$(PY) -m ruff format models training tests benchmarks
-	$(PY) -m ruff check --fix models training tests benchmarks
+	$(PY) -m ruff format models training service tests benchmarks
+	$(PY) -m ruff check --fix models training service tests benchmarks
 
 train: $(STAMP)
 	$(PY) -m training.train --config $(CONFIG) --data $(DATA)

@@ -1,0 +1,1 @@
+"""The digitserve HTTP service (FastAPI). Model code comes from `models/`."""

@@ -1,0 +1,111 @@
+"""Uploaded bytes -> an RGB image tensor, or a typed error that says what is wrong with the upload.
+
+Pure: no model, no server. Decompression bombs are refused from the header before any pixel is decoded;
+EXIF orientation is applied; palette, grey, CMYK, alpha and 16-bit images become 8-bit RGB (alpha over
+white); animated images give their first frame.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+ALLOWED_FORMATS = frozenset({"PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF"})
+
+
+class ImageError(ValueError):
+    """Base of the upload errors; the message is meant for the caller."""
+
+
+class EmptyImageError(ImageError):
+    """No bytes at all."""
+
+
+class NotAnImageError(ImageError):
+    """The bytes are not an image in any format we know."""
+
+
+class UnsupportedFormatError(ImageError):
+    """An image, but in a format outside the allow-list."""
+
+
+class CorruptImageError(ImageError):
+    """A known format whose data is truncated or damaged."""
+
+
+class ImageTooLargeError(ImageError):
+    """More pixels than allowed (a decompression bomb, or just too big)."""
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """`tensor` is float RGB [3, H, W] in [0, 1], upright (EXIF applied); `format` is PIL's name."""
+
+    tensor: torch.Tensor
+    width: int
+    height: int
+    format: str
+
+
+def decode_image(
+    data: bytes, max_pixels: int, allowed_formats: frozenset[str] = ALLOWED_FORMATS
+) -> DecodedImage:
+    """Decode one upload. Raises an ImageError subclass for anything unusable."""
+    if not data:
+        raise EmptyImageError("the upload is empty")
+    image = _open(data)
+    fmt = (image.format or "").upper()
+    if fmt not in allowed_formats:
+        raise UnsupportedFormatError(
+            f"image format {fmt or 'unknown'} is not accepted; use one of {sorted(allowed_formats)}"
+        )
+    if image.width * image.height > max_pixels:
+        raise ImageTooLargeError(
+            f"image is {image.width}x{image.height} pixels, more than the {max_pixels} allowed"
+        )
+    rgb = _to_rgb(_first_frame_upright(image))
+    array = np.asarray(rgb, dtype=np.uint8)
+    tensor = torch.from_numpy(array.copy()).permute(2, 0, 1).float().div_(255.0)
+    return DecodedImage(tensor=tensor, width=rgb.width, height=rgb.height, format=fmt)
+
+
+def _open(data: bytes) -> Image.Image:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            return Image.open(io.BytesIO(data))
+    except UnidentifiedImageError as exc:
+        raise NotAnImageError("the upload is not a recognisable image") from exc
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        raise ImageTooLargeError(f"image is too large: {exc}") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise CorruptImageError(f"the image header is damaged: {exc}") from exc
+
+
+def _first_frame_upright(image: Image.Image) -> Image.Image:
+    try:
+        image.seek(0)
+        image.load()
+        return ImageOps.exif_transpose(image) or image
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
+        raise CorruptImageError(f"the image data is truncated or damaged: {exc}") from exc
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Any PIL mode -> 8-bit RGB; transparency composited over white."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") or values.max() > 255 else 255.0
+        image = Image.fromarray(np.uint8(np.clip(values / top * 255.0, 0, 255)), mode="L")
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")

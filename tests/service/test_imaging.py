@@ -1,0 +1,146 @@
+import contextlib
+import io
+import zlib
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from service.imaging import (
+    CorruptImageError,
+    EmptyImageError,
+    ImageError,
+    ImageTooLargeError,
+    NotAnImageError,
+    UnsupportedFormatError,
+    decode_image,
+)
+
+MAX = 4_000_000
+
+
+def encode(image: Image.Image, fmt: str = "PNG", **kwargs: object) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **kwargs)
+    return buffer.getvalue()
+
+
+def test_rgb_png_decodes_to_unit_range_tensor() -> None:
+    decoded = decode_image(encode(Image.new("RGB", (30, 10), (255, 0, 0))), MAX)
+    assert decoded.tensor.shape == (3, 10, 30) and decoded.tensor.dtype == torch.float32
+    assert decoded.tensor[:, 0, 0].tolist() == [1.0, 0.0, 0.0] and decoded.format == "PNG"
+
+
+def test_exif_orientation_is_applied() -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    data = encode(Image.new("RGB", (40, 20), "white"), "JPEG", exif=exif)
+    decoded = decode_image(data, MAX)
+    assert (decoded.width, decoded.height) == (20, 40)
+
+
+@pytest.mark.parametrize(
+    ("mode", "fmt"),
+    [
+        ("P", "PNG"),
+        ("L", "PNG"),
+        ("1", "PNG"),
+        ("LA", "PNG"),
+        ("RGBA", "PNG"),
+        ("I;16", "PNG"),
+        ("I", "TIFF"),
+        ("F", "TIFF"),
+    ],
+)
+def test_modes_become_rgb(mode: str, fmt: str) -> None:
+    image = Image.new(mode, (8, 6))
+    decoded = decode_image(encode(image, fmt), MAX)
+    assert decoded.tensor.shape == (3, 6, 8)
+
+
+def test_cmyk_jpeg_becomes_rgb() -> None:
+    decoded = decode_image(encode(Image.new("CMYK", (8, 6), (0, 255, 255, 0)), "JPEG"), MAX)
+    red, green, blue = decoded.tensor[:, 3, 3].tolist()
+    assert red > 0.9 and green < 0.1 and blue < 0.1
+
+
+def test_transparent_pixels_composite_over_white() -> None:
+    decoded = decode_image(encode(Image.new("RGBA", (4, 4), (0, 0, 0, 0))), MAX)
+    assert torch.all(decoded.tensor == 1.0)
+
+
+def test_sixteen_bit_scales_to_eight_bit() -> None:
+    image = Image.fromarray(np.full((4, 4), 65535, dtype=np.uint16))
+    assert torch.all(decode_image(encode(image), MAX).tensor == 1.0)
+
+
+def test_animated_gif_uses_first_frame() -> None:
+    frames = [Image.new("RGB", (6, 6), c) for c in ("white", "black")]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, "GIF", save_all=True, append_images=frames[1:])
+    assert torch.all(decode_image(buffer.getvalue(), MAX).tensor > 0.9)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (2000, 1), (1, 900)])
+def test_tiny_and_extreme_aspect_ratios(size: tuple[int, int]) -> None:
+    assert decode_image(encode(Image.new("RGB", size)), MAX).tensor.shape == (3, size[1], size[0])
+
+
+def test_empty_upload() -> None:
+    with pytest.raises(EmptyImageError):
+        decode_image(b"", MAX)
+
+
+def test_not_an_image() -> None:
+    with pytest.raises(NotAnImageError):
+        decode_image(b"hello, this is text", MAX)
+
+
+def test_format_outside_allow_list() -> None:
+    with pytest.raises(UnsupportedFormatError, match="PNG"):
+        decode_image(encode(Image.new("RGB", (4, 4))), MAX, allowed_formats=frozenset({"JPEG"}))
+
+
+def test_truncated_image_is_corrupt() -> None:
+    data = encode(Image.effect_noise((64, 64), 50).convert("RGB"))
+    with pytest.raises(CorruptImageError):
+        decode_image(data[: len(data) // 2], MAX)
+
+
+def test_pixel_bomb_refused_from_header() -> None:
+    # A 20000 x 20000 PNG whose pixel data is a tiny zlib stream: refused before decoding.
+    bomb = encode(Image.new("1", (20000, 20000)))
+    assert len(bomb) < 200_000
+    with pytest.raises(ImageTooLargeError, match="too large"):
+        decode_image(bomb, MAX)
+
+
+def test_more_pixels_than_the_setting_allows() -> None:
+    with pytest.raises(ImageTooLargeError, match="3000x2000 pixels, more than the 4000000 allowed"):
+        decode_image(encode(Image.new("1", (3000, 2000))), MAX)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.binary(max_size=2048))
+def test_random_bytes_never_raise_anything_but_image_errors(data: bytes) -> None:
+    with contextlib.suppress(ImageError):
+        decode_image(data, MAX)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(min_value=0, max_value=10_000), st.integers(min_value=0, max_value=255))
+def test_mutated_png_never_raises_anything_but_image_errors(position: int, value: int) -> None:
+    data = bytearray(encode(Image.effect_noise((32, 24), 40).convert("RGB")))
+    data[position % len(data)] = value
+    try:
+        decoded = decode_image(bytes(data), MAX)
+    except ImageError:
+        return
+    assert decoded.tensor.shape[0] == 3
+
+
+def test_zlib_is_available_for_png() -> None:  # guards the bomb test's premise
+    assert zlib.compress(b"\0" * 1000)
