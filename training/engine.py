@@ -13,17 +13,8 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from models.assembly import Detection
-from models.labels import label_to_digit
+from models.inference import outputs_to_detections
 from training.data import Target
-
-
-def resolve_device(name: str) -> torch.device:
-    """`auto` -> cuda when available else cpu; `cuda` without a GPU is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' was asked for but no CUDA GPU is available")
-    return torch.device(name)
 
 
 def _to_device(
@@ -172,14 +163,3 @@ def predict(
         for target, out in zip(targets, outputs, strict=True):
             results[int(target["image_id"])] = outputs_to_detections(out)
     return results
-
-
-def outputs_to_detections(output: dict[str, torch.Tensor]) -> list[Detection]:
-    """One image's model output {boxes [K, 4] xyxy, labels [K], scores [K]} -> Detection list."""
-    boxes = output["boxes"].float().cpu().tolist()
-    labels = output["labels"].cpu().tolist()
-    scores = output["scores"].float().cpu().tolist()
-    return [
-        Detection(box_xyxy=(b[0], b[1], b[2], b[3]), digit=label_to_digit(int(lab)), score=s)
-        for b, lab, s in zip(boxes, labels, scores, strict=True)
-    ]

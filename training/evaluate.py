@@ -22,8 +22,9 @@ from torch.utils.data import DataLoader
 
 from models.assembly import AssemblyParams
 from models.checkpoint import load_checkpoint
+from models.inference import resolve_device
 from training.data import DigitDataset, ImageRecord, collate, list_unlabelled_images, load_coco_split
-from training.engine import predict, resolve_device
+from training.engine import predict
 from training.metrics import (
     Detections,
     coco_map,

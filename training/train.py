@@ -30,10 +30,11 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from models.checkpoint import load_checkpoint, save_checkpoint, update_checkpoint_metrics
 from models.detector import build_detector
+from models.inference import resolve_device
 from training.config import TrainConfig, config_from_dict, load_config, write_config
 from training.data import DigitDataset, ImageRecord, collate, data_fingerprint, load_coco_split
 from training.distributed import DistInfo, barrier, init_distributed, shutdown
-from training.engine import predict, resolve_device, train_one_epoch, validation_loss
+from training.engine import predict, train_one_epoch, validation_loss
 from training.evaluate import score_detections, write_predictions, write_report
 from training.plots import plot_loss_curves
 from training.state import load_train_state, save_train_state

@@ -144,3 +144,9 @@ def test_mutated_png_never_raises_anything_but_image_errors(position: int, value
 
 def test_zlib_is_available_for_png() -> None:  # guards the bomb test's premise
     assert zlib.compress(b"\0" * 1000)
+
+
+@pytest.mark.parametrize("head", [b"GIF89a-junk", b"\x89PNG\r\n\x1a\n-junk", b"\xff\xd8\xff-junk"])
+def test_image_signature_with_broken_body_is_corrupt_not_unknown(head: bytes) -> None:
+    with pytest.raises(CorruptImageError):
+        decode_image(head, MAX)

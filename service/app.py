@@ -1,0 +1,98 @@
+"""The app factory: `uvicorn --factory service.app:create_app`.
+
+Startup resolves the device (CUDA when there is one and it is asked for), then loads and warms the
+model in a background thread so that liveness answers at once and readiness tells the truth. SIGTERM
+flips readiness to 503 and refuses new work while in-flight requests finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from models.inference import resolve_device
+from service.config import Settings
+from service.errors import install_error_handlers
+from service.middleware import BodyLimitMiddleware, MetricsMiddleware
+from service.routes import health, inference, metrics, model
+from service.state import ServiceState
+
+log = logging.getLogger("service")
+
+
+def _device_for(settings: Settings) -> Any:
+    """`cuda` without a GPU raises (startup fails); `auto` without one serves on CPU, said loudly."""
+    device = resolve_device(settings.device)
+    if settings.device == "auto" and device.type == "cpu":
+        log.warning("NO CUDA GPU FOUND: serving on the CPU (set DIGITSERVE_DEVICE=cuda to require a GPU)")
+    return device
+
+
+def _chain_sigterm(state: ServiceState) -> None:
+    """Mark the service draining on SIGTERM, then let the server's own handler stop it gracefully."""
+    try:
+        previous = signal.getsignal(signal.SIGTERM)
+    except ValueError:  # not the main thread (e.g. inside a test client)
+        return
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        state.drain()
+        if callable(previous):
+            previous(signum, frame)
+
+    try:
+        signal.signal(signal.SIGTERM, on_sigterm)
+    except ValueError:
+        return
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    state: ServiceState = app.state.service
+    state.device = _device_for(state.settings)
+    _chain_sigterm(state)
+    loader = asyncio.get_running_loop().run_in_executor(None, state.load)
+    try:
+        yield
+    finally:
+        state.drain()
+        await loader  # a model still loading finishes before shutdown goes on
+        if state.batcher is not None:
+            await asyncio.get_running_loop().run_in_executor(
+                None, state.batcher.close, state.settings.drain_timeout_s
+            )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; no model work happens until startup."""
+    settings = settings or Settings()
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    app = FastAPI(
+        title="digitserve",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="Finds every digit in a photo and reads the whole house number.",
+    )
+    app.state.service = ServiceState(settings=settings)
+    install_error_handlers(app)
+    for router in (health.router, inference.router, model.router, metrics.router):
+        app.include_router(router)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["X-API-Key", "Content-Type"],
+        )
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(MetricsMiddleware, telemetry=app.state.service.telemetry)
+    return app

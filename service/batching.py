@@ -1,0 +1,133 @@
+"""A bounded queue in front of one model, served by one worker thread that forms micro-batches.
+
+Requests `await submit(items)`; the worker takes up to `max_batch` items, waiting at most `max_wait_s`
+for a batch to fill, and runs the model off the event loop. When admitting a request's items would
+exceed `max_queue`, it is refused at once (QueueFullError -> 503 with Retry-After): nothing hangs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from service.errors import NotReadyError, QueueFullError
+
+T = TypeVar("T")
+R = TypeVar("R")
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Job(Generic[T]):
+    item: T
+    future: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop
+
+
+def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():  # the caller gave up (timeout, disconnect)
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+class MicroBatcher(Generic[T, R]):
+    """`run_batch(items) -> results` (same length, same order) runs on the worker thread only."""
+
+    def __init__(
+        self,
+        run_batch: Callable[[list[T]], list[R]],
+        *,
+        max_batch: int,
+        max_wait_s: float,
+        max_queue: int,
+        on_batch: Callable[[int, float], None] | None = None,
+        on_depth: Callable[[int], None] | None = None,
+    ) -> None:
+        self._run_batch = run_batch
+        self.max_batch, self.max_wait_s, self.max_queue = max_batch, max_wait_s, max_queue
+        self._on_batch, self._on_depth = on_batch, on_depth
+        self._queue: queue.Queue[_Job[T] | None] = queue.Queue()
+        self._lock = threading.Lock()
+        self._pending = 0
+        self._closed = False
+        self._thread = threading.Thread(target=self._work, name="digitserve-batcher", daemon=True)
+        self._thread.start()
+
+    @property
+    def pending(self) -> int:
+        """Items admitted and not yet answered."""
+        return self._pending
+
+    async def submit(self, items: Sequence[T]) -> list[R]:
+        """Queue `items` as one admission and wait for all their results."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            if self._closed:
+                raise NotReadyError("the service is shutting down")
+            if self._pending + len(items) > self.max_queue:
+                raise QueueFullError(
+                    f"{self._pending} images are already waiting (limit {self.max_queue}); retry shortly",
+                    headers={"Retry-After": "1"},
+                )
+            self._pending += len(items)
+            self._report_depth()
+        futures = [loop.create_future() for _ in items]
+        for item, future in zip(items, futures, strict=True):
+            self._queue.put(_Job(item, future, loop))
+        return list(await asyncio.gather(*futures))
+
+    def close(self, timeout_s: float) -> None:
+        """Refuse new work, finish what is queued (up to `timeout_s`), stop the worker."""
+        with self._lock:
+            self._closed = True
+        self._queue.put(None)
+        self._thread.join(timeout_s)
+
+    def _report_depth(self) -> None:
+        if self._on_depth is not None:
+            self._on_depth(self._pending)
+
+    def _work(self) -> None:
+        stopping = False
+        while not stopping:
+            job = self._queue.get()
+            if job is None:
+                break
+            batch = [job]
+            deadline = time.monotonic() + self.max_wait_s
+            while len(batch) < self.max_batch:
+                try:
+                    nxt = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stopping = True
+                    break
+                batch.append(nxt)
+            self._run(batch)
+
+    def _run(self, batch: list[_Job[T]]) -> None:
+        start = time.perf_counter()
+        results: list[Any] = [None] * len(batch)
+        error: BaseException | None = None
+        try:
+            results = self._run_batch([job.item for job in batch])
+        except Exception as exc:  # handed to every waiting request; the worker keeps serving
+            error = exc
+        elapsed = time.perf_counter() - start
+        for job, result in zip(batch, results, strict=True):
+            job.loop.call_soon_threadsafe(_resolve, job.future, result, error)
+        with self._lock:
+            self._pending -= len(batch)
+            self._report_depth()
+        if self._on_batch is not None:
+            self._on_batch(len(batch), elapsed)

@@ -1,0 +1,48 @@
+"""Service settings: environment variables with the DIGITSERVE_ prefix (e.g. DIGITSERVE_DEVICE=cuda).
+
+List values (API keys, CORS origins) are JSON: DIGITSERVE_API_KEYS='["key-1", "key-2"]'.
+Out-of-range values fail at startup with pydantic's message.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SHIPPED_CHECKPOINT = Path(__file__).resolve().parents[1] / "models" / "default"
+TRAINED_CHECKPOINT = Path("runs") / "latest" / "best"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DIGITSERVE_", extra="forbid", frozen=True)
+
+    checkpoint: Path | None = Field(
+        None, description="checkpoint folder; default: shipped, else runs/latest/best"
+    )
+    device: Literal["auto", "cuda", "cpu"] = "auto"
+    score_threshold: float | None = Field(None, ge=0.0, le=1.0, description="default: the checkpoint's")
+    iou_threshold: float | None = Field(None, ge=0.0, le=1.0, description="0 turns IoU de-dup off")
+    center_distance_ratio: float | None = Field(None, ge=0.0, le=5.0)
+    max_upload_bytes: int = Field(10 * 2**20, ge=1024, le=2**30, description="whole request body")
+    max_pixels: int = Field(25_000_000, ge=1, le=200_000_000, description="per image")
+    max_images_per_request: int = Field(16, ge=1, le=256)
+    queue_depth: int = Field(64, ge=1, le=10_000, description="images waiting for the model")
+    batch_size: int = Field(1, ge=1, le=128, description="images per model call")
+    batch_wait_ms: float = Field(2.0, ge=0.0, le=1000.0, description="wait for a batch to fill")
+    request_timeout_s: float = Field(30.0, gt=0.0, le=600.0)
+    drain_timeout_s: float = Field(20.0, ge=0.0, le=600.0)
+    api_keys: frozenset[str] = Field(frozenset(), description="accepted X-API-Key values; empty = open")
+    cors_origins: tuple[str, ...] = Field((), description="allowed origins; empty = CORS off")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+def resolve_checkpoint(settings: Settings) -> Path:
+    """The checkpoint to serve: the setting, else the shipped model, else the newest training run."""
+    if settings.checkpoint is not None:
+        return settings.checkpoint
+    if (SHIPPED_CHECKPOINT / "checkpoint.json").is_file():
+        return SHIPPED_CHECKPOINT
+    return TRAINED_CHECKPOINT

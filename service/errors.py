@@ -1,0 +1,82 @@
+"""Domain errors and their one mapping to HTTP: status, machine-readable code, words a caller can act on."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from service.imaging import (
+    CorruptImageError,
+    EmptyImageError,
+    ImageError,
+    ImageTooLargeError,
+    NotAnImageError,
+    UnsupportedFormatError,
+)
+
+
+class ServiceError(Exception):
+    """An error with an HTTP status; `headers` are added to the response."""
+
+    status = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.headers = headers or {}
+
+
+class NotReadyError(ServiceError):
+    status, code = 503, "not_ready"
+
+
+class QueueFullError(ServiceError):
+    status, code = 503, "overloaded"
+
+
+class ModelOverloadedError(ServiceError):
+    """The accelerator ran out of memory; memory was freed and the next request may succeed."""
+
+    status, code = 503, "out_of_memory"
+
+
+class TooManyImagesError(ServiceError):
+    status, code = 422, "too_many_images"
+
+
+class UnauthorizedError(ServiceError):
+    status, code = 401, "unauthorized"
+
+
+class RequestTimeoutError(ServiceError):
+    status, code = 503, "timeout"
+
+
+IMAGE_ERROR_STATUS: dict[type[ImageError], tuple[int, str]] = {
+    EmptyImageError: (400, "empty_image"),
+    CorruptImageError: (400, "corrupt_image"),
+    NotAnImageError: (415, "not_an_image"),
+    UnsupportedFormatError: (415, "unsupported_format"),
+    ImageTooLargeError: (413, "image_too_large"),
+}
+
+
+class UploadError(ServiceError):
+    """An ImageError for the upload at `index` (0-based, in request order)."""
+
+    def __init__(self, index: int, error: ImageError) -> None:
+        super().__init__(f"image {index}: {error}")
+        self.status, self.code = IMAGE_ERROR_STATUS.get(type(error), (400, "bad_image"))
+
+
+def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
+    return {"error": {"code": code, "message": message}}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def handle(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ServiceError)
+        return JSONResponse(error_body(exc.code, exc.message), status_code=exc.status, headers=exc.headers)
+
+    app.add_exception_handler(ServiceError, handle)

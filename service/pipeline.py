@@ -1,0 +1,75 @@
+"""Uploads -> decoded images -> batched detections, timed. Decoding runs in the thread pool and the
+model in the batcher's worker thread: nothing heavy on the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+from fastapi import UploadFile
+from starlette.concurrency import run_in_threadpool
+
+from models.assembly import Detection
+from models.boxes import xyxy_to_xywh
+from models.labels import digit_to_category_id
+from service.errors import RequestTimeoutError, TooManyImagesError, UploadError
+from service.imaging import DecodedImage, ImageError, decode_image
+from service.schemas import DigitDetection, Timing
+from service.state import ServiceState
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    index: int
+    image: DecodedImage
+    detections: list[Detection]
+    timing: Timing
+
+
+async def decode_uploads(uploads: list[UploadFile], state: ServiceState) -> list[tuple[DecodedImage, float]]:
+    """Each upload decoded (with its decode ms), or UploadError naming the first bad one."""
+    limit = state.settings.max_images_per_request
+    if len(uploads) > limit:
+        raise TooManyImagesError(f"{len(uploads)} images sent; at most {limit} per request")
+    decoded = []
+    for index, upload in enumerate(uploads):
+        start = time.perf_counter()
+        data = await upload.read()
+        try:
+            image = await run_in_threadpool(decode_image, data, state.settings.max_pixels)
+        except ImageError as exc:
+            raise UploadError(index, exc) from exc
+        decoded.append((image, (time.perf_counter() - start) * 1000))
+    return decoded
+
+
+async def detect_uploads(uploads: list[UploadFile], state: ServiceState) -> list[ImageResult]:
+    """Detections for every upload, in request order."""
+    start = time.perf_counter()
+    _, batcher = state.require_ready()
+    decoded = await decode_uploads(uploads, state)
+    infer_start = time.perf_counter()
+    try:
+        detections = await asyncio.wait_for(
+            batcher.submit([d.tensor for d, _ in decoded]), state.settings.request_timeout_s
+        )
+    except TimeoutError as exc:
+        raise RequestTimeoutError(
+            "the model did not answer in time; retry later", headers={"Retry-After": "5"}
+        ) from exc
+    done = time.perf_counter()
+    infer_ms, total_ms = (done - infer_start) * 1000, (done - start) * 1000
+    return [
+        ImageResult(i, image, dets, Timing(decode_ms=decode_ms, inference_ms=infer_ms, total_ms=total_ms))
+        for i, ((image, decode_ms), dets) in enumerate(zip(decoded, detections, strict=True))
+    ]
+
+
+def to_schema(detection: Detection) -> DigitDetection:
+    return DigitDetection(
+        bbox=[round(v, 2) for v in xyxy_to_xywh(detection.box_xyxy)],
+        category_id=digit_to_category_id(detection.digit),
+        digit=detection.digit,
+        score=round(detection.score, 5),
+    )

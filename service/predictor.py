@@ -1,0 +1,84 @@
+"""The Predictor owns the model, its device and its thresholds: preprocess (decode) -> inference ->
+postprocess (assembly) as separate steps. Only `detect` touches the model."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from torchvision.models.detection import FasterRCNN
+
+from models.assembly import AssembledNumber, AssemblyParams, Detection, assemble_number
+from models.checkpoint import CheckpointMeta, load_checkpoint
+from models.inference import outputs_to_detections
+from service.errors import ModelOverloadedError
+
+log = logging.getLogger(__name__)
+
+
+class Predictor:
+    """A loaded detector on one device. Images are float RGB [3, H, W] in [0, 1]; detections come
+    back with xyxy boxes in the pixels of the image as given."""
+
+    def __init__(
+        self,
+        model: FasterRCNN,
+        meta: CheckpointMeta,
+        device: torch.device,
+        assembly: AssemblyParams,
+        checkpoint: Path,
+    ) -> None:
+        self.model, self.meta, self.device, self.assembly = model, meta, device, assembly
+        self.checkpoint = checkpoint
+
+    @classmethod
+    def load(
+        cls,
+        checkpoint: Path,
+        device: torch.device,
+        *,
+        score_threshold: float | None = None,
+        iou_threshold: float | None = None,
+        center_distance_ratio: float | None = None,
+    ) -> Predictor:
+        """Verify and load `checkpoint`; thresholds left as None come from the checkpoint."""
+        model, meta = load_checkpoint(checkpoint, device)
+        overrides = {
+            "score_threshold": score_threshold,
+            "iou_threshold": iou_threshold,
+            "center_distance_ratio": center_distance_ratio,
+        }
+        assembly = replace(meta.assembly, **{k: v for k, v in overrides.items() if v is not None})
+        return cls(model, meta, device, assembly, checkpoint)
+
+    def detect(self, images: list[torch.Tensor]) -> list[list[Detection]]:
+        """One model call for a batch. A CUDA out-of-memory error frees the cache and becomes
+        ModelOverloadedError, so the next call starts clean."""
+        try:
+            with torch.inference_mode():
+                outputs = self.model([image.to(self.device, non_blocking=True) for image in images])
+            return [outputs_to_detections(out) for out in outputs]
+        except torch.cuda.OutOfMemoryError as exc:
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            log.error("out of GPU memory on a batch of %d images; cache freed", len(images))
+            raise ModelOverloadedError(
+                "the model ran out of GPU memory; retry, or send fewer images", headers={"Retry-After": "1"}
+            ) from exc
+
+    def assemble(self, detections: list[Detection]) -> AssembledNumber:
+        """The shared number-assembly rule with this service's thresholds."""
+        return assemble_number(detections, self.assembly)
+
+    def warm_up(self, runs: int = 2) -> float:
+        """Run the model on a blank street-number-sized image; returns the last run's ms."""
+        image = torch.full((3, 56, 126), 0.5)
+        elapsed = 0.0
+        for _ in range(runs):
+            start = time.perf_counter()
+            self.detect([image])
+            elapsed = (time.perf_counter() - start) * 1000
+        return elapsed

@@ -1,0 +1,34 @@
+"""GET /v1/model: what is being served."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from fastapi import APIRouter
+
+from models.checkpoint import label_map_document
+from models.labels import DIGIT_NAMES
+from service.deps import ApiKeyDep, StateDep
+from service.schemas import ModelInfo, error_responses
+
+router = APIRouter(prefix="/v1", tags=["model"])
+
+
+@router.get("/model", response_model=ModelInfo, responses=error_responses(401, 503))
+async def model_info(state: StateDep, _: ApiKeyDep) -> ModelInfo:
+    """Architecture, classes, input size, thresholds in force, weights hash and training metrics."""
+    predictor, _batcher = state.require_ready()
+    meta = predictor.meta
+    return ModelInfo(
+        arch=meta.detector.arch,
+        classes=["background", *DIGIT_NAMES],
+        label_map=label_map_document(),
+        input_size={"min_size": meta.detector.min_size, "max_size": meta.detector.max_size},
+        thresholds=asdict(predictor.assembly),
+        weights_sha256=meta.weights_sha256,
+        weights_dtype=meta.weights_dtype,
+        data_fingerprint=meta.data_fingerprint,
+        training_metrics=meta.metrics,
+        checkpoint=str(predictor.checkpoint),
+        device=str(predictor.device),
+    )

@@ -1,0 +1,97 @@
+"""Response models: what the OpenAPI document promises.
+Boxes are COCO [x, y, w, h] in original-image pixels."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class DigitDetection(BaseModel):
+    bbox: list[float] = Field(
+        description="[x, y, width, height] in pixels of the uploaded (EXIF-upright) image"
+    )
+    category_id: int = Field(description="COCO category: digit + 1")
+    digit: int = Field(ge=0, le=9)
+    score: float = Field(ge=0.0, le=1.0)
+
+
+class Timing(BaseModel):
+    decode_ms: float = Field(description="reading and decoding this image")
+    inference_ms: float = Field(description="queue wait plus model time for the request's images")
+    total_ms: float = Field(description="from request start to this result")
+
+
+class DetectResult(BaseModel):
+    index: int = Field(description="position of the image in the request")
+    width: int
+    height: int
+    detections: list[DigitDetection]
+    timing: Timing
+
+
+class DetectResponse(BaseModel):
+    results: list[DetectResult]
+
+
+class RecognizeResult(BaseModel):
+    index: int
+    width: int
+    height: int
+    text: str = Field(description="digits left to right; empty when none survives")
+    number: int = Field(description="the number as an integer; -1 when no digit survives")
+    digits: list[DigitDetection] = Field(description="the detections used, left to right")
+    confidence: float = Field(description="product of the used digits' scores; 0 when none")
+    timing: Timing
+
+
+class RecognizeResponse(BaseModel):
+    results: list[RecognizeResult]
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+class Liveness(BaseModel):
+    status: str = "alive"
+
+
+class Readiness(BaseModel):
+    status: str = Field(description="loading, ready, failed or draining")
+    reason: str | None = None
+    checkpoint: str | None = None
+    device: str | None = None
+
+
+class ModelInfo(BaseModel):
+    arch: str
+    classes: list[str]
+    label_map: dict[str, Any]
+    input_size: dict[str, int]
+    thresholds: dict[str, float]
+    weights_sha256: str
+    weights_dtype: str
+    data_fingerprint: str | None
+    training_metrics: dict[str, Any]
+    checkpoint: str
+    device: str
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the error statuses a route can answer."""
+    words = {
+        400: "Empty, truncated or corrupt image",
+        401: "Missing or wrong X-API-Key",
+        413: "Body over the byte limit, or an image over the pixel limit",
+        415: "Not an image, or a format outside the allow-list",
+        422: "Wrong field names, or too many images",
+        503: "Not ready, draining, overloaded or out of memory",
+    }
+    return {s: {"model": ErrorResponse, "description": words[s]} for s in statuses}

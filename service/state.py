@@ -1,0 +1,84 @@
+"""What the running service knows about itself: readiness, the predictor and the batcher."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+
+from models.assembly import Detection
+from service.batching import MicroBatcher
+from service.config import Settings, resolve_checkpoint
+from service.errors import NotReadyError
+from service.predictor import Predictor
+from service.telemetry import Telemetry
+
+log = logging.getLogger("service")
+Status = Literal["loading", "ready", "failed", "draining"]
+
+
+@dataclass
+class ServiceState:
+    settings: Settings
+    telemetry: Telemetry = field(default_factory=Telemetry)
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    status: Status = "loading"
+    reason: str | None = "the model is loading"
+    predictor: Predictor | None = None
+    batcher: MicroBatcher[torch.Tensor, list[Detection]] | None = None
+    loaded: threading.Event = field(default_factory=threading.Event)
+
+    def require_ready(self) -> tuple[Predictor, MicroBatcher[torch.Tensor, list[Detection]]]:
+        if self.status != "ready" or self.predictor is None or self.batcher is None:
+            raise NotReadyError(f"the service is not ready: {self.reason}", headers={"Retry-After": "5"})
+        return self.predictor, self.batcher
+
+    def load(self) -> None:
+        """Load, warm up and start batching; any failure leaves the process live and not ready."""
+        try:
+            path = resolve_checkpoint(self.settings)
+            s = self.settings
+            predictor = Predictor.load(
+                path,
+                self.device,
+                score_threshold=s.score_threshold,
+                iou_threshold=s.iou_threshold,
+                center_distance_ratio=s.center_distance_ratio,
+            )
+            warm_ms = predictor.warm_up()
+            self.batcher = MicroBatcher(
+                predictor.detect,
+                max_batch=s.batch_size,
+                max_wait_s=s.batch_wait_ms / 1000,
+                max_queue=s.queue_depth,
+                on_batch=self._record_batch,
+                on_depth=self.telemetry.queue_depth.set,
+            )
+            self.predictor = predictor
+            if self.status == "loading":
+                self.status, self.reason = "ready", None
+            log.info(
+                "serving %s (%s, sha256 %s...) on %s; warm-up %.1f ms",
+                path,
+                predictor.meta.detector.arch,
+                predictor.meta.weights_sha256[:12],
+                self.device,
+                warm_ms,
+            )
+        except Exception as exc:  # reported through readiness with its own message
+            self.status, self.reason = "failed", f"cannot load the model: {exc}"
+            log.error("%s", self.reason)
+        finally:
+            self.loaded.set()
+
+    def drain(self) -> None:
+        if self.status != "draining":
+            log.info("draining: refusing new work, finishing what is in flight")
+        self.status, self.reason = "draining", "the service is shutting down"
+
+    def _record_batch(self, size: int, seconds: float) -> None:
+        self.telemetry.batch_size.observe(size)
+        self.telemetry.inference.observe(seconds)

@@ -1,0 +1,225 @@
+"""Contract tests: every route and error code, on a started app with a tiny real checkpoint."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from models.assembly import AssemblyParams, Detection, assemble_number
+from models.boxes import xywh_to_xyxy
+from service.app import create_app
+from service.config import Settings
+from tests.service.conftest import StartClient, noise_png, png
+
+
+def files(*images: bytes, field: str = "image") -> list[tuple[str, tuple[str, bytes, str]]]:
+    return [(field, (f"{i}.png", data, "image/png")) for i, data in enumerate(images)]
+
+
+def test_live_and_ready(client: TestClient) -> None:
+    assert client.get("/health/live").json() == {"status": "alive"}
+    ready = client.get("/health/ready")
+    assert ready.status_code == 200 and ready.json()["status"] == "ready" and ready.json()["device"] == "cpu"
+
+
+def test_detect_returns_coco_boxes_per_image(client: TestClient) -> None:
+    response = client.post("/v1/detect", files=files(noise_png(), png((40, 90))))
+    assert response.status_code == 200
+    results = response.json()["results"]
+    assert [(r["index"], r["width"], r["height"]) for r in results] == [(0, 126, 56), (1, 40, 90)]
+    for det in results[0]["detections"]:
+        assert det["category_id"] == det["digit"] + 1 and 0 <= det["score"] <= 1
+        x, y, w, h = det["bbox"]
+        assert x >= 0 and y >= 0 and w >= 0 and h >= 0 and x + w <= 126.01 and y + h <= 56.01
+    assert results[0]["timing"]["total_ms"] >= results[0]["timing"]["inference_ms"] > 0
+
+
+def test_min_score_filters_detections(client: TestClient) -> None:
+    response = client.post("/v1/detect?min_score=0.99", files=files(noise_png()))
+    assert all(d["score"] >= 0.99 for d in response.json()["results"][0]["detections"])
+
+
+def test_recognize_uses_the_shared_assembly_rule(start_client: StartClient) -> None:
+    client = start_client(score_threshold=0.0)
+    image = noise_png(seed=3)
+    detections = client.post("/v1/detect", files=files(image)).json()["results"][0]["detections"]
+    expected = assemble_number(
+        [Detection(xywh_to_xyxy(d["bbox"]), d["digit"], d["score"]) for d in detections],
+        AssemblyParams(score_threshold=0.0),
+    )
+    result = client.post("/v1/recognize", files=files(image)).json()["results"][0]
+    assert result["text"] == expected.text and result["number"] == expected.value
+    assert len(result["digits"]) == len(expected.digits) > 0
+
+
+def test_recognize_without_confident_digits_is_minus_one(client: TestClient) -> None:
+    result = client.post("/v1/recognize", files=files(png())).json()["results"][0]
+    assert result["number"] == -1 and result["text"] == "" and result["digits"] == []
+
+
+def test_model_info(client: TestClient, tiny_checkpoint: Path) -> None:
+    info = client.get("/v1/model").json()
+    doc = json.loads((tiny_checkpoint / "checkpoint.json").read_text())
+    assert info["arch"] == "fasterrcnn_resnet18_fpn" and info["weights_sha256"] == doc["weights"]["sha256"]
+    assert info["classes"][0] == "background" and len(info["classes"]) == 11
+    assert (
+        info["input_size"] == {"min_size": 64, "max_size": 256}
+        and info["thresholds"]["score_threshold"] == 0.6
+    )
+    assert info["training_metrics"] == {"map": 0.0}
+
+
+def test_metrics_count_requests_by_route_and_status(client: TestClient) -> None:
+    client.post("/v1/detect", files=files(png()))
+    client.post("/v1/detect", files=files(b"not an image"))
+    text = client.get("/metrics").text
+    assert 'digitserve_requests_total{route="/v1/detect",status="200"} 1.0' in text
+    assert 'digitserve_requests_total{route="/v1/detect",status="415"} 1.0' in text
+    assert "digitserve_batch_size_count" in text and "digitserve_inference_seconds_count" in text
+    assert "digitserve_queue_depth 0.0" in text
+
+
+@pytest.mark.parametrize(
+    ("payload", "status", "code"),
+    [
+        (b"", 400, "empty_image"),
+        (png()[:60], 400, "corrupt_image"),
+        (b"GIF89a-not-really", 400, "corrupt_image"),
+        (b"plain text, not an image", 415, "not_an_image"),
+        (b"P6\n4 4\n255\n" + bytes(48), 415, "unsupported_format"),
+    ],
+)
+def test_bad_images_get_clear_errors(client: TestClient, payload: bytes, status: int, code: str) -> None:
+    response = client.post("/v1/detect", files=files(png(), payload))
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["code"] == code and "image 1" in response.json()["error"]["message"]
+
+
+def test_pixel_limit_is_413(start_client: StartClient) -> None:
+    client = start_client(max_pixels=1000)
+    response = client.post("/v1/recognize", files=files(png((100, 20))))
+    assert response.status_code == 413 and response.json()["error"]["code"] == "image_too_large"
+
+
+def test_body_over_byte_limit_is_413_from_content_length(start_client: StartClient) -> None:
+    client = start_client(max_upload_bytes=2048)
+    big = noise_png((200, 200))
+    response = client.post("/v1/detect", files=files(big))
+    assert response.status_code == 413 and response.json()["error"]["code"] == "payload_too_large"
+
+
+def test_streamed_body_over_limit_is_413(start_client: StartClient) -> None:
+    client = start_client(max_upload_bytes=4096)
+
+    def chunks():  # no Content-Length: chunked transfer
+        for _ in range(20):
+            yield b"x" * 1024
+
+    response = client.post(
+        "/v1/detect", content=chunks(), headers={"content-type": "multipart/form-data; boundary=b"}
+    )
+    assert response.status_code == 413
+
+
+def test_wrong_field_name_is_422(client: TestClient) -> None:
+    assert client.post("/v1/detect", files=files(png(), field="file")).status_code == 422
+
+
+def test_too_many_images_is_422(start_client: StartClient) -> None:
+    client = start_client(max_images_per_request=2)
+    response = client.post("/v1/detect", files=files(png(), png(), png()))
+    assert response.status_code == 422 and response.json()["error"]["code"] == "too_many_images"
+
+
+def test_exif_rotated_upload_reports_upright_size(client: TestClient) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buffer = io.BytesIO()
+    Image.new("RGB", (120, 50), "white").save(buffer, "JPEG", exif=exif)
+    result = client.post("/v1/detect", files=[("image", ("x.jpg", buffer.getvalue(), "image/jpeg"))]).json()
+    assert (result["results"][0]["width"], result["results"][0]["height"]) == (50, 120)
+
+
+def test_api_keys_guard_v1_but_not_health(start_client: StartClient) -> None:
+    client = start_client(api_keys=frozenset({"secret"}))
+    assert client.post("/v1/detect", files=files(png())).status_code == 401
+    assert client.get("/v1/model", headers={"X-API-Key": "wrong"}).status_code == 401
+    assert client.get("/v1/model", headers={"X-API-Key": "secret"}).status_code == 200
+    assert client.get("/health/ready").status_code == 200
+
+
+def test_cors_off_by_default_and_on_when_configured(start_client: StartClient) -> None:
+    headers = {"Origin": "http://example.test"}
+    assert "access-control-allow-origin" not in start_client().get("/health/live", headers=headers).headers
+    allowed = start_client(cors_origins=("http://example.test",)).get("/health/live", headers=headers)
+    assert allowed.headers["access-control-allow-origin"] == "http://example.test"
+
+
+@pytest.mark.parametrize("damage", ["missing", "tampered"])
+def test_bad_checkpoint_keeps_process_live_and_not_ready(
+    tmp_path: Path, tiny_checkpoint: Path, start_client: StartClient, damage: str
+) -> None:
+    folder = tmp_path / "ckpt"
+    if damage == "tampered":
+        folder.mkdir()
+        (folder / "checkpoint.json").write_text((tiny_checkpoint / "checkpoint.json").read_text())
+        weights = bytearray((tiny_checkpoint / "weights.safetensors").read_bytes())
+        weights[-10] ^= 0xFF
+        (folder / "weights.safetensors").write_bytes(bytes(weights))
+    client = start_client(checkpoint=folder)
+    assert client.get("/health/live").status_code == 200
+    ready = client.get("/health/ready")
+    assert ready.status_code == 503 and ready.json()["status"] == "failed"
+    assert ("missing" if damage == "missing" else "sha256") in ready.json()["reason"]
+    response = client.post("/v1/recognize", files=files(png()))
+    assert response.status_code == 503 and response.json()["error"]["code"] == "not_ready"
+    assert client.get("/v1/model").status_code == 503
+
+
+def test_gpu_out_of_memory_answers_503_then_recovers(client: TestClient) -> None:
+    predictor = client.app.state.service.predictor  # type: ignore[attr-defined]
+    real_model = predictor.model
+    calls = {"n": 0}
+
+    def flaky(images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real_model(images)
+
+    predictor.model = flaky
+    first = client.post("/v1/detect", files=files(png()))
+    assert first.status_code == 503 and first.json()["error"]["code"] == "out_of_memory"
+    assert first.headers["Retry-After"] == "1"
+    assert client.post("/v1/detect", files=files(png())).status_code == 200
+
+
+def test_cuda_without_gpu_fails_startup(tiny_checkpoint: Path) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    app = create_app(Settings(checkpoint=tiny_checkpoint, device="cuda"))
+    with pytest.raises(RuntimeError, match="no CUDA GPU"), TestClient(app):
+        pass
+
+
+def test_draining_refuses_new_work(client: TestClient) -> None:
+    client.app.state.service.drain()  # type: ignore[attr-defined]
+    ready = client.get("/health/ready")
+    assert ready.status_code == 503 and ready.json()["status"] == "draining"
+    assert client.post("/v1/detect", files=files(png())).status_code == 503
+    assert client.get("/health/live").status_code == 200
+
+
+def test_openapi_documents_routes_and_errors(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    for path in ("/v1/detect", "/v1/recognize", "/v1/model", "/health/live", "/health/ready", "/metrics"):
+        assert path in spec["paths"], path
+    detect = spec["paths"]["/v1/detect"]["post"]["responses"]
+    assert {"200", "400", "401", "413", "415", "422", "503"} <= set(detect)
+    assert client.get("/docs").status_code == 200

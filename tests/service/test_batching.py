@@ -1,0 +1,73 @@
+import asyncio
+import threading
+
+import pytest
+
+from service.batching import MicroBatcher
+from service.errors import NotReadyError, QueueFullError
+
+
+def test_batches_fill_up_to_max_and_keep_order() -> None:
+    sizes: list[int] = []
+
+    def run(items: list[int]) -> list[int]:
+        sizes.append(len(items))
+        return [i * 10 for i in items]
+
+    batcher = MicroBatcher(run, max_batch=4, max_wait_s=0.2, max_queue=100)
+
+    async def main() -> list[list[int]]:
+        return await asyncio.gather(*(batcher.submit([i, i + 100]) for i in range(4)))
+
+    results = asyncio.run(main())
+    batcher.close(5)
+    assert results == [[i * 10, (i + 100) * 10] for i in range(4)]
+    assert max(sizes) == 4 and sum(sizes) == 8
+
+
+def test_full_queue_refuses_at_once_with_retry_after() -> None:
+    release = threading.Event()
+    batcher = MicroBatcher(
+        lambda items: [release.wait(5) for _ in items], max_batch=1, max_wait_s=0, max_queue=2
+    )
+
+    async def main() -> None:
+        first = asyncio.ensure_future(batcher.submit([1, 2]))
+        await asyncio.sleep(0.05)
+        with pytest.raises(QueueFullError) as info:
+            await batcher.submit([3])
+        assert info.value.headers["Retry-After"] == "1"
+        release.set()
+        assert await first == [True, True]
+        assert await batcher.submit([4]) == [True]  # capacity is back
+
+    asyncio.run(main())
+    batcher.close(5)
+
+
+def test_errors_reach_every_caller_and_worker_survives() -> None:
+    calls = {"n": 0}
+
+    def run(items: list[int]) -> list[int]:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("boom")
+        return items
+
+    batcher = MicroBatcher(run, max_batch=8, max_wait_s=0, max_queue=10)
+
+    async def main() -> None:
+        with pytest.raises(RuntimeError, match="boom"):
+            await batcher.submit([1])
+        assert await batcher.submit([2]) == [2]
+        assert batcher.pending == 0
+
+    asyncio.run(main())
+    batcher.close(5)
+
+
+def test_closed_batcher_refuses_new_work() -> None:
+    batcher = MicroBatcher(lambda items: items, max_batch=1, max_wait_s=0, max_queue=10)
+    batcher.close(5)
+    with pytest.raises(NotReadyError):
+        asyncio.run(batcher.submit([1]))

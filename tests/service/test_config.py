@@ -1,0 +1,38 @@
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from service.config import SHIPPED_CHECKPOINT, TRAINED_CHECKPOINT, Settings, resolve_checkpoint
+
+
+def test_environment_with_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DIGITSERVE_DEVICE", "cpu")
+    monkeypatch.setenv("DIGITSERVE_BATCH_SIZE", "4")
+    monkeypatch.setenv("DIGITSERVE_API_KEYS", '["a", "b"]')
+    settings = Settings()
+    assert settings.device == "cpu" and settings.batch_size == 4 and settings.api_keys == {"a", "b"}
+    assert settings.cors_origins == ()
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("DIGITSERVE_SCORE_THRESHOLD", "1.5"),
+        ("DIGITSERVE_BATCH_SIZE", "0"),
+        ("DIGITSERVE_DEVICE", "tpu"),
+        ("DIGITSERVE_QUEUE_DEPTH", "-1"),
+    ],
+)
+def test_out_of_range_values_fail(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError):
+        Settings()
+
+
+def test_checkpoint_resolution_order(tmp_path: Path) -> None:
+    assert resolve_checkpoint(Settings(checkpoint=tmp_path)) == tmp_path
+    expected = (
+        SHIPPED_CHECKPOINT if (SHIPPED_CHECKPOINT / "checkpoint.json").is_file() else TRAINED_CHECKPOINT
+    )
+    assert resolve_checkpoint(Settings()) == expected
