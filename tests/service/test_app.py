@@ -127,8 +127,10 @@ def test_streamed_body_over_limit_is_413(start_client: StartClient) -> None:
     assert response.status_code == 413
 
 
-def test_wrong_field_name_is_422(client: TestClient) -> None:
-    assert client.post("/v1/detect", files=files(png(), field="file")).status_code == 422
+def test_wrong_field_name_is_422_in_the_error_shape(client: TestClient) -> None:
+    response = client.post("/v1/detect", files=files(png(), field="file"))
+    assert response.status_code == 422 and response.json()["error"]["code"] == "invalid_request"
+    assert "image" in response.json()["error"]["message"]
 
 
 def test_too_many_images_is_422(start_client: StartClient) -> None:
