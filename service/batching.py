@@ -1,5 +1,9 @@
 """A bounded queue in front of one model, served by one worker thread that forms micro-batches.
 
+The worker thread also builds the model (`setup`): loading, warming up and serving on one thread keeps
+PyTorch's OpenMP pool tied to that thread. Measured on 2 CPU cores: a forward pass on a thread other than
+the one that first used torch took 33 ms against 22 ms when the same thread did everything.
+
 Requests `await submit(items)`; the worker takes up to `max_batch` items, waiting at most `max_wait_s`
 for a batch to fill, and runs the model off the event loop. When admitting a request's items would
 exceed `max_queue`, it is refused at once (QueueFullError -> 503 with Retry-After): nothing hangs.
@@ -40,11 +44,12 @@ def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | No
 
 
 class MicroBatcher(Generic[T, R]):
-    """`run_batch(items) -> results` (same length, same order) runs on the worker thread only."""
+    """`setup()` runs first on the worker thread and returns `run_batch(items) -> results` (same length,
+    same order), which then runs on that thread only. `wait_started()` re-raises a failed setup."""
 
     def __init__(
         self,
-        run_batch: Callable[[list[T]], list[R]],
+        setup: Callable[[], Callable[[list[T]], list[R]]],
         *,
         max_batch: int,
         max_wait_s: float,
@@ -52,7 +57,10 @@ class MicroBatcher(Generic[T, R]):
         on_batch: Callable[[int, float], None] | None = None,
         on_depth: Callable[[int], None] | None = None,
     ) -> None:
-        self._run_batch = run_batch
+        self._setup = setup
+        self._run_batch: Callable[[list[T]], list[R]] | None = None
+        self._started = threading.Event()
+        self._setup_error: BaseException | None = None
         self.max_batch, self.max_wait_s, self.max_queue = max_batch, max_wait_s, max_queue
         self._on_batch, self._on_depth = on_batch, on_depth
         self._queue: queue.Queue[_Job[T] | None] = queue.Queue()
@@ -61,6 +69,13 @@ class MicroBatcher(Generic[T, R]):
         self._closed = False
         self._thread = threading.Thread(target=self._work, name="digitserve-batcher", daemon=True)
         self._thread.start()
+
+    def wait_started(self, timeout_s: float | None = None) -> None:
+        """Block until setup has finished; raise its error if it failed."""
+        if not self._started.wait(timeout_s):
+            raise TimeoutError("the model thread did not finish its setup in time")
+        if self._setup_error is not None:
+            raise self._setup_error
 
     @property
     def pending(self) -> int:
@@ -97,6 +112,18 @@ class MicroBatcher(Generic[T, R]):
             self._on_depth(self._pending)
 
     def _work(self) -> None:
+        try:
+            self._run_batch = self._setup()
+        except BaseException as exc:  # handed to wait_started(); nothing is served
+            self._setup_error = exc
+            with self._lock:
+                self._closed = True
+            return
+        finally:
+            self._started.set()
+        self._serve()
+
+    def _serve(self) -> None:
         stopping = False
         while not stopping:
             job = self._queue.get()
@@ -120,6 +147,7 @@ class MicroBatcher(Generic[T, R]):
         results: list[Any] = [None] * len(batch)
         error: BaseException | None = None
         try:
+            assert self._run_batch is not None
             results = self._run_batch([job.item for job in batch])
         except Exception as exc:  # handed to every waiting request; the worker keeps serving
             error = exc

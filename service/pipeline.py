@@ -52,7 +52,7 @@ async def detect_uploads(uploads: list[UploadFile], state: ServiceState) -> list
     infer_start = time.perf_counter()
     try:
         detections = await asyncio.wait_for(
-            batcher.submit([d.tensor for d, _ in decoded]), state.settings.request_timeout_s
+            batcher.submit([d.pixels for d, _ in decoded]), state.settings.request_timeout_s
         )
     except TimeoutError as exc:
         raise RequestTimeoutError(

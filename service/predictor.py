@@ -8,6 +8,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import torch
 from torchvision.models.detection import FasterRCNN
 
@@ -15,13 +16,14 @@ from models.assembly import AssembledNumber, AssemblyParams, Detection, assemble
 from models.checkpoint import CheckpointMeta, load_checkpoint
 from models.inference import outputs_to_detections
 from service.errors import ModelOverloadedError
+from service.imaging import to_model_input
 
 log = logging.getLogger(__name__)
 
 
 class Predictor:
-    """A loaded detector on one device. Images are float RGB [3, H, W] in [0, 1]; detections come
-    back with xyxy boxes in the pixels of the image as given."""
+    """A loaded detector on one device. Images are uint8 RGB arrays [H, W, 3]; detections come back
+    with xyxy boxes in the pixels of the image as given."""
 
     def __init__(
         self,
@@ -54,12 +56,13 @@ class Predictor:
         assembly = replace(meta.assembly, **{k: v for k, v in overrides.items() if v is not None})
         return cls(model, meta, device, assembly, checkpoint)
 
-    def detect(self, images: list[torch.Tensor]) -> list[list[Detection]]:
-        """One model call for a batch. A CUDA out-of-memory error frees the cache and becomes
-        ModelOverloadedError, so the next call starts clean."""
+    def detect(self, images: list[np.ndarray]) -> list[list[Detection]]:
+        """One model call for a batch (preprocess -> inference -> postprocess). A CUDA out-of-memory
+        error frees the cache and becomes ModelOverloadedError, so the next call starts clean."""
         try:
             with torch.inference_mode():
-                outputs = self.model([image.to(self.device, non_blocking=True) for image in images])
+                inputs = [to_model_input(image).to(self.device, non_blocking=True) for image in images]
+                outputs = self.model(inputs)
             return [outputs_to_detections(out) for out in outputs]
         except torch.cuda.OutOfMemoryError as exc:
             if torch.cuda.is_available():
@@ -75,7 +78,7 @@ class Predictor:
 
     def warm_up(self, runs: int = 2) -> float:
         """Run the model on a blank street-number-sized image; returns the last run's ms."""
-        image = torch.full((3, 56, 126), 0.5)
+        image = np.full((56, 126, 3), 128, dtype=np.uint8)
         elapsed = 0.0
         for _ in range(runs):
             start = time.perf_counter()

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
 import torch
 
 from models.assembly import Detection
@@ -28,19 +30,22 @@ class ServiceState:
     status: Status = "loading"
     reason: str | None = "the model is loading"
     predictor: Predictor | None = None
-    batcher: MicroBatcher[torch.Tensor, list[Detection]] | None = None
+    batcher: MicroBatcher[np.ndarray, list[Detection]] | None = None
     loaded: threading.Event = field(default_factory=threading.Event)
 
-    def require_ready(self) -> tuple[Predictor, MicroBatcher[torch.Tensor, list[Detection]]]:
+    def require_ready(self) -> tuple[Predictor, MicroBatcher[np.ndarray, list[Detection]]]:
         if self.status != "ready" or self.predictor is None or self.batcher is None:
             raise NotReadyError(f"the service is not ready: {self.reason}", headers={"Retry-After": "5"})
         return self.predictor, self.batcher
 
     def load(self) -> None:
-        """Load, warm up and start batching; any failure leaves the process live and not ready."""
-        try:
-            path = resolve_checkpoint(self.settings)
-            s = self.settings
+        """Load, warm up and start serving on the model thread; any failure leaves the process live
+        and not ready, with the reason."""
+        s = self.settings
+        path = resolve_checkpoint(s)
+        loaded: dict[str, float] = {}
+
+        def setup() -> Callable[[list[np.ndarray]], list[list[Detection]]]:
             predictor = Predictor.load(
                 path,
                 self.device,
@@ -48,28 +53,35 @@ class ServiceState:
                 iou_threshold=s.iou_threshold,
                 center_distance_ratio=s.center_distance_ratio,
             )
-            warm_ms = predictor.warm_up()
-            self.batcher = MicroBatcher(
-                predictor.detect,
+            loaded["warm_ms"] = predictor.warm_up()
+            self.predictor = predictor
+            return predictor.detect
+
+        try:
+            batcher = MicroBatcher(
+                setup,
                 max_batch=s.batch_size,
                 max_wait_s=s.batch_wait_ms / 1000,
                 max_queue=s.queue_depth,
                 on_batch=self._record_batch,
                 on_depth=self.telemetry.queue_depth.set,
             )
-            self.predictor = predictor
+            batcher.wait_started()
+            self.batcher = batcher
             if self.status == "loading":
                 self.status, self.reason = "ready", None
+            assert self.predictor is not None
             log.info(
                 "serving %s (%s, sha256 %s...) on %s; warm-up %.1f ms",
                 path,
-                predictor.meta.detector.arch,
-                predictor.meta.weights_sha256[:12],
+                self.predictor.meta.detector.arch,
+                self.predictor.meta.weights_sha256[:12],
                 self.device,
-                warm_ms,
+                loaded["warm_ms"],
             )
         except Exception as exc:  # reported through readiness with its own message
-            self.status, self.reason = "failed", f"cannot load the model: {exc}"
+            self.predictor = None
+            self.status, self.reason = "failed", f"cannot load the model from {path}: {exc}"
             log.error("%s", self.reason)
         finally:
             self.loaded.set()

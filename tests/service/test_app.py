@@ -189,7 +189,7 @@ def test_gpu_out_of_memory_answers_503_then_recovers(client: TestClient) -> None
     real_model = predictor.model
     calls = {"n": 0}
 
-    def flaky(images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+    def flaky(images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:  # the model's own signature
         calls["n"] += 1
         if calls["n"] == 1:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")

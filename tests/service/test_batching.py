@@ -14,7 +14,7 @@ def test_batches_fill_up_to_max_and_keep_order() -> None:
         sizes.append(len(items))
         return [i * 10 for i in items]
 
-    batcher = MicroBatcher(run, max_batch=4, max_wait_s=0.2, max_queue=100)
+    batcher = MicroBatcher(lambda: run, max_batch=4, max_wait_s=0.2, max_queue=100)
 
     async def main() -> list[list[int]]:
         return await asyncio.gather(*(batcher.submit([i, i + 100]) for i in range(4)))
@@ -28,7 +28,7 @@ def test_batches_fill_up_to_max_and_keep_order() -> None:
 def test_full_queue_refuses_at_once_with_retry_after() -> None:
     release = threading.Event()
     batcher = MicroBatcher(
-        lambda items: [release.wait(5) for _ in items], max_batch=1, max_wait_s=0, max_queue=2
+        lambda: lambda items: [release.wait(5) for _ in items], max_batch=1, max_wait_s=0, max_queue=2
     )
 
     async def main() -> None:
@@ -54,7 +54,7 @@ def test_errors_reach_every_caller_and_worker_survives() -> None:
             raise RuntimeError("boom")
         return items
 
-    batcher = MicroBatcher(run, max_batch=8, max_wait_s=0, max_queue=10)
+    batcher = MicroBatcher(lambda: run, max_batch=8, max_wait_s=0, max_queue=10)
 
     async def main() -> None:
         with pytest.raises(RuntimeError, match="boom"):
@@ -67,7 +67,29 @@ def test_errors_reach_every_caller_and_worker_survives() -> None:
 
 
 def test_closed_batcher_refuses_new_work() -> None:
-    batcher = MicroBatcher(lambda items: items, max_batch=1, max_wait_s=0, max_queue=10)
+    batcher = MicroBatcher(lambda: lambda items: items, max_batch=1, max_wait_s=0, max_queue=10)
     batcher.close(5)
     with pytest.raises(NotReadyError):
         asyncio.run(batcher.submit([1]))
+
+
+def test_setup_runs_on_the_worker_thread_and_its_error_is_reraised() -> None:
+    threads: list[str] = []
+
+    def setup() -> object:
+        threads.append(threading.current_thread().name)
+        return lambda items: [threading.current_thread().name for _ in items]
+
+    batcher = MicroBatcher(setup, max_batch=1, max_wait_s=0, max_queue=10)
+    batcher.wait_started(5)
+    assert asyncio.run(batcher.submit([1])) == threads == ["digitserve-batcher"]
+    batcher.close(5)
+
+    def broken() -> object:
+        raise OSError("no such checkpoint")
+
+    failed = MicroBatcher(broken, max_batch=1, max_wait_s=0, max_queue=10)
+    with pytest.raises(OSError, match="no such checkpoint"):
+        failed.wait_started(5)
+    with pytest.raises(NotReadyError):
+        asyncio.run(failed.submit([1]))

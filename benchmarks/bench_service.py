@@ -1,0 +1,188 @@
+"""Latency and throughput through HTTP against the bare model loop, on the same images.
+
+    python benchmarks/bench_service.py [--checkpoint DIR] [--requests 200] [--concurrency 1 8] \
+        [--batch-size 1 8]
+
+Starts the real service (uvicorn, loopback only), sends one-image /v1/detect requests at each
+concurrency, and prints p50/p99 latency and images/s beside the bare `Predictor.detect` loop, with the
+ratio. Uses real SVHN validation images when ../shared/data is present, else synthetic ones; the shipped
+checkpoint when there is one, else a randomly initialised fast detector (same compute, meaningless boxes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from models.checkpoint import save_checkpoint  # noqa: E402
+from models.detector import DETECTOR_PRESETS, build_detector  # noqa: E402
+from models.inference import resolve_device  # noqa: E402
+from service.config import Settings, resolve_checkpoint  # noqa: E402
+from service.imaging import decode_image  # noqa: E402
+from service.predictor import Predictor  # noqa: E402
+from training import synth  # noqa: E402
+
+REAL = REPO.parent / "shared" / "data" / "svhn-hw2" / "valid"
+
+
+def load_images(count: int) -> tuple[list[bytes], str]:
+    if REAL.is_dir():
+        paths = sorted(REAL.glob("*.png"), key=lambda p: int(p.stem))[:count]
+        return [p.read_bytes() for p in paths], "real SVHN validation images"
+    images = []
+    for seed in range(count):
+        buffer = io.BytesIO()
+        synth.render_sample(seed).image.save(buffer, "PNG")
+        images.append(buffer.getvalue())
+    return images, "synthetic images"
+
+
+def pick_checkpoint(requested: str | None) -> tuple[Path, str]:
+    if requested:
+        return Path(requested), requested
+    path = resolve_checkpoint(Settings())
+    if (path / "checkpoint.json").is_file():
+        return path, str(path)
+    config = DETECTOR_PRESETS["fast"]
+    folder = save_checkpoint(Path(tempfile.mkdtemp()) / "random", build_detector(config).eval(), config)
+    return folder, "random fast detector (no trained checkpoint found)"
+
+
+def summarise(latencies_ms: list[float], seconds: float, images: int) -> dict[str, float]:
+    ordered = sorted(latencies_ms)
+    return {
+        "p50": statistics.median(ordered),
+        "p99": ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))],
+        "images_per_s": images / seconds,
+    }
+
+
+def bare_loop(predictor: Predictor, images: list[bytes], requests: int) -> dict[str, float]:
+    tensors = [decode_image(b, 25_000_000).pixels for b in images]
+    for t in tensors[:3]:
+        predictor.detect([t])
+    latencies = []
+    start = time.perf_counter()
+    for i in range(requests):
+        t0 = time.perf_counter()
+        predictor.detect([tensors[i % len(tensors)]])
+        latencies.append((time.perf_counter() - t0) * 1000)
+    return summarise(latencies, time.perf_counter() - start, requests)
+
+
+async def http_load(url: str, images: list[bytes], requests: int, concurrency: int) -> dict[str, float]:
+    latencies: list[float] = []
+    failures = 0
+    counter = iter(range(requests))
+    async with httpx.AsyncClient(timeout=60) as client:
+
+        async def worker() -> None:
+            nonlocal failures
+            for i in counter:
+                t0 = time.perf_counter()
+                files = [("image", ("x.png", images[i % len(images)], "image/png"))]
+                response = await client.post(f"{url}/v1/detect", files=files)
+                latencies.append((time.perf_counter() - t0) * 1000)
+                failures += response.status_code != 200
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        seconds = time.perf_counter() - start
+    result = summarise(latencies, seconds, requests)
+    result["failures"] = failures
+    return result
+
+
+def start_server(checkpoint: Path, port: int, batch_size: int, device: str) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "DIGITSERVE_CHECKPOINT": str(checkpoint),
+        "DIGITSERVE_DEVICE": device,
+        "DIGITSERVE_BATCH_SIZE": str(batch_size),
+        "DIGITSERVE_QUEUE_DEPTH": "1000",
+        "DIGITSERVE_LOG_LEVEL": "warning",
+    }
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "service.app:create_app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        cwd=REPO,
+        env=env,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=2).status_code == 200:
+                return process
+        except httpx.TransportError:
+            time.sleep(0.2)
+    process.kill()
+    raise RuntimeError("the service did not become ready")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint")
+    p.add_argument("--requests", type=int, default=200)
+    p.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
+    p.add_argument("--batch-size", type=int, nargs="+", default=[1])
+    p.add_argument("--device", default="auto")
+    p.add_argument("--port", type=int, default=8765)
+    args = p.parse_args()
+    images, what = load_images(50)
+    checkpoint, described = pick_checkpoint(args.checkpoint)
+    device = resolve_device(args.device)
+    bare = bare_loop(Predictor.load(checkpoint, device), images, args.requests)
+    print(
+        f"checkpoint: {described}\nimages: {what}; device {device}; torch threads {torch.get_num_threads()}"
+    )
+    print(f"{'path':28} {'p50 ms':>8} {'p99 ms':>8} {'images/s':>9} {'vs bare':>8}")
+    print(
+        f"{'bare model loop':28} {bare['p50']:8.1f} {bare['p99']:8.1f} {bare['images_per_s']:9.1f} {1.0:8.2f}"
+    )
+    if device.type == "cuda":
+        print(f"peak GPU memory (bare loop): {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB")
+    for batch_size in args.batch_size:
+        server = start_server(checkpoint, args.port, batch_size, args.device)
+        try:
+            for concurrency in args.concurrency:
+                r = asyncio.run(
+                    http_load(f"http://127.0.0.1:{args.port}", images, args.requests, concurrency)
+                )
+                label = f"HTTP c={concurrency} batch={batch_size}"
+                print(
+                    f"{label:28} {r['p50']:8.1f} {r['p99']:8.1f} {r['images_per_s']:9.1f} "
+                    f"{r['images_per_s'] / bare['images_per_s']:8.2f}"
+                    + (f"  ({int(r['failures'])} failed)" if r["failures"] else "")
+                )
+        finally:
+            server.terminate()
+            server.wait(60)
+
+
+if __name__ == "__main__":
+    main()
