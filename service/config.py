@@ -30,7 +30,9 @@ class Settings(BaseSettings):
     max_pixels: int = Field(25_000_000, ge=1, le=200_000_000, description="per image")
     max_images_per_request: int = Field(16, ge=1, le=256)
     queue_depth: int = Field(64, ge=1, le=10_000, description="images waiting for the model")
-    batch_size: int = Field(1, ge=1, le=128, description="images per model call")
+    # Measured on 2 CPU cores (README): batch 8 gave 1.36x the images/s of batch 1 at concurrency 8
+    # and cost ~2 ms (the wait) at concurrency 1.
+    batch_size: int = Field(8, ge=1, le=128, description="images per model call")
     batch_wait_ms: float = Field(2.0, ge=0.0, le=1000.0, description="wait for a batch to fill")
     request_timeout_s: float = Field(30.0, gt=0.0, le=600.0)
     drain_timeout_s: float = Field(20.0, ge=0.0, le=600.0)
