@@ -88,9 +88,7 @@ def decode_image(
             f"image is {image.width}x{image.height} pixels, more than the {max_pixels} allowed"
         )
     rgb = _to_rgb(_first_frame_upright(image))
-    return DecodedImage(
-        pixels=np.array(rgb, dtype=np.uint8), width=rgb.width, height=rgb.height, format=fmt
-    )
+    return DecodedImage(pixels=np.array(rgb, dtype=np.uint8), width=rgb.width, height=rgb.height, format=fmt)
 
 
 def _open(data: bytes) -> Image.Image:
