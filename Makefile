@@ -14,7 +14,7 @@ COMPOSE_SCHEMA := $(VENV)/compose_spec.json
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: help venv test test-fast lint lint-container format train evaluate synth bench bench-service serve clean
+.PHONY: help venv browser test test-fast lint lint-container format train evaluate synth bench bench-service serve clean
 
 help:
 	@echo "make serve | test | lint | train CONFIG=.. DATA=.. | evaluate CHECKPOINT=.. DATA=.. | synth | bench"
@@ -28,8 +28,16 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Debian's Chromium for the page's browser test. Best effort: without root/apt the test skips and says why.
+browser:
+	@if command -v chromium >/dev/null 2>&1; then echo "chromium: $$(command -v chromium)"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
+		|| echo "could not install chromium: the browser test will be skipped"; \
+	else echo "no chromium and no root apt-get: the browser test will be skipped"; fi
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)

@@ -16,12 +16,13 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.staticfiles import StaticFiles
 
 from models.inference import resolve_device
 from service.config import Settings
 from service.errors import install_error_handlers
 from service.middleware import BodyLimitMiddleware, MetricsMiddleware
-from service.routes import health, inference, metrics, model
+from service.routes import health, inference, metrics, model, page
 from service.state import ServiceState
 
 log = logging.getLogger("service")
@@ -84,8 +85,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.service = ServiceState(settings=settings)
     install_error_handlers(app)
-    for router in (health.router, inference.router, model.router, metrics.router):
+    for router in (health.router, inference.router, model.router, metrics.router, page.router):
         app.include_router(router)
+    app.mount("/static", StaticFiles(directory=page.STATIC_DIR), name="static")
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -50,6 +50,23 @@ class RecognizeResponse(BaseModel):
     results: list[RecognizeResult]
 
 
+class AssembleRequest(BaseModel):
+    """Detections (as /v1/detect returned them) and thresholds; omitted thresholds are the service's."""
+
+    detections: list[DigitDetection] = Field(max_length=1000)
+    score_threshold: float | None = Field(None, ge=0.0, le=1.0)
+    iou_threshold: float | None = Field(None, ge=0.0, le=1.0, description="0 turns IoU de-dup off")
+    center_distance_ratio: float | None = Field(None, ge=0.0, le=5.0)
+
+
+class AssembleResponse(BaseModel):
+    text: str
+    number: int
+    digits: list[DigitDetection]
+    confidence: float
+    thresholds: dict[str, float]
+
+
 class ErrorDetail(BaseModel):
     code: str
     message: str

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict, replace
 from typing import Annotated
 
 from fastapi import APIRouter, File, Query, UploadFile
 
+from models.assembly import Detection, assemble_number
+from models.boxes import xywh_to_xyxy
 from service.deps import ApiKeyDep, StateDep
 from service.pipeline import detect_uploads, to_schema
-from service.schemas import DetectResponse, DetectResult, RecognizeResponse, RecognizeResult, error_responses
+from service.schemas import (
+    AssembleRequest,
+    AssembleResponse,
+    DetectResponse,
+    DetectResult,
+    RecognizeResponse,
+    RecognizeResult,
+    error_responses,
+)
 
 router = APIRouter(prefix="/v1", tags=["inference"])
 Images = Annotated[list[UploadFile], File(description="one or more images (PNG, JPEG, WebP, BMP, GIF, TIFF)")]
@@ -59,3 +70,21 @@ async def recognize(image: Images, state: StateDep, _: ApiKeyDep) -> RecognizeRe
             )
         )
     return RecognizeResponse(results=out)
+
+
+@router.post("/assemble", response_model=AssembleResponse, responses=error_responses(401, 422, 503))
+async def assemble(body: AssembleRequest, state: StateDep, _: ApiKeyDep) -> AssembleResponse:
+    """Re-read the number from detections already returned by /v1/detect, with other thresholds:
+    the same rule as /v1/recognize, without sending the image again."""
+    predictor, _batcher = state.require_ready()
+    overrides = {k: v for k, v in body.model_dump(exclude={"detections"}).items() if v is not None}
+    params = replace(predictor.assembly, **overrides)
+    detections = [Detection(xywh_to_xyxy(d.bbox), d.digit, d.score) for d in body.detections]
+    number = assemble_number(detections, params)
+    return AssembleResponse(
+        text=number.text,
+        number=number.value,
+        digits=[to_schema(d) for d in number.digits],
+        confidence=round(number.confidence, 5),
+        thresholds=asdict(params),
+    )

@@ -225,3 +225,27 @@ def test_openapi_documents_routes_and_errors(client: TestClient) -> None:
     detect = spec["paths"]["/v1/detect"]["post"]["responses"]
     assert {"200", "400", "401", "413", "415", "422", "503"} <= set(detect)
     assert client.get("/docs").status_code == 200
+
+
+def test_assemble_rereads_detections_with_other_thresholds(client: TestClient) -> None:
+    detections = [
+        {"bbox": [40, 0, 10, 20], "category_id": 4, "digit": 3, "score": 0.9},
+        {"bbox": [10, 0, 10, 20], "category_id": 2, "digit": 1, "score": 0.5},
+        {"bbox": [11, 1, 10, 20], "category_id": 8, "digit": 7, "score": 0.45},
+    ]
+    default = client.post("/v1/assemble", json={"detections": detections}).json()
+    assert default["number"] == 3 and default["thresholds"]["score_threshold"] == 0.6
+    lower = client.post("/v1/assemble", json={"detections": detections, "score_threshold": 0.4}).json()
+    assert lower["text"] == "13" and [d["digit"] for d in lower["digits"]] == [1, 3]
+    no_dedup = client.post(
+        "/v1/assemble",
+        json={
+            "detections": detections,
+            "score_threshold": 0.4,
+            "iou_threshold": 0,
+            "center_distance_ratio": 0,
+        },
+    ).json()
+    assert len(no_dedup["text"]) == 3
+    bad = client.post("/v1/assemble", json={"detections": detections, "score_threshold": 2})
+    assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_request"

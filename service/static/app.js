@@ -1,0 +1,194 @@
+// digitserve page: upload images to /v1/detect once, draw the boxes, and re-read the number through
+// /v1/assemble (the service's own rule) whenever the threshold moves. No build step, no CDN.
+"use strict";
+
+const state = { results: [], timer: null };
+const $ = (selector) => document.querySelector(selector);
+
+function apiHeaders(extra = {}) {
+  const key = $("#api-key").value.trim();
+  return key ? { ...extra, "X-API-Key": key } : extra;
+}
+
+async function describeFailure(response) {
+  try {
+    const body = await response.json();
+    if (body && body.error) return `${body.error.message} (HTTP ${response.status})`;
+  } catch (_) { /* not JSON */ }
+  return `the server answered HTTP ${response.status}`;
+}
+
+async function checkStatus() {
+  const status = $("#status");
+  try {
+    const ready = await fetch("/health/ready");
+    const body = await ready.json();
+    if (ready.ok) {
+      const model = await fetch("/v1/model", { headers: apiHeaders() });
+      if (model.ok) {
+        const info = await model.json();
+        status.textContent = `Ready: ${info.arch} on ${info.device}, weights ${info.weights_sha256.slice(0, 12)}...`;
+        const threshold = info.thresholds.score_threshold;
+        if (typeof threshold === "number" && !state.results.length) setThreshold(threshold);
+      } else {
+        status.textContent = `Ready, but model details are hidden: ${await describeFailure(model)}`;
+      }
+      status.classList.remove("bad");
+    } else {
+      status.textContent = `Not ready: ${body.reason || body.status}`;
+      status.classList.add("bad");
+    }
+  } catch (err) {
+    status.textContent = `Cannot reach the service: ${err.message}`;
+    status.classList.add("bad");
+  }
+}
+
+function setThreshold(value) {
+  $("#threshold").value = value;
+  $("#threshold-value").textContent = Number(value).toFixed(2);
+}
+
+function addCard(name) {
+  const card = $("#result-template").content.firstElementChild.cloneNode(true);
+  card.querySelector(".name").textContent = name;
+  $("#results").prepend(card);
+  return card;
+}
+
+async function handleFiles(files) {
+  for (const file of files) {
+    if (file.type && !file.type.startsWith("image/")) {
+      addCard(file.name).querySelector(".error").textContent = `${file.name} is not an image`;
+      continue;
+    }
+    await processFile(file);
+  }
+}
+
+async function processFile(file) {
+  const card = addCard(file.name || "pasted image");
+  const result = { card, image: null, detections: [], timing: null };
+  try {
+    result.image = await loadImage(file);
+    drawResult(result, []);
+    const form = new FormData();
+    form.append("image", file, file.name || "pasted.png");
+    const response = await fetch("/v1/detect", { method: "POST", body: form, headers: apiHeaders() });
+    if (!response.ok) throw new Error(await describeFailure(response));
+    const body = await response.json();
+    result.detections = body.results[0].detections;
+    result.timing = body.results[0].timing;
+    state.results.push(result);
+    await reassemble(result);
+  } catch (err) {
+    card.querySelector(".number").textContent = "";
+    card.querySelector(".error").textContent = `Could not read this image: ${err.message}`;
+  }
+}
+
+function loadImage(file) {
+  return new Promise((resolve, reject) => {
+    const url = URL.createObjectURL(file);
+    const img = new Image();
+    img.onload = () => resolve(img);
+    img.onerror = () => reject(new Error("the browser cannot display this file"));
+    img.src = url;
+  });
+}
+
+async function reassemble(result) {
+  const threshold = Number($("#threshold").value);
+  const response = await fetch("/v1/assemble", {
+    method: "POST",
+    headers: apiHeaders({ "Content-Type": "application/json" }),
+    body: JSON.stringify({ detections: result.detections, score_threshold: threshold }),
+  });
+  if (!response.ok) throw new Error(await describeFailure(response));
+  const number = await response.json();
+  showNumber(result, number, threshold);
+}
+
+function showNumber(result, number, threshold) {
+  const card = result.card;
+  const el = card.querySelector(".number");
+  el.dataset.number = String(number.number);
+  el.classList.toggle("none", number.number === -1);
+  el.textContent = number.number === -1 ? "no digit found (-1)" : number.text;
+  card.querySelector(".confidence").textContent =
+    number.number === -1 ? "" : `confidence ${(number.confidence * 100).toFixed(1)} %`;
+  const list = card.querySelector(".digits");
+  list.replaceChildren(...number.digits.map((d) => {
+    const li = document.createElement("li");
+    li.textContent = `${d.digit}  ${(d.score * 100).toFixed(0)} %`;
+    return li;
+  }));
+  const t = result.timing;
+  card.querySelector(".timing").textContent =
+    `${result.image.naturalWidth}x${result.image.naturalHeight} px; server ${t.total_ms.toFixed(1)} ms ` +
+    `(decode ${t.decode_ms.toFixed(1)}, model ${t.inference_ms.toFixed(1)})`;
+  card.querySelector(".error").textContent = "";
+  drawResult(result, result.detections.filter((d) => d.score >= threshold), number.digits);
+}
+
+function drawResult(result, shown, used = []) {
+  const canvas = result.card.querySelector("canvas");
+  const img = result.image;
+  const scale = Math.min(4, 480 / img.naturalWidth, 320 / img.naturalHeight);
+  canvas.width = Math.round(img.naturalWidth * scale);
+  canvas.height = Math.round(img.naturalHeight * scale);
+  canvas.dataset.boxes = String(shown.length);
+  const ctx = canvas.getContext("2d");
+  ctx.drawImage(img, 0, 0, canvas.width, canvas.height);
+  const usedKeys = new Set(used.map((d) => d.bbox.join(",")));
+  ctx.font = "bold 13px system-ui, sans-serif";
+  for (const d of shown) {
+    const [x, y, w, h] = d.bbox.map((v) => v * scale);
+    const isUsed = usedKeys.has(d.bbox.join(","));
+    ctx.lineWidth = 2;
+    ctx.strokeStyle = isUsed ? "#00c853" : "#ffab00";
+    ctx.setLineDash(isUsed ? [] : [4, 3]);
+    ctx.strokeRect(x, y, w, h);
+    const label = `${d.digit} ${(d.score * 100).toFixed(0)}%`;
+    const width = ctx.measureText(label).width + 6;
+    ctx.fillStyle = isUsed ? "#00c853" : "#ffab00";
+    ctx.fillRect(x, Math.max(0, y - 16), width, 16);
+    ctx.fillStyle = "#000";
+    ctx.fillText(label, x + 3, Math.max(12, y - 4));
+  }
+}
+
+function onThresholdInput() {
+  $("#threshold-value").textContent = Number($("#threshold").value).toFixed(2);
+  clearTimeout(state.timer);
+  state.timer = setTimeout(() => {
+    for (const result of state.results) {
+      reassemble(result).catch((err) => {
+        result.card.querySelector(".error").textContent = `Could not re-read the number: ${err.message}`;
+      });
+    }
+  }, 80);
+}
+
+function setup() {
+  const drop = $("#drop");
+  $("#files").addEventListener("change", (e) => { handleFiles([...e.target.files]); e.target.value = ""; });
+  drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (e) => {
+    e.preventDefault();
+    drop.classList.remove("over");
+    handleFiles([...e.dataTransfer.files]);
+  });
+  document.addEventListener("paste", (e) => {
+    const files = [...e.clipboardData.items].filter((i) => i.kind === "file").map((i) => i.getAsFile());
+    if (files.length) handleFiles(files);
+  });
+  $("#threshold").addEventListener("input", onThresholdInput);
+  const key = $("#api-key");
+  key.value = localStorage.getItem("digitserve-api-key") || "";
+  key.addEventListener("change", () => { localStorage.setItem("digitserve-api-key", key.value); checkStatus(); });
+  checkStatus();
+}
+
+setup();

@@ -1,0 +1,102 @@
+"""The page at /: served by the app, and driven in headless Chromium against a real server."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.service.test_server import Server, server_factory  # noqa: F401 (fixture)
+from training.synth import render_sample
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+SCREENSHOT_DIR = Path(
+    os.environ.get("DIGITSERVE_SCREENSHOT_DIR", Path(__file__).resolve().parents[2] / "out")
+)
+
+
+def test_page_and_assets_are_served_without_cdn(client: TestClient) -> None:
+    page = client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "/static/app.js" in page.text and "http" not in page.text.replace("http-equiv", "")
+    script = client.get("/static/app.js")
+    assert script.status_code == 200 and "/v1/detect" in script.text and "X-API-Key" in script.text
+    assert client.get("/static/style.css").status_code == 200
+    assert "/" not in client.get("/openapi.json").json()["paths"]
+
+
+@pytest.mark.slow
+def test_page_reads_an_uploaded_image_in_chromium(
+    server_factory: type[Server],  # noqa: F811
+    tiny_checkpoint: Path,
+    tmp_path: Path,
+) -> None:
+    if CHROMIUM is None:
+        pytest.skip("no Chromium here: `make browser` installs Debian's chromium (needs root and apt)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    image = tmp_path / "house.png"
+    render_sample(7).image.save(image)
+    # threshold 0 makes even the untrained tiny model read a number; the API key guards /v1/*
+    server = server_factory(tiny_checkpoint, score_threshold="0.0", api_keys='["page-key"]')
+    server.wait_ready()
+    expected = httpx.post(
+        f"{server.url}/v1/recognize",
+        headers={"X-API-Key": "page-key"},
+        files=[("image", ("house.png", image.read_bytes(), "image/png"))],
+        timeout=30,
+    ).json()
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        page = browser.new_page()
+        page.goto(server.url + "/")
+        page.fill("#api-key", "page-key")
+        page.dispatch_event("#api-key", "change")
+        page.wait_for_function("document.querySelector('#status').textContent.startsWith('Ready:')")
+        page.set_input_files("#files", str(image))
+        number = page.wait_for_selector("[data-testid=number][data-number]", timeout=30_000)
+        assert number.get_attribute("data-number") == str(expected["results"][0]["number"])
+        assert int(page.get_attribute("canvas", "data-boxes") or 0) > 0
+        SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOT_DIR / "page.png"), full_page=True)
+        page.fill("#threshold", "1")  # nothing scores 1.0: the number is re-read as -1 without re-uploading
+        page.wait_for_selector("[data-testid=number][data-number='-1']", timeout=10_000)
+        assert "no digit found" in page.inner_text("[data-testid=number]")
+        browser.close()
+
+
+@pytest.mark.slow
+def test_page_shows_api_errors_in_words(
+    server_factory: type[Server],  # noqa: F811
+    tiny_checkpoint: Path,
+    tmp_path: Path,
+) -> None:
+    if CHROMIUM is None:
+        pytest.skip("no Chromium here: `make browser` installs Debian's chromium (needs root and apt)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    bogus = tmp_path / "broken.png"
+    bogus.write_bytes(b"\x89PNG\r\n\x1a\n this is not really a png")
+    server = server_factory(tiny_checkpoint)
+    server.wait_ready()
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page()
+        page.goto(server.url + "/")
+        page.set_input_files("#files", str(bogus))
+        error = page.wait_for_selector(".result .error:not(:empty)", timeout=30_000)
+        assert "Could not read this image" in error.inner_text()
+        browser.close()
