@@ -20,6 +20,7 @@ from torch.utils.data import Dataset
 from torchvision.transforms.v2 import functional as F
 
 from models.boxes import BoxXYXY, box_center, clamp_xyxy, xywh_to_xyxy
+from models.hw2 import image_ids_for
 from models.labels import DIGIT_NAMES, NUM_DIGITS, category_id_to_digit, digit_to_label
 
 log = logging.getLogger(__name__)
@@ -172,14 +173,13 @@ def list_unlabelled_images(images_dir: str | Path) -> list[ImageRecord]:
     if not folder.is_dir():
         raise DataError(f"image folder {folder} does not exist")
     paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    numeric = all(p.stem.isdigit() for p in paths)
-    if numeric:
+    if all(p.stem.isdigit() for p in paths):
         paths.sort(key=lambda p: int(p.stem))
     records = []
-    for index, path in enumerate(paths, start=1):
+    for image_id, path in zip(image_ids_for(paths), paths, strict=True):
         with Image.open(path) as img:
             size = img.size
-        records.append(ImageRecord(int(path.stem) if numeric else index, path, size[0], size[1]))
+        records.append(ImageRecord(image_id, path, size[0], size[1]))
     return records
 
 

@@ -10,7 +10,6 @@ truth also `metrics.json` (map, map50, map75, accuracy), the threshold/IoU sweep
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import logging
 from collections.abc import Sequence
@@ -22,14 +21,13 @@ from torch.utils.data import DataLoader
 
 from models.assembly import AssemblyParams
 from models.checkpoint import load_checkpoint
+from models.hw2 import Detections, detections_to_coco, write_pred_csv, write_pred_json
 from models.inference import resolve_device
 from training.data import DigitDataset, ImageRecord, collate, list_unlabelled_images, load_coco_split
 from training.engine import predict
 from training.metrics import (
-    Detections,
     coco_map,
     confusion_matrix,
-    detections_to_coco,
     ground_truth_coco,
     number_accuracy,
     predicted_numbers,
@@ -85,13 +83,8 @@ def write_predictions(
 ) -> None:
     """pred.json (all detections, COCO) and pred.csv (assembled numbers, -1 when none)."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / "pred.json").write_text(json.dumps(detections_to_coco(detections)) + "\n")
-    numbers = predicted_numbers(detections, [r.image_id for r in records], params)
-    with (out / "pred.csv").open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["image_id", "pred_label"])
-        for image_id in sorted(numbers):
-            writer.writerow([image_id, numbers[image_id]])
+    write_pred_json(out / "pred.json", detections)
+    write_pred_csv(out / "pred.csv", predicted_numbers(detections, [r.image_id for r in records], params))
 
 
 def write_report(

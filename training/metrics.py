@@ -9,12 +9,11 @@ from typing import Any
 
 import numpy as np
 
-from models.assembly import AssemblyParams, Detection, assemble_number, deduplicate
+from models.assembly import AssemblyParams, assemble_number, deduplicate
 from models.boxes import box_iou, xyxy_to_xywh
+from models.hw2 import Detections
 from models.labels import NUM_DIGITS, coco_categories, digit_to_category_id
 from training.data import ImageRecord
-
-Detections = Mapping[int, Sequence[Detection]]  # image_id -> detections in original-image pixels
 
 
 def ground_truth_coco(records: Sequence[ImageRecord]) -> dict[str, Any]:
@@ -37,22 +36,6 @@ def ground_truth_coco(records: Sequence[ImageRecord]) -> dict[str, Any]:
                 }
             )
     return {"images": images, "annotations": annotations, "categories": coco_categories()}
-
-
-def detections_to_coco(detections: Detections) -> list[dict[str, Any]]:
-    """Task 1 `pred.json` rows: bbox [x, y, w, h] in pixels, category_id = digit + 1."""
-    rows = []
-    for image_id in sorted(detections):
-        for d in detections[image_id]:
-            rows.append(
-                {
-                    "image_id": int(image_id),
-                    "bbox": [round(v, 2) for v in xyxy_to_xywh(d.box_xyxy)],
-                    "score": round(float(d.score), 5),
-                    "category_id": digit_to_category_id(d.digit),
-                }
-            )
-    return rows
 
 
 def coco_map(gt: dict[str, Any], predictions: list[dict[str, Any]]) -> dict[str, float]:

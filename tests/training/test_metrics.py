@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 
 from models.assembly import AssemblyParams, Detection
+from models.hw2 import detections_to_coco
 from training.data import DigitBox, ImageRecord, load_coco_split
 from training.metrics import (
     coco_map,
     confusion_matrix,
-    detections_to_coco,
     ground_truth_coco,
     number_accuracy,
     predicted_numbers,

@@ -1,0 +1,53 @@
+"""The NYCU VRDL HW2 output formats, shared by the evaluator and the command line:
+Task 1 `pred.json` (COCO detections) and Task 2 `pred.csv` (`image_id,pred_label`)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from models.assembly import Detection
+from models.boxes import xyxy_to_xywh
+from models.labels import digit_to_category_id
+
+Detections = Mapping[int, Sequence[Detection]]  # image_id -> detections in original-image pixels
+
+
+def image_ids_for(paths: Sequence[Path]) -> list[int]:
+    """HW2 image ids for files: the numeric stem ("17.png" -> 17) when every stem is numeric, else the
+    1-based position in the given order."""
+    if paths and all(p.stem.isdigit() for p in paths):
+        return [int(p.stem) for p in paths]
+    return list(range(1, len(paths) + 1))
+
+
+def detections_to_coco(detections: Detections) -> list[dict[str, Any]]:
+    """Task 1 `pred.json` rows: bbox [x, y, w, h] in pixels, category_id = digit + 1."""
+    rows = []
+    for image_id in sorted(detections):
+        for d in detections[image_id]:
+            rows.append(
+                {
+                    "image_id": int(image_id),
+                    "bbox": [round(v, 2) for v in xyxy_to_xywh(d.box_xyxy)],
+                    "score": round(float(d.score), 5),
+                    "category_id": digit_to_category_id(d.digit),
+                }
+            )
+    return rows
+
+
+def write_pred_json(path: Path, detections: Detections) -> None:
+    path.write_text(json.dumps(detections_to_coco(detections)) + "\n")
+
+
+def write_pred_csv(path: Path, numbers: Mapping[int, int]) -> None:
+    """`image_id,pred_label` rows in image-id order; -1 where no digit was found."""
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["image_id", "pred_label"])
+        for image_id in sorted(numbers):
+            writer.writerow([image_id, numbers[image_id]])
