@@ -1,0 +1,223 @@
+"""Command line for files and folders.
+
+    digitserve predict photos/ house.jpg                       # in-process, the default checkpoint
+    digitserve predict photos/ --checkpoint runs/x/best --out preds/ --draw drawn/
+    digitserve predict photos/ --url http://127.0.0.1:8000 --api-key KEY
+
+Prints a table (file, number, confidence, digits, ms) or, with --out, writes HW2 `pred.json` and
+`pred.csv`; --draw saves each image with its boxes. Same decoding and number assembly as the service.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+from PIL import Image, ImageDraw
+from tqdm import tqdm
+
+from models.assembly import AssembledNumber, AssemblyParams, Detection, assemble_number
+from models.boxes import xywh_to_xyxy
+from models.hw2 import image_ids_for, write_pred_csv, write_pred_json
+from models.inference import resolve_device
+from service.config import Settings, resolve_checkpoint
+from service.imaging import ImageError, decode_image
+from service.predictor import Predictor
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
+MAX_PIXELS = 100_000_000
+
+
+class ReadError(Exception):
+    """The service refused or failed a request; the message says why."""
+
+
+@dataclass(frozen=True)
+class FileResult:
+    path: Path
+    detections: list[Detection]
+    number: AssembledNumber | None
+    elapsed_ms: float
+    error: str = ""
+
+
+def collect_images(paths: Sequence[Path]) -> list[Path]:
+    """Files as given; folders expanded to their image files (sorted, numeric names numerically)."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            images = [p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+            found.extend(
+                sorted(
+                    images,
+                    key=lambda p: (not p.stem.isdigit(), int(p.stem) if p.stem.isdigit() else 0, p.name),
+                )
+            )
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise SystemExit(f"digitserve: {path} does not exist")
+    return found
+
+
+class LocalReader:
+    """Runs the checkpoint in this process."""
+
+    def __init__(self, checkpoint: Path, device: str, params: dict[str, float]) -> None:
+        self.predictor = Predictor.load(checkpoint, resolve_device(device), **params)
+        self.assembly = self.predictor.assembly
+
+    def detect(self, path: Path) -> list[Detection]:
+        return self.predictor.detect([decode_image(path.read_bytes(), MAX_PIXELS).pixels])[0]
+
+
+class RemoteReader:
+    """Asks a running service; the number is assembled here with the server's thresholds."""
+
+    def __init__(self, url: str, api_key: str | None, params: dict[str, float]) -> None:
+        self.url = url.rstrip("/")
+        self.client = httpx.Client(timeout=60, headers={"X-API-Key": api_key} if api_key else {})
+        try:
+            info = self._json(self.client.get(f"{self.url}/v1/model"))
+        except BaseException:
+            self.client.close()
+            raise
+        self.assembly = replace(AssemblyParams(**info["thresholds"]), **params)
+
+    def close(self) -> None:
+        self.client.close()
+
+    def detect(self, path: Path) -> list[Detection]:
+        response = self.client.post(
+            f"{self.url}/v1/detect", files=[("image", (path.name, path.read_bytes()))]
+        )
+        result = self._json(response)["results"][0]
+        return [Detection(xywh_to_xyxy(d["bbox"]), d["digit"], d["score"]) for d in result["detections"]]
+
+    @staticmethod
+    def _json(response: httpx.Response) -> dict[str, Any]:
+        body = (
+            response.json() if response.headers.get("content-type", "").startswith("application/json") else {}
+        )
+        if response.status_code != 200:
+            message = body.get("error", {}).get("message", response.text[:200])
+            raise ReadError(f"server answered {response.status_code}: {message}")
+        return body
+
+
+def read_all(
+    reader: LocalReader | RemoteReader, paths: Sequence[Path], progress: bool
+) -> Iterator[FileResult]:
+    for path in tqdm(paths, desc="reading", unit="img", disable=not progress, file=sys.stderr):
+        start = time.perf_counter()
+        try:
+            detections = reader.detect(path)
+        except (ImageError, ReadError, OSError, httpx.HTTPError) as exc:
+            yield FileResult(path, [], None, (time.perf_counter() - start) * 1000, error=str(exc))
+            continue
+        number = assemble_number(detections, reader.assembly)
+        yield FileResult(path, detections, number, (time.perf_counter() - start) * 1000)
+
+
+def format_table(results: Sequence[FileResult]) -> str:
+    width = max([len(str(r.path)) for r in results] + [4])
+    lines = [f"{'file':{width}}  {'number':>10}  {'confidence':>10}  {'digits':>6}  {'ms':>7}"]
+    for r in results:
+        if r.number is None:
+            lines.append(f"{r.path!s:{width}}  {'error':>10}  {r.error}")
+        else:
+            lines.append(
+                f"{r.path!s:{width}}  {r.number.text or '-1':>10}  {r.number.confidence:10.3f}  "
+                f"{len(r.number.digits):6d}  {r.elapsed_ms:7.1f}"
+            )
+    return "\n".join(lines)
+
+
+def draw_boxes(result: FileResult, out_dir: Path, score_threshold: float) -> Path:
+    """Save the image with every detection above the threshold; the digits used in green."""
+    with Image.open(result.path) as img:
+        canvas = img.convert("RGB")
+    draw = ImageDraw.Draw(canvas)
+    used = set(result.number.digits) if result.number else set()
+    for det in result.detections:
+        if det.score >= score_threshold:
+            colour = (0, 200, 83) if det in used else (255, 171, 0)
+            draw.rectangle(det.box_xyxy, outline=colour, width=2)
+            draw.text(
+                (det.box_xyxy[0] + 2, max(0, det.box_xyxy[1] - 11)),
+                f"{det.digit} {det.score:.2f}",
+                fill=colour,
+            )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{result.path.stem}.png"
+    canvas.save(path)
+    return path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="digitserve", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    predict = sub.add_parser("predict", help="read the numbers in image files and folders")
+    predict.add_argument("paths", nargs="+", type=Path)
+    where = predict.add_mutually_exclusive_group()
+    where.add_argument("--checkpoint", type=Path, help="checkpoint folder (default: the shipped model)")
+    where.add_argument("--url", help="a running digitserve, e.g. http://127.0.0.1:8000")
+    predict.add_argument("--api-key", help="X-API-Key for --url")
+    predict.add_argument("--device", default="auto")
+    predict.add_argument("--score-threshold", type=float)
+    predict.add_argument("--iou-threshold", type=float)
+    predict.add_argument("--out", type=Path, help="write pred.json and pred.csv (HW2 formats) here")
+    predict.add_argument("--draw", type=Path, help="save images with their boxes here")
+    predict.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    paths = collect_images(args.paths)
+    params = {
+        k: v
+        for k, v in (("score_threshold", args.score_threshold), ("iou_threshold", args.iou_threshold))
+        if v is not None
+    }
+    reader: LocalReader | RemoteReader
+    if args.url:
+        try:
+            reader = RemoteReader(args.url, args.api_key, params)
+        except (ReadError, httpx.HTTPError) as exc:
+            print(f"digitserve: cannot use {args.url}: {exc}", file=sys.stderr)
+            return 2
+    else:
+        checkpoint = args.checkpoint or resolve_checkpoint(Settings())
+        reader = LocalReader(checkpoint, args.device, params)
+    try:
+        results = list(read_all(reader, paths, progress=not args.no_progress))
+    finally:
+        if isinstance(reader, RemoteReader):
+            reader.close()
+    print(format_table(results))
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        ids = image_ids_for(paths)
+        write_pred_json(args.out / "pred.json", {i: r.detections for i, r in zip(ids, results, strict=True)})
+        write_pred_csv(
+            args.out / "pred.csv",
+            {i: r.number.value if r.number else -1 for i, r in zip(ids, results, strict=True)},
+        )
+    if args.draw:
+        for r in results:
+            if r.number is not None:
+                draw_boxes(r, args.draw, reader.assembly.score_threshold)
+    return 1 if any(r.error for r in results) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

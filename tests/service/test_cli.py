@@ -1,0 +1,131 @@
+"""`digitserve predict`, in-process and against a running server."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from service import cli
+from tests.service.test_server import Server, server_factory  # noqa: F401 (fixture)
+from training.synth import render_sample
+
+
+@pytest.fixture
+def photos(tmp_path: Path) -> Path:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for image_id in (3, 12):
+        render_sample(image_id).image.save(folder / f"{image_id}.png")
+    (folder / "notes.txt").write_text("not an image, ignored in folders")
+    return folder
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_predict_folder_in_process_writes_hw2_files_and_drawings(
+    photos: Path, tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = cli.main(
+        [
+            "predict",
+            str(photos),
+            "--checkpoint",
+            str(tiny_checkpoint),
+            "--device",
+            "cpu",
+            "--score-threshold",
+            "0",
+            "--out",
+            str(tmp_path / "out"),
+            "--draw",
+            str(tmp_path / "drawn"),
+            "--no-progress",
+        ]
+    )
+    assert code == 0
+    table = capsys.readouterr().out
+    assert "3.png" in table and "12.png" in table and "notes.txt" not in table
+    rows = read_csv(tmp_path / "out" / "pred.csv")
+    assert [r["image_id"] for r in rows] == ["3", "12"] and all(r["pred_label"] != "-1" for r in rows)
+    preds = json.loads((tmp_path / "out" / "pred.json").read_text())
+    assert {p["image_id"] for p in preds} == {3, 12} and all(1 <= p["category_id"] <= 10 for p in preds)
+    assert sorted(p.name for p in (tmp_path / "drawn").iterdir()) == ["12.png", "3.png"]
+
+
+def test_bad_file_is_reported_and_exit_code_is_nonzero(
+    photos: Path, tiny_checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = photos / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\nbroken")
+    code = cli.main(
+        [
+            "predict",
+            str(broken),
+            str(photos / "3.png"),
+            "--checkpoint",
+            str(tiny_checkpoint),
+            "--device",
+            "cpu",
+            "--no-progress",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 1 and "error" in out and "truncated or damaged" in out and "-1" in out
+
+
+def test_missing_path_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="does not exist"):
+        cli.main(["predict", str(tmp_path / "nope.png")])
+
+
+@pytest.mark.slow
+def test_predict_against_a_server_matches_in_process(
+    photos: Path,
+    tiny_checkpoint: Path,
+    tmp_path: Path,
+    server_factory: type[Server],  # noqa: F811
+) -> None:
+    server = server_factory(tiny_checkpoint, score_threshold="0.0", api_keys='["k"]')
+    server.wait_ready()
+    assert cli.main(["predict", str(photos), "--url", server.url, "--no-progress"]) == 2  # no key
+    assert (
+        cli.main(
+            [
+                "predict",
+                str(photos),
+                "--url",
+                server.url,
+                "--api-key",
+                "k",
+                "--out",
+                str(tmp_path / "remote"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    assert (
+        cli.main(
+            [
+                "predict",
+                str(photos),
+                "--checkpoint",
+                str(tiny_checkpoint),
+                "--device",
+                "cpu",
+                "--score-threshold",
+                "0",
+                "--out",
+                str(tmp_path / "local"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    assert read_csv(tmp_path / "remote" / "pred.csv") == read_csv(tmp_path / "local" / "pred.csv")
