@@ -3,18 +3,28 @@ Boxes are COCO [x, y, w, h] in original-image pixels."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 
 class DigitDetection(BaseModel):
-    bbox: list[float] = Field(
-        description="[x, y, width, height] in pixels of the uploaded (EXIF-upright) image"
+    bbox: list[Annotated[float, Field(allow_inf_nan=False)]] = Field(
+        min_length=4,
+        max_length=4,
+        description="[x, y, width, height] in pixels of the uploaded (EXIF-upright) image",
     )
-    category_id: int = Field(description="COCO category: digit + 1")
+    category_id: int = Field(ge=1, le=10, description="COCO category: digit + 1")
     digit: int = Field(ge=0, le=9)
     score: float = Field(ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DigitDetection:
+        if self.bbox[2] < 0 or self.bbox[3] < 0:
+            raise ValueError("bbox width and height must be >= 0")
+        if self.category_id != self.digit + 1:
+            raise ValueError("category_id must be digit + 1")
+        return self
 
 
 class Timing(BaseModel):

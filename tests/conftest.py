@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import settings
 
 from training import synth, train
+
+# CI replays the same examples every run (stable verdicts); local runs keep exploring new ones.
+settings.register_profile("ci", derandomize=True, database=None)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -249,3 +249,17 @@ def test_assemble_rereads_detections_with_other_thresholds(client: TestClient) -
     assert len(no_dedup["text"]) == 3
     bad = client.post("/v1/assemble", json={"detections": detections, "score_threshold": 2})
     assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_request"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"bbox": [], "category_id": 1, "digit": 0, "score": 0.5},
+        {"bbox": [0, 0, -5, 10], "category_id": 1, "digit": 0, "score": 0.5},
+        {"bbox": [0, 0, 5, 10], "category_id": 3, "digit": 0, "score": 0.5},
+        {"bbox": [0, 0, 5, 10], "category_id": 1, "digit": 0, "score": 1.5},
+    ],
+)
+def test_assemble_rejects_malformed_detections_with_422(client: TestClient, bad: dict) -> None:
+    response = client.post("/v1/assemble", json={"detections": [bad]})
+    assert response.status_code == 422 and response.json()["error"]["code"] == "invalid_request"

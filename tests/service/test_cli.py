@@ -23,6 +23,21 @@ def photos(tmp_path: Path) -> Path:
     return folder
 
 
+def local_predict(photos: Path, checkpoint: Path, out: Path) -> list[str]:
+    """In-process arguments that make even the untrained tiny model read numbers (threshold 0)."""
+    args = [
+        "predict",
+        str(photos),
+        "--checkpoint",
+        str(checkpoint),
+        "--device",
+        "cpu",
+        "--score-threshold",
+        "0",
+    ]
+    return [*args, "--out", str(out)]
+
+
 def read_csv(path: Path) -> list[dict[str, str]]:
     with path.open() as handle:
         return list(csv.DictReader(handle))
@@ -33,16 +48,7 @@ def test_predict_folder_in_process_writes_hw2_files_and_drawings(
 ) -> None:
     code = cli.main(
         [
-            "predict",
-            str(photos),
-            "--checkpoint",
-            str(tiny_checkpoint),
-            "--device",
-            "cpu",
-            "--score-threshold",
-            "0",
-            "--out",
-            str(tmp_path / "out"),
+            *local_predict(photos, tiny_checkpoint, tmp_path / "out"),
             "--draw",
             str(tmp_path / "drawn"),
             "--no-progress",
@@ -113,16 +119,7 @@ def test_predict_against_a_server_matches_in_process(
     assert (
         cli.main(
             [
-                "predict",
-                str(photos),
-                "--checkpoint",
-                str(tiny_checkpoint),
-                "--device",
-                "cpu",
-                "--score-threshold",
-                "0",
-                "--out",
-                str(tmp_path / "local"),
+                *local_predict(photos, tiny_checkpoint, tmp_path / "local"),
                 "--no-progress",
             ]
         )

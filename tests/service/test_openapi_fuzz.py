@@ -38,7 +38,7 @@ def test_api_conforms_and_never_5xx(api_schema: schemathesis.BaseSchema) -> None
         operation = result.ok()
 
         @given(operation.as_strategy())
-        @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), database=None)
         def run(case: schemathesis.Case) -> None:
             case.call_and_validate(checks=CHECKS)
 

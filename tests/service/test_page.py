@@ -14,6 +14,15 @@ from tests.service.test_server import Server, server_factory  # noqa: F401 (fixt
 from training.synth import render_sample
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+BROWSER_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 SCREENSHOT_DIR = Path(
     os.environ.get("DIGITSERVE_SCREENSHOT_DIR", Path(__file__).resolve().parents[2] / "out")
 )
@@ -50,18 +59,7 @@ def test_page_reads_an_uploaded_image_in_chromium(
         timeout=30,
     ).json()
     with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
         page = browser.new_page()
         page.goto(server.url + "/")
         page.fill("#api-key", "page-key")
@@ -93,7 +91,7 @@ def test_page_shows_api_errors_in_words(
     server = server_factory(tiny_checkpoint)
     server.wait_ready()
     with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
         page = browser.new_page()
         page.goto(server.url + "/")
         page.set_input_files("#files", str(bogus))
