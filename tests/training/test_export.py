@@ -1,0 +1,33 @@
+from pathlib import Path
+
+import torch
+
+from models.checkpoint import load_checkpoint, read_checkpoint_meta, save_checkpoint
+from models.detector import DETECTOR_PRESETS, build_detector
+from training import export
+
+
+def test_float16_export_keeps_metadata_and_close_outputs(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    config = DETECTOR_PRESETS["fast"]
+    source = save_checkpoint(
+        tmp_path / "src",
+        build_detector(config).eval(),
+        config,
+        training={"epochs": 12},
+        data_fingerprint="fp",
+        metrics={"map": 0.3},
+    )
+    out = export.main(["--checkpoint", str(source), "--out", str(tmp_path / "shipped")])
+    meta = read_checkpoint_meta(out)
+    src_meta = read_checkpoint_meta(source)
+    assert meta.weights_dtype == "float16" and meta.weights_sha256 != src_meta.weights_sha256
+    assert meta.training == {"epochs": 12} and meta.data_fingerprint == "fp" and meta.metrics["map"] == 0.3
+    assert meta.metrics["exported_from"]["weights_sha256"] == src_meta.weights_sha256
+    full, _ = load_checkpoint(source)
+    half, _ = load_checkpoint(out)
+    features = [torch.rand(1, 3, 64, 160)]
+    with torch.no_grad():
+        a = full.backbone(features[0])["0"]
+        b = half.backbone(features[0])["0"]
+    assert torch.allclose(a, b, atol=0.05, rtol=0.05)

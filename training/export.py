@@ -1,0 +1,49 @@
+"""Copy a checkpoint for shipping, optionally as float16 weights (half the size).
+
+    python -m training.export --checkpoint runs/<run>/best --out models/default --dtype float16
+
+The copy keeps the source's metadata (architecture, thresholds, training config, data fingerprint,
+metrics) and records where it came from; its hash is recomputed for the new weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+from models.checkpoint import load_checkpoint, save_checkpoint, update_checkpoint_metrics
+
+
+def export_checkpoint(source: Path, out: Path, dtype: str) -> Path:
+    model, meta = load_checkpoint(source)
+    folder = save_checkpoint(
+        out,
+        model,
+        meta.detector,
+        assembly=meta.assembly,
+        training=meta.training,
+        data_fingerprint=meta.data_fingerprint,
+        metrics=meta.metrics,
+        dtype=dtype,
+    )
+    update_checkpoint_metrics(
+        folder, {"exported_from": {"weights_sha256": meta.weights_sha256, "dtype": meta.weights_dtype}}
+    )
+    return folder
+
+
+def main(argv: Sequence[str] | None = None) -> Path:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--dtype", choices=["float32", "float16"], default="float16")
+    args = p.parse_args(argv)
+    folder = export_checkpoint(args.checkpoint, args.out, args.dtype)
+    size_mb = (folder / "weights.safetensors").stat().st_size / 1e6
+    print(f"wrote {folder} ({size_mb:.1f} MB, {args.dtype})")
+    return folder
+
+
+if __name__ == "__main__":
+    main()
