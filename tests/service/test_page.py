@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 from pathlib import Path
@@ -23,6 +24,18 @@ BROWSER_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+# Builds a File from base64 and fires a paste (on the document) or a drop (on the drop zone) carrying it.
+SEND_FILE_EVENT = """({data, event}) => {
+  const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+  const transfer = new DataTransfer();
+  transfer.items.add(new File([bytes], event + ".png", {type: "image/png"}));
+  if (event === "paste") {
+    document.dispatchEvent(new ClipboardEvent("paste", {clipboardData: transfer}));
+  } else {
+    const drop = new DragEvent("drop", {dataTransfer: transfer, bubbles: true});
+    document.querySelector("#drop").dispatchEvent(drop);
+  }
+}"""
 SCREENSHOT_DIR = Path(
     os.environ.get("DIGITSERVE_SCREENSHOT_DIR", Path(__file__).resolve().parents[2] / "out")
 )
@@ -74,6 +87,11 @@ def test_page_reads_an_uploaded_image_in_chromium(
         page.fill("#threshold", "1")  # nothing scores 1.0: the number is re-read as -1 without re-uploading
         page.wait_for_selector("[data-testid=number][data-number='-1']", timeout=10_000)
         assert "no digit found" in page.inner_text("[data-testid=number]")
+        # paste from the clipboard, then drop a file: each adds a result
+        payload = base64.b64encode(image.read_bytes()).decode()
+        for event in ("paste", "drop"):
+            page.evaluate(SEND_FILE_EVENT, {"data": payload, "event": event})
+        page.wait_for_function("document.querySelectorAll('[data-testid=number][data-number]').length == 3")
         browser.close()
 
 
