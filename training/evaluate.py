@@ -10,6 +10,7 @@ truth also `metrics.json` (map, map50, map75, accuracy), the threshold/IoU sweep
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import logging
 from collections.abc import Sequence
@@ -94,7 +95,8 @@ def write_report(
     params: AssemblyParams,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """metrics.json, sweep.json and confusion_matrix.png for a labelled split; returns the metrics."""
+    """metrics.json, sweep.json, errors.csv (every misread image) and confusion_matrix.png for a labelled
+    split; returns the metrics."""
     metrics: dict[str, Any] = {
         **score_detections(records, detections, params),
         "images": len(records),
@@ -104,6 +106,9 @@ def write_report(
     sweep = sweep_assembly(records, detections, params)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     (out / "sweep.json").write_text(json.dumps(sweep, indent=2) + "\n")
+    write_errors(
+        out / "errors.csv", records, predicted_numbers(detections, [r.image_id for r in records], params)
+    )
     matrix = confusion_matrix(records, detections, params)
     plot_confusion_matrix(
         matrix,
@@ -113,6 +118,17 @@ def write_report(
     print(f"mAP {metrics['map']:.4f}  mAP50 {metrics['map50']:.4f}  accuracy {metrics['accuracy']:.4f}")
     print("whole-number accuracy by score threshold and IoU de-dup:\n" + format_sweep(sweep))
     return metrics
+
+
+def write_errors(path: Path, records: Sequence[ImageRecord], numbers: dict[int, int]) -> int:
+    """`image_id,file_name,truth,pred` for every image whose number was misread; returns the count."""
+    wrong = [r for r in records if numbers.get(r.image_id, -1) != r.number]
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["image_id", "file_name", "truth", "pred"])
+        for r in wrong:
+            writer.writerow([r.image_id, r.path.name, r.number, numbers.get(r.image_id, -1)])
+    return len(wrong)
 
 
 def split_records(

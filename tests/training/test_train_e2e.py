@@ -66,6 +66,10 @@ def test_evaluate_cli_on_labelled_split(trained_run: Path, synth_dir: Path, tmp_
         rows = list(csv.DictReader(handle))
     assert len(rows) == 8 and set(rows[0]) == {"image_id", "pred_label"}
     assert len(json.loads((tmp_path / "sweep.json").read_text())) == 9
+    with (tmp_path / "errors.csv").open() as handle:
+        errors = list(csv.DictReader(handle))
+    assert len(errors) == round((1 - saved["accuracy"]) * 8)
+    assert all(e["truth"] != e["pred"] for e in errors)
 
 
 def test_evaluate_cli_on_test_split_writes_predictions_only(
