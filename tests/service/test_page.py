@@ -6,6 +6,7 @@ import base64
 import os
 import shutil
 from pathlib import Path
+from types import ModuleType
 
 import httpx
 import pytest
@@ -41,6 +42,14 @@ SCREENSHOT_DIR = Path(
 )
 
 
+@pytest.fixture
+def sync_api() -> ModuleType:
+    """Playwright's sync API, or a skip that says what is missing."""
+    if CHROMIUM is None:
+        pytest.skip("no Chromium here: `make browser` installs Debian's chromium (needs root and apt)")
+    return pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+
+
 def test_page_and_assets_are_served_without_cdn(client: TestClient) -> None:
     page = client.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
@@ -56,10 +65,8 @@ def test_page_reads_an_uploaded_image_in_chromium(
     server_factory: type[Server],  # noqa: F811
     tiny_checkpoint: Path,
     tmp_path: Path,
+    sync_api: ModuleType,
 ) -> None:
-    if CHROMIUM is None:
-        pytest.skip("no Chromium here: `make browser` installs Debian's chromium (needs root and apt)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
     image = tmp_path / "house.png"
     render_sample(7).image.save(image)
     # threshold 0 makes even the untrained tiny model read a number; the API key guards /v1/*
@@ -100,10 +107,8 @@ def test_page_shows_api_errors_in_words(
     server_factory: type[Server],  # noqa: F811
     tiny_checkpoint: Path,
     tmp_path: Path,
+    sync_api: ModuleType,
 ) -> None:
-    if CHROMIUM is None:
-        pytest.skip("no Chromium here: `make browser` installs Debian's chromium (needs root and apt)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
     bogus = tmp_path / "broken.png"
     bogus.write_bytes(b"\x89PNG\r\n\x1a\n this is not really a png")
     server = server_factory(tiny_checkpoint)
