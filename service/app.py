@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import torch
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
@@ -28,7 +29,7 @@ from service.state import ServiceState
 log = logging.getLogger("service")
 
 
-def _device_for(settings: Settings) -> Any:
+def _device_for(settings: Settings) -> torch.device:
     """`cuda` without a GPU raises (startup fails); `auto` without one serves on CPU, said loudly."""
     device = resolve_device(settings.device)
     if settings.device == "auto" and device.type == "cpu":

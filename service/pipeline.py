@@ -15,6 +15,7 @@ from models.boxes import xyxy_to_xywh
 from models.labels import digit_to_category_id
 from service.errors import RequestTimeoutError, TooManyImagesError, UploadError
 from service.imaging import DecodedImage, ImageError, decode_image
+from service.predictor import Predictor
 from service.schemas import DigitDetection, Timing
 from service.state import ServiceState
 
@@ -44,10 +45,13 @@ async def decode_uploads(uploads: list[UploadFile], state: ServiceState) -> list
     return decoded
 
 
-async def detect_uploads(uploads: list[UploadFile], state: ServiceState) -> list[ImageResult]:
-    """Detections for every upload, in request order."""
+async def detect_uploads(
+    uploads: list[UploadFile], state: ServiceState
+) -> tuple[Predictor, list[ImageResult]]:
+    """The predictor that served the request and the detections for every upload, in request order.
+    Readiness is checked once, before any work: a request admitted before draining finishes."""
     start = time.perf_counter()
-    _, batcher = state.require_ready()
+    predictor, batcher = state.require_ready()
     decoded = await decode_uploads(uploads, state)
     infer_start = time.perf_counter()
     try:
@@ -60,7 +64,7 @@ async def detect_uploads(uploads: list[UploadFile], state: ServiceState) -> list
         ) from exc
     done = time.perf_counter()
     infer_ms, total_ms = (done - infer_start) * 1000, (done - start) * 1000
-    return [
+    return predictor, [
         ImageResult(i, image, dets, Timing(decode_ms=decode_ms, inference_ms=infer_ms, total_ms=total_ms))
         for i, ((image, decode_ms), dets) in enumerate(zip(decoded, detections, strict=True))
     ]

@@ -34,7 +34,7 @@ async def detect(
     min_score: Annotated[float, Query(ge=0.0, le=1.0, description="drop detections scoring lower")] = 0.0,
 ) -> DetectResponse:
     """Every digit found in each image, COCO style, with the image size and timing."""
-    results = await detect_uploads(image, state)
+    _predictor, results = await detect_uploads(image, state)
     return DetectResponse(
         results=[
             DetectResult(
@@ -52,8 +52,7 @@ async def detect(
 @router.post("/recognize", response_model=RecognizeResponse, responses=ERRORS)
 async def recognize(image: Images, state: StateDep, _: ApiKeyDep) -> RecognizeResponse:
     """The whole number in each image (-1 when no digit survives the assembly rule)."""
-    results = await detect_uploads(image, state)
-    predictor, _batcher = state.require_ready()
+    predictor, results = await detect_uploads(image, state)
     out = []
     for r in results:
         number = predictor.assemble(r.detections)
