@@ -103,10 +103,18 @@ def _seed_worker(worker_id: int) -> None:
     np.random.seed(seed)
 
 
+def extra_json_path(root: Path, name: str) -> Path:
+    """An extra annotation file: under the data root when it is there, else as given (e.g. a vetted
+    copy written under runs/ by `training.vet`)."""
+    under_root = root / name
+    return under_root if under_root.is_file() else Path(name)
+
+
 def load_splits(config: TrainConfig) -> tuple[list[ImageRecord], list[ImageRecord], str]:
     """Training records (main json plus extras), validation records and the labels' fingerprint."""
     root = Path(config.data.root)
-    train_files = [root / config.data.train_json, *(root / f for f in config.data.extra_train_json)]
+    extras = [extra_json_path(root, f) for f in config.data.extra_train_json]
+    train_files = [root / config.data.train_json, *extras]
     train: list[ImageRecord] = []
     for ann in train_files:
         train.extend(load_coco_split(root / config.data.train_images, ann)[0])
