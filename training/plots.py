@@ -70,3 +70,22 @@ def plot_confusion_matrix(matrix: np.ndarray, path: Path, title: str) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_pretraining(history: Sequence[dict[str, Any]], path: Path) -> Path:
+    """Crop-classifier pretraining per epoch: losses (left), crop accuracy (right)."""
+    epochs = [h["epoch"] for h in history]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.6))
+    ax_loss.plot(epochs, [h["train_loss"] for h in history], marker="o", label="train (label smoothing 0.1)")
+    ax_loss.plot(epochs, [h["val_loss"] for h in history], marker="s", label="validation")
+    ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="Loss")
+    ax_acc.plot(epochs, [h["train_accuracy"] for h in history], marker="o", label="train")
+    ax_acc.plot(epochs, [h["val_accuracy"] for h in history], marker="s", label="validation")
+    ax_acc.set(xlabel="epoch", ylim=(0, 1), title="Digit-crop accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.legend(fontsize=7)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

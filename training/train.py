@@ -27,6 +27,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
+from torchvision.models.detection import FasterRCNN
 
 from models.checkpoint import load_checkpoint, save_checkpoint, update_checkpoint_metrics
 from models.detector import build_detector
@@ -155,7 +156,7 @@ def make_loaders(
     return train_loader, valid_loader
 
 
-def build_model(config: TrainConfig, device: torch.device) -> nn.Module:
+def build_model(config: TrainConfig, device: torch.device) -> FasterRCNN:
     """The detector of the config, optionally started from another checkpoint, backbone optionally frozen."""
     model = build_detector(config.detector)
     if config.init_from:
