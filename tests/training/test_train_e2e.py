@@ -172,7 +172,7 @@ def test_torchrun_two_processes_on_cpu(synth_dir: Path, tmp_path: Path) -> None:
         "-m",
         "torch.distributed.run",
         "--nproc_per_node=2",
-        "--master_port=29561",
+        "--standalone",  # a free rendezvous port, not a fixed one another process may hold
         "-m",
         "training.train",
         "--config",
@@ -199,7 +199,8 @@ def test_torchrun_two_processes_on_cpu(synth_dir: Path, tmp_path: Path) -> None:
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, check=False)
-    assert result.returncode == 0, result.stderr[-3000:]
+    rank0 = "\n".join(line for line in result.stderr.splitlines() if "[rank0]" in line)
+    assert result.returncode == 0, f"{rank0[-3000:]}\n---\n{result.stderr[-3000:]}"
     assert (tmp_path / "ddp" / "best" / "checkpoint.json").is_file()
     assert len((tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()) == 1
 
