@@ -36,6 +36,7 @@ from training.config import load_config
 from training.data import ImageRecord, load_image
 from training.plots import plot_pretraining
 from training.train import load_splits, seed_everything
+from training.transforms import AugmentConfig
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,10 @@ class DigitCrops(Dataset[tuple[torch.Tensor, int]]):
         self.items = [(r.path, b.box_xyxy, b.digit) for r in records for b in r.boxes]
         self.params = params
         self.train = train
-        self.colour = v2.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.2)
+        seed = AugmentConfig()  # the detector recipe's colour jitter
+        self.colour = v2.ColorJitter(
+            brightness=seed.brightness, contrast=seed.contrast, saturation=seed.saturation
+        )
 
     def __len__(self) -> int:
         return len(self.items)
