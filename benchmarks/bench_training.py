@@ -1,6 +1,9 @@
 """Training throughput (images/s), peak memory and inference latency (ms/image) per detector config.
 
-    python benchmarks/bench_training.py [--configs seed fast] [--train-steps 6] [--infer-images 40]
+    python benchmarks/bench_training.py [--configs seed fast configs/fast96.yaml] [--train-steps 6]
+        [--infer-images 40]
+
+`--configs` takes detector preset names and training config files (their detector is measured).
 
 Uses the real validation images in ../shared/data/svhn-hw2 when present, else synthetic ones. Each
 config runs in its own process so its peak resident memory is its own. Prints figures; asserts nothing.
@@ -24,8 +27,9 @@ from torch.utils.data import DataLoader
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from models.detector import DETECTOR_PRESETS, build_detector  # noqa: E402
+from models.detector import DETECTOR_PRESETS, DetectorConfig, build_detector  # noqa: E402
 from training import synth  # noqa: E402
+from training.config import load_config  # noqa: E402
 from training.data import DigitDataset, collate, load_coco_split  # noqa: E402
 from training.engine import train_one_epoch  # noqa: E402
 from training.transforms import TrainTransforms  # noqa: E402
@@ -41,13 +45,20 @@ def data_root() -> tuple[Path, str]:
     return out, "synthetic images"
 
 
+def detector_config(name: str) -> DetectorConfig:
+    """A detector preset by name, else the detector of a training config file or preset."""
+    if name in DETECTOR_PRESETS:
+        return DETECTOR_PRESETS[name]
+    return load_config(name).detector
+
+
 def measure(
     config_name: str, root: Path, train_steps: int, infer_images: int, batch: int
 ) -> dict[str, float]:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     records, _ = load_coco_split(root / "valid", root / "valid.json")
     torch.manual_seed(0)
-    model = build_detector(DETECTOR_PRESETS[config_name]).to(device)
+    model = build_detector(detector_config(config_name)).to(device)
     loader = DataLoader(
         DigitDataset(records, TrainTransforms()),
         batch_size=batch,
@@ -101,7 +112,7 @@ def main() -> None:
     root, what = data_root()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch_size}, {what}")
     print(
-        f"{'config':8} {'params':>8} {'train img/s':>12} {'peak MiB':>9} {'infer p50 ms':>13} {'p90 ms':>8}"
+        f"{'config':14} {'params':>8} {'train img/s':>12} {'peak MiB':>9} {'infer p50 ms':>13} {'p90 ms':>8}"
     )
     for name in args.configs:
         cmd = [
@@ -122,7 +133,8 @@ def main() -> None:
             subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.splitlines()[-1]
         )
         print(
-            f"{name:8} {r['params_m']:7.1f}M {r['train_images_per_s']:12.1f} {r['peak_memory_mib']:9.0f} "
+            f"{Path(name).stem:14} {r['params_m']:7.1f}M {r['train_images_per_s']:12.1f} "
+            f"{r['peak_memory_mib']:9.0f} "
             f"{r['infer_p50_ms']:13.1f} {r['infer_p90_ms']:8.1f}  ({r['device']})"
         )
 
