@@ -3,7 +3,7 @@
     python benchmarks/bench_training.py [--configs seed fast configs/fast96.yaml] [--train-steps 6]
         [--infer-images 40]
 
-`--configs` takes detector preset names and training config files (their detector is measured).
+`--configs` takes training presets (seed, fast) and config files; their detector is measured.
 
 Uses the real validation images in ../shared/data/svhn-hw2 when present, else synthetic ones. Each
 config runs in its own process so its peak resident memory is its own. Prints figures; asserts nothing.
@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from models.detector import DETECTOR_PRESETS, DetectorConfig, build_detector  # noqa: E402
+from models.detector import build_detector  # noqa: E402
 from training import synth  # noqa: E402
 from training.config import load_config  # noqa: E402
 from training.data import DigitDataset, collate, load_coco_split  # noqa: E402
@@ -45,20 +45,13 @@ def data_root() -> tuple[Path, str]:
     return out, "synthetic images"
 
 
-def detector_config(name: str) -> DetectorConfig:
-    """A detector preset by name, else the detector of a training config file or preset."""
-    if name in DETECTOR_PRESETS:
-        return DETECTOR_PRESETS[name]
-    return load_config(name).detector
-
-
 def measure(
     config_name: str, root: Path, train_steps: int, infer_images: int, batch: int
 ) -> dict[str, float]:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     records, _ = load_coco_split(root / "valid", root / "valid.json")
     torch.manual_seed(0)
-    model = build_detector(detector_config(config_name)).to(device)
+    model = build_detector(load_config(config_name).detector).to(device)
     loader = DataLoader(
         DigitDataset(records, TrainTransforms()),
         batch_size=batch,
