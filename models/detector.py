@@ -29,7 +29,9 @@ class DetectorConfig:
     """Plain, JSON-serialisable arguments that fully determine the architecture.
 
     `min_size`/`max_size` are the input size: the shorter image side is resized to `min_size` unless the
-    longer would exceed `max_size`. Anchor sizes are in pixels of that resized image and are used on
+    longer would exceed `max_size`. With `train_min_sizes` (multi-scale training) each training image's
+    shorter side is drawn at random from `train_min_sizes` + (`min_size`,); evaluation and serving always
+    use `min_size`. Anchor sizes are in pixels of that resized image and are used on
     every FPN level; `aspect_ratios` are height / width. Images are normalised inside the model with
     `image_mean`/`image_std` (ImageNet), so inputs are float RGB in [0, 1].
     """
@@ -38,6 +40,7 @@ class DetectorConfig:
     num_classes: int = NUM_CLASSES
     min_size: int = 64
     max_size: int = 256
+    train_min_sizes: tuple[int, ...] = ()
     anchor_sizes: tuple[int, ...] = (8, 16, 32)
     aspect_ratios: tuple[float, ...] = (0.5, 1.0, 2.0)
     fpn_channels: int = 256
@@ -60,6 +63,8 @@ class DetectorConfig:
             raise ValueError(f"unknown arch {self.arch!r}; supported: {sorted(BACKBONES)}")
         if not 0 < self.min_size <= self.max_size:
             raise ValueError(f"need 0 < min_size <= max_size, got {self.min_size}, {self.max_size}")
+        if not all(0 < size <= self.max_size for size in self.train_min_sizes):
+            raise ValueError(f"train_min_sizes must lie in 1..max_size, got {self.train_min_sizes}")
         if not 0 <= self.trainable_backbone_layers <= 5:
             raise ValueError("trainable_backbone_layers must be in 0..5")
 
@@ -124,7 +129,8 @@ def build_detector(config: DetectorConfig) -> FasterRCNN:
     return FasterRCNN(
         backbone,
         num_classes=None,  # given by box_predictor
-        min_size=config.min_size,
+        # torchvision draws a training size from the tuple and evaluates at its last entry
+        min_size=(*config.train_min_sizes, config.min_size),
         max_size=config.max_size,
         image_mean=list(config.image_mean),
         image_std=list(config.image_std),

@@ -31,6 +31,20 @@ def test_input_size_and_imagenet_normalisation_in_model(seed_model: torch.nn.Mod
     assert seed_model.transform.image_mean == [0.485, 0.456, 0.406]
 
 
+def test_multi_scale_training_draws_sizes_and_evaluates_at_min_size() -> None:
+    config = DetectorConfig(
+        arch="fasterrcnn_resnet18_fpn", min_size=96, max_size=400, train_min_sizes=(80, 112)
+    )
+    transform = build_detector(config).transform
+    image = torch.rand(3, 50, 100)  # shorter side 50 -> resized to the drawn size
+    torch.manual_seed(0)
+    trained = {transform.train()([image])[0].image_sizes[0][0] for _ in range(30)}
+    assert trained == {80, 96, 112}
+    assert {transform.eval()([image])[0].image_sizes[0][0] for _ in range(5)} == {96}
+    with pytest.raises(ValueError, match="train_min_sizes"):
+        DetectorConfig(max_size=256, train_min_sizes=(80, 300))
+
+
 def test_builder_never_fetches_weights(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("build_detector tried to download weights")

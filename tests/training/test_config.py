@@ -21,9 +21,13 @@ def test_seed_preset_is_the_reference_recipe() -> None:
 
 def test_file_overrides_its_base_preset(tmp_path: Path) -> None:
     path = tmp_path / "x.yaml"
-    path.write_text("base: fast\nepochs: 3\ndetector: {min_size: 80}\ndata: {valid_json: v.json}\n")
+    path.write_text(
+        "base: fast\nepochs: 3\ndetector: {min_size: 80, train_min_sizes: [64, 96]}\n"
+        "data: {valid_json: v.json}\n"
+    )
     config = load_config(str(path))
     assert config.epochs == 3 and config.detector.min_size == 80
+    assert config.detector.train_min_sizes == (64, 96)
     assert config.detector.arch == TRAIN_PRESETS["fast"].detector.arch and config.data.valid_json == "v.json"
 
 
