@@ -51,3 +51,15 @@ def write_pred_csv(path: Path, numbers: Mapping[int, int]) -> None:
         writer.writerow(["image_id", "pred_label"])
         for image_id in sorted(numbers):
             writer.writerow([image_id, numbers[image_id]])
+
+
+def read_pred_csv(path: Path) -> dict[int, int]:
+    """`pred.csv` -> image_id -> predicted number (-1: no digit). ValueError when missing or malformed."""
+    if not path.is_file():
+        raise ValueError(f"{path} does not exist (expected a Task 2 pred.csv)")
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    try:
+        return {int(r["image_id"]): int(r["pred_label"]) for r in rows}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: expected integer image_id,pred_label rows ({exc!r})") from exc

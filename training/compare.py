@@ -11,7 +11,6 @@ under "no difference" each such image is a fair coin). Also sorts each model's m
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 from collections import Counter
@@ -20,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from training.data import DataError
+from models.hw2 import read_pred_csv
 from training.evaluate import split_records
 
 ERROR_KINDS = ("no digit", "missed digit", "extra digit", "same length")
@@ -38,18 +37,6 @@ class PairedCounts:
     @property
     def total(self) -> int:
         return self.both_right + self.only_a + self.only_b + self.both_wrong
-
-
-def read_predictions(path: Path) -> dict[int, int]:
-    """`pred.csv` (`image_id,pred_label`) -> image_id -> predicted number; DataError when unreadable."""
-    if not path.is_file():
-        raise DataError(f"{path} does not exist (expected a training.evaluate output)")
-    with path.open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    try:
-        return {int(r["image_id"]): int(r["pred_label"]) for r in rows}
-    except (KeyError, TypeError, ValueError) as exc:
-        raise DataError(f"{path}: expected integer image_id,pred_label rows ({exc!r})") from exc
 
 
 def paired_counts(truth: Mapping[int, int], a: Mapping[int, int], b: Mapping[int, int]) -> PairedCounts:
@@ -146,8 +133,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         raise SystemExit(f"split {args.split!r} of {args.data} has no annotations: nothing to compare with")
     truth = {r.image_id: r.number for r in records}
     try:
-        a, b = read_predictions(args.a / "pred.csv"), read_predictions(args.b / "pred.csv")
-    except DataError as exc:
+        a, b = read_pred_csv(args.a / "pred.csv"), read_pred_csv(args.b / "pred.csv")
+    except ValueError as exc:
         raise SystemExit(str(exc)) from exc
     for folder, pred in ((args.a, a), (args.b, b)):
         if pred.keys() != truth.keys():

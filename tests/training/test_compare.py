@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 from pathlib import Path
 
 import pytest
 
+from models.hw2 import write_pred_csv
 from training import compare
-from training.data import DataError, load_coco_split
+from training.data import load_coco_split
 
 
 def test_paired_counts_cross_right_and_wrong() -> None:
@@ -60,21 +60,9 @@ def test_compare_accuracies_match_counts() -> None:
     assert result["p_value"] == pytest.approx(0.25)
 
 
-def test_read_predictions_rejects_bad_files(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match="does not exist"):
-        compare.read_predictions(tmp_path / "pred.csv")
-    bad = tmp_path / "bad.csv"
-    bad.write_text("image_id,pred_label\n1,seven\n")
-    with pytest.raises(DataError, match="integer"):
-        compare.read_predictions(bad)
-
-
 def _write_pred(folder: Path, numbers: dict[int, int]) -> Path:
     folder.mkdir()
-    with (folder / "pred.csv").open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["image_id", "pred_label"])
-        writer.writerows(sorted(numbers.items()))
+    write_pred_csv(folder / "pred.csv", numbers)
     return folder
 
 
