@@ -66,9 +66,12 @@ def mcnemar(only_a: int, only_b: int) -> tuple[float, float]:
 
 def error_kind(truth: int, pred: int) -> str:
     """Why a misread number is wrong: "no digit" (pred -1), "missed digit" / "extra digit" (fewer / more
-    digits than the truth), or "same length" (a digit read wrong). Lengths are of the decimal numbers."""
+    digits than the truth; any number where the image has none is extra), or "same length" (a digit read
+    wrong). Lengths are of the decimal numbers."""
     if pred == -1:
         return "no digit"
+    if truth == -1:
+        return "extra digit"
     shorter = len(str(pred)) - len(str(truth))
     return "missed digit" if shorter < 0 else "extra digit" if shorter > 0 else "same length"
 

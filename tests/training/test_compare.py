@@ -38,6 +38,7 @@ def test_error_kinds() -> None:
     assert compare.error_kind(123, 23) == "missed digit"
     assert compare.error_kind(25, 125) == "extra digit"
     assert compare.error_kind(17, 11) == "same length"
+    assert compare.error_kind(-1, 7) == "extra digit"  # an image without digits, read as 7
     truth = {1: 23, 2: 123, 3: 25, 4: 17, 5: 8}
     pred = {1: -1, 2: 23, 3: 125, 4: 11, 5: 8}
     assert compare.error_kinds(truth, pred) == {
