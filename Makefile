@@ -43,8 +43,8 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(PY) -m ruff check models training service tests benchmarks
-	$(PY) -m ruff format --check models training service tests benchmarks
+	$(PY) -m ruff check models training service tests benchmarks docs
+	$(PY) -m ruff format --check models training service tests benchmarks docs
 	$(PY) -m mypy
 	$(MAKE) lint-container
 
@@ -60,8 +60,8 @@ $(COMPOSE_SCHEMA): $(STAMP)
 	$(PY) -c "import sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); open(sys.argv[2], 'wb').write(z.read('compose/config/compose_spec.json'))" $(VENV)/compose-wheel/*.whl $@
 
 format: $(STAMP)
-	$(PY) -m ruff format models training service tests benchmarks
-	$(PY) -m ruff check --fix models training service tests benchmarks
+	$(PY) -m ruff format models training service tests benchmarks docs
+	$(PY) -m ruff check --fix models training service tests benchmarks docs
 
 train: $(STAMP)
 	$(PY) -m training.train --config $(CONFIG) --data $(DATA)
