@@ -12,36 +12,21 @@ the CPU: the page prints the server's time per image.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import httpx
 from playwright.sync_api import sync_playwright
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from training.synth import render_sample  # noqa: E402  (after the path fix, when run as a script)
+from benchmarks.bench_service import start_server  # noqa: E402  (after the path fix, run as a script)
+from service.config import Settings, resolve_checkpoint  # noqa: E402
+from training.synth import render_sample  # noqa: E402
 
 SAMPLE_SEEDS = (21, 4, 57)
-
-
-def wait_ready(url: str, timeout_s: float = 120.0) -> None:
-    """Poll `url`/health/ready until it answers 200, or raise TimeoutError."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/health/ready", timeout=2.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(f"{url} was not ready after {timeout_s:.0f} s")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,9 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         parser.error("no Chromium on PATH (make browser installs Debian's)")
-    env = {**os.environ, "DIGITSERVE_DEVICE": "cpu"}
-    if args.checkpoint is not None:
-        env["DIGITSERVE_CHECKPOINT"] = str(args.checkpoint.resolve())
+    checkpoint = (args.checkpoint or resolve_checkpoint(Settings())).resolve()
     url = f"http://127.0.0.1:{args.port}"
     with tempfile.TemporaryDirectory() as tmp:
         files = []
@@ -66,10 +49,8 @@ def main(argv: list[str] | None = None) -> int:
             path = Path(tmp) / f"house-{seed}.png"
             render_sample(seed).image.save(path)
             files.append(str(path))
-        command = [sys.executable, "-m", "uvicorn", "--factory", "service.app:create_app"]
-        server = subprocess.Popen([*command, "--port", str(args.port)], cwd=ROOT, env=env)
+        server = start_server(checkpoint, args.port, batch_size=1, device="cpu")
         try:
-            wait_ready(url)
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(
                     executable_path=chromium, args=["--no-sandbox", "--disable-gpu"]
