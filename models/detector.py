@@ -10,13 +10,16 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+import torch
 from torch import nn
 from torchvision.models import resnet
 from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.rpn import RPNHead
+from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
 from models.labels import NUM_CLASSES
 
@@ -30,10 +33,12 @@ class DetectorConfig:
 
     `min_size`/`max_size` are the input size: the shorter image side is resized to `min_size` unless the
     longer would exceed `max_size`. With `train_min_sizes` (multi-scale training) each training image's
-    shorter side is drawn at random from `train_min_sizes` + (`min_size`,); evaluation and serving always
-    use `min_size`. Anchor sizes are in pixels of that resized image and are used on
-    every FPN level; `aspect_ratios` are height / width. Images are normalised inside the model with
-    `image_mean`/`image_std` (ImageNet), so inputs are float RGB in [0, 1].
+    shorter side is drawn at random from `train_min_sizes` + (`min_size`,), or, with
+    `train_scale_per_batch`, one size is drawn per batch so that no image is padded up to a larger
+    neighbour's size; evaluation and serving always use `min_size`. Anchor sizes are in pixels of that
+    resized image and are used on every FPN level; `aspect_ratios` are height / width. Images are
+    normalised inside the model with `image_mean`/`image_std` (ImageNet), so inputs are float RGB in
+    [0, 1].
     """
 
     arch: str = "fasterrcnn_resnet50_fpn_v2"
@@ -41,6 +46,7 @@ class DetectorConfig:
     min_size: int = 64
     max_size: int = 256
     train_min_sizes: tuple[int, ...] = ()
+    train_scale_per_batch: bool = False
     anchor_sizes: tuple[int, ...] = (8, 16, 32)
     aspect_ratios: tuple[float, ...] = (0.5, 1.0, 2.0)
     fpn_channels: int = 256
@@ -111,6 +117,29 @@ BACKBONES: dict[str, Callable[[DetectorConfig], BackboneWithFPN]] = {
 NUM_FPN_LEVELS = 5  # P2..P5 from the ResNet stages plus the max-pooled P6
 
 
+class PerBatchScaleTransform(GeneralizedRCNNTransform):
+    """torchvision's resize-normalise-pad transform, drawing one training size per batch.
+
+    torchvision draws a shorter-side size from `min_size` for every image, then pads the batch to its
+    largest image, so one large draw makes the whole batch large. Here the draw is made once per
+    `forward` call and used for all its images. Evaluation is unchanged (`min_size[-1]`).
+    """
+
+    _batch_size: int | None = None
+
+    def forward(
+        self, images: list[torch.Tensor], targets: list[dict[str, torch.Tensor]] | None = None
+    ) -> tuple[ImageList, list[dict[str, torch.Tensor]] | None]:
+        self._batch_size = super().torch_choice(list(self.min_size)) if self.training else None
+        try:
+            return super().forward(images, targets)
+        finally:
+            self._batch_size = None
+
+    def torch_choice(self, k: list[int]) -> int:
+        return self._batch_size if self._batch_size is not None else super().torch_choice(k)
+
+
 def build_detector(config: DetectorConfig) -> FasterRCNN:
     """Build an untrained Faster R-CNN for `config`.
 
@@ -126,7 +155,7 @@ def build_detector(config: DetectorConfig) -> FasterRCNN:
     )
     rpn_head = RPNHead(config.fpn_channels, anchors.num_anchors_per_location()[0], conv_depth=2)
     box_head = TwoMLPHead(config.fpn_channels * 7 * 7, config.box_head_dim)
-    return FasterRCNN(
+    model = FasterRCNN(
         backbone,
         num_classes=None,  # given by box_predictor
         # torchvision draws a training size from the tuple and evaluates at its last entry
@@ -148,6 +177,11 @@ def build_detector(config: DetectorConfig) -> FasterRCNN:
         box_nms_thresh=config.box_nms_thresh,
         box_detections_per_img=config.box_detections_per_img,
     )
+    if config.train_scale_per_batch:
+        model.transform = PerBatchScaleTransform(
+            model.transform.min_size, config.max_size, list(config.image_mean), list(config.image_std)
+        )
+    return model
 
 
 # Named architecture presets. "seed" is the reference recipe; "fast" is sized for a 2-core CPU:

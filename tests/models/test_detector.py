@@ -45,6 +45,37 @@ def test_multi_scale_training_draws_sizes_and_evaluates_at_min_size() -> None:
         DetectorConfig(max_size=256, train_min_sizes=(80, 300))
 
 
+def test_per_batch_scale_draws_one_size_for_the_whole_batch() -> None:
+    config = DetectorConfig(
+        arch="fasterrcnn_resnet18_fpn",
+        min_size=96,
+        max_size=400,
+        train_min_sizes=(80, 112),
+        train_scale_per_batch=True,
+    )
+    transform = build_detector(config).transform
+    images = [torch.rand(3, 50, 100), torch.rand(3, 60, 60), torch.rand(3, 40, 120)]
+    torch.manual_seed(0)
+    drawn = []
+    for _ in range(30):
+        sizes = {min(size) for size in transform.train()(images)[0].image_sizes}
+        assert len(sizes) == 1  # every image of the batch got the same shorter side
+        drawn.append(sizes.pop())
+    assert set(drawn) == {80, 96, 112}
+    assert {min(s) for s in transform.eval()(images)[0].image_sizes} == {96}
+
+
+def test_per_image_scale_mixes_sizes_within_a_batch() -> None:
+    config = DetectorConfig(
+        arch="fasterrcnn_resnet18_fpn", min_size=96, max_size=400, train_min_sizes=(80, 112)
+    )
+    transform = build_detector(config).transform.train()
+    images = [torch.rand(3, 50, 100) for _ in range(6)]
+    torch.manual_seed(0)
+    mixed = [len({min(s) for s in transform(images)[0].image_sizes}) > 1 for _ in range(10)]
+    assert any(mixed)
+
+
 def test_builder_never_fetches_weights(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("build_detector tried to download weights")
