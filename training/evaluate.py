@@ -4,7 +4,8 @@
         --split valid --out out/eval
 
 Writes Task 1 `pred.json` (COCO detections) and Task 2 `pred.csv` (`image_id,pred_label`); with ground
-truth also `metrics.json` (map, map50, map75, accuracy), the threshold/IoU sweep and a confusion matrix.
+truth also `metrics.json` (map, map50, map75, accuracy, and `digits`: what became of each ground-truth
+digit), the threshold/IoU sweep, `errors.csv` and a confusion matrix.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from training.engine import predict
 from training.metrics import (
     coco_map,
     confusion_matrix,
+    digit_outcomes,
     ground_truth_coco,
     number_accuracy,
     predicted_numbers,
@@ -101,6 +103,7 @@ def write_report(
         **score_detections(records, detections, params),
         "images": len(records),
         "boxes": sum(len(r.boxes) for r in records),
+        "digits": digit_outcomes(records, detections, params.score_threshold),
         **(extra or {}),
     }
     sweep = sweep_assembly(records, detections, params)
@@ -116,6 +119,11 @@ def write_report(
         f"digits at score >= {params.score_threshold}, IoU de-dup {params.iou_threshold}",
     )
     print(f"mAP {metrics['map']:.4f}  mAP50 {metrics['map50']:.4f}  accuracy {metrics['accuracy']:.4f}")
+    digits = metrics["digits"]
+    print(
+        f"ground-truth digits ({metrics['boxes']}), before de-dup, at score >= {params.score_threshold}: "
+        + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in digits.items())
+    )
     print("whole-number accuracy by score threshold and IoU de-dup:\n" + format_sweep(sweep))
     return metrics
 

@@ -1,4 +1,5 @@
-"""Evaluation metrics on plain data: COCO mAP (Task 1), whole-number accuracy (Task 2), confusion matrix."""
+"""Evaluation metrics on plain data: COCO mAP (Task 1), whole-number accuracy (Task 2), confusion matrix,
+and what became of each ground-truth digit."""
 
 from __future__ import annotations
 
@@ -93,3 +94,36 @@ def confusion_matrix(
         for g in unmatched:
             matrix[g.digit, none] += 1
     return matrix
+
+
+DIGIT_OUTCOMES = ("found", "wrong_digit", "below_threshold", "not_localised")
+
+
+def digit_outcomes(
+    records: Sequence[ImageRecord], detections: Detections, score_threshold: float, iou_match: float = 0.5
+) -> dict[str, int]:
+    """Count what became of every ground-truth digit, before de-duplication, looking at the raw
+    detections whose box overlaps it at IoU >= `iou_match`:
+
+    - found: one of them is the right digit and scores >= `score_threshold`;
+    - wrong_digit: none is the right digit above the threshold, but another digit is;
+    - below_threshold: some overlap it, all scoring under the threshold (the right digit or not);
+    - not_localised: no detection overlaps it that well, at any score.
+
+    Tells apart the fixes: a threshold, a better classifier, or better boxes and recall.
+    """
+    counts = dict.fromkeys(DIGIT_OUTCOMES, 0)
+    for record in records:
+        dets = detections.get(record.image_id, ())
+        for truth in record.boxes:
+            near = [d for d in dets if box_iou(d.box_xyxy, truth.box_xyxy) >= iou_match]
+            confident = [d for d in near if d.score >= score_threshold]
+            if any(d.digit == truth.digit for d in confident):
+                counts["found"] += 1
+            elif confident:
+                counts["wrong_digit"] += 1
+            elif near:
+                counts["below_threshold"] += 1
+            else:
+                counts["not_localised"] += 1
+    return counts

@@ -9,6 +9,7 @@ from training.data import DigitBox, ImageRecord, load_coco_split
 from training.metrics import (
     coco_map,
     confusion_matrix,
+    digit_outcomes,
     ground_truth_coco,
     number_accuracy,
     predicted_numbers,
@@ -72,3 +73,22 @@ def test_confusion_matrix_counts_hits_swaps_misses_and_false_alarms(tmp_path: Pa
     expected = np.zeros((11, 11), dtype=np.int64)
     expected[3, 3] = expected[4, 7] = expected[5, 10] = expected[10, 1] = 1
     assert np.array_equal(matrix, expected)
+
+
+def test_digit_outcomes_sort_each_truth_box_by_what_overlaps_it(tmp_path: Path) -> None:
+    truth = [DigitBox((x, 0, x + 10, 20), d) for x, d in ((0, 1), (20, 2), (40, 3), (60, 4), (80, 5))]
+    record = ImageRecord(1, tmp_path / "1.png", 100, 20, tuple(truth))
+    dets = {
+        1: [
+            Detection((0, 0, 10, 20), 1, 0.9),  # 1: found
+            Detection((1, 0, 11, 20), 7, 0.95),  # a confident wrong twin does not undo "found"
+            Detection((20, 0, 30, 20), 8, 0.8),  # 2: only another digit is confident
+            Detection((20, 0, 30, 20), 2, 0.5),
+            Detection((40, 0, 50, 20), 3, 0.4),  # 3: the right digit, under the threshold
+            Detection((66, 0, 76, 20), 4, 0.99),  # 4: IoU 4/16 = 0.25 < 0.5
+        ]
+    }  # 5: nothing at all
+    counts = digit_outcomes([record], dets, score_threshold=0.6)
+    assert counts == {"found": 1, "wrong_digit": 1, "below_threshold": 1, "not_localised": 2}
+    assert digit_outcomes([record], dets, score_threshold=0.3)["found"] == 3  # 2 and 3 too
+    assert sum(digit_outcomes([record], {}, 0.6).values()) == 5

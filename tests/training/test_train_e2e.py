@@ -62,6 +62,7 @@ def test_evaluate_cli_on_labelled_split(trained_run: Path, synth_dir: Path, tmp_
     )
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved == metrics and all(0.0 <= saved[k] <= 1.0 for k in ("map", "map50", "accuracy"))
+    assert sum(saved["digits"].values()) == saved["boxes"]
     with (tmp_path / "pred.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 8 and set(rows[0]) == {"image_id", "pred_label"}
