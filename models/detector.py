@@ -125,19 +125,19 @@ class PerBatchScaleTransform(GeneralizedRCNNTransform):
     `forward` call and used for all its images. Evaluation is unchanged (`min_size[-1]`).
     """
 
-    _batch_size: int | None = None
+    _batch_min_size: int | None = None  # the shorter side drawn for the current batch
 
     def forward(
         self, images: list[torch.Tensor], targets: list[dict[str, torch.Tensor]] | None = None
     ) -> tuple[ImageList, list[dict[str, torch.Tensor]] | None]:
-        self._batch_size = super().torch_choice(list(self.min_size)) if self.training else None
+        self._batch_min_size = super().torch_choice(list(self.min_size)) if self.training else None
         try:
             return super().forward(images, targets)
         finally:
-            self._batch_size = None
+            self._batch_min_size = None
 
     def torch_choice(self, k: list[int]) -> int:
-        return self._batch_size if self._batch_size is not None else super().torch_choice(k)
+        return self._batch_min_size if self._batch_min_size is not None else super().torch_choice(k)
 
 
 def build_detector(config: DetectorConfig) -> FasterRCNN:
