@@ -47,6 +47,10 @@ class TrainConfig:
     weight_decay: float = 5e-4
     cosine_t_max: int = 10  # in epochs; PyTorch's cosine rises again after T_max, as the seed had it
     warmup_steps: int = 0
+    # "cosine": the seed's per-epoch cosine over `cosine_t_max`. "cyclic": every epoch falls from `lr` to
+    # `lr * cyclic_min_ratio` on a cosine, so each epoch ends at a low rate (for weight averaging, SWA)
+    schedule: str = "cosine"
+    cyclic_min_ratio: float = 0.01
     amp: bool = True  # only takes effect on CUDA
     freeze_backbone: bool = False
     grad_clip: float = 10.0  # max global grad norm; 0 disables
@@ -57,11 +61,19 @@ class TrainConfig:
     eval_every: int = 1  # validation mAP every N epochs (validation loss runs every epoch)
     init_from: str = ""  # checkpoint whose weights start this run (e.g. synthetic pretraining)
     save_dtype: str = "float32"
+    keep_epochs: bool = False  # also keep every epoch's weights under epochs/NNN (to average them)
     out_dir: str = "runs"
     run_name: str = ""
 
+    def __post_init__(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {self.schedule!r}; supported: {SCHEDULES}")
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+SCHEDULES = ("cosine", "cyclic")
 
 
 def _from_dict(cls: type, data: dict[str, Any]) -> Any:

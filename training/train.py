@@ -5,8 +5,9 @@
     python -m training.train --resume runs/<run>            # continue where a run stopped
     torchrun --nproc_per_node=4 -m training.train --config seed   # several GPUs
 
-A run folder holds config.json, metrics.jsonl, loss_curves.png, best/ and last/ checkpoints, state/ for
---resume, and eval/ with the final evaluation of best/ on the validation split.
+A run folder holds config.json, metrics.jsonl, loss_curves.png, best/ and last/ checkpoints (and
+epochs/NNN/ for every epoch with `keep_epochs`), state/ for --resume, and eval/ with the final
+evaluation of best/ on the validation split.
 """
 
 from __future__ import annotations
@@ -174,11 +175,17 @@ def build_model(config: TrainConfig, device: torch.device) -> FasterRCNN:
 def make_schedule(
     optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    """Per-step LR factor: linear warm-up times the seed's per-epoch cosine (eta_min 0, period 2*T_max)."""
+    """Per-step LR factor: linear warm-up times the seed's per-epoch cosine (eta_min 0, period 2*T_max),
+    or times a cosine that falls from 1 to `cyclic_min_ratio` within every epoch ("cyclic")."""
+    per_epoch = max(steps_per_epoch, 1)
+    low = config.cyclic_min_ratio
 
     def factor(step: int) -> float:
         warm = min(1.0, (step + 1) / config.warmup_steps) if config.warmup_steps else 1.0
-        epoch = step // max(steps_per_epoch, 1)
+        if config.schedule == "cyclic":
+            phase = (step % per_epoch) / max(per_epoch - 1, 1)
+            return warm * (low + (1.0 - low) * 0.5 * (1.0 + math.cos(math.pi * phase)))
+        epoch = step // per_epoch
         return warm * 0.5 * (1.0 + math.cos(math.pi * epoch / config.cosine_t_max))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
@@ -227,6 +234,8 @@ def save_epoch(
         "dtype": config.save_dtype,
     }
     save_checkpoint(run_dir / "last", model, config.detector, **kwargs)
+    if config.keep_epochs:
+        save_checkpoint(run_dir / "epochs" / f"{row['epoch']:03d}", model, config.detector, **kwargs)
     if is_best:
         save_checkpoint(run_dir / "best", model, config.detector, **kwargs)
 

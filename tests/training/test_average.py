@@ -1,0 +1,74 @@
+from pathlib import Path
+
+import pytest
+import torch
+
+from models.checkpoint import load_checkpoint, read_checkpoint_meta
+from models.detector import DETECTOR_PRESETS, build_detector
+from training import average
+
+
+def test_average_state_dicts_means_floats_and_keeps_last_counters() -> None:
+    a = {"w": torch.tensor([1.0, 3.0]), "n": torch.tensor(5)}
+    b = {"w": torch.tensor([3.0, 7.0]), "n": torch.tensor(9)}
+    out = average.average_state_dicts([a, b])
+    assert torch.equal(out["w"], torch.tensor([2.0, 5.0]))
+    assert out["n"].item() == 9 and out["n"].dtype == torch.int64
+
+
+def test_average_state_dicts_keeps_half_precision() -> None:
+    a = {"w": torch.tensor([1.0], dtype=torch.float16)}
+    b = {"w": torch.tensor([2.0], dtype=torch.float16)}
+    out = average.average_state_dicts([a, b])
+    assert out["w"].dtype == torch.float16 and out["w"].item() == 1.5
+
+
+@pytest.mark.parametrize(
+    "other", [{"w": torch.zeros(3)}, {"w": torch.zeros(2), "extra": torch.zeros(1)}, {"v": torch.zeros(2)}]
+)
+def test_average_state_dicts_refuses_other_architectures(other: dict[str, torch.Tensor]) -> None:
+    with pytest.raises(ValueError, match="architecture"):
+        average.average_state_dicts([{"w": torch.zeros(2)}, other])
+
+
+def test_average_state_dicts_refuses_nothing() -> None:
+    with pytest.raises(ValueError):
+        average.average_state_dicts([])
+
+
+def test_recompute_batchnorm_measures_the_batches() -> None:
+    torch.manual_seed(0)
+    model = build_detector(DETECTOR_PRESETS["fast"]).eval()
+    bn1 = model.backbone.body.bn1
+    bn1.running_mean.fill_(123.0)
+    momentum = bn1.momentum
+    images = [torch.rand(3, 40, 90), torch.rand(3, 50, 70)]
+    seen = average.recompute_batchnorm(model, [images])
+    with torch.no_grad():
+        model.train()
+        batch = model.transform(images)[0].tensors
+        model.eval()
+        expected = model.backbone.body.conv1(batch).mean((0, 2, 3))
+    assert seen == 2 and not model.training and bn1.momentum == momentum
+    assert torch.allclose(bn1.running_mean, expected, atol=1e-4)
+
+
+def test_recompute_batchnorm_needs_images() -> None:
+    model = build_detector(DETECTOR_PRESETS["fast"])
+    with pytest.raises(ValueError, match="no images"):
+        average.recompute_batchnorm(model, [])
+
+
+@pytest.mark.slow
+def test_average_command_writes_the_mean_checkpoint(
+    trained_run: Path, synth_dir: Path, tmp_path: Path
+) -> None:
+    sources = [trained_run / "best", trained_run / "last"]
+    out = average.main([*map(str, sources), "--out", str(tmp_path / "swa"), "--data", str(synth_dir)])
+    meta = read_checkpoint_meta(out)
+    assert meta.metrics["averaged"]["sources"] == [str(s) for s in sources]
+    assert meta.metrics["averaged"]["batchnorm_images"] == 40  # every synthetic training image
+    key = "roi_heads.box_predictor.cls_score.weight"
+    weights = [load_checkpoint(s)[0].state_dict()[key] for s in sources]
+    averaged, _ = load_checkpoint(out)
+    assert torch.allclose(averaged.state_dict()[key], (weights[0] + weights[1]) / 2)

@@ -1,0 +1,45 @@
+import itertools
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from models.detector import DETECTOR_PRESETS, build_detector
+from training.config import TRAIN_PRESETS
+from training.train import make_schedule, save_epoch
+
+
+def _factors(steps: int, steps_per_epoch: int, **changes: object) -> list[float]:
+    config = replace(TRAIN_PRESETS["fast"], warmup_steps=0, **changes)  # type: ignore[arg-type]
+    optimizer = torch.optim.SGD(torch.nn.Linear(1, 1).parameters(), lr=1.0)
+    schedule = make_schedule(optimizer, config, steps_per_epoch)
+    return [schedule.lr_lambdas[0](step) for step in range(steps)]
+
+
+def test_cyclic_schedule_falls_to_its_floor_within_every_epoch() -> None:
+    factors = _factors(15, 5, schedule="cyclic", cyclic_min_ratio=0.01)
+    assert factors[0] == factors[5] == factors[10] == 1.0
+    assert factors[4] == factors[9] == factors[14] == pytest.approx(0.01)
+    assert all(a > b for a, b in itertools.pairwise(factors[:5]))
+
+
+def test_cosine_schedule_is_constant_within_an_epoch_and_falls_over_t_max() -> None:
+    factors = _factors(12, 3, cosine_t_max=4)
+    assert factors[0] == factors[2] == 1.0
+    assert factors[3] == pytest.approx(0.5 * (1 + 0.7071068))
+    assert factors[6] == pytest.approx(0.5) and factors[11] == pytest.approx(0.5 * (1 - 0.7071068))
+
+
+def test_unknown_schedule_is_an_error() -> None:
+    with pytest.raises(ValueError, match="schedule"):
+        replace(TRAIN_PRESETS["fast"], schedule="step")
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_save_epoch_keeps_every_epoch_only_when_asked(tmp_path: Path, keep: bool) -> None:
+    config = replace(TRAIN_PRESETS["fast"], keep_epochs=keep)
+    model = build_detector(DETECTOR_PRESETS["fast"])
+    save_epoch(model, tmp_path, config, "fp", {"epoch": 3}, is_best=False)
+    assert (tmp_path / "last" / "weights.safetensors").is_file()
+    assert (tmp_path / "epochs" / "003" / "weights.safetensors").is_file() == keep

@@ -1,0 +1,138 @@
+"""Average the weights of several checkpoints of one run (stochastic weight averaging, SWA).
+
+    python -m training.average runs/fast96-swa/epochs/* --out runs/fast96-swa/swa
+
+The checkpoints must share one architecture (typically the epoch ends of a `schedule: cyclic` run with
+`keep_epochs: true`). Parameters are averaged; BatchNorm statistics of averaged weights are not the
+average of the statistics, so they are re-estimated with forward passes over the training images
+(with the run's augmentations, as the statistics were gathered in training). The training config and
+data come from the last checkpoint's metadata; `--data` points at another copy of the data.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from torchvision.models.detection import FasterRCNN
+from tqdm import tqdm
+
+from models.checkpoint import load_checkpoint, save_checkpoint
+from training.config import TrainConfig, config_from_dict
+from training.data import DigitDataset, collate
+from training.train import load_splits
+from training.transforms import TrainTransforms
+
+
+def average_state_dicts(states: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """The element-wise mean of floating-point tensors; other tensors (BatchNorm's batch counters) are
+    taken from the last state. All states must hold the same keys and shapes; raises ValueError."""
+    if not states:
+        raise ValueError("nothing to average")
+    last = states[-1]
+    if any(set(state) != set(last) for state in states):
+        raise ValueError("checkpoints hold different tensors: not one architecture")
+    averaged: dict[str, torch.Tensor] = {}
+    for key, tensor in last.items():
+        if any(state[key].shape != tensor.shape for state in states):
+            raise ValueError(f"checkpoints differ in the shape of {key!r}: not one architecture")
+        if tensor.is_floating_point():
+            averaged[key] = torch.stack([state[key].float() for state in states]).mean(0).to(tensor.dtype)
+        else:
+            averaged[key] = tensor.clone()
+    return averaged
+
+
+@torch.no_grad()
+def recompute_batchnorm(model: FasterRCNN, batches: Iterable[list[torch.Tensor]]) -> int:
+    """Re-estimate every BatchNorm layer's running mean and variance from `batches` of images
+    (each a list of FloatTensor[3, H, W] in [0, 1], resized and normalised by the model's transform).
+
+    The statistics become the plain average over all batches (momentum None), as in training mode;
+    only the transform and the backbone run, since the heads hold no BatchNorm. The model is left in
+    eval mode. Returns the number of images seen.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None
+    device = next(model.parameters()).device
+    model.train()
+    seen = 0
+    try:
+        for images in batches:
+            image_list, _ = model.transform([image.to(device) for image in images])
+            model.backbone(image_list.tensors)
+            seen += len(images)
+    finally:
+        for norm, momentum in zip(norms, momenta, strict=True):
+            norm.momentum = momentum
+        model.eval()
+    if seen == 0:
+        raise ValueError("no images to estimate BatchNorm statistics from")
+    return seen
+
+
+def training_batches(config: TrainConfig, limit: int) -> Iterable[list[torch.Tensor]]:
+    """Augmented training images of `config`, batch by batch (the first `limit` images; 0 = all)."""
+    train, _, _ = load_splits(replace(config, max_valid_images=1))
+    records = train[:limit] if limit else train
+    loader = DataLoader(
+        DigitDataset(records, TrainTransforms(config.augment)),
+        batch_size=config.batch_size,
+        shuffle=True,
+        num_workers=config.workers,
+        collate_fn=collate,
+        generator=torch.Generator().manual_seed(config.seed),
+    )
+    for images, _ in tqdm(loader, desc="BatchNorm statistics", leave=False):
+        yield images
+
+
+def average_checkpoints(
+    sources: Sequence[Path], out: Path, data_root: str | None, bn_images: int, dtype: str
+) -> Path:
+    """Average `sources` into a checkpoint at `out`, BatchNorm re-estimated; metadata from the last."""
+    loaded = [load_checkpoint(source) for source in sources]
+    model, meta = loaded[-1]
+    if any(other.detector != meta.detector for _, other in loaded):
+        raise ValueError("the checkpoints have different architectures")
+    model.load_state_dict(average_state_dicts([m.state_dict() for m, _ in loaded]))
+    config = config_from_dict(meta.training)
+    if data_root:
+        config = replace(config, data=replace(config.data, root=data_root))
+    seen = recompute_batchnorm(model, training_batches(config, bn_images))
+    averaged = {"sources": [str(s) for s in sources], "batchnorm_images": seen}
+    return save_checkpoint(
+        out,
+        model,
+        meta.detector,
+        assembly=meta.assembly,
+        training=meta.training,
+        data_fingerprint=meta.data_fingerprint,
+        metrics={"averaged": averaged},
+        dtype=dtype,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> Path:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoints", nargs="+", type=Path, help="checkpoint folders to average")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--data", help="data set root, if not the one the checkpoints were trained on")
+    p.add_argument("--bn-images", type=int, default=0, help="training images for BatchNorm (0 = all)")
+    p.add_argument("--dtype", choices=["float32", "float16"], default="float32")
+    args = p.parse_args(argv)
+    folder = average_checkpoints(args.checkpoints, args.out, args.data, args.bn_images, args.dtype)
+    print(f"wrote {folder}: the average of {len(args.checkpoints)} checkpoints")
+    return folder
+
+
+if __name__ == "__main__":
+    main()
