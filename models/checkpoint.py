@@ -123,6 +123,28 @@ def save_checkpoint(
     return folder
 
 
+def save_checkpoint_like(
+    directory: str | Path,
+    model: torch.nn.Module,
+    meta: CheckpointMeta,
+    *,
+    metrics: dict[str, Any],
+    dtype: str = "float32",
+) -> Path:
+    """`save_checkpoint` for weights derived from another checkpoint (exported, averaged): keeps `meta`'s
+    architecture, thresholds, training config and data fingerprint; `metrics` replace its metrics."""
+    return save_checkpoint(
+        directory,
+        model,
+        meta.detector,
+        assembly=meta.assembly,
+        training=meta.training,
+        data_fingerprint=meta.data_fingerprint,
+        metrics=metrics,
+        dtype=dtype,
+    )
+
+
 def resolve_checkpoint_dir(path: str | Path) -> Path:
     """Accept the checkpoint folder or either of its two files."""
     p = Path(path)

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 from torchvision.models.detection import FasterRCNN
 from tqdm import tqdm
 
-from models.checkpoint import load_checkpoint, save_checkpoint
+from models.checkpoint import load_checkpoint, save_checkpoint_like
 from training.config import TrainConfig, config_from_dict
 from training.data import DigitDataset, collate
 from training.train import load_splits
@@ -109,16 +109,7 @@ def average_checkpoints(
         config = replace(config, data=replace(config.data, root=data_root))
     seen = recompute_batchnorm(model, training_batches(config, bn_images))
     averaged = {"sources": [str(s) for s in sources], "batchnorm_images": seen}
-    return save_checkpoint(
-        out,
-        model,
-        meta.detector,
-        assembly=meta.assembly,
-        training=meta.training,
-        data_fingerprint=meta.data_fingerprint,
-        metrics={"averaged": averaged},
-        dtype=dtype,
-    )
+    return save_checkpoint_like(out, model, meta, metrics={"averaged": averaged}, dtype=dtype)
 
 
 def main(argv: Sequence[str] | None = None) -> Path:

@@ -12,21 +12,12 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from models.checkpoint import load_checkpoint, save_checkpoint, update_checkpoint_metrics
+from models.checkpoint import load_checkpoint, save_checkpoint_like, update_checkpoint_metrics
 
 
 def export_checkpoint(source: Path, out: Path, dtype: str) -> Path:
     model, meta = load_checkpoint(source)
-    folder = save_checkpoint(
-        out,
-        model,
-        meta.detector,
-        assembly=meta.assembly,
-        training=meta.training,
-        data_fingerprint=meta.data_fingerprint,
-        metrics=meta.metrics,
-        dtype=dtype,
-    )
+    folder = save_checkpoint_like(out, model, meta, metrics=meta.metrics, dtype=dtype)
     update_checkpoint_metrics(
         folder, {"exported_from": {"weights_sha256": meta.weights_sha256, "dtype": meta.weights_dtype}}
     )
