@@ -25,7 +25,7 @@ from tqdm import tqdm
 from models.checkpoint import load_checkpoint, save_checkpoint_like
 from training.config import TrainConfig, config_from_dict
 from training.data import DigitDataset, collate
-from training.train import load_splits
+from training.train import load_train_records
 from training.transforms import TrainTransforms
 
 
@@ -54,8 +54,9 @@ def recompute_batchnorm(model: FasterRCNN, batches: Iterable[list[torch.Tensor]]
     (each a list of FloatTensor[3, H, W] in [0, 1], resized and normalised by the model's transform).
 
     The statistics become the plain average over all batches (momentum None), as in training mode;
-    only the transform and the backbone run, since the heads hold no BatchNorm. The model is left in
-    eval mode. Returns the number of images seen.
+    only the transform and the backbone run, since the heads hold no BatchNorm (torch's
+    `swa_utils.update_bn` calls the whole model, which in training mode needs targets). The model is
+    left in eval mode. Returns the number of images seen.
     """
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     momenta = [m.momentum for m in norms]
@@ -81,7 +82,7 @@ def recompute_batchnorm(model: FasterRCNN, batches: Iterable[list[torch.Tensor]]
 
 def training_batches(config: TrainConfig, limit: int) -> Iterable[list[torch.Tensor]]:
     """Augmented training images of `config`, batch by batch (the first `limit` images; 0 = all)."""
-    train, _, _ = load_splits(replace(config, max_valid_images=1))
+    train = load_train_records(config)
     records = train[:limit] if limit else train
     loader = DataLoader(
         DigitDataset(records, TrainTransforms(config.augment)),

@@ -112,14 +112,24 @@ def extra_json_path(root: Path, name: str) -> Path:
     return under_root if under_root.is_file() else Path(name)
 
 
+def train_annotation_files(config: TrainConfig) -> list[Path]:
+    """The training annotation files: the main json, then the extras."""
+    root = Path(config.data.root)
+    extras = [extra_json_path(root, f) for f in config.data.extra_train_json]
+    return [root / config.data.train_json, *extras]
+
+
+def load_train_records(config: TrainConfig) -> list[ImageRecord]:
+    """Training records of every file of `train_annotation_files`, in that order."""
+    images = Path(config.data.root) / config.data.train_images
+    return [record for ann in train_annotation_files(config) for record in load_coco_split(images, ann)[0]]
+
+
 def load_splits(config: TrainConfig) -> tuple[list[ImageRecord], list[ImageRecord], str]:
     """Training records (main json plus extras), validation records and the labels' fingerprint."""
     root = Path(config.data.root)
-    extras = [extra_json_path(root, f) for f in config.data.extra_train_json]
-    train_files = [root / config.data.train_json, *extras]
-    train: list[ImageRecord] = []
-    for ann in train_files:
-        train.extend(load_coco_split(root / config.data.train_images, ann)[0])
+    train_files = train_annotation_files(config)
+    train = load_train_records(config)
     valid_json = root / config.data.valid_json
     valid = load_coco_split(root / config.data.valid_images, valid_json)[0]
     if config.max_valid_images:
