@@ -6,12 +6,15 @@
 `--configs` takes training presets (seed, fast) and config files; their detector is measured.
 
 Uses the real validation images in ../shared/data/svhn-hw2 when present, else synthetic ones. Each
-config runs in its own process so its peak resident memory is its own. Prints figures; asserts nothing.
+config runs in its own process so its peak resident memory is its own. Inference is timed as the
+service runs it (after `models.optimize.prepare_for_inference`) and, for comparison, without that step.
+Prints figures; asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import resource
 import statistics
@@ -28,9 +31,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from models.detector import build_detector  # noqa: E402
+from models.optimize import prepare_for_inference  # noqa: E402
 from training import synth  # noqa: E402
 from training.config import load_config  # noqa: E402
-from training.data import DigitDataset, collate, load_coco_split  # noqa: E402
+from training.data import DigitDataset, ImageRecord, collate, load_coco_split  # noqa: E402
 from training.engine import train_one_epoch  # noqa: E402
 from training.transforms import TrainTransforms  # noqa: E402
 
@@ -65,15 +69,9 @@ def measure(
         model, optimizer, loader, device, epoch=1, max_steps=train_steps, show_progress=False
     )
     model.eval()
-    latencies = []
-    with torch.inference_mode():
-        for image, _ in (DigitDataset(records)[i] for i in range(min(infer_images, len(records)))):
-            start = time.perf_counter()
-            model([image.to(device)])
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            latencies.append((time.perf_counter() - start) * 1000)
-    latencies = latencies[3:] or latencies  # drop warm-up calls
+    params_m = sum(p.numel() for p in model.parameters()) / 1e6  # before BatchNorm is folded away
+    prepared = prepare_for_inference(copy.deepcopy(model), device)
+    latencies, plain = infer_latencies_ms([prepared, model], records, infer_images, device)
     peak = (
         torch.cuda.max_memory_allocated() / 2**20
         if device.type == "cuda"
@@ -84,9 +82,29 @@ def measure(
         "peak_memory_mib": peak,
         "infer_p50_ms": statistics.median(latencies),
         "infer_p90_ms": statistics.quantiles(latencies, n=10)[-1] if len(latencies) > 2 else latencies[-1],
-        "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
+        "infer_plain_p50_ms": statistics.median(plain),
+        "params_m": params_m,
         "device": str(device),
     }
+
+
+def infer_latencies_ms(
+    models: list[torch.nn.Module], records: list[ImageRecord], count: int, device: torch.device
+) -> list[list[float]]:
+    """One-image forward latencies (ms) of each model over the first `count` records, the models
+    taking turns on every image (so that a machine that speeds up or slows down affects all alike);
+    the 3 warm-up images are dropped."""
+    latencies: list[list[float]] = [[] for _ in models]
+    with torch.inference_mode():
+        for image, _ in (DigitDataset(records)[i] for i in range(min(count, len(records)))):
+            image = image.to(device)
+            for model, times in zip(models, latencies, strict=True):
+                start = time.perf_counter()
+                model([image])
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                times.append((time.perf_counter() - start) * 1000)
+    return [times[3:] or times for times in latencies]
 
 
 def main() -> None:
@@ -128,7 +146,8 @@ def main() -> None:
         print(
             f"{Path(name).stem:14} {r['params_m']:7.1f}M {r['train_images_per_s']:12.1f} "
             f"{r['peak_memory_mib']:9.0f} "
-            f"{r['infer_p50_ms']:13.1f} {r['infer_p90_ms']:8.1f}  ({r['device']})"
+            f"{r['infer_p50_ms']:13.1f} {r['infer_p90_ms']:8.1f} {r['infer_plain_p50_ms']:15.1f}"
+            f"  ({r['device']})"
         )
 
 

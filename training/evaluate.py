@@ -25,6 +25,7 @@ from models.assembly import AssemblyParams
 from models.checkpoint import load_checkpoint
 from models.hw2 import Detections, detections_to_coco, write_pred_csv, write_pred_json
 from models.inference import resolve_device
+from models.optimize import prepare_for_inference
 from training.data import DigitDataset, ImageRecord, collate, list_unlabelled_images, load_coco_split
 from training.engine import predict
 from training.metrics import (
@@ -173,6 +174,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     device = resolve_device(args.device)
     model, meta = load_checkpoint(args.checkpoint, device)
+    model = prepare_for_inference(model, device)  # what the service runs
     params = meta.assembly
     if args.score_threshold is not None:
         params = replace(params, score_threshold=args.score_threshold)

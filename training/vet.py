@@ -30,6 +30,7 @@ from models.assembly import Detection
 from models.boxes import box_iou
 from models.checkpoint import load_checkpoint
 from models.inference import resolve_device
+from models.optimize import prepare_for_inference
 from training.data import DigitDataset, ImageRecord, collate, load_coco_split
 from training.engine import predict
 
@@ -95,6 +96,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     params = VetParams(**{k: getattr(args, k) for k in asdict(VetParams())})
     device = resolve_device(args.device)
     model, meta = load_checkpoint(args.checkpoint, device)
+    model = prepare_for_inference(model, device)  # what the service runs
     records, _ = load_coco_split(args.images, args.annotations)
     loader = DataLoader(
         DigitDataset(records), batch_size=args.batch_size, num_workers=args.workers, collate_fn=collate

@@ -1,0 +1,90 @@
+"""models.optimize: BatchNorm folding and channels-last change the speed, never the answers."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from models.checkpoint import load_checkpoint
+from models.detector import DETECTOR_PRESETS, build_detector
+from models.optimize import fuse_conv_batchnorm, prepare_for_inference
+from service.config import SHIPPED_CHECKPOINT
+from service.imaging import to_model_input
+from training.synth import render_sample
+
+
+def _batchnorms(model: nn.Module) -> int:
+    return sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+
+
+def _randomise_batchnorm(model: nn.Module, seed: int = 0) -> None:
+    """Give every BatchNorm non-trivial statistics and affine terms, so that folding them matters."""
+    generator = torch.Generator().manual_seed(seed)
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            n = module.num_features
+            module.running_mean.copy_(torch.randn(n, generator=generator) * 0.5)
+            module.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
+            module.weight.data.copy_(torch.rand(n, generator=generator) + 0.5)
+            module.bias.data.copy_(torch.randn(n, generator=generator) * 0.1)
+
+
+@pytest.mark.parametrize("preset", ["fast", "seed"])
+def test_fuse_conv_batchnorm_folds_every_batchnorm_of_the_presets(preset: str) -> None:
+    model = build_detector(DETECTOR_PRESETS[preset]).eval()
+    before = _batchnorms(model)
+    assert before > 0
+    assert fuse_conv_batchnorm(model) == before
+    assert _batchnorms(model) == 0
+
+
+def test_fused_backbone_computes_the_same_features() -> None:
+    model = build_detector(DETECTOR_PRESETS["fast"]).eval()
+    _randomise_batchnorm(model)
+    fused = copy.deepcopy(model)
+    fuse_conv_batchnorm(fused)
+    image = torch.rand(1, 3, 96, 224, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        expected, actual = model.backbone(image), fused.backbone(image)
+    assert expected.keys() == actual.keys()
+    for name in expected:
+        torch.testing.assert_close(actual[name], expected[name], rtol=1e-4, atol=1e-4)
+
+
+def test_fuse_conv_batchnorm_fuses_only_a_batchnorm_right_after_a_conv() -> None:
+    block = nn.Sequential(
+        nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.BatchNorm2d(4), nn.Conv2d(4, 4, 1)
+    ).eval()
+    assert fuse_conv_batchnorm(block) == 1
+    assert [type(m) for m in block] == [nn.Conv2d, nn.Identity, nn.ReLU, nn.BatchNorm2d, nn.Conv2d]
+
+
+def test_fuse_conv_batchnorm_refuses_a_model_in_training_mode() -> None:
+    model = build_detector(DETECTOR_PRESETS["fast"]).train()
+    with pytest.raises(ValueError, match="eval mode"):
+        fuse_conv_batchnorm(model)
+
+
+def test_prepare_for_inference_uses_channels_last_on_the_cpu() -> None:
+    model = prepare_for_inference(build_detector(DETECTOR_PRESETS["fast"]).eval(), torch.device("cpu"))
+    conv = model.backbone.body.conv1
+    assert isinstance(conv, nn.Conv2d)
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert not conv.weight.is_contiguous()
+
+
+def test_prepared_shipped_model_gives_the_same_detections() -> None:
+    plain, _ = load_checkpoint(SHIPPED_CHECKPOINT)
+    prepared = prepare_for_inference(copy.deepcopy(plain), torch.device("cpu"))
+    images = [to_model_input(np.array(render_sample(seed).image)) for seed in range(4)]
+    with torch.inference_mode():
+        expected, actual = plain(images), prepared(images)
+    assert sum(len(out["boxes"]) for out in expected) > 0
+    for want, got in zip(expected, actual, strict=True):
+        assert torch.equal(got["labels"], want["labels"])
+        torch.testing.assert_close(got["boxes"], want["boxes"], rtol=0, atol=1e-2)
+        torch.testing.assert_close(got["scores"], want["scores"], rtol=0, atol=1e-4)
