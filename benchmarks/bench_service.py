@@ -5,10 +5,10 @@
 
 Starts the real service (uvicorn, loopback only), sends one-image /v1/detect requests at each
 concurrency, and prints p50/p99 latency and images/s beside the bare `Predictor.detect` loop, with the
-ratio; and the bare loop once more without `models.optimize.prepare_for_inference` (which the service
-applies) to show what it buys. Uses real SVHN validation images when ../shared/data is present, else
-synthetic ones; the shipped checkpoint when there is one, else a randomly initialised fast detector
-(same compute, meaningless boxes).
+ratio; and the bare loop twice more, without the second look at small numbers (models/zoom.py) and
+without `models.optimize.prepare_for_inference`, to show what each costs or buys. Uses real SVHN
+validation images when ../shared/data is present, else synthetic ones; the shipped checkpoint when
+there is one, else a randomly initialised fast detector (same compute, meaningless boxes).
 """
 
 from __future__ import annotations
@@ -73,17 +73,20 @@ def summarise(latencies_ms: list[float], seconds: float, images: int) -> dict[st
     }
 
 
-def bare_loop(predictor: Predictor, images: list[bytes], requests: int) -> dict[str, float]:
+def bare_loops(predictors: list[Predictor], images: list[bytes], requests: int) -> list[dict[str, float]]:
+    """`requests` one-image `Predictor.detect` calls for each predictor, the predictors taking turns on
+    every image so that a machine that speeds up or slows down affects all alike."""
     tensors = [decode_image(b, 25_000_000).pixels for b in images]
-    for t in tensors[:3]:
-        predictor.detect([t])
-    latencies = []
-    start = time.perf_counter()
+    for predictor in predictors:
+        for t in tensors[:3]:
+            predictor.detect([t])
+    latencies: list[list[float]] = [[] for _ in predictors]
     for i in range(requests):
-        t0 = time.perf_counter()
-        predictor.detect([tensors[i % len(tensors)]])
-        latencies.append((time.perf_counter() - t0) * 1000)
-    return summarise(latencies, time.perf_counter() - start, requests)
+        for predictor, times in zip(predictors, latencies, strict=True):
+            t0 = time.perf_counter()
+            predictor.detect([tensors[i % len(tensors)]])
+            times.append((time.perf_counter() - t0) * 1000)
+    return [summarise(times, sum(times) / 1000, requests) for times in latencies]
 
 
 async def http_load(url: str, images: list[bytes], requests: int, concurrency: int) -> dict[str, float]:
@@ -159,13 +162,21 @@ def main() -> None:
     checkpoint, described = pick_checkpoint(args.checkpoint)
     device = resolve_device(args.device)
     model, meta = load_checkpoint(checkpoint, device)
-    plain = bare_loop(Predictor(model, meta, device, meta.assembly, checkpoint), images, args.requests)
-    bare = bare_loop(Predictor.load(checkpoint, device), images, args.requests)
+    bare, no_zoom, plain = bare_loops(
+        [
+            Predictor.load(checkpoint, device),
+            Predictor.load(checkpoint, device, zoom_below_px=0),
+            Predictor(model, meta, device, meta.assembly, checkpoint, meta.zoom),  # not prepared
+        ],
+        images,
+        args.requests,
+    )
     print(
         f"checkpoint: {described}\nimages: {what}; device {device}; torch threads {torch.get_num_threads()}"
     )
     print(f"{'path':28} {'p50 ms':>8} {'p99 ms':>8} {'images/s':>9} {'vs bare':>8}")
-    for label, r in (("bare model loop", bare), ("bare, not prepared", plain)):
+    rows = (("bare model loop", bare), ("bare, zoom off", no_zoom), ("bare, not prepared", plain))
+    for label, r in rows:
         print(
             f"{label:28} {r['p50']:8.1f} {r['p99']:8.1f} {r['images_per_s']:9.1f} "
             f"{r['images_per_s'] / bare['images_per_s']:8.2f}"

@@ -24,6 +24,7 @@ from torchvision.models.detection import FasterRCNN
 from models.assembly import AssemblyParams
 from models.detector import DetectorConfig, build_detector
 from models.labels import BACKGROUND_LABEL, DIGIT_NAMES, digit_to_category_id, digit_to_label
+from models.zoom import ZoomParams
 
 FORMAT_NAME = "digitserve-checkpoint"
 FORMAT_VERSION = 1
@@ -48,6 +49,7 @@ class CheckpointMeta:
     data_fingerprint: str | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
     created_at: str = ""
+    zoom: ZoomParams = field(default_factory=ZoomParams)  # off unless the checkpoint turns it on
 
 
 def sha256_file(path: Path) -> str:
@@ -84,6 +86,7 @@ def save_checkpoint(
     data_fingerprint: str | None = None,
     metrics: dict[str, Any] | None = None,
     dtype: str = "float32",
+    zoom: ZoomParams | None = None,
 ) -> Path:
     """Write `model`'s weights and the describing JSON into `directory` (created if needed).
 
@@ -108,6 +111,7 @@ def save_checkpoint(
         "input_size": {"min_size": detector.min_size, "max_size": detector.max_size},
         "label_map": label_map_document(),
         "thresholds": asdict(assembly or AssemblyParams()),
+        "zoom": asdict(zoom or ZoomParams()),
         "training": training or {},
         "data_fingerprint": data_fingerprint,
         "metrics": metrics or {},
@@ -130,9 +134,11 @@ def save_checkpoint_like(
     *,
     metrics: dict[str, Any],
     dtype: str = "float32",
+    zoom: ZoomParams | None = None,
 ) -> Path:
     """`save_checkpoint` for weights derived from another checkpoint (exported, averaged): keeps `meta`'s
-    architecture, thresholds, training config and data fingerprint; `metrics` replace its metrics."""
+    architecture, thresholds, zoom (unless `zoom` is given), training config and data fingerprint;
+    `metrics` replace its metrics."""
     return save_checkpoint(
         directory,
         model,
@@ -142,6 +148,7 @@ def save_checkpoint_like(
         data_fingerprint=meta.data_fingerprint,
         metrics=metrics,
         dtype=dtype,
+        zoom=zoom or meta.zoom,
     )
 
 
@@ -177,6 +184,7 @@ def read_checkpoint_meta(path: str | Path) -> CheckpointMeta:
             data_fingerprint=doc.get("data_fingerprint"),
             metrics=doc.get("metrics") or {},
             created_at=doc.get("created_at", ""),
+            zoom=ZoomParams(**doc.get("zoom", {})),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"checkpoint {folder}: malformed {META_FILE}: {exc!r}") from exc
@@ -213,4 +221,12 @@ def update_checkpoint_metrics(path: str | Path, metrics: dict[str, Any]) -> None
     meta_path = resolve_checkpoint_dir(path) / META_FILE
     doc = json.loads(meta_path.read_text())
     doc["metrics"] = {**doc.get("metrics", {}), **metrics}
+    meta_path.write_text(json.dumps(doc, indent=2) + "\n")
+
+
+def set_checkpoint_zoom(path: str | Path, zoom: ZoomParams) -> None:
+    """Replace a checkpoint's zoom settings in its JSON (the weights, and so their hash, are unchanged)."""
+    meta_path = resolve_checkpoint_dir(path) / META_FILE
+    doc = json.loads(meta_path.read_text())
+    doc["zoom"] = asdict(zoom)
     meta_path.write_text(json.dumps(doc, indent=2) + "\n")

@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     score_threshold: float | None = Field(None, ge=0.0, le=1.0, description="default: the checkpoint's")
     iou_threshold: float | None = Field(None, ge=0.0, le=1.0, description="0 turns IoU de-dup off")
     center_distance_ratio: float | None = Field(None, ge=0.0, le=5.0)
+    zoom_below_px: float | None = Field(
+        None, ge=0.0, le=10_000.0, description="second look at small digits (models/zoom.py); 0 = off"
+    )
     max_upload_bytes: int = Field(10 * 2**20, ge=1024, le=2**30, description="whole request body")
     max_pixels: int = Field(25_000_000, ge=1, le=200_000_000, description="per image")
     max_images_per_request: int = Field(16, ge=1, le=256)

@@ -14,8 +14,8 @@ from torchvision.models.detection import FasterRCNN
 
 from models.assembly import AssembledNumber, AssemblyParams, Detection, assemble_number
 from models.checkpoint import CheckpointMeta, load_checkpoint
-from models.inference import outputs_to_detections
 from models.optimize import prepare_for_inference
+from models.zoom import ZoomParams, detect_with_zoom
 from service.errors import ModelOverloadedError
 from service.imaging import to_model_input
 
@@ -33,9 +33,10 @@ class Predictor:
         device: torch.device,
         assembly: AssemblyParams,
         checkpoint: Path,
+        zoom: ZoomParams,
     ) -> None:
         self.model, self.meta, self.device, self.assembly = model, meta, device, assembly
-        self.checkpoint = checkpoint
+        self.checkpoint, self.zoom = checkpoint, zoom
 
     @classmethod
     def load(
@@ -46,9 +47,10 @@ class Predictor:
         score_threshold: float | None = None,
         iou_threshold: float | None = None,
         center_distance_ratio: float | None = None,
+        zoom_below_px: float | None = None,
     ) -> Predictor:
         """Verify and load `checkpoint` and rewrite the model for serving (models.optimize: same
-        outputs, faster); thresholds left as None come from the checkpoint."""
+        outputs, faster); thresholds and the zoom trigger left as None come from the checkpoint."""
         model, meta = load_checkpoint(checkpoint, device)
         model = prepare_for_inference(model, device)
         overrides = {
@@ -57,16 +59,18 @@ class Predictor:
             "center_distance_ratio": center_distance_ratio,
         }
         assembly = replace(meta.assembly, **{k: v for k, v in overrides.items() if v is not None})
-        return cls(model, meta, device, assembly, checkpoint)
+        zoom = meta.zoom if zoom_below_px is None else replace(meta.zoom, below_px=zoom_below_px)
+        return cls(model, meta, device, assembly, checkpoint, zoom)
 
     def detect(self, images: list[np.ndarray]) -> list[list[Detection]]:
-        """One model call for a batch (preprocess -> inference -> postprocess). A CUDA out-of-memory
-        error frees the cache and becomes ModelOverloadedError, so the next call starts clean."""
+        """One model call for a batch (preprocess -> inference -> postprocess), and a second one over
+        crops of the images whose digits came out small (models/zoom.py) when zoom is on. A CUDA
+        out-of-memory error frees the cache and becomes ModelOverloadedError, so the next call starts
+        clean."""
         try:
             with torch.inference_mode():
                 inputs = [to_model_input(image).to(self.device, non_blocking=True) for image in images]
-                outputs = self.model(inputs)
-            return [outputs_to_detections(out) for out in outputs]
+                return detect_with_zoom(self.model, inputs, self.zoom)
         except torch.cuda.OutOfMemoryError as exc:
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()

@@ -103,6 +103,7 @@ class ModelInfo(BaseModel):
     label_map: dict[str, Any]
     input_size: dict[str, int]
     thresholds: dict[str, float]
+    zoom: dict[str, float]
     weights_sha256: str
     weights_dtype: str
     data_fingerprint: str | None

@@ -10,10 +10,11 @@ from collections.abc import Iterable, Iterator
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
+from torchvision.models.detection import FasterRCNN
 from tqdm import tqdm
 
 from models.assembly import Detection
-from models.inference import outputs_to_detections
+from models.zoom import ZoomParams, detect_with_zoom
 from training.data import Target
 
 
@@ -149,17 +150,19 @@ def validation_loss(
 
 @torch.inference_mode()
 def predict(
-    model: nn.Module,
+    model: FasterRCNN,
     loader: DataLoader[tuple[torch.Tensor, Target]],
     device: torch.device,
     show_progress: bool = True,
     desc: str = "predict",
+    zoom: ZoomParams | None = None,
 ) -> dict[int, list[Detection]]:
-    """Run the detector over `loader`. Returns image_id -> detections (xyxy in original-image pixels)."""
+    """Run the detector over `loader`, with the second look at small numbers when `zoom` is on (as the
+    service does). Returns image_id -> detections (xyxy in original-image pixels)."""
     model.eval()
     results: dict[int, list[Detection]] = {}
     for images, targets in tqdm(loader, desc=desc, disable=not show_progress, leave=False):
-        outputs = model([img.to(device) for img in images])
-        for target, out in zip(targets, outputs, strict=True):
-            results[int(target["image_id"])] = outputs_to_detections(out)
+        detections = detect_with_zoom(model, [img.to(device) for img in images], zoom or ZoomParams())
+        for target, found in zip(targets, detections, strict=True):
+            results[int(target["image_id"])] = found
     return results

@@ -163,6 +163,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--score-threshold", type=float, help="default: the checkpoint's")
     p.add_argument("--iou-threshold", type=float, help="default: the checkpoint's (0 = off)")
+    p.add_argument(
+        "--zoom-below-px",
+        type=float,
+        help="second look at small numbers; default: the checkpoint's (0 = off)",
+    )
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--workers", type=int, default=2)
@@ -180,11 +185,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         params = replace(params, score_threshold=args.score_threshold)
     if args.iou_threshold is not None:
         params = replace(params, iou_threshold=args.iou_threshold)
+    zoom = meta.zoom if args.zoom_below_px is None else replace(meta.zoom, below_px=args.zoom_below_px)
     records, labelled = split_records(args.data, args.split, args.images, args.annotations)
     loader = DataLoader(
         DigitDataset(records), batch_size=args.batch_size, num_workers=args.workers, collate_fn=collate
     )
-    detections = predict(model, loader, device, desc=f"evaluate {args.split}")
+    detections = predict(model, loader, device, desc=f"evaluate {args.split}", zoom=zoom)
     write_predictions(args.out, records, detections, params)
     info = {
         "checkpoint": str(args.checkpoint),
@@ -192,6 +198,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "split": args.split,
         "data": str(args.data),
         "assembly": asdict(params),
+        "zoom": asdict(zoom),
         "device": str(device),
     }
     (args.out / "evaluation.json").write_text(json.dumps(info, indent=2) + "\n")

@@ -1,23 +1,28 @@
 """Copy a checkpoint for shipping, optionally as float16 weights (half the size).
 
-    python -m training.export --checkpoint runs/<run>/best --out models/default --dtype float16
+    python -m training.export --checkpoint runs/<run>/best --out models/default --dtype float16 \
+        [--zoom-below-px 50]
 
-The copy keeps the source's metadata (architecture, thresholds, training config, data fingerprint,
-metrics) and records where it came from; its hash is recomputed for the new weights.
+The copy keeps the source's metadata (architecture, thresholds, zoom, training config, data
+fingerprint, metrics) and records where it came from; its hash is recomputed for the new weights.
+`--zoom-below-px` turns on the second look at small numbers (models/zoom.py) for everything that
+loads the copy (0 turns it off).
 """
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from models.checkpoint import load_checkpoint, save_checkpoint_like, update_checkpoint_metrics
 
 
-def export_checkpoint(source: Path, out: Path, dtype: str) -> Path:
+def export_checkpoint(source: Path, out: Path, dtype: str, zoom_below_px: float | None = None) -> Path:
     model, meta = load_checkpoint(source)
-    folder = save_checkpoint_like(out, model, meta, metrics=meta.metrics, dtype=dtype)
+    zoom = meta.zoom if zoom_below_px is None else replace(meta.zoom, below_px=zoom_below_px)
+    folder = save_checkpoint_like(out, model, meta, metrics=meta.metrics, dtype=dtype, zoom=zoom)
     update_checkpoint_metrics(
         folder, {"exported_from": {"weights_sha256": meta.weights_sha256, "dtype": meta.weights_dtype}}
     )
@@ -29,8 +34,9 @@ def main(argv: Sequence[str] | None = None) -> Path:
     p.add_argument("--checkpoint", required=True, type=Path)
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--dtype", choices=["float32", "float16"], default="float16")
+    p.add_argument("--zoom-below-px", type=float, help="default: the source's (0 = off)")
     args = p.parse_args(argv)
-    folder = export_checkpoint(args.checkpoint, args.out, args.dtype)
+    folder = export_checkpoint(args.checkpoint, args.out, args.dtype, args.zoom_below_px)
     size_mb = (folder / "weights.safetensors").stat().st_size / 1e6
     print(f"wrote {folder} ({size_mb:.1f} MB, {args.dtype})")
     return folder

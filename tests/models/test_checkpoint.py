@@ -10,9 +10,11 @@ from models.checkpoint import (
     load_checkpoint,
     read_checkpoint_meta,
     save_checkpoint,
+    set_checkpoint_zoom,
     update_checkpoint_metrics,
 )
 from models.detector import DETECTOR_PRESETS, build_detector
+from models.zoom import ZoomParams
 
 CONFIG = DETECTOR_PRESETS["fast"]
 
@@ -120,3 +122,24 @@ def test_metrics_update_keeps_hash_valid(saved: tuple[Path, torch.nn.Module]) ->
     update_checkpoint_metrics(saved[0], {"valid": {"accuracy": 0.9}})
     meta = read_checkpoint_meta(saved[0] / "checkpoint.json")
     assert meta.metrics == {"map": 0.5, "valid": {"accuracy": 0.9}}
+
+
+def test_zoom_is_off_unless_saved_on(tmp_path: Path, saved: tuple[Path, torch.nn.Module]) -> None:
+    assert read_checkpoint_meta(saved[0]).zoom == ZoomParams() and not ZoomParams().enabled
+    zoom = ZoomParams(below_px=50, margin_x=2.0)
+    folder = save_checkpoint(tmp_path / "zoomed", saved[1], CONFIG, zoom=zoom)
+    assert read_checkpoint_meta(folder).zoom == zoom
+
+
+def test_checkpoint_without_zoom_entry_loads_with_zoom_off(saved: tuple[Path, torch.nn.Module]) -> None:
+    meta_path = saved[0] / "checkpoint.json"
+    doc = json.loads(meta_path.read_text())
+    del doc["zoom"]
+    meta_path.write_text(json.dumps(doc))
+    assert read_checkpoint_meta(saved[0]).zoom == ZoomParams()
+
+
+def test_set_zoom_keeps_hash_valid(saved: tuple[Path, torch.nn.Module]) -> None:
+    set_checkpoint_zoom(saved[0], ZoomParams(below_px=50))
+    meta = read_checkpoint_meta(saved[0])
+    assert meta.zoom.below_px == 50 and meta.metrics == {"map": 0.5}

@@ -73,6 +73,13 @@ def test_model_info(client: TestClient, tiny_checkpoint: Path) -> None:
         and info["thresholds"]["score_threshold"] == 0.6
     )
     assert info["training_metrics"] == {"map": 0.0}
+    assert info["zoom"]["below_px"] == 0.0  # the checkpoint's: off
+
+
+def test_zoom_setting_overrides_the_checkpoint(start_client: StartClient) -> None:
+    client = start_client(zoom_below_px=40)
+    assert client.get("/v1/model").json()["zoom"]["below_px"] == 40.0
+    assert client.app.state.service.predictor.zoom.enabled  # type: ignore[attr-defined]
 
 
 def test_metrics_count_requests_by_route_and_status(client: TestClient) -> None:

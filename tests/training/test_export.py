@@ -4,6 +4,7 @@ import torch
 
 from models.checkpoint import load_checkpoint, read_checkpoint_meta, save_checkpoint
 from models.detector import DETECTOR_PRESETS, build_detector
+from models.zoom import ZoomParams
 from training import export
 
 
@@ -31,3 +32,15 @@ def test_float16_export_keeps_metadata_and_close_outputs(tmp_path: Path) -> None
         a = full.backbone(features[0])["0"]
         b = half.backbone(features[0])["0"]
     assert torch.allclose(a, b, atol=0.05, rtol=0.05)
+
+
+def test_export_turns_zoom_on_or_keeps_the_sources(tmp_path: Path) -> None:
+    config = DETECTOR_PRESETS["fast"]
+    zoom = ZoomParams(below_px=40, margin_x=2.0)
+    source = save_checkpoint(tmp_path / "src", build_detector(config).eval(), config, zoom=zoom)
+    kept = export.main(["--checkpoint", str(source), "--out", str(tmp_path / "kept")])
+    assert read_checkpoint_meta(kept).zoom == zoom
+    changed = export.main(
+        ["--checkpoint", str(source), "--out", str(tmp_path / "on"), "--zoom-below-px", "50"]
+    )
+    assert read_checkpoint_meta(changed).zoom == ZoomParams(below_px=50, margin_x=2.0)

@@ -61,6 +61,7 @@ def test_evaluate_cli_on_labelled_split(trained_run: Path, synth_dir: Path, tmp_
         ]
     )
     saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert json.loads((tmp_path / "evaluation.json").read_text())["zoom"]["below_px"] == 0.0
     assert saved == metrics and all(0.0 <= saved[k] <= 1.0 for k in ("map", "map50", "accuracy"))
     assert sum(saved["digits"].values()) == saved["boxes"]
     with (tmp_path / "pred.csv").open() as handle:
@@ -90,8 +91,11 @@ def test_evaluate_cli_on_test_split_writes_predictions_only(
             "0",
             "--score-threshold",
             "0.0",
+            "--zoom-below-px",
+            "1000",
         ]
     )
+    assert json.loads((tmp_path / "evaluation.json").read_text())["zoom"]["below_px"] == 1000.0
     assert isinstance(json.loads((tmp_path / "pred.json").read_text()), list)
     with (tmp_path / "pred.csv").open() as handle:
         ids = [int(r["image_id"]) for r in csv.DictReader(handle)]
