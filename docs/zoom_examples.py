@@ -9,7 +9,6 @@ Needs ../shared/data/svhn-hw2 (real SVHN images; they are only drawn into the pi
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from models.optimize import prepare_for_inference  # noqa: E402
 from models.zoom import zoom_region  # noqa: E402
 from service.config import SHIPPED_CHECKPOINT  # noqa: E402
 from service.imaging import to_model_input  # noqa: E402
+from training.data import load_coco_split  # noqa: E402
 
 VALID = ROOT.parent / "shared" / "data" / "svhn-hw2" / "valid"
 
@@ -52,7 +52,7 @@ def main() -> None:
     args = p.parse_args()
     model, meta = load_checkpoint(SHIPPED_CHECKPOINT)
     model = prepare_for_inference(model, torch.device("cpu"))
-    truth = _numbers(VALID.parent / "valid.json")
+    truth = {r.image_id: r.number for r in load_coco_split(VALID, VALID.parent / "valid.json")[0]}
     fig, axes = plt.subplots(len(args.ids), 2, figsize=(8, 2.2 * len(args.ids)), squeeze=False)
     for row, image_id in zip(axes, args.ids, strict=True):
         pixels = np.array(Image.open(VALID / f"{image_id}.png").convert("RGB"))
@@ -74,14 +74,6 @@ def main() -> None:
     fig.tight_layout()
     fig.savefig(args.out, dpi=110)
     print(f"wrote {args.out}")
-
-
-def _numbers(annotations: Path) -> dict[int, str]:
-    doc = json.loads(annotations.read_text())
-    boxes: dict[int, list[tuple[float, int]]] = {}
-    for a in doc["annotations"]:
-        boxes.setdefault(a["image_id"], []).append((a["bbox"][0], a["category_id"] - 1))
-    return {i: "".join(str(d) for _, d in sorted(b)) for i, b in boxes.items()}
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -218,15 +219,16 @@ def load_checkpoint(
 
 def update_checkpoint_metrics(path: str | Path, metrics: dict[str, Any]) -> None:
     """Merge `metrics` into a checkpoint's JSON (the weights, and so their hash, are unchanged)."""
-    meta_path = resolve_checkpoint_dir(path) / META_FILE
-    doc = json.loads(meta_path.read_text())
-    doc["metrics"] = {**doc.get("metrics", {}), **metrics}
-    meta_path.write_text(json.dumps(doc, indent=2) + "\n")
+    _edit_meta(path, lambda doc: {"metrics": {**doc.get("metrics", {}), **metrics}})
 
 
 def set_checkpoint_zoom(path: str | Path, zoom: ZoomParams) -> None:
     """Replace a checkpoint's zoom settings in its JSON (the weights, and so their hash, are unchanged)."""
+    _edit_meta(path, lambda _doc: {"zoom": asdict(zoom)})
+
+
+def _edit_meta(path: str | Path, change: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+    """Rewrite a checkpoint's JSON with the top-level entries `change(document)` returns."""
     meta_path = resolve_checkpoint_dir(path) / META_FILE
     doc = json.loads(meta_path.read_text())
-    doc["zoom"] = asdict(zoom)
-    meta_path.write_text(json.dumps(doc, indent=2) + "\n")
+    meta_path.write_text(json.dumps({**doc, **change(doc)}, indent=2) + "\n")

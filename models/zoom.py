@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torchvision.models.detection import FasterRCNN
@@ -52,6 +52,10 @@ class ZoomParams:
     @property
     def enabled(self) -> bool:
         return self.below_px > 0
+
+    def with_trigger(self, below_px: float | None) -> ZoomParams:
+        """These settings with another `below_px` (an operator's override); None keeps them."""
+        return self if below_px is None else replace(self, below_px=below_px)
 
 
 def input_scale(height: int, width: int, min_size: int, max_size: int) -> float:

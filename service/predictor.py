@@ -59,8 +59,7 @@ class Predictor:
             "center_distance_ratio": center_distance_ratio,
         }
         assembly = replace(meta.assembly, **{k: v for k, v in overrides.items() if v is not None})
-        zoom = meta.zoom if zoom_below_px is None else replace(meta.zoom, below_px=zoom_below_px)
-        return cls(model, meta, device, assembly, checkpoint, zoom)
+        return cls(model, meta, device, assembly, checkpoint, meta.zoom.with_trigger(zoom_below_px))
 
     def detect(self, images: list[np.ndarray]) -> list[list[Detection]]:
         """One model call for a batch (preprocess -> inference -> postprocess), and a second one over

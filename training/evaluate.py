@@ -185,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         params = replace(params, score_threshold=args.score_threshold)
     if args.iou_threshold is not None:
         params = replace(params, iou_threshold=args.iou_threshold)
-    zoom = meta.zoom if args.zoom_below_px is None else replace(meta.zoom, below_px=args.zoom_below_px)
+    zoom = meta.zoom.with_trigger(args.zoom_below_px)
     records, labelled = split_records(args.data, args.split, args.images, args.annotations)
     loader = DataLoader(
         DigitDataset(records), batch_size=args.batch_size, num_workers=args.workers, collate_fn=collate

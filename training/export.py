@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 
 from models.checkpoint import load_checkpoint, save_checkpoint_like, update_checkpoint_metrics
@@ -21,7 +20,7 @@ from models.checkpoint import load_checkpoint, save_checkpoint_like, update_chec
 
 def export_checkpoint(source: Path, out: Path, dtype: str, zoom_below_px: float | None = None) -> Path:
     model, meta = load_checkpoint(source)
-    zoom = meta.zoom if zoom_below_px is None else replace(meta.zoom, below_px=zoom_below_px)
+    zoom = meta.zoom.with_trigger(zoom_below_px)
     folder = save_checkpoint_like(out, model, meta, metrics=meta.metrics, dtype=dtype, zoom=zoom)
     update_checkpoint_metrics(
         folder, {"exported_from": {"weights_sha256": meta.weights_sha256, "dtype": meta.weights_dtype}}
