@@ -24,7 +24,7 @@ class DataConfig:
 
     root: str = "../shared/data/svhn-hw2"
     train_images: str = "train"
-    train_json: str = "train.json"
+    train_json: str = "train.json"  # under `root`, else as given (e.g. runs/..., by training.complete)
     extra_train_json: tuple[str, ...] = ()  # more annotation files over `train_images` (e.g. noisy labels)
     valid_images: str = "valid"
     valid_json: str = "valid.json"

@@ -105,9 +105,9 @@ def _seed_worker(worker_id: int) -> None:
     np.random.seed(seed)
 
 
-def extra_json_path(root: Path, name: str) -> Path:
-    """An extra annotation file: under the data root when it is there, else as given (e.g. a vetted
-    copy written under runs/ by `training.vet`)."""
+def annotation_path(root: Path, name: str) -> Path:
+    """A training annotation file: under the data root when it is there, else as given (e.g. a vetted
+    or completed copy written under runs/ by `training.vet` or `training.complete`)."""
     under_root = root / name
     return under_root if under_root.is_file() else Path(name)
 
@@ -115,8 +115,7 @@ def extra_json_path(root: Path, name: str) -> Path:
 def train_annotation_files(config: TrainConfig) -> list[Path]:
     """The training annotation files: the main json, then the extras."""
     root = Path(config.data.root)
-    extras = [extra_json_path(root, f) for f in config.data.extra_train_json]
-    return [root / config.data.train_json, *extras]
+    return [annotation_path(root, f) for f in (config.data.train_json, *config.data.extra_train_json)]
 
 
 def load_train_records(config: TrainConfig) -> list[ImageRecord]:
