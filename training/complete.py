@@ -28,15 +28,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from torch.utils.data import DataLoader
-
 from models.assembly import Detection
 from models.boxes import box_iou
-from models.checkpoint import load_checkpoint
-from models.inference import resolve_device
-from models.optimize import prepare_for_inference
-from training.data import DigitDataset, ImageRecord, collate, load_coco_split
-from training.engine import predict
+from training.data import ImageRecord, load_coco_split
+from training.runner import add_runner_args, load_prepared, predict_records
 
 log = logging.getLogger(__name__)
 
@@ -118,9 +113,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--out", required=True, type=Path, help="where to write the completed COCO json")
     for name, value in asdict(CompleteParams()).items():
         p.add_argument(f"--{name.replace('_', '-')}", type=float, default=value)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--workers", type=int, default=2)
+    add_runner_args(p)
     return p.parse_args(argv)
 
 
@@ -128,14 +121,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     params = CompleteParams(**{k: getattr(args, k) for k in asdict(CompleteParams())})
-    device = resolve_device(args.device)
-    model, meta = load_checkpoint(args.checkpoint, device)
-    model = prepare_for_inference(model, device)  # what the service runs
+    model, meta, device = load_prepared(args.checkpoint, args.device)
     records, _ = load_coco_split(args.images, args.annotations)
-    loader = DataLoader(
-        DigitDataset(records), batch_size=args.batch_size, num_workers=args.workers, collate_fn=collate
-    )
-    detections = predict(model, loader, device, desc="complete labels", zoom=meta.zoom)
+    detections = predict_records(model, records, device, args, "complete labels", meta.zoom)
     added = {r.image_id: row_mates(r, detections.get(r.image_id, ()), params) for r in records}
     added = {k: v for k, v in added.items() if v}
     doc = json.loads(args.annotations.read_text())

@@ -19,15 +19,9 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from torch.utils.data import DataLoader
-
 from models.assembly import AssemblyParams
-from models.checkpoint import load_checkpoint
 from models.hw2 import Detections, detections_to_coco, write_pred_csv, write_pred_json
-from models.inference import resolve_device
-from models.optimize import prepare_for_inference
-from training.data import DigitDataset, ImageRecord, collate, list_unlabelled_images, load_coco_split
-from training.engine import predict
+from training.data import ImageRecord, list_unlabelled_images, load_coco_split
 from training.metrics import (
     coco_map,
     confusion_matrix,
@@ -37,6 +31,7 @@ from training.metrics import (
     predicted_numbers,
 )
 from training.plots import plot_confusion_matrix
+from training.runner import add_runner_args, load_prepared, predict_records
 
 log = logging.getLogger(__name__)
 SWEEP_SCORES = (0.5, 0.6, 0.7)
@@ -168,18 +163,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=float,
         help="second look at small numbers; default: the checkpoint's (0 = off)",
     )
-    p.add_argument("--device", default="auto")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--workers", type=int, default=2)
+    add_runner_args(p)
     return p.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    device = resolve_device(args.device)
-    model, meta = load_checkpoint(args.checkpoint, device)
-    model = prepare_for_inference(model, device)  # what the service runs
+    model, meta, device = load_prepared(args.checkpoint, args.device)
     params = meta.assembly
     if args.score_threshold is not None:
         params = replace(params, score_threshold=args.score_threshold)
@@ -187,10 +178,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         params = replace(params, iou_threshold=args.iou_threshold)
     zoom = meta.zoom.with_trigger(args.zoom_below_px)
     records, labelled = split_records(args.data, args.split, args.images, args.annotations)
-    loader = DataLoader(
-        DigitDataset(records), batch_size=args.batch_size, num_workers=args.workers, collate_fn=collate
-    )
-    detections = predict(model, loader, device, desc=f"evaluate {args.split}", zoom=zoom)
+    detections = predict_records(model, records, device, args, f"evaluate {args.split}", zoom)
     write_predictions(args.out, records, detections, params)
     info = {
         "checkpoint": str(args.checkpoint),

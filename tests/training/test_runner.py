@@ -1,0 +1,45 @@
+"""The shared way the tools run a checkpoint over a split: arguments, loading, batched prediction."""
+
+import argparse
+from pathlib import Path
+
+import pytest
+import torch
+
+from models.zoom import ZoomParams
+from training.data import load_coco_split
+from training.runner import add_runner_args, load_prepared, predict_records
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    p = argparse.ArgumentParser()
+    add_runner_args(p)
+    return p.parse_args(list(argv))
+
+
+def test_runner_arguments_default_to_the_cpu_box() -> None:
+    args = _args()
+    assert (args.device, args.batch_size, args.workers) == ("auto", 16, 2)
+    args = _args("--device", "cpu", "--batch-size", "3", "--workers", "0")
+    assert (args.device, args.batch_size, args.workers) == ("cpu", 3, 0)
+
+
+@pytest.mark.slow
+def test_prediction_covers_every_record_in_original_pixels(trained_run: Path, synth_dir: Path) -> None:
+    model, meta, device = load_prepared(trained_run / "best", "cpu")
+    assert device == torch.device("cpu") and not model.training
+    assert meta.weights_sha256
+    records = load_coco_split(synth_dir / "valid", synth_dir / "valid.json")[0][:5]
+    args = _args("--batch-size", "2", "--workers", "0")
+    found = predict_records(model, records, device, args, "test")
+    assert sorted(found) == sorted(r.image_id for r in records)
+    assert any(found.values())  # the tiny model finds digits on its own kind of images
+    by_id = {r.image_id: r for r in records}
+    for image_id, detections in found.items():
+        width, height = by_id[image_id].width, by_id[image_id].height
+        for d in detections:
+            x1, y1, x2, y2 = d.box_xyxy
+            assert 0 <= x1 < x2 <= width + 1e-3 and 0 <= y1 < y2 <= height + 1e-3
+    assert predict_records(model, records, device, args, "again") == found
+    zoomed = predict_records(model, records, device, args, "zoom", ZoomParams(below_px=1e6))
+    assert sorted(zoomed) == sorted(found)

@@ -1,0 +1,53 @@
+"""Run a trained checkpoint over a split the way the service runs it; shared by the tools that do so
+(`training.evaluate`, `training.vet`, `training.complete`)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+from torchvision.models.detection import FasterRCNN
+
+from models.assembly import Detection
+from models.checkpoint import CheckpointMeta, load_checkpoint
+from models.inference import resolve_device
+from models.optimize import prepare_for_inference
+from models.zoom import ZoomParams
+from training.data import DigitDataset, ImageRecord, collate
+from training.engine import predict
+
+
+def add_runner_args(p: argparse.ArgumentParser) -> None:
+    """--device, --batch-size and --workers of a tool that runs a checkpoint over images."""
+    p.add_argument("--device", default="auto")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--workers", type=int, default=2)
+
+
+def load_prepared(
+    checkpoint: str | Path, device_name: str
+) -> tuple[FasterRCNN, CheckpointMeta, torch.device]:
+    """The checkpoint's model on `device_name` ("auto", "cpu", "cuda"), prepared as the service runs it
+    (`models.optimize.prepare_for_inference`), with its metadata and the device."""
+    device = resolve_device(device_name)
+    model, meta = load_checkpoint(checkpoint, device)
+    return prepare_for_inference(model, device), meta, device
+
+
+def predict_records(
+    model: FasterRCNN,
+    records: Sequence[ImageRecord],
+    device: torch.device,
+    args: argparse.Namespace,
+    desc: str,
+    zoom: ZoomParams | None = None,
+) -> dict[int, list[Detection]]:
+    """Detections (image_id -> xyxy boxes in original-image pixels) for `records`, batched by
+    `args.batch_size` with `args.workers` loader processes; the second look when `zoom` is on."""
+    loader = DataLoader(
+        DigitDataset(list(records)), batch_size=args.batch_size, num_workers=args.workers, collate_fn=collate
+    )
+    return predict(model, loader, device, desc=desc, zoom=zoom)
