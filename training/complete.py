@@ -30,8 +30,8 @@ from typing import Any
 
 from models.assembly import Detection
 from models.boxes import box_iou
+from training import runner
 from training.data import ImageRecord, load_coco_split
-from training.runner import add_runner_args, load_prepared, predict_records
 
 log = logging.getLogger(__name__)
 
@@ -111,24 +111,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--images", required=True, type=Path, help="image folder the annotations refer to")
     p.add_argument("--annotations", required=True, type=Path, help="COCO json to complete")
     p.add_argument("--out", required=True, type=Path, help="where to write the completed COCO json")
-    for name, value in asdict(CompleteParams()).items():
-        p.add_argument(f"--{name.replace('_', '-')}", type=float, default=value)
-    add_runner_args(p)
+    runner.add_param_args(p, CompleteParams())
+    runner.add_runner_args(p)
     return p.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    params = CompleteParams(**{k: getattr(args, k) for k in asdict(CompleteParams())})
-    model, meta, device = load_prepared(args.checkpoint, args.device)
+    params = runner.params_from_args(CompleteParams, args)
+    model, meta, device = runner.load_prepared(args.checkpoint, args.device)
     records, _ = load_coco_split(args.images, args.annotations)
-    detections = predict_records(model, records, device, args, "complete labels", meta.zoom)
+    detections = runner.predict_records(model, records, device, args, "complete labels", meta.zoom)
     added = {r.image_id: row_mates(r, detections.get(r.image_id, ()), params) for r in records}
     added = {k: v for k, v in added.items() if v}
-    doc = json.loads(args.annotations.read_text())
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(add_pseudo_labels(doc, added)))
     report = {
         "annotations": str(args.annotations),
         "checkpoint": str(args.checkpoint),
@@ -139,7 +135,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "boxes_added": sum(len(v) for v in added.values()),
         "completed_image_ids": sorted(added),
     }
-    args.out.with_suffix(".report.json").write_text(json.dumps(report, indent=2) + "\n")
+    completed = add_pseudo_labels(json.loads(args.annotations.read_text()), added)
+    runner.write_annotations(args.out, completed, report)
     print(f"added {report['boxes_added']} boxes to {len(added)} of {len(records)} images")
     return report
 

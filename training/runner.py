@@ -4,8 +4,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Sequence
+from dataclasses import asdict, fields
 from pathlib import Path
+from typing import Any, TypeVar
 
 import torch
 from torch.utils.data import DataLoader
@@ -18,6 +21,8 @@ from models.optimize import prepare_for_inference
 from models.zoom import ZoomParams
 from training.data import DigitDataset, ImageRecord, collate
 from training.engine import predict
+
+P = TypeVar("P")
 
 
 def add_runner_args(p: argparse.ArgumentParser) -> None:
@@ -51,3 +56,21 @@ def predict_records(
         DigitDataset(list(records)), batch_size=args.batch_size, num_workers=args.workers, collate_fn=collate
     )
     return predict(model, loader, device, desc=desc, zoom=zoom)
+
+
+def add_param_args(p: argparse.ArgumentParser, defaults: Any) -> None:
+    """One float flag per field of the dataclass instance `defaults` (`match_score` -> --match-score)."""
+    for name, value in asdict(defaults).items():
+        p.add_argument(f"--{name.replace('_', '-')}", type=float, default=value)
+
+
+def params_from_args(cls: type[P], args: argparse.Namespace) -> P:
+    """The dataclass `cls` built from the flags `add_param_args` added."""
+    return cls(**{f.name: getattr(args, f.name) for f in fields(cls)})  # type: ignore[arg-type]
+
+
+def write_annotations(out: Path, doc: dict[str, Any], report: dict[str, Any]) -> None:
+    """Write a COCO json to `out` and its report (what was done, with what) to `out`.report.json."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc))
+    out.with_suffix(".report.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -26,8 +26,8 @@ from typing import Any
 
 from models.assembly import Detection
 from models.boxes import box_iou
+from training import runner
 from training.data import ImageRecord, load_coco_split
-from training.runner import add_runner_args, load_prepared, predict_records
 
 log = logging.getLogger(__name__)
 
@@ -76,20 +76,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--images", required=True, type=Path, help="image folder the annotations refer to")
     p.add_argument("--annotations", required=True, type=Path, help="COCO json with uncertain labels")
     p.add_argument("--out", required=True, type=Path, help="where to write the vetted COCO json")
-    defaults = VetParams()
-    for name, value in asdict(defaults).items():
-        p.add_argument(f"--{name.replace('_', '-')}", type=float, default=value)
-    add_runner_args(p)
+    runner.add_param_args(p, VetParams())
+    runner.add_runner_args(p)
     return p.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    params = VetParams(**{k: getattr(args, k) for k in asdict(VetParams())})
-    model, meta, device = load_prepared(args.checkpoint, args.device)
+    params = runner.params_from_args(VetParams, args)
+    model, meta, device = runner.load_prepared(args.checkpoint, args.device)
     records, _ = load_coco_split(args.images, args.annotations)
-    detections = predict_records(model, records, device, args, "vet labels")
+    detections = runner.predict_records(model, records, device, args, "vet labels")
     reasons: dict[str, int] = {}
     keep: set[int] = set()
     for record in records:
@@ -98,9 +96,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             reasons[reason] = reasons.get(reason, 0) + 1
         else:
             keep.add(record.image_id)
-    doc = json.loads(args.annotations.read_text())
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(filter_coco(doc, keep)))
     report = {
         "annotations": str(args.annotations),
         "checkpoint": str(args.checkpoint),
@@ -110,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "kept": len(keep),
         "dropped": reasons,
     }
-    args.out.with_suffix(".report.json").write_text(json.dumps(report, indent=2) + "\n")
+    runner.write_annotations(args.out, filter_coco(json.loads(args.annotations.read_text()), keep), report)
     print(f"kept {len(keep)} of {len(records)} images; dropped: {reasons}")
     return report
 

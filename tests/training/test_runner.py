@@ -1,6 +1,8 @@
 """The shared way the tools run a checkpoint over a split: arguments, loading, batched prediction."""
 
 import argparse
+import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -8,7 +10,14 @@ import torch
 
 from models.zoom import ZoomParams
 from training.data import load_coco_split
-from training.runner import add_runner_args, load_prepared, predict_records
+from training.runner import (
+    add_param_args,
+    add_runner_args,
+    load_prepared,
+    params_from_args,
+    predict_records,
+    write_annotations,
+)
 
 
 def _args(*argv: str) -> argparse.Namespace:
@@ -22,6 +31,28 @@ def test_runner_arguments_default_to_the_cpu_box() -> None:
     assert (args.device, args.batch_size, args.workers) == ("auto", 16, 2)
     args = _args("--device", "cpu", "--batch-size", "3", "--workers", "0")
     assert (args.device, args.batch_size, args.workers) == ("cpu", 3, 0)
+
+
+@dataclass(frozen=True)
+class _Params:
+    match_score: float = 0.3
+    extra_iou: float = 0.5
+
+
+def test_a_dataclass_of_thresholds_round_trips_through_flags() -> None:
+    p = argparse.ArgumentParser()
+    add_param_args(p, _Params())
+    assert params_from_args(_Params, p.parse_args([])) == _Params()
+    assert params_from_args(_Params, p.parse_args(["--match-score", "0.7"])) == _Params(match_score=0.7)
+    with pytest.raises(SystemExit):
+        p.parse_args(["--match_score", "0.7"])
+
+
+def test_annotations_and_their_report_are_written_side_by_side(tmp_path: Path) -> None:
+    out = tmp_path / "runs" / "x.json"
+    write_annotations(out, {"images": [], "annotations": []}, {"kept": 0})
+    assert json.loads(out.read_text()) == {"images": [], "annotations": []}
+    assert json.loads((tmp_path / "runs" / "x.report.json").read_text()) == {"kept": 0}
 
 
 @pytest.mark.slow
