@@ -4,17 +4,18 @@
         --annotations ../shared/data/svhn-hw2/train.json --out runs/complete/train_completed.json
 
 Some SVHN photos are labelled with only part of the number they show (a "2" on a photo of 242, "25" on
-125): the validation errors of the shipped model hold ~40 such images. In training, such a digit is
-background, which teaches the detector to doubt real digits. This adds, as a pseudo-label, each
-detection that is confidently a digit of the labelled number and is not labelled:
+125): 34 of the shipped model's 147 validation misreads are such images (by eye; model card). In
+training, such a digit is background, which teaches the detector to doubt real digits. This adds, as
+a pseudo-label, each detection that is confidently a digit of the labelled number and is not labelled:
 
 - score >= `score`, IoU < `max_iou` with every labelled box,
 - height within [`min_height_ratio`, `max_height_ratio`] x the labelled digits' median height,
 - at least `min_row_overlap` of its height inside the labelled digits' vertical extent, and
 - at most `max_gap` x that median height left or right of the labelled digits.
 
-Labelled boxes are never changed or removed. Added annotations carry `"pseudo": true` and ids after the
-file's largest one. Writes the completed COCO json and a JSON report next to it.
+Labelled boxes are never changed or removed. Added annotations carry `"pseudo": true`, the detection's
+`score` and ids after the file's largest one. Writes the completed COCO json and a JSON report next
+to it.
 """
 
 from __future__ import annotations
