@@ -29,12 +29,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from models.assembly import Detection
+from models.assembly import AssemblyParams, Detection, deduplicate
 from models.boxes import box_iou
 from training import runner
 from training.data import ImageRecord, load_coco_split
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -53,9 +51,9 @@ class CompleteParams:
 def row_mates(
     record: ImageRecord, detections: Sequence[Detection], params: CompleteParams
 ) -> list[Detection]:
-    """Detections that look like digits of `record`'s number its labels leave out, best score first;
-    two of them never overlap by IoU >= 0.3. Boxes on both sides are [x1, y1, x2, y2] in
-    original-image pixels."""
+    """Detections that look like digits of `record`'s number its labels leave out, best score first,
+    with duplicates among them dropped by the reader's own rule (`models.assembly.deduplicate`). Boxes
+    on both sides are [x1, y1, x2, y2] in original-image pixels."""
     if not record.boxes:
         return []
     labelled = [b.box_xyxy for b in record.boxes]
@@ -63,7 +61,7 @@ def row_mates(
     top, bottom = min(b[1] for b in labelled), max(b[3] for b in labelled)
     left, right = min(b[0] for b in labelled), max(b[2] for b in labelled)
     found: list[Detection] = []
-    for det in sorted(detections, key=lambda d: -d.score):
+    for det in detections:
         x1, y1, x2, y2 = det.box_xyxy
         h = y2 - y1
         if det.score < params.score or h <= 0:
@@ -76,10 +74,8 @@ def row_mates(
             continue
         if max(left - x2, x1 - right, 0.0) > params.max_gap * height:
             continue
-        if any(box_iou(det.box_xyxy, f.box_xyxy) >= 0.3 for f in found):
-            continue
         found.append(det)
-    return found
+    return deduplicate(found, AssemblyParams())
 
 
 def add_pseudo_labels(doc: dict[str, Any], added: dict[int, list[Detection]]) -> dict[str, Any]:
