@@ -69,12 +69,13 @@ def collect_images(paths: Sequence[Path]) -> list[Path]:
 class LocalReader:
     """Runs the checkpoint in this process."""
 
-    def __init__(self, checkpoint: Path, device: str, params: dict[str, float]) -> None:
+    def __init__(self, checkpoint: Path, device: str, params: dict[str, Any]) -> None:
         self.predictor = Predictor.load(checkpoint, resolve_device(device), **params)
         self.assembly = self.predictor.assembly
 
     def detect(self, path: Path) -> list[Detection]:
-        return self.predictor.detect([decode_image(path.read_bytes(), MAX_PIXELS).pixels])[0]
+        """The digit sites the number is read from (the reader's, when the checkpoint has one)."""
+        return self.predictor.detect([decode_image(path.read_bytes(), MAX_PIXELS).pixels])[0].sites
 
 
 class RemoteReader:
@@ -98,7 +99,7 @@ class RemoteReader:
             f"{self.url}/v1/detect", files=[("image", (path.name, path.read_bytes()))]
         )
         result = self._json(response)["results"][0]
-        return [Detection(xywh_to_xyxy(d["bbox"]), d["digit"], d["score"]) for d in result["detections"]]
+        return [Detection(xywh_to_xyxy(d["bbox"]), d["digit"], d["score"]) for d in result["sites"]]
 
     @staticmethod
     def _json(response: httpx.Response) -> dict[str, Any]:

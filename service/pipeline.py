@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from models.assembly import Detection
 from models.boxes import xyxy_to_xywh
 from models.labels import digit_to_category_id
+from models.reread import Findings
 from service.errors import RequestTimeoutError, TooManyImagesError, UploadError
 from service.imaging import DecodedImage, ImageError, decode_image
 from service.predictor import Predictor
@@ -24,7 +25,7 @@ from service.state import ServiceState
 class ImageResult:
     index: int
     image: DecodedImage
-    detections: list[Detection]
+    findings: Findings
     timing: Timing
 
 
@@ -48,14 +49,14 @@ async def decode_uploads(uploads: list[UploadFile], state: ServiceState) -> list
 async def detect_uploads(
     uploads: list[UploadFile], state: ServiceState
 ) -> tuple[Predictor, list[ImageResult]]:
-    """The predictor that served the request and the detections for every upload, in request order.
+    """The predictor that served the request and what it found in every upload, in request order.
     Readiness is checked once, before any work: a request admitted before draining finishes."""
     start = time.perf_counter()
     predictor, batcher = state.require_ready()
     decoded = await decode_uploads(uploads, state)
     infer_start = time.perf_counter()
     try:
-        detections = await asyncio.wait_for(
+        findings = await asyncio.wait_for(
             batcher.submit([d.pixels for d, _ in decoded]), state.settings.request_timeout_s
         )
     except TimeoutError as exc:
@@ -65,8 +66,8 @@ async def detect_uploads(
     done = time.perf_counter()
     infer_ms, total_ms = (done - infer_start) * 1000, (done - start) * 1000
     return predictor, [
-        ImageResult(i, image, dets, Timing(decode_ms=decode_ms, inference_ms=infer_ms, total_ms=total_ms))
-        for i, ((image, decode_ms), dets) in enumerate(zip(decoded, detections, strict=True))
+        ImageResult(i, image, found, Timing(decode_ms=decode_ms, inference_ms=infer_ms, total_ms=total_ms))
+        for i, ((image, decode_ms), found) in enumerate(zip(decoded, findings, strict=True))
     ]
 
 

@@ -1,5 +1,6 @@
-"""The Predictor owns the model, its device and its thresholds: preprocess (decode) -> inference ->
-postprocess (assembly) as separate steps. Only `detect` touches the model."""
+"""The Predictor owns the model (and the checkpoint's reader, if it has one), its device and its
+thresholds: preprocess (decode) -> inference -> postprocess (assembly) as separate steps. Only
+`detect` touches the models."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ import torch
 from torchvision.models.detection import FasterRCNN
 
 from models.assembly import AssembledNumber, AssemblyParams, Detection, assemble_number
-from models.checkpoint import CheckpointMeta, load_checkpoint
+from models.checkpoint import CheckpointMeta, load_checkpoint, resolve_checkpoint_dir
 from models.optimize import prepare_for_inference
+from models.reader import DigitReader, ReaderMeta, has_reader, load_reader
+from models.reread import Findings, reread_images
 from models.zoom import ZoomParams, detect_with_zoom
 from service.errors import ModelOverloadedError
 from service.imaging import to_model_input
@@ -23,8 +26,8 @@ log = logging.getLogger(__name__)
 
 
 class Predictor:
-    """A loaded detector on one device. Images are uint8 RGB arrays [H, W, 3]; detections come back
-    with xyxy boxes in the pixels of the image as given."""
+    """A loaded detector (and optional reader) on one device. Images are uint8 RGB arrays [H, W, 3];
+    detections and digit sites come back with xyxy boxes in the pixels of the image as given."""
 
     def __init__(
         self,
@@ -34,9 +37,10 @@ class Predictor:
         assembly: AssemblyParams,
         checkpoint: Path,
         zoom: ZoomParams,
+        reader: tuple[DigitReader, ReaderMeta] | None = None,
     ) -> None:
         self.model, self.meta, self.device, self.assembly = model, meta, device, assembly
-        self.checkpoint, self.zoom = checkpoint, zoom
+        self.checkpoint, self.zoom, self.reader = checkpoint, zoom, reader
 
     @classmethod
     def load(
@@ -48,10 +52,14 @@ class Predictor:
         iou_threshold: float | None = None,
         center_distance_ratio: float | None = None,
         zoom_below_px: float | None = None,
+        use_reader: bool = True,
     ) -> Predictor:
-        """Verify and load `checkpoint` and rewrite the model for serving (models.optimize: same
-        outputs, faster); thresholds and the zoom trigger left as None come from the checkpoint."""
+        """Verify and load `checkpoint` (with its reader, unless `use_reader` is False) and rewrite
+        the model for serving (models.optimize: same outputs, faster); thresholds and the zoom
+        trigger left as None come from the checkpoint."""
         model, meta = load_checkpoint(checkpoint, device)
+        folder = resolve_checkpoint_dir(checkpoint)
+        reader = load_reader(folder, device) if use_reader and has_reader(folder) else None
         model = prepare_for_inference(model, device)
         overrides = {
             "score_threshold": score_threshold,
@@ -59,17 +67,24 @@ class Predictor:
             "center_distance_ratio": center_distance_ratio,
         }
         assembly = replace(meta.assembly, **{k: v for k, v in overrides.items() if v is not None})
-        return cls(model, meta, device, assembly, checkpoint, meta.zoom.with_trigger(zoom_below_px))
+        zoom = meta.zoom.with_trigger(zoom_below_px)
+        return cls(model, meta, device, assembly, checkpoint, zoom, reader)
 
-    def detect(self, images: list[np.ndarray]) -> list[list[Detection]]:
-        """One model call for a batch (preprocess -> inference -> postprocess), and a second one over
-        crops of the images whose digits came out small (models/zoom.py) when zoom is on. A CUDA
-        out-of-memory error frees the cache and becomes ModelOverloadedError, so the next call starts
-        clean."""
+    def detect(self, images: list[np.ndarray]) -> list[Findings]:
+        """One model call for a batch (preprocess -> inference -> postprocess), a second one over
+        crops of the images whose digits came out small (models/zoom.py) when zoom is on, and one
+        reader call over every digit site of the batch (models/reread.py) when there is a reader. A
+        CUDA out-of-memory error frees the cache and becomes ModelOverloadedError, so the next call
+        starts clean."""
         try:
             with torch.inference_mode():
                 inputs = [to_model_input(image).to(self.device, non_blocking=True) for image in images]
-                return detect_with_zoom(self.model, inputs, self.zoom)
+                detections = detect_with_zoom(self.model, inputs, self.zoom)
+                if self.reader is None:
+                    return [Findings(found, found) for found in detections]
+                reader, meta = self.reader
+                sites = reread_images(reader, inputs, detections, meta.reread, meta.crop)
+                return [Findings(d, s) for d, s in zip(detections, sites, strict=True)]
         except torch.cuda.OutOfMemoryError as exc:
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
@@ -78,9 +93,10 @@ class Predictor:
                 "the model ran out of GPU memory; retry, or send fewer images", headers={"Retry-After": "1"}
             ) from exc
 
-    def assemble(self, detections: list[Detection]) -> AssembledNumber:
-        """The shared number-assembly rule with this service's thresholds."""
-        return assemble_number(detections, self.assembly)
+    def assemble(self, sites: list[Detection]) -> AssembledNumber:
+        """The shared number-assembly rule with this service's thresholds, over an image's digit sites
+        (`Findings.sites`)."""
+        return assemble_number(sites, self.assembly)
 
     def warm_up(self, runs: int = 2) -> float:
         """Run the model on a blank street-number-sized image; returns the last run's ms."""

@@ -38,6 +38,10 @@ class DetectResult(BaseModel):
     width: int
     height: int
     detections: list[DigitDetection]
+    sites: list[DigitDetection] = Field(
+        description="the digit sites the number is read from: one per place, after the reader's second "
+        "opinion (the detections themselves when the model has no reader); /v1/assemble takes these"
+    )
     timing: Timing
 
 
@@ -61,7 +65,8 @@ class RecognizeResponse(BaseModel):
 
 
 class AssembleRequest(BaseModel):
-    """Detections (as /v1/detect returned them) and thresholds; omitted thresholds are the service's."""
+    """Digit sites (`sites` as /v1/detect returned them; `detections` there give the detector's own
+    reading) and thresholds; omitted thresholds are the service's."""
 
     detections: list[DigitDetection] = Field(max_length=1000)
     score_threshold: float | None = Field(None, ge=0.0, le=1.0)
@@ -104,6 +109,7 @@ class ModelInfo(BaseModel):
     input_size: dict[str, int]
     thresholds: dict[str, float]
     zoom: dict[str, float]
+    reader: dict[str, Any] | None = Field(description="the reader in use (models/reread.py); null when none")
     weights_sha256: str
     weights_dtype: str
     data_fingerprint: str | None

@@ -11,7 +11,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from models.assembly import Detection
+from models.reread import Findings
 from service.batching import MicroBatcher
 from service.config import Settings, resolve_checkpoint
 from service.errors import NotReadyError
@@ -30,10 +30,10 @@ class ServiceState:
     status: Status = "loading"
     reason: str | None = "the model is loading"
     predictor: Predictor | None = None
-    batcher: MicroBatcher[np.ndarray, list[Detection]] | None = None
+    batcher: MicroBatcher[np.ndarray, Findings] | None = None
     loaded: threading.Event = field(default_factory=threading.Event)
 
-    def require_ready(self) -> tuple[Predictor, MicroBatcher[np.ndarray, list[Detection]]]:
+    def require_ready(self) -> tuple[Predictor, MicroBatcher[np.ndarray, Findings]]:
         if self.status != "ready" or self.predictor is None or self.batcher is None:
             raise NotReadyError(f"the service is not ready: {self.reason}", headers={"Retry-After": "5"})
         return self.predictor, self.batcher
@@ -45,7 +45,7 @@ class ServiceState:
         path = resolve_checkpoint(s)
         loaded: dict[str, float] = {}
 
-        def setup() -> Callable[[list[np.ndarray]], list[list[Detection]]]:
+        def setup() -> Callable[[list[np.ndarray]], list[Findings]]:
             predictor = Predictor.load(
                 path,
                 self.device,
@@ -53,6 +53,7 @@ class ServiceState:
                 iou_threshold=s.iou_threshold,
                 center_distance_ratio=s.center_distance_ratio,
                 zoom_below_px=s.zoom_below_px,
+                use_reader=s.use_reader,
             )
             loaded["warm_ms"] = predictor.warm_up()
             self.predictor = predictor

@@ -31,7 +31,13 @@ from training.metrics import (
     predicted_numbers,
 )
 from training.plots import plot_confusion_matrix
-from training.runner import add_runner_args, load_prepared, predict_records
+from training.runner import (
+    add_runner_args,
+    load_checkpoint_reader,
+    load_prepared,
+    predict_records,
+    read_sites,
+)
 
 log = logging.getLogger(__name__)
 SWEEP_SCORES = (0.5, 0.6, 0.7)
@@ -39,11 +45,15 @@ SWEEP_IOUS = (0.0, 0.3, 0.5)
 
 
 def score_detections(
-    records: Sequence[ImageRecord], detections: Detections, params: AssemblyParams
+    records: Sequence[ImageRecord],
+    detections: Detections,
+    params: AssemblyParams,
+    sites: Detections | None = None,
 ) -> dict[str, float]:
-    """mAP on all detections, whole-number accuracy with `params`."""
+    """mAP on all detections, whole-number accuracy with `params` on `sites` (the digit sites the
+    reader re-read, `models.reread`; the detections themselves when there is no reader)."""
     metrics = coco_map(ground_truth_coco(records), detections_to_coco(detections))
-    numbers = predicted_numbers(detections, [r.image_id for r in records], params)
+    numbers = predicted_numbers(detections if sites is None else sites, [r.image_id for r in records], params)
     metrics["accuracy"] = number_accuracy(records, numbers)
     return metrics
 
@@ -78,12 +88,18 @@ def format_sweep(rows: Sequence[dict[str, float]]) -> str:
 
 
 def write_predictions(
-    out: Path, records: Sequence[ImageRecord], detections: Detections, params: AssemblyParams
+    out: Path,
+    records: Sequence[ImageRecord],
+    detections: Detections,
+    params: AssemblyParams,
+    sites: Detections | None = None,
 ) -> None:
-    """pred.json (all detections, COCO) and pred.csv (assembled numbers, -1 when none)."""
+    """pred.json (all detections, COCO) and pred.csv (numbers assembled from `sites`, by default the
+    detections; -1 when none)."""
     out.mkdir(parents=True, exist_ok=True)
     write_pred_json(out / "pred.json", detections)
-    write_pred_csv(out / "pred.csv", predicted_numbers(detections, [r.image_id for r in records], params))
+    numbers = predicted_numbers(detections if sites is None else sites, [r.image_id for r in records], params)
+    write_pred_csv(out / "pred.csv", numbers)
 
 
 def write_report(
@@ -92,23 +108,24 @@ def write_report(
     detections: Detections,
     params: AssemblyParams,
     extra: dict[str, Any] | None = None,
+    sites: Detections | None = None,
 ) -> dict[str, Any]:
     """metrics.json, sweep.json, errors.csv (every misread image) and confusion_matrix.png for a labelled
-    split; returns the metrics."""
+    split; returns the metrics. mAP is scored on `detections`; numbers, digit outcomes and the
+    confusion matrix on `sites` (by default the detections)."""
+    read = detections if sites is None else sites
     metrics: dict[str, Any] = {
-        **score_detections(records, detections, params),
+        **score_detections(records, detections, params, read),
         "images": len(records),
         "boxes": sum(len(r.boxes) for r in records),
-        "digits": digit_outcomes(records, detections, params.score_threshold),
+        "digits": digit_outcomes(records, read, params.score_threshold),
         **(extra or {}),
     }
-    sweep = sweep_assembly(records, detections, params)
+    sweep = sweep_assembly(records, read, params)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     (out / "sweep.json").write_text(json.dumps(sweep, indent=2) + "\n")
-    write_errors(
-        out / "errors.csv", records, predicted_numbers(detections, [r.image_id for r in records], params)
-    )
-    matrix = confusion_matrix(records, detections, params)
+    write_errors(out / "errors.csv", records, predicted_numbers(read, [r.image_id for r in records], params))
+    matrix = confusion_matrix(records, read, params)
     plot_confusion_matrix(
         matrix,
         out / "confusion_matrix.png",
@@ -163,6 +180,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=float,
         help="second look at small numbers; default: the checkpoint's (0 = off)",
     )
+    p.add_argument(
+        "--no-reader", action="store_true", help="read numbers from the detector alone, as without a reader"
+    )
     add_runner_args(p)
     return p.parse_args(argv)
 
@@ -179,7 +199,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     zoom = meta.zoom.with_trigger(args.zoom_below_px)
     records, labelled = split_records(args.data, args.split, args.images, args.annotations)
     detections = predict_records(model, records, device, args, f"evaluate {args.split}", zoom)
-    write_predictions(args.out, records, detections, params)
+    reader = load_checkpoint_reader(args.checkpoint, device) if not args.no_reader else None
+    sites = read_sites(reader, records, detections, args.batch_size) if reader else None
+    write_predictions(args.out, records, detections, params, sites)
     info = {
         "checkpoint": str(args.checkpoint),
         "weights_sha256": meta.weights_sha256,
@@ -187,13 +209,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "data": str(args.data),
         "assembly": asdict(params),
         "zoom": asdict(zoom),
+        "reader": reader[1].to_dict() if reader else None,
         "device": str(device),
     }
     (args.out / "evaluation.json").write_text(json.dumps(info, indent=2) + "\n")
     if not labelled:
         print(f"wrote predictions for {len(records)} images to {args.out}")
         return {}
-    return write_report(args.out, records, detections, params)
+    return write_report(args.out, records, detections, params, sites=sites)
 
 
 if __name__ == "__main__":

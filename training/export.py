@@ -1,12 +1,13 @@
 """Copy a checkpoint for shipping, optionally as float16 weights (half the size).
 
     python -m training.export --checkpoint runs/<run>/best --out models/default --dtype float16 \
-        [--zoom-below-px 50]
+        [--zoom-below-px 50] [--reader runs/reader]
 
 The copy keeps the source's metadata (architecture, thresholds, zoom, training config, data
 fingerprint, metrics) and records where it came from; its hash is recomputed for the new weights.
 `--zoom-below-px` turns on the second look at small numbers (models/zoom.py) for everything that
-loads the copy (0 turns it off).
+loads the copy (0 turns it off). `--reader` puts a reader (`python -m training.reader`) into the
+copy, in the same dtype; a reader already in the source comes along otherwise.
 """
 
 from __future__ import annotations
@@ -15,16 +16,29 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from models.checkpoint import load_checkpoint, save_checkpoint_like, update_checkpoint_metrics
+from models.checkpoint import (
+    load_checkpoint,
+    resolve_checkpoint_dir,
+    save_checkpoint_like,
+    update_checkpoint_metrics,
+)
+from models.reader import copy_reader, has_reader
 
 
-def export_checkpoint(source: Path, out: Path, dtype: str, zoom_below_px: float | None = None) -> Path:
+def export_checkpoint(
+    source: Path, out: Path, dtype: str, zoom_below_px: float | None = None, reader: Path | None = None
+) -> Path:
     model, meta = load_checkpoint(source)
+    reader_dir = reader or (
+        resolve_checkpoint_dir(source) if has_reader(resolve_checkpoint_dir(source)) else None
+    )
     zoom = meta.zoom.with_trigger(zoom_below_px)
     folder = save_checkpoint_like(out, model, meta, metrics=meta.metrics, dtype=dtype, zoom=zoom)
     update_checkpoint_metrics(
         folder, {"exported_from": {"weights_sha256": meta.weights_sha256, "dtype": meta.weights_dtype}}
     )
+    if reader_dir is not None:
+        copy_reader(reader_dir, folder, dtype)
     return folder
 
 
@@ -34,9 +48,12 @@ def main(argv: Sequence[str] | None = None) -> Path:
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--dtype", choices=["float32", "float16"], default="float16")
     p.add_argument("--zoom-below-px", type=float, help="default: the source's (0 = off)")
+    p.add_argument(
+        "--reader", type=Path, help="reader folder to ship with it (default: the source's, if any)"
+    )
     args = p.parse_args(argv)
-    folder = export_checkpoint(args.checkpoint, args.out, args.dtype, args.zoom_below_px)
-    size_mb = (folder / "weights.safetensors").stat().st_size / 1e6
+    folder = export_checkpoint(args.checkpoint, args.out, args.dtype, args.zoom_below_px, args.reader)
+    size_mb = sum(f.stat().st_size for f in folder.glob("*.safetensors")) / 1e6
     print(f"wrote {folder} ({size_mb:.1f} MB, {args.dtype})")
     return folder
 

@@ -13,13 +13,17 @@ from typing import Any, TypeVar
 import torch
 from torch.utils.data import DataLoader
 from torchvision.models.detection import FasterRCNN
+from tqdm import tqdm
 
 from models.assembly import Detection
-from models.checkpoint import CheckpointMeta, load_checkpoint
+from models.checkpoint import CheckpointMeta, load_checkpoint, resolve_checkpoint_dir
+from models.hw2 import Detections
 from models.inference import resolve_device
 from models.optimize import prepare_for_inference
+from models.reader import DigitReader, ReaderMeta, has_reader, load_reader
+from models.reread import reread_images
 from models.zoom import ZoomParams
-from training.data import DigitDataset, ImageRecord, collate
+from training.data import DigitDataset, ImageRecord, collate, load_image
 from training.engine import predict
 
 P = TypeVar("P")
@@ -56,6 +60,34 @@ def predict_records(
         DigitDataset(list(records)), batch_size=args.batch_size, num_workers=args.workers, collate_fn=collate
     )
     return predict(model, loader, device, desc=desc, zoom=zoom)
+
+
+def load_checkpoint_reader(
+    checkpoint: str | Path, device: torch.device
+) -> tuple[DigitReader, ReaderMeta] | None:
+    """The reader stored in the checkpoint folder (`models.reader`), or None when it has none."""
+    folder = resolve_checkpoint_dir(checkpoint)
+    return load_reader(folder, device) if has_reader(folder) else None
+
+
+def read_sites(
+    reader: tuple[DigitReader, ReaderMeta],
+    records: Sequence[ImageRecord],
+    detections: Detections,
+    batch_size: int,
+) -> dict[int, list[Detection]]:
+    """image_id -> the digit sites the number is read from: `detections` (xyxy, original-image pixels)
+    grouped and re-read by the reader on crops of each record's image (`models.reread`)."""
+    model, meta = reader
+    device = next(model.parameters()).device
+    sites: dict[int, list[Detection]] = {}
+    for start in tqdm(range(0, len(records), batch_size), desc="reader", leave=False):
+        chunk = records[start : start + batch_size]
+        images = [load_image(r.path).to(device) for r in chunk]
+        found = [list(detections.get(r.image_id, ())) for r in chunk]
+        read = reread_images(model, images, found, meta.reread, meta.crop)
+        sites.update({r.image_id: s for r, s in zip(chunk, read, strict=True)})
+    return sites
 
 
 def add_param_args(p: argparse.ArgumentParser, defaults: Any) -> None:

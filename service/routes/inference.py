@@ -42,7 +42,8 @@ async def detect(
                 width=r.image.width,
                 height=r.image.height,
                 timing=r.timing,
-                detections=[to_schema(d) for d in r.detections if d.score >= min_score],
+                detections=[to_schema(d) for d in r.findings.detections if d.score >= min_score],
+                sites=[to_schema(d) for d in r.findings.sites if d.score >= min_score],
             )
             for r in results
         ]
@@ -55,7 +56,7 @@ async def recognize(image: Images, state: StateDep, _: ApiKeyDep) -> RecognizeRe
     predictor, results = await detect_uploads(image, state)
     out = []
     for r in results:
-        number = predictor.assemble(r.detections)
+        number = predictor.assemble(r.findings.sites)
         out.append(
             RecognizeResult(
                 index=r.index,
@@ -73,7 +74,7 @@ async def recognize(image: Images, state: StateDep, _: ApiKeyDep) -> RecognizeRe
 
 @router.post("/assemble", response_model=AssembleResponse, responses=error_responses(401, 422, 503))
 async def assemble(body: AssembleRequest, state: StateDep, _: ApiKeyDep) -> AssembleResponse:
-    """Re-read the number from detections already returned by /v1/detect, with other thresholds:
+    """Re-read the number from the digit sites /v1/detect returned (`sites`), with other thresholds:
     the same rule as /v1/recognize, without sending the image again."""
     predictor, _batcher = state.require_ready()
     overrides = {k: v for k, v in body.model_dump(exclude={"detections"}).items() if v is not None}

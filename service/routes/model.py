@@ -16,7 +16,8 @@ router = APIRouter(prefix="/v1", tags=["model"])
 
 @router.get("/model", response_model=ModelInfo, responses=error_responses(401, 503))
 async def model_info(state: StateDep, _: ApiKeyDep) -> ModelInfo:
-    """Architecture, classes, input size, thresholds and zoom in force, weights hash and training metrics."""
+    """Architecture, classes, input size, thresholds, zoom and reader in force, weights hash and training
+    metrics."""
     predictor, _batcher = state.require_ready()
     meta = predictor.meta
     return ModelInfo(
@@ -26,6 +27,7 @@ async def model_info(state: StateDep, _: ApiKeyDep) -> ModelInfo:
         input_size={"min_size": meta.detector.min_size, "max_size": meta.detector.max_size},
         thresholds=asdict(predictor.assembly),
         zoom=asdict(predictor.zoom),
+        reader=predictor.reader[1].to_dict() if predictor.reader else None,
         weights_sha256=meta.weights_sha256,
         weights_dtype=meta.weights_dtype,
         data_fingerprint=meta.data_fingerprint,

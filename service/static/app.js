@@ -68,7 +68,7 @@ async function handleFiles(files) {
 
 async function processFile(file) {
   const card = addCard(file.name || "pasted image");
-  const result = { card, image: null, detections: [], timing: null };
+  const result = { card, image: null, sites: [], timing: null };
   try {
     result.image = await loadImage(file);
     drawResult(result, []);
@@ -77,7 +77,7 @@ async function processFile(file) {
     const response = await fetch("/v1/detect", { method: "POST", body: form, headers: apiHeaders() });
     if (!response.ok) throw new Error(await describeFailure(response));
     const body = await response.json();
-    result.detections = body.results[0].detections;
+    result.sites = body.results[0].sites; // one box per digit place: what the number is read from
     result.timing = body.results[0].timing;
     state.results.push(result);
     await reassemble(result);
@@ -102,7 +102,7 @@ async function reassemble(result) {
   const response = await fetch("/v1/assemble", {
     method: "POST",
     headers: apiHeaders({ "Content-Type": "application/json" }),
-    body: JSON.stringify({ detections: result.detections, score_threshold: threshold }),
+    body: JSON.stringify({ detections: result.sites, score_threshold: threshold }),
   });
   if (!response.ok) throw new Error(await describeFailure(response));
   const number = await response.json();
@@ -128,7 +128,7 @@ function showNumber(result, number, threshold) {
     `${result.image.naturalWidth}x${result.image.naturalHeight} px; server ${t.total_ms.toFixed(1)} ms ` +
     `(decode ${t.decode_ms.toFixed(1)}, model ${t.inference_ms.toFixed(1)})`;
   card.querySelector(".error").textContent = "";
-  drawResult(result, result.detections.filter((d) => d.score >= threshold), number.digits);
+  drawResult(result, result.sites.filter((d) => d.score >= threshold), number.digits);
 }
 
 function drawResult(result, shown, used = []) {

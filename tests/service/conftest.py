@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,8 @@ from PIL import Image
 
 from models.checkpoint import save_checkpoint
 from models.detector import DETECTOR_PRESETS, build_detector
+from models.reader import DigitReader, save_reader
+from models.reread import CropSpec, RereadParams
 from service.app import create_app
 from service.config import Settings
 
@@ -25,6 +28,17 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_checkpoint(
         tmp_path_factory.mktemp("ckpt") / "tiny", build_detector(config).eval(), config, metrics={"map": 0.0}
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint_with_reader(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny checkpoint plus a random reader that weighs as much as the detector (0.5) and looks
+    at every site (min_presence 0)."""
+    folder = tmp_path_factory.mktemp("ckpt") / "tiny-reader"
+    shutil.copytree(tiny_checkpoint, folder)
+    torch.manual_seed(1)
+    save_reader(folder, DigitReader(width=4).eval(), 4, CropSpec(size=24), RereadParams(0.5, 0.5, 0.0))
+    return folder
 
 
 def png(size: tuple[int, int] = (126, 56), colour: str = "white") -> bytes:

@@ -1,4 +1,4 @@
-"""Backbone pretraining on digit crops: the crop window, the crop data set and a tiny CPU run whose
+"""Backbone pretraining on digit crops: the crop data set and a tiny CPU run whose
 checkpoint starts a detection run."""
 
 import json
@@ -13,17 +13,8 @@ from models.detector import DETECTOR_PRESETS, build_detector
 from training import pretrain
 from training.config import load_config
 from training.data import load_coco_split
-from training.pretrain import CropClassifier, CropParams, DigitCrops, crop_window
+from training.pretrain import CropClassifier, CropParams, DigitCrops
 from training.train import build_model
-
-
-def test_crop_window_is_a_square_around_the_box() -> None:
-    assert crop_window((10, 20, 30, 60), context=1.0) == (0, 20, 40, 60)
-    x1, y1, x2, y2 = crop_window((10, 20, 30, 60), context=1.5, scale=1.2)
-    assert x2 - x1 == pytest.approx(72) and y2 - y1 == pytest.approx(72)
-    assert ((x1 + x2) / 2, (y1 + y2) / 2) == pytest.approx((20, 40))
-    moved = crop_window((10, 20, 30, 60), context=1.0, shift=(0.25, -0.5))
-    assert moved == pytest.approx((10, 0, 50, 40))
 
 
 def test_crops_hold_the_labelled_digit(synth_dir: Path) -> None:

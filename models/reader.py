@@ -1,0 +1,155 @@
+"""The reader: a small digit classifier that gives a second opinion on each digit site
+(`models.reread`), and its storage.
+
+A reader lives in a folder as `reader.safetensors` plus `reader.json` (architecture width, crop
+spec, mixing parameters, sha256 of the weights, metrics). Inside a checkpoint folder it is part of
+that checkpoint: everything that loads the checkpoint uses it; without one, numbers are read from the
+detector alone.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from models.checkpoint import sha256_file
+from models.labels import NUM_DIGITS
+from models.reread import CropSpec, RereadParams
+
+READER_WEIGHTS = "reader.safetensors"
+READER_META = "reader.json"
+_DTYPES = {"float32": torch.float32, "float16": torch.float16}
+
+
+class ReaderError(RuntimeError):
+    """A reader folder is incomplete, malformed, or does not match its recorded hash."""
+
+
+class DigitReader(nn.Module):
+    """A small VGG-style digit classifier (~0.6 M parameters at `width` 32): four stages of 3x3
+    convolutions with BatchNorm, global average pooling, a 10-way linear layer.
+
+    Input FloatTensor[N, 3, S, S] RGB in [0, 1] (normalised here with the ImageNet mean/std, as the
+    detector does); output logits FloatTensor[N, 10] for digits 0-9.
+    """
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def __init__(self, width: int = 32) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+        w = width
+        self.features = nn.Sequential(
+            *_conv(3, w), *_conv(w, w), nn.MaxPool2d(2),
+            *_conv(w, 2 * w), *_conv(2 * w, 2 * w), nn.MaxPool2d(2),
+            *_conv(2 * w, 4 * w), *_conv(4 * w, 4 * w), nn.MaxPool2d(2),
+            *_conv(4 * w, 8 * w), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        )  # fmt: skip
+        self.head = nn.Sequential(nn.Dropout(0.2), nn.Linear(8 * w, NUM_DIGITS))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features((x - self.mean) / self.std))
+
+
+def _conv(cin: int, cout: int) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+
+@dataclass(frozen=True)
+class ReaderMeta:
+    """What `reader.json` says."""
+
+    width: int
+    crop: CropSpec
+    reread: RereadParams
+    sha256: str
+    dtype: str = "float32"
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> ReaderMeta:
+        return cls(
+            width=int(doc["width"]),
+            crop=CropSpec(**doc["crop"]),
+            reread=RereadParams(**doc["reread"]),
+            sha256=str(doc["sha256"]),
+            dtype=str(doc.get("dtype", "float32")),
+            metrics=dict(doc.get("metrics") or {}),
+        )
+
+
+def save_reader(
+    directory: str | Path,
+    reader: DigitReader,
+    width: int,
+    crop: CropSpec,
+    reread: RereadParams,
+    *,
+    metrics: dict[str, Any] | None = None,
+    dtype: str = "float32",
+) -> ReaderMeta:
+    """Write `reader`'s weights (as `dtype`) and `reader.json` into `directory` (created if needed)."""
+    if dtype not in _DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+    folder = Path(directory)
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {
+        name: (t.to(_DTYPES[dtype]) if t.is_floating_point() else t).detach().cpu().contiguous()
+        for name, t in reader.state_dict().items()
+    }
+    save_file(tensors, str(folder / READER_WEIGHTS))
+    meta = ReaderMeta(width, crop, reread, sha256_file(folder / READER_WEIGHTS), dtype, metrics or {})
+    (folder / READER_META).write_text(json.dumps(meta.to_dict(), indent=2) + "\n")
+    return meta
+
+
+def has_reader(directory: str | Path) -> bool:
+    """True when `directory` holds a reader (its `reader.json`)."""
+    return (Path(directory) / READER_META).is_file()
+
+
+def load_reader(directory: str | Path, device: str | torch.device = "cpu") -> tuple[DigitReader, ReaderMeta]:
+    """Verify and load the reader in `directory`: float32, eval mode, on `device`. Raises ReaderError."""
+    folder = Path(directory)
+    weights = folder / READER_WEIGHTS
+    try:
+        meta = ReaderMeta.from_dict(json.loads((folder / READER_META).read_text()))
+        if sha256_file(weights) != meta.sha256:
+            raise ReaderError(f"reader {folder}: {READER_WEIGHTS} does not match its recorded sha256")
+        state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(weights)).items()}
+        reader = DigitReader(meta.width)
+        reader.load_state_dict(state, strict=True)
+    except ReaderError:
+        raise
+    except (
+        OSError,
+        SafetensorError,
+        json.JSONDecodeError,
+        KeyError,
+        TypeError,
+        ValueError,
+        RuntimeError,
+    ) as exc:
+        raise ReaderError(f"reader {folder}: cannot load: {exc}") from exc
+    return reader.to(device).eval(), meta
+
+
+def copy_reader(source: str | Path, directory: str | Path, dtype: str = "float32") -> ReaderMeta:
+    """Verify the reader in `source` and write it into `directory` (a checkpoint folder, say) as
+    `dtype`, with its settings and metrics."""
+    reader, meta = load_reader(source)
+    return save_reader(
+        directory, reader, meta.width, meta.crop, meta.reread, metrics=meta.metrics, dtype=dtype
+    )

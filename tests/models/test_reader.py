@@ -1,0 +1,64 @@
+"""The reader's storage: a folder that round-trips, refuses a changed file and copies as float16."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from models.reader import (
+    READER_META,
+    READER_WEIGHTS,
+    DigitReader,
+    ReaderError,
+    copy_reader,
+    has_reader,
+    load_reader,
+    save_reader,
+)
+from models.reread import CropSpec, RereadParams
+
+
+def _saved(folder: Path) -> DigitReader:
+    torch.manual_seed(0)
+    reader = DigitReader(width=4).eval()
+    save_reader(folder, reader, 4, CropSpec(size=24), RereadParams(detector_weight=0.5), metrics={"acc": 0.9})
+    return reader
+
+
+def test_reader_round_trips_with_its_settings(tmp_path: Path) -> None:
+    original = _saved(tmp_path)
+    assert has_reader(tmp_path) and not has_reader(tmp_path / "elsewhere")
+    loaded, meta = load_reader(tmp_path)
+    assert (meta.width, meta.crop, meta.reread.detector_weight) == (4, CropSpec(size=24), 0.5)
+    assert meta.metrics == {"acc": 0.9} and not loaded.training
+    x = torch.rand(2, 3, 24, 24)
+    assert torch.equal(original(x), loaded(x))
+
+
+def test_a_replaced_weights_file_is_refused(tmp_path: Path) -> None:
+    _saved(tmp_path)
+    other = tmp_path / "other"
+    torch.manual_seed(1)
+    save_reader(other, DigitReader(width=4), 4, CropSpec(), RereadParams())
+    (tmp_path / READER_WEIGHTS).write_bytes((other / READER_WEIGHTS).read_bytes())
+    with pytest.raises(ReaderError, match="does not match"):
+        load_reader(tmp_path)
+
+
+def test_a_malformed_reader_json_is_a_reader_error(tmp_path: Path) -> None:
+    _saved(tmp_path)
+    (tmp_path / READER_META).write_text(json.dumps({"width": 4}))
+    with pytest.raises(ReaderError, match="cannot load"):
+        load_reader(tmp_path)
+
+
+def test_copy_as_float16_halves_the_file_and_keeps_the_answers(tmp_path: Path) -> None:
+    original = _saved(tmp_path / "src")
+    meta = copy_reader(tmp_path / "src", tmp_path / "dst", dtype="float16")
+    assert meta.dtype == "float16" and meta.reread.detector_weight == 0.5
+    size = (tmp_path / "dst" / READER_WEIGHTS).stat().st_size
+    assert size < 0.6 * (tmp_path / "src" / READER_WEIGHTS).stat().st_size
+    copied, _ = load_reader(tmp_path / "dst")
+    x = torch.rand(3, 3, 24, 24)
+    assert torch.allclose(original(x).softmax(1), copied(x).softmax(1), atol=1e-2)

@@ -1,0 +1,83 @@
+"""The Predictor with and without the checkpoint's reader: what `detect` gives back, and the routes
+that read numbers from it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from service.predictor import Predictor
+from tests.service.conftest import StartClient, noise_png
+from tests.service.test_app import files
+
+
+def _noise(seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 255, (56, 126, 3), dtype=np.uint8)
+
+
+def test_without_a_reader_the_sites_are_the_detections(tiny_checkpoint: Path) -> None:
+    predictor = Predictor.load(tiny_checkpoint, torch.device("cpu"))
+    assert predictor.reader is None
+    found = predictor.detect([_noise(0)])[0]
+    assert found.sites == found.detections and found.detections
+
+
+def _fixed_model(images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+    """The detector's output format: a 1 (0.45) and a 7 (0.35) on one place, a 4 (0.9) right of it."""
+    boxes = torch.tensor([[10.0, 10, 30, 50], [11, 10, 31, 50], [40, 10, 60, 50]])
+    out = {"boxes": boxes, "labels": torch.tensor([2, 8, 5]), "scores": torch.tensor([0.45, 0.35, 0.9])}
+    return [out for _ in images]
+
+
+def _leans_to_seven(crops: torch.Tensor) -> torch.Tensor:
+    """A reader that gives 7 a probability of 0.69 on every crop."""
+    logits = torch.zeros(len(crops), 10)
+    logits[:, 7] = 3.0
+    return logits
+
+
+def _fix(predictor: Predictor) -> Predictor:
+    predictor.model = _fixed_model  # type: ignore[assignment]
+    if predictor.reader is not None:
+        predictor.reader = (_leans_to_seven, predictor.reader[1])  # type: ignore[assignment]
+    return predictor
+
+
+def test_the_reader_reads_one_digit_per_place(tiny_checkpoint_with_reader: Path) -> None:
+    predictor = _fix(Predictor.load(tiny_checkpoint_with_reader, torch.device("cpu")))
+    found = predictor.detect([_noise(0)])[0]
+    assert len(found.detections) == 3
+    assert [(s.digit, round(s.score, 4)) for s in found.sites] == [(4, 0.9), (7, 0.8)]
+    assert (
+        predictor.assemble(found.sites).text == "74"
+    )  # the split digit survives, read as the reader sees it
+    plain = _fix(Predictor.load(tiny_checkpoint_with_reader, torch.device("cpu"), use_reader=False))
+    assert plain.reader is None
+    assert plain.assemble(plain.detect([_noise(0)])[0].sites).text == "4"
+
+
+def test_recognize_reads_the_sites_that_assemble_takes(
+    start_client: StartClient, tiny_checkpoint_with_reader: Path
+) -> None:
+    client = start_client(checkpoint=tiny_checkpoint_with_reader)
+    assert client.get("/v1/model").json()["reader"]["crop"] == {"size": 24, "context": 1.3}
+    _fix(client.app.state.service.predictor)  # type: ignore[attr-defined]
+    image = noise_png(seed=3)
+    detected = client.post("/v1/detect", files=files(image)).json()["results"][0]
+    assert (len(detected["detections"]), len(detected["sites"])) == (3, 2)
+    recognized = client.post("/v1/recognize", files=files(image)).json()["results"][0]
+    assembled = client.post("/v1/assemble", json={"detections": detected["sites"]}).json()
+    assert recognized["text"] == assembled["text"] == "74"
+    assert [d["bbox"] for d in recognized["digits"]] == [d["bbox"] for d in assembled["digits"]]
+
+
+def test_use_reader_setting_turns_it_off(
+    start_client: StartClient, tiny_checkpoint_with_reader: Path
+) -> None:
+    client = start_client(checkpoint=tiny_checkpoint_with_reader, use_reader=False)
+    assert client.get("/v1/model").json()["reader"] is None
+    result = client.post("/v1/detect", files=files(noise_png(seed=3))).json()["results"][0]
+    assert result["sites"] == result["detections"]

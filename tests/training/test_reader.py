@@ -1,0 +1,82 @@
+"""Training the reader, shipping it inside a checkpoint, and evaluation reading numbers with it."""
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from models.assembly import AssemblyParams, assemble_number
+from models.checkpoint import read_checkpoint_meta
+from models.reader import DigitReader, has_reader, load_reader
+from training import evaluate, export, reader
+from training.data import load_coco_split
+from training.runner import load_checkpoint_reader, load_prepared, predict_records, read_sites
+
+
+@pytest.fixture(scope="module")
+def reader_dir(synth_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("reader")
+    args = ["--config", "fast", "--data", str(synth_dir), "--out", str(out), "--epochs", "2", "--width", "4"]
+    args += ["--max-steps", "3", "--batch-size", "8", "--size", "24", "--workers", "0", "--no-progress"]
+    reader.main([*args, "--detector-weight", "0.6", "--warmup-steps", "2"])
+    return out
+
+
+def test_reader_run_writes_a_trained_reader_with_its_settings(reader_dir: Path) -> None:
+    rows = [json.loads(line) for line in (reader_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2] and (reader_dir / "pretraining.png").stat().st_size > 0
+    model, meta = load_reader(reader_dir)
+    assert (meta.width, meta.crop.size, meta.reread.detector_weight) == (4, 24, 0.6)
+    assert meta.metrics["last_epoch"] == rows[-1]  # the last epoch, not the best one
+    torch.manual_seed(0)
+    fresh = DigitReader(width=4).state_dict()
+    trained = model.state_dict()
+    assert any(not torch.equal(fresh[k], trained[k]) for k in trained if trained[k].is_floating_point())
+
+
+def test_export_ships_the_reader_and_evaluation_reads_with_it(
+    reader_dir: Path, trained_run: Path, synth_dir: Path, tmp_path: Path
+) -> None:
+    shipped = export.main(
+        [
+            "--checkpoint",
+            str(trained_run / "last"),
+            "--out",
+            str(tmp_path / "ck"),
+            "--reader",
+            str(reader_dir),
+        ]
+    )
+    assert has_reader(shipped) and load_reader(shipped)[1].dtype == "float16"
+    again = export.main(
+        ["--checkpoint", str(shipped), "--out", str(tmp_path / "again"), "--dtype", "float32"]
+    )
+    assert has_reader(again)  # a reader already in the source comes along
+    read_checkpoint_meta(shipped)  # the detector's own hash is unaffected
+
+    common = ["--checkpoint", str(shipped), "--data", str(synth_dir), "--split", "valid"]
+    common += ["--device", "cpu", "--workers", "0", "--score-threshold", "0.0"]
+    evaluate.main([*common, "--out", str(tmp_path / "with")])
+    evaluate.main([*common, "--out", str(tmp_path / "without"), "--no-reader"])
+    info = json.loads((tmp_path / "with" / "evaluation.json").read_text())
+    assert info["reader"]["reread"]["detector_weight"] == 0.6
+    assert json.loads((tmp_path / "without" / "evaluation.json").read_text())["reader"] is None
+    # Task 1 is the detector's either way; Task 2 is read from the reader's sites.
+    assert (tmp_path / "with" / "pred.json").read_text() == (tmp_path / "without" / "pred.json").read_text()
+    with (tmp_path / "with" / "pred.csv").open() as handle:
+        written = {int(r["image_id"]): int(r["pred_label"]) for r in csv.DictReader(handle)}
+    records, _ = load_coco_split(synth_dir / "valid", synth_dir / "valid.json")
+    model, meta, device = load_prepared(shipped, "cpu")
+    found = predict_records(
+        model, records, device, argparse.Namespace(batch_size=16, workers=0), "", meta.zoom
+    )
+    loaded = load_checkpoint_reader(shipped, device)
+    assert loaded is not None and sum(map(len, found.values())) > 0
+    sites = read_sites(loaded, records, found, batch_size=16)  # evaluate's batches: the same sums
+    expected = {i: assemble_number(s, AssemblyParams(score_threshold=0.0)).value for i, s in sites.items()}
+    assert written == expected
+    plain = {i: assemble_number(d, AssemblyParams(score_threshold=0.0)).value for i, d in found.items()}
+    assert plain != expected  # so the check above tells the two readings apart
