@@ -61,6 +61,20 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def save_weights(module: torch.nn.Module, path: Path, dtype: str = "float32") -> str:
+    """Write `module`'s state dict to `path` (safetensors; floating-point tensors as `dtype`, float16
+    or float32), creating its folder; returns the file's sha256."""
+    if dtype not in _DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {
+        name: (t.to(_DTYPES[dtype]) if t.is_floating_point() else t).detach().cpu().contiguous()
+        for name, t in module.state_dict().items()
+    }
+    save_file(tensors, str(path))
+    return sha256_file(path)
+
+
 def label_map_document() -> dict[str, Any]:
     """The label map as stored in every checkpoint."""
     return {
@@ -94,16 +108,8 @@ def save_checkpoint(
     `dtype="float16"` stores floating-point tensors in half precision (loading casts them back).
     Returns the folder path.
     """
-    if dtype not in _DTYPES:
-        raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
     folder = Path(directory)
-    folder.mkdir(parents=True, exist_ok=True)
-    tensors = {
-        name: (t.to(_DTYPES[dtype]) if t.is_floating_point() else t).detach().cpu().contiguous()
-        for name, t in model.state_dict().items()
-    }
-    weights_path = folder / WEIGHTS_FILE
-    save_file(tensors, str(weights_path))
+    weights_sha256 = save_weights(model, folder / WEIGHTS_FILE, dtype)
     document = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
@@ -116,7 +122,7 @@ def save_checkpoint(
         "training": training or {},
         "data_fingerprint": data_fingerprint,
         "metrics": metrics or {},
-        "weights": {"file": WEIGHTS_FILE, "sha256": sha256_file(weights_path), "dtype": dtype},
+        "weights": {"file": WEIGHTS_FILE, "sha256": weights_sha256, "dtype": dtype},
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "software": {
             "torch": torch.__version__,

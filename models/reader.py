@@ -16,16 +16,15 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
-from models.checkpoint import sha256_file
+from models.checkpoint import save_weights, sha256_file
 from models.labels import NUM_DIGITS
 from models.reread import CropSpec, RereadParams
 
 READER_WEIGHTS = "reader.safetensors"
 READER_META = "reader.json"
-_DTYPES = {"float32": torch.float32, "float16": torch.float16}
 
 
 class ReaderError(RuntimeError):
@@ -101,16 +100,9 @@ def save_reader(
     dtype: str = "float32",
 ) -> ReaderMeta:
     """Write `reader`'s weights (as `dtype`) and `reader.json` into `directory` (created if needed)."""
-    if dtype not in _DTYPES:
-        raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
     folder = Path(directory)
-    folder.mkdir(parents=True, exist_ok=True)
-    tensors = {
-        name: (t.to(_DTYPES[dtype]) if t.is_floating_point() else t).detach().cpu().contiguous()
-        for name, t in reader.state_dict().items()
-    }
-    save_file(tensors, str(folder / READER_WEIGHTS))
-    meta = ReaderMeta(width, crop, reread, sha256_file(folder / READER_WEIGHTS), dtype, metrics or {})
+    sha256 = save_weights(reader, folder / READER_WEIGHTS, dtype)
+    meta = ReaderMeta(width, crop, reread, sha256, dtype, metrics or {})
     (folder / READER_META).write_text(json.dumps(meta.to_dict(), indent=2) + "\n")
     return meta
 
