@@ -5,8 +5,9 @@
 
 Starts the real service (uvicorn, loopback only), sends one-image /v1/detect requests at each
 concurrency, and prints p50/p99 latency and images/s beside the bare `Predictor.detect` loop, with the
-ratio; and the bare loop twice more, without the second look at small numbers (models/zoom.py) and
-without `models.optimize.prepare_for_inference`, to show what each costs or buys. Uses real SVHN
+ratio; and the bare loop three times more, without the second look at small numbers (models/zoom.py),
+without the checkpoint's reader (models/reread.py) and without
+`models.optimize.prepare_for_inference`, to show what each costs or buys. Uses real SVHN
 validation images when ../shared/data is present, else synthetic ones; the shipped checkpoint when
 there is one, else a randomly initialised fast detector (same compute, meaningless boxes).
 """
@@ -162,11 +163,13 @@ def main() -> None:
     checkpoint, described = pick_checkpoint(args.checkpoint)
     device = resolve_device(args.device)
     model, meta = load_checkpoint(checkpoint, device)
-    bare, no_zoom, plain = bare_loops(
+    full = Predictor.load(checkpoint, device)
+    bare, no_zoom, no_reader, plain = bare_loops(
         [
-            Predictor.load(checkpoint, device),
+            full,
             Predictor.load(checkpoint, device, zoom_below_px=0),
-            Predictor(model, meta, device, meta.assembly, checkpoint, meta.zoom),  # not prepared
+            Predictor.load(checkpoint, device, use_reader=False),
+            Predictor(model, meta, device, meta.assembly, checkpoint, meta.zoom, full.reader),  # not prepared
         ],
         images,
         args.requests,
@@ -175,7 +178,12 @@ def main() -> None:
         f"checkpoint: {described}\nimages: {what}; device {device}; torch threads {torch.get_num_threads()}"
     )
     print(f"{'path':28} {'p50 ms':>8} {'p99 ms':>8} {'images/s':>9} {'vs bare':>8}")
-    rows = (("bare model loop", bare), ("bare, zoom off", no_zoom), ("bare, not prepared", plain))
+    rows = (
+        ("bare model loop", bare),
+        ("bare, zoom off", no_zoom),
+        ("bare, reader off" + ("" if full.reader else " (it has none)"), no_reader),
+        ("bare, not prepared", plain),
+    )
     for label, r in rows:
         print(
             f"{label:28} {r['p50']:8.1f} {r['p99']:8.1f} {r['images_per_s']:9.1f} "

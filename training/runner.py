@@ -19,8 +19,8 @@ from models.assembly import Detection
 from models.checkpoint import CheckpointMeta, load_checkpoint, resolve_checkpoint_dir
 from models.hw2 import Detections
 from models.inference import resolve_device
-from models.optimize import prepare_for_inference
-from models.reader import DigitReader, ReaderMeta, has_reader, load_reader
+from models.optimize import load_prepared_reader, prepare_for_inference
+from models.reader import DigitReader, ReaderMeta, has_reader
 from models.reread import reread_images
 from models.zoom import ZoomParams
 from training.data import DigitDataset, ImageRecord, collate, load_image
@@ -65,9 +65,10 @@ def predict_records(
 def load_checkpoint_reader(
     checkpoint: str | Path, device: torch.device
 ) -> tuple[DigitReader, ReaderMeta] | None:
-    """The reader stored in the checkpoint folder (`models.reader`), or None when it has none."""
+    """The reader stored in the checkpoint folder (`models.reader`), prepared as the service runs it,
+    or None when it has none."""
     folder = resolve_checkpoint_dir(checkpoint)
-    return load_reader(folder, device) if has_reader(folder) else None
+    return load_prepared_reader(folder, device) if has_reader(folder) else None
 
 
 def read_sites(

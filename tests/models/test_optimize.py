@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +12,9 @@ from torch import nn
 
 from models.checkpoint import load_checkpoint
 from models.detector import DETECTOR_PRESETS, build_detector
-from models.optimize import fuse_conv_batchnorm, prepare_for_inference
+from models.optimize import fuse_conv_batchnorm, load_prepared_reader, prepare_for_inference
+from models.reader import DigitReader, save_reader
+from models.reread import CropSpec, RereadParams
 from service.config import SHIPPED_CHECKPOINT
 from service.imaging import to_model_input
 from training.synth import render_sample
@@ -88,3 +91,15 @@ def test_prepared_shipped_model_gives_the_same_detections() -> None:
         assert torch.equal(got["labels"], want["labels"])
         torch.testing.assert_close(got["boxes"], want["boxes"], rtol=0, atol=1e-2)
         torch.testing.assert_close(got["scores"], want["scores"], rtol=0, atol=1e-4)
+
+
+def test_prepared_reader_folds_its_batchnorms_and_reads_the_same(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    reader = DigitReader(width=4).eval()
+    _randomise_batchnorm(reader)
+    save_reader(tmp_path, reader, 4, CropSpec(size=24), RereadParams())
+    prepared, meta = load_prepared_reader(tmp_path, torch.device("cpu"))
+    assert _batchnorms(reader) == 7 and _batchnorms(prepared) == 0 and meta.crop.size == 24
+    crops = torch.rand(3, 3, 24, 24)
+    with torch.inference_mode():
+        assert torch.allclose(reader(crops), prepared(crops), atol=1e-4)
