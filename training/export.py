@@ -7,7 +7,8 @@ The copy keeps the source's metadata (architecture, thresholds, zoom, training c
 fingerprint, metrics) and records where it came from; its hash is recomputed for the new weights.
 `--zoom-below-px` turns on the second look at small numbers (models/zoom.py) for everything that
 loads the copy (0 turns it off). `--reader` puts a reader (`python -m training.reader`) into the
-copy, in the same dtype; a reader already in the source comes along otherwise.
+copy, in the same dtype; a reader already in the source comes along otherwise. With `--out` the
+source itself, only the reader is written: the detector's weights and JSON stay as they are.
 """
 
 from __future__ import annotations
@@ -29,9 +30,10 @@ def export_checkpoint(
     source: Path, out: Path, dtype: str, zoom_below_px: float | None = None, reader: Path | None = None
 ) -> Path:
     model, meta = load_checkpoint(source)
-    reader_dir = reader or (
-        resolve_checkpoint_dir(source) if has_reader(resolve_checkpoint_dir(source)) else None
-    )
+    source_dir = resolve_checkpoint_dir(source)
+    if out.resolve() == source_dir.resolve():
+        return _attach_reader_in_place(out, meta.weights_dtype, reader)
+    reader_dir = reader or (source_dir if has_reader(source_dir) else None)
     zoom = meta.zoom.with_trigger(zoom_below_px)
     folder = save_checkpoint_like(out, model, meta, metrics=meta.metrics, dtype=dtype, zoom=zoom)
     update_checkpoint_metrics(
@@ -39,6 +41,14 @@ def export_checkpoint(
     )
     if reader_dir is not None:
         copy_reader(reader_dir, folder, dtype)
+    return folder
+
+
+def _attach_reader_in_place(folder: Path, dtype: str, reader: Path | None) -> Path:
+    """`--out` is the source itself: put the reader in and leave the detector's files as they are."""
+    if reader is None:
+        raise ValueError(f"--out is the source checkpoint {folder}: only --reader can be added to it")
+    copy_reader(reader, folder, dtype)
     return folder
 
 

@@ -31,7 +31,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--detector-weight", type=float, default=defaults.detector_weight)
     p.add_argument("--site-iou", type=float, default=defaults.site_iou)
     p.add_argument("--min-presence", type=float, default=defaults.min_presence)
-    p.set_defaults(warmup_steps=200)
+    p.set_defaults(warmup_steps=200, size=32)  # the shipped reader: 32 px crops (model card, experiment 15)
     return p.parse_args(argv)
 
 

@@ -1,9 +1,12 @@
 from pathlib import Path
 
+import pytest
 import torch
 
 from models.checkpoint import load_checkpoint, read_checkpoint_meta, save_checkpoint
 from models.detector import DETECTOR_PRESETS, build_detector
+from models.reader import DigitReader, load_reader, save_reader
+from models.reread import CropSpec, RereadParams
 from models.zoom import ZoomParams
 from training import export
 
@@ -44,3 +47,15 @@ def test_export_turns_zoom_on_or_keeps_the_sources(tmp_path: Path) -> None:
         ["--checkpoint", str(source), "--out", str(tmp_path / "on"), "--zoom-below-px", "50"]
     )
     assert read_checkpoint_meta(changed).zoom == ZoomParams(below_px=50, margin_x=2.0)
+
+
+def test_export_onto_itself_adds_only_the_reader(tmp_path: Path) -> None:
+    config = DETECTOR_PRESETS["fast"]
+    source = save_checkpoint(tmp_path / "src", build_detector(config).eval(), config, dtype="float16")
+    before = {f.name: f.read_bytes() for f in source.iterdir()}
+    save_reader(tmp_path / "reader", DigitReader(width=4), 4, CropSpec(), RereadParams())
+    export.main(["--checkpoint", str(source), "--out", str(source), "--reader", str(tmp_path / "reader")])
+    assert all((source / name).read_bytes() == data for name, data in before.items())
+    assert load_reader(source)[1].dtype == "float16"
+    with pytest.raises(ValueError, match="only --reader"):
+        export.main(["--checkpoint", str(source), "--out", str(source)])
