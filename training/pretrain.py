@@ -11,79 +11,19 @@ body holds the classifier's weights; the FPN and heads are freshly initialised.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import math
-import random
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
-from torchvision.transforms import v2
-from tqdm import tqdm
 
 from models.checkpoint import save_checkpoint
 from models.detector import build_detector
-from models.inference import resolve_device
-from models.reread import crop_square, crop_window
-from training.config import TrainConfig, load_config
-from training.data import ImageRecord, load_image
-from training.plots import plot_pretraining
-from training.train import load_splits, seed_everything
-from training.transforms import AugmentConfig
+from training.crops import add_crop_training_args, crop_sets, fit_on_crops, load_crop_config
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class CropParams:
-    """How crops are cut: a square of `context` x the box's longer side around its centre, resized to
-    `size` px; in training the side is scaled by up to `scale_jitter` and the centre moved by up to
-    `shift_jitter` x the side."""
-
-    size: int = 48
-    context: float = 1.3
-    scale_jitter: float = 0.15
-    shift_jitter: float = 0.08
-
-
-class DigitCrops(Dataset[tuple[torch.Tensor, int]]):
-    """One item per labelled box: (crop FloatTensor[3, size, size], RGB in [0, 1], digit 0-9).
-
-    Parts of a window outside the image are zero. `train=True` jitters window and colours.
-    """
-
-    def __init__(self, records: Sequence[ImageRecord], params: CropParams, train: bool) -> None:
-        self.items = [(r.path, b.box_xyxy, b.digit) for r in records for b in r.boxes]
-        self.params = params
-        self.train = train
-        seed = AugmentConfig()  # the detector recipe's colour jitter
-        self.colour = v2.ColorJitter(
-            brightness=seed.brightness, contrast=seed.contrast, saturation=seed.saturation
-        )
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        path, box, digit = self.items[index]
-        p = self.params
-        scale, shift = 1.0, (0.0, 0.0)
-        if self.train:
-            scale = 1.0 + random.uniform(-p.scale_jitter, p.scale_jitter)
-            shift = (
-                random.uniform(-p.shift_jitter, p.shift_jitter),
-                random.uniform(-p.shift_jitter, p.shift_jitter),
-            )
-        crop = crop_square(load_image(path), crop_window(box, p.context, scale, shift), p.size)
-        if self.train:
-            crop = self.colour(crop)
-        return crop, digit
 
 
 class CropClassifier(nn.Module):
@@ -117,137 +57,10 @@ class CropClassifier(nn.Module):
         return self.head(self._features(x))
 
 
-def run_epoch(
-    model: nn.Module,
-    loader: DataLoader[tuple[torch.Tensor, int]],
-    device: torch.device,
-    optimizer: torch.optim.Optimizer | None = None,
-    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
-    *,
-    max_steps: int = 0,
-    desc: str = "",
-    show_progress: bool = True,
-) -> dict[str, float]:
-    """Train (given an optimizer) or evaluate over `loader`: mean `loss`, `accuracy`, `images_per_s`."""
-    training = optimizer is not None
-    model.train(training)
-    criterion = nn.CrossEntropyLoss(label_smoothing=0.1 if training else 0.0)
-    loss_sum = correct = seen = 0.0
-    start = time.perf_counter()
-    bar = tqdm(loader, desc=desc, disable=not show_progress, leave=False)
-    with torch.set_grad_enabled(training):
-        for step, (images, labels) in enumerate(bar):
-            if max_steps and step >= max_steps:
-                break
-            images, labels = images.to(device), labels.to(device)
-            logits = model(images)
-            loss = criterion(logits, labels)
-            if optimizer is not None:
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                if scheduler is not None:
-                    scheduler.step()
-            loss_sum += loss.item() * len(labels)
-            correct += (logits.argmax(1) == labels).sum().item()
-            seen += len(labels)
-            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
-    seen = max(seen, 1)
-    return {
-        "loss": loss_sum / seen,
-        "accuracy": correct / seen,
-        "images_per_s": seen / max(time.perf_counter() - start, 1e-9),
-    }
-
-
-def add_crop_training_args(p: argparse.ArgumentParser, *, epochs: int, lr: float) -> None:
-    """The flags of a tool that trains a classifier on digit crops (`fit_on_crops`)."""
-    p.add_argument("--config", default="fast", help="preset or config file: its detector and data are used")
-    p.add_argument("--data", help="data set root (overrides the config's)")
-    p.add_argument("--out", required=True, type=Path, help="output folder")
-    p.add_argument("--epochs", type=int, default=epochs)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=lr)
-    p.add_argument("--warmup-steps", type=int, default=0, help="linear warm-up before the cosine")
-    p.add_argument("--weight-decay", type=float, default=5e-4)
-    p.add_argument("--size", type=int, default=CropParams.size, help="crop side in pixels")
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--max-steps", type=int, default=0, help="steps per epoch (0 = all); for smoke runs")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--no-progress", action="store_true")
-
-
-def fit_on_crops(
-    model: nn.Module,
-    train_set: DigitCrops,
-    valid_set: DigitCrops,
-    args: argparse.Namespace,
-    on_epoch: Callable[[list[dict[str, float]]], None],
-) -> list[dict[str, float]]:
-    """Train `model` (crops FloatTensor[B, 3, S, S] -> logits FloatTensor[B, 10]) with SGD and a
-    cosine schedule (after `args.warmup_steps` of linear warm-up); after each epoch, score the
-    validation crops, append a row to `args.out`/metrics.jsonl, draw `args.out`/pretraining.png and
-    call `on_epoch(history)`. Returns the history."""
-    device = resolve_device(args.device)
-    generator = seed_everything(args.seed)
-    common: dict[str, Any] = {"batch_size": args.batch_size, "num_workers": args.workers}
-    train_loader = DataLoader(train_set, shuffle=True, drop_last=True, generator=generator, **common)
-    valid_loader = DataLoader(valid_set, **common)
-    model.to(device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=args.weight_decay)
-    steps = min(len(train_loader), args.max_steps or len(train_loader)) * args.epochs
-    warmup = max(args.warmup_steps, 1)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * s / steps))
-    )
-    args.out.mkdir(parents=True, exist_ok=True)
-    history: list[dict[str, float]] = []
-    show = not args.no_progress
-    for epoch in range(1, args.epochs + 1):
-        stats = run_epoch(
-            model, train_loader, device, optimizer, scheduler,
-            max_steps=args.max_steps, desc=f"crops {epoch}", show_progress=show,
-        )  # fmt: skip
-        val = run_epoch(
-            model, valid_loader, device, max_steps=args.max_steps, desc="valid crops", show_progress=show
-        )
-        row = {
-            "epoch": epoch,
-            "lr": optimizer.param_groups[0]["lr"],
-            "train_loss": stats["loss"],
-            "train_accuracy": stats["accuracy"],
-            "images_per_s": stats["images_per_s"],
-            "val_loss": val["loss"],
-            "val_accuracy": val["accuracy"],
-        }
-        history.append(row)
-        with (args.out / "metrics.jsonl").open("a") as handle:
-            handle.write(json.dumps(row) + "\n")
-        plot_pretraining(history, args.out / "pretraining.png")
-        log.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in row.items()})
-        on_epoch(history)
-    return history
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_crop_training_args(p, epochs=10, lr=0.02)  # lr 0.1 stalled at the class prior (0.18 after 4 epochs)
     return p.parse_args(argv)
-
-
-def crop_sets(config: TrainConfig, size: int) -> tuple[DigitCrops, DigitCrops, str]:
-    """Training crops (jittered) and validation crops of the config's data, and the labels' fingerprint."""
-    train, valid, fingerprint = load_splits(config)
-    params = CropParams(size=size)
-    train_set, valid_set = DigitCrops(train, params, train=True), DigitCrops(valid, params, train=False)
-    log.info("crops: %d train / %d valid", len(train_set), len(valid_set))
-    return train_set, valid_set, fingerprint
-
-
-def load_crop_config(args: argparse.Namespace) -> TrainConfig:
-    config = load_config(args.config)
-    return replace(config, data=replace(config.data, root=args.data)) if args.data else config
 
 
 def main(argv: Sequence[str] | None = None) -> Path:

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 from models.reader import DigitReader, ReaderMeta, save_reader
 from models.reread import CropSpec, RereadParams
-from training.pretrain import add_crop_training_args, crop_sets, fit_on_crops, load_crop_config
+from training.crops import add_crop_training_args, crop_sets, fit_on_crops, load_crop_config
 
 log = logging.getLogger(__name__)
 
