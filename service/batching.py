@@ -152,10 +152,10 @@ class MicroBatcher(Generic[T, R]):
         except Exception as exc:  # handed to every waiting request; the worker keeps serving
             error = exc
         elapsed = time.perf_counter() - start
-        for job, result in zip(batch, results, strict=True):
-            job.loop.call_soon_threadsafe(_resolve, job.future, result, error)
-        with self._lock:
+        with self._lock:  # before answering: a caller that has its answer is no longer pending
             self._pending -= len(batch)
             self._report_depth()
+        for job, result in zip(batch, results, strict=True):
+            job.loop.call_soon_threadsafe(_resolve, job.future, result, error)
         if self._on_batch is not None:
             self._on_batch(len(batch), elapsed)
