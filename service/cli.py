@@ -26,6 +26,7 @@ from models.assembly import AssembledNumber, AssemblyParams, Detection, assemble
 from models.boxes import xywh_to_xyxy
 from models.hw2 import image_ids_for, write_pred_csv, write_pred_json
 from models.inference import resolve_device
+from models.reread import Findings
 from service.config import Settings, resolve_checkpoint
 from service.imaging import ImageError, decode_image
 from service.predictor import Predictor
@@ -41,7 +42,8 @@ class ReadError(Exception):
 @dataclass(frozen=True)
 class FileResult:
     path: Path
-    detections: list[Detection]
+    detections: list[Detection]  # the detector's (pred.json)
+    sites: list[Detection]  # what the number is read from (drawn)
     number: AssembledNumber | None
     elapsed_ms: float
     error: str = ""
@@ -73,9 +75,8 @@ class LocalReader:
         self.predictor = Predictor.load(checkpoint, resolve_device(device), **params)
         self.assembly = self.predictor.assembly
 
-    def detect(self, path: Path) -> list[Detection]:
-        """The digit sites the number is read from (the reader's, when the checkpoint has one)."""
-        return self.predictor.detect([decode_image(path.read_bytes(), MAX_PIXELS).pixels])[0].sites
+    def detect(self, path: Path) -> Findings:
+        return self.predictor.detect([decode_image(path.read_bytes(), MAX_PIXELS).pixels])[0]
 
 
 class RemoteReader:
@@ -94,12 +95,16 @@ class RemoteReader:
     def close(self) -> None:
         self.client.close()
 
-    def detect(self, path: Path) -> list[Detection]:
+    def detect(self, path: Path) -> Findings:
         response = self.client.post(
             f"{self.url}/v1/detect", files=[("image", (path.name, path.read_bytes()))]
         )
         result = self._json(response)["results"][0]
-        return [Detection(xywh_to_xyxy(d["bbox"]), d["digit"], d["score"]) for d in result["sites"]]
+        detections, sites = (
+            [Detection(xywh_to_xyxy(d["bbox"]), d["digit"], d["score"]) for d in result[key]]
+            for key in ("detections", "sites")
+        )
+        return Findings(detections, sites)
 
     @staticmethod
     def _json(response: httpx.Response) -> dict[str, Any]:
@@ -118,12 +123,12 @@ def read_all(
     for path in tqdm(paths, desc="reading", unit="img", disable=not progress, file=sys.stderr):
         start = time.perf_counter()
         try:
-            detections = reader.detect(path)
+            found = reader.detect(path)
         except (ImageError, ReadError, OSError, httpx.HTTPError) as exc:
-            yield FileResult(path, [], None, (time.perf_counter() - start) * 1000, error=str(exc))
+            yield FileResult(path, [], [], None, (time.perf_counter() - start) * 1000, error=str(exc))
             continue
-        number = assemble_number(detections, reader.assembly)
-        yield FileResult(path, detections, number, (time.perf_counter() - start) * 1000)
+        number = assemble_number(found.sites, reader.assembly)
+        yield FileResult(path, found.detections, found.sites, number, (time.perf_counter() - start) * 1000)
 
 
 def format_table(results: Sequence[FileResult]) -> str:
@@ -141,12 +146,12 @@ def format_table(results: Sequence[FileResult]) -> str:
 
 
 def draw_boxes(result: FileResult, out_dir: Path, score_threshold: float) -> Path:
-    """Save the image with every detection above the threshold; the digits used in green."""
+    """Save the image with every digit site above the threshold; the digits used in green."""
     with Image.open(result.path) as img:
         canvas = img.convert("RGB")
     draw = ImageDraw.Draw(canvas)
     used = set(result.number.digits) if result.number else set()
-    for det in result.detections:
+    for det in result.sites:
         if det.score >= score_threshold:
             colour = (0, 200, 83) if det in used else (255, 171, 0)
             draw.rectangle(det.box_xyxy, outline=colour, width=2)

@@ -8,7 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from models.assembly import Detection
+from models.reread import Findings
 from service import cli
+from service.predictor import Predictor
 from tests.service.test_server import Server, server_factory  # noqa: F401 (fixture)
 from training.synth import render_sample
 
@@ -126,3 +129,26 @@ def test_predict_against_a_server_matches_in_process(
         == 0
     )
     assert read_csv(tmp_path / "remote" / "pred.csv") == read_csv(tmp_path / "local" / "pred.csv")
+
+
+def test_pred_json_holds_the_detections_and_pred_csv_reads_the_sites(
+    photos: Path, tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    detections = [
+        Detection((10, 10, 30, 50), 1, 0.45),
+        Detection((11, 10, 31, 50), 7, 0.35),
+        Detection((40, 10, 60, 50), 4, 0.9),
+    ]
+    sites = [Detection((40, 10, 60, 50), 4, 0.9), Detection((10, 10, 30, 50), 7, 0.8)]  # as a reader would
+    monkeypatch.setattr(
+        Predictor, "detect", lambda self, images: [Findings(detections, sites) for _ in images]
+    )
+    args = ["predict", str(photos), "--checkpoint", str(tiny_checkpoint), "--device", "cpu"]
+    assert cli.main([*args, "--out", str(tmp_path / "out"), "--no-progress"]) == 0
+    assert {r["pred_label"] for r in read_csv(tmp_path / "out" / "pred.csv")} == {"74"}
+    preds = json.loads((tmp_path / "out" / "pred.json").read_text())
+    assert sorted((p["category_id"] - 1, p["score"]) for p in preds if p["image_id"] == 3) == [
+        (1, 0.45),
+        (4, 0.9),
+        (7, 0.35),
+    ]
