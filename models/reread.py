@@ -4,8 +4,9 @@ its opinion with the detector's.
 
 Why: of the validation digits the detector localises, its top class is right for 94.7 %; a crop
 classifier trained on the same boxes is right about as often (94.5-95.8 % in the experiments) but on
-other digits, so the two together read more numbers (issue #4, experiment 15 in the model card). A site's presence is the sum of its
-class scores, so a digit whose score the detector splits between two classes is not lost.
+other digits, so the two together read more numbers (issue #4, experiment 15 in the model card). A
+site's presence is the sum of its class scores, so a digit whose score the detector splits between
+two classes is not lost.
 
 The number-assembly rule (`models.assembly`) runs unchanged on the sites this module returns; the
 detections themselves (Task 1, COCO boxes) are not changed.
