@@ -14,9 +14,9 @@ import torch
 from torchvision.models.detection import FasterRCNN
 
 from models.assembly import AssembledNumber, AssemblyParams, Detection, assemble_number
-from models.checkpoint import CheckpointMeta, load_checkpoint, resolve_checkpoint_dir
+from models.checkpoint import CheckpointMeta, load_checkpoint
 from models.optimize import load_prepared_reader, prepare_for_inference
-from models.reader import DigitReader, ReaderMeta, has_reader
+from models.reader import DigitReader, ReaderMeta
 from models.reread import Findings, reread_images
 from models.zoom import ZoomParams, detect_with_zoom
 from service.errors import ModelOverloadedError
@@ -58,8 +58,7 @@ class Predictor:
         the model for serving (models.optimize: same outputs, faster); thresholds and the zoom
         trigger left as None come from the checkpoint."""
         model, meta = load_checkpoint(checkpoint, device)
-        folder = resolve_checkpoint_dir(checkpoint)
-        reader = load_prepared_reader(folder, device) if use_reader and has_reader(folder) else None
+        reader = load_prepared_reader(checkpoint, device) if use_reader else None
         model = prepare_for_inference(model, device)
         overrides = {
             "score_threshold": score_threshold,

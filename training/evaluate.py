@@ -21,6 +21,7 @@ from typing import Any
 
 from models.assembly import AssemblyParams
 from models.hw2 import Detections, detections_to_coco, write_pred_csv, write_pred_json
+from models.optimize import load_prepared_reader
 from training.data import ImageRecord, list_unlabelled_images, load_coco_split
 from training.metrics import (
     coco_map,
@@ -33,7 +34,6 @@ from training.metrics import (
 from training.plots import plot_confusion_matrix
 from training.runner import (
     add_runner_args,
-    load_checkpoint_reader,
     load_prepared,
     predict_records,
     read_sites,
@@ -199,7 +199,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     zoom = meta.zoom.with_trigger(args.zoom_below_px)
     records, labelled = split_records(args.data, args.split, args.images, args.annotations)
     detections = predict_records(model, records, device, args, f"evaluate {args.split}", zoom)
-    reader = load_checkpoint_reader(args.checkpoint, device) if not args.no_reader else None
+    reader = load_prepared_reader(args.checkpoint, device) if not args.no_reader else None  # as served
     sites = read_sites(reader, records, detections, args.batch_size) if reader else None
     write_predictions(args.out, records, detections, params, sites)
     info = {

@@ -16,11 +16,11 @@ from torchvision.models.detection import FasterRCNN
 from tqdm import tqdm
 
 from models.assembly import Detection
-from models.checkpoint import CheckpointMeta, load_checkpoint, resolve_checkpoint_dir
+from models.checkpoint import CheckpointMeta, load_checkpoint
 from models.hw2 import Detections
 from models.inference import resolve_device
-from models.optimize import load_prepared_reader, prepare_for_inference
-from models.reader import DigitReader, ReaderMeta, has_reader
+from models.optimize import prepare_for_inference
+from models.reader import DigitReader, ReaderMeta
 from models.reread import reread_images
 from models.zoom import ZoomParams
 from training.data import DigitDataset, ImageRecord, collate, load_image
@@ -60,15 +60,6 @@ def predict_records(
         DigitDataset(list(records)), batch_size=args.batch_size, num_workers=args.workers, collate_fn=collate
     )
     return predict(model, loader, device, desc=desc, zoom=zoom)
-
-
-def load_checkpoint_reader(
-    checkpoint: str | Path, device: torch.device
-) -> tuple[DigitReader, ReaderMeta] | None:
-    """The reader stored in the checkpoint folder (`models.reader`), prepared as the service runs it,
-    or None when it has none."""
-    folder = resolve_checkpoint_dir(checkpoint)
-    return load_prepared_reader(folder, device) if has_reader(folder) else None
 
 
 def read_sites(

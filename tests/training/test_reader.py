@@ -10,10 +10,11 @@ import torch
 
 from models.assembly import AssemblyParams, assemble_number
 from models.checkpoint import read_checkpoint_meta
+from models.optimize import load_prepared_reader
 from models.reader import DigitReader, has_reader, load_reader
 from training import evaluate, export, reader
 from training.data import load_coco_split
-from training.runner import load_checkpoint_reader, load_prepared, predict_records, read_sites
+from training.runner import load_prepared, predict_records, read_sites
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +74,7 @@ def test_export_ships_the_reader_and_evaluation_reads_with_it(
     found = predict_records(
         model, records, device, argparse.Namespace(batch_size=16, workers=0), "", meta.zoom
     )
-    loaded = load_checkpoint_reader(shipped, device)
+    loaded = load_prepared_reader(shipped, device)
     assert loaded is not None and sum(map(len, found.values())) > 0
     sites = read_sites(loaded, records, found, batch_size=16)  # evaluate's batches: the same sums
     expected = {i: assemble_number(s, AssemblyParams(score_threshold=0.0)).value for i, s in sites.items()}
