@@ -75,6 +75,12 @@ def save_weights(module: torch.nn.Module, path: Path, dtype: str = "float32") ->
     return sha256_file(path)
 
 
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """The state dict `save_weights` wrote to `path`, floating-point tensors as float32. Raises
+    SafetensorError or OSError for a file that cannot be read."""
+    return {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path)).items()}
+
+
 def label_map_document() -> dict[str, Any]:
     """The label map as stored in every checkpoint."""
     return {
@@ -211,11 +217,10 @@ def load_checkpoint(
     folder = resolve_checkpoint_dir(path)
     meta = read_checkpoint_meta(folder)
     try:
-        tensors = load_file(str(folder / WEIGHTS_FILE))
+        state = read_weights(folder / WEIGHTS_FILE)
     except (SafetensorError, OSError) as exc:
         raise CheckpointError(f"checkpoint {folder}: cannot read {WEIGHTS_FILE}: {exc}") from exc
     model = build_detector(meta.detector)
-    state = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:

@@ -16,10 +16,9 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file
 from torch import nn
 
-from models.checkpoint import save_weights, sha256_file
+from models.checkpoint import read_weights, save_weights, sha256_file
 from models.labels import NUM_DIGITS
 from models.reread import CropSpec, RereadParams
 
@@ -120,20 +119,12 @@ def load_reader(directory: str | Path, device: str | torch.device = "cpu") -> tu
         meta = ReaderMeta.from_dict(json.loads((folder / READER_META).read_text()))
         if sha256_file(weights) != meta.sha256:
             raise ReaderError(f"reader {folder}: {READER_WEIGHTS} does not match its recorded sha256")
-        state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(weights)).items()}
+        state = read_weights(weights)
         reader = DigitReader(meta.width)
         reader.load_state_dict(state, strict=True)
     except ReaderError:
         raise
-    except (
-        OSError,
-        SafetensorError,
-        json.JSONDecodeError,
-        KeyError,
-        TypeError,
-        ValueError,
-        RuntimeError,
-    ) as exc:
+    except (OSError, SafetensorError, KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise ReaderError(f"reader {folder}: cannot load: {exc}") from exc
     return reader.to(device).eval(), meta
 
