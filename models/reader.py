@@ -24,6 +24,7 @@ from models.reread import CropSpec, RereadParams
 
 READER_WEIGHTS = "reader.safetensors"
 READER_META = "reader.json"
+NOT_A_DIGIT = NUM_DIGITS  # the class index of "no digit" in a reader with `not_digit`
 
 
 class ReaderError(RuntimeError):
@@ -32,19 +33,21 @@ class ReaderError(RuntimeError):
 
 class DigitReader(nn.Module):
     """A small VGG-style digit classifier (~0.6 M parameters at `width` 32): four stages of 3x3
-    convolutions with BatchNorm, global average pooling, a 10-way linear layer.
+    convolutions with BatchNorm, global average pooling, a linear layer.
 
     Input FloatTensor[N, 3, S, S] RGB in [0, 1] (normalised here with the ImageNet mean/std, as the
-    detector does); output logits FloatTensor[N, 10] for digits 0-9.
+    detector does); output logits FloatTensor[N, 10] for digits 0-9, or FloatTensor[N, 11] with
+    `not_digit`: column 10 (`NOT_A_DIGIT`) is "this crop is no digit".
     """
 
     mean: torch.Tensor
     std: torch.Tensor
 
-    def __init__(self, width: int = 32) -> None:
+    def __init__(self, width: int = 32, not_digit: bool = False) -> None:
         super().__init__()
         self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+        self.width, self.not_digit = width, not_digit
         w = width
         self.features = nn.Sequential(
             *_conv(3, w), *_conv(w, w), nn.MaxPool2d(2),
@@ -52,7 +55,7 @@ class DigitReader(nn.Module):
             *_conv(2 * w, 4 * w), *_conv(4 * w, 4 * w), nn.MaxPool2d(2),
             *_conv(4 * w, 8 * w), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
         )  # fmt: skip
-        self.head = nn.Sequential(nn.Dropout(0.2), nn.Linear(8 * w, NUM_DIGITS))
+        self.head = nn.Sequential(nn.Dropout(0.2), nn.Linear(8 * w, NUM_DIGITS + int(not_digit)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features((x - self.mean) / self.std))
@@ -72,6 +75,7 @@ class ReaderMeta:
     sha256: str
     dtype: str = "float32"
     metrics: dict[str, Any] = field(default_factory=dict)
+    not_digit: bool = False  # an 11th output, "no digit" (readers written before it have 10)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -85,13 +89,13 @@ class ReaderMeta:
             sha256=str(doc["sha256"]),
             dtype=str(doc.get("dtype", "float32")),
             metrics=dict(doc.get("metrics") or {}),
+            not_digit=bool(doc.get("not_digit", False)),
         )
 
 
 def save_reader(
     directory: str | Path,
     reader: DigitReader,
-    width: int,
     crop: CropSpec,
     reread: RereadParams,
     *,
@@ -101,7 +105,7 @@ def save_reader(
     """Write `reader`'s weights (as `dtype`) and `reader.json` into `directory` (created if needed)."""
     folder = Path(directory)
     sha256 = save_weights(reader, folder / READER_WEIGHTS, dtype)
-    meta = ReaderMeta(width, crop, reread, sha256, dtype, metrics or {})
+    meta = ReaderMeta(reader.width, crop, reread, sha256, dtype, metrics or {}, reader.not_digit)
     (folder / READER_META).write_text(json.dumps(meta.to_dict(), indent=2) + "\n")
     return meta
 
@@ -120,7 +124,7 @@ def load_reader(directory: str | Path, device: str | torch.device = "cpu") -> tu
         if sha256_file(weights) != meta.sha256:
             raise ReaderError(f"reader {folder}: {READER_WEIGHTS} does not match its recorded sha256")
         state = read_weights(weights)
-        reader = DigitReader(meta.width)
+        reader = DigitReader(meta.width, meta.not_digit)
         reader.load_state_dict(state, strict=True)
     except ReaderError:
         raise
@@ -133,6 +137,4 @@ def copy_reader(source: str | Path, directory: str | Path, dtype: str = "float32
     """Verify the reader in `source` and write it into `directory` (a checkpoint folder, say) as
     `dtype`, with its settings and metrics."""
     reader, meta = load_reader(source)
-    return save_reader(
-        directory, reader, meta.width, meta.crop, meta.reread, metrics=meta.metrics, dtype=dtype
-    )
+    return save_reader(directory, reader, meta.crop, meta.reread, metrics=meta.metrics, dtype=dtype)

@@ -8,6 +8,10 @@ other digits, so the two together read more numbers (issue #4, experiment 15 in 
 site's presence is the sum of its class scores, so a digit whose score the detector splits between
 two classes is not lost.
 
+A reader trained with an 11th class, "no digit" (on the detector's own false boxes,
+`training.site_labels`), also judges whether a site is a digit at all: letters beside a number ("78
+At/m", "N°53") are read as digits by the detector alone.
+
 The number-assembly rule (`models.assembly`) runs unchanged on the sites this module returns; the
 detections themselves (Task 1, COCO boxes) are not changed.
 """
@@ -40,14 +44,17 @@ class RereadParams:
     """How the two opinions are mixed: class probabilities ~ detector^w x reader^(1 - w) with
     `detector_weight` w (1 = the detector alone). Boxes overlapping the site's best box by IoU >=
     `site_iou` are one site. Sites whose presence is under `min_presence` are not shown to the reader
-    (they cannot pass the assembly's score threshold anyway)."""
+    and keep the detector's opinion. A reader with a "no digit" output also judges whether a site is a
+    digit at all: the site's score becomes presence^p x (1 - P(no digit))^(1 - p), with
+    `presence_weight` p; for a reader without one, the score is the presence."""
 
     detector_weight: float = 0.7
     site_iou: float = 0.5
     min_presence: float = 0.6
+    presence_weight: float = 1.0
 
     def __post_init__(self) -> None:
-        for name in ("detector_weight", "site_iou", "min_presence"):
+        for name in ("detector_weight", "site_iou", "min_presence", "presence_weight"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
 
@@ -132,21 +139,34 @@ def mix_opinions(
 def reread_sites(
     sites: Sequence[DigitSite], reader_probs: torch.Tensor, params: RereadParams
 ) -> list[Detection]:
-    """One detection per site: its best box, the digit the mixed opinion prefers and the site's
-    presence as score. `reader_probs` (FloatTensor[N, 10]) holds the reader's softmax for the sites
-    with presence >= `params.min_presence`, in order; the others keep the detector's best digit."""
+    """One detection per site: its best box, the digit the mixed opinion prefers and the site's score
+    (its presence, or with a "no digit" output the mix of both judgements, see `RereadParams`).
+    `reader_probs` (FloatTensor[N, 10], or FloatTensor[N, 11] whose column 10 is "no digit") holds the
+    reader's softmax for the sites with presence >= `params.min_presence`, in order; the others keep
+    the detector's best digit and their presence."""
     shown = [s for s in sites if s.presence >= params.min_presence]
     if len(shown) != len(reader_probs):
         raise ValueError(f"{len(reader_probs)} reader outputs for {len(shown)} sites")
-    mixed: list[torch.Tensor] = []
+    judged = []
     if shown:
+        digit_probs = reader_probs[:, :NUM_DIGITS]
+        digit_probs = digit_probs / digit_probs.sum(dim=1, keepdim=True).clamp_min(1e-12)
         site_scores = torch.tensor([s.class_scores for s in shown])
-        mixed = list(mix_opinions(site_scores, reader_probs, params.detector_weight))
-    rows = iter(mixed)
+        mixed = mix_opinions(site_scores, digit_probs, params.detector_weight)
+        scores = [s.presence for s in shown]
+        if reader_probs.shape[1] > NUM_DIGITS:
+            is_digit = (1 - reader_probs[:, NUM_DIGITS]).clamp(0.0, 1.0).tolist()
+            p = params.presence_weight
+            scores = [s**p * d ** (1 - p) for s, d in zip(scores, is_digit, strict=True)]
+        judged = [(int(m.argmax()), score) for m, score in zip(mixed, scores, strict=True)]
+    rows = iter(judged)
     out = []
     for site in sites:
-        scores = next(rows) if site.presence >= params.min_presence else torch.tensor(site.class_scores)
-        out.append(Detection(site.box_xyxy, int(scores.argmax()), site.presence))
+        if site.presence >= params.min_presence:
+            digit, score = next(rows)
+        else:
+            digit, score = max(range(NUM_DIGITS), key=site.class_scores.__getitem__), site.presence
+        out.append(Detection(site.box_xyxy, digit, score))
     return out
 
 
@@ -160,8 +180,8 @@ def reread_images(
 ) -> list[list[Detection]]:
     """The digit sites of each image (FloatTensor[3, H, W] RGB in [0, 1]), re-read: one reader call
     over the crops of every image's sites. `detections` are the detector's, xyxy in that image's
-    pixels. `reader` maps FloatTensor[N, 3, S, S] crops to logits FloatTensor[N, 10] (a
-    `models.reader.DigitReader` in eval mode on the images' device)."""
+    pixels. `reader` maps FloatTensor[N, 3, S, S] crops to logits FloatTensor[N, 10] or [N, 11] (a
+    `models.reader.DigitReader` in eval mode on the images' device; column 10 is "no digit")."""
     sites = [group_sites(dets, params.site_iou) for dets in detections]
     crops = [
         crop_digits(image, [s.box_xyxy for s in image_sites if s.presence >= params.min_presence], spec)
@@ -169,7 +189,7 @@ def reread_images(
     ]
     counts = [len(c) for c in crops]
     batch = torch.cat(crops) if crops else torch.zeros((0, 3, spec.size, spec.size))
-    probs = reader(batch).softmax(dim=1).float().cpu() if len(batch) else torch.zeros((0, NUM_DIGITS))
+    probs = reader(batch).softmax(dim=1).float().cpu() if len(batch) else torch.zeros((0, NUM_DIGITS + 1))
     return [
         reread_sites(image_sites, part, params)
         for image_sites, part in zip(sites, probs.split(counts), strict=True)

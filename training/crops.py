@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 from tqdm import tqdm
 
+from models.boxes import BoxXYXY
 from models.inference import resolve_device
 from models.reread import crop_square, crop_window
 from training.config import TrainConfig, load_config
@@ -45,13 +46,21 @@ class CropParams:
 
 
 class DigitCrops(Dataset[tuple[torch.Tensor, int]]):
-    """One item per labelled box: (crop FloatTensor[3, size, size], RGB in [0, 1], digit 0-9).
+    """One item per labelled box, then one per `extra` item (image path, box [x1, y1, x2, y2] pixels,
+    class): (crop FloatTensor[3, size, size], RGB in [0, 1], class: the digit 0-9, or whatever class
+    the extra item gives, such as `models.reader.NOT_A_DIGIT`).
 
     Parts of a window outside the image are zero. `train=True` jitters window and colours.
     """
 
-    def __init__(self, records: Sequence[ImageRecord], params: CropParams, train: bool) -> None:
-        self.items = [(r.path, b.box_xyxy, b.digit) for r in records for b in r.boxes]
+    def __init__(
+        self,
+        records: Sequence[ImageRecord],
+        params: CropParams,
+        train: bool,
+        extra: Sequence[tuple[Path, BoxXYXY, int]] = (),
+    ) -> None:
+        self.items = [(r.path, b.box_xyxy, b.digit) for r in records for b in r.boxes] + list(extra)
         self.params = params
         self.train = train
         seed = AugmentConfig()  # the detector recipe's colour jitter
@@ -191,12 +200,19 @@ def fit_on_crops(
     return history
 
 
-def crop_sets(config: TrainConfig, size: int) -> tuple[DigitCrops, DigitCrops, str]:
-    """Training crops (jittered) and validation crops of the config's data, and the labels' fingerprint."""
+def crop_sets(
+    config: TrainConfig,
+    size: int,
+    extra: Callable[[Sequence[ImageRecord]], Sequence[tuple[Path, BoxXYXY, int]]] | None = None,
+) -> tuple[DigitCrops, DigitCrops, str]:
+    """Training crops (jittered) and validation crops of the config's data, and the labels' fingerprint.
+    `extra` maps the training records to more training items (image path, xyxy box, class)."""
     train, valid, fingerprint = load_splits(config)
     params = CropParams(size=size)
-    train_set, valid_set = DigitCrops(train, params, train=True), DigitCrops(valid, params, train=False)
-    log.info("crops: %d train / %d valid", len(train_set), len(valid_set))
+    more = extra(train) if extra else ()
+    train_set = DigitCrops(train, params, train=True, extra=more)
+    valid_set = DigitCrops(valid, params, train=False)
+    log.info("crops: %d train (%d extra) / %d valid", len(train_set), len(more), len(valid_set))
     return train_set, valid_set, fingerprint
 
 

@@ -97,7 +97,7 @@ def test_prepared_reader_folds_its_batchnorms_and_reads_the_same(tmp_path: Path)
     torch.manual_seed(0)
     reader = DigitReader(width=4).eval()
     _randomise_batchnorm(reader)
-    save_reader(tmp_path, reader, 4, CropSpec(size=24), RereadParams())
+    save_reader(tmp_path, reader, CropSpec(size=24), RereadParams())
     prepared, meta = load_prepared_reader(tmp_path, torch.device("cpu"))
     assert _batchnorms(reader) == 7 and _batchnorms(prepared) == 0 and meta.crop.size == 24
     crops = torch.rand(3, 3, 24, 24)

@@ -22,7 +22,7 @@ from models.reread import CropSpec, RereadParams
 def _saved(folder: Path) -> DigitReader:
     torch.manual_seed(0)
     reader = DigitReader(width=4).eval()
-    save_reader(folder, reader, 4, CropSpec(size=24), RereadParams(detector_weight=0.5), metrics={"acc": 0.9})
+    save_reader(folder, reader, CropSpec(size=24), RereadParams(detector_weight=0.5), metrics={"acc": 0.9})
     return reader
 
 
@@ -40,7 +40,7 @@ def test_a_replaced_weights_file_is_refused(tmp_path: Path) -> None:
     _saved(tmp_path)
     other = tmp_path / "other"
     torch.manual_seed(1)
-    save_reader(other, DigitReader(width=4), 4, CropSpec(), RereadParams())
+    save_reader(other, DigitReader(width=4), CropSpec(), RereadParams())
     (tmp_path / READER_WEIGHTS).write_bytes((other / READER_WEIGHTS).read_bytes())
     with pytest.raises(ReaderError, match="does not match"):
         load_reader(tmp_path)
@@ -62,3 +62,20 @@ def test_copy_as_float16_halves_the_file_and_keeps_the_answers(tmp_path: Path) -
     copied, _ = load_reader(tmp_path / "dst")
     x = torch.rand(3, 3, 24, 24)
     assert torch.allclose(original(x).softmax(1), copied(x).softmax(1), atol=1e-2)
+
+
+def test_a_no_digit_reader_round_trips_and_an_older_json_reads_as_ten_digits(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    reader = DigitReader(width=4, not_digit=True).eval()
+    meta = save_reader(tmp_path, reader, CropSpec(size=24), RereadParams(presence_weight=0.5))
+    loaded, read = load_reader(tmp_path)
+    assert meta.not_digit and read.not_digit and read.reread.presence_weight == 0.5
+    x = torch.rand(2, 3, 24, 24)
+    assert torch.equal(loaded(x), reader(x)) and loaded(x).shape == (2, 11)
+    older = _saved(tmp_path / "older")  # written before the field existed: drop it from the json
+    doc = json.loads((tmp_path / "older" / READER_META).read_text())
+    del doc["not_digit"], doc["reread"]["presence_weight"]
+    (tmp_path / "older" / READER_META).write_text(json.dumps(doc))
+    model, old_meta = load_reader(tmp_path / "older")
+    assert not old_meta.not_digit and old_meta.reread.presence_weight == 1.0
+    assert torch.equal(model(x), older(x)) and model(x).shape == (2, 10)

@@ -113,3 +113,33 @@ def test_reader_maps_crops_to_ten_logits_and_reread_images_runs_end_to_end() -> 
     assert len(out) == 2 and out[1] == []
     assert [d.box_xyxy for d in out[0]] == [(5, 5, 20, 35), (25, 5, 40, 35)]
     assert out[0][1].digit == 3  # under min_presence: the detector's digit, not the reader's
+
+
+def test_a_reader_with_a_no_digit_output_judges_each_shown_site() -> None:
+    """Column 10 is "no digit": the site's score mixes presence and 1 - P(no digit) geometrically."""
+    sites = [
+        DigitSite((0, 0, 10, 20), _scores(d1=0.9), 0.9),  # confident, but the reader sees no digit
+        DigitSite((12, 0, 22, 20), _scores(d5=0.5), 0.5),  # faint, but the reader sees a clear 5
+        DigitSite((24, 0, 34, 20), _scores(d8=0.2), 0.2),  # under min_presence: not shown
+    ]
+    reader = torch.zeros(2, 11)
+    reader[0, 10], reader[0, 1] = 0.9, 0.1
+    reader[1, 5], reader[1, 10] = 0.98, 0.02
+    out = reread_sites(sites, reader, RereadParams(min_presence=0.3, presence_weight=0.5))
+    assert [d.digit for d in out] == [1, 5, 8]  # the digit comes from the ten digit columns
+    assert [d.score for d in out] == pytest.approx([(0.9 * 0.1) ** 0.5, (0.5 * 0.98) ** 0.5, 0.2])
+    assert assemble_number(out).text == "5"  # the plain presence would read "1"
+    alone = reread_sites(sites, reader, RereadParams(min_presence=0.3, presence_weight=1.0))
+    assert [d.score for d in alone] == pytest.approx([0.9, 0.5, 0.2])  # weight 1: presence alone
+
+
+def test_a_no_digit_reader_runs_end_to_end() -> None:
+    torch.manual_seed(0)
+    reader = DigitReader(width=4, not_digit=True).eval()
+    assert reader(torch.rand(2, 3, 24, 24)).shape == (2, 11)
+    image, box = torch.rand(3, 40, 60), (5.0, 5.0, 20.0, 35.0)
+    params, spec = RereadParams(presence_weight=0.0), CropSpec(size=24)
+    out = reread_images(reader, [image], [[Detection(box, 2, 0.9)]], params, spec)
+    with torch.inference_mode():
+        no_digit = reader(crop_digits(image, [box], spec)).softmax(1)[0, 10].item()
+    assert len(out[0]) == 1 and out[0][0].score == pytest.approx(1 - no_digit)  # weight 0: the reader alone

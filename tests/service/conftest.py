@@ -37,7 +37,7 @@ def tiny_checkpoint_with_reader(tiny_checkpoint: Path, tmp_path_factory: pytest.
     folder = tmp_path_factory.mktemp("ckpt") / "tiny-reader"
     shutil.copytree(tiny_checkpoint, folder)
     torch.manual_seed(1)
-    save_reader(folder, DigitReader(width=4).eval(), 4, CropSpec(size=24), RereadParams(0.5, 0.5, 0.0))
+    save_reader(folder, DigitReader(width=4).eval(), CropSpec(size=24), RereadParams(0.5, 0.5, 0.0))
     return folder
 
 

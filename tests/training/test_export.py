@@ -53,7 +53,7 @@ def test_export_onto_itself_adds_only_the_reader(tmp_path: Path) -> None:
     config = DETECTOR_PRESETS["fast"]
     source = save_checkpoint(tmp_path / "src", build_detector(config).eval(), config, dtype="float16")
     before = {f.name: f.read_bytes() for f in source.iterdir()}
-    save_reader(tmp_path / "reader", DigitReader(width=4), 4, CropSpec(), RereadParams())
+    save_reader(tmp_path / "reader", DigitReader(width=4), CropSpec(), RereadParams())
     export.main(["--checkpoint", str(source), "--out", str(source), "--reader", str(tmp_path / "reader")])
     assert all((source / name).read_bytes() == data for name, data in before.items())
     assert load_reader(source)[1].dtype == "float16"

@@ -38,6 +38,32 @@ def test_reader_run_writes_a_trained_reader_with_its_settings(reader_dir: Path) 
     assert any(not torch.equal(fresh[k], trained[k]) for k in trained if trained[k].is_floating_point())
 
 
+def test_site_detections_add_crops_and_teach_a_no_digit_class(
+    synth_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A pred.json of the training split: a site on each labelled box, and one false box per image."""
+    doc = json.loads((synth_dir / "train.json").read_text())
+    rows = [
+        {"image_id": a["image_id"], "bbox": a["bbox"], "category_id": a["category_id"], "score": 0.9}
+        for a in doc["annotations"]
+    ]
+    rows += [
+        {"image_id": i["id"], "bbox": [0, 0, 4, 4], "category_id": 3, "score": 0.7} for i in doc["images"]
+    ]
+    (tmp_path / "pred.json").write_text(json.dumps(rows))
+    args = ["--config", "fast", "--data", str(synth_dir), "--out", str(tmp_path / "r"), "--epochs", "1"]
+    args += ["--max-steps", "2", "--batch-size", "8", "--size", "24", "--workers", "0", "--width", "4"]
+    with caplog.at_level("INFO"):
+        meta = reader.main([*args, "--no-progress", "--site-detections", str(tmp_path / "pred.json")])
+    labelled = len(doc["annotations"])
+    assert (
+        f"crops: {2 * labelled + len(doc['images'])} train ({labelled + len(doc['images'])} extra)"
+        in caplog.text
+    )
+    model, loaded = load_reader(tmp_path / "r")
+    assert meta.not_digit and loaded.not_digit and model(torch.rand(1, 3, 24, 24)).shape == (1, 11)
+
+
 def test_export_ships_the_reader_and_evaluation_reads_with_it(
     reader_dir: Path, trained_run: Path, synth_dir: Path, tmp_path: Path
 ) -> None:
