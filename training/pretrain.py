@@ -22,6 +22,7 @@ from torch import nn
 from models.checkpoint import save_checkpoint
 from models.detector import build_detector
 from training.crops import add_crop_training_args, crop_sets, fit_on_crops, load_crop_config
+from training.train import seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = load_crop_config(args)
     train_set, valid_set, fingerprint = crop_sets(config, args.size)
+    seed_everything(args.seed)  # the initial weights too: the same flags give the same backbone
     detector = build_detector(config.detector)
     model = CropClassifier(detector.backbone.body, config.detector.image_mean, config.detector.image_std)
     best = -1.0

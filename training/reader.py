@@ -27,6 +27,7 @@ from models.reread import CropSpec, RereadParams
 from training.crops import add_crop_training_args, crop_sets, fit_on_crops, load_crop_config
 from training.data import ImageRecord
 from training.site_labels import SiteLabelParams, labelled_sites, load_detections
+from training.train import seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,7 @@ def main(argv: Sequence[str] | None = None) -> ReaderMeta:
             return [(path, s.box_xyxy, s.label) for path, s in sites]
 
     train_set, valid_set, fingerprint = crop_sets(load_crop_config(args), args.size, extra)
+    seed_everything(args.seed)  # the initial weights too: the same flags give the same reader
     reader = DigitReader(args.width, not_digit=args.site_detections is not None)
     history = fit_on_crops(reader, train_set, valid_set, args, lambda _history: None)
     crop = CropSpec(size=args.size, context=train_set.params.context)

@@ -38,6 +38,17 @@ def test_reader_run_writes_a_trained_reader_with_its_settings(reader_dir: Path) 
     assert any(not torch.equal(fresh[k], trained[k]) for k in trained if trained[k].is_floating_point())
 
 
+def test_the_same_flags_train_the_same_reader(synth_dir: Path, tmp_path: Path) -> None:
+    args = ["--config", "fast", "--data", str(synth_dir), "--epochs", "1", "--max-steps", "2"]
+    args += ["--batch-size", "8", "--size", "24", "--workers", "0", "--width", "4", "--no-progress"]
+    torch.manual_seed(123)  # whatever state the process is in, the seed decides
+    first = reader.main([*args, "--out", str(tmp_path / "a")])
+    torch.manual_seed(456)
+    again = reader.main([*args, "--out", str(tmp_path / "b")])
+    other = reader.main([*args, "--out", str(tmp_path / "c"), "--seed", "1"])
+    assert first.sha256 == again.sha256 != other.sha256
+
+
 def test_site_detections_add_crops_and_teach_a_no_digit_class(
     synth_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
