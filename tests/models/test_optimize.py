@@ -93,9 +93,10 @@ def test_prepared_shipped_model_gives_the_same_detections() -> None:
         torch.testing.assert_close(got["scores"], want["scores"], rtol=0, atol=1e-4)
 
 
-def test_prepared_reader_folds_its_batchnorms_and_reads_the_same(tmp_path: Path) -> None:
+@pytest.mark.parametrize("not_digit", [False, True])
+def test_prepared_reader_folds_its_batchnorms_and_reads_the_same(tmp_path: Path, not_digit: bool) -> None:
     torch.manual_seed(0)
-    reader = DigitReader(width=4).eval()
+    reader = DigitReader(width=4, not_digit=not_digit).eval()
     _randomise_batchnorm(reader)
     save_reader(tmp_path, reader, CropSpec(size=24), RereadParams())
     prepared, meta = load_prepared_reader(tmp_path, torch.device("cpu"))
@@ -103,3 +104,4 @@ def test_prepared_reader_folds_its_batchnorms_and_reads_the_same(tmp_path: Path)
     crops = torch.rand(3, 3, 24, 24)
     with torch.inference_mode():
         assert torch.allclose(reader(crops), prepared(crops), atol=1e-4)
+        assert prepared(crops).shape == (3, 10 + not_digit) and meta.not_digit == not_digit
