@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from models.assembly import Detection
-from models.boxes import xyxy_to_xywh
-from models.labels import digit_to_category_id
+from models.boxes import xywh_to_xyxy, xyxy_to_xywh
+from models.labels import category_id_to_digit, digit_to_category_id
 
 Detections = Mapping[int, Sequence[Detection]]  # image_id -> detections in original-image pixels
 
@@ -42,6 +42,18 @@ def detections_to_coco(detections: Detections) -> list[dict[str, Any]]:
 
 def write_pred_json(path: Path, detections: Detections) -> None:
     path.write_text(json.dumps(detections_to_coco(detections)) + "\n")
+
+
+def read_pred_json(path: Path) -> dict[int, list[Detection]]:
+    """Task 1 `pred.json` (or any COCO results file) -> image_id -> detections, xyxy pixels, in file
+    order; images without a row are absent."""
+    found: dict[int, list[Detection]] = {}
+    for row in json.loads(path.read_text()):
+        detection = Detection(
+            xywh_to_xyxy(row["bbox"]), category_id_to_digit(int(row["category_id"])), float(row["score"])
+        )
+        found.setdefault(int(row["image_id"]), []).append(detection)
+    return found
 
 
 def write_pred_csv(path: Path, numbers: Mapping[int, int]) -> None:

@@ -22,11 +22,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from models.boxes import BoxXYXY
+from models.hw2 import read_pred_json
 from models.reader import NOT_A_DIGIT, DigitReader, ReaderMeta, save_reader
 from models.reread import CropSpec, RereadParams
 from training.crops import add_crop_training_args, crop_sets, fit_on_crops, load_crop_config
 from training.data import ImageRecord
-from training.site_labels import SiteLabelParams, labelled_sites, load_detections
+from training.site_labels import SiteLabelParams, labelled_sites
 from training.train import seed_everything
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> ReaderMeta:
     reread = RereadParams(args.detector_weight, args.site_iou, args.min_presence, args.presence_weight)
     extra = None
     if args.site_detections:
-        detections = load_detections(args.site_detections)
+        detections = read_pred_json(args.site_detections)
 
         def extra(records: Sequence[ImageRecord]) -> list[tuple[Path, BoxXYXY, int]]:
             sites = labelled_sites(records, detections, SiteLabelParams())

@@ -14,15 +14,13 @@ detection in the labelled digits' row, at their height); the sites in between ar
 
 from __future__ import annotations
 
-import json
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from models.assembly import Detection
 from models.boxes import BoxXYXY, box_iou
-from models.labels import category_id_to_digit
+from models.hw2 import Detections
 from models.reader import NOT_A_DIGIT
 from models.reread import group_sites
 from training.complete import CompleteParams, row_mates
@@ -71,19 +69,8 @@ def label_sites(
     return out
 
 
-def load_detections(path: str | Path) -> dict[int, list[Detection]]:
-    """image_id -> detections (xyxy pixels) from a COCO results file (`pred.json`: `bbox` [x, y, w, h],
-    `category_id` digit + 1, `score`)."""
-    found: dict[int, list[Detection]] = defaultdict(list)
-    for row in json.loads(Path(path).read_text()):
-        x, y, w, h = row["bbox"]
-        digit = category_id_to_digit(int(row["category_id"]))
-        found[int(row["image_id"])].append(Detection((x, y, x + w, y + h), digit, float(row["score"])))
-    return dict(found)
-
-
 def labelled_sites(
-    records: Sequence[ImageRecord], detections: dict[int, list[Detection]], params: SiteLabelParams
+    records: Sequence[ImageRecord], detections: Detections, params: SiteLabelParams
 ) -> list[tuple[Path, LabelledSite]]:
     """(image path, labelled site) for every record's sites; records without detections add none."""
     return [

@@ -1,12 +1,14 @@
-"""models.hw2: the Task 2 pred.csv written and read back."""
+"""models.hw2: the Task 2 pred.csv and the Task 1 pred.json written and read back."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
-from models.hw2 import read_pred_csv, write_pred_csv
+from models.assembly import Detection
+from models.hw2 import read_pred_csv, read_pred_json, write_pred_csv, write_pred_json
 
 
 def test_pred_csv_round_trip(tmp_path: Path) -> None:
@@ -31,3 +33,18 @@ def test_read_pred_csv_rejects_bad_files(tmp_path: Path) -> None:
     bad.write_text("id,label\n1,7\n")
     with pytest.raises(ValueError, match="integer"):
         read_pred_csv(bad)
+
+
+def test_read_pred_json_reads_a_coco_results_file(tmp_path: Path) -> None:
+    rows = [
+        {"image_id": 1, "bbox": [10, 11, 10, 20], "category_id": 5, "score": 0.7},
+        {"image_id": 2, "bbox": [60, 35, 10, 20], "category_id": 1, "score": 0.8},
+    ]
+    (tmp_path / "pred.json").write_text(json.dumps(rows))
+    found = read_pred_json(tmp_path / "pred.json")
+    assert found == {
+        1: [Detection((10, 11, 20, 31), 4, 0.7)],
+        2: [Detection((60, 35, 70, 55), 0, 0.8)],
+    }
+    write_pred_json(tmp_path / "again.json", found)  # and back: the writer's rows
+    assert read_pred_json(tmp_path / "again.json") == found

@@ -1,12 +1,11 @@
 """Labelling a detector's sites against the labelled boxes: digit, no digit, or left out."""
 
-import json
 from pathlib import Path
 
 from models.assembly import Detection
 from models.reader import NOT_A_DIGIT
 from training.data import DigitBox, ImageRecord
-from training.site_labels import SiteLabelParams, label_sites, labelled_sites, load_detections
+from training.site_labels import SiteLabelParams, label_sites, labelled_sites
 
 
 def _record(image_id: int = 1) -> ImageRecord:
@@ -33,14 +32,8 @@ def test_a_confident_digit_the_label_leaves_out_is_not_taught_as_no_digit() -> N
     assert [s.label for s in label_sites(_record(), [unsure], SiteLabelParams())] == [NOT_A_DIGIT]
 
 
-def test_load_detections_reads_a_coco_results_file(tmp_path: Path) -> None:
-    rows = [
-        {"image_id": 1, "bbox": [10, 11, 10, 20], "category_id": 5, "score": 0.7},
-        {"image_id": 2, "bbox": [60, 35, 10, 20], "category_id": 1, "score": 0.8},
-    ]
-    (tmp_path / "pred.json").write_text(json.dumps(rows))
-    found = load_detections(tmp_path / "pred.json")
-    assert found == {
+def test_labelled_sites_of_many_records_keep_their_image_paths() -> None:
+    found = {
         1: [Detection((10, 11, 20, 31), 4, 0.7)],
         2: [Detection((60, 35, 70, 55), 0, 0.8)],
     }
