@@ -5,8 +5,8 @@
 
 Starts the real service (uvicorn, loopback only), sends one-image /v1/detect requests at each
 concurrency, and prints p50/p99 latency and images/s beside the bare `Predictor.detect` loop, with the
-ratio; and the bare loop three times more, without the second look at small numbers (models/zoom.py),
-without the checkpoint's reader (models/reread.py) and without
+ratio; and the bare loop four times more, without the second look at small numbers (models/zoom.py),
+without the checkpoint's reader (models/reread.py), without its box refiner (models/refiner.py) and without
 `models.optimize.prepare_for_inference`, to show what each costs or buys. Uses real SVHN
 validation images when ../shared/data is present, else synthetic ones; the shipped checkpoint when
 there is one, else a randomly initialised fast detector (same compute, meaningless boxes).
@@ -164,12 +164,15 @@ def main() -> None:
     device = resolve_device(args.device)
     model, meta = load_checkpoint(checkpoint, device)
     full = Predictor.load(checkpoint, device)
-    bare, no_zoom, no_reader, plain = bare_loops(
+    bare, no_zoom, no_reader, no_refiner, plain = bare_loops(
         [
             full,
             Predictor.load(checkpoint, device, zoom_below_px=0),
             Predictor.load(checkpoint, device, use_reader=False),
-            Predictor(model, meta, device, meta.assembly, checkpoint, meta.zoom, full.reader),  # not prepared
+            Predictor.load(checkpoint, device, use_refiner=False),
+            Predictor(
+                model, meta, device, meta.assembly, checkpoint, meta.zoom, full.reader, full.refiner
+            ),  # not prepared
         ],
         images,
         args.requests,
@@ -182,6 +185,7 @@ def main() -> None:
         ("bare model loop", bare),
         ("bare, zoom off", no_zoom),
         ("bare, reader off" + ("" if full.reader else " (it has none)"), no_reader),
+        ("bare, refiner off" + ("" if full.refiner else " (it has none)"), no_refiner),
         ("bare, not prepared", plain),
     )
     for label, r in rows:

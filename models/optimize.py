@@ -22,6 +22,7 @@ from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from models.checkpoint import resolve_checkpoint_dir
 from models.reader import DigitReader, ReaderMeta, has_reader, load_reader
+from models.refiner import BoxRefiner, RefinerMeta, has_refiner, load_refiner
 
 # convN -> bnN inside torchvision's residual blocks (`downsample` is an nn.Sequential, handled below)
 _BLOCK_PAIRS = (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3"))
@@ -87,3 +88,15 @@ def load_prepared_reader(
         return None
     reader, meta = load_reader(folder, device)
     return prepare_for_inference(reader, device), meta
+
+
+def load_prepared_refiner(
+    checkpoint: str | Path, device: torch.device
+) -> tuple[BoxRefiner, RefinerMeta] | None:
+    """The box refiner in a checkpoint (or refiner) folder (`models.refiner.load_refiner`), prepared
+    for serving on `device`, or None when the folder has none."""
+    folder = resolve_checkpoint_dir(checkpoint)
+    if not has_refiner(folder):
+        return None
+    refiner, meta = load_refiner(folder, device)
+    return prepare_for_inference(refiner, device), meta

@@ -31,23 +31,21 @@ class ReaderError(RuntimeError):
     """A reader folder is incomplete, malformed, or does not match its recorded hash."""
 
 
-class DigitReader(nn.Module):
-    """A small VGG-style digit classifier (~0.6 M parameters at `width` 32): four stages of 3x3
-    convolutions with BatchNorm, global average pooling, a linear layer.
-
+class CropNet(nn.Module):
+    """A small VGG-style network on square crops: four stages of 3x3 convolutions with BatchNorm
+    (`width`, 2 x, 4 x, 8 x `width` channels), max-pooling between stages, global average pooling.
     Input FloatTensor[N, 3, S, S] RGB in [0, 1] (normalised here with the ImageNet mean/std, as the
-    detector does); output logits FloatTensor[N, 10] for digits 0-9, or FloatTensor[N, 11] with
-    `not_digit`: column 10 (`NOT_A_DIGIT`) is "this crop is no digit".
-    """
+    detector does); `features` gives FloatTensor[N, 8 x width]. Subclasses add a `head`."""
 
     mean: torch.Tensor
     std: torch.Tensor
+    head: nn.Module
 
-    def __init__(self, width: int = 32, not_digit: bool = False) -> None:
+    def __init__(self, width: int) -> None:
         super().__init__()
         self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
-        self.width, self.not_digit = width, not_digit
+        self.width = width
         w = width
         self.features = nn.Sequential(
             *_conv(3, w), *_conv(w, w), nn.MaxPool2d(2),
@@ -55,10 +53,21 @@ class DigitReader(nn.Module):
             *_conv(2 * w, 4 * w), *_conv(4 * w, 4 * w), nn.MaxPool2d(2),
             *_conv(4 * w, 8 * w), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
         )  # fmt: skip
-        self.head = nn.Sequential(nn.Dropout(0.2), nn.Linear(8 * w, NUM_DIGITS + int(not_digit)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features((x - self.mean) / self.std))
+
+
+class DigitReader(CropNet):
+    """The digit classifier (~0.6 M parameters at `width` 32): `CropNet` with dropout and a linear
+    layer. Output logits FloatTensor[N, 10] for digits 0-9, or FloatTensor[N, 11] with `not_digit`:
+    column 10 (`NOT_A_DIGIT`) is "this crop is no digit".
+    """
+
+    def __init__(self, width: int = 32, not_digit: bool = False) -> None:
+        super().__init__(width)
+        self.not_digit = not_digit
+        self.head = nn.Sequential(nn.Dropout(0.2), nn.Linear(8 * width, NUM_DIGITS + int(not_digit)))
 
 
 def _conv(cin: int, cout: int) -> list[nn.Module]:

@@ -32,6 +32,10 @@ class Settings(BaseSettings):
     use_reader: bool = Field(
         True, description="read digits with the checkpoint's reader too, when it has one (models/reread.py)"
     )
+    use_refiner: bool = Field(
+        True,
+        description="refine boxes with the checkpoint's box refiner, when it has one (models/refiner.py)",
+    )
     max_upload_bytes: int = Field(10 * 2**20, ge=1024, le=2**30, description="whole request body")
     max_pixels: int = Field(25_000_000, ge=1, le=200_000_000, description="per image")
     max_images_per_request: int = Field(16, ge=1, le=256)

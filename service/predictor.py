@@ -1,6 +1,6 @@
-"""The Predictor owns the model (and the checkpoint's reader, if it has one), its device and its
-thresholds: preprocess (decode) -> inference -> postprocess (assembly) as separate steps. Only
-`detect` touches the models."""
+"""The Predictor owns the model (and the checkpoint's box refiner and reader, if it has them), its
+device and its thresholds: preprocess (decode) -> inference -> postprocess (assembly) as separate
+steps. Only `detect` touches the models."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ from torchvision.models.detection import FasterRCNN
 
 from models.assembly import AssembledNumber, AssemblyParams, Detection, assemble_number
 from models.checkpoint import CheckpointMeta, load_checkpoint
-from models.optimize import load_prepared_reader, prepare_for_inference
+from models.optimize import load_prepared_reader, load_prepared_refiner, prepare_for_inference
 from models.reader import DigitReader, ReaderMeta
+from models.refiner import BoxRefiner, RefinerMeta, refine_images
 from models.reread import Findings, reread_images
 from models.zoom import ZoomParams, detect_with_zoom
 from service.errors import ModelOverloadedError
@@ -26,8 +27,9 @@ log = logging.getLogger(__name__)
 
 
 class Predictor:
-    """A loaded detector (and optional reader) on one device. Images are uint8 RGB arrays [H, W, 3];
-    detections and digit sites come back with xyxy boxes in the pixels of the image as given."""
+    """A loaded detector (and optional box refiner and reader) on one device. Images are uint8 RGB
+    arrays [H, W, 3]; detections and digit sites come back with xyxy boxes in the pixels of the image
+    as given."""
 
     def __init__(
         self,
@@ -38,9 +40,10 @@ class Predictor:
         checkpoint: Path,
         zoom: ZoomParams,
         reader: tuple[DigitReader, ReaderMeta] | None = None,
+        refiner: tuple[BoxRefiner, RefinerMeta] | None = None,
     ) -> None:
         self.model, self.meta, self.device, self.assembly = model, meta, device, assembly
-        self.checkpoint, self.zoom, self.reader = checkpoint, zoom, reader
+        self.checkpoint, self.zoom, self.reader, self.refiner = checkpoint, zoom, reader, refiner
 
     @classmethod
     def load(
@@ -53,12 +56,15 @@ class Predictor:
         center_distance_ratio: float | None = None,
         zoom_below_px: float | None = None,
         use_reader: bool = True,
+        use_refiner: bool = True,
     ) -> Predictor:
-        """Verify and load `checkpoint` (with its reader, unless `use_reader` is False) and rewrite
+        """Verify and load `checkpoint` (with its reader and box refiner, unless `use_reader` /
+        `use_refiner` is False) and rewrite
         the model for serving (models.optimize: same outputs, faster); thresholds and the zoom
         trigger left as None come from the checkpoint."""
         model, meta = load_checkpoint(checkpoint, device)
         reader = load_prepared_reader(checkpoint, device) if use_reader else None
+        refiner = load_prepared_refiner(checkpoint, device) if use_refiner else None
         model = prepare_for_inference(model, device)
         overrides = {
             "score_threshold": score_threshold,
@@ -67,18 +73,22 @@ class Predictor:
         }
         assembly = replace(meta.assembly, **{k: v for k, v in overrides.items() if v is not None})
         zoom = meta.zoom.with_trigger(zoom_below_px)
-        return cls(model, meta, device, assembly, checkpoint, zoom, reader)
+        return cls(model, meta, device, assembly, checkpoint, zoom, reader, refiner)
 
     def detect(self, images: list[np.ndarray]) -> list[Findings]:
         """One model call for a batch (preprocess -> inference -> postprocess), a second one over
-        crops of the images whose digits came out small (models/zoom.py) when zoom is on, and one
-        reader call over every digit site of the batch (models/reread.py) when there is a reader. A
+        crops of the images whose digits came out small (models/zoom.py) when zoom is on, one
+        refiner call over every detected box of the batch (models/refiner.py) when there is a box
+        refiner, and one reader call over every digit site (models/reread.py) when there is a reader. A
         CUDA out-of-memory error frees the cache and becomes ModelOverloadedError, so the next call
         starts clean."""
         try:
             with torch.inference_mode():
                 inputs = [to_model_input(image).to(self.device, non_blocking=True) for image in images]
                 detections = detect_with_zoom(self.model, inputs, self.zoom)
+                if self.refiner is not None:
+                    refiner, refine_meta = self.refiner
+                    detections = refine_images(refiner, inputs, detections, refine_meta.params)
                 if self.reader is None:
                     return [Findings(found, found) for found in detections]
                 reader, meta = self.reader

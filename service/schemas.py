@@ -110,6 +110,9 @@ class ModelInfo(BaseModel):
     thresholds: dict[str, float]
     zoom: dict[str, float]
     reader: dict[str, Any] | None = Field(description="the reader in use (models/reread.py); null when none")
+    refiner: dict[str, Any] | None = Field(
+        None, description="the box refiner in use (models/refiner.py); null when none"
+    )
     weights_sha256: str
     weights_dtype: str
     data_fingerprint: str | None

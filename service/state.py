@@ -54,6 +54,7 @@ class ServiceState:
                 center_distance_ratio=s.center_distance_ratio,
                 zoom_below_px=s.zoom_below_px,
                 use_reader=s.use_reader,
+                use_refiner=s.use_refiner,
             )
             loaded["warm_ms"] = predictor.warm_up()
             self.predictor = predictor

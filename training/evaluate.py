@@ -21,7 +21,7 @@ from typing import Any
 
 from models.assembly import AssemblyParams
 from models.hw2 import Detections, detections_to_coco, write_pred_csv, write_pred_json
-from models.optimize import load_prepared_reader
+from models.optimize import load_prepared_reader, load_prepared_refiner
 from training.data import ImageRecord, list_unlabelled_images, load_coco_split
 from training.metrics import (
     coco_map,
@@ -37,6 +37,7 @@ from training.runner import (
     load_prepared,
     predict_records,
     read_sites,
+    refine_records,
 )
 
 log = logging.getLogger(__name__)
@@ -183,6 +184,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--no-reader", action="store_true", help="read numbers from the detector alone, as without a reader"
     )
+    p.add_argument(
+        "--no-refiner", action="store_true", help="keep the detector's boxes, as without a box refiner"
+    )
     add_runner_args(p)
     return p.parse_args(argv)
 
@@ -199,6 +203,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     zoom = meta.zoom.with_trigger(args.zoom_below_px)
     records, labelled = split_records(args.data, args.split, args.images, args.annotations)
     detections = predict_records(model, records, device, args, f"evaluate {args.split}", zoom)
+    refiner = load_prepared_refiner(args.checkpoint, device) if not args.no_refiner else None  # as served
+    if refiner:
+        detections = refine_records(refiner, records, detections, args.batch_size)
     reader = load_prepared_reader(args.checkpoint, device) if not args.no_reader else None  # as served
     sites = read_sites(reader, records, detections, args.batch_size) if reader else None
     write_predictions(args.out, records, detections, params, sites)
@@ -210,6 +217,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "assembly": asdict(params),
         "zoom": asdict(zoom),
         "reader": reader[1].to_dict() if reader else None,
+        "refiner": refiner[1].to_dict() if refiner else None,
         "device": str(device),
     }
     (args.out / "evaluation.json").write_text(json.dumps(info, indent=2) + "\n")

@@ -1,14 +1,16 @@
 """Copy a checkpoint for shipping, optionally as float16 weights (half the size).
 
     python -m training.export --checkpoint runs/<run>/best --out models/default --dtype float16 \
-        [--zoom-below-px 50] [--reader runs/reader]
+        [--zoom-below-px 50] [--reader runs/reader] [--refiner runs/refiner]
 
 The copy keeps the source's metadata (architecture, thresholds, zoom, training config, data
 fingerprint, metrics) and records where it came from; its hash is recomputed for the new weights.
 `--zoom-below-px` turns on the second look at small numbers (models/zoom.py) for everything that
 loads the copy (0 turns it off). `--reader` puts a reader (`python -m training.reader`) into the
-copy, in the same dtype; a reader already in the source comes along otherwise. With `--out` the
-source itself, only the reader is written: the detector's weights and JSON stay as they are.
+copy, in the same dtype; a reader already in the source comes along otherwise. `--refiner` does the
+same for a box refiner (`python -m training.refiner`; `--refiner-step` sets how far it moves the
+boxes). With `--out` the source itself, only the reader and refiner are written: the detector's
+weights and JSON stay as they are.
 """
 
 from __future__ import annotations
@@ -24,32 +26,46 @@ from models.checkpoint import (
     update_checkpoint_metrics,
 )
 from models.reader import copy_reader, has_reader
+from models.refiner import copy_refiner, has_refiner
 
 
 def export_checkpoint(
-    source: Path, out: Path, dtype: str, zoom_below_px: float | None = None, reader: Path | None = None
+    source: Path,
+    out: Path,
+    dtype: str,
+    zoom_below_px: float | None = None,
+    reader: Path | None = None,
+    refiner: Path | None = None,
+    refiner_step: float | None = None,
 ) -> Path:
     model, meta = load_checkpoint(source)
     source_dir = resolve_checkpoint_dir(source)
     if out.resolve() == source_dir.resolve():
-        return _attach_reader_in_place(out, meta.weights_dtype, reader)
-    reader_dir = reader or (source_dir if has_reader(source_dir) else None)
+        if reader is None and refiner is None:
+            raise ValueError(
+                f"--out is the source checkpoint {out}: only --reader or --refiner can be added to it"
+            )
+        _attach_parts(out, meta.weights_dtype, reader, refiner, refiner_step)
+        return out
     zoom = meta.zoom.with_trigger(zoom_below_px)
     folder = save_checkpoint_like(out, model, meta, metrics=meta.metrics, dtype=dtype, zoom=zoom)
     update_checkpoint_metrics(
         folder, {"exported_from": {"weights_sha256": meta.weights_sha256, "dtype": meta.weights_dtype}}
     )
-    if reader_dir is not None:
-        copy_reader(reader_dir, folder, dtype)
+    reader = reader or (source_dir if has_reader(source_dir) else None)
+    refiner = refiner or (source_dir if has_refiner(source_dir) else None)
+    _attach_parts(folder, dtype, reader, refiner, refiner_step)
     return folder
 
 
-def _attach_reader_in_place(folder: Path, dtype: str, reader: Path | None) -> Path:
-    """`--out` is the source itself: put the reader in and leave the detector's files as they are."""
-    if reader is None:
-        raise ValueError(f"--out is the source checkpoint {folder}: only --reader can be added to it")
-    copy_reader(reader, folder, dtype)
-    return folder
+def _attach_parts(
+    folder: Path, dtype: str, reader: Path | None, refiner: Path | None, refiner_step: float | None
+) -> None:
+    """Write the reader and the box refiner (when given) into the checkpoint `folder` as `dtype`."""
+    if reader is not None:
+        copy_reader(reader, folder, dtype)
+    if refiner is not None:
+        copy_refiner(refiner, folder, dtype, refiner_step)
 
 
 def main(argv: Sequence[str] | None = None) -> Path:
@@ -61,8 +77,22 @@ def main(argv: Sequence[str] | None = None) -> Path:
     p.add_argument(
         "--reader", type=Path, help="reader folder to ship with it (default: the source's, if any)"
     )
+    p.add_argument(
+        "--refiner", type=Path, help="box refiner folder to ship with it (default: the source's, if any)"
+    )
+    p.add_argument(
+        "--refiner-step", type=float, help="fraction of the refiner's correction applied (default: its own)"
+    )
     args = p.parse_args(argv)
-    folder = export_checkpoint(args.checkpoint, args.out, args.dtype, args.zoom_below_px, args.reader)
+    folder = export_checkpoint(
+        args.checkpoint,
+        args.out,
+        args.dtype,
+        args.zoom_below_px,
+        args.reader,
+        args.refiner,
+        args.refiner_step,
+    )
     size_mb = sum(f.stat().st_size for f in folder.glob("*.safetensors")) / 1e6
     print(f"wrote {folder} ({size_mb:.1f} MB, {args.dtype})")
     return folder

@@ -72,6 +72,28 @@ def plot_confusion_matrix(matrix: np.ndarray, path: Path, title: str) -> Path:
     return path
 
 
+def plot_refiner(history: Sequence[dict[str, Any]], path: Path) -> Path:
+    """Box-refiner training per epoch: losses (left), mean IoU of the validation boxes with their
+    labels before and after refinement (right)."""
+    epochs = [h["epoch"] for h in history]
+    fig, (ax_loss, ax_iou) = plt.subplots(1, 2, figsize=(10, 3.6))
+    ax_loss.plot(epochs, [h["train_loss"] for h in history], marker="o", label="train")
+    ax_loss.plot(epochs, [h["val_loss"] for h in history], marker="s", label="validation")
+    ax_loss.set(xlabel="epoch", ylabel="smooth L1 (x5 box units)", title="Loss")
+    ax_iou.plot(
+        epochs, [h["val_iou_before"] for h in history], linestyle="--", label="jittered label (input)"
+    )
+    ax_iou.plot(epochs, [h["val_iou_after"] for h in history], marker="s", label="refined")
+    ax_iou.set(xlabel="epoch", ylabel="mean IoU with the label", title="Validation boxes")
+    for ax in (ax_loss, ax_iou):
+        ax.legend(fontsize=7)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plot_pretraining(history: Sequence[dict[str, Any]], path: Path) -> Path:
     """Crop-classifier pretraining per epoch: losses (left), crop accuracy (right)."""
     epochs = [h["epoch"] for h in history]

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
+from torch import nn
 from torch.utils.data import DataLoader
 from torchvision.models.detection import FasterRCNN
 from tqdm import tqdm
@@ -21,6 +22,7 @@ from models.hw2 import Detections
 from models.inference import resolve_device
 from models.optimize import prepare_for_inference
 from models.reader import DigitReader, ReaderMeta
+from models.refiner import BoxRefiner, RefinerMeta, refine_images
 from models.reread import reread_images
 from models.zoom import ZoomParams
 from training.data import DigitDataset, ImageRecord, collate, load_image
@@ -71,15 +73,46 @@ def read_sites(
     """image_id -> the digit sites the number is read from: `detections` (xyxy, original-image pixels)
     grouped and re-read by the reader on crops of each record's image (`models.reread`)."""
     model, meta = reader
+
+    def read(images: list[torch.Tensor], found: list[list[Detection]]) -> list[list[Detection]]:
+        return reread_images(model, images, found, meta.reread, meta.crop)
+
+    return _over_images(read, model, records, detections, batch_size, "reader")
+
+
+def refine_records(
+    refiner: tuple[BoxRefiner, RefinerMeta],
+    records: Sequence[ImageRecord],
+    detections: Detections,
+    batch_size: int,
+) -> dict[int, list[Detection]]:
+    """image_id -> `detections` (xyxy, original-image pixels) with their boxes refined on crops of
+    each record's image (`models.refiner`)."""
+    model, meta = refiner
+
+    def refine(images: list[torch.Tensor], found: list[list[Detection]]) -> list[list[Detection]]:
+        return refine_images(model, images, found, meta.params)
+
+    return _over_images(refine, model, records, detections, batch_size, "refiner")
+
+
+def _over_images(
+    step: Callable[[list[torch.Tensor], list[list[Detection]]], list[list[Detection]]],
+    model: nn.Module,
+    records: Sequence[ImageRecord],
+    detections: Detections,
+    batch_size: int,
+    desc: str,
+) -> dict[int, list[Detection]]:
+    """`step` over the records' images (on `model`'s device) and detections, `batch_size` at a time."""
     device = next(model.parameters()).device
-    sites: dict[int, list[Detection]] = {}
-    for start in tqdm(range(0, len(records), batch_size), desc="reader", leave=False):
+    out: dict[int, list[Detection]] = {}
+    for start in tqdm(range(0, len(records), batch_size), desc=desc, leave=False):
         chunk = records[start : start + batch_size]
         images = [load_image(r.path).to(device) for r in chunk]
         found = [list(detections.get(r.image_id, ())) for r in chunk]
-        read = reread_images(model, images, found, meta.reread, meta.crop)
-        sites.update({r.image_id: s for r, s in zip(chunk, read, strict=True)})
-    return sites
+        out.update({r.image_id: d for r, d in zip(chunk, step(images, found), strict=True)})
+    return out
 
 
 def add_param_args(p: argparse.ArgumentParser, defaults: Any) -> None:

@@ -16,6 +16,7 @@ from PIL import Image
 from models.checkpoint import save_checkpoint
 from models.detector import DETECTOR_PRESETS, build_detector
 from models.reader import DigitReader, save_reader
+from models.refiner import BoxRefiner, RefineParams, save_refiner
 from models.reread import CropSpec, RereadParams
 from service.app import create_app
 from service.config import Settings
@@ -38,6 +39,18 @@ def tiny_checkpoint_with_reader(tiny_checkpoint: Path, tmp_path_factory: pytest.
     shutil.copytree(tiny_checkpoint, folder)
     torch.manual_seed(1)
     save_reader(folder, DigitReader(width=4).eval(), CropSpec(size=24), RereadParams(0.5, 0.5, 0.0))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint_with_refiner(
+    tiny_checkpoint_with_reader: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """The tiny checkpoint with its reader plus a random box refiner that moves boxes half way."""
+    folder = tmp_path_factory.mktemp("ckpt") / "tiny-refiner"
+    shutil.copytree(tiny_checkpoint_with_reader, folder)
+    torch.manual_seed(2)
+    save_refiner(folder, BoxRefiner(width=4).eval(), RefineParams(size=24, step=0.5))
     return folder
 
 

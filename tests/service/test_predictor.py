@@ -1,11 +1,12 @@
-"""The Predictor with and without the checkpoint's reader: what `detect` gives back, and the routes
-that read numbers from it."""
+"""The Predictor with and without the checkpoint's reader and box refiner: what `detect` gives back,
+and the routes that read numbers from it."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from service.predictor import Predictor
@@ -81,3 +82,40 @@ def test_use_reader_setting_turns_it_off(
     assert client.get("/v1/model").json()["reader"] is None
     result = client.post("/v1/detect", files=files(noise_png(seed=3))).json()["results"][0]
     assert result["sites"] == result["detections"]
+
+
+def _widens_left(crops: torch.Tensor) -> torch.Tensor:
+    """A refiner that moves every box's left edge left by 0.2 of its width."""
+    deltas = torch.zeros(len(crops), 4)
+    deltas[:, 0] = -0.2
+    return deltas
+
+
+def test_the_refiner_moves_the_boxes_before_the_reader_reads_them(tiny_checkpoint_with_refiner: Path) -> None:
+    predictor = _fix(Predictor.load(tiny_checkpoint_with_refiner, torch.device("cpu")))
+    assert predictor.refiner is not None and predictor.refiner[1].params.step == 0.5
+    predictor.refiner = (_widens_left, predictor.refiner[1])  # type: ignore[assignment]
+    found = predictor.detect([_noise(0)])[0]
+    assert [d.box_xyxy for d in found.detections] == [
+        pytest.approx((8.0, 10.0, 30.0, 50.0)),
+        pytest.approx((9.0, 10.0, 31.0, 50.0)),
+        pytest.approx((38.0, 10.0, 60.0, 50.0)),
+    ]
+    assert [d.digit for d in found.detections] == [1, 7, 4]
+    assert [s.box_xyxy for s in found.sites] == [
+        pytest.approx((38.0, 10.0, 60.0, 50.0)),
+        pytest.approx((8.0, 10.0, 30.0, 50.0)),
+    ]
+    assert predictor.assemble(found.sites).text == "74"
+    plain = _fix(Predictor.load(tiny_checkpoint_with_refiner, torch.device("cpu"), use_refiner=False))
+    assert plain.refiner is None
+    assert plain.detect([_noise(0)])[0].detections[0].box_xyxy == (10.0, 10.0, 30.0, 50.0)
+
+
+def test_use_refiner_setting_turns_it_off(
+    start_client: StartClient, tiny_checkpoint_with_refiner: Path
+) -> None:
+    client = start_client(checkpoint=tiny_checkpoint_with_refiner)
+    assert client.get("/v1/model").json()["refiner"]["params"] == {"size": 24, "context": 1.6, "step": 0.5}
+    off = start_client(checkpoint=tiny_checkpoint_with_refiner, use_refiner=False)
+    assert off.get("/v1/model").json()["refiner"] is None

@@ -1,0 +1,201 @@
+"""The box refiner: a small network that looks again at each detected box in the original pixels and
+moves its edges towards where the digit's labelled box would be, and its storage.
+
+Why: most of the mAP the detector loses is localisation, not recall (on the validation split mAP50
+0.908 but mAP75 0.375); moving every box a quarter of the way towards its labelled box would lift
+mAP@[.5:.95] from 0.446 to 0.560 (issue #4, experiment 17 in the model card). The refiner is a
+second, box-only stage on a crop around each box, the way iterative box regression and Cascade R-CNN
+refine boxes, but on the image's own pixels rather than the detector's 96 px features.
+
+A refiner lives in a checkpoint folder as `refiner.safetensors` plus `refiner.json` (width, crop and
+step settings, sha256 of the weights, metrics). Everything that loads the checkpoint then uses it,
+before the reader (`models.reread`): the refined boxes are the COCO output (Task 1) and the boxes the
+digit sites are read from.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from torch import nn
+
+from models.assembly import Detection
+from models.boxes import BoxXYXY
+from models.checkpoint import read_weights, save_weights, sha256_file
+from models.reader import CropNet
+from models.reread import crop_square, crop_window
+
+REFINER_WEIGHTS = "refiner.safetensors"
+REFINER_META = "refiner.json"
+DELTA_SCALE = 5.0  # the network's raw outputs are DELTA_SCALE x the deltas (unit variance in training)
+
+
+class RefinerError(RuntimeError):
+    """A refiner folder is incomplete, malformed, or does not match its recorded hash."""
+
+
+@dataclass(frozen=True)
+class RefineParams:
+    """A box is cut out as a square of `context` x its longer side around its centre, resized to
+    `size` x `size` px; its edges then move by `step` x the predicted correction (1 = all the way)."""
+
+    size: int = 48
+    context: float = 1.6
+    step: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.size < 8 or self.context < 1.0 or not 0.0 <= self.step <= 2.0:
+            raise ValueError(f"bad refiner settings: {self}")
+
+
+class BoxRefiner(CropNet):
+    """`CropNet` with a linear layer to 4 outputs (~0.33 M parameters at `width` 24).
+
+    Input FloatTensor[N, 3, S, S] RGB in [0, 1], crops cut by `crop_boxes`; output FloatTensor[N, 4]:
+    the corrections (dx1, dy1, dx2, dy2) of each crop's box, as fractions of its width (x) and height
+    (y), see `box_deltas`."""
+
+    def __init__(self, width: int = 24) -> None:
+        super().__init__(width)
+        self.head = nn.Linear(8 * width, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x) / DELTA_SCALE
+
+
+def box_deltas(box: BoxXYXY, target: BoxXYXY) -> tuple[float, float, float, float]:
+    """How far each edge of `box` must move to reach `target` (both [x1, y1, x2, y2] pixels), as
+    fractions of `box`'s width (x1, x2) and height (y1, y2)."""
+    w, h = max(box[2] - box[0], 1e-6), max(box[3] - box[1], 1e-6)
+    return (
+        (target[0] - box[0]) / w,
+        (target[1] - box[1]) / h,
+        (target[2] - box[2]) / w,
+        (target[3] - box[3]) / h,
+    )
+
+
+def shift_box(box: BoxXYXY, deltas: Sequence[float], step: float = 1.0) -> BoxXYXY:
+    """`box` ([x1, y1, x2, y2] pixels) with its edges moved by `step` x `deltas` (`box_deltas`'s
+    units). An edge never crosses the opposite one: the box keeps at least a tenth of its size."""
+    w, h = box[2] - box[0], box[3] - box[1]
+    x1, y1 = box[0] + step * deltas[0] * w, box[1] + step * deltas[1] * h
+    x2, y2 = box[2] + step * deltas[2] * w, box[3] + step * deltas[3] * h
+    if x2 - x1 < 0.1 * w:
+        x1 = x2 = (x1 + x2) / 2
+        x1, x2 = x1 - 0.05 * w, x2 + 0.05 * w
+    if y2 - y1 < 0.1 * h:
+        y1 = y2 = (y1 + y2) / 2
+        y1, y2 = y1 - 0.05 * h, y2 + 0.05 * h
+    return (x1, y1, x2, y2)
+
+
+def crop_boxes(image: torch.Tensor, boxes: Sequence[BoxXYXY], params: RefineParams) -> torch.Tensor:
+    """The refiner's input for each of `boxes` (xyxy pixels of `image`, FloatTensor[3, H, W] RGB in
+    [0, 1]): FloatTensor[N, 3, params.size, params.size]."""
+    if not boxes:
+        return image.new_zeros((0, 3, params.size, params.size))
+    return torch.stack([crop_square(image, crop_window(b, params.context), params.size) for b in boxes])
+
+
+@torch.inference_mode()
+def refine_images(
+    refiner: nn.Module,
+    images: Sequence[torch.Tensor],
+    detections: Sequence[Sequence[Detection]],
+    params: RefineParams,
+) -> list[list[Detection]]:
+    """Every detection of each image (FloatTensor[3, H, W] RGB in [0, 1]; boxes xyxy in its pixels)
+    with its box refined, digit and score unchanged: one refiner call over the crops of the whole
+    batch. `refiner` maps FloatTensor[N, 3, S, S] to deltas FloatTensor[N, 4] (a `BoxRefiner` in eval
+    mode on the images' device)."""
+    crops = [
+        crop_boxes(img, [d.box_xyxy for d in dets], params)
+        for img, dets in zip(images, detections, strict=True)
+    ]
+    if not any(len(c) for c in crops):
+        return [list(dets) for dets in detections]
+    deltas = refiner(torch.cat(crops)).float().cpu().tolist()
+    rows = iter(deltas)
+    return [
+        [replace(d, box_xyxy=shift_box(d.box_xyxy, next(rows), params.step)) for d in dets]
+        for dets in detections
+    ]
+
+
+@dataclass(frozen=True)
+class RefinerMeta:
+    """What `refiner.json` says."""
+
+    width: int
+    params: RefineParams
+    sha256: str
+    dtype: str = "float32"
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> RefinerMeta:
+        return cls(
+            width=int(doc["width"]),
+            params=RefineParams(**doc["params"]),
+            sha256=str(doc["sha256"]),
+            dtype=str(doc.get("dtype", "float32")),
+            metrics=dict(doc.get("metrics") or {}),
+        )
+
+
+def save_refiner(
+    directory: str | Path,
+    refiner: BoxRefiner,
+    params: RefineParams,
+    *,
+    metrics: dict[str, Any] | None = None,
+    dtype: str = "float32",
+) -> RefinerMeta:
+    """Write `refiner`'s weights (as `dtype`) and `refiner.json` into `directory` (created if needed)."""
+    folder = Path(directory)
+    sha256 = save_weights(refiner, folder / REFINER_WEIGHTS, dtype)
+    meta = RefinerMeta(refiner.width, params, sha256, dtype, metrics or {})
+    (folder / REFINER_META).write_text(json.dumps(meta.to_dict(), indent=2) + "\n")
+    return meta
+
+
+def has_refiner(directory: str | Path) -> bool:
+    """True when `directory` holds a refiner (its `refiner.json`)."""
+    return (Path(directory) / REFINER_META).is_file()
+
+
+def load_refiner(directory: str | Path, device: str | torch.device = "cpu") -> tuple[BoxRefiner, RefinerMeta]:
+    """Verify and load the refiner in `directory`: float32, eval mode, on `device`. Raises RefinerError."""
+    folder = Path(directory)
+    weights = folder / REFINER_WEIGHTS
+    try:
+        meta = RefinerMeta.from_dict(json.loads((folder / REFINER_META).read_text()))
+        if sha256_file(weights) != meta.sha256:
+            raise RefinerError(f"refiner {folder}: {REFINER_WEIGHTS} does not match its recorded sha256")
+        refiner = BoxRefiner(meta.width)
+        refiner.load_state_dict(read_weights(weights), strict=True)
+    except RefinerError:
+        raise
+    except (OSError, SafetensorError, KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise RefinerError(f"refiner {folder}: cannot load: {exc}") from exc
+    return refiner.to(device).eval(), meta
+
+
+def copy_refiner(
+    source: str | Path, directory: str | Path, dtype: str = "float32", step: float | None = None
+) -> RefinerMeta:
+    """Verify the refiner in `source` and write it into `directory` (a checkpoint folder, say) as
+    `dtype`, with its settings (the step replaced by `step` when given) and metrics."""
+    refiner, meta = load_refiner(source)
+    params = meta.params if step is None else replace(meta.params, step=step)
+    return save_refiner(directory, refiner, params, metrics=meta.metrics, dtype=dtype)

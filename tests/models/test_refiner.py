@@ -1,0 +1,130 @@
+"""The box refiner: edge corrections and their inverse, refining a batch of detections, and its
+storage (round trip, a changed file refused, float16 copy with another step)."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from models.assembly import Detection
+from models.boxes import box_iou
+from models.refiner import (
+    REFINER_META,
+    REFINER_WEIGHTS,
+    BoxRefiner,
+    RefineParams,
+    RefinerError,
+    box_deltas,
+    copy_refiner,
+    crop_boxes,
+    has_refiner,
+    load_refiner,
+    refine_images,
+    save_refiner,
+    shift_box,
+)
+
+
+def test_deltas_are_fractions_of_the_box_and_shift_box_undoes_them() -> None:
+    box, label = (10.0, 20.0, 30.0, 60.0), (12.0, 16.0, 29.0, 64.0)
+    deltas = box_deltas(box, label)
+    assert deltas == pytest.approx((0.1, -0.1, -0.05, 0.1))
+    assert shift_box(box, deltas) == pytest.approx(label)
+    half = shift_box(box, deltas, step=0.5)
+    assert half == pytest.approx((11.0, 18.0, 29.5, 62.0))
+    assert box_iou(box, label) < box_iou(half, label) < 1.0
+
+
+def test_a_correction_that_would_turn_a_box_inside_out_keeps_a_sliver_at_its_centre() -> None:
+    moved = shift_box((0.0, 0.0, 10.0, 20.0), (0.8, 0.0, -0.8, 0.0))
+    assert moved == pytest.approx((4.5, 0.0, 5.5, 20.0))
+
+
+def test_refiner_maps_crops_to_four_deltas_and_crops_are_cut_around_each_box() -> None:
+    params = RefineParams(size=24, context=1.5)
+    image = torch.zeros(3, 40, 80)
+    image[:, 10:30, 20:30] = 1.0
+    crops = crop_boxes(image, [(20.0, 10.0, 30.0, 30.0), (0.0, 0.0, 4.0, 4.0)], params)
+    assert crops.shape == (2, 3, 24, 24)
+    assert crops[0].mean() > 0.2 and crops[1].mean() < 0.05  # the bright digit is in the first only
+    assert BoxRefiner(width=4).eval()(crops).shape == (2, 4)
+    assert crop_boxes(image, [], params).shape == (0, 3, 24, 24)
+
+
+class _Constant(torch.nn.Module):
+    """A stand-in refiner: moves every box's left edge right by a tenth of its width."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[int] = []
+
+    def forward(self, crops: torch.Tensor) -> torch.Tensor:
+        self.calls.append(len(crops))
+        out = torch.zeros(len(crops), 4)
+        out[:, 0] = 0.1
+        return out
+
+
+def test_refine_images_moves_every_box_in_one_call_and_keeps_digit_and_score() -> None:
+    images = [torch.rand(3, 50, 100), torch.rand(3, 30, 60), torch.rand(3, 30, 60)]
+    found = [
+        [Detection((10, 10, 30, 40), 3, 0.9), Detection((40, 10, 60, 40), 5, 0.2)],
+        [],
+        [Detection((0, 0, 20, 30), 1, 0.7)],
+    ]
+    refiner = _Constant()
+    out = refine_images(refiner, images, found, RefineParams(size=16, step=0.5))
+    assert refiner.calls == [3]
+    assert [[(d.digit, d.score) for d in dets] for dets in out] == [[(3, 0.9), (5, 0.2)], [], [(1, 0.7)]]
+    assert [d.box_xyxy for d in out[0]] == [pytest.approx((11, 10, 30, 40)), pytest.approx((41, 10, 60, 40))]
+    assert out[2][0].box_xyxy == pytest.approx((1, 0, 20, 30))
+    assert refine_images(refiner, images[1:2], [[]], RefineParams()) == [[]] and refiner.calls == [3]
+
+
+def test_bad_settings_are_refused() -> None:
+    with pytest.raises(ValueError, match="bad refiner settings"):
+        RefineParams(step=-0.1)
+    with pytest.raises(ValueError, match="bad refiner settings"):
+        RefineParams(context=0.5)
+
+
+def _saved(folder: Path) -> BoxRefiner:
+    torch.manual_seed(0)
+    refiner = BoxRefiner(width=4).eval()
+    save_refiner(folder, refiner, RefineParams(size=24, step=0.75), metrics={"iou": 0.8})
+    return refiner
+
+
+def test_refiner_round_trips_with_its_settings(tmp_path: Path) -> None:
+    original = _saved(tmp_path)
+    assert has_refiner(tmp_path) and not has_refiner(tmp_path / "elsewhere")
+    loaded, meta = load_refiner(tmp_path)
+    assert (meta.width, meta.params, meta.metrics) == (4, RefineParams(size=24, step=0.75), {"iou": 0.8})
+    x = torch.rand(2, 3, 24, 24)
+    assert not loaded.training and torch.equal(original(x), loaded(x))
+
+
+def test_a_replaced_or_malformed_refiner_is_refused(tmp_path: Path) -> None:
+    _saved(tmp_path / "a")
+    torch.manual_seed(1)
+    save_refiner(tmp_path / "b", BoxRefiner(width=4), RefineParams())
+    (tmp_path / "a" / REFINER_WEIGHTS).write_bytes((tmp_path / "b" / REFINER_WEIGHTS).read_bytes())
+    with pytest.raises(RefinerError, match="does not match"):
+        load_refiner(tmp_path / "a")
+    (tmp_path / "b" / REFINER_META).write_text(json.dumps({"width": 4}))
+    with pytest.raises(RefinerError, match="cannot load"):
+        load_refiner(tmp_path / "b")
+
+
+def test_copy_as_float16_keeps_the_answers_and_can_change_the_step(tmp_path: Path) -> None:
+    original = _saved(tmp_path / "src")
+    meta = copy_refiner(tmp_path / "src", tmp_path / "dst", dtype="float16", step=0.5)
+    assert meta.dtype == "float16" and meta.params == RefineParams(size=24, step=0.5)
+    assert (tmp_path / "dst" / REFINER_WEIGHTS).stat().st_size < 0.6 * (
+        tmp_path / "src" / REFINER_WEIGHTS
+    ).stat().st_size
+    copied, _ = load_refiner(tmp_path / "dst")
+    x = torch.rand(3, 3, 24, 24)
+    assert torch.allclose(original(x), copied(x), atol=2e-3)
+    assert copy_refiner(tmp_path / "src", tmp_path / "same").params.step == 0.75

@@ -1,0 +1,138 @@
+"""Training the box refiner, shipping it inside a checkpoint, and evaluation scoring its boxes."""
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+from models.assembly import Detection
+from models.boxes import box_iou
+from models.checkpoint import read_checkpoint_meta
+from models.refiner import BoxRefiner, has_refiner, load_refiner, shift_box
+from training import evaluate, export, refiner
+from training.data import DigitBox, ImageRecord
+from training.refiner import BoxJitter, RefineCrops, matched_detections
+
+SMALL = ["--epochs", "2", "--max-steps", "3", "--batch-size", "8", "--size", "24", "--width", "4"]
+SMALL += ["--workers", "0", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def refiner_dir(synth_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("refiner")
+    refiner.main(["--config", "fast", "--data", str(synth_dir), "--out", str(out), *SMALL, "--step", "0.8"])
+    return out
+
+
+def test_jitter_moves_a_box_but_keeps_it_on_the_label() -> None:
+    jitter, label = BoxJitter(min_iou=0.5), (10.0, 10.0, 30.0, 50.0)
+    boxes = [jitter(label, random.Random(i)) for i in range(200)]
+    ious = [box_iou(b, label) for b in boxes]
+    assert min(ious) >= 0.5 and sum(i < 0.95 for i in ious) > 150
+    assert jitter(label, random.Random(7)) == jitter(label, random.Random(7))
+
+
+def test_crops_target_the_label_from_the_start_box_and_validation_crops_repeat() -> None:
+    image = (torch.rand(3, 40, 80) * 255).to(torch.uint8)
+    label = (20.0, 5.0, 32.0, 35.0)
+    items = [(0, label, None), (0, label, (18.0, 8.0, 33.0, 30.0))]
+    valid = RefineCrops([image], items, refiner.RefineParams(size=24), BoxJitter(), train=False)
+    crop, deltas = valid[1]
+    assert crop.shape == (3, 24, 24) and shift_box((18.0, 8.0, 33.0, 30.0), deltas.tolist()) == pytest.approx(
+        label
+    )
+    assert torch.equal(valid[0][1], valid[0][1]) and valid.start_box(0) != label
+    assert shift_box(valid.start_box(0), valid[0][1].tolist()) == pytest.approx(label, abs=1e-4)
+
+
+def test_matched_detections_keep_the_detector_boxes_on_a_label() -> None:
+    record = ImageRecord(
+        1, Path("a.png"), 80, 40, (DigitBox((10, 5, 20, 35), 3), DigitBox((30, 5, 40, 35), 4))
+    )
+    found = {
+        1: [
+            Detection((11, 6, 21, 34), 3, 0.9),  # on the 3
+            Detection((29, 5, 41, 30), 7, 0.5),  # on the 4, whatever its class
+            Detection((60, 5, 70, 35), 1, 0.9),  # on nothing
+            Detection((10, 5, 20, 35), 3, 0.05),  # too faint
+        ],
+        2: [Detection((0, 0, 5, 5), 1, 0.9)],  # an image not among the records
+    }
+    assert matched_detections([record], found) == [
+        (0, (10, 5, 20, 35), (11, 6, 21, 34)),
+        (0, (30, 5, 40, 35), (29, 5, 41, 30)),
+    ]
+
+
+def test_refiner_run_writes_a_trained_refiner_with_its_settings(refiner_dir: Path) -> None:
+    rows = [json.loads(line) for line in (refiner_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2] and (refiner_dir / "refiner_training.png").stat().st_size > 0
+    assert all(0.4 <= r["val_iou_before"] <= 1.0 and r["val_iou_after"] > 0 for r in rows)
+    assert rows[0]["val_iou_before"] == rows[1]["val_iou_before"]  # the same validation boxes every epoch
+    model, meta = load_refiner(refiner_dir)
+    assert (meta.width, meta.params.size, meta.params.step) == (4, 24, 0.8)
+    assert meta.metrics["last_epoch"] == rows[-1]
+    torch.manual_seed(0)
+    fresh = BoxRefiner(width=4).state_dict()
+    trained = model.state_dict()
+    assert any(not torch.equal(fresh[k], trained[k]) for k in trained if trained[k].is_floating_point())
+
+
+def test_the_same_flags_train_the_same_refiner_and_site_detections_add_boxes(
+    synth_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    doc = json.loads((synth_dir / "train.json").read_text())
+    rows = [
+        {
+            "image_id": a["image_id"],
+            "bbox": [a["bbox"][0] + 1, *a["bbox"][1:]],
+            "category_id": 1,
+            "score": 0.9,
+        }
+        for a in doc["annotations"]
+    ]
+    (tmp_path / "pred.json").write_text(json.dumps(rows))
+    args = ["--config", "fast", "--data", str(synth_dir), *SMALL, "--epochs", "1"]
+    torch.manual_seed(123)
+    first = refiner.main([*args, "--out", str(tmp_path / "a")])
+    torch.manual_seed(456)
+    again = refiner.main([*args, "--out", str(tmp_path / "b")])
+    other = refiner.main([*args, "--out", str(tmp_path / "c"), "--seed", "1"])
+    assert first.sha256 == again.sha256 != other.sha256
+    with caplog.at_level("INFO"):
+        refiner.main([*args, "--out", str(tmp_path / "d"), "--site-detections", str(tmp_path / "pred.json")])
+    n = len(doc["annotations"])
+    assert (
+        f"{n} detector boxes on labelled digits" in caplog.text
+        and f"refiner crops: {2 * n} train" in caplog.text
+    )
+
+
+def test_export_ships_the_refiner_and_evaluation_scores_its_boxes(
+    refiner_dir: Path, trained_run: Path, synth_dir: Path, tmp_path: Path
+) -> None:
+    shipped = export.main(["--checkpoint", str(trained_run / "last"), "--out", str(tmp_path / "ck")])
+    export.main(["--checkpoint", str(shipped), "--out", str(shipped), "--refiner", str(refiner_dir)])
+    read_checkpoint_meta(shipped)  # the detector's own hash is unaffected
+    assert has_refiner(shipped) and load_refiner(shipped)[1].dtype == "float16"
+    again = export.main(
+        ["--checkpoint", str(shipped), "--out", str(tmp_path / "again"), "--refiner-step", "0.5"]
+    )
+    assert load_refiner(again)[1].params.step == 0.5  # a refiner in the source comes along
+
+    common = ["--checkpoint", str(shipped), "--data", str(synth_dir), "--split", "valid"]
+    common += ["--device", "cpu", "--workers", "0", "--score-threshold", "0.0"]
+    evaluate.main([*common, "--out", str(tmp_path / "with")])
+    evaluate.main([*common, "--out", str(tmp_path / "without"), "--no-refiner"])
+    info = json.loads((tmp_path / "with" / "evaluation.json").read_text())
+    assert info["refiner"]["params"]["step"] == 0.8
+    assert json.loads((tmp_path / "without" / "evaluation.json").read_text())["refiner"] is None
+    moved = json.loads((tmp_path / "with" / "pred.json").read_text())
+    kept = json.loads((tmp_path / "without" / "pred.json").read_text())
+    assert len(moved) == len(kept) > 0
+    assert [(p["image_id"], p["category_id"], p["score"]) for p in moved] == [
+        (p["image_id"], p["category_id"], p["score"]) for p in kept
+    ]
+    assert all(p["bbox"] != q["bbox"] for p, q in zip(moved, kept, strict=True))
