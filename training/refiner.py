@@ -184,7 +184,7 @@ def score_refiner(model: nn.Module, crops: RefineCrops, batch_size: int, step: f
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_crop_training_args(p, epochs=20, lr=2e-3)
+    add_crop_training_args(p, epochs=12, lr=2e-3)
     defaults = RefineParams()
     p.add_argument("--width", type=int, default=24, help="channels of the first stage (x2 per stage)")
     p.add_argument(

@@ -74,7 +74,7 @@ def test_refine_images_moves_every_box_in_one_call_and_keeps_digit_and_score() -
         [Detection((0, 0, 20, 30), 1, 0.7)],
     ]
     refiner = _Constant()
-    out = refine_images(refiner, images, found, RefineParams(size=16, step=0.5))
+    out = refine_images(refiner, images, found, RefineParams(size=16, step=0.5, min_score=0.0))
     assert refiner.calls == [3]
     assert [[(d.digit, d.score) for d in dets] for dets in out] == [[(3, 0.9), (5, 0.2)], [], [(1, 0.7)]]
     assert [d.box_xyxy for d in out[0]] == [pytest.approx((11, 10, 30, 40)), pytest.approx((41, 10, 60, 40))]
@@ -82,11 +82,23 @@ def test_refine_images_moves_every_box_in_one_call_and_keeps_digit_and_score() -
     assert refine_images(refiner, images[1:2], [[]], RefineParams()) == [[]] and refiner.calls == [3]
 
 
+def test_boxes_under_the_minimum_score_keep_the_detectors_box_and_cost_nothing() -> None:
+    images = [torch.rand(3, 50, 100), torch.rand(3, 30, 60)]
+    faint = [Detection((40, 10, 60, 40), 5, 0.2), Detection((0, 0, 9, 9), 1, 0.1)]
+    found = [[Detection((10, 10, 30, 40), 3, 0.9), faint[0]], [faint[1]]]
+    refiner = _Constant()
+    out = refine_images(refiner, images, found, RefineParams(size=16, step=1.0, min_score=0.3))
+    assert refiner.calls == [1]
+    assert out[0][0].box_xyxy == pytest.approx((12, 10, 30, 40)) and (out[0][1], out[1][0]) == tuple(faint)
+
+
 def test_bad_settings_are_refused() -> None:
     with pytest.raises(ValueError, match="bad refiner settings"):
         RefineParams(step=-0.1)
     with pytest.raises(ValueError, match="bad refiner settings"):
         RefineParams(context=0.5)
+    with pytest.raises(ValueError, match="bad refiner settings"):
+        RefineParams(min_score=1.5)
 
 
 def _saved(folder: Path) -> BoxRefiner:

@@ -116,6 +116,11 @@ def test_use_refiner_setting_turns_it_off(
     start_client: StartClient, tiny_checkpoint_with_refiner: Path
 ) -> None:
     client = start_client(checkpoint=tiny_checkpoint_with_refiner)
-    assert client.get("/v1/model").json()["refiner"]["params"] == {"size": 24, "context": 1.6, "step": 0.5}
+    assert client.get("/v1/model").json()["refiner"]["params"] == {
+        "size": 24,
+        "context": 1.6,
+        "step": 0.5,
+        "min_score": 0.0,
+    }
     off = start_client(checkpoint=tiny_checkpoint_with_refiner, use_refiner=False)
     assert off.get("/v1/model").json()["refiner"] is None
