@@ -10,6 +10,7 @@ from PIL import Image
 
 from models.checkpoint import read_checkpoint_meta
 from models.reader import load_reader
+from models.refiner import load_refiner
 from service.config import SHIPPED_CHECKPOINT
 from service.predictor import Predictor
 from tests.conftest import real_data
@@ -22,15 +23,17 @@ def test_shipped_checkpoint_verifies_and_fits_the_size_budget() -> None:
     assert meta.zoom.enabled  # the second look at small numbers is part of the shipped model
     _reader, reader_meta = load_reader(SHIPPED_CHECKPOINT)  # and so is the reader, verified here
     assert reader_meta.dtype == "float16"
+    _refiner, refiner_meta = load_refiner(SHIPPED_CHECKPOINT)  # and the box refiner
+    assert refiner_meta.dtype == "float16" and refiner_meta.params.step == 0.5
     assert sum(f.stat().st_size for f in SHIPPED_CHECKPOINT.glob("*.safetensors")) <= 30_000_000
 
 
 def test_shipped_model_reads_real_house_numbers() -> None:
-    """Through the service's own Predictor: detector, second look and reader."""
+    """Through the service's own Predictor: detector, second look, box refiner and reader."""
     root = real_data("svhn-hw2")
     records = load_coco_split(root / "valid", root / "valid.json")[0][:60]
     predictor = Predictor.load(SHIPPED_CHECKPOINT, torch.device("cpu"))
-    assert predictor.reader is not None
+    assert predictor.reader is not None and predictor.refiner is not None
     correct = 0
     for record in records:
         with Image.open(record.path) as image:
