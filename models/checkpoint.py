@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import torch
 import torchvision
@@ -79,6 +79,57 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
     """The state dict `save_weights` wrote to `path`, floating-point tensors as float32. Raises
     SafetensorError or OSError for a file that cannot be read."""
     return {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path)).items()}
+
+
+class PartMeta(Protocol):
+    """What a part's json says (`models.reader.ReaderMeta`, `models.refiner.RefinerMeta`)."""
+
+    @property
+    def sha256(self) -> str: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+D = TypeVar("D", bound=PartMeta)
+N = TypeVar("N", bound=torch.nn.Module)
+
+
+def save_part(
+    directory: str | Path, name: str, module: torch.nn.Module, dtype: str, meta: Callable[[str], D]
+) -> D:
+    """Write a checkpoint part (the reader, the box refiner) into `directory` (created if needed):
+    `module`'s weights as `name`.safetensors in `dtype`, and `meta(their sha256)` as `name`.json.
+    Returns that meta."""
+    folder = Path(directory)
+    written = meta(save_weights(module, folder / f"{name}.safetensors", dtype))
+    (folder / f"{name}.json").write_text(json.dumps(written.to_dict(), indent=2) + "\n")
+    return written
+
+
+def load_part(
+    directory: str | Path,
+    name: str,
+    parse: Callable[[dict[str, Any]], D],
+    build: Callable[[D], N],
+    error: type[Exception],
+) -> tuple[N, D]:
+    """Verify and load the part `name` in `directory` (see `save_part`): `parse` reads its json,
+    `build` makes the module its weights are loaded into (strict; float32, eval mode, on the CPU).
+    Raises `error` for a weights file that does not match its recorded sha256 and for anything that
+    cannot be read or loaded."""
+    folder = Path(directory)
+    weights = folder / f"{name}.safetensors"
+    try:
+        meta = parse(json.loads((folder / f"{name}.json").read_text()))
+        if sha256_file(weights) != meta.sha256:
+            raise error(f"{name} {folder}: {weights.name} does not match its recorded sha256")
+        module = build(meta)
+        module.load_state_dict(read_weights(weights), strict=True)
+    except error:
+        raise
+    except (OSError, SafetensorError, KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise error(f"{name} {folder}: cannot load: {exc}") from exc
+    return module.eval(), meta
 
 
 def label_map_document() -> dict[str, Any]:

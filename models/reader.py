@@ -9,21 +9,20 @@ detector alone.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
 from torch import nn
 
-from models.checkpoint import read_weights, save_weights, sha256_file
+from models.checkpoint import load_part, save_part
 from models.labels import NUM_DIGITS
 from models.reread import CropSpec, RereadParams
 
-READER_WEIGHTS = "reader.safetensors"
-READER_META = "reader.json"
+READER = "reader"  # the part's name in a checkpoint folder
+READER_WEIGHTS = f"{READER}.safetensors"
+READER_META = f"{READER}.json"
 NOT_A_DIGIT = NUM_DIGITS  # the class index of "no digit" in a reader with `not_digit`
 
 
@@ -112,11 +111,11 @@ def save_reader(
     dtype: str = "float32",
 ) -> ReaderMeta:
     """Write `reader`'s weights (as `dtype`) and `reader.json` into `directory` (created if needed)."""
-    folder = Path(directory)
-    sha256 = save_weights(reader, folder / READER_WEIGHTS, dtype)
-    meta = ReaderMeta(reader.width, crop, reread, sha256, dtype, metrics or {}, reader.not_digit)
-    (folder / READER_META).write_text(json.dumps(meta.to_dict(), indent=2) + "\n")
-    return meta
+
+    def meta(sha256: str) -> ReaderMeta:
+        return ReaderMeta(reader.width, crop, reread, sha256, dtype, metrics or {}, reader.not_digit)
+
+    return save_part(directory, READER, reader, dtype, meta)
 
 
 def has_reader(directory: str | Path) -> bool:
@@ -126,20 +125,10 @@ def has_reader(directory: str | Path) -> bool:
 
 def load_reader(directory: str | Path, device: str | torch.device = "cpu") -> tuple[DigitReader, ReaderMeta]:
     """Verify and load the reader in `directory`: float32, eval mode, on `device`. Raises ReaderError."""
-    folder = Path(directory)
-    weights = folder / READER_WEIGHTS
-    try:
-        meta = ReaderMeta.from_dict(json.loads((folder / READER_META).read_text()))
-        if sha256_file(weights) != meta.sha256:
-            raise ReaderError(f"reader {folder}: {READER_WEIGHTS} does not match its recorded sha256")
-        state = read_weights(weights)
-        reader = DigitReader(meta.width, meta.not_digit)
-        reader.load_state_dict(state, strict=True)
-    except ReaderError:
-        raise
-    except (OSError, SafetensorError, KeyError, TypeError, ValueError, RuntimeError) as exc:
-        raise ReaderError(f"reader {folder}: cannot load: {exc}") from exc
-    return reader.to(device).eval(), meta
+    reader, meta = load_part(
+        directory, READER, ReaderMeta.from_dict, lambda m: DigitReader(m.width, m.not_digit), ReaderError
+    )
+    return reader.to(device), meta
 
 
 def copy_reader(source: str | Path, directory: str | Path, dtype: str = "float32") -> ReaderMeta:

@@ -15,24 +15,23 @@ digit sites are read from.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
 from torch import nn
 
 from models.assembly import Detection
 from models.boxes import BoxXYXY
-from models.checkpoint import read_weights, save_weights, sha256_file
+from models.checkpoint import load_part, save_part
 from models.reader import CropNet
 from models.reread import crop_square, crop_window
 
-REFINER_WEIGHTS = "refiner.safetensors"
-REFINER_META = "refiner.json"
+REFINER = "refiner"  # the part's name in a checkpoint folder
+REFINER_WEIGHTS = f"{REFINER}.safetensors"
+REFINER_META = f"{REFINER}.json"
 DELTA_SCALE = 5.0  # the network's raw outputs are DELTA_SCALE x the deltas (unit variance in training)
 
 
@@ -174,11 +173,11 @@ def save_refiner(
     dtype: str = "float32",
 ) -> RefinerMeta:
     """Write `refiner`'s weights (as `dtype`) and `refiner.json` into `directory` (created if needed)."""
-    folder = Path(directory)
-    sha256 = save_weights(refiner, folder / REFINER_WEIGHTS, dtype)
-    meta = RefinerMeta(refiner.width, params, sha256, dtype, metrics or {})
-    (folder / REFINER_META).write_text(json.dumps(meta.to_dict(), indent=2) + "\n")
-    return meta
+
+    def meta(sha256: str) -> RefinerMeta:
+        return RefinerMeta(refiner.width, params, sha256, dtype, metrics or {})
+
+    return save_part(directory, REFINER, refiner, dtype, meta)
 
 
 def has_refiner(directory: str | Path) -> bool:
@@ -188,19 +187,10 @@ def has_refiner(directory: str | Path) -> bool:
 
 def load_refiner(directory: str | Path, device: str | torch.device = "cpu") -> tuple[BoxRefiner, RefinerMeta]:
     """Verify and load the refiner in `directory`: float32, eval mode, on `device`. Raises RefinerError."""
-    folder = Path(directory)
-    weights = folder / REFINER_WEIGHTS
-    try:
-        meta = RefinerMeta.from_dict(json.loads((folder / REFINER_META).read_text()))
-        if sha256_file(weights) != meta.sha256:
-            raise RefinerError(f"refiner {folder}: {REFINER_WEIGHTS} does not match its recorded sha256")
-        refiner = BoxRefiner(meta.width)
-        refiner.load_state_dict(read_weights(weights), strict=True)
-    except RefinerError:
-        raise
-    except (OSError, SafetensorError, KeyError, TypeError, ValueError, RuntimeError) as exc:
-        raise RefinerError(f"refiner {folder}: cannot load: {exc}") from exc
-    return refiner.to(device).eval(), meta
+    refiner, meta = load_part(
+        directory, REFINER, RefinerMeta.from_dict, lambda m: BoxRefiner(m.width), RefinerError
+    )
+    return refiner.to(device), meta
 
 
 def copy_refiner(

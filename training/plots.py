@@ -11,6 +11,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from models.labels import DIGIT_NAMES
@@ -85,13 +87,7 @@ def plot_refiner(history: Sequence[dict[str, Any]], path: Path) -> Path:
     )
     ax_iou.plot(epochs, [h["val_iou_after"] for h in history], marker="s", label="refined")
     ax_iou.set(xlabel="epoch", ylabel="mean IoU with the label", title="Validation boxes")
-    for ax in (ax_loss, ax_iou):
-        ax.legend(fontsize=7)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save_epoch_panels(fig, (ax_loss, ax_iou), path)
 
 
 def plot_pretraining(history: Sequence[dict[str, Any]], path: Path) -> Path:
@@ -104,7 +100,12 @@ def plot_pretraining(history: Sequence[dict[str, Any]], path: Path) -> Path:
     ax_acc.plot(epochs, [h["train_accuracy"] for h in history], marker="o", label="train")
     ax_acc.plot(epochs, [h["val_accuracy"] for h in history], marker="s", label="validation")
     ax_acc.set(xlabel="epoch", ylim=(0, 1), title="Digit-crop accuracy")
-    for ax in (ax_loss, ax_acc):
+    return _save_epoch_panels(fig, (ax_loss, ax_acc), path)
+
+
+def _save_epoch_panels(fig: Figure, axes: Sequence[Axes], path: Path) -> Path:
+    """Legends and whole-epoch ticks on `axes`, then `fig` written to `path` and closed."""
+    for ax in axes:
         ax.legend(fontsize=7)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
