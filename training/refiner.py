@@ -1,14 +1,16 @@
 """Train the box refiner: the small network that moves each detected box's edges towards the
 labelled box (`models.refiner`).
 
+    python -m training.evaluate --checkpoint models/default --data ../shared/data/svhn-hw2 \
+        --split train --no-reader --no-refiner --out runs/eval-train
     python -m training.refiner --config configs/fast96-warm8.yaml --out runs/refiner \
-        --site-detections out/eval-train/pred.json
+        --site-detections runs/eval-train/pred.json
     python -m training.export --checkpoint models/default --out models/default --refiner runs/refiner
 
 It learns from boxes cut around every labelled box of the config's training data, moved and resized
 at random the way the detector errs (`BoxJitter`, measured on the shipped detector), and, with
-`--site-detections` (a detector's `pred.json` on the training split, from `training.evaluate --split
-train --no-reader`), from that detector's own boxes on a labelled digit (IoU >= 0.4). The target is
+`--site-detections` (a detector's `pred.json` on the training split, as above), from that
+detector's own boxes on a labelled digit (IoU >= 0.4). The target is
 the labelled box (`models.refiner.box_deltas`). After each epoch it is scored on the validation
 split's labelled boxes, each jittered the same way every epoch: the mean IoU with the label before
 and after refinement. The last epoch is written to `--out` as a refiner folder; none is picked by
@@ -91,8 +93,9 @@ class BoxJitter:
 class RefineCrops(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     """One item per (image index, labelled box, start box or None = jitter the label): (crop
     FloatTensor[3, S, S] RGB in [0, 1] around the start box, deltas FloatTensor[4] from it to the
-    label). Images are decoded once and kept as uint8. `train=True` draws a new jitter and colour
-    each time; otherwise item i's jitter is the same every epoch."""
+    label). Images are decoded once and kept as uint8. `train=True` draws a new jitter (from the
+    process's seeded `random`) and colour each time; otherwise item i's jitter is the same every
+    epoch."""
 
     def __init__(
         self,
@@ -102,13 +105,8 @@ class RefineCrops(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         jitter: BoxJitter,
         train: bool,
     ) -> None:
-        self.images, self.items, self.params, self.jitter, self.train = (
-            images,
-            list(items),
-            params,
-            jitter,
-            train,
-        )
+        self.images, self.items, self.params = images, list(items), params
+        self.jitter, self.train = jitter, train
         seed = AugmentConfig()
         self.colour = v2.ColorJitter(
             brightness=seed.brightness, contrast=seed.contrast, saturation=seed.saturation
@@ -196,8 +194,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--site-detections",
         type=Path,
-        help="a detector's pred.json on the training split (training.evaluate --split train --no-reader): "
-        "its boxes on a labelled digit are added as training inputs",
+        help="a detector's pred.json on the training split (training.evaluate --split train --no-reader "
+        "--no-refiner): its boxes on a labelled digit are added as training inputs",
     )
     p.set_defaults(size=defaults.size, weight_decay=1e-4)
     return p.parse_args(argv)
