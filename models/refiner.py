@@ -27,7 +27,7 @@ from models.assembly import Detection
 from models.boxes import BoxXYXY
 from models.checkpoint import load_part, save_part
 from models.reader import CropNet
-from models.reread import crop_square, crop_window
+from models.reread import CropSpec, crop_digits
 
 REFINER = "refiner"  # the part's name in a checkpoint folder
 REFINER_WEIGHTS = f"{REFINER}.safetensors"
@@ -105,10 +105,9 @@ def shift_box(box: BoxXYXY, deltas: Sequence[float], step: float = 1.0) -> BoxXY
 
 def crop_boxes(image: torch.Tensor, boxes: Sequence[BoxXYXY], params: RefineParams) -> torch.Tensor:
     """The refiner's input for each of `boxes` (xyxy pixels of `image`, FloatTensor[3, H, W] RGB in
-    [0, 1]): FloatTensor[N, 3, params.size, params.size]."""
-    if not boxes:
-        return image.new_zeros((0, 3, params.size, params.size))
-    return torch.stack([crop_square(image, crop_window(b, params.context), params.size) for b in boxes])
+    [0, 1]): FloatTensor[N, 3, params.size, params.size], cut as the reader's crops are
+    (`models.reread.crop_digits`)."""
+    return crop_digits(image, boxes, CropSpec(size=params.size, context=params.context))
 
 
 @torch.inference_mode()
