@@ -33,28 +33,32 @@ class ReaderError(RuntimeError):
 class CropNet(nn.Module):
     """A small VGG-style network on square crops: four stages of 3x3 convolutions with BatchNorm
     (`width`, 2 x, 4 x, 8 x `width` channels), max-pooling between stages, global average pooling.
-    Input FloatTensor[N, 3, S, S] RGB in [0, 1] (normalised here with the ImageNet mean/std, as the
-    detector does); `features` gives FloatTensor[N, 8 x width]. Subclasses add a `head`."""
+    Input FloatTensor[N, 3 + extra_channels, S, S]: RGB in [0, 1] (normalised here with the ImageNet
+    mean/std, as the detector does), then any extra channels in [0, 1] (masks; mapped to [-1, 1]);
+    `features` gives FloatTensor[N, 8 x width]. Subclasses add a `head`."""
 
     mean: torch.Tensor
     std: torch.Tensor
     head: nn.Module
 
-    def __init__(self, width: int) -> None:
+    def __init__(self, width: int, extra_channels: int = 0) -> None:
         super().__init__()
         self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
         self.width = width
         w = width
         self.features = nn.Sequential(
-            *_conv(3, w), *_conv(w, w), nn.MaxPool2d(2),
+            *_conv(3 + extra_channels, w), *_conv(w, w), nn.MaxPool2d(2),
             *_conv(w, 2 * w), *_conv(2 * w, 2 * w), nn.MaxPool2d(2),
             *_conv(2 * w, 4 * w), *_conv(4 * w, 4 * w), nn.MaxPool2d(2),
             *_conv(4 * w, 8 * w), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
         )  # fmt: skip
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features((x - self.mean) / self.std))
+        rgb = (x[:, :3] - self.mean) / self.std
+        if x.shape[1] > 3:
+            rgb = torch.cat([rgb, x[:, 3:] * 2 - 1], dim=1)
+        return self.head(self.features(rgb))
 
 
 class DigitReader(CropNet):

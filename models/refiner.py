@@ -27,7 +27,7 @@ from models.assembly import Detection
 from models.boxes import BoxXYXY
 from models.checkpoint import load_part, save_part
 from models.reader import CropNet
-from models.reread import CropSpec, crop_digits
+from models.reread import CropSpec, crop_digits, crop_window, pixel_window
 
 REFINER = "refiner"  # the part's name in a checkpoint folder
 REFINER_WEIGHTS = f"{REFINER}.safetensors"
@@ -44,12 +44,16 @@ class RefineParams:
     """A box is cut out as a square of `context` x its longer side around its centre, resized to
     `size` x `size` px; its edges then move by `step` x the predicted correction (1 = all the way).
     Boxes scoring under `min_score` keep the detector's box: they weigh little in mAP, and the refiner
-    costs ~1 ms per box on 2 CPU cores (the shipped model refines every box, model card experiment 17)."""
+    costs ~1 ms per box on 2 CPU cores (the shipped model refines every box, model card experiment 17).
+    With `box_channel` the crop has a 4th channel, the box's own rectangle (`box_masks`): a square crop
+    shows the box's longer side only, so without it the refiner cannot see where a tall box's left and
+    right edges are (model card experiment 18). Refiners saved before it existed have none."""
 
     size: int = 48
     context: float = 1.6
     step: float = 0.5
     min_score: float = 0.0
+    box_channel: bool = True
 
     def __post_init__(self) -> None:
         if (
@@ -64,12 +68,14 @@ class RefineParams:
 class BoxRefiner(CropNet):
     """`CropNet` with a linear layer to 4 outputs (~0.33 M parameters at `width` 24).
 
-    Input FloatTensor[N, 3, S, S] RGB in [0, 1], crops cut by `crop_boxes`; output FloatTensor[N, 4]:
-    the corrections (dx1, dy1, dx2, dy2) of each crop's box, as fractions of its width (x) and height
-    (y), see `box_deltas`."""
+    Input FloatTensor[N, 4, S, S] (RGB in [0, 1], then the box's rectangle in [0, 1]; FloatTensor[N,
+    3, S, S] without `box_channel`), crops cut by `crop_boxes`; output FloatTensor[N, 4]: the
+    corrections (dx1, dy1, dx2, dy2) of each crop's box, as fractions of its width (x) and height (y),
+    see `box_deltas`."""
 
-    def __init__(self, width: int = 24) -> None:
-        super().__init__(width)
+    def __init__(self, width: int = 24, box_channel: bool = True) -> None:
+        super().__init__(width, extra_channels=int(box_channel))
+        self.box_channel = box_channel
         self.head = nn.Linear(8 * width, 4)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -103,11 +109,37 @@ def shift_box(box: BoxXYXY, deltas: Sequence[float], step: float = 1.0) -> BoxXY
     return (x1, y1, x2, y2)
 
 
+def box_masks(boxes: Sequence[BoxXYXY], params: RefineParams) -> torch.Tensor:
+    """FloatTensor[N, 1, S, S] (S = `params.size`): for each of `boxes` (xyxy pixels), the share of
+    every pixel of its crop (the window `crop_boxes` cuts, whole pixels as `crop_square` takes them)
+    that the box covers: 1 inside, 0 outside, fractions along its edges."""
+    size = params.size
+    first = torch.arange(size, dtype=torch.float32)  # crop pixel j spans [j, j + 1)
+
+    def cover(start: float, end: float) -> torch.Tensor:
+        return (first.add(1).clamp(max=end) - first.clamp(min=start)).clamp(0.0, 1.0)
+
+    masks = []
+    for box in boxes:
+        left, top, side = pixel_window(crop_window(box, params.context))
+        scale = size / side
+        across = cover((box[0] - left) * scale, (box[2] - left) * scale)
+        down = cover((box[1] - top) * scale, (box[3] - top) * scale)
+        masks.append(down[:, None] * across[None, :])
+    if not masks:
+        return torch.zeros((0, 1, size, size))
+    return torch.stack(masks).unsqueeze(1)
+
+
 def crop_boxes(image: torch.Tensor, boxes: Sequence[BoxXYXY], params: RefineParams) -> torch.Tensor:
     """The refiner's input for each of `boxes` (xyxy pixels of `image`, FloatTensor[3, H, W] RGB in
-    [0, 1]): FloatTensor[N, 3, params.size, params.size], cut as the reader's crops are
-    (`models.reread.crop_digits`)."""
-    return crop_digits(image, boxes, CropSpec(size=params.size, context=params.context))
+    [0, 1]): FloatTensor[N, 4, params.size, params.size], the crop cut as the reader's are
+    (`models.reread.crop_digits`) and then the box's rectangle (`box_masks`); FloatTensor[N, 3, ...]
+    without `params.box_channel`."""
+    crops = crop_digits(image, boxes, CropSpec(size=params.size, context=params.context))
+    if not params.box_channel:
+        return crops
+    return torch.cat([crops, box_masks(boxes, params).to(crops)], dim=1)
 
 
 @torch.inference_mode()
@@ -156,7 +188,7 @@ class RefinerMeta:
     def from_dict(cls, doc: dict[str, Any]) -> RefinerMeta:
         return cls(
             width=int(doc["width"]),
-            params=RefineParams(**doc["params"]),
+            params=RefineParams(**{"box_channel": False, **doc["params"]}),  # older: no box channel
             sha256=str(doc["sha256"]),
             dtype=str(doc.get("dtype", "float32")),
             metrics=dict(doc.get("metrics") or {}),
@@ -171,7 +203,12 @@ def save_refiner(
     metrics: dict[str, Any] | None = None,
     dtype: str = "float32",
 ) -> RefinerMeta:
-    """Write `refiner`'s weights (as `dtype`) and `refiner.json` into `directory` (created if needed)."""
+    """Write `refiner`'s weights (as `dtype`) and `refiner.json` into `directory` (created if needed).
+    Raises ValueError when `params` and `refiner` disagree on the box channel."""
+    if params.box_channel != refiner.box_channel:
+        raise ValueError(
+            f"refiner box_channel={refiner.box_channel} but params box_channel={params.box_channel}"
+        )
 
     def meta(sha256: str) -> RefinerMeta:
         return RefinerMeta(refiner.width, params, sha256, dtype, metrics or {})
@@ -187,7 +224,11 @@ def has_refiner(directory: str | Path) -> bool:
 def load_refiner(directory: str | Path, device: str | torch.device = "cpu") -> tuple[BoxRefiner, RefinerMeta]:
     """Verify and load the refiner in `directory`: float32, eval mode, on `device`. Raises RefinerError."""
     refiner, meta = load_part(
-        directory, REFINER, RefinerMeta.from_dict, lambda m: BoxRefiner(m.width), RefinerError
+        directory,
+        REFINER,
+        RefinerMeta.from_dict,
+        lambda m: BoxRefiner(m.width, m.params.box_channel),
+        RefinerError,
     )
     return refiner.to(device), meta
 

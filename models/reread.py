@@ -91,11 +91,16 @@ def crop_window(
     return (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2)
 
 
+def pixel_window(window: BoxXYXY) -> tuple[int, int, int]:
+    """(left, top, side): the whole pixels that `crop_square` cuts for the square `window` (xyxy)."""
+    return round(window[0]), round(window[1]), max(round(window[2] - window[0]), 1)
+
+
 def crop_square(image: torch.Tensor, window: BoxXYXY, size: int) -> torch.Tensor:
     """`image` (FloatTensor[3, H, W]) cut to the square `window` (xyxy pixels; outside the image is
     zero) and resized to FloatTensor[3, size, size]."""
-    side = max(round(window[2] - window[0]), 1)
-    return F.resized_crop(image, round(window[1]), round(window[0]), side, side, [size, size], antialias=True)
+    left, top, side = pixel_window(window)
+    return F.resized_crop(image, top, left, side, side, [size, size], antialias=True)
 
 
 def crop_digits(image: torch.Tensor, boxes: Sequence[BoxXYXY], spec: CropSpec) -> torch.Tensor:

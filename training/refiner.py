@@ -126,8 +126,8 @@ class RefineCrops(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         start = self.start_box(index)
         image = self.images[image_index].float() / 255
         crop = crop_boxes(image, [start], self.params)[0]
-        if self.train:
-            crop = self.colour(crop)
+        if self.train:  # colours only, not the box channel
+            crop = torch.cat([self.colour(crop[:3]), crop[3:]])
         return crop, torch.tensor(box_deltas(start, label))
 
 
@@ -192,6 +192,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--step", type=float, default=defaults.step, help="fraction of the correction applied when served"
     )
     p.add_argument(
+        "--no-box-channel",
+        action="store_true",
+        help="RGB crops only, without the box's rectangle as a 4th channel (experiment 17's refiner)",
+    )
+    p.add_argument(
         "--site-detections",
         type=Path,
         help="a detector's pred.json on the training split (training.evaluate --split train --no-reader "
@@ -204,7 +209,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> RefinerMeta:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    params = RefineParams(size=args.size, context=args.context, step=args.step)
+    params = RefineParams(
+        size=args.size, context=args.context, step=args.step, box_channel=not args.no_box_channel
+    )
     train, valid, fingerprint = load_splits(load_crop_config(args))
     items: list[tuple[int, BoxXYXY, BoxXYXY | None]] = [
         (i, b.box_xyxy, None) for i, r in enumerate(train) for b in r.boxes
@@ -223,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> RefinerMeta:
     )
     log.info("refiner crops: %d train / %d valid", len(train_set), len(valid_set))
     seed_everything(args.seed)  # the initial weights too: the same flags give the same refiner
-    model = BoxRefiner(args.width)
+    model = BoxRefiner(args.width, params.box_channel)
     history = fit_refiner(model, train_set, valid_set, args, params)
     metrics = {
         "last_epoch": history[-1] if history else {},

@@ -16,6 +16,7 @@ from models.refiner import (
     RefineParams,
     RefinerError,
     box_deltas,
+    box_masks,
     copy_refiner,
     crop_boxes,
     has_refiner,
@@ -41,15 +42,39 @@ def test_a_correction_that_would_turn_a_box_inside_out_keeps_a_sliver_at_its_cen
     assert moved == pytest.approx((4.5, 0.0, 5.5, 20.0))
 
 
-def test_refiner_maps_crops_to_four_deltas_and_crops_are_cut_around_each_box() -> None:
-    params = RefineParams(size=24, context=1.5)
+@pytest.mark.parametrize("box_channel", [True, False])
+def test_refiner_maps_crops_to_four_deltas_and_crops_are_cut_around_each_box(box_channel: bool) -> None:
+    params = RefineParams(size=24, context=1.5, box_channel=box_channel)
+    channels = 4 if box_channel else 3
     image = torch.zeros(3, 40, 80)
     image[:, 10:30, 20:30] = 1.0
     crops = crop_boxes(image, [(20.0, 10.0, 30.0, 30.0), (0.0, 0.0, 4.0, 4.0)], params)
-    assert crops.shape == (2, 3, 24, 24)
-    assert crops[0].mean() > 0.2 and crops[1].mean() < 0.05  # the bright digit is in the first only
-    assert BoxRefiner(width=4).eval()(crops).shape == (2, 4)
-    assert crop_boxes(image, [], params).shape == (0, 3, 24, 24)
+    assert crops.shape == (2, channels, 24, 24)
+    rgb = crops[:, :3]
+    assert rgb[0].mean() > 0.2 and rgb[1].mean() < 0.05  # the bright digit is in the first only
+    assert BoxRefiner(width=4, box_channel=box_channel).eval()(crops).shape == (2, 4)
+    assert crop_boxes(image, [], params).shape == (0, channels, 24, 24)
+
+
+def test_the_box_channel_shows_the_box_where_the_crop_cuts_it() -> None:
+    params = RefineParams(size=30, context=1.5)
+    image = torch.zeros(3, 60, 60)
+    image[:, 10:30, 25:35] = 1.0  # a bright 10 x 20 px "digit"
+    box = (25.0, 10.0, 35.0, 30.0)
+    crop = crop_boxes(image, [box], params)[0]
+    # window: a 30 px square around the box's centre (30, 20); 1 crop pixel = 1 image pixel
+    mask = crop[3]
+    assert torch.equal(mask, crop[:3].mean(0))  # the rectangle lies exactly on the bright pixels
+    assert mask.sum() == pytest.approx(10 * 20) and mask[5:25, 10:20].min() == 1.0
+    # a box whose edges fall inside crop pixels covers them in part
+    wide = box_masks([(24.5, 10.0, 35.5, 30.0)], params)[0, 0]
+    assert wide.shape == (30, 30) and wide[15, 9] == pytest.approx(0.5) and wide[15, 20] == pytest.approx(0.5)
+    assert wide.sum() == pytest.approx(11 * 20)
+    # only the shorter side tells two boxes with the same centre and height apart
+    narrow = box_masks([(28.0, 10.0, 32.0, 30.0)], params)[0, 0]
+    assert torch.equal(crop_boxes(image, [(28.0, 10.0, 32.0, 30.0)], params)[0, :3], crop[:3])
+    assert narrow.sum() == pytest.approx(4 * 20)
+    assert box_masks([], params).shape == (0, 1, 30, 30)
 
 
 class _Constant(torch.nn.Module):
@@ -113,8 +138,27 @@ def test_refiner_round_trips_with_its_settings(tmp_path: Path) -> None:
     assert has_refiner(tmp_path) and not has_refiner(tmp_path / "elsewhere")
     loaded, meta = load_refiner(tmp_path)
     assert (meta.width, meta.params, meta.metrics) == (4, RefineParams(size=24, step=0.75), {"iou": 0.8})
-    x = torch.rand(2, 3, 24, 24)
+    x = torch.rand(2, 4, 24, 24)
     assert not loaded.training and torch.equal(original(x), loaded(x))
+
+
+def test_a_refiner_saved_before_the_box_channel_loads_as_rgb_only(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    rgb = BoxRefiner(width=4, box_channel=False).eval()
+    save_refiner(tmp_path, rgb, RefineParams(size=24, box_channel=False))
+    doc = json.loads((tmp_path / REFINER_META).read_text())
+    del doc["params"]["box_channel"]  # as experiment 17's refiner.json was written
+    (tmp_path / REFINER_META).write_text(json.dumps(doc))
+    loaded, meta = load_refiner(tmp_path)
+    assert meta.params.box_channel is False and loaded.box_channel is False
+    x = torch.rand(2, 3, 24, 24)
+    assert torch.equal(rgb(x), loaded(x))
+
+
+def test_settings_that_disagree_with_the_network_are_not_saved(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="box_channel"):
+        save_refiner(tmp_path, BoxRefiner(width=4, box_channel=False), RefineParams())
+    assert not has_refiner(tmp_path)
 
 
 def test_a_replaced_or_malformed_refiner_is_refused(tmp_path: Path) -> None:
@@ -137,6 +181,6 @@ def test_copy_as_float16_keeps_the_answers_and_can_change_the_step(tmp_path: Pat
         tmp_path / "src" / REFINER_WEIGHTS
     ).stat().st_size
     copied, _ = load_refiner(tmp_path / "dst")
-    x = torch.rand(3, 3, 24, 24)
+    x = torch.rand(3, 4, 24, 24)
     assert torch.allclose(original(x), copied(x), atol=2e-3)
     assert copy_refiner(tmp_path / "src", tmp_path / "same").params.step == 0.75

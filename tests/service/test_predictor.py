@@ -121,6 +121,7 @@ def test_use_refiner_setting_turns_it_off(
         "context": 1.6,
         "step": 0.5,
         "min_score": 0.0,
+        "box_channel": True,
     }
     off = start_client(checkpoint=tiny_checkpoint_with_refiner, use_refiner=False)
     assert off.get("/v1/model").json()["refiner"] is None

@@ -10,7 +10,7 @@ import torch
 from models.assembly import Detection
 from models.boxes import box_iou
 from models.checkpoint import read_checkpoint_meta
-from models.refiner import BoxRefiner, has_refiner, load_refiner, shift_box
+from models.refiner import BoxRefiner, box_masks, has_refiner, load_refiner, shift_box
 from training import evaluate, export, refiner
 from training.data import DigitBox, ImageRecord
 from training.refiner import BoxJitter, RefineCrops, matched_detections
@@ -40,11 +40,14 @@ def test_crops_target_the_label_from_the_start_box_and_validation_crops_repeat()
     items = [(0, label, None), (0, label, (18.0, 8.0, 33.0, 30.0))]
     valid = RefineCrops([image], items, refiner.RefineParams(size=24), BoxJitter(), train=False)
     crop, deltas = valid[1]
-    assert crop.shape == (3, 24, 24) and shift_box((18.0, 8.0, 33.0, 30.0), deltas.tolist()) == pytest.approx(
+    assert crop.shape == (4, 24, 24) and shift_box((18.0, 8.0, 33.0, 30.0), deltas.tolist()) == pytest.approx(
         label
     )
     assert torch.equal(valid[0][1], valid[0][1]) and valid.start_box(0) != label
     assert shift_box(valid.start_box(0), valid[0][1].tolist()) == pytest.approx(label, abs=1e-4)
+    train = RefineCrops([image], items, refiner.RefineParams(size=24), BoxJitter(), train=True)
+    coloured = train[1][0]  # colours jittered, the box's rectangle not
+    assert torch.equal(coloured[3], box_masks([(18.0, 8.0, 33.0, 30.0)], refiner.RefineParams(size=24))[0, 0])
 
 
 def test_matched_detections_keep_the_detector_boxes_on_a_label() -> None:
@@ -72,7 +75,7 @@ def test_refiner_run_writes_a_trained_refiner_with_its_settings(refiner_dir: Pat
     assert all(0.4 <= r["val_iou_before"] <= 1.0 and r["val_iou_after"] > 0 for r in rows)
     assert rows[0]["val_iou_before"] == rows[1]["val_iou_before"]  # the same validation boxes every epoch
     model, meta = load_refiner(refiner_dir)
-    assert (meta.width, meta.params.size, meta.params.step) == (4, 24, 0.8)
+    assert (meta.width, meta.params.size, meta.params.step, meta.params.box_channel) == (4, 24, 0.8, True)
     assert meta.metrics["last_epoch"] == rows[-1]
     torch.manual_seed(0)
     fresh = BoxRefiner(width=4).state_dict()
@@ -101,6 +104,8 @@ def test_the_same_flags_train_the_same_refiner_and_site_detections_add_boxes(
     again = refiner.main([*args, "--out", str(tmp_path / "b")])
     other = refiner.main([*args, "--out", str(tmp_path / "c"), "--seed", "1"])
     assert first.sha256 == again.sha256 != other.sha256
+    rgb = refiner.main([*args, "--out", str(tmp_path / "rgb"), "--no-box-channel"])
+    assert rgb.params.box_channel is False and load_refiner(tmp_path / "rgb")[0].box_channel is False
     with caplog.at_level("INFO"):
         refiner.main([*args, "--out", str(tmp_path / "d"), "--site-detections", str(tmp_path / "pred.json")])
     n = len(doc["annotations"])
