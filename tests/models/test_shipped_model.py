@@ -24,7 +24,11 @@ def test_shipped_checkpoint_verifies_and_fits_the_size_budget() -> None:
     _reader, reader_meta = load_reader(SHIPPED_CHECKPOINT)  # and so is the reader, verified here
     assert reader_meta.dtype == "float16"
     _refiner, refiner_meta = load_refiner(SHIPPED_CHECKPOINT)  # and the box refiner
-    assert refiner_meta.dtype == "float16" and refiner_meta.params.step == 0.5
+    assert (
+        refiner_meta.dtype == "float16"
+        and refiner_meta.params.step == 0.75
+        and refiner_meta.params.box_channel
+    )
     assert sum(f.stat().st_size for f in SHIPPED_CHECKPOINT.glob("*.safetensors")) <= 30_000_000
 
 
@@ -39,7 +43,7 @@ def test_shipped_model_reads_real_house_numbers() -> None:
         with Image.open(record.path) as image:
             found = predictor.detect([np.array(image.convert("RGB"))])[0]
         correct += predictor.assemble(found.sites).value == record.number
-    assert correct / len(records) >= 0.6  # 0.838 on the whole split (models/MODEL_CARD.md)
+    assert correct / len(records) >= 0.6  # 0.836 on the whole split (models/MODEL_CARD.md)
 
 
 def test_the_card_audit_of_label_omissions_matches_the_validation_labels() -> None:
