@@ -17,11 +17,19 @@ NO_NUMBER = -1
 
 @dataclass(frozen=True)
 class Detection:
-    """One detected digit. `box_xyxy` is [x1, y1, x2, y2] in original-image pixels."""
+    """One detected digit. `box_xyxy` is [x1, y1, x2, y2] in original-image pixels. `fit`, when a box
+    refiner with a fit head has looked at the box (`models.refiner`), is its estimate of the box's IoU
+    with the digit's true box, in [0, 1]; Task 1 ranks boxes by `score` x `fit` (`ranking_score`)."""
 
     box_xyxy: BoxXYXY
     digit: int
     score: float
+    fit: float | None = None
+
+    @property
+    def ranking_score(self) -> float:
+        """How confidently this is the digit *and* its box: `score` x `fit` (`score` without a fit)."""
+        return self.score if self.fit is None else self.score * self.fit
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,8 @@ def image_ids_for(paths: Sequence[Path]) -> list[int]:
 
 
 def detections_to_coco(detections: Detections) -> list[dict[str, Any]]:
-    """Task 1 `pred.json` rows: bbox [x, y, w, h] in pixels, category_id = digit + 1."""
+    """Task 1 `pred.json` rows: bbox [x, y, w, h] in pixels, category_id = digit + 1, score the
+    detection's `ranking_score` (its score, times the refiner's fit estimate when there is one)."""
     rows = []
     for image_id in sorted(detections):
         for d in detections[image_id]:
@@ -33,7 +34,7 @@ def detections_to_coco(detections: Detections) -> list[dict[str, Any]]:
                 {
                     "image_id": int(image_id),
                     "bbox": [round(v, 2) for v in xyxy_to_xywh(d.box_xyxy)],
-                    "score": round(float(d.score), 5),
+                    "score": round(float(d.ranking_score), 5),
                     "category_id": digit_to_category_id(d.digit),
                 }
             )
@@ -46,7 +47,8 @@ def write_pred_json(path: Path, detections: Detections) -> None:
 
 def read_pred_json(path: Path) -> dict[int, list[Detection]]:
     """Task 1 `pred.json` (or any COCO results file) -> image_id -> detections, xyxy pixels, in file
-    order; images without a row are absent."""
+    order, score as in the file (a ranking score where a fit head refined the boxes); images without
+    a row are absent."""
     found: dict[int, list[Detection]] = {}
     for row in json.loads(path.read_text()):
         detection = Detection(

@@ -66,20 +66,24 @@ class RefineParams:
 
 
 class BoxRefiner(CropNet):
-    """`CropNet` with a linear layer to 4 outputs (~0.33 M parameters at `width` 24).
+    """`CropNet` with a linear layer to 4 outputs (~0.33 M parameters at `width` 24), 5 with `fit_head`.
 
     Input FloatTensor[N, 4, S, S] (RGB in [0, 1], then the box's rectangle in [0, 1]; FloatTensor[N,
     3, S, S] without `box_channel`), crops cut by `crop_boxes`; output FloatTensor[N, 4]: the
     corrections (dx1, dy1, dx2, dy2) of each crop's box, as fractions of its width (x) and height (y),
-    see `box_deltas`."""
+    see `box_deltas`. With `fit_head`, FloatTensor[N, 5]: column 4 is the logit of the box's IoU with
+    the digit's true box once moved by the served step (model card experiment 19)."""
 
-    def __init__(self, width: int = 24, box_channel: bool = True) -> None:
+    def __init__(self, width: int = 24, box_channel: bool = True, fit_head: bool = False) -> None:
         super().__init__(width, extra_channels=int(box_channel))
-        self.box_channel = box_channel
-        self.head = nn.Linear(8 * width, 4)
+        self.box_channel, self.fit_head = box_channel, fit_head
+        self.head = nn.Linear(8 * width, 5 if fit_head else 4)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x) / DELTA_SCALE
+        out = super().forward(x)
+        if not self.fit_head:
+            return out / DELTA_SCALE
+        return torch.cat([out[:, :4] / DELTA_SCALE, out[:, 4:]], dim=1)
 
 
 def box_deltas(box: BoxXYXY, target: BoxXYXY) -> tuple[float, float, float, float]:
@@ -152,23 +156,23 @@ def refine_images(
     """Every detection of each image (FloatTensor[3, H, W] RGB in [0, 1]; boxes xyxy in its pixels),
     in order, digit and score unchanged, the box refined when the score is >= `params.min_score`: one
     refiner call over the crops of the whole batch. `refiner` maps FloatTensor[N, 3, S, S] to deltas
-    FloatTensor[N, 4] (a `BoxRefiner` in eval mode on the images' device)."""
+    FloatTensor[N, 4] (a `BoxRefiner` in eval mode on the images' device), or FloatTensor[N, 5] with
+    a fit logit, which sets each refined detection's `fit`."""
     crops = [
         crop_boxes(img, [d.box_xyxy for d in dets if d.score >= params.min_score], params)
         for img, dets in zip(images, detections, strict=True)
     ]
     if not any(len(c) for c in crops):
         return [list(dets) for dets in detections]
-    rows = iter(refiner(torch.cat(crops)).float().cpu().tolist())
-    return [
-        [
-            replace(d, box_xyxy=shift_box(d.box_xyxy, next(rows), params.step))
-            if d.score >= params.min_score
-            else d
-            for d in dets
-        ]
-        for dets in detections
-    ]
+    out = refiner(torch.cat(crops)).float().cpu()
+    fits = out[:, 4].sigmoid().tolist() if out.shape[1] > 4 else [None] * len(out)
+    rows = iter(zip(out[:, :4].tolist(), fits, strict=True))
+
+    def refined(d: Detection) -> Detection:
+        deltas, fit = next(rows)
+        return replace(d, box_xyxy=shift_box(d.box_xyxy, deltas, params.step), fit=fit)
+
+    return [[refined(d) if d.score >= params.min_score else d for d in dets] for dets in detections]
 
 
 @dataclass(frozen=True)
@@ -180,6 +184,7 @@ class RefinerMeta:
     sha256: str
     dtype: str = "float32"
     metrics: dict[str, Any] = field(default_factory=dict)
+    fit_head: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -192,6 +197,7 @@ class RefinerMeta:
             sha256=str(doc["sha256"]),
             dtype=str(doc.get("dtype", "float32")),
             metrics=dict(doc.get("metrics") or {}),
+            fit_head=bool(doc.get("fit_head", False)),
         )
 
 
@@ -211,7 +217,7 @@ def save_refiner(
         )
 
     def meta(sha256: str) -> RefinerMeta:
-        return RefinerMeta(refiner.width, params, sha256, dtype, metrics or {})
+        return RefinerMeta(refiner.width, params, sha256, dtype, metrics or {}, refiner.fit_head)
 
     return save_part(directory, REFINER, refiner, dtype, meta)
 
@@ -227,7 +233,7 @@ def load_refiner(directory: str | Path, device: str | torch.device = "cpu") -> t
         directory,
         REFINER,
         RefinerMeta.from_dict,
-        lambda m: BoxRefiner(m.width, m.params.box_channel),
+        lambda m: BoxRefiner(m.width, m.params.box_channel, m.fit_head),
         RefinerError,
     )
     return refiner.to(device), meta

@@ -77,4 +77,5 @@ def to_schema(detection: Detection) -> DigitDetection:
         category_id=digit_to_category_id(detection.digit),
         digit=detection.digit,
         score=round(detection.score, 5),
+        fit=None if detection.fit is None else round(detection.fit, 5),
     )

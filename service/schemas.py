@@ -17,6 +17,13 @@ class DigitDetection(BaseModel):
     category_id: int = Field(ge=1, le=10, description="COCO category: digit + 1")
     digit: int = Field(ge=0, le=9)
     score: float = Field(ge=0.0, le=1.0)
+    fit: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="the box refiner's estimate of this box's IoU with the digit's true box (null without "
+        "a fit head); the evaluator ranks boxes by score x fit",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> DigitDetection:

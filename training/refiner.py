@@ -156,9 +156,33 @@ def load_images(records: Sequence[ImageRecord], desc: str, show_progress: bool =
     return [(load_image(r.path) * 255).round().to(torch.uint8) for r in bar]
 
 
-def refine_loss(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Smooth L1 between deltas FloatTensor[B, 4] (box units), measured in DELTA_SCALE units."""
-    return nn.functional.smooth_l1_loss(predicted * DELTA_SCALE, target * DELTA_SCALE, beta=SMOOTH_L1_BETA)
+def refined_iou(predicted: torch.Tensor, target: torch.Tensor, step: float) -> torch.Tensor:
+    """FloatTensor[B]: the IoU with its label of each start box once its edges move by `step` x
+    `predicted` (deltas FloatTensor[B, 4]; `target` FloatTensor[B, 4] the deltas to the label).
+    Computed in the start box's own units, the box being (0, 0, 1, 1): scaling an axis leaves IoU
+    unchanged. Without `shift_box`'s sliver rule (a box turned inside out counts as empty)."""
+    moved = torch.cat([step * predicted[:, :2], 1 + step * predicted[:, 2:]], dim=1)
+    label = torch.cat([target[:, :2], 1 + target[:, 2:]], dim=1)
+
+    def area(b: torch.Tensor) -> torch.Tensor:
+        return (b[:, 2] - b[:, 0]).clamp(min=0) * (b[:, 3] - b[:, 1]).clamp(min=0)
+
+    lo, hi = torch.maximum(moved[:, :2], label[:, :2]), torch.minimum(moved[:, 2:], label[:, 2:])
+    inter = (hi - lo).clamp(min=0).prod(dim=1)
+    return inter / (area(moved) + area(label) - inter).clamp(min=1e-9)
+
+
+def refine_loss(predicted: torch.Tensor, target: torch.Tensor, step: float = 1.0) -> torch.Tensor:
+    """Smooth L1 between deltas FloatTensor[B, 4] (box units), measured in DELTA_SCALE units. With a
+    fit column (`predicted` FloatTensor[B, 5]), plus binary cross-entropy between its sigmoid and the
+    IoU the box reaches when moved by `step` x the predicted deltas (`refined_iou`, deltas detached:
+    the fit learns to judge the correction, not to steer it)."""
+    deltas = predicted[:, :4]
+    loss = nn.functional.smooth_l1_loss(deltas * DELTA_SCALE, target * DELTA_SCALE, beta=SMOOTH_L1_BETA)
+    if predicted.shape[1] > 4:
+        reached = refined_iou(deltas.detach(), target, step)
+        loss = loss + nn.functional.binary_cross_entropy_with_logits(predicted[:, 4], reached)
+    return loss
 
 
 @torch.inference_mode()
@@ -171,8 +195,8 @@ def score_refiner(model: nn.Module, crops: RefineCrops, batch_size: int, step: f
         idx = range(start, min(start + batch_size, len(crops)))
         x, y = zip(*(crops[i] for i in idx), strict=True)
         predicted = model(torch.stack(x))
-        loss_sum += refine_loss(predicted, torch.stack(y)).item() * len(idx)
-        for i, deltas in zip(idx, predicted.tolist(), strict=True):
+        loss_sum += refine_loss(predicted, torch.stack(y), step).item() * len(idx)
+        for i, deltas in zip(idx, predicted[:, :4].tolist(), strict=True):
             box, label = crops.start_box(i), crops.items[i][1]
             before += box_iou(box, label)
             after += box_iou(shift_box(box, deltas, step), label)
@@ -195,6 +219,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--no-box-channel",
         action="store_true",
         help="RGB crops only, without the box's rectangle as a 4th channel (experiment 17's refiner)",
+    )
+    p.add_argument(
+        "--fit-head",
+        action="store_true",
+        help="a 5th output, the refined box's IoU with its label, which Task 1 multiplies into the score",
     )
     p.add_argument(
         "--site-detections",
@@ -230,7 +259,7 @@ def main(argv: Sequence[str] | None = None) -> RefinerMeta:
     )
     log.info("refiner crops: %d train / %d valid", len(train_set), len(valid_set))
     seed_everything(args.seed)  # the initial weights too: the same flags give the same refiner
-    model = BoxRefiner(args.width, params.box_channel)
+    model = BoxRefiner(args.width, params.box_channel, args.fit_head)
     history = fit_refiner(model, train_set, valid_set, args, params)
     metrics = {
         "last_epoch": history[-1] if history else {},
@@ -273,7 +302,7 @@ def fit_refiner(
         for step, (crops, deltas) in enumerate(bar):
             if step >= per_epoch:
                 break
-            loss = refine_loss(model(crops.to(device)), deltas.to(device))
+            loss = refine_loss(model(crops.to(device)), deltas.to(device), params.step)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

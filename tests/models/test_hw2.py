@@ -48,3 +48,11 @@ def test_read_pred_json_reads_a_coco_results_file(tmp_path: Path) -> None:
     }
     write_pred_json(tmp_path / "again.json", found)  # and back: the writer's rows
     assert read_pred_json(tmp_path / "again.json") == found
+
+
+def test_task1_scores_are_ranking_scores_when_a_refiner_judged_the_fit(tmp_path: Path) -> None:
+    found = {3: [Detection((0, 0, 10, 20), 7, 0.9, fit=0.5), Detection((20, 0, 30, 20), 1, 0.8)]}
+    write_pred_json(tmp_path / "pred.json", found)
+    rows = json.loads((tmp_path / "pred.json").read_text())
+    assert [r["score"] for r in rows] == [pytest.approx(0.45), pytest.approx(0.8)]
+    assert found[3][0].ranking_score == pytest.approx(0.45) and found[3][1].ranking_score == 0.8

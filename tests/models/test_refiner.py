@@ -107,6 +107,33 @@ def test_refine_images_moves_every_box_in_one_call_and_keeps_digit_and_score() -
     assert refine_images(refiner, images[1:2], [[]], RefineParams()) == [[]] and refiner.calls == [3]
 
 
+class _Judging(_Constant):
+    """A stand-in refiner with a fit head: as `_Constant`, and a fit logit of 0, 1, 2, ... per box."""
+
+    def forward(self, crops: torch.Tensor) -> torch.Tensor:
+        return torch.cat([super().forward(crops), torch.arange(len(crops), dtype=torch.float32)[:, None]], 1)
+
+
+def test_a_fit_head_gives_each_refined_box_its_fit_and_task1_ranks_by_it() -> None:
+    images = [torch.rand(3, 50, 100), torch.rand(3, 30, 60)]
+    found = [
+        [Detection((10, 10, 30, 40), 3, 0.9), Detection((40, 10, 60, 40), 5, 0.2)],
+        [Detection((0, 0, 20, 30), 1, 0.7)],
+    ]
+    out = refine_images(_Judging(), images, found, RefineParams(size=16, step=1.0))
+    fits = [d.fit for dets in out for d in dets]
+    assert fits == pytest.approx(
+        [0.5, torch.sigmoid(torch.tensor(1.0)).item(), torch.sigmoid(torch.tensor(2.0)).item()]
+    )
+    assert out[0][0].box_xyxy == pytest.approx((12, 10, 30, 40)) and out[0][0].score == 0.9  # score kept
+    assert out[0][0].ranking_score == pytest.approx(0.45)
+    assert all(
+        d.fit is None
+        for dets in refine_images(_Constant(), images, found, RefineParams(size=16))
+        for d in dets
+    )
+
+
 def test_boxes_under_the_minimum_score_keep_the_detectors_box_and_cost_nothing() -> None:
     images = [torch.rand(3, 50, 100), torch.rand(3, 30, 60)]
     faint = [Detection((40, 10, 60, 40), 5, 0.2), Detection((0, 0, 9, 9), 1, 0.1)]
@@ -140,6 +167,22 @@ def test_refiner_round_trips_with_its_settings(tmp_path: Path) -> None:
     assert (meta.width, meta.params, meta.metrics) == (4, RefineParams(size=24, step=0.75), {"iou": 0.8})
     x = torch.rand(2, 4, 24, 24)
     assert not loaded.training and torch.equal(original(x), loaded(x))
+
+
+def test_a_refiner_with_a_fit_head_round_trips(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    judging = BoxRefiner(width=4, fit_head=True).eval()
+    meta = save_refiner(tmp_path, judging, RefineParams(size=24))
+    loaded, again = load_refiner(tmp_path)
+    assert meta.fit_head and again.fit_head and loaded.fit_head
+    x = torch.rand(2, 4, 24, 24)
+    assert loaded(x).shape == (2, 5) and torch.equal(judging(x), loaded(x))
+    assert not load_refiner(_saved_dir(tmp_path / "plain"))[1].fit_head
+
+
+def _saved_dir(folder: Path) -> Path:
+    _saved(folder)
+    return folder
 
 
 def test_a_refiner_saved_before_the_box_channel_loads_as_rgb_only(tmp_path: Path) -> None:

@@ -46,11 +46,12 @@ def tiny_checkpoint_with_reader(tiny_checkpoint: Path, tmp_path_factory: pytest.
 def tiny_checkpoint_with_refiner(
     tiny_checkpoint_with_reader: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Path:
-    """The tiny checkpoint with its reader plus a random box refiner that moves boxes half way."""
+    """The tiny checkpoint with its reader plus a random box refiner, with a fit head, that moves boxes
+    half way."""
     folder = tmp_path_factory.mktemp("ckpt") / "tiny-refiner"
     shutil.copytree(tiny_checkpoint_with_reader, folder)
     torch.manual_seed(2)
-    save_refiner(folder, BoxRefiner(width=4).eval(), RefineParams(size=24, step=0.5))
+    save_refiner(folder, BoxRefiner(width=4, fit_head=True).eval(), RefineParams(size=24, step=0.5))
     return folder
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from service.pipeline import to_schema
 from service.predictor import Predictor
 from tests.service.conftest import StartClient, noise_png
 from tests.service.test_app import files
@@ -110,6 +111,18 @@ def test_the_refiner_moves_the_boxes_before_the_reader_reads_them(tiny_checkpoin
     plain = _fix(Predictor.load(tiny_checkpoint_with_refiner, torch.device("cpu"), use_refiner=False))
     assert plain.refiner is None
     assert plain.detect([_noise(0)])[0].detections[0].box_xyxy == (10.0, 10.0, 30.0, 50.0)
+
+
+def test_a_fit_head_judges_every_detection_and_the_api_shows_it(tiny_checkpoint_with_refiner: Path) -> None:
+    predictor = _fix(Predictor.load(tiny_checkpoint_with_refiner, torch.device("cpu")))
+    found = predictor.detect([_noise(0)])[0]
+    fits = [d.fit for d in found.detections]
+    assert len(fits) == 3 and all(f is not None and 0.0 < f < 1.0 for f in fits)
+    assert [d.score for d in found.detections] == pytest.approx([0.45, 0.35, 0.9])  # scores kept
+    shown = to_schema(found.detections[0])
+    assert shown.fit == pytest.approx(fits[0], abs=1e-5) and shown.score == pytest.approx(0.45)
+    assert all(s.fit is None for s in found.sites)  # sites are read, not ranked
+    assert to_schema(found.sites[0]).fit is None
 
 
 def test_use_refiner_setting_turns_it_off(

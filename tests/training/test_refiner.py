@@ -10,10 +10,10 @@ import torch
 from models.assembly import Detection
 from models.boxes import box_iou
 from models.checkpoint import read_checkpoint_meta
-from models.refiner import BoxRefiner, box_masks, has_refiner, load_refiner, shift_box
+from models.refiner import BoxRefiner, box_deltas, box_masks, has_refiner, load_refiner, shift_box
 from training import evaluate, export, refiner
 from training.data import DigitBox, ImageRecord
-from training.refiner import BoxJitter, RefineCrops, matched_detections
+from training.refiner import BoxJitter, RefineCrops, matched_detections, refine_loss, refined_iou
 
 SMALL = ["--epochs", "2", "--max-steps", "3", "--batch-size", "8", "--size", "24", "--width", "4"]
 SMALL += ["--workers", "0", "--no-progress"]
@@ -48,6 +48,34 @@ def test_crops_target_the_label_from_the_start_box_and_validation_crops_repeat()
     train = RefineCrops([image], items, refiner.RefineParams(size=24), BoxJitter(), train=True)
     coloured = train[1][0]  # colours jittered, the box's rectangle not
     assert torch.equal(coloured[3], box_masks([(18.0, 8.0, 33.0, 30.0)], refiner.RefineParams(size=24))[0, 0])
+
+
+def test_refined_iou_is_the_iou_of_the_moved_box_with_its_label() -> None:
+    rng = random.Random(0)
+    for _ in range(20):
+        box = (rng.uniform(0, 20), rng.uniform(0, 20), rng.uniform(25, 40), rng.uniform(45, 80))
+        label = BoxJitter()(box, rng)
+        predicted = [rng.gauss(0, 0.1) for _ in range(4)]
+        step = rng.choice([0.5, 0.75, 1.0])
+        expected = box_iou(shift_box(box, predicted, step), label)
+        got = refined_iou(torch.tensor([predicted]), torch.tensor([box_deltas(box, label)]), step)
+        assert got.item() == pytest.approx(expected, abs=1e-5)
+    apart = refined_iou(torch.tensor([[0.0, 0.0, 0.0, 0.0]]), torch.tensor([[2.0, 0.0, 2.0, 0.0]]), 1.0)
+    assert apart.item() == 0.0
+
+
+def test_the_fit_column_adds_its_own_loss_and_leaves_the_deltas_alone() -> None:
+    target = torch.tensor([[0.1, -0.1, 0.0, 0.05], [0.0, 0.0, 0.0, 0.0]])
+    deltas = torch.zeros(2, 4, requires_grad=True)
+    plain = refine_loss(deltas, target)
+    fit = torch.zeros(2, 1, requires_grad=True)
+    judged = refine_loss(torch.cat([deltas, fit], 1), target, step=0.75)
+    assert judged.item() > plain.item()
+    judged.backward()
+    reached = refined_iou(torch.zeros(2, 4), target, 0.75)  # what the fit should say
+    assert fit.grad is not None and torch.allclose(fit.grad[:, 0], (0.5 - reached) / 2)
+    deltas_only = torch.autograd.grad(refine_loss(deltas, target), deltas)[0]
+    assert deltas.grad is not None and torch.allclose(deltas.grad, deltas_only)
 
 
 def test_matched_detections_keep_the_detector_boxes_on_a_label() -> None:
@@ -106,6 +134,8 @@ def test_the_same_flags_train_the_same_refiner_and_site_detections_add_boxes(
     assert first.sha256 == again.sha256 != other.sha256
     rgb = refiner.main([*args, "--out", str(tmp_path / "rgb"), "--no-box-channel"])
     assert rgb.params.box_channel is False and load_refiner(tmp_path / "rgb")[0].box_channel is False
+    judging = refiner.main([*args, "--out", str(tmp_path / "fit"), "--fit-head", "--step", "0.75"])
+    assert judging.fit_head and judging.params.step == 0.75 and load_refiner(tmp_path / "fit")[0].fit_head
     with caplog.at_level("INFO"):
         refiner.main([*args, "--out", str(tmp_path / "d"), "--site-detections", str(tmp_path / "pred.json")])
     n = len(doc["annotations"])
