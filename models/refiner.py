@@ -15,6 +15,7 @@ digit sites are read from.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -29,6 +30,7 @@ from models.checkpoint import load_part, save_part
 from models.reader import CropNet
 from models.reread import CropSpec, crop_digits, crop_window, pixel_window
 
+log = logging.getLogger(__name__)
 REFINER = "refiner"  # the part's name in a checkpoint folder
 REFINER_WEIGHTS = f"{REFINER}.safetensors"
 REFINER_META = f"{REFINER}.json"
@@ -154,8 +156,9 @@ def refine_images(
     params: RefineParams,
 ) -> list[list[Detection]]:
     """Every detection of each image (FloatTensor[3, H, W] RGB in [0, 1]; boxes xyxy in its pixels),
-    in order, digit and score unchanged, the box refined when the score is >= `params.min_score`: one
-    refiner call over the crops of the whole batch. `refiner` maps FloatTensor[N, 3, S, S] to deltas
+    in order, digit and score unchanged, the box refined when the score is >= `params.min_score` (a
+    box under it gets no fit either): one refiner call over the crops of the whole batch. `refiner`
+    maps the crops (`crop_boxes`, FloatTensor[N, 4, S, S], or [N, 3, S, S] without the box channel) to deltas
     FloatTensor[N, 4] (a `BoxRefiner` in eval mode on the images' device), or FloatTensor[N, 5] with
     a fit logit, which sets each refined detection's `fit`."""
     crops = [
@@ -246,4 +249,10 @@ def copy_refiner(
     `dtype`, with its settings (the step replaced by `step` when given) and metrics."""
     refiner, meta = load_refiner(source)
     params = meta.params if step is None else replace(meta.params, step=step)
+    if meta.fit_head and params.step != meta.params.step:
+        log.warning(
+            "the refiner's fit was learnt for step %s, not %s: its estimates will be off",
+            meta.params.step,
+            step,
+        )
     return save_refiner(directory, refiner, params, metrics=meta.metrics, dtype=dtype)

@@ -61,7 +61,10 @@ def export_checkpoint(
 def _attach_parts(
     folder: Path, dtype: str, reader: Path | None, refiner: Path | None, refiner_step: float | None
 ) -> None:
-    """Write the reader and the box refiner (when given) into the checkpoint `folder` as `dtype`."""
+    """Write the reader and the box refiner (when given) into the checkpoint `folder` as `dtype`.
+    Raises ValueError for a `refiner_step` without a refiner to apply it to."""
+    if refiner_step is not None and refiner is None:
+        raise ValueError("--refiner-step without a refiner: give --refiner, or a source that has one")
     if reader is not None:
         copy_reader(reader, folder, dtype)
     if refiner is not None:

@@ -185,6 +185,18 @@ def _saved_dir(folder: Path) -> Path:
     return folder
 
 
+def test_copying_a_fit_head_to_another_step_warns_that_the_fit_was_learnt_for_its_own(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    save_refiner(tmp_path / "src", BoxRefiner(width=4, fit_head=True), RefineParams(size=24, step=0.75))
+    with caplog.at_level("WARNING"):
+        copy_refiner(tmp_path / "src", tmp_path / "same", step=0.75)
+    assert "fit was learnt" not in caplog.text
+    with caplog.at_level("WARNING"):
+        copy_refiner(tmp_path / "src", tmp_path / "other", step=0.5)
+    assert "fit was learnt for step 0.75, not 0.5" in caplog.text
+
+
 def test_a_refiner_saved_before_the_box_channel_loads_as_rgb_only(tmp_path: Path) -> None:
     torch.manual_seed(0)
     rgb = BoxRefiner(width=4, box_channel=False).eval()

@@ -156,6 +156,10 @@ def test_export_ships_the_refiner_and_evaluation_scores_its_boxes(
         ["--checkpoint", str(shipped), "--out", str(tmp_path / "again"), "--refiner-step", "0.5"]
     )
     assert load_refiner(again)[1].params.step == 0.5  # a refiner in the source comes along
+    with pytest.raises(ValueError, match="without a refiner"):  # nothing for the step to apply to
+        export.main(
+            ["--checkpoint", str(trained_run / "last"), "--out", str(tmp_path / "x"), "--refiner-step", "0.5"]
+        )
 
     common = ["--checkpoint", str(shipped), "--data", str(synth_dir), "--split", "valid"]
     common += ["--device", "cpu", "--workers", "0", "--score-threshold", "0.0"]
