@@ -83,9 +83,7 @@ class BoxRefiner(CropNet):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = super().forward(x)
-        if not self.fit_head:
-            return out / DELTA_SCALE
-        return torch.cat([out[:, :4] / DELTA_SCALE, out[:, 4:]], dim=1)
+        return torch.cat([out[:, :4] / DELTA_SCALE, out[:, 4:]], dim=1)  # the fit logit, if any, as is
 
 
 def box_deltas(box: BoxXYXY, target: BoxXYXY) -> tuple[float, float, float, float]:
@@ -120,21 +118,20 @@ def box_masks(boxes: Sequence[BoxXYXY], params: RefineParams) -> torch.Tensor:
     every pixel of its crop (the window `crop_boxes` cuts, whole pixels as `crop_square` takes them)
     that the box covers: 1 inside, 0 outside, fractions along its edges."""
     size = params.size
-    first = torch.arange(size, dtype=torch.float32)  # crop pixel j spans [j, j + 1)
-
-    def cover(start: float, end: float) -> torch.Tensor:
-        return (first.add(1).clamp(max=end) - first.clamp(min=start)).clamp(0.0, 1.0)
-
-    masks = []
+    edges = []  # per box: its x1, x2, y1, y2 in crop pixels
     for box in boxes:
         left, top, side = pixel_window(crop_window(box, params.context))
         scale = size / side
-        across = cover((box[0] - left) * scale, (box[2] - left) * scale)
-        down = cover((box[1] - top) * scale, (box[3] - top) * scale)
-        masks.append(down[:, None] * across[None, :])
-    if not masks:
+        edges.append(
+            [(box[0] - left) * scale, (box[2] - left) * scale, (box[1] - top) * scale, (box[3] - top) * scale]
+        )
+    if not edges:
         return torch.zeros((0, 1, size, size))
-    return torch.stack(masks).unsqueeze(1)
+    start, end = torch.tensor(edges, dtype=torch.float32).view(-1, 2, 2).unbind(dim=2)  # [N, 2]: x, y
+    first = torch.arange(size, dtype=torch.float32)  # crop pixel j spans [j, j + 1)
+    cover = torch.minimum(first + 1, end[..., None]) - torch.maximum(first, start[..., None])
+    cover = cover.clamp(0.0, 1.0)  # [N, 2, S]: each pixel column's, then row's, share inside the box
+    return (cover[:, 1, :, None] * cover[:, 0, None, :]).unsqueeze(1)
 
 
 def crop_boxes(image: torch.Tensor, boxes: Sequence[BoxXYXY], params: RefineParams) -> torch.Tensor:

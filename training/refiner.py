@@ -92,10 +92,10 @@ class BoxJitter:
 
 class RefineCrops(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     """One item per (image index, labelled box, start box or None = jitter the label): (crop
-    FloatTensor[3, S, S] RGB in [0, 1] around the start box, deltas FloatTensor[4] from it to the
-    label). Images are decoded once and kept as uint8. `train=True` draws a new jitter (from the
-    process's seeded `random`) and colour each time; otherwise item i's jitter is the same every
-    epoch."""
+    FloatTensor[4, S, S] around the start box, `models.refiner.crop_boxes`'s (RGB in [0, 1] and the
+    box channel; [3, S, S] without it), deltas FloatTensor[4] from it to the label). Images are
+    decoded once and kept as uint8. `train=True` draws a new jitter (from the process's seeded
+    `random`) and colour each time; otherwise item i's jitter is the same every epoch."""
 
     def __init__(
         self,
