@@ -11,10 +11,13 @@ It learns from boxes cut around every labelled box of the config's training data
 at random the way the detector errs (`BoxJitter`, measured on the shipped detector), and, with
 `--site-detections` (a detector's `pred.json` on the training split, as above), from that
 detector's own boxes on a labelled digit (IoU >= 0.4). The target is
-the labelled box (`models.refiner.box_deltas`). After each epoch it is scored on the validation
-split's labelled boxes, each jittered the same way every epoch: the mean IoU with the label before
-and after refinement. The last epoch is written to `--out` as a refiner folder; none is picked by
-its validation score.
+the labelled box (`models.refiner.box_deltas`). With `--fit-head --negatives`, the fit also learns
+from boxes on no digit: the detector's boxes that overlap no label by IoU >= 0.4 and one box per
+training image placed off its digits (`off_digit_box`); these teach the fit only (its target, the
+IoU its moved box reaches with the nearest label, is low), not the deltas. After each epoch it is
+scored on the validation split's labelled boxes, each jittered the same way every epoch: the mean
+IoU with the label before and after refinement. The last epoch is written to `--out` as a refiner
+folder; none is picked by its validation score.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -90,22 +94,34 @@ class BoxJitter:
         return box
 
 
-class RefineCrops(Dataset[tuple[torch.Tensor, torch.Tensor]]):
-    """One item per (image index, labelled box, start box or None = jitter the label): (crop
-    FloatTensor[4, S, S] around the start box, `models.refiner.crop_boxes`'s (RGB in [0, 1] and the
-    box channel; [3, S, S] without it), deltas FloatTensor[4] from it to the label). Images are
-    decoded once and kept as uint8. `train=True` draws a new jitter (from the process's seeded
-    `random`) and colour each time; otherwise item i's jitter is the same every epoch."""
+class RefineItem(NamedTuple):
+    """One training or validation input: the image's index, the labelled box the deltas aim at, the
+    start box (None: `BoxJitter` draws one from the label each time) and whether the start box is on
+    that digit (False: a box on no digit; `label` is then the nearest labelled box, which only the
+    fit's target uses)."""
+
+    image: int
+    label: BoxXYXY
+    start: BoxXYXY | None = None
+    on_digit: bool = True
+
+
+class RefineCrops(Dataset[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]):
+    """One item per `RefineItem`: (crop FloatTensor[4, S, S] around the start box,
+    `models.refiner.crop_boxes`'s (RGB in [0, 1] and the box channel; [3, S, S] without it), deltas
+    FloatTensor[4] from it to the label, on_digit FloatTensor[] 1.0 or 0.0). Images are decoded once
+    and kept as uint8. `train=True` draws a new jitter (from the process's seeded `random`) and
+    colour each time; otherwise item i's jitter is the same every epoch."""
 
     def __init__(
         self,
         images: Sequence[torch.Tensor],
-        items: Sequence[tuple[int, BoxXYXY, BoxXYXY | None]],
+        items: Sequence[RefineItem],
         params: RefineParams,
         jitter: BoxJitter,
         train: bool,
     ) -> None:
-        self.images, self.items, self.params = images, list(items), params
+        self.images, self.items, self.params = images, [RefineItem(*i) for i in items], params
         self.jitter, self.train = jitter, train
         seed = AugmentConfig()
         self.colour = v2.ColorJitter(
@@ -116,19 +132,62 @@ class RefineCrops(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         return len(self.items)
 
     def start_box(self, index: int) -> BoxXYXY:
-        _, label, start = self.items[index]
-        if start is not None:
-            return start
-        return self.jitter(label, random.Random(random.getrandbits(64) if self.train else index))
+        item = self.items[index]
+        if item.start is not None:
+            return item.start
+        return self.jitter(item.label, random.Random(random.getrandbits(64) if self.train else index))
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        image_index, label, _ = self.items[index]
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        item = self.items[index]
         start = self.start_box(index)
-        image = self.images[image_index].float() / 255
+        image = self.images[item.image].float() / 255
         crop = crop_boxes(image, [start], self.params)[0]
         if self.train:  # colours only, not the box channel
             crop = torch.cat([self.colour(crop[:3]), crop[3:]])
-        return crop, torch.tensor(box_deltas(start, label))
+        return crop, torch.tensor(box_deltas(start, item.label)), torch.tensor(float(item.on_digit))
+
+
+def nearest_label(box: BoxXYXY, labels: Sequence[BoxXYXY]) -> tuple[BoxXYXY, float]:
+    """The labelled box that overlaps `box` most, and that IoU (on ties, also when it overlaps none:
+    the first of `labels`, which must not be empty)."""
+    ious = [box_iou(box, label) for label in labels]
+    best = max(range(len(labels)), key=ious.__getitem__)
+    return labels[best], ious[best]
+
+
+def off_digit_box(
+    labels: Sequence[BoxXYXY], width: int, height: int, rng: random.Random, max_iou: float = 0.3
+) -> BoxXYXY | None:
+    """A box on no digit of an image (`width` x `height` px, its digits' `labels` xyxy): the size of
+    one of its labels, either moved sideways by 0.5-1.5 of its width (half on a digit, or beside the
+    number: where the detector's false boxes sit) or put anywhere in the image; redrawn until it
+    overlaps no label by IoU >= `max_iou` and lies inside the image (20 tries, then None)."""
+    for _ in range(20):
+        x0, y0, x1, y1 = rng.choice(labels)
+        w, h = x1 - x0, y1 - y0
+        if rng.random() < 0.5:
+            dx = rng.choice((-1.0, 1.0)) * rng.uniform(0.5, 1.5) * w
+            dy = rng.gauss(0.0, 0.1) * h
+            box = (x0 + dx, y0 + dy, x1 + dx, y1 + dy)
+        else:
+            left, top = rng.uniform(0, max(width - w, 0)), rng.uniform(0, max(height - h, 0))
+            box = (left, top, left + w, top + h)
+        inside = box[0] >= 0 and box[1] >= 0 and box[2] <= width and box[3] <= height
+        if inside and nearest_label(box, labels)[1] < max_iou:
+            return box
+    return None
+
+
+def off_digit_items(records: Sequence[ImageRecord], seed: int) -> list[RefineItem]:
+    """One `off_digit_box` per record with labels (drawn from `seed`; None draws are left out), aimed
+    at `nearest_label`."""
+    rng, out = random.Random(seed), []
+    for index, record in enumerate(records):
+        labels = [b.box_xyxy for b in record.boxes]
+        box = off_digit_box(labels, record.width, record.height, rng) if labels else None
+        if box is not None:
+            out.append(RefineItem(index, nearest_label(box, labels)[0], box, on_digit=False))
+    return out
 
 
 def matched_detections(
@@ -136,17 +195,20 @@ def matched_detections(
     detections: Mapping[int, Sequence[Detection]],
     min_score: float = 0.1,
     min_iou: float = 0.4,
-) -> list[tuple[int, BoxXYXY, BoxXYXY]]:
-    """(record index, labelled box, detected box) for every detection scoring >= `min_score` whose
-    best-overlapping labelled box of its image overlaps it by IoU >= `min_iou`."""
+    off_digit: bool = False,
+) -> list[RefineItem]:
+    """A `RefineItem` for every detection scoring >= `min_score` whose best-overlapping labelled box
+    of its image overlaps it by IoU >= `min_iou`; with `off_digit`, instead for every such detection
+    that overlaps no label that much (on_digit False, aimed at `nearest_label`)."""
     out = []
     for index, record in enumerate(records):
+        labels = [b.box_xyxy for b in record.boxes]
         for d in detections.get(record.image_id, ()):
-            if d.score < min_score or not record.boxes:
+            if d.score < min_score or not labels:
                 continue
-            label = max((b.box_xyxy for b in record.boxes), key=lambda b: box_iou(b, d.box_xyxy))
-            if box_iou(label, d.box_xyxy) >= min_iou:
-                out.append((index, label, d.box_xyxy))
+            label, iou = nearest_label(d.box_xyxy, labels)
+            if (iou >= min_iou) != off_digit:
+                out.append(RefineItem(index, label, d.box_xyxy, on_digit=not off_digit))
     return out
 
 
@@ -172,13 +234,21 @@ def refined_iou(predicted: torch.Tensor, target: torch.Tensor, step: float) -> t
     return inter / (area(moved) + area(label) - inter).clamp(min=1e-9)
 
 
-def refine_loss(predicted: torch.Tensor, target: torch.Tensor, step: float = 1.0) -> torch.Tensor:
-    """Smooth L1 between deltas FloatTensor[B, 4] (box units), measured in DELTA_SCALE units. With a
-    fit column (`predicted` FloatTensor[B, 5]), plus binary cross-entropy between its sigmoid and the
-    IoU the box reaches when moved by `step` x the predicted deltas (`refined_iou`, deltas detached:
-    the fit learns to judge the correction, not to steer it)."""
+def refine_loss(
+    predicted: torch.Tensor, target: torch.Tensor, step: float = 1.0, on_digit: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Smooth L1 between deltas FloatTensor[B, 4] (box units), measured in DELTA_SCALE units, over
+    the items on a digit (`on_digit` FloatTensor[B] of 1.0 / 0.0; None: all). With a fit column
+    (`predicted` FloatTensor[B, 5]), plus binary cross-entropy over all items between its sigmoid
+    and the IoU the box reaches when moved by `step` x the predicted deltas (`refined_iou`, deltas
+    detached: the fit learns to judge the correction, not to steer it)."""
     deltas = predicted[:, :4]
-    loss = nn.functional.smooth_l1_loss(deltas * DELTA_SCALE, target * DELTA_SCALE, beta=SMOOTH_L1_BETA)
+    if on_digit is None:
+        on_digit = torch.ones(len(predicted), device=predicted.device)
+    per_item = nn.functional.smooth_l1_loss(
+        deltas * DELTA_SCALE, target * DELTA_SCALE, beta=SMOOTH_L1_BETA, reduction="none"
+    ).mean(dim=1)
+    loss = (per_item * on_digit).sum() / on_digit.sum().clamp(min=1)
     if predicted.shape[1] > 4:
         reached = refined_iou(deltas.detach(), target, step)
         loss = loss + nn.functional.binary_cross_entropy_with_logits(predicted[:, 4], reached)
@@ -193,9 +263,9 @@ def score_refiner(model: nn.Module, crops: RefineCrops, batch_size: int, step: f
     loss_sum = before = after = 0.0
     for start in range(0, len(crops), batch_size):
         idx = range(start, min(start + batch_size, len(crops)))
-        x, y = zip(*(crops[i] for i in idx), strict=True)
+        x, y, on = zip(*(crops[i] for i in idx), strict=True)
         predicted = model(torch.stack(x))
-        loss_sum += refine_loss(predicted, torch.stack(y), step).item() * len(idx)
+        loss_sum += refine_loss(predicted, torch.stack(y), step, torch.stack(on)).item() * len(idx)
         for i, deltas in zip(idx, predicted[:, :4].tolist(), strict=True):
             box, label = crops.start_box(i), crops.items[i][1]
             before += box_iou(box, label)
@@ -226,6 +296,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="a 5th output, the refined box's IoU with its label, which Task 1 multiplies into the score",
     )
     p.add_argument(
+        "--negatives",
+        action="store_true",
+        help="with --fit-head: the fit also learns from boxes on no digit (one off-digit box per training "
+        "image, and the --site-detections boxes that overlap no label)",
+    )
+    p.add_argument(
         "--site-detections",
         type=Path,
         help="a detector's pred.json on the training split (training.evaluate --split train --no-reader "
@@ -241,19 +317,28 @@ def main(argv: Sequence[str] | None = None) -> RefinerMeta:
     params = RefineParams(
         size=args.size, context=args.context, step=args.step, box_channel=not args.no_box_channel
     )
+    if args.negatives and not args.fit_head:
+        raise SystemExit("--negatives teaches the fit head only: add --fit-head")
     train, valid, fingerprint = load_splits(load_crop_config(args))
-    items: list[tuple[int, BoxXYXY, BoxXYXY | None]] = [
-        (i, b.box_xyxy, None) for i, r in enumerate(train) for b in r.boxes
-    ]
+    items = [RefineItem(i, b.box_xyxy) for i, r in enumerate(train) for b in r.boxes]
     if args.site_detections:
-        found = matched_detections(train, read_pred_json(args.site_detections))
+        detections = read_pred_json(args.site_detections)
+        found = matched_detections(train, detections)
         log.info("%d detector boxes on labelled digits", len(found))
         items += found
+        if args.negatives:
+            off = matched_detections(train, detections, min_score=0.0, off_digit=True)
+            log.info("%d detector boxes on no digit", len(off))
+            items += off
+    if args.negatives:
+        off = off_digit_items(train, args.seed)
+        log.info("%d off-digit boxes", len(off))
+        items += off
     jitter = BoxJitter()
     train_set = RefineCrops(
         load_images(train, "train images", not args.no_progress), items, params, jitter, train=True
     )
-    valid_items = [(i, b.box_xyxy, None) for i, r in enumerate(valid) for b in r.boxes]
+    valid_items = [RefineItem(i, b.box_xyxy) for i, r in enumerate(valid) for b in r.boxes]
     valid_set = RefineCrops(
         load_images(valid, "valid images", not args.no_progress), valid_items, params, jitter, train=False
     )
@@ -299,10 +384,10 @@ def fit_refiner(
         model.train()
         loss_sum, seen, start = 0.0, 0, time.perf_counter()
         bar = tqdm(loader, total=per_epoch, desc=f"refiner {epoch}", disable=args.no_progress, leave=False)
-        for step, (crops, deltas) in enumerate(bar):
+        for step, (crops, deltas, on_digit) in enumerate(bar):
             if step >= per_epoch:
                 break
-            loss = refine_loss(model(crops.to(device)), deltas.to(device), params.step)
+            loss = refine_loss(model(crops.to(device)), deltas.to(device), params.step, on_digit.to(device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -13,7 +13,16 @@ from models.checkpoint import read_checkpoint_meta
 from models.refiner import BoxRefiner, box_deltas, box_masks, has_refiner, load_refiner, shift_box
 from training import evaluate, export, refiner
 from training.data import DigitBox, ImageRecord
-from training.refiner import BoxJitter, RefineCrops, matched_detections, refine_loss, refined_iou
+from training.refiner import (
+    BoxJitter,
+    RefineCrops,
+    RefineItem,
+    matched_detections,
+    off_digit_box,
+    off_digit_items,
+    refine_loss,
+    refined_iou,
+)
 
 SMALL = ["--epochs", "2", "--max-steps", "3", "--batch-size", "8", "--size", "24", "--width", "4"]
 SMALL += ["--workers", "0", "--no-progress"]
@@ -39,7 +48,8 @@ def test_crops_target_the_label_from_the_start_box_and_validation_crops_repeat()
     label = (20.0, 5.0, 32.0, 35.0)
     items = [(0, label, None), (0, label, (18.0, 8.0, 33.0, 30.0))]
     valid = RefineCrops([image], items, refiner.RefineParams(size=24), BoxJitter(), train=False)
-    crop, deltas = valid[1]
+    crop, deltas, on_digit = valid[1]
+    assert on_digit.item() == 1.0
     assert crop.shape == (4, 24, 24) and shift_box((18.0, 8.0, 33.0, 30.0), deltas.tolist()) == pytest.approx(
         label
     )
@@ -92,9 +102,53 @@ def test_matched_detections_keep_the_detector_boxes_on_a_label() -> None:
         2: [Detection((0, 0, 5, 5), 1, 0.9)],  # an image not among the records
     }
     assert matched_detections([record], found) == [
-        (0, (10, 5, 20, 35), (11, 6, 21, 34)),
-        (0, (30, 5, 40, 35), (29, 5, 41, 30)),
+        RefineItem(0, (10, 5, 20, 35), (11, 6, 21, 34)),
+        RefineItem(0, (30, 5, 40, 35), (29, 5, 41, 30)),
     ]
+    assert matched_detections([record], found, min_score=0.0, off_digit=True) == [
+        RefineItem(0, (10, 5, 20, 35), (60, 5, 70, 35), on_digit=False)  # overlaps none: the first label
+    ]
+
+
+def test_off_digit_boxes_keep_a_label_size_and_stay_off_every_digit() -> None:
+    labels = [(20.0, 10.0, 30.0, 40.0), (30.0, 10.0, 40.0, 40.0), (70.0, 5.0, 85.0, 30.0)]
+    rng, sizes = random.Random(0), {(b[2] - b[0], b[3] - b[1]) for b in labels}
+    boxes = [off_digit_box(labels, 120, 50, rng) for _ in range(300)]
+    assert all(b is not None for b in boxes)
+    for b in boxes:
+        assert b is not None and b[0] >= 0 and b[1] >= 0 and b[2] <= 120 and b[3] <= 50
+        assert max(box_iou(b, label) for label in labels) < 0.3
+        assert (round(b[2] - b[0], 6), round(b[3] - b[1], 6)) in sizes
+    beside = sum(abs(b[1] - 10) < 6 and b[0] < 55 for b in boxes if b is not None)
+    assert 60 < beside < 240  # about half are moved sideways from a digit of the number
+    assert off_digit_box([(0.0, 0.0, 40.0, 40.0)], 40, 40, rng) is None  # the digit fills the image
+    record = ImageRecord(3, Path("a.png"), 120, 50, tuple(DigitBox(b, 1) for b in labels))
+    empty = ImageRecord(4, Path("b.png"), 120, 50, ())
+    items = off_digit_items([empty, record], seed=0)
+    assert len(items) == 1 and items[0].image == 1 and not items[0].on_digit
+    assert items == off_digit_items([empty, record], seed=0) != off_digit_items([empty, record], seed=1)
+    assert items[0].start is not None and items[0].label == max(
+        labels, key=lambda label: box_iou(label, items[0].start)
+    )
+
+
+def test_boxes_on_no_digit_teach_the_fit_and_not_the_deltas() -> None:
+    target = torch.tensor([[0.1, -0.1, 0.0, 0.05], [3.0, 0.0, 3.0, 0.0]])  # the 2nd: far off its label
+    on_digit = torch.tensor([1.0, 0.0])
+    deltas = torch.zeros(2, 4, requires_grad=True)
+    fit = torch.zeros(2, 1, requires_grad=True)
+    loss = refine_loss(torch.cat([deltas, fit], 1), target, 0.75, on_digit)
+    loss.backward()
+    assert deltas.grad is not None and torch.all(deltas.grad[1] == 0) and torch.any(deltas.grad[0] != 0)
+    assert fit.grad is not None and fit.grad[1, 0] > 0  # pushed towards "no fit" (IoU 0)
+    first_only = refine_loss(deltas[:1], target[:1])
+    assert (
+        loss - nn_bce_half(torch.tensor([0.0, 0.0]), refined_iou(torch.zeros(2, 4), target, 0.75))
+    ).item() == (pytest.approx(first_only.item()))
+
+
+def nn_bce_half(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.binary_cross_entropy_with_logits(logits, target)
 
 
 def test_refiner_run_writes_a_trained_refiner_with_its_settings(refiner_dir: Path) -> None:
@@ -143,6 +197,19 @@ def test_the_same_flags_train_the_same_refiner_and_site_detections_add_boxes(
         f"{n} detector boxes on labelled digits" in caplog.text
         and f"refiner crops: {2 * n} train" in caplog.text
     )
+    with pytest.raises(SystemExit, match="fit head"):
+        refiner.main([*args, "--out", str(tmp_path / "e"), "--negatives"])
+    rows.append({**rows[0], "bbox": [500.0, 500.0, 5.0, 5.0]})  # on nothing
+    (tmp_path / "pred.json").write_text(json.dumps(rows))
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        meta = refiner.main(
+            [*args, "--out", str(tmp_path / "f"), "--fit-head", "--negatives", "--site-detections",
+             str(tmp_path / "pred.json")]
+        )  # fmt: skip
+    off = int(caplog.text.split(" off-digit boxes")[0].split()[-1])
+    assert meta.fit_head and "1 detector boxes on no digit" in caplog.text and 0 < off <= len(doc["images"])
+    assert f"refiner crops: {2 * n + 1 + off} train" in caplog.text
 
 
 def test_export_ships_the_refiner_and_evaluation_scores_its_boxes(
