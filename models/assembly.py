@@ -1,12 +1,15 @@
 """The number-assembly rule, shared by the evaluator and the service.
 
 Keep detections scoring at least `score_threshold`, drop duplicates (class-agnostic, higher score wins)
-by IoU and by centre distance, sort the survivors left to right and concatenate their digits.
+by IoU and by centre distance, sort the survivors left to right and concatenate their digits. An
+optional height rule (`AssemblyParams.height_ratio`, off by default) then drops "digits" much taller
+or shorter than the number's others.
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -37,12 +40,15 @@ class AssemblyParams:
     """Thresholds of the rule. An `iou_threshold` or `center_distance_ratio` of 0 turns that de-dup off.
 
     Two detections are duplicates when their IoU exceeds `iou_threshold`, or when their centres lie
-    closer than `center_distance_ratio` times the wider box's width.
+    closer than `center_distance_ratio` times the wider box's width. `height_ratio` (0 = off, else
+    >= 1): after de-duplication, drop every digit whose box is more than `height_ratio` times taller
+    or shorter than the number's reference height (`drop_height_outliers`).
     """
 
     score_threshold: float = 0.6
     iou_threshold: float = 0.3
     center_distance_ratio: float = 0.4
+    height_ratio: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("score_threshold", "iou_threshold"):
@@ -51,6 +57,14 @@ class AssemblyParams:
                 raise ValueError(f"{name} must be in [0, 1], got {value}")
         if self.center_distance_ratio < 0:
             raise ValueError(f"center_distance_ratio must be >= 0, got {self.center_distance_ratio}")
+        check_height_ratio(self.height_ratio)
+
+
+def check_height_ratio(value: float) -> float:
+    """`value` when it is a valid `AssemblyParams.height_ratio` (0 = off, or >= 1); else ValueError."""
+    if value != 0 and not value >= 1:
+        raise ValueError(f"height_ratio must be 0 (off) or >= 1, got {value}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -70,7 +84,7 @@ def assemble_number(detections: Iterable[Detection], params: AssemblyParams | No
     """Read the number from one image's detections (any order)."""
     params = params or AssemblyParams()
     confident = [d for d in detections if d.score >= params.score_threshold]
-    kept = deduplicate(confident, params)
+    kept = drop_height_outliers(deduplicate(confident, params), params.height_ratio)
     ordered = tuple(sorted(kept, key=lambda d: box_center(d.box_xyxy)[0]))
     if not ordered:
         return AssembledNumber(text="", value=NO_NUMBER, digits=(), confidence=0.0)
@@ -88,6 +102,24 @@ def deduplicate(detections: Sequence[Detection], params: AssemblyParams) -> list
         if not any(_is_duplicate(det, other, params) for other in kept):
             kept.append(det)
     return kept
+
+
+def drop_height_outliers(digits: Sequence[Detection], ratio: float) -> list[Detection]:
+    """`digits` (one number's, de-duplicated, any order; kept in that order) without those whose box
+    height (y2 - y1) is over `ratio` x or under 1 / `ratio` x the reference height: the median of
+    their heights, or with exactly two digits the more confident one's (on a tie the first's). The
+    digits of a house number share a height; a much smaller or larger "digit" beside them is
+    clutter or another sign. `ratio` 0, fewer than two digits or a zero reference: all kept."""
+    if ratio <= 0 or len(digits) < 2:
+        return list(digits)
+    heights = [d.box_xyxy[3] - d.box_xyxy[1] for d in digits]
+    if len(digits) == 2:
+        reference = heights[0] if digits[0].score >= digits[1].score else heights[1]
+    else:
+        reference = statistics.median(heights)
+    if reference <= 0:
+        return list(digits)
+    return [d for d, h in zip(digits, heights, strict=True) if reference / ratio <= h <= reference * ratio]
 
 
 def _is_duplicate(a: Detection, b: Detection, params: AssemblyParams) -> bool:

@@ -289,6 +289,12 @@ def set_checkpoint_zoom(path: str | Path, zoom: ZoomParams) -> None:
     _edit_meta(path, lambda _doc: {"zoom": asdict(zoom)})
 
 
+def set_checkpoint_thresholds(path: str | Path, assembly: AssemblyParams) -> None:
+    """Replace a checkpoint's number-assembly thresholds in its JSON (the weights, and so their hash,
+    are unchanged)."""
+    _edit_meta(path, lambda _doc: {"thresholds": asdict(assembly)})
+
+
 def _edit_meta(path: str | Path, change: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
     """Rewrite a checkpoint's JSON with the top-level entries `change(document)` returns."""
     meta_path = resolve_checkpoint_dir(path) / META_FILE

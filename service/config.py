@@ -7,10 +7,12 @@ Out-of-range values fail at startup with pydantic's message.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from models.assembly import check_height_ratio
 
 SHIPPED_CHECKPOINT = Path(__file__).resolve().parents[1] / "models" / "default"
 TRAINED_CHECKPOINT = Path("runs") / "latest" / "best"
@@ -26,6 +28,9 @@ class Settings(BaseSettings):
     score_threshold: float | None = Field(None, ge=0.0, le=1.0, description="default: the checkpoint's")
     iou_threshold: float | None = Field(None, ge=0.0, le=1.0, description="0 turns IoU de-dup off")
     center_distance_ratio: float | None = Field(None, ge=0.0, le=5.0)
+    height_ratio: Annotated[float, AfterValidator(check_height_ratio)] | None = Field(
+        None, le=10.0, description="height rule of the number assembly (models/assembly.py); 0 = off"
+    )
     zoom_below_px: float | None = Field(
         None, ge=0.0, le=10_000.0, description="second look at small digits (models/zoom.py); 0 = off"
     )

@@ -54,6 +54,7 @@ class Predictor:
         score_threshold: float | None = None,
         iou_threshold: float | None = None,
         center_distance_ratio: float | None = None,
+        height_ratio: float | None = None,
         zoom_below_px: float | None = None,
         use_reader: bool = True,
         use_refiner: bool = True,
@@ -70,6 +71,7 @@ class Predictor:
             "score_threshold": score_threshold,
             "iou_threshold": iou_threshold,
             "center_distance_ratio": center_distance_ratio,
+            "height_ratio": height_ratio,
         }
         assembly = replace(meta.assembly, **{k: v for k, v in overrides.items() if v is not None})
         zoom = meta.zoom.with_trigger(zoom_below_px)

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import AfterValidator, BaseModel, Field, model_validator
+
+from models.assembly import check_height_ratio
 
 
 class DigitDetection(BaseModel):
@@ -79,6 +81,9 @@ class AssembleRequest(BaseModel):
     score_threshold: float | None = Field(None, ge=0.0, le=1.0)
     iou_threshold: float | None = Field(None, ge=0.0, le=1.0, description="0 turns IoU de-dup off")
     center_distance_ratio: float | None = Field(None, ge=0.0, le=5.0)
+    height_ratio: Annotated[float, AfterValidator(check_height_ratio)] | None = Field(
+        None, le=10.0, description="drop digits this many times taller or shorter than the others; 0 = off"
+    )
 
 
 class AssembleResponse(BaseModel):

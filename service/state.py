@@ -52,6 +52,7 @@ class ServiceState:
                 score_threshold=s.score_threshold,
                 iou_threshold=s.iou_threshold,
                 center_distance_ratio=s.center_distance_ratio,
+                height_ratio=s.height_ratio,
                 zoom_below_px=s.zoom_below_px,
                 use_reader=s.use_reader,
                 use_refiner=s.use_refiner,

@@ -1,7 +1,7 @@
 """Copy a checkpoint for shipping, optionally as float16 weights (half the size).
 
     python -m training.export --checkpoint runs/<run>/best --out models/default --dtype float16 \
-        [--zoom-below-px 50] [--reader runs/reader] [--refiner runs/refiner]
+        [--zoom-below-px 50] [--reader runs/reader] [--refiner runs/refiner] [--height-ratio 1.6]
 
 The copy keeps the source's metadata (architecture, thresholds, zoom, training config, data
 fingerprint, metrics) and records where it came from; its hash is recomputed for the new weights.
@@ -9,20 +9,23 @@ fingerprint, metrics) and records where it came from; its hash is recomputed for
 loads the copy (0 turns it off). `--reader` puts a reader (`python -m training.reader`) into the
 copy, in the same dtype; a reader already in the source comes along otherwise. `--refiner` does the
 same for a box refiner (`python -m training.refiner`; `--refiner-step` sets how far it moves the
-boxes). With `--out` the source itself, only the reader and refiner are written: the detector's
-weights and JSON stay as they are.
+boxes). `--height-ratio` sets the number assembly's height rule (`models.assembly`, 0 = off) in the
+copy's thresholds. With `--out` the source itself, only the reader, the refiner and the height rule
+are written: the detector's weights and the rest of its JSON stay as they are.
 """
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from models.checkpoint import (
     load_checkpoint,
     resolve_checkpoint_dir,
     save_checkpoint_like,
+    set_checkpoint_thresholds,
     update_checkpoint_metrics,
 )
 from models.reader import copy_reader, has_reader
@@ -37,21 +40,27 @@ def export_checkpoint(
     reader: Path | None = None,
     refiner: Path | None = None,
     refiner_step: float | None = None,
+    height_ratio: float | None = None,
 ) -> Path:
     model, meta = load_checkpoint(source)
     source_dir = resolve_checkpoint_dir(source)
+    assembly = meta.assembly if height_ratio is None else replace(meta.assembly, height_ratio=height_ratio)
     if out.resolve() == source_dir.resolve():
-        if reader is None and refiner is None:
+        if reader is None and refiner is None and height_ratio is None:
             raise ValueError(
-                f"--out is the source checkpoint {out}: only --reader or --refiner can be added to it"
+                f"--out is the source checkpoint {out}: only --reader, --refiner or --height-ratio can be "
+                "added to it"
             )
         _attach_parts(out, meta.weights_dtype, reader, refiner, refiner_step)
+        if height_ratio is not None:
+            set_checkpoint_thresholds(out, assembly)
         return out
     zoom = meta.zoom.with_trigger(zoom_below_px)
     folder = save_checkpoint_like(out, model, meta, metrics=meta.metrics, dtype=dtype, zoom=zoom)
     update_checkpoint_metrics(
         folder, {"exported_from": {"weights_sha256": meta.weights_sha256, "dtype": meta.weights_dtype}}
     )
+    set_checkpoint_thresholds(folder, assembly)
     reader = reader or (source_dir if has_reader(source_dir) else None)
     refiner = refiner or (source_dir if has_refiner(source_dir) else None)
     _attach_parts(folder, dtype, reader, refiner, refiner_step)
@@ -86,6 +95,12 @@ def main(argv: Sequence[str] | None = None) -> Path:
     p.add_argument(
         "--refiner-step", type=float, help="fraction of the refiner's correction applied (default: its own)"
     )
+    p.add_argument(
+        "--height-ratio",
+        type=float,
+        help="number assembly: drop digits more than this many times taller or shorter than the "
+        "number's others (0 = off; default: the source's)",
+    )
     args = p.parse_args(argv)
     folder = export_checkpoint(
         args.checkpoint,
@@ -95,6 +110,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
         args.reader,
         args.refiner,
         args.refiner_step,
+        args.height_ratio,
     )
     size_mb = sum(f.stat().st_size for f in folder.glob("*.safetensors")) / 1e6
     print(f"wrote {folder} ({size_mb:.1f} MB, {args.dtype})")

@@ -1,6 +1,6 @@
 import pytest
 
-from models.assembly import AssemblyParams, Detection, assemble_number
+from models.assembly import AssemblyParams, Detection, assemble_number, drop_height_outliers
 
 
 def det(x1: float, digit: int, score: float = 0.9, width: float = 10, y1: float = 0) -> Detection:
@@ -58,3 +58,37 @@ def test_confidence_is_product_of_used_scores() -> None:
 def test_out_of_range_params_rejected() -> None:
     with pytest.raises(ValueError):
         AssemblyParams(score_threshold=1.5)
+
+
+def tall(x1: float, digit: int, height: float, score: float = 0.9, y1: float = 0) -> Detection:
+    return Detection(box_xyxy=(x1, y1, x1 + 10, y1 + height), digit=digit, score=score)
+
+
+def test_height_rule_drops_digits_far_taller_or_shorter_than_the_numbers_others() -> None:
+    number = [tall(0, 7, 40), tall(12, 8, 42), tall(24, 1, 15, y1=20), tall(36, 3, 39), tall(48, 9, 70)]
+    assert assemble_number(number).text == "78139"  # off by default: the reference rule
+    rule = AssemblyParams(height_ratio=1.6)
+    assert assemble_number(number, rule).text == "783"  # 15 < 40 / 1.6 and 70 > 40 x 1.6
+    assert assemble_number(number, AssemblyParams(height_ratio=2.0)).text == "7839"  # 70 < 80
+    assert [d.digit for d in drop_height_outliers(number[::-1], 1.6)] == [3, 8, 7]  # order kept
+    edge = [tall(0, 1, 40), tall(12, 2, 64), tall(24, 3, 25), tall(36, 4, 40)]
+    assert assemble_number(edge, rule).text == "1234"  # 64 and 25 are exactly 1.6 x / 40 / 1.6
+
+
+def test_height_rule_with_two_digits_trusts_the_more_confident_one() -> None:
+    small_extra = [tall(0, 4, 12, score=0.7), tall(12, 5, 30, score=0.95)]
+    rule = AssemblyParams(height_ratio=1.6)
+    assert assemble_number(small_extra, rule).text == "5"
+    big_extra = [tall(0, 4, 60, score=0.7), tall(12, 5, 30, score=0.95)]
+    assert assemble_number(big_extra, rule).text == "5"
+    assert assemble_number([tall(0, 4, 60, score=0.99), tall(12, 5, 30, score=0.95)], rule).text == "4"
+    assert assemble_number([tall(0, 4, 40), tall(12, 5, 30)], rule).text == "45"  # within 1.6
+    assert assemble_number([tall(0, 6, 90)], rule).text == "6"  # one digit: nothing to compare
+
+
+def test_height_ratio_must_be_off_or_at_least_one() -> None:
+    with pytest.raises(ValueError, match="height_ratio"):
+        AssemblyParams(height_ratio=0.5)
+    with pytest.raises(ValueError, match="height_ratio"):
+        AssemblyParams(height_ratio=-1)
+    assert AssemblyParams(height_ratio=1.0).height_ratio == 1.0

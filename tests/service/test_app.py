@@ -256,6 +256,13 @@ def test_assemble_rereads_detections_with_other_thresholds(client: TestClient) -
     assert len(no_dedup["text"]) == 3
     bad = client.post("/v1/assemble", json={"detections": detections, "score_threshold": 2})
     assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_request"
+    small = [*detections[:1], {"bbox": [55, 10, 10, 8], "category_id": 2, "digit": 1, "score": 0.8}]
+    assert client.post("/v1/assemble", json={"detections": small}).json()["text"] == "31"
+    ruled = client.post("/v1/assemble", json={"detections": small, "height_ratio": 1.6}).json()
+    assert ruled["text"] == "3" and ruled["thresholds"]["height_ratio"] == 1.6
+    for wrong in (0.5, -1, 20):
+        refused = client.post("/v1/assemble", json={"detections": small, "height_ratio": wrong})
+        assert refused.status_code == 422 and refused.json()["error"]["code"] == "invalid_request"
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from models.checkpoint import read_checkpoint_meta
 from service.pipeline import to_schema
 from service.predictor import Predictor
 from tests.service.conftest import StartClient, noise_png
@@ -25,6 +26,14 @@ def test_without_a_reader_the_sites_are_the_detections(tiny_checkpoint: Path) ->
     assert predictor.reader is None
     found = predictor.detect([_noise(0)])[0]
     assert found.sites == found.detections and found.detections
+
+
+def test_thresholds_come_from_the_checkpoint_unless_overridden(tiny_checkpoint: Path) -> None:
+    predictor = Predictor.load(tiny_checkpoint, torch.device("cpu"))
+    assert predictor.assembly == read_checkpoint_meta(tiny_checkpoint).assembly
+    assert predictor.assembly.height_ratio == 0.0
+    ruled = Predictor.load(tiny_checkpoint, torch.device("cpu"), height_ratio=1.6, score_threshold=0.5)
+    assert (ruled.assembly.height_ratio, ruled.assembly.score_threshold) == (1.6, 0.5)
 
 
 def _fixed_model(images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:

@@ -1,9 +1,11 @@
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 
-from models.checkpoint import load_checkpoint, read_checkpoint_meta, save_checkpoint
+from models.assembly import AssemblyParams
+from models.checkpoint import WEIGHTS_FILE, load_checkpoint, read_checkpoint_meta, save_checkpoint
 from models.detector import DETECTOR_PRESETS, build_detector
 from models.reader import DigitReader, load_reader, save_reader
 from models.reread import CropSpec, RereadParams
@@ -59,3 +61,24 @@ def test_export_onto_itself_adds_only_the_reader(tmp_path: Path) -> None:
     assert load_reader(source)[1].dtype == "float16"
     with pytest.raises(ValueError, match="only --reader"):
         export.main(["--checkpoint", str(source), "--out", str(source)])
+
+
+def test_export_sets_the_height_rule_in_a_copy_or_in_place(tmp_path: Path) -> None:
+    config = DETECTOR_PRESETS["fast"]
+    rule = AssemblyParams(score_threshold=0.5)
+    source = save_checkpoint(
+        tmp_path / "src", build_detector(config).eval(), config, assembly=rule, dtype="float16"
+    )
+    weights = (source / WEIGHTS_FILE).read_bytes()
+    copy = export.main(
+        ["--checkpoint", str(source), "--out", str(tmp_path / "copy"), "--height-ratio", "1.6"]
+    )
+    assert read_checkpoint_meta(copy).assembly == AssemblyParams(score_threshold=0.5, height_ratio=1.6)
+    assert read_checkpoint_meta(source).assembly == rule  # the source is untouched
+    kept = export.main(["--checkpoint", str(copy), "--out", str(tmp_path / "kept")])
+    assert read_checkpoint_meta(kept).assembly.height_ratio == 1.6  # the source's comes along
+    export.main(["--checkpoint", str(source), "--out", str(source), "--height-ratio", "2"])
+    assert read_checkpoint_meta(source).assembly == replace(rule, height_ratio=2.0)
+    assert (source / WEIGHTS_FILE).read_bytes() == weights
+    with pytest.raises(ValueError, match="height_ratio"):
+        export.main(["--checkpoint", str(source), "--out", str(source), "--height-ratio", "0.5"])
