@@ -199,15 +199,16 @@ def save_checkpoint_like(
     metrics: dict[str, Any],
     dtype: str = "float32",
     zoom: ZoomParams | None = None,
+    assembly: AssemblyParams | None = None,
 ) -> Path:
     """`save_checkpoint` for weights derived from another checkpoint (exported, averaged): keeps `meta`'s
-    architecture, thresholds, zoom (unless `zoom` is given), training config and data fingerprint;
-    `metrics` replace its metrics."""
+    architecture, thresholds (unless `assembly` is given), zoom (unless `zoom` is given), training
+    config and data fingerprint; `metrics` replace its metrics."""
     return save_checkpoint(
         directory,
         model,
         meta.detector,
-        assembly=meta.assembly,
+        assembly=assembly or meta.assembly,
         training=meta.training,
         data_fingerprint=meta.data_fingerprint,
         metrics=metrics,

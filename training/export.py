@@ -56,11 +56,12 @@ def export_checkpoint(
             set_checkpoint_thresholds(out, assembly)
         return out
     zoom = meta.zoom.with_trigger(zoom_below_px)
-    folder = save_checkpoint_like(out, model, meta, metrics=meta.metrics, dtype=dtype, zoom=zoom)
+    folder = save_checkpoint_like(
+        out, model, meta, metrics=meta.metrics, dtype=dtype, zoom=zoom, assembly=assembly
+    )
     update_checkpoint_metrics(
         folder, {"exported_from": {"weights_sha256": meta.weights_sha256, "dtype": meta.weights_dtype}}
     )
-    set_checkpoint_thresholds(folder, assembly)
     reader = reader or (source_dir if has_reader(source_dir) else None)
     refiner = refiner or (source_dir if has_refiner(source_dir) else None)
     _attach_parts(folder, dtype, reader, refiner, refiner_step)
