@@ -9,7 +9,7 @@ detector alone.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -135,8 +135,12 @@ def load_reader(directory: str | Path, device: str | torch.device = "cpu") -> tu
     return reader.to(device), meta
 
 
-def copy_reader(source: str | Path, directory: str | Path, dtype: str = "float32") -> ReaderMeta:
+def copy_reader(
+    source: str | Path, directory: str | Path, dtype: str = "float32", detector_weight: float | None = None
+) -> ReaderMeta:
     """Verify the reader in `source` and write it into `directory` (a checkpoint folder, say) as
-    `dtype`, with its settings and metrics."""
+    `dtype`, with its settings (the detector's weight in the mix replaced by `detector_weight` when
+    given, `RereadParams`) and metrics."""
     reader, meta = load_reader(source)
-    return save_reader(directory, reader, meta.crop, meta.reread, metrics=meta.metrics, dtype=dtype)
+    reread = meta.reread if detector_weight is None else replace(meta.reread, detector_weight=detector_weight)
+    return save_reader(directory, reader, meta.crop, reread, metrics=meta.metrics, dtype=dtype)

@@ -9,9 +9,11 @@ fingerprint, metrics) and records where it came from; its hash is recomputed for
 loads the copy (0 turns it off). `--reader` puts a reader (`python -m training.reader`) into the
 copy, in the same dtype; a reader already in the source comes along otherwise. `--refiner` does the
 same for a box refiner (`python -m training.refiner`; `--refiner-step` sets how far it moves the
-boxes). `--height-ratio` sets the number assembly's height rule (`models.assembly`, 0 = off) in the
-copy's thresholds. With `--out` the source itself, only the reader, the refiner and the height rule
-are written: the detector's weights and the rest of its JSON stay as they are.
+boxes). `--reader-weight` sets the detector's weight w in the reader's mix (detector^w x
+reader^(1 - w), `models.reread.RereadParams`). `--height-ratio` sets the number assembly's height
+rule (`models.assembly`, 0 = off) in the copy's thresholds. With `--out` the source itself, only the
+reader, the refiner (the source's own when only `--reader-weight` or `--refiner-step` is given) and
+the height rule are written: the detector's weights and the rest of its JSON stay as they are.
 """
 
 from __future__ import annotations
@@ -41,17 +43,22 @@ def export_checkpoint(
     refiner: Path | None = None,
     refiner_step: float | None = None,
     height_ratio: float | None = None,
+    reader_weight: float | None = None,
 ) -> Path:
     model, meta = load_checkpoint(source)
     source_dir = resolve_checkpoint_dir(source)
     assembly = meta.assembly if height_ratio is None else replace(meta.assembly, height_ratio=height_ratio)
     if out.resolve() == source_dir.resolve():
+        if reader is None and reader_weight is not None and has_reader(source_dir):
+            reader = source_dir
+        if refiner is None and refiner_step is not None and has_refiner(source_dir):
+            refiner = source_dir
         if reader is None and refiner is None and height_ratio is None:
             raise ValueError(
-                f"--out is the source checkpoint {out}: only --reader, --refiner or --height-ratio can be "
-                "added to it"
+                f"--out is the source checkpoint {out}: only --reader, --refiner, their settings or "
+                "--height-ratio can be added to it"
             )
-        _attach_parts(out, meta.weights_dtype, reader, refiner, refiner_step)
+        _attach_parts(out, meta.weights_dtype, reader, refiner, refiner_step, reader_weight)
         if height_ratio is not None:
             set_checkpoint_thresholds(out, assembly)
         return out
@@ -64,19 +71,26 @@ def export_checkpoint(
     )
     reader = reader or (source_dir if has_reader(source_dir) else None)
     refiner = refiner or (source_dir if has_refiner(source_dir) else None)
-    _attach_parts(folder, dtype, reader, refiner, refiner_step)
+    _attach_parts(folder, dtype, reader, refiner, refiner_step, reader_weight)
     return folder
 
 
 def _attach_parts(
-    folder: Path, dtype: str, reader: Path | None, refiner: Path | None, refiner_step: float | None
+    folder: Path,
+    dtype: str,
+    reader: Path | None,
+    refiner: Path | None,
+    refiner_step: float | None,
+    reader_weight: float | None = None,
 ) -> None:
     """Write the reader and the box refiner (when given) into the checkpoint `folder` as `dtype`.
-    Raises ValueError for a `refiner_step` without a refiner to apply it to."""
+    Raises ValueError for a `refiner_step` or `reader_weight` without the part to apply it to."""
     if refiner_step is not None and refiner is None:
         raise ValueError("--refiner-step without a refiner: give --refiner, or a source that has one")
+    if reader_weight is not None and reader is None:
+        raise ValueError("--reader-weight without a reader: give --reader, or a source that has one")
     if reader is not None:
-        copy_reader(reader, folder, dtype)
+        copy_reader(reader, folder, dtype, reader_weight)
     if refiner is not None:
         copy_refiner(refiner, folder, dtype, refiner_step)
 
@@ -97,6 +111,12 @@ def main(argv: Sequence[str] | None = None) -> Path:
         "--refiner-step", type=float, help="fraction of the refiner's correction applied (default: its own)"
     )
     p.add_argument(
+        "--reader-weight",
+        type=float,
+        help="the detector's weight w in the reader's mix, detector^w x reader^(1 - w) "
+        "(default: the reader's own)",
+    )
+    p.add_argument(
         "--height-ratio",
         type=float,
         help="number assembly: drop digits more than this many times taller or shorter than the "
@@ -112,6 +132,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
         args.refiner,
         args.refiner_step,
         args.height_ratio,
+        args.reader_weight,
     )
     size_mb = sum(f.stat().st_size for f in folder.glob("*.safetensors")) / 1e6
     print(f"wrote {folder} ({size_mb:.1f} MB, {args.dtype})")

@@ -82,3 +82,23 @@ def test_export_sets_the_height_rule_in_a_copy_or_in_place(tmp_path: Path) -> No
     assert (source / WEIGHTS_FILE).read_bytes() == weights
     with pytest.raises(ValueError, match="height_ratio"):
         export.main(["--checkpoint", str(source), "--out", str(source), "--height-ratio", "0.5"])
+
+
+def test_export_sets_the_readers_mixing_weight_in_a_copy_or_in_place(tmp_path: Path) -> None:
+    config = DETECTOR_PRESETS["fast"]
+    source = save_checkpoint(tmp_path / "src", build_detector(config).eval(), config, dtype="float16")
+    with pytest.raises(ValueError, match="without a reader"):
+        export.main(["--checkpoint", str(source), "--out", str(tmp_path / "none"), "--reader-weight", "0.5"])
+    save_reader(tmp_path / "reader", DigitReader(width=4), CropSpec(), RereadParams(detector_weight=0.7))
+    copy = export.main(
+        ["--checkpoint", str(source), "--out", str(tmp_path / "copy"), "--reader", str(tmp_path / "reader"),
+         "--reader-weight", "0.5"]
+    )  # fmt: skip
+    _, shipped = load_reader(copy)
+    assert shipped.reread == RereadParams(detector_weight=0.5) and shipped.dtype == "float16"
+    assert load_reader(tmp_path / "reader")[1].reread.detector_weight == 0.7  # the source is untouched
+    export.main(["--checkpoint", str(copy), "--out", str(copy), "--reader-weight", "0.6"])  # its own reader
+    again = load_reader(copy)[1]
+    assert again.reread.detector_weight == 0.6 and again.sha256 == shipped.sha256
+    with pytest.raises(ValueError, match="detector_weight"):
+        export.main(["--checkpoint", str(copy), "--out", str(copy), "--reader-weight", "1.5"])
