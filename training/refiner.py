@@ -304,8 +304,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--site-detections",
         type=Path,
+        nargs="+",
         help="a detector's pred.json on the training split (training.evaluate --split train --no-reader "
-        "--no-refiner): its boxes on a labelled digit are added as training inputs",
+        "--no-refiner), or several (one per annotation file of the training data): its boxes on a "
+        "labelled digit are added as training inputs",
     )
     p.set_defaults(size=defaults.size, weight_decay=1e-4)
     return p.parse_args(argv)
@@ -322,7 +324,10 @@ def main(argv: Sequence[str] | None = None) -> RefinerMeta:
     train, valid, fingerprint = load_splits(load_crop_config(args))
     items = [RefineItem(i, b.box_xyxy) for i, r in enumerate(train) for b in r.boxes]
     if args.site_detections:
-        detections = read_pred_json(args.site_detections)
+        detections: dict[int, list[Detection]] = {}
+        for path in args.site_detections:
+            for image_id, found_there in read_pred_json(path).items():
+                detections.setdefault(image_id, []).extend(found_there)
         found = matched_detections(train, detections)
         log.info("%d detector boxes on labelled digits", len(found))
         items += found

@@ -197,6 +197,15 @@ def test_the_same_flags_train_the_same_refiner_and_site_detections_add_boxes(
         f"{n} detector boxes on labelled digits" in caplog.text
         and f"refiner crops: {2 * n} train" in caplog.text
     )
+    (tmp_path / "half1.json").write_text(json.dumps(rows[: n // 2]))
+    (tmp_path / "half2.json").write_text(json.dumps(rows[n // 2 :]))
+    caplog.clear()
+    with caplog.at_level("INFO"):  # several files add up
+        refiner.main(
+            [*args, "--out", str(tmp_path / "g"), "--site-detections", str(tmp_path / "half1.json"),
+             str(tmp_path / "half2.json")]
+        )  # fmt: skip
+    assert f"{n} detector boxes on labelled digits" in caplog.text
     with pytest.raises(SystemExit, match="fit head"):
         refiner.main([*args, "--out", str(tmp_path / "e"), "--negatives"])
     rows.append({**rows[0], "bbox": [500.0, 500.0, 5.0, 5.0]})  # on nothing
