@@ -267,7 +267,7 @@ def score_refiner(model: nn.Module, crops: RefineCrops, batch_size: int, step: f
         predicted = model(torch.stack(x))
         loss_sum += refine_loss(predicted, torch.stack(y), step, torch.stack(on)).item() * len(idx)
         for i, deltas in zip(idx, predicted[:, :4].tolist(), strict=True):
-            box, label = crops.start_box(i), crops.items[i][1]
+            box, label = crops.start_box(i), crops.items[i].label
             before += box_iou(box, label)
             after += box_iou(shift_box(box, deltas, step), label)
     n = max(len(crops), 1)
