@@ -5,11 +5,12 @@
 
 Starts the real service (uvicorn, loopback only), sends one-image /v1/detect requests at each
 concurrency, and prints p50/p99 latency and images/s beside the bare `Predictor.detect` loop, with the
-ratio; and the bare loop four times more, without the second look at small numbers (models/zoom.py),
-without the checkpoint's reader (models/reread.py), without its box refiner (models/refiner.py) and without
-`models.optimize.prepare_for_inference`, to show what each costs or buys. Uses real SVHN
-validation images when ../shared/data is present, else synthetic ones; the shipped checkpoint when
-there is one, else a randomly initialised fast detector (same compute, meaningless boxes).
+ratio; and the bare loop five times more, without the second look at small numbers (models/zoom.py),
+without the checkpoint's reader (models/reread.py), without its box refiner (models/refiner.py), without
+its rescorer (models/rescorer.py) and without `models.optimize.prepare_for_inference`, to show what
+each costs or buys. Uses real SVHN validation images when ../shared/data is present, else synthetic
+ones; the shipped checkpoint when there is one, else a randomly initialised fast detector (same
+compute, meaningless boxes).
 """
 
 from __future__ import annotations
@@ -164,14 +165,23 @@ def main() -> None:
     device = resolve_device(args.device)
     model, meta = load_checkpoint(checkpoint, device)
     full = Predictor.load(checkpoint, device)
-    bare, no_zoom, no_reader, no_refiner, plain = bare_loops(
+    bare, no_zoom, no_reader, no_refiner, no_rescorer, plain = bare_loops(
         [
             full,
             Predictor.load(checkpoint, device, zoom_below_px=0),
             Predictor.load(checkpoint, device, use_reader=False),
             Predictor.load(checkpoint, device, use_refiner=False),
+            Predictor.load(checkpoint, device, use_rescorer=False),
             Predictor(
-                model, meta, device, meta.assembly, checkpoint, meta.zoom, full.reader, full.refiner
+                model,
+                meta,
+                device,
+                meta.assembly,
+                checkpoint,
+                meta.zoom,
+                full.reader,
+                full.refiner,
+                full.rescorer,
             ),  # not prepared
         ],
         images,
@@ -186,6 +196,7 @@ def main() -> None:
         ("bare, zoom off", no_zoom),
         ("bare, reader off" + ("" if full.reader else " (it has none)"), no_reader),
         ("bare, refiner off" + ("" if full.refiner else " (it has none)"), no_refiner),
+        ("bare, rescorer off" + ("" if full.rescorer else " (it has none)"), no_rescorer),
         ("bare, not prepared", plain),
     )
     for label, r in rows:

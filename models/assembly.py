@@ -22,17 +22,22 @@ NO_NUMBER = -1
 class Detection:
     """One detected digit. `box_xyxy` is [x1, y1, x2, y2] in original-image pixels. `fit`, when a box
     refiner with a fit head has looked at the box (`models.refiner`), is its estimate of the box's IoU
-    with the digit's true box, in [0, 1]; Task 1 ranks boxes by `score` x `fit` (`ranking_score`)."""
+    with the digit's true box, in [0, 1]. `quality`, when a rescorer has judged the detection among
+    its image's others (`models.rescorer`), is its estimate of the share of COCO's IoU thresholds at
+    which the detection is a true positive, in [0, 1]. Task 1 ranks boxes by `ranking_score`."""
 
     box_xyxy: BoxXYXY
     digit: int
     score: float
     fit: float | None = None
+    quality: float | None = None
 
     @property
     def ranking_score(self) -> float:
-        """How confidently this is the digit *and* its box: `score` x `fit` (`score` without a fit)."""
-        return self.score if self.fit is None else self.score * self.fit
+        """How confidently this is the digit *and* its box: `score` x `fit` (`score` without a fit),
+        and with a `quality` the geometric mean of that and the quality (model card, experiment 25)."""
+        base = self.score if self.fit is None else self.score * self.fit
+        return base if self.quality is None else math.sqrt(base * self.quality)
 
 
 @dataclass(frozen=True)

@@ -78,4 +78,5 @@ def to_schema(detection: Detection) -> DigitDetection:
         digit=detection.digit,
         score=round(detection.score, 5),
         fit=None if detection.fit is None else round(detection.fit, 5),
+        quality=None if detection.quality is None else round(detection.quality, 5),
     )

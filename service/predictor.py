@@ -19,6 +19,7 @@ from models.optimize import load_prepared_reader, load_prepared_refiner, prepare
 from models.reader import DigitReader, ReaderMeta
 from models.refiner import BoxRefiner, RefinerMeta, refine_images
 from models.reread import Findings, reread_images
+from models.rescorer import Rescorer, RescorerMeta, load_checkpoint_rescorer, rescore_images
 from models.zoom import ZoomParams, detect_with_zoom
 from service.errors import ModelOverloadedError
 from service.imaging import to_model_input
@@ -41,9 +42,11 @@ class Predictor:
         zoom: ZoomParams,
         reader: tuple[DigitReader, ReaderMeta] | None = None,
         refiner: tuple[BoxRefiner, RefinerMeta] | None = None,
+        rescorer: tuple[Rescorer, RescorerMeta] | None = None,
     ) -> None:
         self.model, self.meta, self.device, self.assembly = model, meta, device, assembly
         self.checkpoint, self.zoom, self.reader, self.refiner = checkpoint, zoom, reader, refiner
+        self.rescorer = rescorer
 
     @classmethod
     def load(
@@ -58,14 +61,17 @@ class Predictor:
         zoom_below_px: float | None = None,
         use_reader: bool = True,
         use_refiner: bool = True,
+        use_rescorer: bool = True,
     ) -> Predictor:
-        """Verify and load `checkpoint` (with its reader and box refiner, unless `use_reader` /
-        `use_refiner` is False) and rewrite
+        """Verify and load `checkpoint` (with its reader, box refiner and rescorer, unless
+        `use_reader` / `use_refiner` / `use_rescorer` is False; no rescorer without the refiner,
+        whose fit it needs) and rewrite
         the model for serving (models.optimize: same outputs, faster); thresholds and the zoom
         trigger left as None come from the checkpoint."""
         model, meta = load_checkpoint(checkpoint, device)
         reader = load_prepared_reader(checkpoint, device) if use_reader else None
         refiner = load_prepared_refiner(checkpoint, device) if use_refiner else None
+        rescorer = load_checkpoint_rescorer(checkpoint) if use_rescorer and refiner else None
         model = prepare_for_inference(model, device)
         overrides = {
             "score_threshold": score_threshold,
@@ -75,15 +81,16 @@ class Predictor:
         }
         assembly = replace(meta.assembly, **{k: v for k, v in overrides.items() if v is not None})
         zoom = meta.zoom.with_trigger(zoom_below_px)
-        return cls(model, meta, device, assembly, checkpoint, zoom, reader, refiner)
+        return cls(model, meta, device, assembly, checkpoint, zoom, reader, refiner, rescorer)
 
     def detect(self, images: list[np.ndarray]) -> list[Findings]:
         """One model call for a batch (preprocess -> inference -> postprocess), a second one over
         crops of the images whose digits came out small (models/zoom.py) when zoom is on, one
         refiner call over every detected box of the batch (models/refiner.py) when there is a box
-        refiner, and one reader call over every digit site (models/reread.py) when there is a reader. A
-        CUDA out-of-memory error frees the cache and becomes ModelOverloadedError, so the next call
-        starts clean."""
+        refiner, one rescorer call over them (models/rescorer.py: each detection's `quality`) when
+        there is a rescorer, and one reader call over every digit site (models/reread.py) when there
+        is a reader. A CUDA out-of-memory error frees the cache and becomes ModelOverloadedError, so
+        the next call starts clean."""
         try:
             with torch.inference_mode():
                 inputs = [to_model_input(image).to(self.device, non_blocking=True) for image in images]
@@ -91,6 +98,9 @@ class Predictor:
                 if self.refiner is not None:
                     refiner, refine_meta = self.refiner
                     detections = refine_images(refiner, inputs, detections, refine_meta.params)
+                if self.rescorer is not None:
+                    sizes = [(int(x.shape[-1]), int(x.shape[-2])) for x in inputs]
+                    detections = rescore_images(self.rescorer[0], detections, sizes)
                 if self.reader is None:
                     return [Findings(found, found) for found in detections]
                 reader, meta = self.reader

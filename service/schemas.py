@@ -26,6 +26,14 @@ class DigitDetection(BaseModel):
         description="the box refiner's estimate of this box's IoU with the digit's true box (null without "
         "a fit head); the evaluator ranks boxes by score x fit",
     )
+    quality: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="the rescorer's estimate of the share of COCO's IoU thresholds (0.50-0.95) at which this "
+        "is the right digit in the right box (null without a rescorer); the evaluator then ranks boxes by "
+        "sqrt(score x fit x quality)",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> DigitDetection:
@@ -124,6 +132,9 @@ class ModelInfo(BaseModel):
     reader: dict[str, Any] | None = Field(description="the reader in use (models/reread.py); null when none")
     refiner: dict[str, Any] | None = Field(
         None, description="the box refiner in use (models/refiner.py); null when none"
+    )
+    rescorer: dict[str, Any] | None = Field(
+        None, description="the rescorer in use (models/rescorer.py); null when none"
     )
     weights_sha256: str
     weights_dtype: str

@@ -56,6 +56,7 @@ class ServiceState:
                 zoom_below_px=s.zoom_below_px,
                 use_reader=s.use_reader,
                 use_refiner=s.use_refiner,
+                use_rescorer=s.use_rescorer,
             )
             loaded["warm_ms"] = predictor.warm_up()
             self.predictor = predictor

@@ -22,6 +22,7 @@ from typing import Any
 from models.assembly import AssemblyParams
 from models.hw2 import Detections, detections_to_coco, write_pred_csv, write_pred_json
 from models.optimize import load_prepared_reader, load_prepared_refiner
+from models.rescorer import load_checkpoint_rescorer
 from training.data import ImageRecord, list_unlabelled_images, load_coco_split
 from training.metrics import (
     coco_map,
@@ -38,6 +39,7 @@ from training.runner import (
     predict_records,
     read_sites,
     refine_records,
+    rescore_records,
 )
 
 log = logging.getLogger(__name__)
@@ -187,6 +189,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--no-refiner", action="store_true", help="keep the detector's boxes, as without a box refiner"
     )
+    p.add_argument(
+        "--no-rescorer", action="store_true", help="rank Task 1 boxes by score x fit, as without a rescorer"
+    )
     add_runner_args(p)
     return p.parse_args(argv)
 
@@ -206,6 +211,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     refiner = load_prepared_refiner(args.checkpoint, device) if not args.no_refiner else None  # as served
     if refiner:
         detections = refine_records(refiner, records, detections, args.batch_size)
+    rescorer = load_checkpoint_rescorer(args.checkpoint) if refiner and not args.no_rescorer else None
+    if rescorer:
+        detections = rescore_records(rescorer[0], records, detections)
     reader = load_prepared_reader(args.checkpoint, device) if not args.no_reader else None  # as served
     sites = read_sites(reader, records, detections, args.batch_size) if reader else None
     write_predictions(args.out, records, detections, params, sites)
@@ -218,6 +226,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "zoom": asdict(zoom),
         "reader": reader[1].to_dict() if reader else None,
         "refiner": refiner[1].to_dict() if refiner else None,
+        "rescorer": rescorer[1].to_dict() if rescorer else None,
         "device": str(device),
     }
     (args.out / "evaluation.json").write_text(json.dumps(info, indent=2) + "\n")

@@ -1,7 +1,8 @@
 """Copy a checkpoint for shipping, optionally as float16 weights (half the size).
 
     python -m training.export --checkpoint runs/<run>/best --out models/default --dtype float16 \
-        [--zoom-below-px 50] [--reader runs/reader] [--refiner runs/refiner] [--height-ratio 1.6]
+        [--zoom-below-px 50] [--reader runs/reader] [--refiner runs/refiner] [--rescorer runs/rescorer] \
+        [--height-ratio 1.6]
 
 The copy keeps the source's metadata (architecture, thresholds, zoom, training config, data
 fingerprint, metrics) and records where it came from; its hash is recomputed for the new weights.
@@ -9,11 +10,12 @@ fingerprint, metrics) and records where it came from; its hash is recomputed for
 loads the copy (0 turns it off). `--reader` puts a reader (`python -m training.reader`) into the
 copy, in the same dtype; a reader already in the source comes along otherwise. `--refiner` does the
 same for a box refiner (`python -m training.refiner`; `--refiner-step` sets how far it moves the
-boxes). `--reader-weight` sets the detector's weight w in the reader's mix (detector^w x
+boxes) and for a rescorer (`python -m training.rescorer`; it needs a refiner with a fit head).
+`--reader-weight` sets the detector's weight w in the reader's mix (detector^w x
 reader^(1 - w), `models.reread.RereadParams`). `--height-ratio` sets the number assembly's height
 rule (`models.assembly`, 0 = off) in the copy's thresholds. With `--out` the source itself, only the
-reader, the refiner (the source's own when only `--reader-weight` or `--refiner-step` is given) and
-the height rule are written: the detector's weights and the rest of its JSON stay as they are.
+reader, the refiner (the source's own when only `--reader-weight` or `--refiner-step` is given), the
+rescorer and the height rule are written: the detector's weights and the rest of its JSON stay as they are.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ from models.checkpoint import (
     update_checkpoint_metrics,
 )
 from models.reader import copy_reader, has_reader
-from models.refiner import copy_refiner, has_refiner
+from models.refiner import copy_refiner, has_refiner, load_refiner
+from models.rescorer import copy_rescorer, has_rescorer
 
 
 def export_checkpoint(
@@ -44,6 +47,7 @@ def export_checkpoint(
     refiner_step: float | None = None,
     height_ratio: float | None = None,
     reader_weight: float | None = None,
+    rescorer: Path | None = None,
 ) -> Path:
     model, meta = load_checkpoint(source)
     source_dir = resolve_checkpoint_dir(source)
@@ -53,12 +57,12 @@ def export_checkpoint(
             reader = source_dir
         if refiner is None and refiner_step is not None and has_refiner(source_dir):
             refiner = source_dir
-        if reader is None and refiner is None and height_ratio is None:
+        if reader is None and refiner is None and rescorer is None and height_ratio is None:
             raise ValueError(
-                f"--out is the source checkpoint {out}: only --reader, --refiner, their settings or "
-                "--height-ratio can be added to it"
+                f"--out is the source checkpoint {out}: only --reader, --refiner, --rescorer, their "
+                "settings or --height-ratio can be added to it"
             )
-        _attach_parts(out, meta.weights_dtype, reader, refiner, refiner_step, reader_weight)
+        _attach_parts(out, meta.weights_dtype, reader, refiner, refiner_step, reader_weight, rescorer)
         if height_ratio is not None:
             set_checkpoint_thresholds(out, assembly)
         return out
@@ -71,7 +75,8 @@ def export_checkpoint(
     )
     reader = reader or (source_dir if has_reader(source_dir) else None)
     refiner = refiner or (source_dir if has_refiner(source_dir) else None)
-    _attach_parts(folder, dtype, reader, refiner, refiner_step, reader_weight)
+    rescorer = rescorer or (source_dir if has_rescorer(source_dir) else None)
+    _attach_parts(folder, dtype, reader, refiner, refiner_step, reader_weight, rescorer)
     return folder
 
 
@@ -82,9 +87,11 @@ def _attach_parts(
     refiner: Path | None,
     refiner_step: float | None,
     reader_weight: float | None = None,
+    rescorer: Path | None = None,
 ) -> None:
-    """Write the reader and the box refiner (when given) into the checkpoint `folder` as `dtype`.
-    Raises ValueError for a `refiner_step` or `reader_weight` without the part to apply it to."""
+    """Write the reader and the box refiner (when given) into the checkpoint `folder` as `dtype`, and
+    the rescorer (float32, always). Raises ValueError for a `refiner_step` or `reader_weight` without
+    the part to apply it to, and for a rescorer without a refiner with a fit head in `folder`."""
     if refiner_step is not None and refiner is None:
         raise ValueError("--refiner-step without a refiner: give --refiner, or a source that has one")
     if reader_weight is not None and reader is None:
@@ -93,6 +100,12 @@ def _attach_parts(
         copy_reader(reader, folder, dtype, reader_weight)
     if refiner is not None:
         copy_refiner(refiner, folder, dtype, refiner_step)
+    if rescorer is not None:
+        if not (has_refiner(folder) and load_refiner(folder)[1].fit_head):
+            raise ValueError(
+                "--rescorer needs a box refiner with a fit head in the checkpoint: its fit is an input"
+            )
+        copy_rescorer(rescorer, folder)
 
 
 def main(argv: Sequence[str] | None = None) -> Path:
@@ -106,6 +119,9 @@ def main(argv: Sequence[str] | None = None) -> Path:
     )
     p.add_argument(
         "--refiner", type=Path, help="box refiner folder to ship with it (default: the source's, if any)"
+    )
+    p.add_argument(
+        "--rescorer", type=Path, help="rescorer folder to ship with it (default: the source's, if any)"
     )
     p.add_argument(
         "--refiner-step", type=float, help="fraction of the refiner's correction applied (default: its own)"
@@ -133,6 +149,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
         args.refiner_step,
         args.height_ratio,
         args.reader_weight,
+        args.rescorer,
     )
     size_mb = sum(f.stat().st_size for f in folder.glob("*.safetensors")) / 1e6
     print(f"wrote {folder} ({size_mb:.1f} MB, {args.dtype})")

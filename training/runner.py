@@ -24,6 +24,7 @@ from models.optimize import prepare_for_inference
 from models.reader import DigitReader, ReaderMeta
 from models.refiner import BoxRefiner, RefinerMeta, refine_images
 from models.reread import reread_images
+from models.rescorer import Rescorer, rescore_images
 from models.zoom import ZoomParams
 from training.data import DigitDataset, ImageRecord, collate, load_image
 from training.engine import predict
@@ -94,6 +95,16 @@ def refine_records(
         return refine_images(model, images, found, meta.params)
 
     return _over_images(refine, model, records, detections, batch_size, "refiner")
+
+
+def rescore_records(
+    rescorer: Rescorer, records: Sequence[ImageRecord], detections: Detections
+) -> dict[int, list[Detection]]:
+    """image_id -> `detections` (refined, with a fit) with each one's `quality` set by the rescorer
+    (`models.rescorer`; numbers only, no pixels: every record's size is known)."""
+    found = [list(detections.get(r.image_id, ())) for r in records]
+    rescored = rescore_images(rescorer, found, [(r.width, r.height) for r in records])
+    return {r.image_id: d for r, d in zip(records, rescored, strict=True)}
 
 
 def _over_images(

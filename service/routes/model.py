@@ -29,6 +29,7 @@ async def model_info(state: StateDep, _: ApiKeyDep) -> ModelInfo:
         zoom=asdict(predictor.zoom),
         reader=predictor.reader[1].to_dict() if predictor.reader else None,
         refiner=predictor.refiner[1].to_dict() if predictor.refiner else None,
+        rescorer=predictor.rescorer[1].to_dict() if predictor.rescorer else None,
         weights_sha256=meta.weights_sha256,
         weights_dtype=meta.weights_dtype,
         data_fingerprint=meta.data_fingerprint,

@@ -18,6 +18,7 @@ from models.detector import DETECTOR_PRESETS, build_detector
 from models.reader import DigitReader, save_reader
 from models.refiner import BoxRefiner, RefineParams, save_refiner
 from models.reread import CropSpec, RereadParams
+from models.rescorer import Rescorer, save_rescorer
 from service.app import create_app
 from service.config import Settings
 
@@ -52,6 +53,18 @@ def tiny_checkpoint_with_refiner(
     shutil.copytree(tiny_checkpoint_with_reader, folder)
     torch.manual_seed(2)
     save_refiner(folder, BoxRefiner(width=4, fit_head=True).eval(), RefineParams(size=24, step=0.5))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint_with_rescorer(
+    tiny_checkpoint_with_refiner: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """The tiny checkpoint with its reader and box refiner plus a random rescorer (2 members)."""
+    folder = tmp_path_factory.mktemp("ckpt") / "tiny-rescorer"
+    shutil.copytree(tiny_checkpoint_with_refiner, folder)
+    torch.manual_seed(3)
+    save_rescorer(folder, Rescorer(hidden=4, members=2).eval())
     return folder
 
 

@@ -1,8 +1,9 @@
-"""The Predictor with and without the checkpoint's reader and box refiner: what `detect` gives back,
+"""The Predictor with and without the checkpoint's reader, box refiner and rescorer: what `detect` gives back,
 and the routes that read numbers from it."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 import torch
 
 from models.checkpoint import read_checkpoint_meta
+from models.rescorer import detection_features
 from service.pipeline import to_schema
 from service.predictor import Predictor
 from tests.service.conftest import StartClient, noise_png
@@ -147,3 +149,40 @@ def test_use_refiner_setting_turns_it_off(
     }
     off = start_client(checkpoint=tiny_checkpoint_with_refiner, use_refiner=False)
     assert off.get("/v1/model").json()["refiner"] is None
+
+
+def test_a_rescorer_judges_every_refined_detection_and_the_api_shows_it(
+    tiny_checkpoint_with_rescorer: Path,
+) -> None:
+    predictor = _fix(Predictor.load(tiny_checkpoint_with_rescorer, torch.device("cpu")))
+    assert predictor.rescorer is not None and predictor.rescorer[1].members == 2
+    found = predictor.detect([_noise(0)])[0]
+    assert [d.score for d in found.detections] == pytest.approx([0.45, 0.35, 0.9])  # scores kept
+    expected = predictor.rescorer[0](
+        detection_features([replace(d, quality=None) for d in found.detections], 126, 56)
+    )
+    assert [d.quality for d in found.detections] == pytest.approx(expected.tolist())
+    assert to_schema(found.detections[0]).quality == pytest.approx(found.detections[0].quality, abs=1e-5)
+    assert all(s.quality is None for s in found.sites) and to_schema(found.sites[0]).quality is None
+    assert (
+        Predictor.load(tiny_checkpoint_with_rescorer, torch.device("cpu"), use_rescorer=False).rescorer
+        is None
+    )
+    assert (
+        Predictor.load(tiny_checkpoint_with_rescorer, torch.device("cpu"), use_refiner=False).rescorer is None
+    )
+
+
+def test_use_rescorer_setting_turns_it_off(
+    start_client: StartClient, tiny_checkpoint_with_rescorer: Path
+) -> None:
+    client = start_client(checkpoint=tiny_checkpoint_with_rescorer)
+    assert client.get("/v1/model").json()["rescorer"]["members"] == 2
+    detections = client.post("/v1/detect", files=files(noise_png(seed=3))).json()["results"][0]["detections"]
+    assert detections and all(0.0 < d["quality"] < 1.0 for d in detections)
+    off = start_client(checkpoint=tiny_checkpoint_with_rescorer, use_rescorer=False)
+    assert off.get("/v1/model").json()["rescorer"] is None
+    result = off.post("/v1/detect", files=files(noise_png(seed=3))).json()["results"][0]
+    assert len(result["detections"]) == len(detections) and all(
+        d["quality"] is None for d in result["detections"]
+    )
