@@ -62,11 +62,13 @@ class RereadParams:
 @dataclass(frozen=True)
 class DigitSite:
     """Detections of one place in the image: the best box ([x1, y1, x2, y2], image pixels), each
-    digit's best score there (10 floats) and the presence (their sum, at most 1)."""
+    digit's best score there (10 floats) and the presence (their sum, at most 1). `top` is the index
+    of the detection whose box it is, in the sequence the site was grouped from (-1: unknown)."""
 
     box_xyxy: BoxXYXY
     class_scores: tuple[float, ...]
     presence: float
+    top: int = -1
 
 
 @dataclass(frozen=True)
@@ -114,16 +116,16 @@ def crop_digits(image: torch.Tensor, boxes: Sequence[BoxXYXY], spec: CropSpec) -
 def group_sites(detections: Sequence[Detection], site_iou: float) -> list[DigitSite]:
     """Greedy grouping, best score first: a site takes every remaining detection whose box overlaps
     its best box by IoU >= `site_iou`. Returns the sites in order of their best score."""
-    left = sorted(detections, key=lambda d: d.score, reverse=True)
+    left = sorted(range(len(detections)), key=lambda i: detections[i].score, reverse=True)
     sites: list[DigitSite] = []
     while left:
-        top = left[0]
-        members = [d for d in left if box_iou(d.box_xyxy, top.box_xyxy) >= site_iou]
+        top = detections[left[0]]
+        members = [i for i in left if box_iou(detections[i].box_xyxy, top.box_xyxy) >= site_iou]
         scores = [0.0] * NUM_DIGITS
-        for d in members:
+        for d in (detections[i] for i in members):
             scores[d.digit] = max(scores[d.digit], d.score)
-        sites.append(DigitSite(top.box_xyxy, tuple(scores), min(1.0, sum(scores))))
-        left = [d for d in left if d not in members]
+        sites.append(DigitSite(top.box_xyxy, tuple(scores), min(1.0, sum(scores)), left[0]))
+        left = [i for i in left if i not in members]
     return sites
 
 
@@ -176,6 +178,19 @@ def reread_sites(
 
 
 @torch.inference_mode()
+def read_boxes(
+    reader: nn.Module, images: Sequence[torch.Tensor], boxes: Sequence[Sequence[BoxXYXY]], spec: CropSpec
+) -> list[torch.Tensor]:
+    """The reader's softmax for each of every image's `boxes` (xyxy pixels of that image,
+    FloatTensor[3, H, W] RGB in [0, 1]): one reader call over all the crops; per image
+    FloatTensor[n, C] on the CPU (C = 10, or 11 with "no digit"). `reader` is as in `reread_images`."""
+    crops = [crop_digits(image, list(b), spec) for image, b in zip(images, boxes, strict=True)]
+    batch = torch.cat(crops) if crops else torch.zeros((0, 3, spec.size, spec.size))
+    probs = reader(batch).softmax(dim=1).float().cpu() if len(batch) else torch.zeros((0, NUM_DIGITS))
+    return list(probs.split([len(c) for c in crops]))
+
+
+@torch.inference_mode()
 def reread_images(
     reader: nn.Module,
     images: Sequence[torch.Tensor],
@@ -188,14 +203,22 @@ def reread_images(
     pixels. `reader` maps FloatTensor[N, 3, S, S] crops to logits FloatTensor[N, 10] or [N, 11] (a
     `models.reader.DigitReader` in eval mode on the images' device; column 10 is "no digit")."""
     sites = [group_sites(dets, params.site_iou) for dets in detections]
-    crops = [
-        crop_digits(image, [s.box_xyxy for s in image_sites if s.presence >= params.min_presence], spec)
-        for image, image_sites in zip(images, sites, strict=True)
-    ]
-    counts = [len(c) for c in crops]
-    batch = torch.cat(crops) if crops else torch.zeros((0, 3, spec.size, spec.size))
-    probs = reader(batch).softmax(dim=1).float().cpu() if len(batch) else torch.zeros((0, NUM_DIGITS + 1))
-    return [
-        reread_sites(image_sites, part, params)
-        for image_sites, part in zip(sites, probs.split(counts), strict=True)
-    ]
+    shown = [[s.box_xyxy for s in image_sites if s.presence >= params.min_presence] for image_sites in sites]
+    probs = read_boxes(reader, images, shown, spec)
+    return [reread_sites(image_sites, part, params) for image_sites, part in zip(sites, probs, strict=True)]
+
+
+def reread_detections(
+    detections: Sequence[Sequence[Detection]], detection_probs: Sequence[torch.Tensor], params: RereadParams
+) -> list[list[Detection]]:
+    """What `reread_images` gives, from readings already made of every detection's box (per image
+    FloatTensor[n, C], `read_boxes` with the same crop settings): a site's reading is that of its best
+    box, the very crop `reread_images` would cut. No reader call."""
+    out = []
+    for dets, probs in zip(detections, detection_probs, strict=True):
+        if len(probs) != len(dets):
+            raise ValueError(f"{len(probs)} reader rows for {len(dets)} detections")
+        sites = group_sites(dets, params.site_iou)
+        rows = [s.top for s in sites if s.presence >= params.min_presence]
+        out.append(reread_sites(sites, probs[rows], params))
+    return out

@@ -7,16 +7,17 @@ refiner's fit (`models.refiner`) each see one box; with the labels as oracle, ra
 boxes by their true quality would lift mAP from 0.47 to ~0.53 (model card, experiment 18). Much of
 what tells a good box from a poor one is in its context: a rival class scored on the same place, a
 higher-scored box of the same digit beside it, a height unlike the number's other digits, a box
-against the image's edge. The rescorer is a small ensemble of MLPs on such features
-(`detection_features`: numbers only, no pixels; well under a millisecond per image) that estimates a
-detection's *quality*: the share of COCO's IoU thresholds (0.50, 0.55, ..., 0.95) at which it is a
-true positive (the right digit, overlapping its label at least that much). Task 1 then ranks boxes
-by sqrt(score x fit x quality) (`Detection.ranking_score`); digits, boxes and the number read are
-unchanged (model card, experiment 25).
+against the image's edge, a reader (`models.reader`) that sees another digit in the box's crop.
+The rescorer is a small ensemble of MLPs on such features (`detection_features`: numbers, well
+under a millisecond per image, plus the reader's opinion of every box, which the digit sites then
+reuse) that estimates a detection's *quality*: the share of COCO's IoU thresholds (0.50, 0.55,
+..., 0.95) at which it is a true positive (the right digit, overlapping its label at least that
+much). Task 1 then ranks boxes by sqrt(score x fit x quality) (`Detection.ranking_score`); digits,
+boxes and the number read are unchanged (model card, experiment 25).
 
 A rescorer lives in a checkpoint folder as `rescorer.safetensors` plus `rescorer.json` (shape,
 sha256 of the weights, how it was trained). It is applied after the box refiner, whose fit is one of
-its features: a detection without a fit gets no quality.
+its features (a detection without a fit gets no quality), and needs the checkpoint's reader.
 """
 
 from __future__ import annotations
@@ -64,6 +65,10 @@ FEATURE_NAMES = (
     "left_margin",  # distance to the image's left edge in box widths, at most 1
     "right_margin",  # ... to its right edge
     *(f"digit_{d}" for d in range(NUM_DIGITS)),
+    "logit_reader_digit",  # the reader's probability of the detection's digit, on the box's crop
+    "reader_top",  # the reader's highest probability there
+    "reader_agrees",  # 1 when that is the detection's digit
+    "reader_margin",  # its highest minus its second-highest probability
 )
 
 
@@ -81,13 +86,19 @@ def _median(values: Sequence[float]) -> float:
     return ordered[len(ordered) // 2]
 
 
-def detection_features(detections: Sequence[Detection], width: int, height: int) -> torch.Tensor:
+def detection_features(
+    detections: Sequence[Detection], width: int, height: int, reader_probs: torch.Tensor
+) -> torch.Tensor:
     """FloatTensor[N, len(FEATURE_NAMES)]: the features of each of an image's `detections` (xyxy boxes
-    in its pixels, every one with a `fit`), in order; `width` x `height` is the image's size in pixels.
-    The number's reference (median height and row) comes from the detections scoring >= CONFIDENT,
-    or from the best one when none does. Raises ValueError for a detection without a fit."""
+    in its pixels, every one with a `fit`), in order; `width` x `height` is the image's size in pixels
+    and `reader_probs` (FloatTensor[N, C], C >= 10) the reader's softmax on each box's crop
+    (`models.reread.read_boxes`; a "no digit" column is ignored). The number's reference (median
+    height and row) comes from the detections scoring >= CONFIDENT, or from the best one when none
+    does. Raises ValueError for a detection without a fit or a reader row count that differs."""
     if any(d.fit is None for d in detections):
         raise ValueError("every detection needs a fit (a box refiner with a fit head) to be rescored")
+    if len(reader_probs) != len(detections):
+        raise ValueError(f"{len(reader_probs)} reader rows for {len(detections)} detections")
     if not detections:
         return torch.zeros((0, len(FEATURE_NAMES)))
     confident = [d for d in detections if d.score >= CONFIDENT] or [max(detections, key=lambda d: d.score)]
@@ -130,7 +141,18 @@ def detection_features(detections: Sequence[Detection], width: int, height: int)
             ]
             + [float(d.digit == k) for k in range(NUM_DIGITS)]
         )
-    return torch.tensor(rows, dtype=torch.float32)
+    return torch.cat([torch.tensor(rows, dtype=torch.float32), _reader_features(detections, reader_probs)], 1)
+
+
+def _reader_features(detections: Sequence[Detection], reader_probs: torch.Tensor) -> torch.Tensor:
+    """FloatTensor[N, 4]: the reader columns of FEATURE_NAMES."""
+    probs = reader_probs[:, :NUM_DIGITS].float()
+    probs = probs / probs.sum(dim=1, keepdim=True).clamp_min(1e-12)
+    digits = torch.tensor([d.digit for d in detections])
+    own = probs[torch.arange(len(detections)), digits].clamp(1e-4, 1 - 1e-4)
+    top2 = probs.topk(2, dim=1).values
+    agrees = (probs.argmax(dim=1) == digits).float()
+    return torch.stack([own.logit(), top2[:, 0], agrees, top2[:, 0] - top2[:, 1]], dim=1)
 
 
 def quality_target(
@@ -189,14 +211,18 @@ class Rescorer(nn.Module):
 
 @torch.inference_mode()
 def rescore_images(
-    rescorer: Rescorer, detections: Sequence[Sequence[Detection]], sizes: Sequence[tuple[int, int]]
+    rescorer: Rescorer,
+    detections: Sequence[Sequence[Detection]],
+    sizes: Sequence[tuple[int, int]],
+    reader_probs: Sequence[torch.Tensor],
 ) -> list[list[Detection]]:
     """Every detection of each image, in order, with its `quality` set (boxes, digits and scores
-    unchanged): one rescorer call for the batch. `sizes` are the images' (width, height) in pixels.
-    An image with a detection that has no fit is returned as it is."""
+    unchanged): one rescorer call for the batch. `sizes` are the images' (width, height) in pixels,
+    `reader_probs` per image the reader's softmax on each detection's crop (FloatTensor[n, C]). An
+    image with a detection that has no fit is returned as it is."""
     rows = [
-        detection_features(dets, w, h) if all(d.fit is not None for d in dets) else None
-        for dets, (w, h) in zip(detections, sizes, strict=True)
+        detection_features(dets, w, h, probs) if all(d.fit is not None for d in dets) else None
+        for dets, (w, h), probs in zip(detections, sizes, reader_probs, strict=True)
     ]
     stacked = [r for r in rows if r is not None and len(r)]
     if not stacked:

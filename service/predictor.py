@@ -18,7 +18,7 @@ from models.checkpoint import CheckpointMeta, load_checkpoint
 from models.optimize import load_prepared_reader, load_prepared_refiner, prepare_for_inference
 from models.reader import DigitReader, ReaderMeta
 from models.refiner import BoxRefiner, RefinerMeta, refine_images
-from models.reread import Findings, reread_images
+from models.reread import Findings, read_boxes, reread_detections, reread_images
 from models.rescorer import Rescorer, RescorerMeta, load_checkpoint_rescorer, rescore_images
 from models.zoom import ZoomParams, detect_with_zoom
 from service.errors import ModelOverloadedError
@@ -64,14 +64,14 @@ class Predictor:
         use_rescorer: bool = True,
     ) -> Predictor:
         """Verify and load `checkpoint` (with its reader, box refiner and rescorer, unless
-        `use_reader` / `use_refiner` / `use_rescorer` is False; no rescorer without the refiner,
-        whose fit it needs) and rewrite
+        `use_reader` / `use_refiner` / `use_rescorer` is False; no rescorer without the refiner and
+        the reader, whose outputs it needs) and rewrite
         the model for serving (models.optimize: same outputs, faster); thresholds and the zoom
         trigger left as None come from the checkpoint."""
         model, meta = load_checkpoint(checkpoint, device)
         reader = load_prepared_reader(checkpoint, device) if use_reader else None
         refiner = load_prepared_refiner(checkpoint, device) if use_refiner else None
-        rescorer = load_checkpoint_rescorer(checkpoint) if use_rescorer and refiner else None
+        rescorer = load_checkpoint_rescorer(checkpoint) if use_rescorer and refiner and reader else None
         model = prepare_for_inference(model, device)
         overrides = {
             "score_threshold": score_threshold,
@@ -87,10 +87,11 @@ class Predictor:
         """One model call for a batch (preprocess -> inference -> postprocess), a second one over
         crops of the images whose digits came out small (models/zoom.py) when zoom is on, one
         refiner call over every detected box of the batch (models/refiner.py) when there is a box
-        refiner, one rescorer call over them (models/rescorer.py: each detection's `quality`) when
-        there is a rescorer, and one reader call over every digit site (models/reread.py) when there
-        is a reader. A CUDA out-of-memory error frees the cache and becomes ModelOverloadedError, so
-        the next call starts clean."""
+        refiner, and one reader call over every digit site (models/reread.py) when there is a reader;
+        with a rescorer, the reader reads every detected box instead, the rescorer sets each
+        detection's `quality` from that (models/rescorer.py), and the sites reuse those readings. A
+        CUDA out-of-memory error frees the cache and becomes ModelOverloadedError, so the next call
+        starts clean."""
         try:
             with torch.inference_mode():
                 inputs = [to_model_input(image).to(self.device, non_blocking=True) for image in images]
@@ -98,13 +99,18 @@ class Predictor:
                 if self.refiner is not None:
                     refiner, refine_meta = self.refiner
                     detections = refine_images(refiner, inputs, detections, refine_meta.params)
-                if self.rescorer is not None:
-                    sizes = [(int(x.shape[-1]), int(x.shape[-2])) for x in inputs]
-                    detections = rescore_images(self.rescorer[0], detections, sizes)
                 if self.reader is None:
                     return [Findings(found, found) for found in detections]
                 reader, meta = self.reader
-                sites = reread_images(reader, inputs, detections, meta.reread, meta.crop)
+                if self.rescorer is None:
+                    sites = reread_images(reader, inputs, detections, meta.reread, meta.crop)
+                else:
+                    probs = read_boxes(
+                        reader, inputs, [[d.box_xyxy for d in f] for f in detections], meta.crop
+                    )
+                    sizes = [(int(x.shape[-1]), int(x.shape[-2])) for x in inputs]
+                    detections = rescore_images(self.rescorer[0], detections, sizes, probs)
+                    sites = reread_detections(detections, probs, meta.reread)
                 return [Findings(d, s) for d, s in zip(detections, sites, strict=True)]
         except torch.cuda.OutOfMemoryError as exc:
             if torch.cuda.is_available():

@@ -37,6 +37,7 @@ from training.runner import (
     add_runner_args,
     load_prepared,
     predict_records,
+    read_records,
     read_sites,
     refine_records,
     rescore_records,
@@ -190,7 +191,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--no-refiner", action="store_true", help="keep the detector's boxes, as without a box refiner"
     )
     p.add_argument(
-        "--no-rescorer", action="store_true", help="rank Task 1 boxes by score x fit, as without a rescorer"
+        "--no-rescorer",
+        action="store_true",
+        help="rank Task 1 boxes by score x fit, as without a rescorer (it also needs the refiner and reader)",
     )
     add_runner_args(p)
     return p.parse_args(argv)
@@ -211,11 +214,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     refiner = load_prepared_refiner(args.checkpoint, device) if not args.no_refiner else None  # as served
     if refiner:
         detections = refine_records(refiner, records, detections, args.batch_size)
-    rescorer = load_checkpoint_rescorer(args.checkpoint) if refiner and not args.no_rescorer else None
-    if rescorer:
-        detections = rescore_records(rescorer[0], records, detections)
     reader = load_prepared_reader(args.checkpoint, device) if not args.no_reader else None  # as served
-    sites = read_sites(reader, records, detections, args.batch_size) if reader else None
+    rescorer = (
+        load_checkpoint_rescorer(args.checkpoint) if refiner and reader and not args.no_rescorer else None
+    )
+    probs = read_records(reader, records, detections, args.batch_size) if reader and rescorer else None
+    if rescorer and probs is not None:
+        detections = rescore_records(rescorer[0], records, detections, probs)
+    sites = read_sites(reader, records, detections, args.batch_size, probs) if reader else None
     write_predictions(args.out, records, detections, params, sites)
     info = {
         "checkpoint": str(args.checkpoint),

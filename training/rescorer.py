@@ -7,8 +7,9 @@ place among its image's other detections.
     python -m training.export --checkpoint models/default --out models/default --rescorer runs/rescorer
 
 The checkpoint runs over the images of every annotation file as the service runs it (the second look,
-then the box refiner, which must have a fit head); each detection's features and its quality against
-the labels (the share of COCO's IoU thresholds at which it is a true positive) make one training row.
+then the box refiner, which must have a fit head, then its reader on every box); each detection's
+features and its quality against the labels (the share of COCO's IoU thresholds at which it is a
+true positive) make one training row.
 Best on images the detector was not trained on, whose detections look like those it will see (the
 shipped rescorer: the vetted `train_noisy.json` images, plus the training split). The last epoch of
 every member is written to `--out` as a rescorer folder; nothing is picked by a validation score.
@@ -24,27 +25,29 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from models.optimize import load_prepared_refiner
+from models.hw2 import Detections
+from models.optimize import load_prepared_reader, load_prepared_refiner
 from models.rescorer import Rescorer, RescorerMeta, detection_features, quality_target, save_rescorer
 from training.data import ImageRecord, load_coco_split
-from training.runner import add_runner_args, load_prepared, predict_records, refine_records
+from training.runner import add_runner_args, load_prepared, predict_records, read_records, refine_records
 from training.train import seed_everything
 
 log = logging.getLogger(__name__)
 
 
 def training_rows(
-    records: Sequence[ImageRecord], detections: dict[int, list]
+    records: Sequence[ImageRecord], detections: Detections, reader_probs: dict[int, torch.Tensor]
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(FloatTensor[N, F] features, FloatTensor[N] quality targets) of every detection of `records`
-    (image_id -> refined detections with a fit, xyxy in each image's pixels)."""
+    (image_id -> refined detections with a fit, xyxy in each image's pixels; `reader_probs`: image_id
+    -> the reader's softmax on each of them, `training.runner.read_records`)."""
     features, targets = [], []
     for r in records:
         found = detections.get(r.image_id, [])
         if not found:
             continue
         labels = [(b.box_xyxy, b.digit) for b in r.boxes]
-        features.append(detection_features(found, r.width, r.height))
+        features.append(detection_features(found, r.width, r.height, reader_probs[r.image_id]))
         targets += [quality_target(d, labels) for d in found]
     if not features:
         raise ValueError("no detections to learn from")
@@ -94,7 +97,9 @@ def fit_rescorer(
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
-        "--checkpoint", required=True, help="checkpoint folder with a box refiner that has a fit head"
+        "--checkpoint",
+        required=True,
+        help="checkpoint folder with a reader and a box refiner that has a fit head",
     )
     p.add_argument("--data", required=True, type=Path, help="data set root in the HW2 layout")
     p.add_argument("--images", help="image folder of the annotations (default: DATA/train)")
@@ -116,13 +121,16 @@ def main(argv: Sequence[str] | None = None) -> RescorerMeta:
     refiner = load_prepared_refiner(args.checkpoint, device)
     if refiner is None or not refiner[1].fit_head:
         raise SystemExit(f"{args.checkpoint} has no box refiner with a fit head: the rescorer needs its fit")
+    reader = load_prepared_reader(args.checkpoint, device)
+    if reader is None:
+        raise SystemExit(f"{args.checkpoint} has no reader: the rescorer needs its readings")
     images = Path(args.images) if args.images else args.data / "train"
     features, targets, sources = [], [], {}
     for source in args.annotations:
         records = load_coco_split(images, source)[0]
         found = predict_records(model, records, device, args, f"detect {source.name}", meta.zoom)
         found = refine_records(refiner, records, found, args.batch_size)
-        x, y = training_rows(records, found)
+        x, y = training_rows(records, found, read_records(reader, records, found, args.batch_size))
         features.append(x)
         targets.append(y)
         sources[str(source)] = {
@@ -145,6 +153,7 @@ def main(argv: Sequence[str] | None = None) -> RescorerMeta:
         "checkpoint": str(args.checkpoint),
         "weights_sha256": meta.weights_sha256,
         "refiner_sha256": refiner[1].sha256,
+        "reader_sha256": reader[1].sha256,
         "sources": sources,
         "epochs": args.epochs,
         "lr": args.lr,

@@ -23,13 +23,14 @@ from models.inference import resolve_device
 from models.optimize import prepare_for_inference
 from models.reader import DigitReader, ReaderMeta
 from models.refiner import BoxRefiner, RefinerMeta, refine_images
-from models.reread import reread_images
+from models.reread import read_boxes, reread_detections, reread_images
 from models.rescorer import Rescorer, rescore_images
 from models.zoom import ZoomParams
 from training.data import DigitDataset, ImageRecord, collate, load_image
 from training.engine import predict
 
 P = TypeVar("P")
+T = TypeVar("T")
 
 
 def add_runner_args(p: argparse.ArgumentParser) -> None:
@@ -70,10 +71,19 @@ def read_sites(
     records: Sequence[ImageRecord],
     detections: Detections,
     batch_size: int,
+    detection_probs: dict[int, torch.Tensor] | None = None,
 ) -> dict[int, list[Detection]]:
     """image_id -> the digit sites the number is read from: `detections` (xyxy, original-image pixels)
-    grouped and re-read by the reader on crops of each record's image (`models.reread`)."""
+    grouped and re-read by the reader on crops of each record's image (`models.reread`), or with
+    `detection_probs` (image_id -> the reader's softmax on each detection's box, `read_records`)
+    from those readings, as the service does with a rescorer."""
     model, meta = reader
+    if detection_probs is not None:
+        found = [list(detections.get(r.image_id, ())) for r in records]
+        probs = [detection_probs[r.image_id] for r in records]
+        return dict(
+            zip([r.image_id for r in records], reread_detections(found, probs, meta.reread), strict=True)
+        )
 
     def read(images: list[torch.Tensor], found: list[list[Detection]]) -> list[list[Detection]]:
         return reread_images(model, images, found, meta.reread, meta.crop)
@@ -97,27 +107,47 @@ def refine_records(
     return _over_images(refine, model, records, detections, batch_size, "refiner")
 
 
+def read_records(
+    reader: tuple[DigitReader, ReaderMeta],
+    records: Sequence[ImageRecord],
+    detections: Detections,
+    batch_size: int,
+) -> dict[int, torch.Tensor]:
+    """image_id -> the reader's softmax (FloatTensor[n, C]) on the crop of each of its `detections`'
+    boxes (xyxy, original-image pixels), in order (`models.reread.read_boxes`)."""
+    model, meta = reader
+
+    def read(images: list[torch.Tensor], found: list[list[Detection]]) -> list[torch.Tensor]:
+        return read_boxes(model, images, [[d.box_xyxy for d in f] for f in found], meta.crop)
+
+    return _over_images(read, model, records, detections, batch_size, "reader")
+
+
 def rescore_records(
-    rescorer: Rescorer, records: Sequence[ImageRecord], detections: Detections
+    rescorer: Rescorer,
+    records: Sequence[ImageRecord],
+    detections: Detections,
+    detection_probs: dict[int, torch.Tensor],
 ) -> dict[int, list[Detection]]:
     """image_id -> `detections` (refined, with a fit) with each one's `quality` set by the rescorer
-    (`models.rescorer`; numbers only, no pixels: every record's size is known)."""
+    (`models.rescorer`), given the reader's softmax on each detection's box (`read_records`)."""
     found = [list(detections.get(r.image_id, ())) for r in records]
-    rescored = rescore_images(rescorer, found, [(r.width, r.height) for r in records])
+    probs = [detection_probs[r.image_id] for r in records]
+    rescored = rescore_images(rescorer, found, [(r.width, r.height) for r in records], probs)
     return {r.image_id: d for r, d in zip(records, rescored, strict=True)}
 
 
 def _over_images(
-    step: Callable[[list[torch.Tensor], list[list[Detection]]], list[list[Detection]]],
+    step: Callable[[list[torch.Tensor], list[list[Detection]]], list[T]],
     model: nn.Module,
     records: Sequence[ImageRecord],
     detections: Detections,
     batch_size: int,
     desc: str,
-) -> dict[int, list[Detection]]:
+) -> dict[int, T]:
     """`step` over the records' images (on `model`'s device) and detections, `batch_size` at a time."""
     device = next(model.parameters()).device
-    out: dict[int, list[Detection]] = {}
+    out: dict[int, T] = {}
     for start in tqdm(range(0, len(records), batch_size), desc=desc, leave=False):
         chunk = records[start : start + batch_size]
         images = [load_image(r.path).to(device) for r in chunk]

@@ -13,6 +13,8 @@ from models.reread import (
     crop_window,
     group_sites,
     mix_opinions,
+    read_boxes,
+    reread_detections,
     reread_images,
     reread_sites,
 )
@@ -143,3 +145,31 @@ def test_a_no_digit_reader_runs_end_to_end() -> None:
     with torch.inference_mode():
         no_digit = reader(crop_digits(image, [box], spec)).softmax(1)[0, 10].item()
     assert len(out[0]) == 1 and out[0][0].score == pytest.approx(1 - no_digit)  # weight 0: the reader alone
+
+
+def test_readings_of_every_box_give_the_sites_reread_images_gives_without_a_second_call() -> None:
+    torch.manual_seed(0)
+    reader = DigitReader(width=4).eval()
+    images = [torch.rand(3, 40, 60), torch.rand(3, 30, 30), torch.rand(3, 20, 20)]
+    dets = [
+        [  # two places: a weak 8 on the 2's place, listed first; a 3 beside them
+            Detection((6, 5, 21, 35), 8, 0.2),
+            Detection((25, 5, 40, 35), 3, 0.7),
+            Detection((5, 5, 20, 35), 2, 0.6),
+        ],
+        [Detection((2, 2, 12, 22), 5, 0.3)],  # under min_presence: not read
+        [],
+    ]
+    sites = group_sites(dets[0], 0.5)
+    assert [s.top for s in sites] == [1, 2]  # each site knows its best box's index in the input
+    probs = read_boxes(reader, images, [[d.box_xyxy for d in f] for f in dets], CropSpec(size=24))
+    assert [p.shape for p in probs] == [(3, 10), (1, 10), (0, 10)]
+    with torch.inference_mode():
+        alone = reader(crop_digits(images[0], [dets[0][2].box_xyxy], CropSpec(size=24))).softmax(1)
+    assert torch.allclose(probs[0][2], alone[0], atol=1e-6)
+    params = RereadParams(detector_weight=0.3)
+    reused = reread_detections(dets, probs, params)
+    assert reused == reread_images(reader, images, dets, params, CropSpec(size=24))
+    assert [d.box_xyxy for d in reused[0]] == [(25, 5, 40, 35), (5, 5, 20, 35)] and reused[2] == []
+    with pytest.raises(ValueError, match="reader rows"):
+        reread_detections(dets[:1], [probs[0][:2]], params)

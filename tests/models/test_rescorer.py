@@ -39,9 +39,19 @@ def feature(rows: torch.Tensor, index: int, name: str) -> float:
     return rows[index, FEATURE_NAMES.index(name)].item()
 
 
+def sure(*digits: int) -> torch.Tensor:
+    """Reader rows that are sure of each of `digits`: FloatTensor[len(digits), 10]."""
+    probs = torch.full((len(digits), 10), 0.01)
+    probs[torch.arange(len(digits)), torch.tensor(digits)] = 0.91
+    return probs
+
+
+READ = sure(3, 4, 4, 3, 7)  # the reader agrees with every box but the 9 (a 4) and the 1 (a 7)
+
+
 def test_features_describe_each_box_among_the_others() -> None:
-    rows = detection_features(NUMBER, width=50, height=60)
-    assert rows.shape == (5, len(FEATURE_NAMES)) == (5, 31)
+    rows = detection_features(NUMBER, width=50, height=60, reader_probs=READ)
+    assert rows.shape == (5, len(FEATURE_NAMES)) == (5, 35)
     assert feature(rows, 0, "logit_score") == pytest.approx(math.log(0.9 / 0.1), rel=1e-5)
     assert feature(rows, 4, "logit_fit") == pytest.approx(math.log(0.4 / 0.6), rel=1e-5)
     assert feature(rows, 0, "log_aspect") == pytest.approx(math.log(2.0))
@@ -66,16 +76,16 @@ def test_features_describe_each_box_among_the_others() -> None:
     assert feature(rows, 2, "any_overlap") > 0.8 and feature(rows, 2, "same_digit_overlap") == 0.0
     assert feature(rows, 0, "left_margin") == 1.0 and feature(rows, 4, "right_margin") == 1.0
     assert feature(rows, 1, "right_margin") == 1.0 and feature(rows, 4, "left_margin") == 1.0
-    edge = detection_features([Detection((2.0, 0.0, 12.0, 20.0), 5, 0.9, 0.9)], width=17, height=20)
+    edge = detection_features([Detection((2.0, 0.0, 12.0, 20.0), 5, 0.9, 0.9)], 17, 20, sure(5))
     assert feature(edge, 0, "left_margin") == pytest.approx(0.2) and feature(
         edge, 0, "right_margin"
     ) == pytest.approx(0.5)
     assert [feature(edge, 0, f"digit_{d}") for d in range(10)] == [float(d == 5) for d in range(10)]
-    # with no confident digit the best one is the number's reference
-    weak = detection_features(
+    weak = detection_features(  # with no confident digit the best one is the number's reference
         [Detection((0.0, 0.0, 10.0, 10.0), 1, 0.5, 0.5), Detection((0.0, 0.0, 10.0, 20.0), 2, 0.4, 0.5)],
         30,
         30,
+        sure(1, 2),
     )
     assert (
         feature(weak, 1, "log_height_vs_number") == pytest.approx(math.log(2.0))
@@ -83,10 +93,28 @@ def test_features_describe_each_box_among_the_others() -> None:
     )
 
 
+def test_reader_features_say_how_sure_the_reader_is_of_the_boxs_digit() -> None:
+    rows = detection_features(NUMBER, 50, 60, READ)
+    assert [feature(rows, i, "reader_agrees") for i in range(5)] == [1.0, 1.0, 0.0, 1.0, 0.0]
+    assert feature(rows, 0, "logit_reader_digit") == pytest.approx(math.log(0.91 / 0.09), rel=1e-4)
+    assert feature(rows, 2, "logit_reader_digit") == pytest.approx(math.log(0.01 / 0.99), rel=1e-4)
+    assert feature(rows, 0, "reader_top") == pytest.approx(0.91) and feature(
+        rows, 0, "reader_margin"
+    ) == pytest.approx(0.9)
+    # an 11th column ("no digit") is dropped and the digits renormalised
+    eleven = torch.cat([torch.tensor([[0.25, 0.25] + [0.0] * 8]), torch.tensor([[0.5]])], 1)
+    one = detection_features([Detection((0.0, 0.0, 5.0, 10.0), 1, 0.9, 0.9)], 20, 20, eleven)
+    assert feature(one, 0, "reader_top") == pytest.approx(0.5) and feature(
+        one, 0, "reader_margin"
+    ) == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="reader rows"):
+        detection_features(NUMBER, 50, 60, READ[:4])
+
+
 def test_features_need_a_fit_and_take_an_empty_image() -> None:
     with pytest.raises(ValueError, match="fit"):
-        detection_features([Detection((0.0, 0.0, 1.0, 1.0), 1, 0.5)], 10, 10)
-    assert detection_features([], 10, 10).shape == (0, len(FEATURE_NAMES))
+        detection_features([Detection((0.0, 0.0, 1.0, 1.0), 1, 0.5)], 10, 10, sure(1))
+    assert detection_features([], 10, 10, torch.zeros((0, 10))).shape == (0, len(FEATURE_NAMES))
 
 
 def test_quality_is_the_share_of_iou_thresholds_passed_with_the_right_digit() -> None:
@@ -117,17 +145,18 @@ def test_rescoring_sets_quality_only_and_ranks_by_the_geometric_mean() -> None:
     torch.manual_seed(0)
     model = Rescorer(hidden=8, members=2).eval()
     unfit = [Detection((0.0, 0.0, 5.0, 5.0), 1, 0.9)]
-    out = rescore_images(model, [NUMBER, [], unfit], [(50, 60), (10, 10), (10, 10)])
+    probs = [READ, torch.zeros((0, 10)), sure(1)]
+    out = rescore_images(model, [NUMBER, [], unfit], [(50, 60), (10, 10), (10, 10)], probs)
     assert out[1] == [] and out[2] == unfit
     assert [(d.box_xyxy, d.digit, d.score, d.fit) for d in out[0]] == [
         (d.box_xyxy, d.digit, d.score, d.fit) for d in NUMBER
     ]
-    expected = model(detection_features(NUMBER, 50, 60))
+    expected = model(detection_features(NUMBER, 50, 60, READ))
     assert [d.quality for d in out[0]] == pytest.approx(expected.tolist())
     d = out[0][0]
     assert d.ranking_score == pytest.approx(math.sqrt(0.9 * 0.8 * d.quality))  # type: ignore[operator]
     assert NUMBER[0].ranking_score == pytest.approx(0.72)
-    assert rescore_images(model, [unfit], [(10, 10)]) == [unfit]
+    assert rescore_images(model, [unfit], [(10, 10)], [sure(1)]) == [unfit]
 
 
 def test_storage_round_trip_and_refusals(tmp_path: Path) -> None:

@@ -158,10 +158,12 @@ def test_a_rescorer_judges_every_refined_detection_and_the_api_shows_it(
     assert predictor.rescorer is not None and predictor.rescorer[1].members == 2
     found = predictor.detect([_noise(0)])[0]
     assert [d.score for d in found.detections] == pytest.approx([0.45, 0.35, 0.9])  # scores kept
-    expected = predictor.rescorer[0](
-        detection_features([replace(d, quality=None) for d in found.detections], 126, 56)
-    )
+    readings = _leans_to_seven(torch.zeros(3, 3, 24, 24)).softmax(1)  # the same for every crop
+    plain = [replace(d, quality=None) for d in found.detections]
+    expected = predictor.rescorer[0](detection_features(plain, 126, 56, readings))
     assert [d.quality for d in found.detections] == pytest.approx(expected.tolist())
+    unranked = _fix(Predictor.load(tiny_checkpoint_with_rescorer, torch.device("cpu"), use_rescorer=False))
+    assert unranked.detect([_noise(0)])[0].sites == found.sites  # the sites reuse the boxes' readings
     assert to_schema(found.detections[0]).quality == pytest.approx(found.detections[0].quality, abs=1e-5)
     assert all(s.quality is None for s in found.sites) and to_schema(found.sites[0]).quality is None
     assert (

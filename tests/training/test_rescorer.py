@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from models.assembly import Detection
+from models.reader import DigitReader, save_reader
 from models.refiner import BoxRefiner, RefineParams, save_refiner
+from models.reread import CropSpec, RereadParams
 from models.rescorer import FEATURE_NAMES, detection_features, has_rescorer, load_rescorer
 from training import evaluate, export, rescorer
 from training.data import DigitBox, ImageRecord
@@ -21,10 +23,12 @@ def test_rows_are_each_detections_features_and_quality() -> None:
         7: [Detection((10.0, 5.0, 20.0, 25.0), 3, 0.9, 0.8), Detection((10.0, 5.0, 20.0, 25.0), 8, 0.3, 0.8)]
     }
     empty = ImageRecord(8, Path("8.png"), 40, 30, ())
-    features, targets = rescorer.training_rows([record, empty], found)
-    assert torch.equal(features, detection_features(found[7], 40, 30)) and targets.tolist() == [1.0, 0.0]
+    probs = {7: torch.softmax(torch.randn(2, 10), 1)}  # image 8 has no detections, so no readings
+    features, targets = rescorer.training_rows([record, empty], found, probs)
+    expected = detection_features(found[7], 40, 30, probs[7])
+    assert torch.equal(features, expected) and targets.tolist() == [1.0, 0.0]
     with pytest.raises(ValueError, match="no detections"):
-        rescorer.training_rows([empty], found)
+        rescorer.training_rows([empty], found, probs)
 
 
 def test_fitting_learns_a_target_the_features_explain_and_repeats_with_its_seed() -> None:
@@ -59,6 +63,9 @@ def test_the_command_trains_one_that_export_ships_and_evaluation_ranks_by(
     shutil.copytree(plain, shipped)
     torch.manual_seed(0)
     save_refiner(shipped, BoxRefiner(width=4, fit_head=True).eval(), RefineParams(size=24, step=0.5))
+    with pytest.raises(SystemExit, match="no reader"):
+        rescorer.main(["--checkpoint", str(shipped), *args, "--out", str(tmp_path / "none")])
+    save_reader(shipped, DigitReader(width=4).eval(), CropSpec(size=24), RereadParams(0.5, 0.5, 0.0))
     meta = rescorer.main(["--checkpoint", str(shipped), *args, "--out", str(tmp_path / "rescorer")])
     assert (meta.members, meta.hidden) == (2, 4) and len(meta.metrics["train_loss"]) == 2
     assert meta.metrics["sources"][str(synth_dir / "train.json")]["images"] == 40
