@@ -10,12 +10,13 @@ fingerprint, metrics) and records where it came from; its hash is recomputed for
 loads the copy (0 turns it off). `--reader` puts a reader (`python -m training.reader`) into the
 copy, in the same dtype; a reader already in the source comes along otherwise. `--refiner` does the
 same for a box refiner (`python -m training.refiner`; `--refiner-step` sets how far it moves the
-boxes) and for a rescorer (`python -m training.rescorer`; it needs a refiner with a fit head).
-`--reader-weight` sets the detector's weight w in the reader's mix (detector^w x
-reader^(1 - w), `models.reread.RereadParams`). `--height-ratio` sets the number assembly's height
-rule (`models.assembly`, 0 = off) in the copy's thresholds. With `--out` the source itself, only the
-reader, the refiner (the source's own when only `--reader-weight` or `--refiner-step` is given), the
-rescorer and the height rule are written: the detector's weights and the rest of its JSON stay as they are.
+boxes), and `--rescorer` for a rescorer (`python -m training.rescorer`; float32 always; it needs a
+reader and a refiner with a fit head). `--reader-weight` sets the detector's weight w in the
+reader's mix (detector^w x reader^(1 - w), `models.reread.RereadParams`). `--height-ratio` sets
+the number assembly's height rule (`models.assembly`, 0 = off) in the copy's thresholds. With
+`--out` the source itself, only the reader, the refiner (the source's own when only
+`--reader-weight` or `--refiner-step` is given), the rescorer and the height rule are written: the
+detector's weights and the rest of its JSON stay as they are.
 """
 
 from __future__ import annotations
@@ -91,7 +92,8 @@ def _attach_parts(
 ) -> None:
     """Write the reader and the box refiner (when given) into the checkpoint `folder` as `dtype`, and
     the rescorer (float32, always). Raises ValueError for a `refiner_step` or `reader_weight` without
-    the part to apply it to, and for a rescorer without a refiner with a fit head in `folder`."""
+    the part to apply it to, and for a rescorer without a reader and a refiner with a fit head in
+    `folder`."""
     if refiner_step is not None and refiner is None:
         raise ValueError("--refiner-step without a refiner: give --refiner, or a source that has one")
     if reader_weight is not None and reader is None:
@@ -101,9 +103,10 @@ def _attach_parts(
     if refiner is not None:
         copy_refiner(refiner, folder, dtype, refiner_step)
     if rescorer is not None:
-        if not (has_refiner(folder) and load_refiner(folder)[1].fit_head):
+        if not (has_reader(folder) and has_refiner(folder) and load_refiner(folder)[1].fit_head):
             raise ValueError(
-                "--rescorer needs a box refiner with a fit head in the checkpoint: its fit is an input"
+                "--rescorer needs a reader and a box refiner with a fit head in the checkpoint: "
+                "their outputs are its inputs"
             )
         copy_rescorer(rescorer, folder)
 

@@ -70,10 +70,15 @@ def test_the_command_trains_one_that_export_ships_and_evaluation_ranks_by(
     assert (meta.members, meta.hidden) == (2, 4) and len(meta.metrics["train_loss"]) == 2
     assert meta.metrics["sources"][str(synth_dir / "train.json")]["images"] == 40
 
-    with pytest.raises(ValueError, match="fit head"):  # no refiner to give it a fit
-        export.main(
-            ["--checkpoint", str(plain), "--out", str(plain), "--rescorer", str(tmp_path / "rescorer")]
-        )
+    for partial in ("refiner", "reader"):  # a checkpoint with one of its two inputs only
+        folder = tmp_path / f"only-{partial}"
+        shutil.copytree(plain, folder)
+        shutil.copy(shipped / f"{partial}.json", folder)
+        shutil.copy(shipped / f"{partial}.safetensors", folder)
+        with pytest.raises(ValueError, match="reader and a box refiner"):
+            export.main(
+                ["--checkpoint", str(folder), "--out", str(folder), "--rescorer", str(tmp_path / "rescorer")]
+            )
     export.main(
         ["--checkpoint", str(shipped), "--out", str(shipped), "--rescorer", str(tmp_path / "rescorer")]
     )
