@@ -44,7 +44,7 @@ class Settings(BaseSettings):
     use_rescorer: bool = Field(
         True,
         description="judge each detection's quality with the checkpoint's rescorer, when it has one and the "
-        "box refiner is on (models/rescorer.py)",
+        "box refiner and the reader are on (models/rescorer.py)",
     )
     max_upload_bytes: int = Field(10 * 2**20, ge=1024, le=2**30, description="whole request body")
     max_pixels: int = Field(25_000_000, ge=1, le=200_000_000, description="per image")
