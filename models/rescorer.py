@@ -23,6 +23,7 @@ its features (a detection without a fit gets no quality), and needs the checkpoi
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -81,11 +82,6 @@ def _logit(p: float) -> float:
     return math.log(p / (1 - p))
 
 
-def _median(values: Sequence[float]) -> float:
-    ordered = sorted(values)
-    return ordered[len(ordered) // 2]
-
-
 def detection_features(
     detections: Sequence[Detection], width: int, height: int, reader_probs: torch.Tensor
 ) -> torch.Tensor:
@@ -101,16 +97,22 @@ def detection_features(
         raise ValueError(f"{len(reader_probs)} reader rows for {len(detections)} detections")
     if not detections:
         return torch.zeros((0, len(FEATURE_NAMES)))
+    n = len(detections)
+    confident_count = float(sum(d.score >= CONFIDENT for d in detections))
     confident = [d for d in detections if d.score >= CONFIDENT] or [max(detections, key=lambda d: d.score)]
-    ref_height = max(_median([d.box_xyxy[3] - d.box_xyxy[1] for d in confident]), 1e-3)
-    ref_row = _median([(d.box_xyxy[1] + d.box_xyxy[3]) / 2 for d in confident])
-    order = sorted(range(len(detections)), key=lambda i: -detections[i].score)
+    ref_height = max(statistics.median_high([d.box_xyxy[3] - d.box_xyxy[1] for d in confident]), 1e-3)
+    ref_row = statistics.median_high([(d.box_xyxy[1] + d.box_xyxy[3]) / 2 for d in confident])
+    order = sorted(range(n), key=lambda i: -detections[i].score)
     rank = {i: r for r, i in enumerate(order)}
+    ious = [[0.0] * n for _ in range(n)]  # box_iou is symmetric: each pair once
+    for i in range(n):
+        for j in range(i + 1, n):
+            ious[i][j] = ious[j][i] = box_iou(detections[i].box_xyxy, detections[j].box_xyxy)
     rows = []
     for i, d in enumerate(detections):
         x1, y1, x2, y2 = d.box_xyxy
         w, h = max(x2 - x1, 1e-3), max(y2 - y1, 1e-3)
-        others = [(box_iou(d.box_xyxy, e.box_xyxy), e) for j, e in enumerate(detections) if j != i]
+        others = [(ious[i][j], e) for j, e in enumerate(detections) if j != i]
         place = [e for iou, e in others if iou >= SITE_IOU]
         rival = max((e.score for e in place if e.digit != d.digit), default=0.0)
         presence = min(d.score + sum(e.score for e in place), 1.0)
@@ -131,7 +133,7 @@ def detection_features(
                 _logit(presence),
                 float(all(e.score <= d.score for e in place)),
                 math.log1p(rank[i]),
-                float(len([e for e in detections if e.score >= CONFIDENT])),
+                confident_count,
                 math.log(h / ref_height),
                 ((y1 + y2) / 2 - ref_row) / ref_height,
                 max((iou for iou, e in higher if e.digit == d.digit), default=0.0),
