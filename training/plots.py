@@ -20,8 +20,17 @@ from models.labels import DIGIT_NAMES
 
 def plot_loss_curves(history: Sequence[dict[str, Any]], path: Path) -> Path:
     """Training loss components and validation loss per epoch (left), validation mAP (right)."""
+    fig = loss_curves_figure(history)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def loss_curves_figure(history: Sequence[dict[str, Any]]) -> Figure:
+    """The figure of `plot_loss_curves`. Both panels share the epoch axis, so that validation metrics
+    measured on a few epochs only (`eval_every`) sit at their epochs of the whole run."""
     epochs = [h["epoch"] for h in history]
-    fig, (ax_loss, ax_map) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (ax_loss, ax_map) = plt.subplots(1, 2, figsize=(11, 4), sharex=True)
     components = [k for k in history[0] if k.startswith("train_loss")] if history else []
     for key in components:
         ax_loss.plot(epochs, [h[key] for h in history], marker="o", label=key.removeprefix("train_"))
@@ -42,10 +51,9 @@ def plot_loss_curves(history: Sequence[dict[str, Any]], path: Path) -> Path:
     ax_map.legend(fontsize=7)
     for ax in (ax_loss, ax_map):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.tick_params(labelbottom=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return fig
 
 
 def plot_confusion_matrix(matrix: np.ndarray, path: Path, title: str) -> Path:
