@@ -69,34 +69,36 @@ def pack(
     root: Path, splits: Sequence[Sequence[str]], out: Path, quality: int = 95, show: bool = True
 ) -> dict[str, int]:
     """Write `out` (a stored zip) with each split's images as JPEG and its annotation files; returns
-    the number of images per split folder and the zip's size in bytes (`bytes`)."""
-    plan: list[tuple[str, list[str]]] = []
+    the number of images per split folder and the zip's size in bytes (`bytes`). A folder named by
+    several splits is packed once, with the union of their images. The zip is written beside `out`
+    and moved there when complete, so an interrupted run leaves no partial `out`."""
+    documents: dict[str, list[dict]] = {}
     annotations: dict[str, Path] = {}
     for folder, *files in splits:
         if not files:
             raise ValueError(f"--split {folder}: name at least one annotation file")
-        documents = []
         for name in files:
             path, member = resolve_annotation(root, name)
             annotations[member] = path
-            documents.append(json.loads(path.read_text()))
-        plan.append((folder, image_names(documents)))
-    missing = [f"{folder}/{n}" for folder, names in plan for n in names if not (root / folder / n).is_file()]
+            documents.setdefault(folder, []).append(json.loads(path.read_text()))
+    plan = {folder: image_names(docs) for folder, docs in documents.items()}
+    missing = [
+        f"{folder}/{n}" for folder, names in plan.items() for n in names if not (root / folder / n).is_file()
+    ]
     if missing:
         raise FileNotFoundError(
             f"{len(missing)} images named by the annotations are missing, e.g. {missing[:3]}"
         )
     out.parent.mkdir(parents=True, exist_ok=True)
-    counts: dict[str, int] = {}
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as archive:
+    partial = out.with_name(out.name + ".part")
+    with zipfile.ZipFile(partial, "w", zipfile.ZIP_STORED) as archive:
         for member, path in annotations.items():
             archive.write(path, member)
-        for folder, names in plan:
+        for folder, names in plan.items():
             for name in tqdm(names, desc=f"pack {folder}", disable=not show):
                 archive.writestr(f"{folder}/{name}", jpeg_bytes(root / folder / name, quality))
-            counts[folder] = counts.get(folder, 0) + len(names)
-    counts["bytes"] = out.stat().st_size
-    return counts
+    partial.replace(out)
+    return {**{folder: len(names) for folder, names in plan.items()}, "bytes": out.stat().st_size}
 
 
 def main(argv: Sequence[str] | None = None) -> Path:

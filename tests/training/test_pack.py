@@ -63,16 +63,20 @@ def test_pack_round_trip_loads_like_the_original(
             "--split",
             "train",
             "train.json",
-            "runs/extra.json",
             "--split",
             "valid",
             "valid.json",
+            "--split",
+            "train",
+            "runs/extra.json",
         ]
-    )
+    )  # train twice: packed once, its images the union
+    assert not Path("svhn.zip.part").exists()
     with zipfile.ZipFile(out) as archive:
         names = set(archive.namelist())
         archive.extractall(tmp_path / "unpacked")
     assert {"train.json", "valid.json", "runs/extra.json"} <= names
+    assert len(archive.namelist()) == len(names)  # no member twice
     assert len([n for n in names if n.startswith("train/")]) == len(doc["images"])
     root = tmp_path / "unpacked"
     original, _ = load_coco_split(synth_dir / "train", synth_dir / "train.json")
