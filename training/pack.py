@@ -32,6 +32,8 @@ from pathlib import Path
 from PIL import Image
 from tqdm import tqdm
 
+from training.train import annotation_path
+
 log = logging.getLogger(__name__)
 
 
@@ -49,27 +51,24 @@ def image_names(documents: Sequence[dict]) -> list[str]:
 
 
 def resolve_annotation(root: Path, name: str) -> tuple[Path, str]:
-    """(where to read `name`, its path inside the pack): under `root` when it is there, else as given.
-    A relative name keeps its path in the pack; an absolute one is stored by its file name. Raises
-    ValueError for a relative name that climbs out ('..'), FileNotFoundError naming both places."""
+    """(where to read `name`, its path inside the pack): under `root` when it is there, else as given
+    (`training.train.annotation_path`, the rule training reads it by). A relative name keeps its path
+    in the pack; an absolute one is stored by its file name. Raises ValueError for a relative name that
+    climbs out ('..'), FileNotFoundError naming both places."""
     given = Path(name)
-    if given.is_absolute():
-        if given.is_file():
-            return given, given.name
-        raise FileNotFoundError(f"annotation file {name!r} does not exist")
-    if ".." in given.parts:
+    if ".." in given.parts and not given.is_absolute():
         raise ValueError(f"annotation file {name!r}: give it relative to --data or to here, without '..'")
-    for path in (root / given, given):
-        if path.is_file():
-            return path, given.as_posix()
-    raise FileNotFoundError(f"annotation file {name!r} is neither under {root} nor at {Path(name).resolve()}")
+    path = annotation_path(root, name)
+    if not path.is_file():
+        raise FileNotFoundError(f"annotation file {name!r} is neither under {root} nor at {given.resolve()}")
+    return path, given.name if given.is_absolute() else given.as_posix()
 
 
 def pack(
     root: Path, splits: Sequence[Sequence[str]], out: Path, quality: int = 95, show: bool = True
 ) -> dict[str, int]:
     """Write `out` (a stored zip) with each split's images as JPEG and its annotation files; returns
-    the number of images per split folder and the zip's size in bytes (`bytes`). A folder named by
+    the number of images per split folder. A folder named by
     several splits is packed once, with the union of their images. The zip is written beside `out`
     and moved there when complete, so an interrupted run leaves no partial `out`."""
     documents: dict[str, list[dict]] = {}
@@ -98,7 +97,7 @@ def pack(
             for name in tqdm(names, desc=f"pack {folder}", disable=not show):
                 archive.writestr(f"{folder}/{name}", jpeg_bytes(root / folder / name, quality))
     partial.replace(out)
-    return {**{folder: len(names) for folder, names in plan.items()}, "bytes": out.stat().st_size}
+    return {folder: len(names) for folder, names in plan.items()}
 
 
 def main(argv: Sequence[str] | None = None) -> Path:
@@ -123,11 +122,10 @@ def main(argv: Sequence[str] | None = None) -> Path:
         counts = pack(args.data, args.split, args.out, args.quality, show=not args.no_progress)
     except (FileNotFoundError, ValueError) as exc:
         raise SystemExit(f"error: {exc}") from exc
-    size = counts.pop("bytes")
     log.info(
         "wrote %s (%.1f MB): %s",
         args.out,
-        size / 1e6,
+        args.out.stat().st_size / 1e6,
         ", ".join(f"{k} {v} images" for k, v in counts.items()),
     )
     return args.out

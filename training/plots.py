@@ -51,7 +51,6 @@ def loss_curves_figure(history: Sequence[dict[str, Any]]) -> Figure:
     ax_map.legend(fontsize=7)
     for ax in (ax_loss, ax_map):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.tick_params(labelbottom=True)
     fig.tight_layout()
     return fig
 
