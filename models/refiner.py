@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from models.assembly import Detection
-from models.boxes import BoxXYXY
+from models.boxes import BoxXYXY, clamp_xyxy
 from models.checkpoint import load_part, save_part
 from models.reader import CropNet
 from models.reread import CropSpec, crop_digits, crop_window, pixel_window
@@ -157,7 +157,8 @@ def refine_images(
     box under it gets no fit either): one refiner call over the crops of the whole batch. `refiner`
     maps the crops (`crop_boxes`, FloatTensor[N, 4, S, S], or [N, 3, S, S] without the box channel) to deltas
     FloatTensor[N, 4] (a `BoxRefiner` in eval mode on the images' device), or FloatTensor[N, 5] with
-    a fit logit, which sets each refined detection's `fit`."""
+    a fit logit, which sets each refined detection's `fit`. A refined box is clamped to its image: a
+    box on a digit at the border can be moved past it."""
     crops = [
         crop_boxes(img, [d.box_xyxy for d in dets if d.score >= params.min_score], params)
         for img, dets in zip(images, detections, strict=True)
@@ -168,11 +169,15 @@ def refine_images(
     fits = out[:, 4].sigmoid().tolist() if out.shape[1] > 4 else [None] * len(out)
     rows = iter(zip(out[:, :4].tolist(), fits, strict=True))
 
-    def refined(d: Detection) -> Detection:
+    def refined(d: Detection, width: int, height: int) -> Detection:
         deltas, fit = next(rows)
-        return replace(d, box_xyxy=shift_box(d.box_xyxy, deltas, params.step), fit=fit)
+        box = clamp_xyxy(shift_box(d.box_xyxy, deltas, params.step), width, height)
+        return replace(d, box_xyxy=box, fit=fit)
 
-    return [[refined(d) if d.score >= params.min_score else d for d in dets] for dets in detections]
+    return [
+        [refined(d, img.shape[-1], img.shape[-2]) if d.score >= params.min_score else d for d in dets]
+        for img, dets in zip(images, detections, strict=True)
+    ]
 
 
 @dataclass(frozen=True)

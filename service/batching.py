@@ -144,18 +144,33 @@ class MicroBatcher(Generic[T, R]):
 
     def _run(self, batch: list[_Job[T]]) -> None:
         start = time.perf_counter()
-        results: list[Any] = [None] * len(batch)
-        error: BaseException | None = None
-        try:
-            assert self._run_batch is not None
-            results = self._run_batch([job.item for job in batch])
-        except Exception as exc:  # handed to every waiting request; the worker keeps serving
-            error = exc
+        outcomes = self._outcomes([job.item for job in batch])
         elapsed = time.perf_counter() - start
         with self._lock:  # before answering: a caller that has its answer is no longer pending
             self._pending -= len(batch)
             self._report_depth()
-        for job, result in zip(batch, results, strict=True):
+        for job, (result, error) in zip(batch, outcomes, strict=True):
             job.loop.call_soon_threadsafe(_resolve, job.future, result, error)
         if self._on_batch is not None:
             self._on_batch(len(batch), elapsed)
+
+    def _outcomes(self, items: list[T]) -> list[tuple[Any, BaseException | None]]:
+        """(result, error) for each of `items`, in order: one `run_batch` call for all of them; when
+        it fails on several, one call per item, so that an item the model cannot take fails only the
+        request that sent it, not the others batched with it. The worker keeps serving either way."""
+        try:
+            assert self._run_batch is not None
+            results = self._run_batch(items)
+            if len(results) != len(items):
+                raise RuntimeError(f"the model answered {len(results)} of {len(items)} items")
+        except Exception as exc:
+            if len(items) == 1:
+                return [(None, exc)]
+            log.warning(
+                "a batch of %d failed (%s: %s); running its items one by one",
+                len(items),
+                type(exc).__name__,
+                exc,
+            )
+            return [self._outcomes([item])[0] for item in items]
+        return [(result, None) for result in results]

@@ -10,6 +10,7 @@ from starlette.exceptions import HTTPException
 from service.imaging import (
     CorruptImageError,
     EmptyImageError,
+    ExtremeAspectRatioError,
     ImageError,
     ImageTooLargeError,
     NotAnImageError,
@@ -61,6 +62,7 @@ IMAGE_ERROR_STATUS: dict[type[ImageError], tuple[int, str]] = {
     NotAnImageError: (415, "not_an_image"),
     UnsupportedFormatError: (415, "unsupported_format"),
     ImageTooLargeError: (413, "image_too_large"),
+    ExtremeAspectRatioError: (422, "extreme_aspect_ratio"),
 }
 
 

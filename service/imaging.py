@@ -1,8 +1,9 @@
 """Uploaded bytes -> an RGB image tensor, or a typed error that says what is wrong with the upload.
 
-Pure: no model, no server. Decompression bombs are refused from the header before any pixel is decoded;
-EXIF orientation is applied; palette, grey, CMYK, alpha and 16-bit images become 8-bit RGB (alpha over
-white); animated images give their first frame.
+Pure: no model, no server. Decompression bombs, and strips far longer than they are high (or the
+other way round), are refused from the header before any pixel is decoded; EXIF orientation is
+applied; palette, grey, CMYK, alpha and 16-bit images become 8-bit RGB (alpha over white);
+animated images give their first frame.
 """
 
 from __future__ import annotations
@@ -16,6 +17,10 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 ALLOWED_FORMATS = frozenset({"PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF"})
+# Longer side / shorter side. The detector scales an image so that its longer side is at most its
+# max_size (384 px for the shipped model): at 50:1 the shorter side is already under 8 px, too few
+# for any digit, and past max_size:1 it would be under one pixel, which the model cannot take.
+MAX_ASPECT_RATIO = 50.0
 # Bytes that start like an image but do not open are corrupt, not "not an image".
 IMAGE_SIGNATURES = (
     b"\x89PNG\r\n\x1a\n",
@@ -52,6 +57,10 @@ class ImageTooLargeError(ImageError):
     """More pixels than allowed (a decompression bomb, or just too big)."""
 
 
+class ExtremeAspectRatioError(ImageError):
+    """One side many times the other (a strip, not a photo of a number)."""
+
+
 @dataclass(frozen=True)
 class DecodedImage:
     """`pixels` is uint8 RGB [H, W, 3], upright (EXIF applied); `format` is PIL's name.
@@ -72,9 +81,14 @@ def to_model_input(pixels: np.ndarray) -> torch.Tensor:
 
 
 def decode_image(
-    data: bytes, max_pixels: int, allowed_formats: frozenset[str] = ALLOWED_FORMATS
+    data: bytes,
+    max_pixels: int,
+    allowed_formats: frozenset[str] = ALLOWED_FORMATS,
+    max_aspect_ratio: float = MAX_ASPECT_RATIO,
 ) -> DecodedImage:
-    """Decode one upload. Raises an ImageError subclass for anything unusable."""
+    """Decode one upload. Raises an ImageError subclass for anything unusable: among them an image
+    with more than `max_pixels` pixels or whose longer side is more than `max_aspect_ratio` times
+    its shorter side."""
     if not data:
         raise EmptyImageError("the upload is empty")
     image = _open(data)
@@ -86,6 +100,12 @@ def decode_image(
     if image.width * image.height > max_pixels:
         raise ImageTooLargeError(
             f"image is {image.width}x{image.height} pixels, more than the {max_pixels} allowed"
+        )
+    longer, shorter = max(image.width, image.height), min(image.width, image.height)
+    if longer > max_aspect_ratio * shorter:
+        raise ExtremeAspectRatioError(
+            f"image is {image.width}x{image.height} pixels: one side is more than {max_aspect_ratio:g} times "
+            "the other; crop it around the number"
         )
     rgb = _to_rgb(_first_frame_upright(image))
     return DecodedImage(pixels=np.array(rgb, dtype=np.uint8), width=rgb.width, height=rgb.height, format=fmt)

@@ -39,7 +39,12 @@ async def decode_uploads(uploads: list[UploadFile], state: ServiceState) -> list
         start = time.perf_counter()
         data = await upload.read()
         try:
-            image = await run_in_threadpool(decode_image, data, state.settings.max_pixels)
+            image = await run_in_threadpool(
+                decode_image,
+                data,
+                state.settings.max_pixels,
+                max_aspect_ratio=state.settings.max_aspect_ratio,
+            )
         except ImageError as exc:
             raise UploadError(index, exc) from exc
         decoded.append((image, (time.perf_counter() - start) * 1000))

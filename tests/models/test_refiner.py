@@ -134,6 +134,25 @@ def test_a_fit_head_gives_each_refined_box_its_fit_and_task1_ranks_by_it() -> No
     )
 
 
+class _Outward(torch.nn.Module):
+    """A stand-in refiner: moves every edge outwards by half the box's size."""
+
+    def forward(self, crops: torch.Tensor) -> torch.Tensor:
+        return torch.tensor([[-0.5, -0.5, 0.5, 0.5]]).repeat(len(crops), 1)
+
+
+def test_a_box_moved_past_the_image_border_is_clamped_to_it() -> None:
+    images = [torch.rand(3, 30, 60), torch.rand(3, 40, 20)]
+    found = [
+        [Detection((2, 4, 22, 28), 3, 0.9), Detection((20, 10, 30, 20), 4, 0.9)],
+        [Detection((5, 5, 15, 35), 1, 0.9)],
+    ]
+    out = refine_images(_Outward(), images, found, RefineParams(size=16, step=1.0))
+    assert out[0][0].box_xyxy == pytest.approx((0, 0, 32, 30))  # (-8, -8, 32, 40) before the clamp
+    assert out[0][1].box_xyxy == pytest.approx((15, 5, 35, 25))  # inside: moved, not clamped
+    assert out[1][0].box_xyxy == pytest.approx((0, 0, 20, 40))  # (0, -10, 20, 50)
+
+
 def test_boxes_under_the_minimum_score_keep_the_detectors_box_and_cost_nothing() -> None:
     images = [torch.rand(3, 50, 100), torch.rand(3, 30, 60)]
     faint = [Detection((40, 10, 60, 40), 5, 0.2), Detection((0, 0, 9, 9), 1, 0.1)]

@@ -100,6 +100,7 @@ def test_metrics_count_requests_by_route_and_status(client: TestClient) -> None:
         (b"GIF89a-not-really", 400, "corrupt_image"),
         (b"plain text, not an image", 415, "not_an_image"),
         (b"P6\n4 4\n255\n" + bytes(48), 415, "unsupported_format"),
+        (png((2000, 20)), 422, "extreme_aspect_ratio"),
     ],
 )
 def test_bad_images_get_clear_errors(client: TestClient, payload: bytes, status: int, code: str) -> None:
@@ -112,6 +113,13 @@ def test_pixel_limit_is_413(start_client: StartClient) -> None:
     client = start_client(max_pixels=1000)
     response = client.post("/v1/recognize", files=files(png((100, 20))))
     assert response.status_code == 413 and response.json()["error"]["code"] == "image_too_large"
+
+
+def test_aspect_ratio_limit_is_a_setting(start_client: StartClient) -> None:
+    client = start_client(max_aspect_ratio=2.0)
+    response = client.post("/v1/recognize", files=files(png((100, 20))))
+    assert response.status_code == 422 and response.json()["error"]["code"] == "extreme_aspect_ratio"
+    assert client.post("/v1/recognize", files=files(png((40, 20)))).status_code == 200
 
 
 def test_body_over_byte_limit_is_413_from_content_length(start_client: StartClient) -> None:

@@ -93,3 +93,45 @@ def test_setup_runs_on_the_worker_thread_and_its_error_is_reraised() -> None:
         failed.wait_started(5)
     with pytest.raises(NotReadyError):
         asyncio.run(failed.submit([1]))
+
+
+def test_an_item_the_model_cannot_take_fails_only_its_own_request() -> None:
+    """A batch that fails is run again item by item: the other requests batched with the bad item get
+    their answers, and the worker keeps serving."""
+    sizes: list[int] = []
+    started = threading.Event()
+
+    def run(items: list[int]) -> list[int]:
+        started.wait(5)
+        sizes.append(len(items))
+        if -1 in items:
+            raise ValueError("cannot take -1")
+        return [i * 10 for i in items]
+
+    batcher = MicroBatcher(lambda: run, max_batch=8, max_wait_s=0.2, max_queue=100)
+
+    async def main() -> list[object]:
+        calls = [batcher.submit([1, 2]), batcher.submit([-1]), batcher.submit([3])]
+        waiting = asyncio.gather(*calls, return_exceptions=True)
+        await asyncio.sleep(0.05)
+        started.set()
+        return await waiting
+
+    first, bad, last = asyncio.run(main())
+    assert first == [10, 20] and last == [30]
+    assert isinstance(bad, ValueError) and "cannot take -1" in str(bad)
+    assert sizes[0] == 4 and sorted(sizes[1:]) == [1, 1, 1, 1]
+    assert asyncio.run(batcher.submit([4])) == [40] and batcher.pending == 0
+    batcher.close(5)
+
+
+def test_a_model_that_answers_too_few_items_is_an_error_not_a_dead_worker() -> None:
+    batcher = MicroBatcher(lambda: lambda items: items[:1], max_batch=1, max_wait_s=0, max_queue=10)
+    assert asyncio.run(batcher.submit([5])) == [5]
+    broken = MicroBatcher(lambda: lambda items: [], max_batch=1, max_wait_s=0, max_queue=10)
+    with pytest.raises(RuntimeError, match="answered 0 of 1 items"):
+        asyncio.run(broken.submit([5]))
+    with pytest.raises(RuntimeError, match="answered 0 of 1 items"):
+        asyncio.run(broken.submit([6]))  # the worker is still there to answer
+    batcher.close(5)
+    broken.close(5)

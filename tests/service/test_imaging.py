@@ -12,6 +12,7 @@ from PIL import Image
 from service.imaging import (
     CorruptImageError,
     EmptyImageError,
+    ExtremeAspectRatioError,
     ImageError,
     ImageTooLargeError,
     NotAnImageError,
@@ -87,8 +88,8 @@ def test_animated_gif_uses_first_frame() -> None:
     assert np.all(decode_image(buffer.getvalue(), MAX).pixels > 230)
 
 
-@pytest.mark.parametrize("size", [(1, 1), (2000, 1), (1, 900)])
-def test_tiny_and_extreme_aspect_ratios(size: tuple[int, int]) -> None:
+@pytest.mark.parametrize("size", [(1, 1), (50, 1), (1, 50)])
+def test_tiny_images_up_to_the_largest_aspect_ratio(size: tuple[int, int]) -> None:
     assert decode_image(encode(Image.new("RGB", size)), MAX).pixels.shape == (size[1], size[0], 3)
 
 
@@ -124,6 +125,21 @@ def test_pixel_bomb_refused_from_header() -> None:
 def test_more_pixels_than_the_setting_allows() -> None:
     with pytest.raises(ImageTooLargeError, match="3000x2000 pixels, more than the 4000000 allowed"):
         decode_image(encode(Image.new("1", (3000, 2000))), MAX)
+
+
+@pytest.mark.parametrize("size", [(2000, 20), (20, 2000), (1001, 20)])
+def test_strips_over_the_aspect_ratio_limit_are_refused_from_the_header(size: tuple[int, int]) -> None:
+    with pytest.raises(
+        ExtremeAspectRatioError, match=f"{size[0]}x{size[1]} pixels: one side is more than 50"
+    ):
+        decode_image(encode(Image.new("RGB", size)), MAX)
+
+
+def test_the_aspect_ratio_limit_is_inclusive_and_settable() -> None:
+    assert decode_image(encode(Image.new("RGB", (1000, 20))), MAX).pixels.shape == (20, 1000, 3)
+    assert decode_image(encode(Image.new("RGB", (20, 1000))), MAX).pixels.shape == (1000, 20, 3)
+    with pytest.raises(ExtremeAspectRatioError, match="more than 4 times"):
+        decode_image(encode(Image.new("RGB", (126, 30))), MAX, max_aspect_ratio=4)
 
 
 @settings(max_examples=150, deadline=None)

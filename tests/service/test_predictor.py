@@ -12,6 +12,7 @@ import torch
 
 from models.checkpoint import read_checkpoint_meta
 from models.rescorer import detection_features
+from service.imaging import MAX_ASPECT_RATIO
 from service.pipeline import to_schema
 from service.predictor import Predictor
 from tests.service.conftest import StartClient, noise_png
@@ -188,3 +189,19 @@ def test_use_rescorer_setting_turns_it_off(
     assert len(result["detections"]) == len(detections) and all(
         d["quality"] is None for d in result["detections"]
     )
+
+
+def test_every_part_takes_strips_at_the_aspect_ratio_limit(tiny_checkpoint_with_rescorer: Path) -> None:
+    """The upload limit (service.imaging.MAX_ASPECT_RATIO) lets through only images the model can
+    take: past max_size:1 the detector would scale the shorter side under one pixel and fail."""
+    predictor = Predictor.load(tiny_checkpoint_with_rescorer, torch.device("cpu"))
+    assert predictor.meta.detector.max_size > MAX_ASPECT_RATIO
+    side, long_side = 8, int(MAX_ASPECT_RATIO * 8)
+    wide = np.full((side, long_side, 3), 200, np.uint8)
+    wide[:, ::7] = 20  # stripes: something to propose boxes on
+    found = predictor.detect([wide, np.ascontiguousarray(wide.transpose(1, 0, 2))])
+    assert len(found) == 2
+    for image, findings in zip((wide, wide.transpose(1, 0, 2)), found, strict=True):
+        height, width = image.shape[:2]
+        assert all(0 <= d.box_xyxy[0] <= d.box_xyxy[2] <= width for d in findings.detections)
+        assert all(0 <= d.box_xyxy[1] <= d.box_xyxy[3] <= height for d in findings.detections)
