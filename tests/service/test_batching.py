@@ -126,12 +126,13 @@ def test_an_item_the_model_cannot_take_fails_only_its_own_request() -> None:
 
 
 def test_a_model_that_answers_too_few_items_is_an_error_not_a_dead_worker() -> None:
-    batcher = MicroBatcher(lambda: lambda items: items[:1], max_batch=1, max_wait_s=0, max_queue=10)
-    assert asyncio.run(batcher.submit([5])) == [5]
     broken = MicroBatcher(lambda: lambda items: [], max_batch=1, max_wait_s=0, max_queue=10)
+
+    async def submit(item: int) -> list[int]:  # a dead worker would never answer: fail, not hang
+        return await asyncio.wait_for(broken.submit([item]), 5)
+
     with pytest.raises(RuntimeError, match="answered 0 of 1 items"):
-        asyncio.run(broken.submit([5]))
+        asyncio.run(submit(5))
     with pytest.raises(RuntimeError, match="answered 0 of 1 items"):
-        asyncio.run(broken.submit([6]))  # the worker is still there to answer
-    batcher.close(5)
+        asyncio.run(submit(6))  # the worker is still there to answer
     broken.close(5)
