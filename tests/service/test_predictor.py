@@ -199,9 +199,10 @@ def test_every_part_takes_strips_at_the_aspect_ratio_limit(tiny_checkpoint_with_
     side, long_side = 8, int(MAX_ASPECT_RATIO * 8)
     wide = np.full((side, long_side, 3), 200, np.uint8)
     wide[:, ::7] = 20  # stripes: something to propose boxes on
-    found = predictor.detect([wide, np.ascontiguousarray(wide.transpose(1, 0, 2))])
+    tall = np.ascontiguousarray(wide.transpose(1, 0, 2))
+    found = predictor.detect([wide, tall])
     assert len(found) == 2
-    for image, findings in zip((wide, wide.transpose(1, 0, 2)), found, strict=True):
+    for image, findings in zip((wide, tall), found, strict=True):
         height, width = image.shape[:2]
         assert all(0 <= d.box_xyxy[0] <= d.box_xyxy[2] <= width for d in findings.detections)
         assert all(0 <= d.box_xyxy[1] <= d.box_xyxy[3] <= height for d in findings.detections)
