@@ -26,6 +26,9 @@ class DataConfig:
     train_images: str = "train"
     train_json: str = "train.json"  # under `root`, else as given (e.g. runs/..., by training.complete)
     extra_train_json: tuple[str, ...] = ()  # more annotation files over `train_images` (e.g. noisy labels)
+    # more data sets in the HW2 layout, each a folder holding `train/` and `train.json` (e.g. made by
+    # `training.synth`), whose training images are added to this one's
+    extra_train_roots: tuple[str, ...] = ()
     valid_images: str = "valid"
     valid_json: str = "valid.json"
     test_images: str = "test"

@@ -1,8 +1,9 @@
-"""Pictures people would rather look at than read: loss curves and the digit confusion matrix."""
+"""Pictures people would rather look at than read: loss curves, runs side by side and the digit confusion
+matrix."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,39 @@ def loss_curves_figure(history: Sequence[dict[str, Any]]) -> Figure:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
     return fig
+
+
+COMPARED_METRICS = {"val_map": "mAP@[.5:.95]", "val_accuracy": "whole-number accuracy"}
+
+
+def run_comparison_figure(
+    runs: Mapping[str, Sequence[dict[str, Any]]], metrics: Mapping[str, str] = COMPARED_METRICS
+) -> Figure:
+    """One panel per validation metric (key -> title), one line per run (name -> per-epoch history,
+    rows as in `metrics.jsonl`); epochs without the metric are left out of that run's line."""
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics), 3.8), sharex=True, squeeze=False)
+    for ax, (key, title) in zip(axes[0], metrics.items(), strict=True):
+        for name, history in runs.items():
+            scored = [h for h in history if h.get(key) is not None]
+            ax.plot(
+                [h["epoch"] for h in scored], [h[key] for h in scored], marker="o", markersize=3, label=name
+            )
+        ax.set(xlabel="epoch", title=f"Validation {title}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.tight_layout()
+    return fig
+
+
+def plot_run_comparison(
+    runs: Mapping[str, Sequence[dict[str, Any]]], path: Path, metrics: Mapping[str, str] = COMPARED_METRICS
+) -> Path:
+    """`run_comparison_figure` written to `path` as a PNG."""
+    fig = run_comparison_figure(runs, metrics)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def plot_confusion_matrix(matrix: np.ndarray, path: Path, title: str) -> Path:

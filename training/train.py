@@ -112,16 +112,25 @@ def annotation_path(root: Path, name: str) -> Path:
     return under_root if under_root.is_file() else Path(name)
 
 
-def train_annotation_files(config: TrainConfig) -> list[Path]:
-    """The training annotation files: the main json, then the extras."""
+def train_sources(config: TrainConfig) -> list[tuple[Path, Path]]:
+    """(image folder, annotation file) of every training source: the main json, the extra jsons over
+    the same images, then each extra root's `train/` with its `train.json`."""
     root = Path(config.data.root)
-    return [annotation_path(root, f) for f in (config.data.train_json, *config.data.extra_train_json)]
+    images = root / config.data.train_images
+    own = [
+        (images, annotation_path(root, f)) for f in (config.data.train_json, *config.data.extra_train_json)
+    ]
+    return own + [(Path(r) / "train", Path(r) / "train.json") for r in config.data.extra_train_roots]
+
+
+def train_annotation_files(config: TrainConfig) -> list[Path]:
+    """The training annotation files, in the order of `train_sources`."""
+    return [ann for _, ann in train_sources(config)]
 
 
 def load_train_records(config: TrainConfig) -> list[ImageRecord]:
-    """Training records of every file of `train_annotation_files`, in that order."""
-    images = Path(config.data.root) / config.data.train_images
-    return [record for ann in train_annotation_files(config) for record in load_coco_split(images, ann)[0]]
+    """Training records of every source of `train_sources`, in that order."""
+    return [record for images, ann in train_sources(config) for record in load_coco_split(images, ann)[0]]
 
 
 def load_splits(config: TrainConfig) -> tuple[list[ImageRecord], list[ImageRecord], str]:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
-from training.plots import loss_curves_figure, plot_loss_curves
+from training.plots import loss_curves_figure, plot_loss_curves, plot_run_comparison, run_comparison_figure
 
 
 def _history(epochs: int, scored: set[int]) -> list[dict[str, float]]:
@@ -34,4 +34,26 @@ def test_validation_panel_spans_the_whole_run_when_few_epochs_are_scored() -> No
 
 def test_plot_loss_curves_writes_a_png(tmp_path: Path) -> None:
     path = plot_loss_curves(_history(3, scored={3}), tmp_path / "loss_curves.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_run_comparison_draws_one_line_per_run_in_each_panel() -> None:
+    runs = {"a": _history(4, scored={2, 4}), "b": _history(6, scored={1, 2, 3, 4, 5, 6})}
+    fig = run_comparison_figure(runs)
+    try:
+        assert [ax.get_title() for ax in fig.axes] == [
+            "Validation mAP@[.5:.95]",
+            "Validation whole-number accuracy",
+        ]
+        for ax in fig.axes:
+            lines = ax.get_lines()
+            assert [line.get_label() for line in lines] == ["a", "b"]
+            assert list(lines[0].get_xdata()) == [2, 4] and list(lines[1].get_xdata()) == [1, 2, 3, 4, 5, 6]
+        assert list(fig.axes[1].get_lines()[0].get_ydata()) == [0.8, 0.8]
+    finally:
+        plt.close(fig)
+
+
+def test_plot_run_comparison_writes_a_png(tmp_path: Path) -> None:
+    path = plot_run_comparison({"a": _history(2, scored={1, 2})}, tmp_path / "compare.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,4 +1,5 @@
 import itertools
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -7,7 +8,8 @@ import torch
 
 from models.detector import DETECTOR_PRESETS, build_detector
 from training.config import TRAIN_PRESETS
-from training.train import make_schedule, save_epoch
+from training.data import DataError
+from training.train import load_splits, make_schedule, save_epoch
 
 
 def _factors(steps: int, steps_per_epoch: int, **changes: object) -> list[float]:
@@ -43,3 +45,27 @@ def test_save_epoch_keeps_every_epoch_only_when_asked(tmp_path: Path, keep: bool
     save_epoch(model, tmp_path, config, "fp", {"epoch": 3}, is_best=False)
     assert (tmp_path / "last" / "weights.safetensors").is_file()
     assert (tmp_path / "epochs" / "003" / "weights.safetensors").is_file() == keep
+
+
+def test_extra_roots_add_their_training_images_from_their_own_folder(synth_dir: Path, tmp_path: Path) -> None:
+    base = replace(TRAIN_PRESETS["fast"], data=replace(TRAIN_PRESETS["fast"].data, root=str(synth_dir)))
+    plain, _, plain_fingerprint = load_splits(base)
+    other = tmp_path / "other"
+    (other / "train").mkdir(parents=True)
+    kept = plain[:2]
+    for record in kept:
+        (other / "train" / record.path.name).write_bytes(record.path.read_bytes())
+    doc = json.loads((synth_dir / "train.json").read_text())
+    ids = {r.image_id for r in kept}
+    doc["images"] = [im for im in doc["images"] if im["id"] in ids]
+    doc["annotations"] = [a for a in doc["annotations"] if a["image_id"] in ids]
+    (other / "train.json").write_text(json.dumps(doc))
+    mixed = replace(base, data=replace(base.data, extra_train_roots=(str(other),)))
+    train, _, fingerprint = load_splits(mixed)
+    assert len(train) == len(plain) + 2
+    assert [r.path for r in train[-2:]] == [other / "train" / r.path.name for r in kept]
+    assert [r.boxes for r in train[-2:]] == [r.boxes for r in kept]
+    assert fingerprint != plain_fingerprint
+    missing = replace(base, data=replace(base.data, extra_train_roots=(str(tmp_path / "absent"),)))
+    with pytest.raises(DataError, match="absent"):
+        load_splits(missing)
