@@ -21,10 +21,7 @@ from models.labels import DIGIT_NAMES
 
 def plot_loss_curves(history: Sequence[dict[str, Any]], path: Path) -> Path:
     """Training loss components and validation loss per epoch (left), validation mAP (right)."""
-    fig = loss_curves_figure(history)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(loss_curves_figure(history), path)
 
 
 def loss_curves_figure(history: Sequence[dict[str, Any]]) -> Figure:
@@ -83,10 +80,7 @@ def plot_run_comparison(
     runs: Mapping[str, Sequence[dict[str, Any]]], path: Path, metrics: Mapping[str, str] = COMPARED_METRICS
 ) -> Path:
     """`run_comparison_figure` written to `path` as a PNG."""
-    fig = run_comparison_figure(runs, metrics)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(run_comparison_figure(runs, metrics), path)
 
 
 def plot_confusion_matrix(matrix: np.ndarray, path: Path, title: str) -> Path:
@@ -110,9 +104,7 @@ def plot_confusion_matrix(matrix: np.ndarray, path: Path, title: str) -> Path:
     ax.set_yticks(range(len(names)), names)
     ax.set(xlabel="predicted", ylabel="ground truth", title=title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_refiner(history: Sequence[dict[str, Any]], path: Path) -> Path:
@@ -150,6 +142,11 @@ def _save_epoch_panels(fig: Figure, axes: Sequence[Axes], path: Path) -> Path:
         ax.legend(fontsize=7)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
+    return _save(fig, path)
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    """`fig` written to `path` (PNG, 110 dpi) and closed."""
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

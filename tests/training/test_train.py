@@ -10,6 +10,7 @@ from models.detector import DETECTOR_PRESETS, build_detector
 from training.config import TRAIN_PRESETS
 from training.data import DataError
 from training.train import load_splits, make_schedule, save_epoch
+from training.vet import filter_coco
 
 
 def _factors(steps: int, steps_per_epoch: int, **changes: object) -> list[float]:
@@ -56,10 +57,7 @@ def test_extra_roots_add_their_training_images_from_their_own_folder(synth_dir: 
     for record in kept:
         (other / "train" / record.path.name).write_bytes(record.path.read_bytes())
     doc = json.loads((synth_dir / "train.json").read_text())
-    ids = {r.image_id for r in kept}
-    doc["images"] = [im for im in doc["images"] if im["id"] in ids]
-    doc["annotations"] = [a for a in doc["annotations"] if a["image_id"] in ids]
-    (other / "train.json").write_text(json.dumps(doc))
+    (other / "train.json").write_text(json.dumps(filter_coco(doc, {r.image_id for r in kept})))
     mixed = replace(base, data=replace(base.data, extra_train_roots=(str(other),)))
     train, _, fingerprint = load_splits(mixed)
     assert len(train) == len(plain) + 2
