@@ -31,7 +31,12 @@ FORMAT_NAME = "digitserve-checkpoint"
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "weights.safetensors"
 META_FILE = "checkpoint.json"
-_DTYPES = {"float32": torch.float32, "float16": torch.float16}
+_FLOAT_DTYPES = {"float32": torch.float32, "float16": torch.float16}
+# How weights can be stored: float32, float16, or int8 (weight matrices and kernels quantized per
+# output channel, everything else float16; see `quantize_int8`).
+WEIGHT_DTYPES = ("float32", "float16", "int8")
+# Suffix of the tensor that holds an int8 tensor's per-channel scales in a weights file.
+SCALE_SUFFIX = ":int8_scale"
 
 
 class CheckpointError(RuntimeError):
@@ -61,24 +66,73 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def quantize_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric per-output-channel int8 quantization of a floating-point `weight` [C_out, ...]
+    (a conv kernel or a linear layer's matrix): returns (q [C_out, ...] int8 in [-127, 127],
+    scale [C_out] float32) with weight ~= q * scale (per channel, the error is at most scale / 2).
+    A channel of zeros gets scale 1."""
+    flat = weight.detach().float().reshape(weight.shape[0], -1)
+    scale = flat.abs().amax(dim=1) / 127.0
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    q = torch.round(flat / scale[:, None]).clamp_(-127, 127).to(torch.int8)
+    return q.reshape(weight.shape), scale
+
+
+def dequantize_int8(q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """Inverse of `quantize_int8`: q [C_out, ...] int8, scale [C_out] -> float32 [C_out, ...]."""
+    return q.float() * scale.float().reshape(-1, *([1] * (q.dim() - 1)))
+
+
+def _stored(name: str, tensor: torch.Tensor, dtype: str) -> dict[str, torch.Tensor]:
+    """The tensors that store state-dict entry `name` as `dtype` (see `save_weights`)."""
+    t = tensor.detach().cpu()
+    if not t.is_floating_point():
+        return {name: t.contiguous()}
+    if dtype == "int8":
+        if t.dim() >= 2:
+            q, scale = quantize_int8(t)
+            return {name: q.contiguous(), name + SCALE_SUFFIX: scale.contiguous()}
+        return {name: t.to(torch.float16).contiguous()}
+    return {name: t.to(_FLOAT_DTYPES[dtype]).contiguous()}
+
+
 def save_weights(module: torch.nn.Module, path: Path, dtype: str = "float32") -> str:
-    """Write `module`'s state dict to `path` (safetensors; floating-point tensors as `dtype`, float16
-    or float32), creating its folder; returns the file's sha256."""
-    if dtype not in _DTYPES:
-        raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+    """Write `module`'s state dict to `path` (safetensors), creating its folder; returns the file's
+    sha256. Floating-point tensors are stored as `dtype`: float32, float16, or int8, which stores
+    every tensor of 2 or more dimensions (conv kernels, linear matrices) as int8 with per-output-
+    channel scales (`quantize_int8`; the scales under the name + `SCALE_SUFFIX`) and the others
+    (biases, norms) as float16. Integer tensors are stored as they are."""
+    if dtype not in WEIGHT_DTYPES:
+        raise ValueError(f"dtype must be one of {list(WEIGHT_DTYPES)}, got {dtype!r}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {
-        name: (t.to(_DTYPES[dtype]) if t.is_floating_point() else t).detach().cpu().contiguous()
-        for name, t in module.state_dict().items()
-    }
+    tensors: dict[str, torch.Tensor] = {}
+    for name, t in module.state_dict().items():
+        tensors.update(_stored(name, t, dtype))
     save_file(tensors, str(path))
     return sha256_file(path)
 
 
 def read_weights(path: Path) -> dict[str, torch.Tensor]:
-    """The state dict `save_weights` wrote to `path`, floating-point tensors as float32. Raises
-    SafetensorError or OSError for a file that cannot be read."""
-    return {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path)).items()}
+    """The state dict `save_weights` wrote to `path`, floating-point and int8-quantized tensors as
+    float32. Raises SafetensorError or OSError for a file that cannot be read, ValueError for an
+    int8 tensor whose scales are missing or do not fit it."""
+    raw = load_file(str(path))
+    state: dict[str, torch.Tensor] = {}
+    for name, t in raw.items():
+        if name.endswith(SCALE_SUFFIX):
+            if name[: -len(SCALE_SUFFIX)] not in raw:
+                raise ValueError(f"{name}: scales of a tensor that is not in the file")
+            continue
+        scale = raw.get(name + SCALE_SUFFIX)
+        if t.dtype == torch.int8 and scale is not None:
+            if scale.dim() != 1 or t.dim() == 0 or scale.shape[0] != t.shape[0]:
+                raise ValueError(f"{name}: {tuple(scale.shape)} scales do not fit {tuple(t.shape)}")
+            state[name] = dequantize_int8(t, scale)
+        elif scale is not None:
+            raise ValueError(f"{name}: has int8 scales but is stored as {t.dtype}")
+        else:
+            state[name] = t.float() if t.is_floating_point() else t
+    return state
 
 
 class PartMeta(Protocol):
@@ -162,7 +216,8 @@ def save_checkpoint(
 ) -> Path:
     """Write `model`'s weights and the describing JSON into `directory` (created if needed).
 
-    `dtype="float16"` stores floating-point tensors in half precision (loading casts them back).
+    `dtype="float16"` stores floating-point tensors in half precision, `"int8"` quantizes weight
+    matrices and kernels per output channel (see `save_weights`); loading casts them back to float32.
     Returns the folder path.
     """
     folder = Path(directory)
@@ -270,7 +325,7 @@ def load_checkpoint(
     meta = read_checkpoint_meta(folder)
     try:
         state = read_weights(folder / WEIGHTS_FILE)
-    except (SafetensorError, OSError) as exc:
+    except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"checkpoint {folder}: cannot read {WEIGHTS_FILE}: {exc}") from exc
     model = build_detector(meta.detector)
     try:

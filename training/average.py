@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 from torchvision.models.detection import FasterRCNN
 from tqdm import tqdm
 
-from models.checkpoint import load_checkpoint, save_checkpoint_like
+from models.checkpoint import WEIGHT_DTYPES, load_checkpoint, save_checkpoint_like
 from training.config import TrainConfig, config_from_dict
 from training.data import DigitDataset, collate
 from training.train import load_train_records
@@ -119,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--data", help="data set root, if not the one the checkpoints were trained on")
     p.add_argument("--bn-images", type=int, default=0, help="training images for BatchNorm (0 = all)")
-    p.add_argument("--dtype", choices=["float32", "float16"], default="float32")
+    p.add_argument("--dtype", choices=list(WEIGHT_DTYPES), default="float32")
     args = p.parse_args(argv)
     folder = average_checkpoints(args.checkpoints, args.out, args.data, args.bn_images, args.dtype)
     print(f"wrote {folder}: the average of {len(args.checkpoints)} checkpoints")

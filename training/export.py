@@ -1,4 +1,4 @@
-"""Copy a checkpoint for shipping, optionally as float16 weights (half the size).
+"""Copy a checkpoint for shipping, optionally as float16 weights (half the size) or int8 (about a quarter).
 
     python -m training.export --checkpoint runs/<run>/best --out models/default --dtype float16 \
         [--zoom-below-px 50] [--reader runs/reader] [--refiner runs/refiner] [--rescorer runs/rescorer] \
@@ -27,6 +27,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from models.checkpoint import (
+    WEIGHT_DTYPES,
     load_checkpoint,
     resolve_checkpoint_dir,
     save_checkpoint_like,
@@ -115,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True, type=Path)
     p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--dtype", choices=["float32", "float16"], default="float16")
+    p.add_argument("--dtype", choices=list(WEIGHT_DTYPES), default="float16")
     p.add_argument("--zoom-below-px", type=float, help="default: the source's (0 = off)")
     p.add_argument(
         "--reader", type=Path, help="reader folder to ship with it (default: the source's, if any)"

@@ -3,14 +3,19 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from models.assembly import AssemblyParams
 from models.checkpoint import (
+    SCALE_SUFFIX,
     CheckpointError,
+    dequantize_int8,
     load_checkpoint,
+    quantize_int8,
     read_checkpoint_meta,
     save_checkpoint,
     set_checkpoint_zoom,
+    sha256_file,
     update_checkpoint_metrics,
 )
 from models.detector import DETECTOR_PRESETS, build_detector
@@ -69,6 +74,65 @@ def test_float16_storage_halves_size_and_loads(tmp_path: Path, saved: tuple[Path
     reloaded, meta = load_checkpoint(half)
     assert meta.weights_dtype == "float16"
     assert next(reloaded.parameters()).dtype == torch.float32
+
+
+def test_int8_quantization_error_is_within_half_a_step_per_channel() -> None:
+    torch.manual_seed(0)
+    weight = torch.randn(6, 3, 3, 3) * torch.tensor([1e-3, 0.1, 1.0, 10.0, 0.0, 2.0]).view(6, 1, 1, 1)
+    q, scale = quantize_int8(weight)
+    assert q.dtype == torch.int8 and q.shape == weight.shape and scale.shape == (6,)
+    assert int(q.abs().max()) == 127  # each non-zero channel uses the whole range
+    error = (dequantize_int8(q, scale) - weight).abs().reshape(6, -1).amax(dim=1)
+    assert torch.all(error <= scale / 2 + 1e-7)
+    assert torch.equal(dequantize_int8(q, scale)[4], torch.zeros(3, 3, 3))  # a zero channel stays zero
+
+
+def test_int8_storage_quarters_size_and_keeps_outputs_close(
+    tmp_path: Path, saved: tuple[Path, torch.nn.Module]
+) -> None:
+    folder, model = saved
+    small = save_checkpoint(tmp_path / "int8", model, CONFIG, dtype="int8")
+    full_size = (folder / "weights.safetensors").stat().st_size
+    assert (small / "weights.safetensors").stat().st_size < 0.3 * full_size
+    stored = load_file(str(small / "weights.safetensors"))
+    kernel = "backbone.body.layer1.0.conv1.weight"
+    assert stored[kernel].dtype == torch.int8 and stored[kernel + SCALE_SUFFIX].dtype == torch.float32
+    assert stored["backbone.body.bn1.weight"].dtype == torch.float16  # 1-d tensors: float16
+    reloaded, meta = load_checkpoint(small)
+    assert meta.weights_dtype == "int8"
+    original = model.state_dict()
+    for key, value in reloaded.state_dict().items():
+        assert value.dtype == original[key].dtype, key
+        if value.is_floating_point():
+            tolerance = 0.02 * float(original[key].abs().max())
+            assert torch.allclose(value, original[key], rtol=1e-2, atol=tolerance), key
+    # The backbone's features move by a small fraction of their size.
+    image = torch.rand(1, 3, 64, 128)
+    with torch.no_grad():
+        a, b = model.backbone(image), reloaded.backbone(image)
+    for level in a:
+        assert float((a[level] - b[level]).norm() / a[level].norm()) < 0.05, level
+
+
+def test_int8_file_without_its_scales_refuses_to_load(
+    tmp_path: Path, saved: tuple[Path, torch.nn.Module]
+) -> None:
+    small = save_checkpoint(tmp_path / "int8", saved[1], CONFIG, dtype="int8")
+    weights = small / "weights.safetensors"
+    tensors = load_file(str(weights))
+    kernel = "backbone.body.layer1.0.conv1.weight"
+    tensors[kernel + SCALE_SUFFIX] = tensors[kernel + SCALE_SUFFIX][:-1]  # one channel short
+    save_file(tensors, str(weights))
+    doc = json.loads((small / "checkpoint.json").read_text())
+    doc["weights"]["sha256"] = sha256_file(weights)
+    (small / "checkpoint.json").write_text(json.dumps(doc))
+    with pytest.raises(CheckpointError, match="scales do not fit"):
+        load_checkpoint(small)
+
+
+def test_unknown_storage_dtype_is_refused(tmp_path: Path, saved: tuple[Path, torch.nn.Module]) -> None:
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        save_checkpoint(tmp_path / "x", saved[1], CONFIG, dtype="bfloat8")
 
 
 def test_corrupted_weights_refuse_to_load(saved: tuple[Path, torch.nn.Module]) -> None:
