@@ -130,6 +130,8 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
             state[name] = dequantize_int8(t, scale)
         elif scale is not None:
             raise ValueError(f"{name}: has int8 scales but is stored as {t.dtype}")
+        elif t.dtype == torch.int8:
+            raise ValueError(f"{name}: int8 without its scales ({name + SCALE_SUFFIX})")
         else:
             state[name] = t.float() if t.is_floating_point() else t
     return state

@@ -114,19 +114,28 @@ def test_int8_storage_quarters_size_and_keeps_outputs_close(
         assert float((a[level] - b[level]).norm() / a[level].norm()) < 0.05, level
 
 
-def test_int8_file_without_its_scales_refuses_to_load(
-    tmp_path: Path, saved: tuple[Path, torch.nn.Module]
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [("short", "scales do not fit"), ("missing", "int8 without its scales"), ("orphan", "not in the file")],
+)
+def test_int8_file_with_damaged_scales_refuses_to_load(
+    tmp_path: Path, saved: tuple[Path, torch.nn.Module], damage: str, message: str
 ) -> None:
     small = save_checkpoint(tmp_path / "int8", saved[1], CONFIG, dtype="int8")
     weights = small / "weights.safetensors"
     tensors = load_file(str(weights))
     kernel = "backbone.body.layer1.0.conv1.weight"
-    tensors[kernel + SCALE_SUFFIX] = tensors[kernel + SCALE_SUFFIX][:-1]  # one channel short
+    if damage == "short":
+        tensors[kernel + SCALE_SUFFIX] = tensors[kernel + SCALE_SUFFIX][:-1]  # one channel short
+    elif damage == "missing":
+        del tensors[kernel + SCALE_SUFFIX]
+    else:
+        del tensors[kernel]
     save_file(tensors, str(weights))
     doc = json.loads((small / "checkpoint.json").read_text())
-    doc["weights"]["sha256"] = sha256_file(weights)
+    doc["weights"]["sha256"] = sha256_file(weights)  # the hash fits: only the reading can tell
     (small / "checkpoint.json").write_text(json.dumps(doc))
-    with pytest.raises(CheckpointError, match="scales do not fit"):
+    with pytest.raises(CheckpointError, match=message):
         load_checkpoint(small)
 
 
