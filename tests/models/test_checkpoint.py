@@ -47,6 +47,13 @@ def outputs(model: torch.nn.Module) -> dict[str, torch.Tensor]:
         return model([image])[0]
 
 
+def rehash(folder: Path) -> None:
+    """Record the weights file's present sha256 in the checkpoint's json, as if it had been written so."""
+    doc = json.loads((folder / "checkpoint.json").read_text())
+    doc["weights"]["sha256"] = sha256_file(folder / "weights.safetensors")
+    (folder / "checkpoint.json").write_text(json.dumps(doc))
+
+
 def test_reload_gives_identical_model(saved: tuple[Path, torch.nn.Module]) -> None:
     folder, model = saved
     reloaded, meta = load_checkpoint(folder)
@@ -132,9 +139,7 @@ def test_int8_file_with_damaged_scales_refuses_to_load(
     else:
         del tensors[kernel]
     save_file(tensors, str(weights))
-    doc = json.loads((small / "checkpoint.json").read_text())
-    doc["weights"]["sha256"] = sha256_file(weights)  # the hash fits: only the reading can tell
-    (small / "checkpoint.json").write_text(json.dumps(doc))
+    rehash(small)  # the hash fits: only the reading can tell
     with pytest.raises(CheckpointError, match=message):
         load_checkpoint(small)
 
@@ -154,14 +159,9 @@ def test_corrupted_weights_refuse_to_load(saved: tuple[Path, torch.nn.Module]) -
 
 
 def test_truncated_weights_with_matching_hash_give_clear_error(saved: tuple[Path, torch.nn.Module]) -> None:
-    from models.checkpoint import sha256_file
-
     weights = saved[0] / "weights.safetensors"
     weights.write_bytes(weights.read_bytes()[:1000])
-    meta_path = saved[0] / "checkpoint.json"
-    doc = json.loads(meta_path.read_text())
-    doc["weights"]["sha256"] = sha256_file(weights)
-    meta_path.write_text(json.dumps(doc))
+    rehash(saved[0])
     with pytest.raises(CheckpointError, match="cannot read"):
         load_checkpoint(saved[0])
 
