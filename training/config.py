@@ -63,6 +63,10 @@ class TrainConfig:
     max_valid_images: int = 0  # 0 = whole validation split
     eval_every: int = 1  # validation mAP every N epochs (validation loss runs every epoch)
     init_from: str = ""  # checkpoint whose weights start this run (e.g. synthetic pretraining)
+    # Residual blocks `init_from` lacks (a deeper backbone than the source's): "random", or "identity":
+    # each starts as the identity (its last BatchNorm's scale and shift zero), so the deeper detector
+    # starts out computing exactly what the source did
+    new_blocks: str = "random"
     save_dtype: str = "float32"
     keep_epochs: bool = False  # also keep every epoch's weights under epochs/NNN (to average them)
     out_dir: str = "runs"
@@ -71,12 +75,15 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {self.schedule!r}; supported: {SCHEDULES}")
+        if self.new_blocks not in NEW_BLOCKS:
+            raise ValueError(f"unknown new_blocks {self.new_blocks!r}; supported: {NEW_BLOCKS}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 SCHEDULES = ("cosine", "cyclic")
+NEW_BLOCKS = ("random", "identity")
 
 
 def _from_dict(cls: type, data: dict[str, Any]) -> Any:

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
+from torchvision.models import resnet
 from torchvision.models.detection import FasterRCNN
 
 from models.checkpoint import load_checkpoint, save_checkpoint, update_checkpoint_metrics
@@ -175,8 +176,37 @@ def make_loaders(
     return train_loader, valid_loader
 
 
+def identity_new_blocks(model: FasterRCNN, loaded: set[str]) -> list[str]:
+    """Make every backbone residual block none of whose tensors are in `loaded` (state-dict keys of
+    `model`) start as the identity, and return their names (e.g. ["layer1.2", "layer3.5"]).
+
+    A block adds its residual branch to its input; with the branch's last BatchNorm scale and shift
+    at zero the branch adds nothing, and the ReLU after the sum leaves the (already non-negative)
+    input unchanged. So a ResNet-34 detector started from a ResNet-18 one's weights (the same stage
+    widths, stage by stage its first blocks) computes the same detections until training moves the
+    zeroed scales off zero; they get gradients, so the blocks learn. Blocks that change the shape
+    (a `downsample` branch) cannot be an identity and raise ValueError.
+    """
+    new = [
+        (name, module)
+        for name, module in model.backbone.body.named_modules()
+        if isinstance(module, resnet.BasicBlock | resnet.Bottleneck)
+        and not any(key.startswith(f"backbone.body.{name}.") for key in loaded)
+    ]
+    for name, module in new:
+        if module.downsample is not None:
+            raise ValueError(f"block {name} changes its input's shape: it cannot start as the identity")
+    for _, module in new:
+        last = module.bn2 if isinstance(module, resnet.BasicBlock) else module.bn3
+        with torch.no_grad():
+            last.weight.zero_()
+            last.bias.zero_()
+    return [name for name, _ in new]
+
+
 def build_model(config: TrainConfig, device: torch.device) -> FasterRCNN:
-    """The detector of the config, optionally started from another checkpoint, backbone optionally frozen."""
+    """The detector of the config, optionally started from another checkpoint (blocks the source
+    lacks random or the identity, `config.new_blocks`), backbone optionally frozen."""
     model = build_detector(config.detector)
     if config.init_from:
         source, _ = load_checkpoint(config.init_from)
@@ -184,6 +214,9 @@ def build_model(config: TrainConfig, device: torch.device) -> FasterRCNN:
         fitting = {k: v for k, v in source.state_dict().items() if k in own and own[k].shape == v.shape}
         model.load_state_dict(fitting, strict=False)
         log.info("initialised %d/%d tensors from %s", len(fitting), len(own), config.init_from)
+        if config.new_blocks == "identity":
+            started = identity_new_blocks(model, set(fitting))
+            log.info("%d new residual blocks start as the identity: %s", len(started), ", ".join(started))
     if config.freeze_backbone:
         for parameter in model.backbone.body.parameters():
             parameter.requires_grad_(False)

@@ -6,10 +6,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from models.checkpoint import save_checkpoint
 from models.detector import DETECTOR_PRESETS, build_detector
-from training.config import TRAIN_PRESETS
+from training.config import TRAIN_PRESETS, load_config
 from training.data import DataError
-from training.train import load_splits, make_schedule, save_epoch
+from training.train import build_model, identity_new_blocks, load_splits, make_schedule, save_epoch
 from training.vet import filter_coco
 
 
@@ -67,3 +68,54 @@ def test_extra_roots_add_their_training_images_from_their_own_folder(synth_dir: 
     missing = replace(base, data=replace(base.data, extra_train_roots=(str(tmp_path / "absent"),)))
     with pytest.raises(DataError, match="absent"):
         load_splits(missing)
+
+
+def _randomise_batchnorm(model: torch.nn.Module) -> None:
+    """Give every BatchNorm non-trivial statistics and affine terms, as a trained model has."""
+    generator = torch.Generator().manual_seed(1)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            assert module.running_mean is not None and module.running_var is not None
+            n = module.num_features
+            module.running_mean.copy_(torch.randn(n, generator=generator) * 0.1)
+            module.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
+            module.weight.data.copy_(torch.rand(n, generator=generator) + 0.5)
+            module.bias.data.copy_(torch.randn(n, generator=generator) * 0.1)
+
+
+@pytest.mark.parametrize("new_blocks", ["identity", "random"])
+def test_deeper_backbone_from_a_shallower_checkpoint(tmp_path: Path, new_blocks: str) -> None:
+    torch.manual_seed(0)
+    shallow = DETECTOR_PRESETS["fast"]
+    assert shallow.arch == "fasterrcnn_resnet18_fpn"
+    source = build_detector(shallow).eval()
+    _randomise_batchnorm(source)
+    save_checkpoint(tmp_path / "src", source, shallow)
+    deep = replace(shallow, arch="fasterrcnn_resnet34_fpn")
+    start = str(tmp_path / "src")
+    config = replace(load_config("fast"), detector=deep, init_from=start, new_blocks=new_blocks)
+    model = build_model(config, torch.device("cpu")).eval()
+    images = torch.rand(2, 3, 96, 160)
+    with torch.no_grad():
+        expected = source.backbone(images)
+        got = model.backbone(images)
+    same = [torch.allclose(got[k], expected[k], atol=1e-5) for k in expected]
+    # ResNet-34's stages hold 3/4/6/3 blocks to ResNet-18's 2/2/2/2: 8 blocks are new.
+    assert all(same) == (new_blocks == "identity")
+    new_scales = [model.backbone.body.get_submodule(f"{s}.bn2").weight for s in ("layer1.2", "layer3.5")]
+    assert all(bool(w.eq(0).all()) == (new_blocks == "identity") for w in new_scales)
+
+
+# (stage, block) of the ResNet-34 blocks ResNet-18 lacks
+NEW_34 = [(1, 2), (2, 2), (2, 3), (3, 2), (3, 3), (3, 4), (3, 5), (4, 2)]
+
+
+def test_identity_blocks_are_named_and_shape_changing_ones_refused() -> None:
+    model = build_detector(replace(DETECTOR_PRESETS["fast"], arch="fasterrcnn_resnet34_fpn"))
+    loaded = {k for k in model.state_dict() if not any(f".layer{s}.{b}." in k for s, b in NEW_34)}
+    assert identity_new_blocks(model, loaded) == [f"layer{s}.{b}" for s, b in NEW_34]
+    with pytest.raises(ValueError, match=r"layer2\.0"):
+        identity_new_blocks(model, set())  # layer1's blocks would do; layer2.0 downsamples
+    assert not model.backbone.body.layer1[0].bn2.weight.eq(0).any()  # refused before any change
+    with pytest.raises(ValueError, match="new_blocks"):
+        replace(load_config("fast"), new_blocks="zeros")
