@@ -9,12 +9,14 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from torchvision.ops import MultiScaleRoIAlign
 
 from models.checkpoint import load_checkpoint
 from models.detector import DETECTOR_PRESETS, build_detector
 from models.optimize import fuse_conv_batchnorm, load_prepared_reader, prepare_for_inference
 from models.reader import DigitReader, save_reader
 from models.reread import CropSpec, RereadParams
+from models.roi_align import WindowedMultiScaleRoIAlign
 from service.config import SHIPPED_CHECKPOINT
 from service.imaging import to_model_input
 from training.synth import render_sample
@@ -105,3 +107,10 @@ def test_prepared_reader_folds_its_batchnorms_and_reads_the_same(tmp_path: Path,
     with torch.inference_mode():
         assert torch.allclose(reader(crops), prepared(crops), atol=1e-4)
         assert prepared(crops).shape == (3, 10 + not_digit) and meta.not_digit == not_digit
+
+
+def test_prepare_for_inference_swaps_the_box_pooler_on_the_cpu_only() -> None:
+    model = prepare_for_inference(build_detector(DETECTOR_PRESETS["fast"]).eval(), torch.device("cpu"))
+    assert isinstance(model.roi_heads.box_roi_pool, WindowedMultiScaleRoIAlign)
+    untouched = prepare_for_inference(build_detector(DETECTOR_PRESETS["fast"]).eval(), torch.device("meta"))
+    assert type(untouched.roi_heads.box_roi_pool) is MultiScaleRoIAlign
