@@ -59,6 +59,16 @@ def test_windowed_roi_align_in_chunks_pools_the_same(monkeypatch: pytest.MonkeyP
     torch.testing.assert_close(roi_align_windowed(features, rois, (7, 7), 0.25, 2), whole, rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize("images", [1, 2])
+def test_every_roi_windowed_however_large(monkeypatch: pytest.MonkeyPatch, images: int) -> None:
+    # By default the whole-image RoI goes to torchvision's kernel; here every RoI is windowed.
+    monkeypatch.setattr(windowed, "WINDOW_CELLS_PER_SAMPLE", 1e9)
+    features = torch.randn(images, 8, 24, 56)
+    rois = _rois(30, images, width=224.0, height=96.0, seed=5)
+    want = roi_align(features, rois, (7, 7), 0.25, 2)
+    torch.testing.assert_close(roi_align_windowed(features, rois, (7, 7), 0.25, 2), want, rtol=0, atol=1e-4)
+
+
 def test_no_rois_and_an_adaptive_ratio() -> None:
     features = torch.randn(2, 8, 12, 20)
     assert roi_align_windowed(features, torch.zeros(0, 5), (7, 7), 0.25, 2).shape == (0, 8, 7, 7)
