@@ -19,23 +19,12 @@ from models.reread import CropSpec, RereadParams
 from models.roi_align import WindowedMultiScaleRoIAlign
 from service.config import SHIPPED_CHECKPOINT
 from service.imaging import to_model_input
+from tests.helpers import randomise_batchnorm
 from training.synth import render_sample
 
 
 def _batchnorms(model: nn.Module) -> int:
     return sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
-
-
-def _randomise_batchnorm(model: nn.Module, seed: int = 0) -> None:
-    """Give every BatchNorm non-trivial statistics and affine terms, so that folding them matters."""
-    generator = torch.Generator().manual_seed(seed)
-    for module in model.modules():
-        if isinstance(module, nn.BatchNorm2d):
-            n = module.num_features
-            module.running_mean.copy_(torch.randn(n, generator=generator) * 0.5)
-            module.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
-            module.weight.data.copy_(torch.rand(n, generator=generator) + 0.5)
-            module.bias.data.copy_(torch.randn(n, generator=generator) * 0.1)
 
 
 @pytest.mark.parametrize("preset", ["fast", "seed"])
@@ -49,7 +38,7 @@ def test_fuse_conv_batchnorm_folds_every_batchnorm_of_the_presets(preset: str) -
 
 def test_fused_backbone_computes_the_same_features() -> None:
     model = build_detector(DETECTOR_PRESETS["fast"]).eval()
-    _randomise_batchnorm(model)
+    randomise_batchnorm(model)
     fused = copy.deepcopy(model)
     fuse_conv_batchnorm(fused)
     image = torch.rand(1, 3, 96, 224, generator=torch.Generator().manual_seed(1))
@@ -57,7 +46,9 @@ def test_fused_backbone_computes_the_same_features() -> None:
         expected, actual = model.backbone(image), fused.backbone(image)
     assert expected.keys() == actual.keys()
     for name in expected:
-        torch.testing.assert_close(actual[name], expected[name], rtol=1e-4, atol=1e-4)
+        # 1e-4 failed ~1 run in 4 with another torch job on the 2 cores (one value 1.2e-4 off: oneDNN's
+        # reductions differ with the threads it gets); a wrong fold is off by ~0.1 and more
+        torch.testing.assert_close(actual[name], expected[name], rtol=1e-3, atol=1e-3)
 
 
 def test_fuse_conv_batchnorm_fuses_only_a_batchnorm_right_after_a_conv() -> None:
@@ -99,7 +90,7 @@ def test_prepared_shipped_model_gives_the_same_detections() -> None:
 def test_prepared_reader_folds_its_batchnorms_and_reads_the_same(tmp_path: Path, not_digit: bool) -> None:
     torch.manual_seed(0)
     reader = DigitReader(width=4, not_digit=not_digit).eval()
-    _randomise_batchnorm(reader)
+    randomise_batchnorm(reader)
     save_reader(tmp_path, reader, CropSpec(size=24), RereadParams())
     prepared, meta = load_prepared_reader(tmp_path, torch.device("cpu"))
     assert _batchnorms(reader) == 7 and _batchnorms(prepared) == 0 and meta.crop.size == 24

@@ -8,6 +8,7 @@ import torch
 
 from models.checkpoint import save_checkpoint
 from models.detector import DETECTOR_PRESETS, build_detector
+from tests.helpers import randomise_batchnorm
 from training.config import TRAIN_PRESETS, load_config
 from training.data import DataError
 from training.train import build_model, identity_new_blocks, load_splits, make_schedule, save_epoch
@@ -70,26 +71,13 @@ def test_extra_roots_add_their_training_images_from_their_own_folder(synth_dir: 
         load_splits(missing)
 
 
-def _randomise_batchnorm(model: torch.nn.Module) -> None:
-    """Give every BatchNorm non-trivial statistics and affine terms, as a trained model has."""
-    generator = torch.Generator().manual_seed(1)
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            assert module.running_mean is not None and module.running_var is not None
-            n = module.num_features
-            module.running_mean.copy_(torch.randn(n, generator=generator) * 0.1)
-            module.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
-            module.weight.data.copy_(torch.rand(n, generator=generator) + 0.5)
-            module.bias.data.copy_(torch.randn(n, generator=generator) * 0.1)
-
-
 @pytest.mark.parametrize("new_blocks", ["identity", "random"])
 def test_deeper_backbone_from_a_shallower_checkpoint(tmp_path: Path, new_blocks: str) -> None:
     torch.manual_seed(0)
     shallow = DETECTOR_PRESETS["fast"]
     assert shallow.arch == "fasterrcnn_resnet18_fpn"
     source = build_detector(shallow).eval()
-    _randomise_batchnorm(source)
+    randomise_batchnorm(source, seed=1)
     save_checkpoint(tmp_path / "src", source, shallow)
     deep = replace(shallow, arch="fasterrcnn_resnet34_fpn")
     start = str(tmp_path / "src")
