@@ -66,7 +66,7 @@ def axis_weights(
 
 
 def _pool_one_map(
-    pixels: Tensor, width: int, boxes: Tensor, height: int, output_size: tuple[int, int], ratio: int
+    pixels: Tensor, height: int, width: int, boxes: Tensor, output_size: tuple[int, int], ratio: int
 ) -> Tensor:
     """`pixels` FloatTensor[H * W, C] (one map, row-major cells), `boxes` FloatTensor[K, 4] x1 y1 x2
     y2 in map cells -> FloatTensor[K, C, out_h, out_w]."""
@@ -96,21 +96,22 @@ def roi_align_windowed(
     if sampling_ratio < 1:
         raise ValueError("roi_align_windowed needs a fixed sampling ratio (>= 1)")
     n, channels = features.shape[:2]
-    result = features.new_zeros((rois.shape[0], channels, *output_size))
     if rois.shape[0] == 0:
-        return result
+        return features.new_zeros((0, channels, *output_size))
     boxes = rois[:, 1:] * spatial_scale
     cells = ((boxes[:, 2:] - boxes[:, :2]).clamp(min=1.0) + 2).prod(dim=1)  # each RoI's window
     samples = output_size[0] * output_size[1] * sampling_ratio**2
     small = cells <= WINDOW_CELLS_PER_SAMPLE * samples
-    if not bool(small.all()):
+    everything_small = bool(small.all())
+    if n == 1 and everything_small:  # the service's case: one image, digit-sized proposals
+        return _pool_image(features[0], boxes, output_size, sampling_ratio)
+    result = features.new_zeros((rois.shape[0], channels, *output_size))
+    if not everything_small:
         large = torch.nonzero(~small).flatten()
         result[large] = roi_align(features, rois[large], output_size, spatial_scale, sampling_ratio)
     batch = rois[:, 0].long()
     for image in range(n):
         chosen = torch.nonzero(small & (batch == image)).flatten()
-        if chosen.numel() == rois.shape[0]:
-            return _pool_image(features[image], boxes, output_size, sampling_ratio)
         if chosen.numel():
             result[chosen] = _pool_image(features[image], boxes[chosen], output_size, sampling_ratio)
     return result
@@ -125,7 +126,7 @@ def _pool_image(feature: Tensor, boxes: Tensor, output_size: tuple[int, int], ra
     per_roi = int(span[0].clamp(max=width) * span[1].clamp(max=height)) * channels
     step = max(1, WINDOW_BUDGET // max(per_roi, 1))
     parts = [
-        _pool_one_map(pixels, width, boxes[i : i + step], height, output_size, ratio)
+        _pool_one_map(pixels, height, width, boxes[i : i + step], output_size, ratio)
         for i in range(0, boxes.shape[0], step)
     ]
     return torch.cat(parts) if len(parts) > 1 else parts[0]
