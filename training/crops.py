@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as nnf
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
@@ -50,7 +51,9 @@ class DigitCrops(Dataset[tuple[torch.Tensor, int]]):
     class): (crop FloatTensor[3, size, size], RGB in [0, 1], class: the digit 0-9, or whatever class
     the extra item gives, such as `models.reader.NOT_A_DIGIT`).
 
-    Parts of a window outside the image are zero. `train=True` jitters window and colours.
+    Parts of a window outside the image are zero. `train=True` jitters window and colours. With
+    `preload`, every image is decoded once, here, and kept as ByteTensor[3, H, W] (~21 kB for a median
+    HW2 image; loader workers share them): decoding is half the cost of a crop.
     """
 
     def __init__(
@@ -59,10 +62,16 @@ class DigitCrops(Dataset[tuple[torch.Tensor, int]]):
         params: CropParams,
         train: bool,
         extra: Sequence[tuple[Path, BoxXYXY, int]] = (),
+        preload: bool = False,
     ) -> None:
         self.items = [(r.path, b.box_xyxy, b.digit) for r in records for b in r.boxes] + list(extra)
         self.params = params
         self.train = train
+        self.images: dict[Path, torch.Tensor] = {}
+        if preload:
+            paths = sorted({path for path, _, _ in self.items})
+            for path in tqdm(paths, desc="preload images", leave=False, disable=len(paths) < 1000):
+                self.images[path] = (load_image(path) * 255).round().to(torch.uint8)
         seed = AugmentConfig()  # the detector recipe's colour jitter
         self.colour = v2.ColorJitter(
             brightness=seed.brightness, contrast=seed.contrast, saturation=seed.saturation
@@ -81,10 +90,55 @@ class DigitCrops(Dataset[tuple[torch.Tensor, int]]):
                 random.uniform(-p.shift_jitter, p.shift_jitter),
                 random.uniform(-p.shift_jitter, p.shift_jitter),
             )
-        crop = crop_square(load_image(path), crop_window(box, p.context, scale, shift), p.size)
+        cached = self.images.get(path)
+        if cached is None:
+            image = load_image(path)
+        else:
+            image = v2.functional.to_dtype(cached, torch.float32, scale=True)
+        crop = crop_square(image, crop_window(box, p.context, scale, shift), p.size)
         if self.train:
             crop = self.colour(crop)
         return crop, digit
+
+
+LABEL_SMOOTHING = 0.1  # in training; evaluation scores plain cross-entropy
+
+
+@dataclass(frozen=True)
+class Distillation:
+    """Learning from a trained classifier's soft labels as well as from the labels (Hinton et al.
+    2015, "Distilling the knowledge in a neural network"): see `distillation_loss`. `teacher` maps the
+    same crops to logits over the same classes."""
+
+    teacher: nn.Module
+    weight: float = 0.9
+    temperature: float = 4.0
+
+
+def distillation_loss(
+    student: torch.Tensor,
+    teacher: torch.Tensor,
+    labels: torch.Tensor,
+    weight: float,
+    temperature: float,
+    label_smoothing: float = LABEL_SMOOTHING,
+) -> torch.Tensor:
+    """(1 - `weight`) x cross-entropy of `student` (logits FloatTensor[B, C]) with `labels`
+    (LongTensor[B], smoothed by `label_smoothing`) + `weight` x `temperature`^2 x KL(teacher || student),
+    both softened by `temperature` (`teacher`: logits FloatTensor[B, C]; the T^2 keeps the soft part's
+    gradients the size of the hard part's whatever T). A scalar; `weight` 0 is plain cross-entropy."""
+    if not 0.0 <= weight <= 1.0 or temperature <= 0:
+        raise ValueError(f"distillation weight {weight} must be in [0, 1] and temperature {temperature} > 0")
+    if student.shape != teacher.shape:
+        raise ValueError(f"student logits {tuple(student.shape)} but teacher logits {tuple(teacher.shape)}")
+    hard = nnf.cross_entropy(student, labels, label_smoothing=label_smoothing)
+    soft = nnf.kl_div(
+        nnf.log_softmax(student / temperature, dim=1),
+        nnf.log_softmax(teacher / temperature, dim=1),
+        reduction="batchmean",
+        log_target=True,
+    )
+    return (1.0 - weight) * hard + weight * temperature**2 * soft
 
 
 def run_epoch(
@@ -97,11 +151,15 @@ def run_epoch(
     max_steps: int = 0,
     desc: str = "",
     show_progress: bool = True,
+    distill: Distillation | None = None,
 ) -> dict[str, float]:
-    """Train (given an optimizer) or evaluate over `loader`: mean `loss`, `accuracy`, `images_per_s`."""
+    """Train (given an optimizer) or evaluate over `loader`: mean `loss`, `accuracy`, `images_per_s`.
+    With `distill`, training minimises `distillation_loss` against its teacher; evaluation ignores it."""
     training = optimizer is not None
     model.train(training)
-    criterion = nn.CrossEntropyLoss(label_smoothing=0.1 if training else 0.0)
+    criterion = nn.CrossEntropyLoss(label_smoothing=LABEL_SMOOTHING if training else 0.0)
+    if distill is not None:
+        distill.teacher.eval()
     loss_sum = correct = seen = 0.0
     start = time.perf_counter()
     bar = tqdm(loader, desc=desc, disable=not show_progress, leave=False)
@@ -111,7 +169,12 @@ def run_epoch(
                 break
             images, labels = images.to(device), labels.to(device)
             logits = model(images)
-            loss = criterion(logits, labels)
+            if training and distill is not None:
+                with torch.no_grad():
+                    taught = distill.teacher(images)
+                loss = distillation_loss(logits, taught, labels, distill.weight, distill.temperature)
+            else:
+                loss = criterion(logits, labels)
             if optimizer is not None:
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -142,6 +205,11 @@ def add_crop_training_args(p: argparse.ArgumentParser, *, epochs: int, lr: float
     p.add_argument("--weight-decay", type=float, default=5e-4)
     p.add_argument("--size", type=int, default=CropParams.size, help="crop side in pixels")
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument(
+        "--preload-images",
+        action="store_true",
+        help="decode every image once, before training (~0.15 GB for HW2's training split): faster epochs",
+    )
     p.add_argument("--max-steps", type=int, default=0, help="steps per epoch (0 = all); for smoke runs")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
@@ -154,17 +222,21 @@ def fit_on_crops(
     valid_set: DigitCrops,
     args: argparse.Namespace,
     on_epoch: Callable[[list[dict[str, float]]], None],
+    distill: Distillation | None = None,
 ) -> list[dict[str, float]]:
     """Train `model` (crops FloatTensor[B, 3, S, S] -> logits FloatTensor[B, 10]) with SGD and a
-    cosine schedule (after `args.warmup_steps` of linear warm-up); after each epoch, score the
-    validation crops, append a row to `args.out`/metrics.jsonl, draw `args.out`/pretraining.png and
-    call `on_epoch(history)`. Returns the history."""
+    cosine schedule (after `args.warmup_steps` of linear warm-up), from `distill`'s teacher too when
+    given (moved to the model's device); after each epoch, score the validation crops, append a row
+    to `args.out`/metrics.jsonl, draw `args.out`/pretraining.png and call `on_epoch(history)`.
+    Returns the history."""
     device = resolve_device(args.device)
     generator = seed_everything(args.seed)
     common: dict[str, Any] = {"batch_size": args.batch_size, "num_workers": args.workers}
     train_loader = DataLoader(train_set, shuffle=True, drop_last=True, generator=generator, **common)
     valid_loader = DataLoader(valid_set, **common)
     model.to(device)
+    if distill is not None:
+        distill.teacher.to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=args.weight_decay)
     steps = min(len(train_loader), args.max_steps or len(train_loader)) * args.epochs
     warmup = max(args.warmup_steps, 1)
@@ -177,7 +249,7 @@ def fit_on_crops(
     for epoch in range(1, args.epochs + 1):
         stats = run_epoch(
             model, train_loader, device, optimizer, scheduler,
-            max_steps=args.max_steps, desc=f"crops {epoch}", show_progress=show,
+            max_steps=args.max_steps, desc=f"crops {epoch}", show_progress=show, distill=distill,
         )  # fmt: skip
         val = run_epoch(
             model, valid_loader, device, max_steps=args.max_steps, desc="valid crops", show_progress=show
@@ -204,14 +276,16 @@ def crop_sets(
     config: TrainConfig,
     size: int,
     extra: Callable[[Sequence[ImageRecord]], Sequence[tuple[Path, BoxXYXY, int]]] | None = None,
+    preload: bool = False,
 ) -> tuple[DigitCrops, DigitCrops, str]:
     """Training crops (jittered) and validation crops of the config's data, and the labels' fingerprint.
-    `extra` maps the training records to more training items (image path, xyxy box, class)."""
+    `extra` maps the training records to more training items (image path, xyxy box, class); `preload`
+    decodes the images up front (`DigitCrops`)."""
     train, valid, fingerprint = load_splits(config)
     params = CropParams(size=size)
     more = extra(train) if extra else ()
-    train_set = DigitCrops(train, params, train=True, extra=more)
-    valid_set = DigitCrops(valid, params, train=False)
+    train_set = DigitCrops(train, params, train=True, extra=more, preload=preload)
+    valid_set = DigitCrops(valid, params, train=False, preload=preload)
     log.info("crops: %d train (%d extra) / %d valid", len(train_set), len(more), len(valid_set))
     return train_set, valid_set, fingerprint
 

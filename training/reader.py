@@ -12,6 +12,13 @@ them: those on a labelled digit as that digit, those on none as an 11th class, "
 (`training.site_labels`). The last epoch's weights are written to `--out` as a reader folder
 (`reader.safetensors`, `reader.json`), with the mixing settings given here; no epoch is picked by its
 validation score.
+
+With `--teacher` (another reader folder, a wider one say, trained the same way) it learns from that
+reader's softened opinion of each training crop as well as from the labels (`training.crops.
+distillation_loss`):
+
+    python -m training.reader --config C --out runs/teacher --width 96 --epochs 60 --dtype float16
+    python -m training.reader --config C --out runs/student --epochs 60 --teacher runs/teacher
 """
 
 from __future__ import annotations
@@ -23,9 +30,16 @@ from pathlib import Path
 
 from models.boxes import BoxXYXY
 from models.hw2 import read_pred_json
-from models.reader import NOT_A_DIGIT, DigitReader, ReaderMeta, save_reader
+from models.inference import resolve_device
+from models.reader import NOT_A_DIGIT, DigitReader, ReaderMeta, load_reader, save_reader
 from models.reread import CropSpec, RereadParams
-from training.crops import add_crop_training_args, crop_sets, fit_on_crops, load_crop_config
+from training.crops import (
+    Distillation,
+    add_crop_training_args,
+    crop_sets,
+    fit_on_crops,
+    load_crop_config,
+)
 from training.data import ImageRecord
 from training.site_labels import SiteLabelParams, labelled_sites
 from training.train import seed_everything
@@ -53,6 +67,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=defaults.presence_weight,
         help="with --site-detections: a site's score is presence^w x P(a digit)^(1 - w)",
     )
+    p.add_argument("--teacher", type=Path, help="a reader folder whose soft labels it learns from too")
+    p.add_argument("--kd-weight", type=float, default=0.9, help="with --teacher: the soft labels' share")
+    p.add_argument("--kd-temperature", type=float, default=4.0, help="with --teacher: how much to soften")
+    p.add_argument("--dtype", choices=["float32", "float16"], default="float32", help="weights' storage")
     p.set_defaults(warmup_steps=200, size=32)  # the shipped reader: 32 px crops (model card, experiment 15)
     return p.parse_args(argv)
 
@@ -70,19 +88,40 @@ def main(argv: Sequence[str] | None = None) -> ReaderMeta:
             log.info("%d sites: %d no digit", len(sites), sum(s.label == NOT_A_DIGIT for _, s in sites))
             return [(path, s.box_xyxy, s.label) for path, s in sites]
 
-    train_set, valid_set, fingerprint = crop_sets(load_crop_config(args), args.size, extra)
-    seed_everything(args.seed)  # the initial weights too: the same flags give the same reader
-    reader = DigitReader(args.width, not_digit=args.site_detections is not None)
-    history = fit_on_crops(reader, train_set, valid_set, args, lambda _history: None)
+    config = load_crop_config(args)
+    train_set, valid_set, fingerprint = crop_sets(config, args.size, extra, args.preload_images)
     crop = CropSpec(size=args.size, context=train_set.params.context)
+    not_digit = args.site_detections is not None
+    distill = load_teacher(args, crop, not_digit)
+    seed_everything(args.seed)  # the initial weights too: the same flags give the same reader
+    reader = DigitReader(args.width, not_digit=not_digit)
+    history = fit_on_crops(reader, train_set, valid_set, args, lambda _history: None, distill)
     metrics = {
         "last_epoch": history[-1] if history else {},
         "data_fingerprint": fingerprint,
         "args": {k: str(v) for k, v in vars(args).items()},
     }
-    meta = save_reader(args.out, reader.cpu(), crop, reread, metrics=metrics)
+    if distill is not None:
+        metrics["teacher_sha256"] = load_reader(args.teacher)[1].sha256
+    meta = save_reader(args.out, reader.cpu(), crop, reread, metrics=metrics, dtype=args.dtype)
     log.info("reader written to %s (validation crop accuracy %.4f)", args.out, history[-1]["val_accuracy"])
     return meta
+
+
+def load_teacher(args: argparse.Namespace, crop: CropSpec, not_digit: bool) -> Distillation | None:
+    """`args.teacher`'s reader, to learn from (None without one). Raises ValueError when it reads
+    other crops (size, context) or other classes than the reader being trained."""
+    if args.teacher is None:
+        return None
+    teacher, meta = load_reader(args.teacher, resolve_device(args.device))
+    if meta.crop != crop or meta.not_digit != not_digit:
+        raise ValueError(
+            f"teacher {args.teacher} reads {meta.crop} crops{' with no digit' if meta.not_digit else ''}, "
+            f"the reader being trained {crop}{' with no digit' if not_digit else ''}: they must match"
+        )
+    log.info("distilling from %s (width %d), weight %s, temperature %s", args.teacher, meta.width,
+             args.kd_weight, args.kd_temperature)  # fmt: skip
+    return Distillation(teacher, args.kd_weight, args.kd_temperature)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,12 @@
-"""The crop data set shared by backbone pretraining and the reader."""
+"""The crop data set shared by backbone pretraining and the reader, and learning from a teacher."""
 
 from pathlib import Path
 
+import pytest
 import torch
+import torch.nn.functional as nnf
 
-from training.crops import CropParams, DigitCrops
+from training.crops import LABEL_SMOOTHING, CropParams, DigitCrops, distillation_loss
 from training.data import load_coco_split
 
 
@@ -20,3 +22,57 @@ def test_crops_hold_the_labelled_digit(synth_dir: Path) -> None:
     assert torch.equal(crops[0][0], image)
     jittered = DigitCrops(records, CropParams(size=32), train=True)
     assert any(not torch.equal(jittered[0][0], image) for _ in range(5))
+
+
+def test_preloaded_images_give_the_same_crops(synth_dir: Path) -> None:
+    records, _ = load_coco_split(synth_dir / "train", synth_dir / "train.json")
+    plain = DigitCrops(records, CropParams(size=24), train=False)
+    loaded = DigitCrops(records, CropParams(size=24), train=False, preload=True)
+    assert len(loaded.images) == len({r.path for r in records if r.boxes}) > 0 and not plain.images
+    for index in (0, len(plain) - 1):
+        assert torch.equal(plain[index][0], loaded[index][0]) and plain[index][1] == loaded[index][1]
+
+
+def test_distillation_without_weight_is_the_labels_cross_entropy() -> None:
+    student, teacher = torch.randn(6, 10), torch.randn(6, 10)
+    labels = torch.tensor([0, 1, 2, 3, 4, 9])
+    expected = nnf.cross_entropy(student, labels, label_smoothing=LABEL_SMOOTHING)
+    assert torch.allclose(distillation_loss(student, teacher, labels, 0.0, 4.0), expected)
+
+
+def test_distillation_adds_nothing_where_the_student_agrees_with_its_teacher() -> None:
+    logits, labels = torch.randn(5, 10), torch.tensor([3, 1, 4, 1, 5])
+    hard = nnf.cross_entropy(logits, labels, label_smoothing=LABEL_SMOOTHING)
+    assert torch.allclose(distillation_loss(logits, logits.clone(), labels, 0.75, 3.0), 0.25 * hard)
+    # The soft part alone (weight 1): zero at agreement, growing with disagreement.
+    teacher = torch.zeros(1, 10)
+    teacher[0, 7] = 5.0
+    near, far = teacher * 0.8, torch.roll(teacher, 1, dims=1)
+    agree = distillation_loss(teacher, teacher, torch.tensor([7]), 1.0, 2.0)
+    assert float(agree) == pytest.approx(0.0, abs=1e-6)
+    assert (
+        0
+        < float(distillation_loss(near, teacher, torch.tensor([7]), 1.0, 2.0))
+        < float(distillation_loss(far, teacher, torch.tensor([7]), 1.0, 2.0))
+    )
+
+
+def test_distillation_soft_part_is_temperature_squared_kl() -> None:
+    student, teacher = torch.randn(4, 10), torch.randn(4, 10)
+    t = 2.5
+    p, q = torch.softmax(teacher / t, 1), torch.softmax(student / t, 1)
+    kl = (p * (p.log() - q.log())).sum(1).mean()
+    got = distillation_loss(student, teacher, torch.zeros(4, dtype=torch.long), 1.0, t)
+    assert torch.allclose(got, t**2 * kl, atol=1e-5)
+
+
+@pytest.mark.parametrize("weight, temperature", [(-0.1, 4.0), (1.5, 4.0), (0.5, 0.0)])
+def test_distillation_refuses_bad_settings(weight: float, temperature: float) -> None:
+    logits = torch.randn(2, 10)
+    with pytest.raises(ValueError, match="distillation weight"):
+        distillation_loss(logits, logits, torch.tensor([0, 1]), weight, temperature)
+
+
+def test_distillation_refuses_teachers_of_other_classes() -> None:
+    with pytest.raises(ValueError, match="teacher logits"):
+        distillation_loss(torch.randn(2, 10), torch.randn(2, 11), torch.tensor([0, 1]), 0.5, 4.0)

@@ -49,6 +49,30 @@ def test_the_same_flags_train_the_same_reader(synth_dir: Path, tmp_path: Path) -
     assert first.sha256 == again.sha256 != other.sha256
 
 
+def test_a_teacher_changes_what_the_reader_learns(synth_dir: Path, reader_dir: Path, tmp_path: Path) -> None:
+    args = ["--config", "fast", "--data", str(synth_dir), "--epochs", "1", "--max-steps", "3"]
+    args += ["--batch-size", "8", "--size", "24", "--workers", "0", "--width", "4", "--no-progress"]
+    alone = reader.main([*args, "--out", str(tmp_path / "alone")])
+    taught = reader.main(
+        [*args, "--out", str(tmp_path / "taught"), "--teacher", str(reader_dir), "--kd-weight", "1.0"]
+    )
+    preloaded = reader.main([*args, "--out", str(tmp_path / "pre"), "--preload-images", "--dtype", "float16"])
+    assert taught.sha256 != alone.sha256  # same seed, same crops: only the teacher differs
+    assert taught.metrics["teacher_sha256"] == load_reader(reader_dir)[1].sha256
+    assert "teacher_sha256" not in alone.metrics
+    # Preloading changes nothing but the speed; float16 storage halves the weights.
+    assert preloaded.dtype == "float16" and load_reader(tmp_path / "pre")[1].dtype == "float16"
+    a, b = load_reader(tmp_path / "alone")[0].state_dict(), load_reader(tmp_path / "pre")[0].state_dict()
+    assert all(torch.allclose(a[k].float(), b[k].float(), atol=2e-3) for k in a)
+
+
+def test_a_teacher_must_read_the_same_crops(synth_dir: Path, reader_dir: Path, tmp_path: Path) -> None:
+    args = ["--config", "fast", "--data", str(synth_dir), "--out", str(tmp_path / "r"), "--epochs", "1"]
+    args += ["--max-steps", "1", "--batch-size", "8", "--size", "32", "--workers", "0", "--no-progress"]
+    with pytest.raises(ValueError, match="must match"):
+        reader.main([*args, "--teacher", str(reader_dir)])  # the teacher reads 24 px crops
+
+
 def test_site_detections_add_crops_and_teach_a_no_digit_class(
     synth_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
