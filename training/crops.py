@@ -26,7 +26,7 @@ from models.boxes import BoxXYXY
 from models.inference import resolve_device
 from models.reread import crop_square, crop_window
 from training.config import TrainConfig, load_config
-from training.data import ImageRecord, load_image
+from training.data import ImageRecord, load_image, read_rgb
 from training.plots import plot_pretraining
 from training.train import load_splits, seed_everything
 from training.transforms import AugmentConfig
@@ -53,7 +53,8 @@ class DigitCrops(Dataset[tuple[torch.Tensor, int]]):
 
     Parts of a window outside the image are zero. `train=True` jitters window and colours. With
     `preload`, every image is decoded once, here, and kept as ByteTensor[3, H, W] (~21 kB for a median
-    HW2 image; loader workers share them): decoding is half the cost of a crop.
+    HW2 image; loader workers share them): decoding is half the cost of a crop. `progress` shows a bar
+    while preloading.
     """
 
     def __init__(
@@ -63,6 +64,7 @@ class DigitCrops(Dataset[tuple[torch.Tensor, int]]):
         train: bool,
         extra: Sequence[tuple[Path, BoxXYXY, int]] = (),
         preload: bool = False,
+        progress: bool = False,
     ) -> None:
         self.items = [(r.path, b.box_xyxy, b.digit) for r in records for b in r.boxes] + list(extra)
         self.params = params
@@ -70,8 +72,8 @@ class DigitCrops(Dataset[tuple[torch.Tensor, int]]):
         self.images: dict[Path, torch.Tensor] = {}
         if preload:
             paths = sorted({path for path, _, _ in self.items})
-            for path in tqdm(paths, desc="preload images", leave=False, disable=len(paths) < 1000):
-                self.images[path] = (load_image(path) * 255).round().to(torch.uint8)
+            for path in tqdm(paths, desc="preload images", leave=False, disable=not progress):
+                self.images[path] = read_rgb(path)
         seed = AugmentConfig()  # the detector recipe's colour jitter
         self.colour = v2.ColorJitter(
             brightness=seed.brightness, contrast=seed.contrast, saturation=seed.saturation
@@ -277,15 +279,16 @@ def crop_sets(
     size: int,
     extra: Callable[[Sequence[ImageRecord]], Sequence[tuple[Path, BoxXYXY, int]]] | None = None,
     preload: bool = False,
+    progress: bool = False,
 ) -> tuple[DigitCrops, DigitCrops, str]:
     """Training crops (jittered) and validation crops of the config's data, and the labels' fingerprint.
     `extra` maps the training records to more training items (image path, xyxy box, class); `preload`
-    decodes the images up front (`DigitCrops`)."""
+    decodes the images up front (`DigitCrops`; `progress` shows it)."""
     train, valid, fingerprint = load_splits(config)
     params = CropParams(size=size)
     more = extra(train) if extra else ()
-    train_set = DigitCrops(train, params, train=True, extra=more, preload=preload)
-    valid_set = DigitCrops(valid, params, train=False, preload=preload)
+    train_set = DigitCrops(train, params, train=True, extra=more, preload=preload, progress=progress)
+    valid_set = DigitCrops(valid, params, train=False, preload=preload, progress=progress)
     log.info("crops: %d train (%d extra) / %d valid", len(train_set), len(more), len(valid_set))
     return train_set, valid_set, fingerprint
 

@@ -200,14 +200,20 @@ def record_target(record: ImageRecord) -> Target:
     return {"boxes": boxes, "labels": labels, "image_id": record.image_id}
 
 
-def load_image(path: Path) -> torch.Tensor:
-    """Read an image file as float RGB FloatTensor[3, H, W] in [0, 1]."""
+def read_rgb(path: Path) -> torch.Tensor:
+    """Read an image file as RGB ByteTensor[3, H, W] (0-255), as stored: the compact form to keep many
+    images in memory (`load_image` of the same file is this / 255)."""
     try:
         with Image.open(path) as img:
             rgb = img.convert("RGB")
     except OSError as exc:
         raise DataError(f"cannot read image {path}: {exc}") from exc
-    return F.to_dtype(F.pil_to_tensor(rgb), torch.float32, scale=True)
+    return F.pil_to_tensor(rgb)
+
+
+def load_image(path: Path) -> torch.Tensor:
+    """Read an image file as float RGB FloatTensor[3, H, W] in [0, 1]."""
+    return F.to_dtype(read_rgb(path), torch.float32, scale=True)
 
 
 class DigitDataset(Dataset[tuple[torch.Tensor, Target]]):

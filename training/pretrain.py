@@ -68,7 +68,9 @@ def main(argv: Sequence[str] | None = None) -> Path:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = load_crop_config(args)
-    train_set, valid_set, fingerprint = crop_sets(config, args.size, preload=args.preload_images)
+    train_set, valid_set, fingerprint = crop_sets(
+        config, args.size, preload=args.preload_images, progress=not args.no_progress
+    )
     seed_everything(args.seed)  # the initial weights too: the same flags give the same backbone
     detector = build_detector(config.detector)
     model = CropClassifier(detector.backbone.body, config.detector.image_mean, config.detector.image_std)

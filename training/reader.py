@@ -89,7 +89,9 @@ def main(argv: Sequence[str] | None = None) -> ReaderMeta:
             return [(path, s.box_xyxy, s.label) for path, s in sites]
 
     config = load_crop_config(args)
-    train_set, valid_set, fingerprint = crop_sets(config, args.size, extra, args.preload_images)
+    train_set, valid_set, fingerprint = crop_sets(
+        config, args.size, extra, args.preload_images, progress=not args.no_progress
+    )
     crop = CropSpec(size=args.size, context=train_set.params.context)
     not_digit = args.site_detections is not None
     distill = load_teacher(args, crop, not_digit)

@@ -13,6 +13,8 @@ from training.data import (
     collate,
     list_unlabelled_images,
     load_coco_split,
+    load_image,
+    read_rgb,
 )
 
 
@@ -118,3 +120,14 @@ def test_real_svhn_and_orand_load() -> None:
     )
     digits = {b.digit for r in records for b in r.boxes}
     assert 0 in digits and digits <= set(range(10))
+
+
+def test_read_rgb_keeps_the_stored_bytes_that_load_image_scales(tmp_path: Path) -> None:
+    pixels = torch.randint(0, 256, (5, 7, 3), dtype=torch.uint8)
+    Image.fromarray(pixels.numpy()).save(tmp_path / "a.png")
+    stored = read_rgb(tmp_path / "a.png")
+    assert stored.dtype == torch.uint8 and torch.equal(stored, pixels.permute(2, 0, 1))
+    assert torch.allclose(load_image(tmp_path / "a.png"), stored.float() / 255, rtol=0, atol=1e-7)
+    (tmp_path / "b.png").write_text("not an image")
+    with pytest.raises(DataError, match="b.png"):
+        read_rgb(tmp_path / "b.png")
