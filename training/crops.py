@@ -53,7 +53,8 @@ class DigitCrops(Dataset[tuple[torch.Tensor, int]]):
 
     Parts of a window outside the image are zero. `train=True` jitters window and colours. With
     `preload`, every image is decoded once, here, and kept as ByteTensor[3, H, W] (~21 kB for a median
-    HW2 image; loader workers share them): decoding is half the cost of a crop. `progress` shows a bar
+    HW2 image, ~0.2 GB for the training split; loader workers share them): decoding is most of the
+    cost of a crop. `progress` shows a bar
     while preloading.
     """
 
@@ -210,7 +211,7 @@ def add_crop_training_args(p: argparse.ArgumentParser, *, epochs: int, lr: float
     p.add_argument(
         "--preload-images",
         action="store_true",
-        help="decode every image once, before training (~0.15 GB for HW2's training split): faster epochs",
+        help="decode every image once, before training (~0.2 GB for HW2's training split): faster epochs",
     )
     p.add_argument("--max-steps", type=int, default=0, help="steps per epoch (0 = all); for smoke runs")
     p.add_argument("--seed", type=int, default=0)

@@ -68,8 +68,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="with --site-detections: a site's score is presence^w x P(a digit)^(1 - w)",
     )
     p.add_argument("--teacher", type=Path, help="a reader folder whose soft labels it learns from too")
-    p.add_argument("--kd-weight", type=float, default=0.9, help="with --teacher: the soft labels' share")
-    p.add_argument("--kd-temperature", type=float, default=4.0, help="with --teacher: how much to soften")
+    p.add_argument(
+        "--kd-weight", type=float, default=Distillation.weight, help="with --teacher: soft labels' share"
+    )
+    p.add_argument(
+        "--kd-temperature", type=float, default=Distillation.temperature, help="with --teacher: softening"
+    )
     p.add_argument("--dtype", choices=["float32", "float16"], default="float32", help="weights' storage")
     p.set_defaults(warmup_steps=200, size=32)  # the shipped reader: 32 px crops (model card, experiment 15)
     return p.parse_args(argv)
