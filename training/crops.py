@@ -26,7 +26,7 @@ from models.boxes import BoxXYXY
 from models.inference import resolve_device
 from models.reread import crop_square, crop_window
 from training.config import TrainConfig, load_config
-from training.data import ImageRecord, load_image, read_rgb
+from training.data import ImageRecord, read_rgb, read_rgb_all
 from training.plots import plot_pretraining
 from training.train import load_splits, seed_everything
 from training.transforms import AugmentConfig
@@ -73,8 +73,7 @@ class DigitCrops(Dataset[tuple[torch.Tensor, int]]):
         self.images: dict[Path, torch.Tensor] = {}
         if preload:
             paths = sorted({path for path, _, _ in self.items})
-            for path in tqdm(paths, desc="preload images", leave=False, disable=not progress):
-                self.images[path] = read_rgb(path)
+            self.images = dict(zip(paths, read_rgb_all(paths, "preload images", progress), strict=True))
         seed = AugmentConfig()  # the detector recipe's colour jitter
         self.colour = v2.ColorJitter(
             brightness=seed.brightness, contrast=seed.contrast, saturation=seed.saturation
@@ -93,11 +92,8 @@ class DigitCrops(Dataset[tuple[torch.Tensor, int]]):
                 random.uniform(-p.shift_jitter, p.shift_jitter),
                 random.uniform(-p.shift_jitter, p.shift_jitter),
             )
-        cached = self.images.get(path)
-        if cached is None:
-            image = load_image(path)
-        else:
-            image = v2.functional.to_dtype(cached, torch.float32, scale=True)
+        stored = self.images[path] if path in self.images else read_rgb(path)
+        image = v2.functional.to_dtype(stored, torch.float32, scale=True)  # as `load_image`
         crop = crop_square(image, crop_window(box, p.context, scale, shift), p.size)
         if self.train:
             crop = self.colour(crop)

@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.transforms.v2 import functional as F
+from tqdm import tqdm
 
 from models.boxes import BoxXYXY, box_center, clamp_xyxy, xywh_to_xyxy
 from models.hw2 import image_ids_for
@@ -209,6 +210,11 @@ def read_rgb(path: Path) -> torch.Tensor:
     except OSError as exc:
         raise DataError(f"cannot read image {path}: {exc}") from exc
     return F.pil_to_tensor(rgb)
+
+
+def read_rgb_all(paths: Sequence[Path], desc: str, show_progress: bool = True) -> list[torch.Tensor]:
+    """`read_rgb` of every path, in order, with a progress bar (HW2's 4,845 training images: ~0.2 GB)."""
+    return [read_rgb(path) for path in tqdm(paths, desc=desc, leave=False, disable=not show_progress)]
 
 
 def load_image(path: Path) -> torch.Tensor:

@@ -98,7 +98,8 @@ def main(argv: Sequence[str] | None = None) -> ReaderMeta:
     )
     crop = CropSpec(size=args.size, context=train_set.params.context)
     not_digit = args.site_detections is not None
-    distill = load_teacher(args, crop, not_digit)
+    teacher = load_teacher(args, crop, not_digit)
+    distill = teacher[0] if teacher else None
     seed_everything(args.seed)  # the initial weights too: the same flags give the same reader
     reader = DigitReader(args.width, not_digit=not_digit)
     history = fit_on_crops(reader, train_set, valid_set, args, lambda _history: None, distill)
@@ -107,16 +108,18 @@ def main(argv: Sequence[str] | None = None) -> ReaderMeta:
         "data_fingerprint": fingerprint,
         "args": {k: str(v) for k, v in vars(args).items()},
     }
-    if distill is not None:
-        metrics["teacher_sha256"] = load_reader(args.teacher)[1].sha256
+    if teacher is not None:
+        metrics["teacher_sha256"] = teacher[1]
     meta = save_reader(args.out, reader.cpu(), crop, reread, metrics=metrics, dtype=args.dtype)
     log.info("reader written to %s (validation crop accuracy %.4f)", args.out, history[-1]["val_accuracy"])
     return meta
 
 
-def load_teacher(args: argparse.Namespace, crop: CropSpec, not_digit: bool) -> Distillation | None:
-    """`args.teacher`'s reader, to learn from (None without one). Raises ValueError when it reads
-    other crops (size, context) or other classes than the reader being trained."""
+def load_teacher(
+    args: argparse.Namespace, crop: CropSpec, not_digit: bool
+) -> tuple[Distillation, str] | None:
+    """`args.teacher`'s reader, to learn from, and its weights' sha256 (None without one). Raises
+    ValueError when it reads other crops (size, context) or other classes than the reader being trained."""
     if args.teacher is None:
         return None
     teacher, meta = load_reader(args.teacher, resolve_device(args.device))
@@ -127,7 +130,7 @@ def load_teacher(args: argparse.Namespace, crop: CropSpec, not_digit: bool) -> D
         )
     log.info("distilling from %s (width %d), weight %s, temperature %s", args.teacher, meta.width,
              args.kd_weight, args.kd_temperature)  # fmt: skip
-    return Distillation(teacher, args.kd_weight, args.kd_temperature)
+    return Distillation(teacher, args.kd_weight, args.kd_temperature), meta.sha256
 
 
 if __name__ == "__main__":

@@ -54,7 +54,7 @@ from models.refiner import (
     shift_box,
 )
 from training.crops import add_crop_training_args, load_crop_config
-from training.data import ImageRecord, read_rgb
+from training.data import ImageRecord, read_rgb_all
 from training.plots import plot_refiner
 from training.train import load_splits, seed_everything
 from training.transforms import AugmentConfig
@@ -213,9 +213,8 @@ def matched_detections(
 
 
 def load_images(records: Sequence[ImageRecord], desc: str, show_progress: bool = True) -> list[torch.Tensor]:
-    """Every record's image as ByteTensor[3, H, W] (a 4,845-image split takes ~0.3 GB)."""
-    bar = tqdm(records, desc=desc, leave=False, disable=not show_progress)
-    return [read_rgb(r.path) for r in bar]
+    """Every record's image as ByteTensor[3, H, W] (`training.data.read_rgb_all`)."""
+    return read_rgb_all([r.path for r in records], desc, show_progress)
 
 
 def refined_iou(predicted: torch.Tensor, target: torch.Tensor, step: float) -> torch.Tensor:
