@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as nnf
@@ -38,12 +38,74 @@ log = logging.getLogger(__name__)
 class CropParams:
     """How crops are cut: a square of `context` x the box's longer side around its centre, resized to
     `size` px; in training the side is scaled by up to `scale_jitter` and the centre moved by up to
-    `shift_jitter` x the side."""
+    `shift_jitter` x the side, and the colours jittered. The rest is off by default (the shipped
+    reader's recipe): in training, with probability `low_res` the crop is shrunk to a random side
+    between `low_res_min` x `size` and `size` and grown back (a blurred, far-away digit); it is rotated
+    and sheared by up to `rotate` degrees each; with probability `erase` a rectangle of 2-10 % of it is
+    blanked."""
 
     size: int = 48
     context: float = 1.3
     scale_jitter: float = 0.15
     shift_jitter: float = 0.08
+    low_res: float = 0.0
+    low_res_min: float = 0.4
+    rotate: float = 0.0
+    erase: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not (0.0 <= self.low_res <= 1.0 and 0.0 <= self.erase <= 1.0):
+            raise ValueError(f"low_res ({self.low_res}) and erase ({self.erase}) are probabilities")
+        if not 0.0 < self.low_res_min <= 1.0 or self.rotate < 0.0:
+            raise ValueError(
+                f"low_res_min ({self.low_res_min}) must be in (0, 1], rotate ({self.rotate}) >= 0"
+            )
+
+
+def shrink_and_grow(crop: torch.Tensor, side: int) -> torch.Tensor:
+    """`crop` FloatTensor[C, S, S] resized to `side` x `side` px (antialiased) and back to S x S
+    (bilinear): the detail a digit `side` px wide would keep. `side` >= S returns `crop` itself."""
+    size = crop.shape[-1]
+    if side >= size:
+        return crop
+    small = nnf.interpolate(
+        crop[None], size=(side, side), mode="bilinear", antialias=True, align_corners=False
+    )
+    return nnf.interpolate(small, size=(size, size), mode="bilinear", align_corners=False)[0].clamp(0.0, 1.0)
+
+
+class Draws(Protocol):
+    """Where random numbers come from: `random.Random`, or the `random` module itself (seeded per
+    loader worker by PyTorch)."""
+
+    def random(self) -> float: ...
+    def uniform(self, a: float, b: float) -> float: ...
+    def randint(self, a: int, b: int) -> int: ...
+
+
+def degrade(crop: torch.Tensor, params: CropParams, rng: Draws) -> torch.Tensor:
+    """The training-only degradations of `params` (rotation and shear, low resolution, erasing), drawn
+    from `rng`, applied to `crop` FloatTensor[C, S, S] in [0, 1]; the same shape comes back. With all
+    of them off `crop` comes back unchanged."""
+    if params.rotate > 0.0:
+        angle = rng.uniform(-params.rotate, params.rotate)
+        shear = rng.uniform(-params.rotate, params.rotate)
+        crop = v2.functional.affine(
+            crop, angle=angle, translate=[0, 0], scale=1.0, shear=[shear, 0.0],
+            interpolation=v2.InterpolationMode.BILINEAR,
+        )  # fmt: skip
+    size = crop.shape[-1]
+    if params.low_res > 0.0 and rng.random() < params.low_res:
+        crop = shrink_and_grow(crop, rng.randint(max(1, round(params.low_res_min * size)), size))
+    if params.erase > 0.0 and rng.random() < params.erase:
+        area = rng.uniform(0.02, 0.10) * size * size
+        aspect = math.exp(rng.uniform(math.log(0.3), math.log(3.3)))
+        height = min(size, max(1, round(math.sqrt(area * aspect))))
+        width = min(size, max(1, round(math.sqrt(area / aspect))))
+        top, left = rng.randint(0, size - height), rng.randint(0, size - width)
+        crop = crop.clone()
+        crop[:, top : top + height, left : left + width] = rng.random()
+    return crop
 
 
 class DigitCrops(Dataset[tuple[torch.Tensor, int]]):
@@ -96,7 +158,7 @@ class DigitCrops(Dataset[tuple[torch.Tensor, int]]):
         image = v2.functional.to_dtype(stored, torch.float32, scale=True)  # as `load_image`
         crop = crop_square(image, crop_window(box, p.context, scale, shift), p.size)
         if self.train:
-            crop = self.colour(crop)
+            crop = degrade(self.colour(crop), p, random)
         return crop, digit
 
 
@@ -203,6 +265,24 @@ def add_crop_training_args(p: argparse.ArgumentParser, *, epochs: int, lr: float
     p.add_argument("--warmup-steps", type=int, default=0, help="linear warm-up before the cosine")
     p.add_argument("--weight-decay", type=float, default=5e-4)
     p.add_argument("--size", type=int, default=CropParams.size, help="crop side in pixels")
+    p.add_argument(
+        "--low-res",
+        type=float,
+        default=CropParams.low_res,
+        help="share of training crops shrunk and grown back",
+    )
+    p.add_argument(
+        "--low-res-min",
+        type=float,
+        default=CropParams.low_res_min,
+        help="with --low-res: the smallest side / size",
+    )
+    p.add_argument(
+        "--rotate", type=float, default=CropParams.rotate, help="training rotation and shear, degrees"
+    )
+    p.add_argument(
+        "--erase", type=float, default=CropParams.erase, help="share of training crops partly blanked"
+    )
     p.add_argument("--workers", type=int, default=2)
     p.add_argument(
         "--preload-images",
@@ -271,9 +351,20 @@ def fit_on_crops(
     return history
 
 
+def crop_params(args: argparse.Namespace) -> CropParams:
+    """The crop settings of `add_crop_training_args`'s flags."""
+    return CropParams(
+        size=args.size,
+        low_res=args.low_res,
+        low_res_min=args.low_res_min,
+        rotate=args.rotate,
+        erase=args.erase,
+    )
+
+
 def crop_sets(
     config: TrainConfig,
-    size: int,
+    params: CropParams,
     extra: Callable[[Sequence[ImageRecord]], Sequence[tuple[Path, BoxXYXY, int]]] | None = None,
     preload: bool = False,
     progress: bool = False,
@@ -282,7 +373,6 @@ def crop_sets(
     `extra` maps the training records to more training items (image path, xyxy box, class); `preload`
     decodes the images up front (`DigitCrops`; `progress` shows it)."""
     train, valid, fingerprint = load_splits(config)
-    params = CropParams(size=size)
     more = extra(train) if extra else ()
     train_set = DigitCrops(train, params, train=True, extra=more, preload=preload, progress=progress)
     valid_set = DigitCrops(valid, params, train=False, preload=preload, progress=progress)

@@ -21,7 +21,7 @@ from torch import nn
 
 from models.checkpoint import save_checkpoint
 from models.detector import build_detector
-from training.crops import add_crop_training_args, crop_sets, fit_on_crops, load_crop_config
+from training.crops import add_crop_training_args, crop_params, crop_sets, fit_on_crops, load_crop_config
 from training.train import seed_everything
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = load_crop_config(args)
     train_set, valid_set, fingerprint = crop_sets(
-        config, args.size, preload=args.preload_images, progress=not args.no_progress
+        config, crop_params(args), preload=args.preload_images, progress=not args.no_progress
     )
     seed_everything(args.seed)  # the initial weights too: the same flags give the same backbone
     detector = build_detector(config.detector)

@@ -36,6 +36,7 @@ from models.reread import CropSpec, RereadParams
 from training.crops import (
     Distillation,
     add_crop_training_args,
+    crop_params,
     crop_sets,
     fit_on_crops,
     load_crop_config,
@@ -94,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> ReaderMeta:
 
     config = load_crop_config(args)
     train_set, valid_set, fingerprint = crop_sets(
-        config, args.size, extra, args.preload_images, progress=not args.no_progress
+        config, crop_params(args), extra, args.preload_images, progress=not args.no_progress
     )
     crop = CropSpec(size=args.size, context=train_set.params.context)
     not_digit = args.site_detections is not None

@@ -13,6 +13,7 @@ from models.checkpoint import read_checkpoint_meta
 from models.optimize import load_prepared_reader
 from models.reader import DigitReader, has_reader, load_reader
 from training import evaluate, export, reader
+from training.crops import CropParams, crop_params
 from training.data import load_coco_split
 from training.runner import load_prepared, predict_records, read_sites
 
@@ -47,6 +48,21 @@ def test_the_same_flags_train_the_same_reader(synth_dir: Path, tmp_path: Path) -
     again = reader.main([*args, "--out", str(tmp_path / "b")])
     other = reader.main([*args, "--out", str(tmp_path / "c"), "--seed", "1"])
     assert first.sha256 == again.sha256 != other.sha256
+
+
+def test_degradation_flags_reach_the_crops_and_change_the_reader(synth_dir: Path, tmp_path: Path) -> None:
+    flags = ["--low-res", "0.3", "--low-res-min", "0.5", "--rotate", "6", "--erase", "0.25"]
+    args = ["--config", "fast", "--data", str(synth_dir), "--epochs", "1", "--max-steps", "2"]
+    args += ["--batch-size", "8", "--size", "24", "--workers", "0", "--width", "4", "--no-progress"]
+    parsed = reader.parse_args([*args, "--out", "x", *flags])
+    assert crop_params(parsed) == CropParams(size=24, low_res=0.3, low_res_min=0.5, rotate=6.0, erase=0.25)
+    assert crop_params(reader.parse_args([*args, "--out", "x"])) == CropParams(size=24)
+    plain = reader.main([*args, "--out", str(tmp_path / "plain")])
+    degraded = reader.main([*args, "--out", str(tmp_path / "degraded"), *flags])
+    assert degraded.sha256 != plain.sha256  # same seed, same crops before the degradations
+    assert degraded.metrics["args"]["rotate"] == "6.0" and plain.metrics["args"]["erase"] == "0.0"
+    # The crops it reads in service are the plain ones: the degradations are not part of the reader.
+    assert degraded.crop == plain.crop
 
 
 def test_a_teacher_changes_what_the_reader_learns(synth_dir: Path, reader_dir: Path, tmp_path: Path) -> None:
