@@ -113,11 +113,11 @@ class DigitCrops(Dataset[tuple[torch.Tensor, int]]):
     class): (crop FloatTensor[3, size, size], RGB in [0, 1], class: the digit 0-9, or whatever class
     the extra item gives, such as `models.reader.NOT_A_DIGIT`).
 
-    Parts of a window outside the image are zero. `train=True` jitters window and colours. With
-    `preload`, every image is decoded once, here, and kept as ByteTensor[3, H, W] (~21 kB for a median
-    HW2 image, ~0.2 GB for the training split; loader workers share them): decoding is most of the
-    cost of a crop. `progress` shows a bar
-    while preloading.
+    Parts of a window outside the image are zero. `train=True` jitters window and colours, then
+    degrades the crop as `params` say (`degrade`). With `preload`, every image is decoded once, here,
+    and kept as ByteTensor[3, H, W] (~21 kB for a median HW2 image, ~0.2 GB for the training split;
+    loader workers share them): decoding is most of the cost of a crop. `progress` shows a bar while
+    preloading.
     """
 
     def __init__(
@@ -265,24 +265,6 @@ def add_crop_training_args(p: argparse.ArgumentParser, *, epochs: int, lr: float
     p.add_argument("--warmup-steps", type=int, default=0, help="linear warm-up before the cosine")
     p.add_argument("--weight-decay", type=float, default=5e-4)
     p.add_argument("--size", type=int, default=CropParams.size, help="crop side in pixels")
-    p.add_argument(
-        "--low-res",
-        type=float,
-        default=CropParams.low_res,
-        help="share of training crops shrunk and grown back",
-    )
-    p.add_argument(
-        "--low-res-min",
-        type=float,
-        default=CropParams.low_res_min,
-        help="with --low-res: the smallest side / size",
-    )
-    p.add_argument(
-        "--rotate", type=float, default=CropParams.rotate, help="training rotation and shear, degrees"
-    )
-    p.add_argument(
-        "--erase", type=float, default=CropParams.erase, help="share of training crops partly blanked"
-    )
     p.add_argument("--workers", type=int, default=2)
     p.add_argument(
         "--preload-images",
@@ -351,8 +333,31 @@ def fit_on_crops(
     return history
 
 
+def add_degradation_args(p: argparse.ArgumentParser) -> None:
+    """The flags of `CropParams`' training degradations, for a tool whose crops come from `crop_sets`
+    (the refiner cuts its own, so it has none of them)."""
+    p.add_argument(
+        "--low-res",
+        type=float,
+        default=CropParams.low_res,
+        help="share of training crops shrunk and grown back",
+    )
+    p.add_argument(
+        "--low-res-min",
+        type=float,
+        default=CropParams.low_res_min,
+        help="with --low-res: the smallest side / size",
+    )
+    p.add_argument(
+        "--rotate", type=float, default=CropParams.rotate, help="training rotation and shear, degrees"
+    )
+    p.add_argument(
+        "--erase", type=float, default=CropParams.erase, help="share of training crops partly blanked"
+    )
+
+
 def crop_params(args: argparse.Namespace) -> CropParams:
-    """The crop settings of `add_crop_training_args`'s flags."""
+    """The crop settings of `add_crop_training_args`' and `add_degradation_args`' flags."""
     return CropParams(
         size=args.size,
         low_res=args.low_res,

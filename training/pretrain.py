@@ -21,7 +21,14 @@ from torch import nn
 
 from models.checkpoint import save_checkpoint
 from models.detector import build_detector
-from training.crops import add_crop_training_args, crop_params, crop_sets, fit_on_crops, load_crop_config
+from training.crops import (
+    add_crop_training_args,
+    add_degradation_args,
+    crop_params,
+    crop_sets,
+    fit_on_crops,
+    load_crop_config,
+)
 from training.train import seed_everything
 
 log = logging.getLogger(__name__)
@@ -61,6 +68,7 @@ class CropClassifier(nn.Module):
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_crop_training_args(p, epochs=10, lr=0.02)  # lr 0.1 stalled at the class prior (0.18 after 4 epochs)
+    add_degradation_args(p)
     return p.parse_args(argv)
 
 

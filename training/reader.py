@@ -36,6 +36,7 @@ from models.reread import CropSpec, RereadParams
 from training.crops import (
     Distillation,
     add_crop_training_args,
+    add_degradation_args,
     crop_params,
     crop_sets,
     fit_on_crops,
@@ -51,6 +52,7 @@ log = logging.getLogger(__name__)
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_crop_training_args(p, epochs=20, lr=0.05)
+    add_degradation_args(p)
     p.add_argument("--width", type=int, default=32, help="channels of the first stage (x2 per stage)")
     p.add_argument(
         "--site-detections",
