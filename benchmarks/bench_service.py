@@ -5,12 +5,13 @@
 
 Starts the real service (uvicorn, loopback only), sends one-image /v1/detect requests at each
 concurrency, and prints p50/p99 latency and images/s beside the bare `Predictor.detect` loop, with the
-ratio; and the bare loop five times more, without the second look at small numbers (models/zoom.py),
+ratio; and the bare loop six times more, without the second look at small numbers (models/zoom.py),
 without the checkpoint's reader (models/reread.py), without its box refiner (models/refiner.py), without
-its rescorer (models/rescorer.py) and without `models.optimize.prepare_for_inference`, to show what
-each costs or buys. Uses real SVHN validation images when ../shared/data is present, else synthetic
-ones; the shipped checkpoint when there is one, else a randomly initialised fast detector (same
-compute, meaningless boxes).
+its rescorer (models/rescorer.py), with the detector in float32 where the checkpoint has int8 ranges
+(models/int8.py) and without `models.optimize.prepare_for_inference`, to show what each costs or
+buys. Uses real SVHN validation images when ../shared/data is present, else synthetic ones; the
+shipped checkpoint when there is one, else a randomly initialised fast detector (same compute,
+meaningless boxes).
 """
 
 from __future__ import annotations
@@ -165,13 +166,14 @@ def main() -> None:
     device = resolve_device(args.device)
     model, meta = load_checkpoint(checkpoint, device)
     full = Predictor.load(checkpoint, device)
-    bare, no_zoom, no_reader, no_refiner, no_rescorer, plain = bare_loops(
+    bare, no_zoom, no_reader, no_refiner, no_rescorer, no_int8, plain = bare_loops(
         [
             full,
             Predictor.load(checkpoint, device, zoom_below_px=0),
             Predictor.load(checkpoint, device, use_reader=False),
             Predictor.load(checkpoint, device, use_refiner=False),
             Predictor.load(checkpoint, device, use_rescorer=False),
+            Predictor.load(checkpoint, device, use_int8=False),
             Predictor(
                 model,
                 meta,
@@ -182,7 +184,7 @@ def main() -> None:
                 full.reader,
                 full.refiner,
                 full.rescorer,
-            ),  # not prepared
+            ),  # not prepared (and so float32)
         ],
         images,
         args.requests,
@@ -197,6 +199,7 @@ def main() -> None:
         ("bare, reader off" + ("" if full.reader else " (it has none)"), no_reader),
         ("bare, refiner off" + ("" if full.refiner else " (it has none)"), no_refiner),
         ("bare, rescorer off" + ("" if full.rescorer else " (it has none)"), no_rescorer),
+        ("bare, int8 off" + ("" if full.int8 else " (not in use)"), no_int8),
         ("bare, not prepared", plain),
     )
     for label, r in rows:

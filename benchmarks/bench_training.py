@@ -7,7 +7,8 @@
 
 Uses the real validation images in ../shared/data/svhn-hw2 when present, else synthetic ones. Each
 config runs in its own process so its peak resident memory is its own. Inference is timed as the
-service runs it (after `models.optimize.prepare_for_inference`) and, for comparison, without that step.
+service runs it (after `models.optimize.prepare_for_inference`), without that step, and, on the CPU,
+prepared and in int8 (models/int8.py; ranges measured on the last 16 images, which are not timed).
 Prints figures; asserts nothing.
 """
 
@@ -31,6 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from models.detector import build_detector  # noqa: E402
+from models.int8 import calibrate_detector, int8_supported, quantize_detector  # noqa: E402
 from models.optimize import prepare_for_inference  # noqa: E402
 from training import synth  # noqa: E402
 from training.config import load_config  # noqa: E402
@@ -71,7 +73,12 @@ def measure(
     model.eval()
     params_m = sum(p.numel() for p in model.parameters()) / 1e6  # before BatchNorm is folded away
     prepared = prepare_for_inference(copy.deepcopy(model), device)
-    latencies, plain = infer_latencies_ms([prepared, model], records, infer_images, device)
+    timed = [prepared, model]
+    if device.type == "cpu" and int8_supported():
+        calibration = [DigitDataset(records)[i][0] for i in range(max(0, len(records) - 16), len(records))]
+        stats = calibrate_detector(prepared, calibration)
+        timed.append(quantize_detector(copy.deepcopy(prepared), stats))
+    latencies, plain, *int8 = infer_latencies_ms(timed, records[:-16], infer_images, device)
     peak = (
         torch.cuda.max_memory_allocated() / 2**20
         if device.type == "cuda"
@@ -83,6 +90,7 @@ def measure(
         "infer_p50_ms": statistics.median(latencies),
         "infer_p90_ms": statistics.quantiles(latencies, n=10)[-1] if len(latencies) > 2 else latencies[-1],
         "infer_plain_p50_ms": statistics.median(plain),
+        "infer_int8_p50_ms": statistics.median(int8[0]) if int8 else float("nan"),
         "params_m": params_m,
         "device": str(device),
     }
@@ -124,6 +132,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch_size}, {what}")
     print(
         f"{'config':14} {'params':>8} {'train img/s':>12} {'peak MiB':>9} {'infer p50 ms':>13} {'p90 ms':>8}"
+        f" {'unprepared p50':>15} {'int8 p50':>9}"
     )
     for name in args.configs:
         cmd = [
@@ -147,7 +156,7 @@ def main() -> None:
             f"{Path(name).stem:14} {r['params_m']:7.1f}M {r['train_images_per_s']:12.1f} "
             f"{r['peak_memory_mib']:9.0f} "
             f"{r['infer_p50_ms']:13.1f} {r['infer_p90_ms']:8.1f} {r['infer_plain_p50_ms']:15.1f}"
-            f"  ({r['device']})"
+            f" {r['infer_int8_p50_ms']:9.1f}  ({r['device']})"
         )
 
 

@@ -7,12 +7,15 @@ On the shipped model and a 2-core CPU the two together cut the bare forward by a
 (`benchmarks/bench_service.py` prints both). The box head's RoIAlign, ~15 % of the bare forward
 on the CPU, runs as small matrix products (`models.roi_align`): ~30 % less pooling time, ~6 % off
 the bare forward. A prepared model cannot be trained or saved in the checkpoint format (its
-BatchNorm layers are gone): load, prepare, serve.
+BatchNorm layers are gone): load, prepare, serve. `load_prepared_detector` does all three for a
+checkpoint's detector and, on the CPU, runs it in int8 when the checkpoint has the calibration for
+it (`models.int8`: about a third off the bare forward).
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
 from pathlib import Path
 from typing import TypeVar
 
@@ -20,17 +23,21 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torchvision.models._utils import IntermediateLayerGetter
+from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.models.resnet import BasicBlock, Bottleneck
 from torchvision.ops import MultiScaleRoIAlign
 
-from models.checkpoint import resolve_checkpoint_dir
+from models.checkpoint import CheckpointMeta, load_checkpoint, resolve_checkpoint_dir
+from models.int8 import Int8Meta, checkpoint_int8, int8_supported, quantize_detector
 from models.reader import DigitReader, ReaderMeta, has_reader, load_reader
 from models.refiner import BoxRefiner, RefinerMeta, has_refiner, load_refiner
 from models.roi_align import WindowedMultiScaleRoIAlign
 
 # convN -> bnN inside torchvision's residual blocks (`downsample` is an nn.Sequential, handled below)
 _BLOCK_PAIRS = (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3"))
+
+log = logging.getLogger(__name__)
 
 
 def fuse_conv_batchnorm(module: nn.Module) -> int:
@@ -84,6 +91,31 @@ def prepare_for_inference(model: M, device: torch.device) -> M:
         if isinstance(heads, RoIHeads) and type(heads.box_roi_pool) is MultiScaleRoIAlign:
             heads.box_roi_pool = WindowedMultiScaleRoIAlign.like(heads.box_roi_pool)
     return model
+
+
+def load_prepared_detector(
+    checkpoint: str | Path, device: torch.device, *, use_int8: bool = True
+) -> tuple[FasterRCNN, CheckpointMeta, Int8Meta | None]:
+    """Verify and load the checkpoint's detector on `device`, prepared for serving
+    (`prepare_for_inference`), with its metadata. On the CPU, when `use_int8` and the checkpoint
+    has an int8 part (`models.int8`), the detector runs in int8, and the part's meta comes third
+    (None when the detector runs in floating point). Raises CheckpointError / Int8Error for a
+    checkpoint or int8 part that cannot be used."""
+    model, meta = load_checkpoint(checkpoint, device)
+    model = prepare_for_inference(model, device)
+    part = checkpoint_int8(checkpoint, meta.weights_sha256) if use_int8 else None
+    if part is None:
+        return model, meta, None
+    if device.type != "cpu":
+        log.info("int8 is for the CPU: the detector runs in floating point on %s", device)
+        return model, meta, None
+    if not int8_supported():
+        engine = torch.backends.quantized.engine
+        log.warning("the checkpoint has int8 ranges but this CPU's engine is %r: float32 it is", engine)
+        return model, meta, None
+    stats, int8 = part
+    log.info("the detector runs in int8 (models/int8.py, ranges from %d images)", int8.calibration_images)
+    return quantize_detector(model, stats), meta, int8
 
 
 def load_prepared_reader(

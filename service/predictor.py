@@ -14,8 +14,9 @@ import torch
 from torchvision.models.detection import FasterRCNN
 
 from models.assembly import AssembledNumber, AssemblyParams, Detection, assemble_number
-from models.checkpoint import CheckpointMeta, load_checkpoint
-from models.optimize import load_prepared_reader, load_prepared_refiner, prepare_for_inference
+from models.checkpoint import CheckpointMeta
+from models.int8 import Int8Meta
+from models.optimize import load_prepared_detector, load_prepared_reader, load_prepared_refiner
 from models.reader import DigitReader, ReaderMeta
 from models.refiner import BoxRefiner, RefinerMeta, refine_images
 from models.reread import Findings, read_boxes, reread_detections, reread_images
@@ -43,10 +44,11 @@ class Predictor:
         reader: tuple[DigitReader, ReaderMeta] | None = None,
         refiner: tuple[BoxRefiner, RefinerMeta] | None = None,
         rescorer: tuple[Rescorer, RescorerMeta] | None = None,
+        int8: Int8Meta | None = None,
     ) -> None:
         self.model, self.meta, self.device, self.assembly = model, meta, device, assembly
         self.checkpoint, self.zoom, self.reader, self.refiner = checkpoint, zoom, reader, refiner
-        self.rescorer = rescorer
+        self.rescorer, self.int8 = rescorer, int8
 
     @classmethod
     def load(
@@ -62,17 +64,18 @@ class Predictor:
         use_reader: bool = True,
         use_refiner: bool = True,
         use_rescorer: bool = True,
+        use_int8: bool = True,
     ) -> Predictor:
         """Verify and load `checkpoint` (with its reader, box refiner and rescorer, unless
         `use_reader` / `use_refiner` / `use_rescorer` is False; no rescorer without the refiner and
         the reader, whose outputs it needs) and rewrite
-        the model for serving (models.optimize: same outputs, faster); thresholds and the zoom
+        the model for serving (models.optimize: same outputs, faster; on the CPU in int8 when the
+        checkpoint has an int8 part and `use_int8`, models/int8.py); thresholds and the zoom
         trigger left as None come from the checkpoint."""
-        model, meta = load_checkpoint(checkpoint, device)
+        model, meta, int8 = load_prepared_detector(checkpoint, device, use_int8=use_int8)
         reader = load_prepared_reader(checkpoint, device) if use_reader else None
         refiner = load_prepared_refiner(checkpoint, device) if use_refiner else None
         rescorer = load_checkpoint_rescorer(checkpoint) if use_rescorer and refiner and reader else None
-        model = prepare_for_inference(model, device)
         overrides = {
             "score_threshold": score_threshold,
             "iou_threshold": iou_threshold,
@@ -81,7 +84,7 @@ class Predictor:
         }
         assembly = replace(meta.assembly, **{k: v for k, v in overrides.items() if v is not None})
         zoom = meta.zoom.with_trigger(zoom_below_px)
-        return cls(model, meta, device, assembly, checkpoint, zoom, reader, refiner, rescorer)
+        return cls(model, meta, device, assembly, checkpoint, zoom, reader, refiner, rescorer, int8)
 
     def detect(self, images: list[np.ndarray]) -> list[Findings]:
         """One model call for a batch (preprocess -> inference -> postprocess), a second one over

@@ -136,6 +136,9 @@ class ModelInfo(BaseModel):
     rescorer: dict[str, Any] | None = Field(
         None, description="the rescorer in use (models/rescorer.py); null when none"
     )
+    int8: dict[str, Any] | None = Field(
+        None, description="the detector's int8 ranges in use (models/int8.py); null in floating point"
+    )
     weights_sha256: str
     weights_dtype: str
     data_fingerprint: str | None

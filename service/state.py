@@ -57,6 +57,7 @@ class ServiceState:
                 use_reader=s.use_reader,
                 use_refiner=s.use_refiner,
                 use_rescorer=s.use_rescorer,
+                use_int8=s.use_int8,
             )
             loaded["warm_ms"] = predictor.warm_up()
             self.predictor = predictor
@@ -77,11 +78,12 @@ class ServiceState:
                 self.status, self.reason = "ready", None
             assert self.predictor is not None
             log.info(
-                "serving %s (%s, sha256 %s...) on %s; warm-up %.1f ms",
+                "serving %s (%s, sha256 %s...) on %s%s; warm-up %.1f ms",
                 path,
                 self.predictor.meta.detector.arch,
                 self.predictor.meta.weights_sha256[:12],
                 self.device,
+                ", detector in int8" if self.predictor.int8 else "",
                 loaded["warm_ms"],
             )
         except Exception as exc:  # reported through readiness with its own message

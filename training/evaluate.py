@@ -21,7 +21,8 @@ from typing import Any
 
 from models.assembly import AssemblyParams
 from models.hw2 import Detections, detections_to_coco, write_pred_csv, write_pred_json
-from models.optimize import load_prepared_reader, load_prepared_refiner
+from models.inference import resolve_device
+from models.optimize import load_prepared_detector, load_prepared_reader, load_prepared_refiner
 from models.rescorer import load_checkpoint_rescorer
 from training.data import ImageRecord, list_unlabelled_images, load_coco_split
 from training.metrics import (
@@ -35,7 +36,6 @@ from training.metrics import (
 from training.plots import plot_confusion_matrix
 from training.runner import (
     add_runner_args,
-    load_prepared,
     predict_records,
     read_records,
     read_sites,
@@ -195,6 +195,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="rank Task 1 boxes by score x fit, as without a rescorer (it also needs the refiner and reader)",
     )
+    p.add_argument(
+        "--no-int8",
+        action="store_true",
+        help="run the detector in floating point on the CPU too, as without an int8 part (models/int8.py)",
+    )
     add_runner_args(p)
     return p.parse_args(argv)
 
@@ -202,7 +207,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    model, meta, device = load_prepared(args.checkpoint, args.device)
+    device = resolve_device(args.device)
+    model, meta, int8 = load_prepared_detector(args.checkpoint, device, use_int8=not args.no_int8)
     params = meta.assembly
     if args.score_threshold is not None:
         params = replace(params, score_threshold=args.score_threshold)
@@ -233,6 +239,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "reader": reader[1].to_dict() if reader else None,
         "refiner": refiner[1].to_dict() if refiner else None,
         "rescorer": rescorer[1].to_dict() if rescorer else None,
+        "int8": int8.to_dict() if int8 else None,
         "device": str(device),
     }
     (args.out / "evaluation.json").write_text(json.dumps(info, indent=2) + "\n")

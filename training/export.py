@@ -12,7 +12,8 @@ copy, in the same dtype; a reader already in the source comes along otherwise. `
 same for a box refiner (`python -m training.refiner`; `--refiner-step` sets how far it moves the
 boxes), and `--rescorer` for a rescorer (`python -m training.rescorer`; float32 always; it needs a
 reader and a refiner with a fit head). `--reader-weight` sets the detector's weight w in the
-reader's mix (detector^w x reader^(1 - w), `models.reread.RereadParams`). `--height-ratio` sets
+reader's mix (detector^w x reader^(1 - w), `models.reread.RereadParams`). The source's int8 ranges
+(`python -m training.calibrate`, models/int8.py) come along with its detector. `--height-ratio` sets
 the number assembly's height rule (`models.assembly`, 0 = off) in the copy's thresholds. With
 `--out` the source itself, only the reader, the refiner (the source's own when only
 `--reader-weight` or `--refiner-step` is given), the rescorer and the height rule are written: the
@@ -29,11 +30,13 @@ from pathlib import Path
 from models.checkpoint import (
     WEIGHT_DTYPES,
     load_checkpoint,
+    read_checkpoint_meta,
     resolve_checkpoint_dir,
     save_checkpoint_like,
     set_checkpoint_thresholds,
     update_checkpoint_metrics,
 )
+from models.int8 import copy_int8
 from models.reader import copy_reader, has_reader
 from models.refiner import copy_refiner, has_refiner, load_refiner
 from models.rescorer import copy_rescorer, has_rescorer
@@ -75,6 +78,7 @@ def export_checkpoint(
     update_checkpoint_metrics(
         folder, {"exported_from": {"weights_sha256": meta.weights_sha256, "dtype": meta.weights_dtype}}
     )
+    copy_int8(source_dir, folder, read_checkpoint_meta(folder).weights_sha256)
     reader = reader or (source_dir if has_reader(source_dir) else None)
     refiner = refiner or (source_dir if has_refiner(source_dir) else None)
     rescorer = rescorer or (source_dir if has_rescorer(source_dir) else None)

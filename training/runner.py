@@ -17,10 +17,10 @@ from torchvision.models.detection import FasterRCNN
 from tqdm import tqdm
 
 from models.assembly import Detection
-from models.checkpoint import CheckpointMeta, load_checkpoint
+from models.checkpoint import CheckpointMeta
 from models.hw2 import Detections
 from models.inference import resolve_device
-from models.optimize import prepare_for_inference
+from models.optimize import load_prepared_detector
 from models.reader import DigitReader, ReaderMeta
 from models.refiner import BoxRefiner, RefinerMeta, refine_images
 from models.reread import read_boxes, reread_detections, reread_images
@@ -43,11 +43,12 @@ def add_runner_args(p: argparse.ArgumentParser) -> None:
 def load_prepared(
     checkpoint: str | Path, device_name: str
 ) -> tuple[FasterRCNN, CheckpointMeta, torch.device]:
-    """The checkpoint's model on `device_name` ("auto", "cpu", "cuda"), prepared as the service runs it
-    (`models.optimize.prepare_for_inference`), with its metadata and the device."""
+    """The checkpoint's detector on `device_name` ("auto", "cpu", "cuda"), prepared as the service runs
+    it (`models.optimize.load_prepared_detector`: int8 on the CPU when the checkpoint has the
+    ranges), with its metadata and the device."""
     device = resolve_device(device_name)
-    model, meta = load_checkpoint(checkpoint, device)
-    return prepare_for_inference(model, device), meta, device
+    model, meta, _ = load_prepared_detector(checkpoint, device)
+    return model, meta, device
 
 
 def predict_records(

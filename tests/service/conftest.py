@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from fastapi.testclient import TestClient
@@ -15,12 +16,16 @@ from PIL import Image
 
 from models.checkpoint import save_checkpoint
 from models.detector import DETECTOR_PRESETS, build_detector
+from models.int8 import calibrate_detector, save_int8
+from models.optimize import load_prepared_detector
 from models.reader import DigitReader, save_reader
 from models.refiner import BoxRefiner, RefineParams, save_refiner
 from models.reread import CropSpec, RereadParams
 from models.rescorer import Rescorer, save_rescorer
 from service.app import create_app
 from service.config import Settings
+from service.imaging import to_model_input
+from training.synth import render_sample
 
 
 @pytest.fixture(scope="session")
@@ -65,6 +70,18 @@ def tiny_checkpoint_with_rescorer(
     shutil.copytree(tiny_checkpoint_with_refiner, folder)
     torch.manual_seed(3)
     save_rescorer(folder, Rescorer(hidden=4, members=2).eval())
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint_with_int8(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny checkpoint plus int8 ranges measured on 3 synthetic images (models/int8.py)."""
+    folder = tmp_path_factory.mktemp("ckpt") / "tiny-int8"
+    shutil.copytree(tiny_checkpoint, folder)
+    model, meta, _ = load_prepared_detector(folder, torch.device("cpu"), use_int8=False)
+    images = [to_model_input(np.array(render_sample(seed).image)) for seed in range(3)]
+    stats = calibrate_detector(model, images)
+    save_int8(folder, stats, detector_sha256=meta.weights_sha256, calibration_images=3)
     return folder
 
 

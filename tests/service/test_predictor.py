@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from models.checkpoint import read_checkpoint_meta
+from models.int8 import is_quantized
 from models.rescorer import detection_features
 from service.imaging import MAX_ASPECT_RATIO
 from service.pipeline import to_schema
@@ -206,3 +207,20 @@ def test_every_part_takes_strips_at_the_aspect_ratio_limit(tiny_checkpoint_with_
         height, width = image.shape[:2]
         assert all(0 <= d.box_xyxy[0] <= d.box_xyxy[2] <= width for d in findings.detections)
         assert all(0 <= d.box_xyxy[1] <= d.box_xyxy[3] <= height for d in findings.detections)
+
+
+def test_int8_ranges_run_the_detector_in_int8_and_the_api_shows_it(
+    start_client: StartClient, tiny_checkpoint_with_int8: Path
+) -> None:
+    predictor = Predictor.load(tiny_checkpoint_with_int8, torch.device("cpu"))
+    assert predictor.int8 is not None and predictor.int8.calibration_images == 3
+    assert is_quantized(predictor.model)
+    found = predictor.detect([_noise(0), _noise(1)])
+    assert len(found) == 2
+    plain = Predictor.load(tiny_checkpoint_with_int8, torch.device("cpu"), use_int8=False)
+    assert plain.int8 is None and not is_quantized(plain.model)
+    client = start_client(checkpoint=tiny_checkpoint_with_int8)
+    assert client.get("/v1/model").json()["int8"]["calibration_images"] == 3
+    assert client.post("/v1/detect", files=files(noise_png(seed=3))).status_code == 200
+    off = start_client(checkpoint=tiny_checkpoint_with_int8, use_int8=False)
+    assert off.get("/v1/model").json()["int8"] is None

@@ -1,0 +1,302 @@
+"""Int8 inference for the detector on the CPU, and the calibration it needs as a checkpoint part.
+
+Why: on a 2-core CPU the detector's convolutions are most of a request's time, and the CPU's integer
+kernels (PyTorch's "x86" quantized engine, fbgemm + oneDNN) run them in about half the time of
+float32. What is quantized:
+
+- the backbone (ResNet body and FPN) and the RPN head's 3x3 convolutions: statically, int8 weights
+  per output channel and int8 activations whose ranges were measured once, on training images
+  (`calibrate_detector`), and ship with the checkpoint as the part `int8` (`int8.safetensors`:
+  the activation observers' histograms and ranges; `int8.json`: how they were measured);
+- the box head's two linear layers: dynamically (int8 weights, ranges taken per call).
+
+The RPN's objectness and box-delta convolutions (1x1, a few channels) and the box predictor stay
+float32: they set the scores and boxes directly, and cost little. Same weights, so the checkpoint's
+weights file is untouched; quantizing is a rewrite at load time, like `models.optimize`'s, applied
+by `models.optimize.prepare_for_inference` when a checkpoint has the part and the model runs on the
+CPU with the x86 engine (`int8_supported`). Answers are close to, not equal to, float32's (model
+card: validation mAP and accuracy within noise of float32's; the bare forward ~1/3 faster).
+
+PyTorch marks `torch.ao.quantization` deprecated in favour of the torchao package; the pinned torch
+(2.14.1) has it and this module silences its notices. On a CPU without the x86 engine
+(`int8_supported`) the model runs in float32.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+from torch.ao.quantization import QConfig, QConfigMapping, get_default_qconfig, quantize_dynamic
+from torch.ao.quantization.observer import HistogramObserver, MinMaxObserver, ObserverBase
+from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+from torch.fx import GraphModule
+from torchvision.models.detection import FasterRCNN
+
+from models.checkpoint import read_checkpoint_meta, resolve_checkpoint_dir, sha256_file
+
+INT8 = "int8"  # the part's name in a checkpoint folder
+INT8_STATS = f"{INT8}.safetensors"
+INT8_META = f"{INT8}.json"
+ENGINE = "x86"  # the quantized engine the qconfig is made for (reduce_range on: AVX2-safe)
+# What the statically quantized modules are called in the stats (keys "<name>.<observer state>").
+BACKBONE = "backbone"
+RPN_CONV = "rpn_conv"
+_OBSERVER = "activation_post_process"
+
+log = logging.getLogger(__name__)
+
+
+class Int8Error(RuntimeError):
+    """An int8 part is missing, malformed, altered, or does not fit the detector."""
+
+
+@dataclass(frozen=True)
+class Int8Meta:
+    """What `int8.json` says."""
+
+    sha256: str  # of int8.safetensors
+    detector_sha256: str  # the checkpoint weights the ranges were measured with
+    calibration_images: int
+    calibration: str = ""  # where the images came from, in words
+    engine: str = ENGINE
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> Int8Meta:
+        return cls(
+            sha256=str(doc["sha256"]),
+            detector_sha256=str(doc["detector_sha256"]),
+            calibration_images=int(doc["calibration_images"]),
+            calibration=str(doc.get("calibration", "")),
+            engine=str(doc.get("engine", ENGINE)),
+            metrics=dict(doc.get("metrics") or {}),
+        )
+
+
+def int8_supported() -> bool:
+    """True where int8 inference can run here: the active quantized engine is x86's (PyTorch's
+    default on x86 CPUs; ARM CPUs have another, for which the ranges were not measured)."""
+    return torch.backends.quantized.engine in (ENGINE, "fbgemm")
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence the deprecation notices `torch.ao.quantization` prints on every use (see above)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*(deprecat|torchao|pytorch/ao).*")
+        yield
+
+
+class _Stored(MinMaxObserver):
+    """An activation observer that measures nothing: it hands convert_fx the scale and zero point
+    loaded into it (buffers, so `load_state_dict` sets them), where calibration measured them."""
+
+    scale: torch.Tensor
+    zero_point: torch.Tensor
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.register_buffer("scale", torch.ones(1))
+        self.register_buffer("zero_point", torch.zeros(1, dtype=torch.long))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def calculate_qparams(self) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
+        return self.scale, self.zero_point
+
+
+# Calibration measures activations with PyTorch's x86 default (a histogram per activation; 7-bit
+# range, as the x86 engine needs on AVX2 CPUs); loading hands the stored results back.
+_MEASURED = functools.partial(HistogramObserver, reduce_range=True)
+_STORED = functools.partial(_Stored, reduce_range=True)
+
+
+def _observed(model: FasterRCNN, observer: Callable[..., ObserverBase]) -> dict[str, GraphModule]:
+    """The statically quantized modules of `model` (backbone, RPN head convolutions) as observed
+    graphs (`prepare_fx`) with `observer` on every activation and x86's per-channel int8 weights."""
+    weight = get_default_qconfig(ENGINE).weight
+    mapping = QConfigMapping().set_global(QConfig(activation=observer, weight=weight))
+    channels = int(model.backbone.out_channels)
+    with _quiet():
+        return {
+            BACKBONE: prepare_fx(model.backbone, mapping, (torch.zeros(1, 3, 64, 64),)),
+            RPN_CONV: prepare_fx(model.rpn.head.conv, mapping, (torch.zeros(1, channels, 8, 8),)),
+        }
+
+
+def _observer_state(module: nn.Module) -> dict[str, torch.Tensor]:
+    """The scale and zero point of every activation observer of an observed graph, by
+    "<observer>.scale" / "<observer>.zero_point" (tensors of shape [1])."""
+    state: dict[str, torch.Tensor] = {}
+    for name, child in module.named_children():
+        if name.startswith(_OBSERVER) and isinstance(child, ObserverBase):
+            scale, zero_point = child.calculate_qparams()
+            state[f"{name}.scale"] = scale.detach().reshape(1).float()
+            state[f"{name}.zero_point"] = zero_point.detach().reshape(1).long()
+    return state
+
+
+def calibrate_detector(model: FasterRCNN, images: Iterable[torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Measure the activation ranges of `model`'s statically quantized modules on `images` and return
+    them as the quantization parameters `quantize_detector` takes: a scale (float32) and a zero point
+    (int64) per quantized activation, keyed "<module>.<observer>.scale" / ".zero_point", shape [1].
+
+    `model`: an eval-mode detector as it will be served, already through
+    `models.optimize.prepare_for_inference` on the CPU (BatchNorm folded: the observed graph must be
+    the one `quantize_detector` rebuilds); it is not changed. `images`: [3, H, W] float tensors in
+    [0, 1], any sizes (the model's own transform resizes and normalises them). The RPN head's
+    convolutions are measured on the int8 backbone's features, as they will run. Ranges come from
+    PyTorch's histogram observer (the range that minimises the quantization error, not the extremes).
+    Raises ValueError when there are no images.
+    """
+    observed = _observed(model, _MEASURED)
+    batches: list[torch.Tensor] = []
+    with torch.inference_mode(), _quiet():
+        for image in images:  # lazily: a progress bar over `images` follows this, the longer pass
+            batches.append(model.transform([image])[0].tensors)
+            observed[BACKBONE](batches[-1])
+        if not batches:
+            raise ValueError("calibrate_detector needs at least one image")
+        stats = {f"{BACKBONE}.{k}": v for k, v in _observer_state(observed[BACKBONE]).items()}
+        backbone = convert_fx(observed[BACKBONE])
+        for batch in batches:
+            for level in backbone(batch).values():
+                observed[RPN_CONV](level)
+    stats.update({f"{RPN_CONV}.{k}": v for k, v in _observer_state(observed[RPN_CONV]).items()})
+    return stats
+
+
+def quantize_detector(model: FasterRCNN, stats: dict[str, torch.Tensor]) -> FasterRCNN:
+    """Rewrite eval-mode `model` (prepared for the CPU, as in `calibrate_detector`) in place to run
+    int8 with the quantization parameters `stats` (`calibrate_detector`); returns it. Its inputs
+    and outputs are unchanged (images in; boxes [x1, y1, x2, y2] in input pixels, labels and scores
+    out); its backbone, RPN head convolutions and box head run in int8. Raises Int8Error when `stats`
+    do not fit the model's quantized activations (another architecture, say)."""
+    observed = _observed(model, _STORED)
+    for name, module in observed.items():
+        expected = {
+            f"{child}.{key}"
+            for child, _ in module.named_children()
+            if child.startswith(_OBSERVER)
+            for key in ("scale", "zero_point")
+        }
+        given = {k[len(name) + 1 :]: v for k, v in stats.items() if k.startswith(name + ".")}
+        if set(given) != expected:
+            missing, extra = sorted(expected - set(given)), sorted(set(given) - expected)
+            raise Int8Error(
+                f"the int8 parameters do not fit this detector's {name}: "
+                f"{len(missing)} missing ({', '.join(missing[:2])}), "
+                f"{len(extra)} unexpected ({', '.join(extra[:2])})"
+            )
+        try:
+            module.load_state_dict(given, strict=False)
+        except RuntimeError as exc:
+            raise Int8Error(f"the int8 parameters do not fit this detector's {name}: {exc}") from exc
+    with _quiet():
+        model.backbone = convert_fx(observed[BACKBONE])
+        model.rpn.head.conv = convert_fx(observed[RPN_CONV])
+        model.roi_heads.box_head = quantize_dynamic(model.roi_heads.box_head, {nn.Linear}, torch.qint8)
+    return model
+
+
+def is_quantized(model: nn.Module) -> bool:
+    """True when `model` holds int8 modules (`quantize_detector` ran on it): torch.ao's quantized
+    layers, fused ones (conv + ReLU) included."""
+    return any(
+        type(m).__module__.startswith(("torch.ao.nn.quantized", "torch.ao.nn.intrinsic.quantized"))
+        for m in model.modules()
+    )
+
+
+def save_int8(
+    directory: str | Path,
+    stats: dict[str, torch.Tensor],
+    *,
+    detector_sha256: str,
+    calibration_images: int,
+    calibration: str = "",
+    metrics: dict[str, Any] | None = None,
+) -> Int8Meta:
+    """Write `stats` (`calibrate_detector`) as `int8.safetensors` and their description as
+    `int8.json` into `directory` (created if needed); returns that description."""
+    folder = Path(directory)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / INT8_STATS
+    save_file({k: v.contiguous() for k, v in stats.items()}, str(path))
+    meta = Int8Meta(
+        sha256_file(path), detector_sha256, calibration_images, calibration, ENGINE, metrics or {}
+    )
+    (folder / INT8_META).write_text(json.dumps(meta.to_dict(), indent=2) + "\n")
+    return meta
+
+
+def has_int8(directory: str | Path) -> bool:
+    """True when `directory` (a checkpoint folder) holds an int8 part (its `int8.json`)."""
+    return (Path(directory) / INT8_META).is_file()
+
+
+def load_int8(directory: str | Path) -> tuple[dict[str, torch.Tensor], Int8Meta]:
+    """Verify and read the int8 part in `directory`. Raises Int8Error for a stats file that does not
+    match its recorded sha256 and for anything that cannot be read."""
+    folder = Path(directory)
+    try:
+        meta = Int8Meta.from_dict(json.loads((folder / INT8_META).read_text()))
+        if sha256_file(folder / INT8_STATS) != meta.sha256:
+            raise Int8Error(f"int8 {folder}: {INT8_STATS} does not match its recorded sha256")
+        return load_file(str(folder / INT8_STATS)), meta
+    except Int8Error:
+        raise
+    except (OSError, SafetensorError, KeyError, TypeError, ValueError) as exc:
+        raise Int8Error(f"int8 {folder}: cannot load: {exc}") from exc
+
+
+def checkpoint_int8(
+    checkpoint: str | Path, detector_sha256: str
+) -> tuple[dict[str, torch.Tensor], Int8Meta] | None:
+    """The int8 part of a checkpoint folder whose detector weights hash to `detector_sha256`, or None
+    when it has none. Raises Int8Error when the part was measured on other weights."""
+    folder = resolve_checkpoint_dir(checkpoint)
+    if not has_int8(folder):
+        return None
+    stats, meta = load_int8(folder)
+    if meta.detector_sha256 != detector_sha256:
+        raise Int8Error(
+            f"int8 {folder}: its ranges were measured on other detector weights "
+            f"({meta.detector_sha256[:12]}, the checkpoint's are {detector_sha256[:12]}): "
+            "run python -m training.calibrate again"
+        )
+    return stats, meta
+
+
+def copy_int8(source: str | Path, directory: str | Path, detector_sha256: str) -> Int8Meta | None:
+    """Write the int8 part of checkpoint `source` into `directory`, now for the detector weights
+    `detector_sha256` (the same detector exported anew, in another dtype, say); None when `source` has
+    none. Raises Int8Error when the part does not belong to `source`'s weights."""
+    part = checkpoint_int8(source, read_checkpoint_meta(source).weights_sha256)
+    if part is None:
+        return None
+    stats, meta = part
+    return save_int8(
+        directory,
+        stats,
+        detector_sha256=detector_sha256,
+        calibration_images=meta.calibration_images,
+        calibration=meta.calibration,
+        metrics=meta.metrics,
+    )

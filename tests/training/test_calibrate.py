@@ -1,0 +1,85 @@
+"""training.calibrate: int8 ranges measured on training images, written into the checkpoint, used by
+everything that loads it on the CPU, and carried along by export."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from models.checkpoint import read_checkpoint_meta
+from models.int8 import INT8_META, has_int8, is_quantized, load_int8
+from training import calibrate, evaluate, export
+from training.data import DataError
+from training.runner import load_prepared
+
+
+@pytest.fixture
+def checkpoint(trained_run: Path, tmp_path: Path) -> Path:
+    folder = tmp_path / "ck"
+    shutil.copytree(trained_run / "best", folder)
+    return folder
+
+
+def test_draw_images_is_seeded_and_takes_at_most_what_there_is(synth_dir: Path, tmp_path: Path) -> None:
+    train = synth_dir / "train"
+    first, again = calibrate.draw_images(train, 5, 0), calibrate.draw_images(train, 5, 0)
+    assert first == again and len(set(first)) == 5 and all(p.parent == train for p in first)
+    assert calibrate.draw_images(train, 5, 1) != first
+    total = len(list(train.iterdir()))
+    assert len(calibrate.draw_images(train, total + 10, 0)) == total
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no images"):
+        calibrate.draw_images(tmp_path / "empty", 5, 0)
+    with pytest.raises(DataError, match="does not exist"):
+        calibrate.draw_images(tmp_path / "missing", 5, 0)
+
+
+def test_calibrate_writes_the_ranges_that_evaluate_and_the_runner_use(
+    checkpoint: Path, synth_dir: Path, tmp_path: Path
+) -> None:
+    model, _, _ = load_prepared(checkpoint, "cpu")
+    assert not is_quantized(model)
+    meta = calibrate.main(
+        ["--checkpoint", str(checkpoint), "--images", str(synth_dir / "train"), "--count", "6"]
+    )
+    assert has_int8(checkpoint) and load_int8(checkpoint)[1] == meta
+    assert meta.calibration_images == 6 and "seed 0" in meta.calibration
+    assert meta.detector_sha256 == read_checkpoint_meta(checkpoint).weights_sha256
+    model, _, _ = load_prepared(checkpoint, "cpu")
+    assert is_quantized(model)
+
+    common = ["--checkpoint", str(checkpoint), "--data", str(synth_dir), "--split", "valid"]
+    common += ["--device", "cpu", "--workers", "0"]
+    evaluate.main([*common, "--out", str(tmp_path / "int8")])
+    evaluate.main([*common, "--out", str(tmp_path / "float"), "--no-int8"])
+    assert json.loads((tmp_path / "int8" / "evaluation.json").read_text())["int8"]["calibration_images"] == 6
+    assert json.loads((tmp_path / "float" / "evaluation.json").read_text())["int8"] is None
+    for out in ("int8", "float"):
+        assert (tmp_path / out / "pred.csv").is_file()
+
+
+def test_export_carries_the_ranges_to_the_new_weights(
+    checkpoint: Path, synth_dir: Path, tmp_path: Path
+) -> None:
+    calibrate.main(["--checkpoint", str(checkpoint), "--images", str(synth_dir / "train"), "--count", "3"])
+    out = export.main(["--checkpoint", str(checkpoint), "--out", str(tmp_path / "half")])
+    exported = json.loads((out / INT8_META).read_text())
+    assert exported["detector_sha256"] == read_checkpoint_meta(out).weights_sha256
+    assert exported["detector_sha256"] != read_checkpoint_meta(checkpoint).weights_sha256
+    stats, source_stats = load_int8(out)[0], load_int8(checkpoint)[0]
+    assert all(torch.equal(stats[k], source_stats[k]) for k in source_stats)
+    assert is_quantized(load_prepared(out, "cpu")[0])
+
+
+def test_calibrate_refuses_a_count_below_one(
+    checkpoint: Path, synth_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    images = str(synth_dir / "train")
+    with pytest.raises(SystemExit):
+        calibrate.main(["--checkpoint", str(checkpoint), "--images", images, "--count", "0"])
+    assert "--count must be at least 1" in capsys.readouterr().err
+    assert not has_int8(checkpoint)
