@@ -2,8 +2,11 @@
 
     python benchmarks/bench_training.py [--configs seed fast configs/fast96.yaml] [--train-steps 6]
         [--infer-images 40]
+    python benchmarks/bench_training.py --checkpoint models/default [--infer-images 200]
 
 `--configs` takes training presets (seed, fast) and config files; their detector is measured.
+`--checkpoint` times a checkpoint's detector instead, as it is served (its own settings, test-time
+proposals included, and its own int8 ranges when it has them), without training it.
 
 Uses the real validation images in ../shared/data/svhn-hw2 when present, else synthetic ones. Each
 config runs in its own process so its peak resident memory is its own. Inference is timed as the
@@ -31,9 +34,10 @@ from torch.utils.data import DataLoader
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from models.checkpoint import load_checkpoint  # noqa: E402
 from models.detector import build_detector  # noqa: E402
 from models.int8 import calibrate_detector, int8_supported, quantize_detector  # noqa: E402
-from models.optimize import prepare_for_inference  # noqa: E402
+from models.optimize import load_prepared_detector, prepare_for_inference  # noqa: E402
 from training import synth  # noqa: E402
 from training.config import load_config  # noqa: E402
 from training.data import DigitDataset, ImageRecord, collate, load_coco_split  # noqa: E402
@@ -76,8 +80,8 @@ def measure(
     timed = [prepared, model]
     if device.type == "cpu" and int8_supported():
         calibration = [DigitDataset(records)[i][0] for i in range(max(0, len(records) - 16), len(records))]
-        stats = calibrate_detector(prepared, calibration)
-        timed.append(quantize_detector(copy.deepcopy(prepared), stats))
+        ranges = calibrate_detector(prepared, calibration)
+        timed.append(quantize_detector(copy.deepcopy(prepared), ranges))
     latencies, plain, *int8 = infer_latencies_ms(timed, records[:-16], infer_images, device)
     peak = (
         torch.cuda.max_memory_allocated() / 2**20
@@ -115,15 +119,45 @@ def infer_latencies_ms(
     return [times[3:] or times for times in latencies]
 
 
+def measure_checkpoint(checkpoint: Path, root: Path, infer_images: int) -> dict[str, float]:
+    """Forward latencies of a checkpoint's detector as served (`load_prepared_detector`, int8 on the
+    CPU when it has the ranges), unprepared, and prepared in float32, taking turns on each image."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    records, _ = load_coco_split(root / "valid", root / "valid.json")
+    served, _, int8 = load_prepared_detector(checkpoint, device)
+    prepared, _, _ = load_prepared_detector(checkpoint, device, use_int8=False)
+    plain, _ = load_checkpoint(checkpoint, device)
+    times = infer_latencies_ms([served, plain.eval(), prepared], records, infer_images, device)
+    return {
+        "served_p50_ms": statistics.median(times[0]),
+        "served_p90_ms": statistics.quantiles(times[0], n=10)[-1] if len(times[0]) > 2 else times[0][-1],
+        "plain_p50_ms": statistics.median(times[1]),
+        "float_p50_ms": statistics.median(times[2]),
+        "int8": float(int8 is not None),
+    }
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--configs", nargs="+", default=["fast", "seed"])
     p.add_argument("--train-steps", type=int, default=6)
     p.add_argument("--infer-images", type=int, default=40)
     p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--checkpoint", type=Path, help="time this checkpoint's detector as served instead")
     p.add_argument("--one", help=argparse.SUPPRESS)
     p.add_argument("--root", help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.checkpoint:
+        root, what = data_root()
+        r = measure_checkpoint(args.checkpoint, root, args.infer_images)
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {what}, {args.checkpoint}")
+        served = "int8" if r["int8"] else "float"
+        print(
+            f"as served ({served}): forward p50 {r['served_p50_ms']:.1f} ms, "
+            f"p90 {r['served_p90_ms']:.1f} ms; prepared float32 p50 {r['float_p50_ms']:.1f} ms; "
+            f"unprepared p50 {r['plain_p50_ms']:.1f} ms"
+        )
+        return
     if args.one:
         result = measure(args.one, Path(args.root), args.train_steps, args.infer_images, args.batch_size)
         print(json.dumps(result))

@@ -353,6 +353,24 @@ def set_checkpoint_thresholds(path: str | Path, assembly: AssemblyParams) -> Non
     _edit_meta(path, lambda _doc: {"thresholds": asdict(assembly)})
 
 
+def set_checkpoint_detector(path: str | Path, detector: DetectorConfig) -> None:
+    """Replace a checkpoint's detector arguments in its JSON, for those that do not change the weights'
+    shapes (test-time proposals, say; the weights, and so their hash, are unchanged). Raises
+    ValueError for arguments that build another architecture."""
+    old = read_checkpoint_meta(path).detector
+    reshaping = ("arch", "num_classes", "anchor_sizes", "aspect_ratios", "fpn_channels", "box_head_dim")
+    changed = [name for name in reshaping if getattr(old, name) != getattr(detector, name)]
+    if changed:
+        raise ValueError(f"these detector arguments change the weights' shapes: {changed}")
+    _edit_meta(
+        path,
+        lambda _doc: {
+            "detector": detector.to_dict(),
+            "input_size": {"min_size": detector.min_size, "max_size": detector.max_size},
+        },
+    )
+
+
 def _edit_meta(path: str | Path, change: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
     """Rewrite a checkpoint's JSON with the top-level entries `change(document)` returns."""
     meta_path = resolve_checkpoint_dir(path) / META_FILE

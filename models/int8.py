@@ -6,14 +6,14 @@ float32. What is quantized:
 
 - the backbone (ResNet body and FPN) and the RPN head's 3x3 convolutions: statically, int8 weights
   per output channel and int8 activations whose ranges were measured once, on training images
-  (`calibrate_detector`), and ship with the checkpoint as the part `int8` (`int8.safetensors`:
-  the activation observers' histograms and ranges; `int8.json`: how they were measured);
+  (`calibrate_detector`), and ship with the checkpoint as the part `int8` (`int8.safetensors`: a
+  scale and a zero point per activation, a few kB; `int8.json`: how they were measured);
 - the box head's two linear layers: dynamically (int8 weights, ranges taken per call).
 
 The RPN's objectness and box-delta convolutions (1x1, a few channels) and the box predictor stay
 float32: they set the scores and boxes directly, and cost little. Same weights, so the checkpoint's
 weights file is untouched; quantizing is a rewrite at load time, like `models.optimize`'s, applied
-by `models.optimize.prepare_for_inference` when a checkpoint has the part and the model runs on the
+by `models.optimize.load_prepared_detector` when a checkpoint has the part and the model runs on the
 CPU with the x86 engine (`int8_supported`). Answers are close to, not equal to, float32's (model
 card: validation mAP and accuracy within noise of float32's; the bare forward ~1/3 faster).
 
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -50,12 +49,11 @@ INT8 = "int8"  # the part's name in a checkpoint folder
 INT8_STATS = f"{INT8}.safetensors"
 INT8_META = f"{INT8}.json"
 ENGINE = "x86"  # the quantized engine the qconfig is made for (reduce_range on: AVX2-safe)
-# What the statically quantized modules are called in the stats (keys "<name>.<observer state>").
+# What the statically quantized modules are called in the stats (keys "<name>.<observer>.scale" and
+# "<name>.<observer>.zero_point").
 BACKBONE = "backbone"
 RPN_CONV = "rpn_conv"
 _OBSERVER = "activation_post_process"
-
-log = logging.getLogger(__name__)
 
 
 class Int8Error(RuntimeError):

@@ -14,10 +14,11 @@ boxes), and `--rescorer` for a rescorer (`python -m training.rescorer`; float32 
 reader and a refiner with a fit head). `--reader-weight` sets the detector's weight w in the
 reader's mix (detector^w x reader^(1 - w), `models.reread.RereadParams`). The source's int8 ranges
 (`python -m training.calibrate`, models/int8.py) come along with its detector. `--height-ratio` sets
-the number assembly's height rule (`models.assembly`, 0 = off) in the copy's thresholds. With
-`--out` the source itself, only the reader, the refiner (the source's own when only
-`--reader-weight` or `--refiner-step` is given), the rescorer and the height rule are written: the
-detector's weights and the rest of its JSON stay as they are.
+the number assembly's height rule (`models.assembly`, 0 = off) in the copy's thresholds, and
+`--test-proposals` how many region proposals the detector keeps per image when it runs (training
+is unaffected). With `--out` the source itself, only the reader, the refiner (the source's own when
+only `--reader-weight` or `--refiner-step` is given), the rescorer, the height rule and the
+proposals are written: the detector's weights and the rest of its JSON stay as they are.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from models.checkpoint import (
     read_checkpoint_meta,
     resolve_checkpoint_dir,
     save_checkpoint_like,
+    set_checkpoint_detector,
     set_checkpoint_thresholds,
     update_checkpoint_metrics,
 )
@@ -53,23 +55,30 @@ def export_checkpoint(
     height_ratio: float | None = None,
     reader_weight: float | None = None,
     rescorer: Path | None = None,
+    test_proposals: int | None = None,
 ) -> Path:
     model, meta = load_checkpoint(source)
     source_dir = resolve_checkpoint_dir(source)
     assembly = meta.assembly if height_ratio is None else replace(meta.assembly, height_ratio=height_ratio)
+    if test_proposals is not None:
+        if test_proposals < 1:
+            raise ValueError(f"--test-proposals must be at least 1, got {test_proposals}")
+        meta = replace(meta, detector=replace(meta.detector, rpn_post_nms_top_n_test=test_proposals))
     if out.resolve() == source_dir.resolve():
         if reader is None and reader_weight is not None and has_reader(source_dir):
             reader = source_dir
         if refiner is None and refiner_step is not None and has_refiner(source_dir):
             refiner = source_dir
-        if reader is None and refiner is None and rescorer is None and height_ratio is None:
+        if (reader, refiner, rescorer, height_ratio, test_proposals) == (None,) * 5:
             raise ValueError(
                 f"--out is the source checkpoint {out}: only --reader, --refiner, --rescorer, their "
-                "settings or --height-ratio can be added to it"
+                "settings, --height-ratio or --test-proposals can be added to it"
             )
         _attach_parts(out, meta.weights_dtype, reader, refiner, refiner_step, reader_weight, rescorer)
         if height_ratio is not None:
             set_checkpoint_thresholds(out, assembly)
+        if test_proposals is not None:
+            set_checkpoint_detector(out, meta.detector)
         return out
     zoom = meta.zoom.with_trigger(zoom_below_px)
     folder = save_checkpoint_like(
@@ -146,6 +155,12 @@ def main(argv: Sequence[str] | None = None) -> Path:
         help="number assembly: drop digits more than this many times taller or shorter than the "
         "number's others (0 = off; default: the source's)",
     )
+    p.add_argument(
+        "--test-proposals",
+        type=int,
+        help="region proposals the detector keeps per image when it runs (rpn_post_nms_top_n_test): "
+        "fewer are faster on the CPU; default: the source's",
+    )
     args = p.parse_args(argv)
     folder = export_checkpoint(
         args.checkpoint,
@@ -158,6 +173,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
         args.height_ratio,
         args.reader_weight,
         args.rescorer,
+        args.test_proposals,
     )
     size_mb = sum(f.stat().st_size for f in folder.glob("*.safetensors")) / 1e6
     print(f"wrote {folder} ({size_mb:.1f} MB, {args.dtype})")

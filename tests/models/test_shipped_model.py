@@ -12,6 +12,7 @@ from PIL import Image
 from models.assembly import assemble_number
 from models.checkpoint import read_checkpoint_meta
 from models.hw2 import detections_to_coco
+from models.int8 import checkpoint_int8, is_quantized
 from models.reader import load_reader
 from models.refiner import load_refiner
 from models.rescorer import load_rescorer
@@ -38,15 +39,18 @@ def test_shipped_checkpoint_verifies_and_fits_the_size_budget() -> None:
     )
     _rescorer, rescorer_meta = load_rescorer(SHIPPED_CHECKPOINT)  # and the rescorer (experiment 25)
     assert (rescorer_meta.members, rescorer_meta.hidden) == (5, 16)
+    int8 = checkpoint_int8(SHIPPED_CHECKPOINT, meta.weights_sha256)  # int8 ranges for these weights
+    assert int8 is not None and int8[1].calibration_images == 64 and "/train" in int8[1].calibration
     assert sum(f.stat().st_size for f in SHIPPED_CHECKPOINT.glob("*.safetensors")) <= 30_000_000
 
 
 def test_shipped_model_reads_real_house_numbers() -> None:
-    """Through the service's own Predictor: detector, second look, box refiner and reader."""
+    """Through the service's own Predictor: detector (int8), second look, box refiner and reader."""
     root = real_data("svhn-hw2")
     records = load_coco_split(root / "valid", root / "valid.json")[0][:60]
     predictor = Predictor.load(SHIPPED_CHECKPOINT, torch.device("cpu"))
     assert predictor.reader is not None and predictor.refiner is not None
+    assert predictor.int8 is not None and is_quantized(predictor.model)
     correct = 0
     for record in records:
         with Image.open(record.path) as image:

@@ -5,7 +5,13 @@ import pytest
 import torch
 
 from models.assembly import AssemblyParams
-from models.checkpoint import WEIGHTS_FILE, load_checkpoint, read_checkpoint_meta, save_checkpoint
+from models.checkpoint import (
+    WEIGHTS_FILE,
+    load_checkpoint,
+    read_checkpoint_meta,
+    save_checkpoint,
+    set_checkpoint_detector,
+)
 from models.detector import DETECTOR_PRESETS, build_detector
 from models.reader import DigitReader, load_reader, save_reader
 from models.reread import CropSpec, RereadParams
@@ -102,3 +108,30 @@ def test_export_sets_the_readers_mixing_weight_in_a_copy_or_in_place(tmp_path: P
     assert again.reread.detector_weight == 0.6 and again.sha256 == shipped.sha256
     with pytest.raises(ValueError, match="detector_weight"):
         export.main(["--checkpoint", str(copy), "--out", str(copy), "--reader-weight", "1.5"])
+
+
+def test_test_proposals_change_only_how_many_proposals_the_detector_keeps(tmp_path: Path) -> None:
+    config = DETECTOR_PRESETS["fast"]
+    source = save_checkpoint(tmp_path / "src", build_detector(config).eval(), config)
+    assert config.rpn_post_nms_top_n_test == 100
+    copy = export.main(
+        ["--checkpoint", str(source), "--out", str(tmp_path / "copy"), "--test-proposals", "30"]
+    )
+    assert read_checkpoint_meta(copy).detector == replace(config, rpn_post_nms_top_n_test=30)
+    model, _ = load_checkpoint(copy)
+    assert model.rpn._post_nms_top_n["testing"] == 30 and model.rpn._post_nms_top_n["training"] == 300
+    before = read_checkpoint_meta(source)
+    export.main(["--checkpoint", str(source), "--out", str(source), "--test-proposals", "50"])  # in place
+    after = read_checkpoint_meta(source)
+    assert after.detector.rpn_post_nms_top_n_test == 50 and after.weights_sha256 == before.weights_sha256
+    assert replace(after, detector=before.detector) == before  # nothing else changed
+    with pytest.raises(ValueError, match="at least 1"):
+        export.main(["--checkpoint", str(source), "--out", str(tmp_path / "bad"), "--test-proposals", "0"])
+
+
+def test_set_checkpoint_detector_refuses_another_architecture(tmp_path: Path) -> None:
+    config = DETECTOR_PRESETS["fast"]
+    source = save_checkpoint(tmp_path / "src", build_detector(config).eval(), config)
+    with pytest.raises(ValueError, match="box_head_dim"):
+        set_checkpoint_detector(source, replace(config, box_head_dim=64))
+    assert read_checkpoint_meta(source).detector == config
