@@ -39,6 +39,7 @@ def test_shipped_checkpoint_verifies_and_fits_the_size_budget() -> None:
     )
     _rescorer, rescorer_meta = load_rescorer(SHIPPED_CHECKPOINT)  # and the rescorer (experiment 25)
     assert (rescorer_meta.members, rescorer_meta.hidden) == (5, 16)
+    assert meta.detector.rpn_post_nms_top_n_test == 30  # test-time proposals (experiment 39)
     int8 = checkpoint_int8(SHIPPED_CHECKPOINT, meta.weights_sha256)  # int8 ranges for these weights
     assert int8 is not None and int8[1].calibration_images == 64 and "/train" in int8[1].calibration
     assert sum(f.stat().st_size for f in SHIPPED_CHECKPOINT.glob("*.safetensors")) <= 30_000_000
@@ -56,19 +57,27 @@ def test_shipped_model_reads_real_house_numbers() -> None:
         with Image.open(record.path) as image:
             found = predictor.detect([np.array(image.convert("RGB"))])[0]
         correct += predictor.assemble(found.sites).value == record.number
-    assert correct / len(records) >= 0.6  # 0.851 on the whole split (models/MODEL_CARD.md)
+    assert correct / len(records) >= 0.6  # 0.855 on the whole split (models/MODEL_CARD.md)
 
 
 def test_the_height_rule_drops_a_small_mark_beside_a_real_number() -> None:
-    """Validation image 1461, labelled 78: a mark half the digits' height left of them is read as a 1
-    (MODEL_CARD.md, experiment 21)."""
+    """Validation image 1461, labelled 78: a mark half the digits' height left of them. With 100
+    proposals it was read as a confident 1 and the height rule dropped it (MODEL_CARD.md, experiment
+    21); with the shipped 30 (experiment 39) it scores under the threshold, so here it is made
+    confident to show the rule still drops it."""
     root = real_data("svhn-hw2")
     record = next(r for r in load_coco_split(root / "valid", root / "valid.json")[0] if r.image_id == 1461)
     predictor = Predictor.load(SHIPPED_CHECKPOINT, torch.device("cpu"))
     with Image.open(record.path) as image:
         sites = predictor.detect([np.array(image.convert("RGB"))])[0].sites
     assert record.number == 78 and predictor.assemble(sites).value == 78
-    assert assemble_number(sites, replace(predictor.assembly, height_ratio=0)).value == 178
+    digits = [s for s in sites if s.score >= predictor.assembly.score_threshold]
+    tall, left = max(s.box_xyxy[3] - s.box_xyxy[1] for s in digits), min(s.box_xyxy[0] for s in digits)
+    marks = [s for s in sites if s.box_xyxy[3] - s.box_xyxy[1] < 0.6 * tall and s.box_xyxy[2] <= left]
+    assert marks and all(m.score < predictor.assembly.score_threshold for m in marks)
+    confident = [replace(s, score=0.9, digit=1) if s is marks[0] else s for s in sites]
+    assert predictor.assemble(confident).value == 78
+    assert assemble_number(confident, replace(predictor.assembly, height_ratio=0)).value == 178
 
 
 def test_the_card_audit_of_label_omissions_matches_the_validation_labels() -> None:
