@@ -29,7 +29,7 @@ from torchvision.models.resnet import BasicBlock, Bottleneck
 from torchvision.ops import MultiScaleRoIAlign
 
 from models.checkpoint import CheckpointMeta, load_checkpoint, resolve_checkpoint_dir
-from models.int8 import Int8Meta, checkpoint_int8, int8_supported, quantize_detector
+from models.int8 import Int8Meta, checkpoint_int8, has_int8, int8_supported, quantize_detector
 from models.reader import DigitReader, ReaderMeta, has_reader, load_reader
 from models.refiner import BoxRefiner, RefinerMeta, has_refiner, load_refiner
 from models.roi_align import WindowedMultiScaleRoIAlign
@@ -99,12 +99,12 @@ def load_prepared_detector(
     """Verify and load the checkpoint's detector on `device`, prepared for serving
     (`prepare_for_inference`), with its metadata. On the CPU, when `use_int8` and the checkpoint
     has an int8 part (`models.int8`), the detector runs in int8, and the part's meta comes third
-    (None when the detector runs in floating point). Raises CheckpointError / Int8Error for a
-    checkpoint or int8 part that cannot be used."""
+    (None when the detector runs in floating point). Raises CheckpointError for a checkpoint that
+    cannot be used, Int8Error for an int8 part the CPU would use that is altered or was measured on
+    other weights."""
     model, meta = load_checkpoint(checkpoint, device)
     model = prepare_for_inference(model, device)
-    part = checkpoint_int8(checkpoint, meta.weights_sha256) if use_int8 else None
-    if part is None:
+    if not (use_int8 and has_int8(resolve_checkpoint_dir(checkpoint))):
         return model, meta, None
     if device.type != "cpu":
         log.info("int8 is for the CPU: the detector runs in floating point on %s", device)
@@ -113,6 +113,8 @@ def load_prepared_detector(
         engine = torch.backends.quantized.engine
         log.warning("the checkpoint has int8 ranges but this CPU's engine is %r: float32 it is", engine)
         return model, meta, None
+    part = checkpoint_int8(checkpoint, meta.weights_sha256)
+    assert part is not None  # has_int8 above
     stats, int8 = part
     log.info("the detector runs in int8 (models/int8.py, ranges from %d images)", int8.calibration_images)
     return quantize_detector(model, stats), meta, int8

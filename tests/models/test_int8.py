@@ -191,6 +191,8 @@ def test_ranges_measured_on_other_weights_are_refused(checkpoint: Path) -> None:
     (checkpoint / INT8_META).write_text(json.dumps({**doc, "detector_sha256": "0" * 64}))
     with pytest.raises(Int8Error, match="other detector weights"):
         load_prepared_detector(checkpoint, CPU)
+    model, _, int8 = load_prepared_detector(checkpoint, CPU, use_int8=False)  # not read when not used
+    assert int8 is None and not is_quantized(model)
     with pytest.raises(Int8Error, match="other detector weights"):
         checkpoint_int8(checkpoint, "1" * 64)
 
