@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -96,17 +96,21 @@ def _stored(name: str, tensor: torch.Tensor, dtype: str) -> dict[str, torch.Tens
     return {name: t.to(_FLOAT_DTYPES[dtype]).contiguous()}
 
 
-def save_weights(module: torch.nn.Module, path: Path, dtype: str = "float32") -> str:
-    """Write `module`'s state dict to `path` (safetensors), creating its folder; returns the file's
-    sha256. Floating-point tensors are stored as `dtype`: float32, float16, or int8, which stores
-    every tensor of 2 or more dimensions (conv kernels, linear matrices) as int8 with per-output-
-    channel scales (`quantize_int8`; the scales under the name + `SCALE_SUFFIX`) and the others
-    (biases, norms) as float16. Integer tensors are stored as they are."""
+def save_weights(
+    module: torch.nn.Module | Mapping[str, torch.Tensor], path: Path, dtype: str = "float32"
+) -> str:
+    """Write `module`'s state dict (or the named tensors given) to `path` (safetensors), creating its
+    folder; returns the file's sha256. Floating-point tensors are stored as `dtype`: float32,
+    float16, or int8, which stores every tensor of 2 or more dimensions (conv kernels, linear
+    matrices) as int8 with per-output-channel scales (`quantize_int8`; the scales under the name +
+    `SCALE_SUFFIX`) and the others (biases, norms) as float16. Integer tensors are stored as they
+    are."""
     if dtype not in WEIGHT_DTYPES:
         raise ValueError(f"dtype must be one of {list(WEIGHT_DTYPES)}, got {dtype!r}")
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors: dict[str, torch.Tensor] = {}
-    for name, t in module.state_dict().items():
+    state = module.state_dict() if isinstance(module, torch.nn.Module) else module
+    for name, t in state.items():
         tensors.update(_stored(name, t, dtype))
     save_file(tensors, str(path))
     return sha256_file(path)
@@ -151,15 +155,38 @@ N = TypeVar("N", bound=torch.nn.Module)
 
 
 def save_part(
-    directory: str | Path, name: str, module: torch.nn.Module, dtype: str, meta: Callable[[str], D]
+    directory: str | Path,
+    name: str,
+    module: torch.nn.Module | Mapping[str, torch.Tensor],
+    dtype: str,
+    meta: Callable[[str], D],
 ) -> D:
-    """Write a checkpoint part (the reader, the box refiner) into `directory` (created if needed):
-    `module`'s weights as `name`.safetensors in `dtype`, and `meta(their sha256)` as `name`.json.
-    Returns that meta."""
+    """Write a checkpoint part (the reader, the box refiner, the int8 ranges) into `directory`
+    (created if needed): `module`'s weights (or the named tensors given) as `name`.safetensors in
+    `dtype`, and `meta(their sha256)` as `name`.json. Returns that meta."""
     folder = Path(directory)
     written = meta(save_weights(module, folder / f"{name}.safetensors", dtype))
     (folder / f"{name}.json").write_text(json.dumps(written.to_dict(), indent=2) + "\n")
     return written
+
+
+def read_part(
+    directory: str | Path, name: str, parse: Callable[[dict[str, Any]], D], error: type[Exception]
+) -> tuple[dict[str, torch.Tensor], D]:
+    """Verify and read the part `name` in `directory` (see `save_part`): its tensors (`read_weights`)
+    and what `parse` makes of its json. Raises `error` for a weights file that does not match its
+    recorded sha256 and for anything that cannot be read."""
+    folder = Path(directory)
+    weights = folder / f"{name}.safetensors"
+    try:
+        meta = parse(json.loads((folder / f"{name}.json").read_text()))
+        if sha256_file(weights) != meta.sha256:
+            raise error(f"{name} {folder}: {weights.name} does not match its recorded sha256")
+        return read_weights(weights), meta
+    except error:
+        raise
+    except (OSError, SafetensorError, KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise error(f"{name} {folder}: cannot load: {exc}") from exc
 
 
 def load_part(
@@ -169,22 +196,17 @@ def load_part(
     build: Callable[[D], N],
     error: type[Exception],
 ) -> tuple[N, D]:
-    """Verify and load the part `name` in `directory` (see `save_part`): `parse` reads its json,
-    `build` makes the module its weights are loaded into (strict; float32, eval mode, on the CPU).
-    Raises `error` for a weights file that does not match its recorded sha256 and for anything that
-    cannot be read or loaded."""
-    folder = Path(directory)
-    weights = folder / f"{name}.safetensors"
+    """Verify and load the part `name` in `directory` (`read_part`): `build` makes the module its
+    weights are loaded into (strict; float32, eval mode, on the CPU). Raises `error` for a weights
+    file that does not match its recorded sha256 and for anything that cannot be read or loaded."""
+    state, meta = read_part(directory, name, parse, error)
     try:
-        meta = parse(json.loads((folder / f"{name}.json").read_text()))
-        if sha256_file(weights) != meta.sha256:
-            raise error(f"{name} {folder}: {weights.name} does not match its recorded sha256")
         module = build(meta)
-        module.load_state_dict(read_weights(weights), strict=True)
+        module.load_state_dict(state, strict=True)
     except error:
         raise
-    except (OSError, SafetensorError, KeyError, TypeError, ValueError, RuntimeError) as exc:
-        raise error(f"{name} {folder}: cannot load: {exc}") from exc
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise error(f"{name} {Path(directory)}: cannot load: {exc}") from exc
     return module.eval(), meta
 
 

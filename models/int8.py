@@ -25,7 +25,6 @@ PyTorch marks `torch.ao.quantization` deprecated in favour of the torchao packag
 from __future__ import annotations
 
 import functools
-import json
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -34,8 +33,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.ao.quantization import QConfig, QConfigMapping, get_default_qconfig, quantize_dynamic
 from torch.ao.quantization.observer import HistogramObserver, MinMaxObserver, ObserverBase
@@ -43,7 +40,7 @@ from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 from torch.fx import GraphModule
 from torchvision.models.detection import FasterRCNN
 
-from models.checkpoint import read_checkpoint_meta, resolve_checkpoint_dir, sha256_file
+from models.checkpoint import read_checkpoint_meta, read_part, resolve_checkpoint_dir, save_part
 
 INT8 = "int8"  # the part's name in a checkpoint folder
 INT8_STATS = f"{INT8}.safetensors"
@@ -232,16 +229,13 @@ def save_int8(
     metrics: dict[str, Any] | None = None,
 ) -> Int8Meta:
     """Write `stats` (`calibrate_detector`) as `int8.safetensors` and their description as
-    `int8.json` into `directory` (created if needed); returns that description."""
-    folder = Path(directory)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / INT8_STATS
-    save_file({k: v.contiguous() for k, v in stats.items()}, str(path))
-    meta = Int8Meta(
-        sha256_file(path), detector_sha256, calibration_images, calibration, ENGINE, metrics or {}
-    )
-    (folder / INT8_META).write_text(json.dumps(meta.to_dict(), indent=2) + "\n")
-    return meta
+    `int8.json` into `directory` (created if needed; `models.checkpoint.save_part`); returns that
+    description."""
+
+    def meta(sha256: str) -> Int8Meta:
+        return Int8Meta(sha256, detector_sha256, calibration_images, calibration, ENGINE, metrics or {})
+
+    return save_part(directory, INT8, stats, "float32", meta)
 
 
 def has_int8(directory: str | Path) -> bool:
@@ -250,18 +244,9 @@ def has_int8(directory: str | Path) -> bool:
 
 
 def load_int8(directory: str | Path) -> tuple[dict[str, torch.Tensor], Int8Meta]:
-    """Verify and read the int8 part in `directory`. Raises Int8Error for a stats file that does not
-    match its recorded sha256 and for anything that cannot be read."""
-    folder = Path(directory)
-    try:
-        meta = Int8Meta.from_dict(json.loads((folder / INT8_META).read_text()))
-        if sha256_file(folder / INT8_STATS) != meta.sha256:
-            raise Int8Error(f"int8 {folder}: {INT8_STATS} does not match its recorded sha256")
-        return load_file(str(folder / INT8_STATS)), meta
-    except Int8Error:
-        raise
-    except (OSError, SafetensorError, KeyError, TypeError, ValueError) as exc:
-        raise Int8Error(f"int8 {folder}: cannot load: {exc}") from exc
+    """Verify and read the int8 part in `directory` (`models.checkpoint.read_part`). Raises Int8Error
+    for a stats file that does not match its recorded sha256 and for anything that cannot be read."""
+    return read_part(directory, INT8, Int8Meta.from_dict, Int8Error)
 
 
 def checkpoint_int8(

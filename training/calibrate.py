@@ -24,15 +24,13 @@ from tqdm import tqdm
 from models.checkpoint import resolve_checkpoint_dir
 from models.int8 import Int8Meta, calibrate_detector, save_int8
 from models.optimize import load_prepared_detector
-from training.data import IMAGE_SUFFIXES, DataError, load_image
+from training.data import DataError, image_paths, load_image
 
 
 def draw_images(folder: Path, count: int, seed: int) -> list[Path]:
     """`count` image files of `folder` drawn at random with `seed` (all of them when it has fewer), in
     the order drawn. Raises DataError for a folder without images."""
-    if not folder.is_dir():
-        raise DataError(f"image folder {folder} does not exist")
-    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    paths = image_paths(folder)
     if not paths:
         raise DataError(f"no images in {folder}")
     return random.Random(seed).sample(paths, min(count, len(paths)))

@@ -167,13 +167,19 @@ def _parse_annotation(
     return DigitBox(box_xyxy=box, digit=digits[int(ann["category_id"])])
 
 
-def list_unlabelled_images(images_dir: str | Path) -> list[ImageRecord]:
-    """Images of a split without json (the HW2 test split). image_id is the numeric file stem
-    ("17.png" -> 17) when every stem is numeric, else the 1-based position in sorted order."""
+def image_paths(images_dir: str | Path) -> list[Path]:
+    """The image files (`IMAGE_SUFFIXES`) of a folder, sorted by name. Raises DataError for a folder
+    that does not exist."""
     folder = Path(images_dir)
     if not folder.is_dir():
         raise DataError(f"image folder {folder} does not exist")
-    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def list_unlabelled_images(images_dir: str | Path) -> list[ImageRecord]:
+    """Images of a split without json (the HW2 test split). image_id is the numeric file stem
+    ("17.png" -> 17) when every stem is numeric, else the 1-based position in sorted order."""
+    paths = image_paths(images_dir)
     if all(p.stem.isdigit() for p in paths):
         paths.sort(key=lambda p: int(p.stem))
     records = []
