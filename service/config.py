@@ -59,10 +59,12 @@ class Settings(BaseSettings):
     )
     max_images_per_request: int = Field(16, ge=1, le=256)
     queue_depth: int = Field(64, ge=1, le=10_000, description="images waiting for the model")
-    # Measured on 2 CPU cores (README): batch 8 gave 1.36x the images/s of batch 1 at concurrency 8
-    # and cost ~2 ms (the wait) at concurrency 1.
+    # Measured on 2 CPU cores (README): batch 8 gave 1.36x the images/s of batch 1 at concurrency 8.
+    # The wait applies only while the model is busy: a lone request (concurrency 1) pays none.
     batch_size: int = Field(8, ge=1, le=128, description="images per model call")
-    batch_wait_ms: float = Field(2.0, ge=0.0, le=1000.0, description="wait for a batch to fill")
+    batch_wait_ms: float = Field(
+        2.0, ge=0.0, le=1000.0, description="wait for a batch to fill while the model is busy; none when idle"
+    )
     request_timeout_s: float = Field(30.0, gt=0.0, le=600.0)
     drain_timeout_s: float = Field(20.0, ge=0.0, le=600.0)
     api_keys: frozenset[str] = Field(frozenset(), description="accepted X-API-Key values; empty = open")

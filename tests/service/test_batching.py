@@ -1,10 +1,25 @@
 import asyncio
 import threading
+from collections.abc import Callable
 
 import pytest
 
 from service.batching import MicroBatcher
 from service.errors import NotReadyError, QueueFullError
+
+Run = Callable[[list[int]], list[int]]
+
+
+def gated(run: Run) -> tuple[Callable[[], Run], threading.Event]:
+    """A setup that holds the worker until the event is set, so that requests queue up meanwhile: the
+    worker then finds work waiting, as it does under load."""
+    gate = threading.Event()
+
+    def setup() -> Run:
+        gate.wait(5)
+        return run
+
+    return setup, gate
 
 
 def test_batches_fill_up_to_max_and_keep_order() -> None:
@@ -14,15 +29,66 @@ def test_batches_fill_up_to_max_and_keep_order() -> None:
         sizes.append(len(items))
         return [i * 10 for i in items]
 
-    batcher = MicroBatcher(lambda: run, max_batch=4, max_wait_s=0.2, max_queue=100)
+    setup, gate = gated(run)
+    batcher = MicroBatcher(setup, max_batch=4, max_wait_s=0.2, max_queue=100)
 
     async def main() -> list[list[int]]:
-        return await asyncio.gather(*(batcher.submit([i, i + 100]) for i in range(4)))
+        waiting = asyncio.gather(*(batcher.submit([i, i + 100]) for i in range(4)))
+        await asyncio.sleep(0.05)
+        gate.set()
+        return await waiting
 
     results = asyncio.run(main())
     batcher.close(5)
     assert results == [[i * 10, (i + 100) * 10] for i in range(4)]
-    assert max(sizes) == 4 and sum(sizes) == 8
+    assert sizes == [4, 4]
+
+
+def test_a_lone_request_to_an_idle_worker_does_not_wait_for_a_batch() -> None:
+    sizes: list[int] = []
+
+    def run(items: list[int]) -> list[int]:
+        sizes.append(len(items))
+        return items
+
+    batcher = MicroBatcher(lambda: run, max_batch=8, max_wait_s=30, max_queue=100)
+
+    async def main() -> None:
+        for item in (1, 2):  # each finds the worker idle; waiting for a batch would take 30 s
+            assert await asyncio.wait_for(batcher.submit([item]), 5) == [item]
+            await asyncio.sleep(0.05)
+
+    asyncio.run(main())
+    batcher.close(5)
+    assert sizes == [1, 1]
+
+
+def test_a_busy_worker_waits_for_a_batch_to_fill() -> None:
+    """When work was queued while the model ran, the next batch waits (up to max_wait_s) for more."""
+    sizes: list[int] = []
+    release = threading.Event()
+
+    def run(items: list[int]) -> list[int]:
+        sizes.append(len(items))
+        if items == [1]:
+            release.wait(5)
+        return items
+
+    batcher = MicroBatcher(lambda: run, max_batch=2, max_wait_s=5, max_queue=100)
+
+    async def main() -> list[list[int]]:
+        first = asyncio.ensure_future(batcher.submit([1]))
+        await asyncio.sleep(0.05)  # the model is now busy with [1]
+        second = asyncio.ensure_future(batcher.submit([2]))
+        await asyncio.sleep(0.05)
+        release.set()
+        await asyncio.sleep(0.1)  # the worker has taken [2] and waits for a second item
+        third = asyncio.ensure_future(batcher.submit([3]))
+        return [await asyncio.wait_for(f, 5) for f in (first, second, third)]
+
+    assert asyncio.run(main()) == [[1], [2], [3]]
+    batcher.close(5)
+    assert sizes == [1, 2]
 
 
 def test_full_queue_refuses_at_once_with_retry_after() -> None:
@@ -108,12 +174,14 @@ def test_an_item_the_model_cannot_take_fails_only_its_own_request() -> None:
             raise ValueError("cannot take -1")
         return [i * 10 for i in items]
 
-    batcher = MicroBatcher(lambda: run, max_batch=8, max_wait_s=0.2, max_queue=100)
+    setup, gate = gated(run)
+    batcher = MicroBatcher(setup, max_batch=8, max_wait_s=0.2, max_queue=100)
 
     async def main() -> list[object]:
         calls = [batcher.submit([1, 2]), batcher.submit([-1]), batcher.submit([3])]
         waiting = asyncio.gather(*calls, return_exceptions=True)
         await asyncio.sleep(0.05)
+        gate.set()
         started.set()
         return await waiting
 
