@@ -1,8 +1,10 @@
-"""Helpers every model user shares: choosing the device and turning raw outputs into Detections."""
+"""Helpers every model user shares: choosing the device, turning stored pixels into the detector's input
+and its raw outputs into Detections."""
 
 from __future__ import annotations
 
 import torch
+from torchvision.transforms.v2 import functional as F
 
 from models.assembly import Detection
 from models.labels import label_to_digit
@@ -15,6 +17,14 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise RuntimeError(f"device {name!r} was asked for but no CUDA GPU is available")
     return torch.device(name)
+
+
+def to_unit_float(image: torch.Tensor) -> torch.Tensor:
+    """RGB ByteTensor[3, H, W] (0-255) -> FloatTensor[3, H, W] in [0, 1]: the one conversion that
+    training, evaluation and the service share, so that they feed the models bit for bit the same
+    input (x * (1/255); dividing by 255 instead differs in the last bit, enough to flip the int8
+    detector's answer on an unstable image: validation image 1236 read 56 against 6)."""
+    return F.to_dtype(image, torch.float32, scale=True)
 
 
 def outputs_to_detections(output: dict[str, torch.Tensor]) -> list[Detection]:

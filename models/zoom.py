@@ -104,23 +104,33 @@ def shift_detections(detections: Sequence[Detection], dx: float, dy: float) -> l
     ]
 
 
+def detect_alone(model: FasterRCNN, image: torch.Tensor) -> list[Detection]:
+    """The detector's findings in one image (float RGB FloatTensor[3, H, W] in [0, 1] on the model's
+    device), boxes xyxy in its pixels, from a call of its own.
+
+    One image per call, so that an image's answer never depends on what it is batched with: torchvision
+    pads every image of a batch to the largest one's size, which changes the features near the right
+    and bottom edges of the others, and the int8 box head (models/int8.py) scales its input over the
+    whole batch. Batches of 16 read 14 of the 807 validation numbers otherwise than one image at a time
+    (model card, experiment 40), and the service, which batches under load, would have answered the
+    same photo differently by load. On 2 CPU cores batches of 8 had been ~13 % faster per image."""
+    return outputs_to_detections(model([image])[0])
+
+
 def detect_with_zoom(
     model: FasterRCNN, images: list[torch.Tensor], params: ZoomParams
 ) -> list[list[Detection]]:
     """Detections for each of `images` (float RGB FloatTensor[3, H, W] in [0, 1] on the model's device),
-    boxes xyxy in that image's pixels: one batched pass, then one batched second pass over the crops
-    of the images that need it. Call under torch.inference_mode() with the model in eval mode."""
-    first = [outputs_to_detections(out) for out in model(images)]
+    boxes xyxy in that image's pixels: a pass over each image (`detect_alone`), then a second pass over
+    the crop of each image that needs one. Call under torch.inference_mode() with the model in eval
+    mode."""
+    found = [detect_alone(model, image) for image in images]
     if not params.enabled:
-        return first
+        return found
     min_size, max_size = int(model.transform.min_size[-1]), int(model.transform.max_size)
-    crops = {
-        i: region
-        for i, (image, dets) in enumerate(zip(images, first, strict=True))
-        if (region := zoom_region(dets, image.shape[-2], image.shape[-1], min_size, max_size, params))
-    }
-    if crops:
-        outputs = model([images[i][:, y1:y2, x1:x2] for i, (x1, y1, x2, y2) in crops.items()])
-        for (i, (x1, y1, _, _)), out in zip(crops.items(), outputs, strict=True):
-            first[i] = shift_detections(outputs_to_detections(out), x1, y1)
-    return first
+    for i, image in enumerate(images):
+        region = zoom_region(found[i], image.shape[-2], image.shape[-1], min_size, max_size, params)
+        if region is not None:
+            x1, y1, x2, y2 = region
+            found[i] = shift_detections(detect_alone(model, image[:, y1:y2, x1:x2]), x1, y1)
+    return found

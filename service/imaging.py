@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from models.inference import to_unit_float
+
 ALLOWED_FORMATS = frozenset({"PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF"})
 # Longer side / shorter side. The detector scales an image so that its longer side is at most its
 # max_size (384 px for the shipped model): at 50:1 the shorter side is already under 8 px, too few
@@ -76,8 +78,10 @@ class DecodedImage:
 
 
 def to_model_input(pixels: np.ndarray) -> torch.Tensor:
-    """uint8 RGB [H, W, 3] -> float RGB FloatTensor[3, H, W] in [0, 1], as the detector takes it."""
-    return torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1).float().div_(255.0)
+    """uint8 RGB [H, W, 3] -> float RGB FloatTensor[3, H, W] in [0, 1], as the detector takes it: the
+    same values, bit for bit, as training and evaluation read from the same image file
+    (`models.inference.to_unit_float`)."""
+    return to_unit_float(torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1))
 
 
 def decode_image(

@@ -87,8 +87,9 @@ class Predictor:
         return cls(model, meta, device, assembly, checkpoint, zoom, reader, refiner, rescorer, int8)
 
     def detect(self, images: list[np.ndarray]) -> list[Findings]:
-        """One model call for a batch (preprocess -> inference -> postprocess), a second one over
-        crops of the images whose digits came out small (models/zoom.py) when zoom is on, one
+        """A detector call for each image of the batch (preprocess -> inference -> postprocess;
+        `models.zoom.detect_alone`: an image's answer does not depend on the others), a second one
+        over the crop of each image whose digits came out small (models/zoom.py) when zoom is on, one
         refiner call over every detected box of the batch (models/refiner.py) when there is a box
         refiner, and one reader call over every digit site (models/reread.py) when there is a reader;
         with a rescorer, the reader reads every detected box instead, the rescorer sets each

@@ -23,7 +23,7 @@ from torchvision.transforms import v2
 from tqdm import tqdm
 
 from models.boxes import BoxXYXY
-from models.inference import resolve_device
+from models.inference import resolve_device, to_unit_float
 from models.reread import crop_square, crop_window
 from training.config import TrainConfig, load_config
 from training.data import ImageRecord, read_rgb, read_rgb_all
@@ -155,7 +155,7 @@ class DigitCrops(Dataset[tuple[torch.Tensor, int]]):
                 random.uniform(-p.shift_jitter, p.shift_jitter),
             )
         stored = self.images[path] if path in self.images else read_rgb(path)
-        image = v2.functional.to_dtype(stored, torch.float32, scale=True)  # as `load_image`
+        image = to_unit_float(stored)  # as `load_image`
         crop = crop_square(image, crop_window(box, p.context, scale, shift), p.size)
         if self.train:
             crop = degrade(self.colour(crop), p, random)

@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from models.boxes import BoxXYXY, box_center, clamp_xyxy, xywh_to_xyxy
 from models.hw2 import image_ids_for
+from models.inference import to_unit_float
 from models.labels import DIGIT_NAMES, NUM_DIGITS, category_id_to_digit, digit_to_label
 
 log = logging.getLogger(__name__)
@@ -225,7 +226,7 @@ def read_rgb_all(paths: Sequence[Path], desc: str, show_progress: bool = True) -
 
 def load_image(path: Path) -> torch.Tensor:
     """Read an image file as float RGB FloatTensor[3, H, W] in [0, 1]."""
-    return F.to_dtype(read_rgb(path), torch.float32, scale=True)
+    return to_unit_float(read_rgb(path))
 
 
 class DigitDataset(Dataset[tuple[torch.Tensor, Target]]):

@@ -42,7 +42,7 @@ from tqdm import tqdm
 from models.assembly import Detection
 from models.boxes import BoxXYXY, box_iou
 from models.hw2 import read_pred_json
-from models.inference import resolve_device
+from models.inference import resolve_device, to_unit_float
 from models.refiner import (
     DELTA_SCALE,
     BoxRefiner,
@@ -140,7 +140,7 @@ class RefineCrops(Dataset[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         item = self.items[index]
         start = self.start_box(index)
-        image = self.images[item.image].float() / 255
+        image = to_unit_float(self.images[item.image])  # as `load_image`
         crop = crop_boxes(image, [start], self.params)[0]
         if self.train:  # colours only, not the box channel
             crop = torch.cat([self.colour(crop[:3]), crop[3:]])

@@ -10,8 +10,10 @@ from torch import nn
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
 from models.assembly import Detection
+from models.detector import DETECTOR_PRESETS, build_detector
 from models.labels import digit_to_label
 from models.zoom import ZoomParams, detect_with_zoom, input_scale, shift_detections, zoom_region
+from tests.helpers import randomise_batchnorm
 
 ON = ZoomParams(below_px=50, locate_score=0.3, margin_x=1.5, margin_y=0.3, min_gain=1.25)
 
@@ -105,10 +107,10 @@ def test_detect_with_zoom_reruns_only_the_small_number_and_maps_its_boxes_back()
     small = [digit(300, 200, 320, 240, value=4)]
     large = [digit(10, 5, 50, 50, value=2)]
     in_crop = [digit(62, 13, 80, 52, value=1, score=0.75)]  # crop pixels; the crop is (240, 188, 381, 253)
-    model = FakeDetector([[small, large], [in_crop]])
+    model = FakeDetector([[small], [large], [in_crop]])
     images = [torch.rand(3, 400, 600), torch.rand(3, 56, 126)]
     result = detect_with_zoom(model, images, ON)
-    assert model.seen == [[(3, 400, 600), (3, 56, 126)], [(3, 253 - 188, 381 - 240)]]
+    assert model.seen == [[(3, 400, 600)], [(3, 56, 126)], [(3, 253 - 188, 381 - 240)]]
     assert result[0] == [digit(302, 201, 320, 240, value=1, score=0.75)]
     assert result[1] == large
 
@@ -117,3 +119,17 @@ def test_detect_with_zoom_off_makes_one_call() -> None:
     model = FakeDetector([[[digit(300, 200, 320, 240)]]])
     result = detect_with_zoom(model, [torch.rand(3, 400, 600)], ZoomParams())
     assert len(model.seen) == 1 and result[0] == [digit(300, 200, 320, 240)]
+
+
+def test_an_images_detections_do_not_depend_on_the_images_beside_it() -> None:
+    """Each image is detected alone: batched with larger ones (which torchvision would pad it to), an
+    image gets exactly the detections it gets on its own, second look included."""
+    torch.manual_seed(0)
+    model = build_detector(DETECTOR_PRESETS["fast"]).eval()
+    randomise_batchnorm(model)
+    params = ZoomParams(below_px=1000, locate_score=0.0, margin_x=1.5, margin_y=0.3, min_gain=1.0)
+    images = [torch.rand(3, 56, 126), torch.rand(3, 90, 300), torch.rand(3, 120, 140)]
+    with torch.inference_mode():
+        together = detect_with_zoom(model, images, params)
+        alone = [detect_with_zoom(model, [image], params)[0] for image in images]
+    assert all(together) and together == alone

@@ -1,6 +1,7 @@
 import contextlib
 import io
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from service.imaging import (
     decode_image,
     to_model_input,
 )
+from training.data import load_image
 
 MAX = 4_000_000
 
@@ -36,6 +38,16 @@ def test_rgb_png_decodes_to_uint8_pixels_and_unit_range_model_input() -> None:
     tensor = to_model_input(decoded.pixels)
     assert tensor.shape == (3, 10, 30) and tensor.dtype == torch.float32
     assert tensor[:, 0, 0].tolist() == [1.0, 0.0, 0.0] and decoded.format == "PNG"
+
+
+def test_model_input_is_bit_for_bit_what_training_and_evaluation_read(tmp_path: Path) -> None:
+    """The service's input for an upload equals `training.data.load_image` of the same file exactly:
+    every one of the 256 channel values converts the same way (dividing by 255 would not)."""
+    values = np.arange(256 * 3, dtype=np.uint8).reshape(16, 16, 3)  # each value in every channel
+    data = encode(Image.fromarray(values))
+    (tmp_path / "a.png").write_bytes(data)
+    served = to_model_input(decode_image(data, MAX).pixels)
+    assert torch.equal(served, load_image(tmp_path / "a.png"))
 
 
 def test_exif_orientation_is_applied() -> None:

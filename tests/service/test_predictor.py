@@ -18,6 +18,7 @@ from service.pipeline import to_schema
 from service.predictor import Predictor
 from tests.service.conftest import StartClient, noise_png
 from tests.service.test_app import files
+from training.synth import render_sample
 
 
 def _noise(seed: int) -> np.ndarray:
@@ -224,3 +225,15 @@ def test_int8_ranges_run_the_detector_in_int8_and_the_api_shows_it(
     assert client.post("/v1/detect", files=files(noise_png(seed=3))).status_code == 200
     off = start_client(checkpoint=tiny_checkpoint_with_int8, use_int8=False)
     assert off.get("/v1/model").json()["int8"] is None
+
+
+def test_an_images_answer_does_not_depend_on_its_batch(tiny_checkpoint_with_int8: Path) -> None:
+    """Under load the service batches requests: in int8 too (whose box head scales its input over all
+    it is given), each image gets exactly the detections it gets when sent alone."""
+    predictor = Predictor.load(tiny_checkpoint_with_int8, torch.device("cpu"))
+    assert is_quantized(predictor.model)
+    images = [np.array(render_sample(seed).image) for seed in range(4)]
+    assert len({image.shape for image in images}) > 1  # sizes differ: a batch would be padded
+    together = predictor.detect(images)
+    alone = [predictor.detect([image])[0] for image in images]
+    assert sum(len(f.detections) for f in alone) > 0 and together == alone
