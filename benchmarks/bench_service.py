@@ -157,7 +157,14 @@ def main() -> None:
     p.add_argument("--checkpoint")
     p.add_argument("--requests", type=int, default=200)
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
-    p.add_argument("--batch-size", type=int, nargs="+", default=[1])
+    served = int(Settings.model_fields["batch_size"].default)
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        nargs="+",
+        default=[served],
+        help=f"the service's BATCH_SIZE for the HTTP rows; default: its own default ({served})",
+    )
     p.add_argument("--device", default="auto")
     p.add_argument("--port", type=int, default=8765)
     args = p.parse_args()
