@@ -16,6 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 import torch
+import uvloop
+from uvicorn.config import Config
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from models.checkpoint import save_checkpoint
 from models.detector import DETECTOR_PRESETS, build_detector
@@ -168,3 +171,17 @@ def test_past_capacity_answers_503_not_hangs(server_factory: type[Server], tiny_
     assert statuses.count(200) >= 1 and statuses.count(503) >= 1, statuses
     assert all(r.headers.get("Retry-After") for r in responses if r.status_code == 503)
     assert time.monotonic() - start < 120
+
+
+def test_uvicorn_serves_with_the_c_http_parser_and_event_loop() -> None:
+    """Installed with the service, httptools and uvloop are what uvicorn's defaults pick."""
+    config = Config("service.app:create_app", factory=True)
+    config.load()
+    assert config.http_protocol_class is HttpToolsProtocol
+    factory = config.get_loop_factory()
+    assert factory is not None
+    loop = factory()
+    try:
+        assert isinstance(loop, uvloop.Loop)
+    finally:
+        loop.close()
