@@ -79,7 +79,7 @@ def measure(
     prepared = prepare_for_inference(copy.deepcopy(model), device)
     timed = [prepared, model]
     if device.type == "cpu" and int8_supported():
-        calibration = [DigitDataset(records)[i][0] for i in range(max(0, len(records) - 16), len(records))]
+        calibration = [image for image, _ in DigitDataset(records[-16:])]
         ranges = calibrate_detector(prepared, calibration)
         timed.append(quantize_detector(copy.deepcopy(prepared), ranges))
     latencies, plain, *int8 = infer_latencies_ms(timed, records[:-16], infer_images, device)
