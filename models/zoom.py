@@ -7,6 +7,13 @@ shipped model reads right 0-60 % of the time, against 86 % for digits of 60-100 
 split). Cropping to the number brings its digits to the size the model was trained on. Only the
 images that need it pay for the second forward pass (a quarter of the validation split at the shipped
 settings).
+
+A photo can hold its number so small that the first pass locates nothing at all: a house front of
+which the number fills a sixth of the height has digits of ~10 px at the model's input scale. Where
+the photo has the pixels for it, a search pass then looks over overlapping tiles of it, each at a
+larger scale than the whole (`ZoomParams.search_tiles`), and the second look starts from what the
+tiles locate. It costs nothing on photos where the first pass locates a digit, and
+`search_tiles`^2 forward passes where it does not.
 """
 
 from __future__ import annotations
@@ -17,8 +24,10 @@ from dataclasses import dataclass, replace
 
 import torch
 from torchvision.models.detection import FasterRCNN
+from torchvision.ops import batched_nms
 
 from models.assembly import Detection
+from models.boxes import BoxXYXY
 from models.inference import outputs_to_detections
 
 CropXYXY = tuple[int, int, int, int]  # [x1, y1, x2, y2) in whole pixels of the original image
@@ -33,6 +42,13 @@ class ZoomParams:
     `margin_x` median heights left and right (room for a digit the first pass missed) and `margin_y`
     above and below, clipped to the image. A crop the model would enlarge by less than `min_gain`
     over the whole image is not worth a second pass. The second pass's detections replace the first's.
+
+    When the first pass locates nothing, `search_tiles` n > 0 searches the image in n x n tiles (each
+    2 / (n + 1) of its width and height, overlapping by half a tile: 3 -> 9 tiles at twice the scale),
+    provided each tile has at least the model's `min_size` px on its shorter side (no search of
+    images the model already sees at their own resolution or larger). The tiles' detections, without
+    those cut by a tile's inner edge, then locate the number for the second look, or stand as the
+    answer where it is not taken; where the tiles locate nothing either, the first pass stands.
     """
 
     below_px: float = 0.0
@@ -40,6 +56,7 @@ class ZoomParams:
     margin_x: float = 1.5
     margin_y: float = 0.3
     min_gain: float = 1.25
+    search_tiles: int = 0
 
     def __post_init__(self) -> None:
         if self.below_px < 0 or self.margin_x < 0 or self.margin_y < 0:
@@ -48,19 +65,52 @@ class ZoomParams:
             raise ValueError(f"locate_score must be in [0, 1], got {self.locate_score}")
         if self.min_gain < 1.0:
             raise ValueError(f"min_gain must be >= 1, got {self.min_gain}")
+        if self.search_tiles < 0 or self.search_tiles == 1:
+            raise ValueError(f"search_tiles must be 0 (off) or >= 2, got {self.search_tiles}")
 
     @property
     def enabled(self) -> bool:
         return self.below_px > 0
 
-    def with_trigger(self, below_px: float | None) -> ZoomParams:
-        """These settings with another `below_px` (an operator's override); None keeps them."""
-        return self if below_px is None else replace(self, below_px=below_px)
+    def with_trigger(self, below_px: float | None, search_tiles: int | None = None) -> ZoomParams:
+        """These settings with another `below_px` and `search_tiles` (an operator's overrides); None
+        keeps what is set."""
+        below = self.below_px if below_px is None else below_px
+        tiles = self.search_tiles if search_tiles is None else search_tiles
+        return replace(self, below_px=below, search_tiles=tiles)
 
 
 def input_scale(height: int, width: int, min_size: int, max_size: int) -> float:
     """The factor by which torchvision's GeneralizedRCNNTransform resizes a `height` x `width` image."""
     return min(min_size / min(height, width), max_size / max(height, width))
+
+
+def _height(d: Detection) -> float:
+    return d.box_xyxy[3] - d.box_xyxy[1]
+
+
+def _near(d: Detection, member: Detection, gap: float) -> bool:
+    """Whether `d` sits beside `member` as the next digit of one number would: of a similar height,
+    at most `gap` x `member`'s height away along x, with centres at most a height apart along y."""
+    h = _height(member)
+    if not 0.5 * h <= _height(d) <= 2.0 * h:
+        return False
+    apart_x = max(d.box_xyxy[0] - member.box_xyxy[2], member.box_xyxy[0] - d.box_xyxy[2], 0.0)
+    apart_y = abs((d.box_xyxy[1] + d.box_xyxy[3]) - (member.box_xyxy[1] + member.box_xyxy[3])) / 2
+    return apart_x <= gap * h and apart_y <= h
+
+
+def number_cluster(located: Sequence[Detection], gap: float) -> list[Detection]:
+    """Of `located`, the group of detections that chain to each other digit by digit (`_near`) with
+    the largest summed score: the number the second look should crop to, without confident clutter
+    elsewhere in the photo. In `located`'s order."""
+    groups: list[list[Detection]] = []
+    for d in located:
+        linked = [g for g in groups if any(_near(d, m, gap) or _near(m, d, gap) for m in g)]
+        merged = [d] + [m for g in linked for m in g]
+        groups = [g for g in groups if all(g is not x for x in linked)] + [merged]
+    best = max(groups, key=lambda g: sum(d.score for d in g))
+    return [d for d in located if any(d is m for m in best)]
 
 
 def zoom_region(
@@ -74,12 +124,15 @@ def zoom_region(
     """The crop for a second pass over a `height` x `width` image, or None when none is needed.
 
     `detections` are the first pass's, boxes xyxy in original-image pixels; `min_size`/`max_size` are
-    the detector's input size.
+    the detector's input size. The crop is around the best group of located detections that chain
+    digit by digit (`number_cluster`), so that confident clutter elsewhere in a large photo does not
+    widen it.
     """
     located = [d for d in detections if d.score >= params.locate_score]
     if not params.enabled or not located:
         return None
-    digit_h = statistics.median(d.box_xyxy[3] - d.box_xyxy[1] for d in located)
+    located = number_cluster(located, params.margin_x)
+    digit_h = statistics.median(_height(d) for d in located)
     if digit_h * input_scale(height, width, min_size, max_size) >= params.below_px:
         return None
     x1 = max(0, int(min(d.box_xyxy[0] for d in located) - params.margin_x * digit_h))
@@ -118,18 +171,76 @@ def detect_alone(model: FasterRCNN, image: torch.Tensor) -> list[Detection]:
     return outputs_to_detections(model([image])[0])
 
 
+def search_tiles(height: int, width: int, tiles: int, min_size: int) -> list[CropXYXY]:
+    """The search pass's crops over a `height` x `width` image, row by row: `tiles` x `tiles` tiles,
+    each 2 / (`tiles` + 1) of the image's height and width, at steps of half a tile, so that anything
+    up to half a tile across lies whole in one of them. None when `tiles` < 2 or a tile's shorter
+    side would be under `min_size` px (the model would enlarge the tile's own pixels)."""
+    if tiles < 2 or 2 * min(height, width) < min_size * (tiles + 1):
+        return []
+    tile_h, tile_w = 2 * height / (tiles + 1), 2 * width / (tiles + 1)
+    rows = [(round(r * tile_h / 2), min(height, round(r * tile_h / 2 + tile_h))) for r in range(tiles)]
+    cols = [(round(c * tile_w / 2), min(width, round(c * tile_w / 2 + tile_w))) for c in range(tiles)]
+    return [(x1, y1, x2, y2) for y1, y2 in rows for x1, x2 in cols]
+
+
+def clear_of_inner_edges(box: BoxXYXY, tile: CropXYXY, height: int, width: int, margin: float = 2.0) -> bool:
+    """Whether `box` (xyxy, image pixels), found in `tile` of a `height` x `width` image, stays more
+    than `margin` px inside every tile edge that is not the image's own: a box that reaches such an
+    edge may hold a digit cut in two, which the overlapping tile beside it sees whole."""
+    x1, y1, x2, y2 = box
+    tx1, ty1, tx2, ty2 = tile
+    return (
+        (tx1 == 0 or x1 > tx1 + margin)
+        and (ty1 == 0 or y1 > ty1 + margin)
+        and (tx2 == width or x2 < tx2 - margin)
+        and (ty2 == height or y2 < ty2 - margin)
+    )
+
+
+def search(model: FasterRCNN, image: torch.Tensor, tiles: int, iou: float) -> list[Detection]:
+    """The search pass over `image` (float RGB FloatTensor[3, H, W] in [0, 1]): the detections of
+    every tile (`search_tiles`, each detected alone), boxes xyxy in the image's pixels, without those
+    cut by a tile's inner edge, and of the same digit found in two overlapping tiles (IoU > `iou`)
+    only the better scored. Empty when the image is too small to search."""
+    height, width = int(image.shape[-2]), int(image.shape[-1])
+    found: list[Detection] = []
+    for tile in search_tiles(height, width, tiles, int(model.transform.min_size[-1])):
+        x1, y1, x2, y2 = tile
+        shifted = shift_detections(detect_alone(model, image[:, y1:y2, x1:x2]), x1, y1)
+        found += [d for d in shifted if clear_of_inner_edges(d.box_xyxy, tile, height, width)]
+    if not found:
+        return []
+    keep = batched_nms(
+        torch.tensor([d.box_xyxy for d in found], dtype=torch.float32),
+        torch.tensor([d.score for d in found], dtype=torch.float32),
+        torch.tensor([d.digit for d in found]),
+        iou,
+    )
+    return [found[i] for i in keep.tolist()]
+
+
+def locates(detections: Sequence[Detection], params: ZoomParams) -> bool:
+    """Whether any of `detections` scores at least `params.locate_score`."""
+    return any(d.score >= params.locate_score for d in detections)
+
+
 def detect_with_zoom(
     model: FasterRCNN, images: list[torch.Tensor], params: ZoomParams
 ) -> list[list[Detection]]:
     """Detections for each of `images` (float RGB FloatTensor[3, H, W] in [0, 1] on the model's device),
-    boxes xyxy in that image's pixels: a pass over each image (`detect_alone`), then a second pass over
-    the crop of each image that needs one. Call under torch.inference_mode() with the model in eval
-    mode."""
+    boxes xyxy in that image's pixels: a pass over each image (`detect_alone`); where it locates
+    nothing, a search over tiles of the image when `params.search_tiles` asks for one (`search`);
+    then a second pass over the crop of each image that needs one. Call under torch.inference_mode()
+    with the model in eval mode."""
     found = [detect_alone(model, image) for image in images]
     if not params.enabled:
         return found
     min_size, max_size = int(model.transform.min_size[-1]), int(model.transform.max_size)
     for i, image in enumerate(images):
+        if params.search_tiles and not locates(found[i], params):
+            tiled = search(model, image, params.search_tiles, float(model.roi_heads.nms_thresh))
+            found[i] = tiled if locates(tiled, params) else found[i]
         region = zoom_region(found[i], image.shape[-2], image.shape[-1], min_size, max_size, params)
         if region is not None:
             x1, y1, x2, y2 = region

@@ -35,6 +35,13 @@ class Settings(BaseSettings):
     zoom_below_px: float | None = Field(
         None, ge=0.0, le=10_000.0, description="second look at small digits (models/zoom.py); 0 = off"
     )
+    search_tiles: int | None = Field(
+        None,
+        ge=0,
+        le=8,
+        description="where the first pass locates no digit, search n x n tiles of a large photo "
+        "(models/zoom.py; n^2 more detector passes there); 0 = off",
+    )
     use_reader: bool = Field(
         True, description="read digits with the checkpoint's reader too, when it has one (models/reread.py)"
     )

@@ -61,6 +61,7 @@ class Predictor:
         center_distance_ratio: float | None = None,
         height_ratio: float | None = None,
         zoom_below_px: float | None = None,
+        search_tiles: int | None = None,
         use_reader: bool = True,
         use_refiner: bool = True,
         use_rescorer: bool = True,
@@ -70,8 +71,8 @@ class Predictor:
         `use_reader` / `use_refiner` / `use_rescorer` is False; no rescorer without the refiner and
         the reader, whose outputs it needs) and rewrite
         the model for serving (models.optimize: same outputs, faster; on the CPU in int8 when the
-        checkpoint has an int8 part and `use_int8`, models/int8.py); thresholds and the zoom
-        trigger left as None come from the checkpoint."""
+        checkpoint has an int8 part and `use_int8`, models/int8.py); thresholds, the zoom
+        trigger and the search tiles left as None come from the checkpoint."""
         model, meta, int8 = load_prepared_detector(checkpoint, device, use_int8=use_int8)
         reader = load_prepared_reader(checkpoint, device) if use_reader else None
         refiner = load_prepared_refiner(checkpoint, device) if use_refiner else None
@@ -83,7 +84,7 @@ class Predictor:
             "height_ratio": height_ratio,
         }
         assembly = replace(meta.assembly, **{k: v for k, v in overrides.items() if v is not None})
-        zoom = meta.zoom.with_trigger(zoom_below_px)
+        zoom = meta.zoom.with_trigger(zoom_below_px, search_tiles)
         return cls(model, meta, device, assembly, checkpoint, zoom, reader, refiner, rescorer, int8)
 
     def detect(self, images: list[np.ndarray]) -> list[Findings]:

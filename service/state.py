@@ -54,6 +54,7 @@ class ServiceState:
                 center_distance_ratio=s.center_distance_ratio,
                 height_ratio=s.height_ratio,
                 zoom_below_px=s.zoom_below_px,
+                search_tiles=s.search_tiles,
                 use_reader=s.use_reader,
                 use_refiner=s.use_refiner,
                 use_rescorer=s.use_rescorer,

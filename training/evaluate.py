@@ -185,6 +185,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="second look at small numbers; default: the checkpoint's (0 = off)",
     )
     p.add_argument(
+        "--search-tiles",
+        type=int,
+        help="where the first pass locates no digit, search n x n tiles of a large photo "
+        "(models/zoom.py); default: the checkpoint's (0 = off)",
+    )
+    p.add_argument(
         "--no-reader", action="store_true", help="read numbers from the detector alone, as without a reader"
     )
     p.add_argument(
@@ -214,7 +220,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         params = replace(params, score_threshold=args.score_threshold)
     if args.iou_threshold is not None:
         params = replace(params, iou_threshold=args.iou_threshold)
-    zoom = meta.zoom.with_trigger(args.zoom_below_px)
+    zoom = meta.zoom.with_trigger(args.zoom_below_px, args.search_tiles)
     records, labelled = split_records(args.data, args.split, args.images, args.annotations)
     detections = predict_records(model, records, device, args, f"evaluate {args.split}", zoom)
     refiner = load_prepared_refiner(args.checkpoint, device) if not args.no_refiner else None  # as served

@@ -2,23 +2,25 @@
 
     python -m training.export --checkpoint runs/<run>/best --out models/default --dtype float16 \
         [--zoom-below-px 50] [--reader runs/reader] [--refiner runs/refiner] [--rescorer runs/rescorer] \
-        [--height-ratio 1.6]
+        [--height-ratio 1.6] [--search-tiles 3]
 
 The copy keeps the source's metadata (architecture, thresholds, zoom, training config, data
 fingerprint, metrics) and records where it came from; its hash is recomputed for the new weights.
 `--zoom-below-px` turns on the second look at small numbers (models/zoom.py) for everything that
-loads the copy (0 turns it off). `--reader` puts a reader (`python -m training.reader`) into the
-copy, in the same dtype; a reader already in the source comes along otherwise. `--refiner` does the
-same for a box refiner (`python -m training.refiner`; `--refiner-step` sets how far it moves the
-boxes), and `--rescorer` for a rescorer (`python -m training.rescorer`; float32 always; it needs a
-reader and a refiner with a fit head). `--reader-weight` sets the detector's weight w in the
-reader's mix (detector^w x reader^(1 - w), `models.reread.RereadParams`). The source's int8 ranges
-(`python -m training.calibrate`, models/int8.py) come along with its detector. `--height-ratio` sets
-the number assembly's height rule (`models.assembly`, 0 = off) in the copy's thresholds, and
-`--test-proposals` how many region proposals the detector keeps per image when it runs (training
-is unaffected). With `--out` the source itself, only the reader, the refiner (the source's own when
-only `--reader-weight` or `--refiner-step` is given), the rescorer, the height rule and the
-proposals are written: the detector's weights and the rest of its JSON stay as they are.
+loads the copy (0 turns it off); `--search-tiles` sets how large photos in which the first pass
+locates nothing are searched (models/zoom.py; 0 turns it off). `--reader` puts a reader (`python -m
+training.reader`) into the copy, in the same dtype; a reader already in the source comes along
+otherwise. `--refiner` does the same for a box refiner (`python -m training.refiner`;
+`--refiner-step` sets how far it moves the boxes), and `--rescorer` for a rescorer (`python -m
+training.rescorer`; float32 always; it needs a reader and a refiner with a fit head).
+`--reader-weight` sets the detector's weight w in the reader's mix (detector^w x reader^(1 - w),
+`models.reread.RereadParams`). The source's int8 ranges (`python -m training.calibrate`,
+models/int8.py) come along with its detector. `--height-ratio` sets the number assembly's height
+rule (`models.assembly`, 0 = off) in the copy's thresholds, and `--test-proposals` how many region
+proposals the detector keeps per image when it runs (training is unaffected). With `--out` the
+source itself, only the reader, the refiner (the source's own when only `--reader-weight` or
+`--refiner-step` is given), the rescorer, the height rule, the proposals and the zoom settings are
+written: the detector's weights and the rest of its JSON stay as they are.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from models.checkpoint import (
     save_checkpoint_like,
     set_checkpoint_detector,
     set_checkpoint_thresholds,
+    set_checkpoint_zoom,
     update_checkpoint_metrics,
 )
 from models.int8 import copy_int8
@@ -56,6 +59,7 @@ def export_checkpoint(
     reader_weight: float | None = None,
     rescorer: Path | None = None,
     test_proposals: int | None = None,
+    search_tiles: int | None = None,
 ) -> Path:
     model, meta = load_checkpoint(source)
     source_dir = resolve_checkpoint_dir(source)
@@ -69,18 +73,22 @@ def export_checkpoint(
             reader = source_dir
         if refiner is None and refiner_step is not None and has_refiner(source_dir):
             refiner = source_dir
-        if (reader, refiner, rescorer, height_ratio, test_proposals) == (None,) * 5:
+        edits = (reader, refiner, rescorer, height_ratio, test_proposals, zoom_below_px, search_tiles)
+        if edits == (None,) * len(edits):
             raise ValueError(
                 f"--out is the source checkpoint {out}: only --reader, --refiner, --rescorer, their "
-                "settings, --height-ratio or --test-proposals can be added to it"
+                "settings, --height-ratio, --test-proposals, --zoom-below-px or --search-tiles can be "
+                "added to it"
             )
         _attach_parts(out, meta.weights_dtype, reader, refiner, refiner_step, reader_weight, rescorer)
         if height_ratio is not None:
             set_checkpoint_thresholds(out, assembly)
         if test_proposals is not None:
             set_checkpoint_detector(out, meta.detector)
+        if (zoom_below_px, search_tiles) != (None, None):
+            set_checkpoint_zoom(out, meta.zoom.with_trigger(zoom_below_px, search_tiles))
         return out
-    zoom = meta.zoom.with_trigger(zoom_below_px)
+    zoom = meta.zoom.with_trigger(zoom_below_px, search_tiles)
     folder = save_checkpoint_like(
         out, model, meta, metrics=meta.metrics, dtype=dtype, zoom=zoom, assembly=assembly
     )
@@ -161,6 +169,12 @@ def main(argv: Sequence[str] | None = None) -> Path:
         help="region proposals the detector keeps per image when it runs (rpn_post_nms_top_n_test): "
         "fewer are faster on the CPU; default: the source's",
     )
+    p.add_argument(
+        "--search-tiles",
+        type=int,
+        help="where the first pass locates no digit, search n x n tiles of a large photo "
+        "(models/zoom.py); default: the source's (0 = off)",
+    )
     args = p.parse_args(argv)
     folder = export_checkpoint(
         args.checkpoint,
@@ -174,6 +188,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
         args.reader_weight,
         args.rescorer,
         args.test_proposals,
+        args.search_tiles,
     )
     size_mb = sum(f.stat().st_size for f in folder.glob("*.safetensors")) / 1e6
     print(f"wrote {folder} ({size_mb:.1f} MB, {args.dtype})")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -12,7 +13,16 @@ from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from models.assembly import Detection
 from models.detector import DETECTOR_PRESETS, build_detector
 from models.labels import digit_to_label
-from models.zoom import ZoomParams, detect_with_zoom, input_scale, shift_detections, zoom_region
+from models.zoom import (
+    ZoomParams,
+    clear_of_inner_edges,
+    detect_with_zoom,
+    input_scale,
+    number_cluster,
+    search_tiles,
+    shift_detections,
+    zoom_region,
+)
 from tests.helpers import randomise_batchnorm
 
 ON = ZoomParams(below_px=50, locate_score=0.3, margin_x=1.5, margin_y=0.3, min_gain=1.25)
@@ -63,9 +73,54 @@ def test_crop_is_clipped_to_the_image() -> None:
 
 
 def test_a_crop_the_model_would_hardly_enlarge_is_skipped() -> None:
-    # two small digits far apart span most of the photo: the crop would be enlarged by < 1.25
-    found = [digit(5, 10, 25, 40), digit(570, 360, 590, 390)]
+    # small digits stepping down across the whole photo: the crop would be enlarged by < 1.25
+    found = [digit(5 + 24 * i, 10 + 15 * i, 25 + 24 * i, 40 + 15 * i) for i in range(24)]
     assert zoom_region(found, 400, 600, 96, 384, ON) is None
+
+
+def test_confident_clutter_apart_from_the_number_does_not_widen_the_crop() -> None:
+    number = [digit(300, 200, 320, 240), digit(322, 201, 342, 241)]
+    clutter = [digit(10, 10, 30, 50, score=0.95), digit(560, 350, 580, 390, score=0.5)]
+    assert zoom_region(number + clutter, 400, 600, 96, 384, ON) == (240, 188, 403, 254)
+    assert zoom_region(number, 400, 600, 96, 384, ON) == (240, 188, 403, 254)
+
+
+def test_number_cluster_chains_digit_by_digit_and_keeps_the_best_scored_group() -> None:
+    # a, b, c chain (a and c are 3 heights apart, each within 1.5 heights of b); d is far away
+    a, b, c = (
+        digit(100, 100, 120, 140, score=0.5),
+        digit(150, 100, 170, 140, score=0.5),
+        digit(200, 105, 220, 145),
+    )
+    d = digit(400, 300, 420, 340, score=0.99)
+    assert number_cluster([d, a, b, c], gap=1.5) == [a, b, c]  # 1.875 against 0.99
+    assert number_cluster([d, a], gap=1.5) == [d]
+    # a digit three times as tall beside them is not one of theirs
+    tall = digit(225, 60, 265, 180, score=0.99)
+    assert number_cluster([a, b, c, tall], gap=1.5) == [a, b, c]
+
+
+def test_search_tiles_overlap_by_half_a_tile_and_cover_the_image() -> None:
+    tiles = search_tiles(400, 600, 3, 96)
+    assert len(tiles) == 9 and tiles[0] == (0, 0, 300, 200) and tiles[4] == (150, 100, 450, 300)
+    assert tiles[-1] == (300, 200, 600, 400)
+    assert len(search_tiles(400, 600, 7, 96)) == 49  # tiles 100 px high
+    assert search_tiles(400, 600, 8, 96) == []  # tiles 89 px high: the model would enlarge them
+    assert search_tiles(150, 600, 3, 96) == []
+    assert search_tiles(400, 600, 0, 96) == []
+
+
+@pytest.mark.parametrize(
+    ("box", "kept"),
+    [
+        ((150, 50, 170, 80), True),  # inside
+        ((0, 50, 20, 80), True),  # on the image's left edge, which is the tile's
+        ((150, 50, 299, 80), False),  # reaches the tile's right edge, inside the image: maybe cut
+        ((150, 185, 170, 199), False),  # reaches its bottom edge
+    ],
+)
+def test_clear_of_inner_edges(box: tuple[float, float, float, float], kept: bool) -> None:
+    assert clear_of_inner_edges(box, (0, 0, 300, 200), 400, 600) is kept
 
 
 def test_shift_detections_moves_boxes_and_keeps_digits_and_scores() -> None:
@@ -79,6 +134,15 @@ def test_zoom_params_refuse_negative_values(below_px: float) -> None:
         ZoomParams(below_px=below_px)
     with pytest.raises(ValueError, match="min_gain"):
         ZoomParams(min_gain=0.5)
+    for tiles in (-1, 1):
+        with pytest.raises(ValueError, match="search_tiles"):
+            ZoomParams(search_tiles=tiles)
+
+
+def test_with_trigger_overrides_only_what_is_given() -> None:
+    assert ON.with_trigger(None) == ON
+    assert ON.with_trigger(40, 3) == ZoomParams(below_px=40, search_tiles=3)
+    assert ON.with_trigger(None, 0) == ON and ZoomParams(search_tiles=3).with_trigger(None).search_tiles == 3
 
 
 class FakeDetector(nn.Module):
@@ -87,6 +151,7 @@ class FakeDetector(nn.Module):
     def __init__(self, answers: list[list[list[Detection]]]) -> None:
         super().__init__()
         self.transform = GeneralizedRCNNTransform(96, 384, [0.0] * 3, [1.0] * 3)
+        self.roi_heads = SimpleNamespace(nms_thresh=0.5)
         self.answers = answers
         self.seen: list[list[tuple[int, ...]]] = []
 
@@ -133,3 +198,41 @@ def test_an_images_detections_do_not_depend_on_the_images_beside_it() -> None:
         together = detect_with_zoom(model, images, params)
         alone = [detect_with_zoom(model, [image], params)[0] for image in images]
     assert all(together) and together == alone
+
+
+SEARCH = ZoomParams(below_px=50, search_tiles=3)
+
+
+def test_search_over_tiles_locates_a_number_the_first_pass_missed() -> None:
+    """400 x 600 photo, nothing located in the first pass: 9 tiles of 200 x 300 px, row by row. Tile 0
+    sees the digit at (250, 100) whole; tile 1 (from x = 150) sees it too, duplicated; tile 3 sees a
+    box cut by its right edge. The second look then crops around the digit."""
+    first = [[[digit(10, 10, 30, 40, score=0.25)]]]
+    tiles: list[list[list[Detection]]] = [[[]] for _ in range(9)]
+    tiles[0] = [[digit(250, 100, 270, 130, value=5)]]
+    tiles[1] = [[digit(100, 100, 120, 130, value=5, score=0.8)]]  # the same digit, in tile 1's pixels
+    # tile 3 is (0, 100, 300, 300); its box reaches x = 299 (cut?), and would win the crop if kept
+    tiles[3] = [[digit(280, 60, 299, 99, value=7, score=0.95)]]
+    crop = [
+        [[digit(30, 9, 50, 40, value=5, score=0.75)]]
+    ]  # second look: 30 px digit, crop (205, 91, 316, 140)
+    model = FakeDetector(first + tiles + crop)
+    result = detect_with_zoom(model, [torch.rand(3, 400, 600)], SEARCH)
+    assert [s[0] for s in model.seen[1:10]] == [(3, 200, 300)] * 9
+    assert model.seen[10] == [(3, 140 - 91, 316 - 205)]
+    assert result == [[digit(235, 100, 255, 131, value=5, score=0.75)]]
+
+
+def test_search_keeps_the_first_pass_where_the_tiles_locate_nothing_either() -> None:
+    first = [[[digit(10, 10, 30, 40, score=0.25)]]]
+    model = FakeDetector(first + [[[digit(50, 50, 70, 80, score=0.2)]] for _ in range(9)])
+    assert detect_with_zoom(model, [torch.rand(3, 400, 600)], SEARCH) == first[0]
+    assert len(model.seen) == 10
+
+
+def test_no_search_where_the_first_pass_locates_a_digit_or_the_photo_is_small() -> None:
+    located = FakeDetector([[[digit(10, 5, 50, 50)]]])
+    assert detect_with_zoom(located, [torch.rand(3, 56, 126)], SEARCH) == [[digit(10, 5, 50, 50)]]
+    small = FakeDetector([[[]]])
+    assert detect_with_zoom(small, [torch.rand(3, 150, 600)], SEARCH) == [[]]
+    assert len(located.seen) == len(small.seen) == 1

@@ -83,6 +83,12 @@ def test_zoom_setting_overrides_the_checkpoint(start_client: StartClient) -> Non
     assert client.app.state.service.predictor.zoom.enabled  # type: ignore[attr-defined]
 
 
+def test_search_tiles_setting_overrides_the_checkpoint(start_client: StartClient) -> None:
+    client = start_client(search_tiles=2)
+    assert client.get("/v1/model").json()["zoom"]["search_tiles"] == 2
+    assert client.app.state.service.predictor.zoom.search_tiles == 2  # type: ignore[attr-defined]
+
+
 def test_metrics_count_requests_by_route_and_status(client: TestClient) -> None:
     client.post("/v1/detect", files=files(png()))
     client.post("/v1/detect", files=files(b"not an image"))
