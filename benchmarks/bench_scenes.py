@@ -1,0 +1,105 @@
+"""How well the service reads a house number that fills little of a large photo.
+
+    python benchmarks/bench_scenes.py [--checkpoint DIR] [--images 150] [--factors 1 2 3 4 6] \
+        [--search-tiles 0 3]
+
+The validation photos are crops around their numbers. This pastes each of the first `--images` of
+them, at its own size, into a scene `factor` times as wide and as high: a backdrop of smooth colour
+noise around the photo's mean colour, no digits in it, the photo at a random place (seeded, the same
+for every setting). A factor of 4 gives a 126 x 56 photo a 504 x 224 scene, in which the model sees
+its digits at a quarter of the size it sees them at alone. For each factor and each search setting
+(`ZoomParams.search_tiles`, models/zoom.py; 0 = off) it prints how many numbers `Predictor.detect`
+and the number assembly read right (the same rule as `training.evaluate`: the whole number, as an
+integer), and the time per photo (p50, mean, max). Needs ../shared/data/svhn-hw2; the checkpoint
+is the shipped one unless `--checkpoint` says otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from service.config import SHIPPED_CHECKPOINT  # noqa: E402
+from service.predictor import Predictor  # noqa: E402
+from training.data import ImageRecord, load_coco_split  # noqa: E402
+
+DATA = REPO.parent / "shared" / "data" / "svhn-hw2"
+
+
+def backdrop(photo: Image.Image, width: int, height: int, rng: random.Random) -> Image.Image:
+    """A `width` x `height` RGB scene with no digits: an 8 x 6 grid of colours around `photo`'s mean
+    colour (sd 40 per channel), smoothly interpolated."""
+    noise = np.random.default_rng(rng.randrange(1 << 30)).normal(0.0, 40.0, (6, 8, 3))
+    grid = np.asarray(photo, dtype=np.float32).mean(axis=(0, 1)) + noise
+    return Image.fromarray(grid.clip(0, 255).astype(np.uint8)).resize(
+        (width, height), Image.Resampling.BICUBIC
+    )
+
+
+def place_in_scene(photo: Image.Image, factor: int, rng: random.Random) -> Image.Image:
+    """`photo` pasted at its own size at a random place of a `backdrop` `factor` times its width and
+    height (the photo itself for 1)."""
+    if factor == 1:
+        return photo
+    width, height = photo.size
+    scene = backdrop(photo, width * factor, height * factor, rng)
+    scene.paste(
+        photo, (rng.randrange(width * factor - width + 1), rng.randrange(height * factor - height + 1))
+    )
+    return scene
+
+
+def read_scenes(predictor: Predictor, records: list[ImageRecord], factor: int) -> tuple[int, list[float]]:
+    """Numbers read right over the scenes of `records` at `factor`, and ms per photo."""
+    rng = random.Random(factor)
+    right, times_ms = 0, []
+    for record in records:
+        scene = np.array(place_in_scene(Image.open(record.path).convert("RGB"), factor, rng))
+        start = time.perf_counter()
+        findings = predictor.detect([scene])[0]
+        times_ms.append((time.perf_counter() - start) * 1000)
+        right += predictor.assemble(findings.sites).value == record.number
+    return right, times_ms
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", type=Path, default=SHIPPED_CHECKPOINT)
+    p.add_argument("--images", type=int, default=150)
+    p.add_argument("--factors", type=int, nargs="+", default=[1, 2, 3, 4, 6])
+    p.add_argument("--search-tiles", type=int, nargs="+", default=[0, 3])
+    args = p.parse_args(argv)
+    if not (DATA / "valid.json").is_file():
+        sys.exit(f"needs the real validation split in {DATA}")
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    records = load_coco_split(DATA / "valid", DATA / "valid.json")[0][: args.images]
+    predictor = Predictor.load(args.checkpoint, torch.device("cpu"))
+    predictor.warm_up()
+    shipped = predictor.zoom
+    print(f"{len(records)} validation photos, {args.checkpoint}, CPU, {torch.get_num_threads()} threads")
+    print("factor  search  read right   p50 ms  mean ms   max ms")
+    for factor in args.factors:
+        for tiles in args.search_tiles:
+            predictor.zoom = replace(shipped, search_tiles=tiles)
+            right, times = read_scenes(predictor, records, factor)
+            print(
+                f"{factor:>6}  {tiles:>6}  {right:>4} / {len(records):<4}  {statistics.median(times):>7.1f}"
+                f"  {statistics.mean(times):>7.1f}  {max(times):>7.1f}",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
