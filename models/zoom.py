@@ -43,12 +43,13 @@ class ZoomParams:
     above and below, clipped to the image. A crop the model would enlarge by less than `min_gain`
     over the whole image is not worth a second pass. The second pass's detections replace the first's.
 
-    When the first pass locates nothing, `search_tiles` n > 0 searches the image in n x n tiles (each
-    2 / (n + 1) of its width and height, overlapping by half a tile: 3 -> 9 tiles at twice the scale),
-    provided each tile has at least the model's `min_size` px on its shorter side (no search of
-    images the model already sees at their own resolution or larger). The tiles' detections, without
-    those cut by a tile's inner edge, then locate the number for the second look, or stand as the
-    answer where it is not taken; where the tiles locate nothing either, the first pass stands.
+    When the first pass locates nothing, `search_tiles` n > 0 (with the second look on: `below_px` > 0)
+    searches the image in n x n tiles (each 2 / (n + 1) of its width and height, overlapping by half a
+    tile: 3 -> 9 tiles at twice the scale), provided each tile has at least the model's `min_size` px on
+    its shorter side (no search of images the model already sees at their own resolution or larger). The
+    tiles' detections, without those cut by a tile's inner edge, then locate the number for the second
+    look, or stand as the answer where it is not taken; where the tiles locate nothing either, the first
+    pass stands.
     """
 
     below_px: float = 0.0
@@ -174,7 +175,7 @@ def detect_alone(model: FasterRCNN, image: torch.Tensor) -> list[Detection]:
 def search_tiles(height: int, width: int, tiles: int, min_size: int) -> list[CropXYXY]:
     """The search pass's crops over a `height` x `width` image, row by row: `tiles` x `tiles` tiles,
     each 2 / (`tiles` + 1) of the image's height and width, at steps of half a tile, so that anything
-    up to half a tile across lies whole in one of them. None when `tiles` < 2 or a tile's shorter
+    up to half a tile across lies whole in one of them. Empty when `tiles` < 2 or a tile's shorter
     side would be under `min_size` px (the model would enlarge the tile's own pixels)."""
     if tiles < 2 or 2 * min(height, width) < min_size * (tiles + 1):
         return []
