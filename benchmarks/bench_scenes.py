@@ -3,15 +3,15 @@
     python benchmarks/bench_scenes.py [--checkpoint DIR] [--images 150] [--factors 1 2 3 4 6] \
         [--search-tiles 0 3]
 
-The validation photos are crops around their numbers. This pastes each of the first `--images` of
-them, at its own size, into a scene `factor` times as wide and as high: a backdrop of smooth colour
-noise around the photo's mean colour, no digits in it, the photo at a random place (seeded, the same
-for every setting). A factor of 4 gives a 126 x 56 photo a 504 x 224 scene, in which the model sees
-its digits at a quarter of the size it sees them at alone. For each factor and each search setting
-(`ZoomParams.search_tiles`, models/zoom.py; 0 = off) it prints how many numbers `Predictor.detect`
-and the number assembly read right (the same rule as `training.evaluate`: the whole number, as an
-integer), and the time per photo (p50, mean, max). Needs ../shared/data/svhn-hw2; the checkpoint
-is the shipped one unless `--checkpoint` says otherwise.
+The validation photos are crops around their numbers. This pastes each of the first `--images` of them,
+at its own size, into a scene `factor` times as wide and as high (`training.scenes`: a backdrop of
+smooth colour noise around the photo's mean colour, no digits in it, the photo at a random place;
+seeded, the same for every setting). A factor of 4 gives a 126 x 56 photo a 504 x 224 scene, in which
+the model sees its digits at a quarter of the size it sees them at alone. For each factor and each
+search setting (`ZoomParams.search_tiles`, models/zoom.py; 0 = off) it prints how many numbers
+`Predictor.detect` and the number assembly read right (the same rule as `training.evaluate`: the whole
+number, as an integer), and the time per photo (p50, mean, max). Needs ../shared/data/svhn-hw2; the
+checkpoint is the shipped one unless `--checkpoint` says otherwise.
 """
 
 from __future__ import annotations
@@ -34,31 +34,9 @@ sys.path.insert(0, str(REPO))
 from service.config import SHIPPED_CHECKPOINT  # noqa: E402
 from service.predictor import Predictor  # noqa: E402
 from training.data import ImageRecord, load_coco_split  # noqa: E402
+from training.scenes import place_in_scene  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "svhn-hw2"
-
-
-def backdrop(photo: Image.Image, width: int, height: int, rng: random.Random) -> Image.Image:
-    """A `width` x `height` RGB scene with no digits: an 8 x 6 grid of colours around `photo`'s mean
-    colour (sd 40 per channel), smoothly interpolated."""
-    noise = np.random.default_rng(rng.randrange(1 << 30)).normal(0.0, 40.0, (6, 8, 3))
-    grid = np.asarray(photo, dtype=np.float32).mean(axis=(0, 1)) + noise
-    return Image.fromarray(grid.clip(0, 255).astype(np.uint8)).resize(
-        (width, height), Image.Resampling.BICUBIC
-    )
-
-
-def place_in_scene(photo: Image.Image, factor: int, rng: random.Random) -> Image.Image:
-    """`photo` pasted at its own size at a random place of a `backdrop` `factor` times its width and
-    height (the photo itself for 1)."""
-    if factor == 1:
-        return photo
-    width, height = photo.size
-    scene = backdrop(photo, width * factor, height * factor, rng)
-    scene.paste(
-        photo, (rng.randrange(width * factor - width + 1), rng.randrange(height * factor - height + 1))
-    )
-    return scene
 
 
 def read_scenes(predictor: Predictor, records: list[ImageRecord], factor: int) -> tuple[int, list[float]]:
@@ -66,7 +44,7 @@ def read_scenes(predictor: Predictor, records: list[ImageRecord], factor: int) -
     rng = random.Random(factor)
     right, times_ms = 0, []
     for record in records:
-        scene = np.array(place_in_scene(Image.open(record.path).convert("RGB"), factor, rng))
+        scene = np.array(place_in_scene(Image.open(record.path).convert("RGB"), factor, rng)[0])
         start = time.perf_counter()
         findings = predictor.detect([scene])[0]
         times_ms.append((time.perf_counter() - start) * 1000)
