@@ -33,6 +33,13 @@ from models.inference import outputs_to_detections
 CropXYXY = tuple[int, int, int, int]  # [x1, y1, x2, y2) in whole pixels of the original image
 
 
+def check_search_tiles(value: int) -> int:
+    """`value` when it is a valid `ZoomParams.search_tiles` (0 = off, or >= 2); else ValueError."""
+    if value < 0 or value == 1:
+        raise ValueError(f"search_tiles must be 0 (off) or >= 2, got {value}")
+    return value
+
+
 @dataclass(frozen=True)
 class ZoomParams:
     """When and how to take the second look. `below_px` 0 turns it off.
@@ -66,8 +73,7 @@ class ZoomParams:
             raise ValueError(f"locate_score must be in [0, 1], got {self.locate_score}")
         if self.min_gain < 1.0:
             raise ValueError(f"min_gain must be >= 1, got {self.min_gain}")
-        if self.search_tiles < 0 or self.search_tiles == 1:
-            raise ValueError(f"search_tiles must be 0 (off) or >= 2, got {self.search_tiles}")
+        check_search_tiles(self.search_tiles)
 
     @property
     def enabled(self) -> bool:

@@ -13,6 +13,7 @@ from pydantic import AfterValidator, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from models.assembly import check_height_ratio
+from models.zoom import check_search_tiles
 from service.imaging import MAX_ASPECT_RATIO
 
 SHIPPED_CHECKPOINT = Path(__file__).resolve().parents[1] / "models" / "default"
@@ -35,9 +36,8 @@ class Settings(BaseSettings):
     zoom_below_px: float | None = Field(
         None, ge=0.0, le=10_000.0, description="second look at small digits (models/zoom.py); 0 = off"
     )
-    search_tiles: int | None = Field(
+    search_tiles: Annotated[int, AfterValidator(check_search_tiles)] | None = Field(
         None,
-        ge=0,
         le=8,
         description="where the first pass locates no digit, search n x n tiles of a large photo "
         "(models/zoom.py; n^2 more detector passes there); 0 = off",

@@ -11,9 +11,10 @@ def test_environment_with_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DIGITSERVE_BATCH_SIZE", "4")
     monkeypatch.setenv("DIGITSERVE_API_KEYS", '["a", "b"]')
     monkeypatch.setenv("DIGITSERVE_HEIGHT_RATIO", "1.6")
+    monkeypatch.setenv("DIGITSERVE_SEARCH_TILES", "0")
     settings = Settings()
     assert settings.device == "cpu" and settings.batch_size == 4 and settings.api_keys == {"a", "b"}
-    assert settings.height_ratio == 1.6
+    assert settings.height_ratio == 1.6 and settings.search_tiles == 0
     assert settings.cors_origins == ()
 
 
@@ -26,6 +27,9 @@ def test_environment_with_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
         ("DIGITSERVE_QUEUE_DEPTH", "-1"),
         ("DIGITSERVE_HEIGHT_RATIO", "0.5"),
         ("DIGITSERVE_HEIGHT_RATIO", "11"),
+        ("DIGITSERVE_SEARCH_TILES", "1"),
+        ("DIGITSERVE_SEARCH_TILES", "-1"),
+        ("DIGITSERVE_SEARCH_TILES", "9"),
     ],
 )
 def test_out_of_range_values_fail(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
