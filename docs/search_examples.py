@@ -20,14 +20,14 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from matplotlib.axes import Axes
-from matplotlib.patches import Rectangle
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from models.assembly import Detection, assemble_number  # noqa: E402
+from drawing import draw_detections, outline  # noqa: E402  (docs/drawing.py)
+
+from models.assembly import assemble_number  # noqa: E402
 from models.optimize import load_prepared_detector  # noqa: E402
 from models.zoom import detect_alone, search, search_tiles, zoom_region  # noqa: E402
 from service.config import SHIPPED_CHECKPOINT  # noqa: E402
@@ -36,22 +36,6 @@ from training.data import load_coco_split  # noqa: E402
 from training.scenes import place_in_scene  # noqa: E402
 
 VALID = ROOT.parent / "shared" / "data" / "svhn-hw2" / "valid"
-
-
-def draw(ax: Axes, pixels: np.ndarray, found: list[Detection], threshold: float, title: str) -> None:
-    ax.imshow(pixels)
-    for d in found:
-        if d.score >= threshold:
-            x1, y1, x2, y2 = d.box_xyxy
-            ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, color="lime", linewidth=1.2))
-            ax.text(x1, y1, str(d.digit), color="lime", fontsize=8, va="bottom")
-    ax.set_title(title, fontsize=8)
-    ax.axis("off")
-
-
-def outline(ax: Axes, box: tuple[int, int, int, int], color: str, style: str) -> None:
-    x1, y1, x2, y2 = box
-    ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, color=color, linestyle=style, linewidth=1))
 
 
 def main() -> None:
@@ -75,14 +59,14 @@ def main() -> None:
             x1, y1, x2, y2 = crop or (0, 0, pixels.shape[1], pixels.shape[0])
             second = detect_alone(model, image[:, y1:y2, x1:x2])
         located = sum(d.score >= zoom.locate_score for d in first)
-        draw(
+        draw_detections(
             row[0],
             pixels,
             first,
             zoom.locate_score,
             f"{image_id} in a {args.factor} x scene: first pass locates {located}",
         )
-        draw(
+        draw_detections(
             row[1],
             pixels,
             tiled,
@@ -95,7 +79,7 @@ def main() -> None:
             outline(row[1], crop, "yellow", "--")
         read = assemble_number(second, meta.assembly).text or "-"
         title = f"second look reads {read} (label {records[image_id].number})" if crop else "no crop"
-        draw(row[2], pixels[y1:y2, x1:x2], second, meta.assembly.score_threshold, title)
+        draw_detections(row[2], pixels[y1:y2, x1:x2], second, meta.assembly.score_threshold, title)
     fig.tight_layout()
     fig.savefig(args.out, dpi=100)
     print(f"wrote {args.out}")

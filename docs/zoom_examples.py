@@ -15,14 +15,15 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from matplotlib.axes import Axes
 from matplotlib.patches import Rectangle
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from models.assembly import Detection, assemble_number  # noqa: E402
+from drawing import draw_detections  # noqa: E402  (docs/drawing.py)
+
+from models.assembly import assemble_number  # noqa: E402
 from models.checkpoint import load_checkpoint  # noqa: E402
 from models.inference import outputs_to_detections  # noqa: E402
 from models.optimize import prepare_for_inference  # noqa: E402
@@ -32,17 +33,6 @@ from service.imaging import to_model_input  # noqa: E402
 from training.data import load_coco_split  # noqa: E402
 
 VALID = ROOT.parent / "shared" / "data" / "svhn-hw2" / "valid"
-
-
-def draw(ax: Axes, pixels: np.ndarray, found: list[Detection], threshold: float, title: str) -> None:
-    ax.imshow(pixels)
-    for d in found:
-        if d.score >= threshold:
-            x1, y1, x2, y2 = d.box_xyxy
-            ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, color="lime", linewidth=1.5))
-            ax.text(x1, y1, str(d.digit), color="lime", fontsize=9, va="bottom")
-    ax.set_title(title, fontsize=9)
-    ax.axis("off")
 
 
 def main() -> None:
@@ -64,13 +54,13 @@ def main() -> None:
             x1, y1, x2, y2 = crop or (0, 0, pixels.shape[1], pixels.shape[0])
             second = outputs_to_detections(model([to_model_input(pixels[y1:y2, x1:x2])])[0])
         read_first = assemble_number(first, meta.assembly).text or "-"
-        draw(
+        draw_detections(
             row[0], pixels, first, meta.assembly.score_threshold, f"{image_id}: first pass reads {read_first}"
         )
         row[0].add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, color="yellow", linestyle="--"))
         read_second = assemble_number(second, meta.assembly).text or "-"
         label = f"second look reads {read_second} (label {truth[image_id]})" if crop else "no second look"
-        draw(row[1], pixels[y1:y2, x1:x2], second, meta.assembly.score_threshold, label)
+        draw_detections(row[1], pixels[y1:y2, x1:x2], second, meta.assembly.score_threshold, label)
     fig.tight_layout()
     fig.savefig(args.out, dpi=110)
     print(f"wrote {args.out}")
