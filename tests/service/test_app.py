@@ -85,7 +85,8 @@ def test_zoom_setting_overrides_the_checkpoint(start_client: StartClient) -> Non
 
 def test_search_tiles_setting_overrides_the_checkpoint(start_client: StartClient) -> None:
     client = start_client(search_tiles=2)
-    assert client.get("/v1/model").json()["zoom"]["search_tiles"] == 2
+    tiles = client.get("/v1/model").json()["zoom"]["search_tiles"]
+    assert tiles == 2 and isinstance(tiles, int)  # a count, not 2.0
     assert client.app.state.service.predictor.zoom.search_tiles == 2  # type: ignore[attr-defined]
 
 
