@@ -13,7 +13,7 @@ import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from models.boxes import BoxXYXY, box_center, box_iou
+from models.boxes import BoxXYXY, box_center, box_height, box_iou
 
 NO_NUMBER = -1
 
@@ -117,7 +117,7 @@ def drop_height_outliers(digits: Sequence[Detection], ratio: float) -> list[Dete
     clutter or another sign. `ratio` 0, fewer than two digits or a zero reference: all kept."""
     if ratio <= 0 or len(digits) < 2:
         return list(digits)
-    heights = [d.box_xyxy[3] - d.box_xyxy[1] for d in digits]
+    heights = [box_height(d.box_xyxy) for d in digits]
     if len(digits) == 2:
         reference = heights[0] if digits[0].score >= digits[1].score else heights[1]
     else:

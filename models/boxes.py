@@ -45,6 +45,11 @@ def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
     return inter / union if union > 0 else 0.0
 
 
+def box_height(box: Sequence[float]) -> float:
+    """Height y2 - y1 of an xyxy box."""
+    return box[3] - box[1]
+
+
 def box_center(box: Sequence[float]) -> tuple[float, float]:
     """Centre (cx, cy) of an xyxy box."""
     return ((box[0] + box[2]) / 2.0, (box[1] + box[3]) / 2.0)

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from models.assembly import Detection
-from models.boxes import box_iou
+from models.boxes import box_height, box_iou
 from models.checkpoint import load_part, resolve_checkpoint_dir, save_part
 from models.labels import NUM_DIGITS
 
@@ -100,7 +100,7 @@ def detection_features(
     n = len(detections)
     confident_count = float(sum(d.score >= CONFIDENT for d in detections))
     confident = [d for d in detections if d.score >= CONFIDENT] or [max(detections, key=lambda d: d.score)]
-    ref_height = max(statistics.median_high([d.box_xyxy[3] - d.box_xyxy[1] for d in confident]), 1e-3)
+    ref_height = max(statistics.median_high([box_height(d.box_xyxy) for d in confident]), 1e-3)
     ref_row = statistics.median_high([(d.box_xyxy[1] + d.box_xyxy[3]) / 2 for d in confident])
     order = sorted(range(n), key=lambda i: -detections[i].score)
     rank = {i: r for r, i in enumerate(order)}

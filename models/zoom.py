@@ -27,7 +27,7 @@ from torchvision.models.detection import FasterRCNN
 from torchvision.ops import batched_nms
 
 from models.assembly import Detection
-from models.boxes import BoxXYXY
+from models.boxes import BoxXYXY, box_center, box_height
 from models.inference import outputs_to_detections
 
 CropXYXY = tuple[int, int, int, int]  # [x1, y1, x2, y2) in whole pixels of the original image
@@ -92,18 +92,14 @@ def input_scale(height: int, width: int, min_size: int, max_size: int) -> float:
     return min(min_size / min(height, width), max_size / max(height, width))
 
 
-def _height(d: Detection) -> float:
-    return d.box_xyxy[3] - d.box_xyxy[1]
-
-
 def _near(d: Detection, member: Detection, gap: float) -> bool:
     """Whether `d` sits beside `member` as the next digit of one number would: of a similar height,
     at most `gap` x `member`'s height away along x, with centres at most a height apart along y."""
-    h = _height(member)
-    if not 0.5 * h <= _height(d) <= 2.0 * h:
+    h = box_height(member.box_xyxy)
+    if not 0.5 * h <= box_height(d.box_xyxy) <= 2.0 * h:
         return False
     apart_x = max(d.box_xyxy[0] - member.box_xyxy[2], member.box_xyxy[0] - d.box_xyxy[2], 0.0)
-    apart_y = abs((d.box_xyxy[1] + d.box_xyxy[3]) - (member.box_xyxy[1] + member.box_xyxy[3])) / 2
+    apart_y = abs(box_center(d.box_xyxy)[1] - box_center(member.box_xyxy)[1])
     return apart_x <= gap * h and apart_y <= h
 
 
@@ -139,7 +135,7 @@ def zoom_region(
     if not params.enabled or not located:
         return None
     located = number_cluster(located, params.margin_x)
-    digit_h = statistics.median(_height(d) for d in located)
+    digit_h = statistics.median(box_height(d.box_xyxy) for d in located)
     if digit_h * input_scale(height, width, min_size, max_size) >= params.below_px:
         return None
     x1 = max(0, int(min(d.box_xyxy[0] for d in located) - params.margin_x * digit_h))

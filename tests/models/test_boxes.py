@@ -1,6 +1,6 @@
 import pytest
 
-from models.boxes import box_iou, clamp_xyxy, xywh_to_xyxy, xyxy_to_xywh
+from models.boxes import box_height, box_iou, clamp_xyxy, xywh_to_xyxy, xyxy_to_xywh
 
 
 def test_xywh_xyxy_round_trip() -> None:
@@ -15,3 +15,7 @@ def test_clamp_to_image() -> None:
 def test_iou_of_half_overlap() -> None:
     assert box_iou((0, 0, 10, 10), (5, 0, 15, 10)) == pytest.approx(50 / 150)
     assert box_iou((0, 0, 10, 10), (20, 20, 30, 30)) == 0.0
+
+
+def test_box_height_is_y2_minus_y1() -> None:
+    assert box_height((10, 20, 15, 28)) == 8
