@@ -11,10 +11,17 @@ float32. What is quantized:
 - the box head's two linear layers: dynamically (int8 weights, ranges taken per call).
 
 The RPN's objectness and box-delta convolutions (1x1, a few channels) and the box predictor stay
-float32: they set the scores and boxes directly, and cost little. Same weights, so the checkpoint's
-weights file is untouched; quantizing is a rewrite at load time, like `models.optimize`'s, applied
-by `models.optimize.load_prepared_detector` when a checkpoint has the part and the model runs on the
-CPU with the x86 engine (`int8_supported`). Answers are close to, not equal to, float32's (model
+float32: they set the scores and boxes directly, and cost little. The crop networks after the
+detector (`models.reader.CropNet`: the box refiner and the reader) can run their convolutions in
+int8 too, statically, with ranges measured on crops of training images (`calibrate_crop_net`);
+their normalisation and their linear heads stay float32. Their ranges are in the same part, under
+the net's name, with the sha256 of the weights they were measured on (`Int8Meta.crop_nets`): a
+net whose weights changed since runs in float32, with a warning (model card experiment 42).
+
+Same weights, so the checkpoint's weights file is untouched; quantizing is a rewrite at load time,
+like `models.optimize`'s, applied by `models.optimize.load_prepared_detector` (and
+`load_prepared_reader` / `load_prepared_refiner`) when a checkpoint has the part and the model runs
+on the CPU with the x86 engine (`int8_supported`). Answers are close to, not equal to, float32's (model
 card: validation mAP and accuracy within noise of float32's; the bare forward ~1/3 faster).
 
 PyTorch marks `torch.ao.quantization` deprecated in favour of the torchao package; the pinned torch
@@ -25,12 +32,13 @@ PyTorch marks `torch.ao.quantization` deprecated in favour of the torchao packag
 from __future__ import annotations
 
 import functools
+import logging
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -41,6 +49,9 @@ from torch.fx import GraphModule
 from torchvision.models.detection import FasterRCNN
 
 from models.checkpoint import read_checkpoint_meta, read_part, resolve_checkpoint_dir, save_part
+from models.reader import CropNet
+
+log = logging.getLogger(__name__)
 
 INT8 = "int8"  # the part's name in a checkpoint folder
 INT8_STATS = f"{INT8}.safetensors"
@@ -50,7 +61,9 @@ ENGINE = "x86"  # the quantized engine the qconfig is made for (reduce_range on:
 # "<name>.<observer>.zero_point").
 BACKBONE = "backbone"
 RPN_CONV = "rpn_conv"
+CROP_NETS = ("refiner", "reader")  # the crop networks that can have ranges, by part name
 _OBSERVER = "activation_post_process"
+C = TypeVar("C", bound=CropNet)
 
 
 class Int8Error(RuntimeError):
@@ -67,6 +80,9 @@ class Int8Meta:
     calibration: str = ""  # where the images came from, in words
     engine: str = ENGINE
     metrics: dict[str, Any] = field(default_factory=dict)
+    # crop network (CROP_NETS) -> sha256 of the weights its ranges were measured on; parts written
+    # before experiment 42 have none
+    crop_nets: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -80,6 +96,7 @@ class Int8Meta:
             calibration=str(doc.get("calibration", "")),
             engine=str(doc.get("engine", ENGINE)),
             metrics=dict(doc.get("metrics") or {}),
+            crop_nets={str(k): str(v) for k, v in (doc.get("crop_nets") or {}).items()},
         )
 
 
@@ -122,17 +139,45 @@ _MEASURED = functools.partial(HistogramObserver, reduce_range=True)
 _STORED = functools.partial(_Stored, reduce_range=True)
 
 
+def _mapping(observer: Callable[..., ObserverBase]) -> QConfigMapping:
+    """`observer` on every activation, x86's per-channel int8 weights."""
+    weight = get_default_qconfig(ENGINE).weight
+    return QConfigMapping().set_global(QConfig(activation=observer, weight=weight))
+
+
 def _observed(model: FasterRCNN, observer: Callable[..., ObserverBase]) -> dict[str, GraphModule]:
     """The statically quantized modules of `model` (backbone, RPN head convolutions) as observed
     graphs (`prepare_fx`) with `observer` on every activation and x86's per-channel int8 weights."""
-    weight = get_default_qconfig(ENGINE).weight
-    mapping = QConfigMapping().set_global(QConfig(activation=observer, weight=weight))
+    mapping = _mapping(observer)
     channels = int(model.backbone.out_channels)
     with _quiet():
         return {
             BACKBONE: prepare_fx(model.backbone, mapping, (torch.zeros(1, 3, 64, 64),)),
             RPN_CONV: prepare_fx(model.rpn.head.conv, mapping, (torch.zeros(1, channels, 8, 8),)),
         }
+
+
+def _load_observed(name: str, module: GraphModule, stats: dict[str, torch.Tensor]) -> None:
+    """Hand the entries of `stats` under "<name>." to the stored observers of `module` (`_STORED`).
+    Raises Int8Error when they are not exactly its observers' scales and zero points."""
+    expected = {
+        f"{child}.{key}"
+        for child, _ in module.named_children()
+        if child.startswith(_OBSERVER)
+        for key in ("scale", "zero_point")
+    }
+    given = {k[len(name) + 1 :]: v for k, v in stats.items() if k.startswith(name + ".")}
+    if set(given) != expected:
+        missing, extra = sorted(expected - set(given)), sorted(set(given) - expected)
+        raise Int8Error(
+            f"the int8 parameters do not fit this {name}: "
+            f"{len(missing)} missing ({', '.join(missing[:2])}), "
+            f"{len(extra)} unexpected ({', '.join(extra[:2])})"
+        )
+    try:
+        module.load_state_dict(given, strict=False)
+    except RuntimeError as exc:
+        raise Int8Error(f"the int8 parameters do not fit this {name}: {exc}") from exc
 
 
 def _observer_state(module: nn.Module) -> dict[str, torch.Tensor]:
@@ -185,29 +230,77 @@ def quantize_detector(model: FasterRCNN, stats: dict[str, torch.Tensor]) -> Fast
     do not fit the model's quantized activations (another architecture, say)."""
     observed = _observed(model, _STORED)
     for name, module in observed.items():
-        expected = {
-            f"{child}.{key}"
-            for child, _ in module.named_children()
-            if child.startswith(_OBSERVER)
-            for key in ("scale", "zero_point")
-        }
-        given = {k[len(name) + 1 :]: v for k, v in stats.items() if k.startswith(name + ".")}
-        if set(given) != expected:
-            missing, extra = sorted(expected - set(given)), sorted(set(given) - expected)
-            raise Int8Error(
-                f"the int8 parameters do not fit this detector's {name}: "
-                f"{len(missing)} missing ({', '.join(missing[:2])}), "
-                f"{len(extra)} unexpected ({', '.join(extra[:2])})"
-            )
-        try:
-            module.load_state_dict(given, strict=False)
-        except RuntimeError as exc:
-            raise Int8Error(f"the int8 parameters do not fit this detector's {name}: {exc}") from exc
+        _load_observed(name, module, stats)
     with _quiet():
         model.backbone = convert_fx(observed[BACKBONE])
         model.rpn.head.conv = convert_fx(observed[RPN_CONV])
         model.roi_heads.box_head = quantize_dynamic(model.roi_heads.box_head, {nn.Linear}, torch.qint8)
     return model
+
+
+def _observed_features(net: CropNet, observer: Callable[..., ObserverBase]) -> GraphModule:
+    """`net.features` without the identities that folded BatchNorms leave (so that each convolution
+    fuses with its ReLU), as an observed graph (`prepare_fx`): `observer` on every activation."""
+    layers = nn.Sequential(*(m for m in net.features.children() if not isinstance(m, nn.Identity)))
+    first = next(m for m in layers.modules() if isinstance(m, nn.Conv2d))
+    with _quiet():
+        return prepare_fx(layers, _mapping(observer), (torch.zeros(1, first.in_channels, 16, 16),))
+
+
+def calibrate_crop_net(net: CropNet, name: str, crops: Iterable[torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Measure the activation ranges of `net`'s convolutions (`CropNet.features`) on `crops` and
+    return them as `quantize_crop_net` takes them, keyed "<name>.<observer>.scale" / ".zero_point"
+    (shape [1]; `name` is the net's part name, one of CROP_NETS).
+
+    `net`: an eval-mode crop network as it is served (`models.optimize.prepare_for_inference`), not
+    changed. `crops`: batches FloatTensor[N, C, S, S] as `net` takes them (`models.reread.crop_digits`,
+    `models.refiner.crop_boxes`). Raises ValueError for an unknown `name` or when no crop comes."""
+    if name not in CROP_NETS:
+        raise ValueError(f"no crop network called {name!r}: one of {', '.join(CROP_NETS)}")
+    observed = _observed_features(net, _MEASURED)
+    seen = 0
+    with torch.inference_mode(), _quiet():
+        for batch in crops:
+            if len(batch):
+                observed(net.normalise(batch))
+                seen += len(batch)
+    if not seen:
+        raise ValueError(f"calibrate_crop_net needs at least one crop for the {name}")
+    return {f"{name}.{k}": v for k, v in _observer_state(observed).items()}
+
+
+def quantize_crop_net(net: C, name: str, stats: dict[str, torch.Tensor]) -> C:
+    """Rewrite eval-mode `net` (prepared for the CPU) in place so that its convolutions run in int8
+    with the ranges of `stats` under `name` (`calibrate_crop_net`); returns it. Same inputs and
+    outputs as before (crops in, the head's float32 outputs out), close to float32's. Raises
+    Int8Error when the ranges do not fit the net (another width, say)."""
+    observed = _observed_features(net, _STORED)
+    _load_observed(name, observed, stats)
+    with _quiet():
+        net.features = convert_fx(observed)
+    return net
+
+
+def crop_net_ranges(
+    part: tuple[dict[str, torch.Tensor], Int8Meta], name: str, weights_sha256: str
+) -> dict[str, torch.Tensor] | None:
+    """The ranges of crop network `name` in an int8 part (`load_int8`) when they were measured on the
+    weights `weights_sha256`; None when the part has none for it, or, with a warning, when they were
+    measured on other weights (a reader or refiner replaced since; it then runs in float32)."""
+    stats, meta = part
+    measured = meta.crop_nets.get(name)
+    if measured is None:
+        return None
+    if measured != weights_sha256:
+        log.warning(
+            "the int8 ranges of the %s were measured on other weights (%s, these are %s): it runs in "
+            "float32; run python -m training.calibrate again",
+            name,
+            measured[:12],
+            weights_sha256[:12],
+        )
+        return None
+    return {k: v for k, v in stats.items() if k.startswith(name + ".")}
 
 
 def is_quantized(model: nn.Module) -> bool:
@@ -219,6 +312,12 @@ def is_quantized(model: nn.Module) -> bool:
     )
 
 
+def int8_parts(parts: Mapping[str, nn.Module | None]) -> list[str]:
+    """The names of `parts` (name -> module, None for a part not loaded) that run in int8
+    (`is_quantized`), in the order given."""
+    return [name for name, part in parts.items() if part is not None and is_quantized(part)]
+
+
 def save_int8(
     directory: str | Path,
     stats: dict[str, torch.Tensor],
@@ -227,13 +326,17 @@ def save_int8(
     calibration_images: int,
     calibration: str = "",
     metrics: dict[str, Any] | None = None,
+    crop_nets: dict[str, str] | None = None,
 ) -> Int8Meta:
-    """Write `stats` (`calibrate_detector`) as `int8.safetensors` and their description as
-    `int8.json` into `directory` (created if needed; `models.checkpoint.save_part`); returns that
-    description."""
+    """Write `stats` (`calibrate_detector`, plus any `calibrate_crop_net`'s, whose nets' weights
+    `crop_nets` names by sha256) as `int8.safetensors` and their description as `int8.json` into
+    `directory` (created if needed; `models.checkpoint.save_part`); returns that description."""
+    nets = dict(crop_nets or {})
+    if unknown := sorted(set(nets) - set(CROP_NETS)):
+        raise ValueError(f"no crop network called {', '.join(unknown)}: one of {', '.join(CROP_NETS)}")
 
     def meta(sha256: str) -> Int8Meta:
-        return Int8Meta(sha256, detector_sha256, calibration_images, calibration, ENGINE, metrics or {})
+        return Int8Meta(sha256, detector_sha256, calibration_images, calibration, ENGINE, metrics or {}, nets)
 
     return save_part(directory, INT8, stats, "float32", meta)
 
@@ -267,14 +370,27 @@ def checkpoint_int8(
     return stats, meta
 
 
-def copy_int8(source: str | Path, directory: str | Path, detector_sha256: str) -> Int8Meta | None:
+def copy_int8(
+    source: str | Path,
+    directory: str | Path,
+    detector_sha256: str,
+    crop_nets: Mapping[str, str] | None = None,
+) -> Int8Meta | None:
     """Write the int8 part of checkpoint `source` into `directory`, now for the detector weights
     `detector_sha256` (the same detector exported anew, in another dtype, say); None when `source` has
-    none. Raises Int8Error when the part does not belong to `source`'s weights."""
+    none. `crop_nets` gives the new weights sha256 of each crop network carried along (the same net
+    in another dtype): its ranges come too, when `source` has them, and those of any other net are
+    left out; None keeps the source's as they are. Raises Int8Error when the part does not belong to
+    `source`'s weights."""
     part = checkpoint_int8(source, read_checkpoint_meta(source).weights_sha256)
     if part is None:
         return None
     stats, meta = part
+    nets = dict(meta.crop_nets)
+    if crop_nets is not None:
+        nets = {name: sha for name, sha in crop_nets.items() if name in meta.crop_nets}
+        left_out = set(meta.crop_nets) - set(nets)
+        stats = {k: v for k, v in stats.items() if k.split(".", 1)[0] not in left_out}
     return save_int8(
         directory,
         stats,
@@ -282,4 +398,5 @@ def copy_int8(source: str | Path, directory: str | Path, detector_sha256: str) -
         calibration_images=meta.calibration_images,
         calibration=meta.calibration,
         metrics=meta.metrics,
+        crop_nets=nets,
     )

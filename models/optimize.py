@@ -9,7 +9,8 @@ on the CPU, runs as small matrix products (`models.roi_align`): ~30 % less pooli
 the bare forward. A prepared model cannot be trained or saved in the checkpoint format (its
 BatchNorm layers are gone): load, prepare, serve. `load_prepared_detector` does all three for a
 checkpoint's detector and, on the CPU, runs it in int8 when the checkpoint has the calibration for
-it (`models.int8`: about a third off the bare forward).
+it (`models.int8`: about a third off the bare forward), and the reader and box refiner likewise
+when the checkpoint has their ranges (model card experiment 42).
 """
 
 from __future__ import annotations
@@ -29,8 +30,17 @@ from torchvision.models.resnet import BasicBlock, Bottleneck
 from torchvision.ops import MultiScaleRoIAlign
 
 from models.checkpoint import CheckpointMeta, load_checkpoint, resolve_checkpoint_dir
-from models.int8 import Int8Meta, checkpoint_int8, has_int8, int8_supported, quantize_detector
-from models.reader import DigitReader, ReaderMeta, has_reader, load_reader
+from models.int8 import (
+    Int8Meta,
+    checkpoint_int8,
+    crop_net_ranges,
+    has_int8,
+    int8_supported,
+    load_int8,
+    quantize_crop_net,
+    quantize_detector,
+)
+from models.reader import CropNet, DigitReader, ReaderMeta, has_reader, load_reader
 from models.refiner import BoxRefiner, RefinerMeta, has_refiner, load_refiner
 from models.roi_align import WindowedMultiScaleRoIAlign
 
@@ -121,25 +131,46 @@ def load_prepared_detector(
 
 
 def load_prepared_reader(
-    checkpoint: str | Path, device: torch.device
+    checkpoint: str | Path, device: torch.device, *, use_int8: bool = True
 ) -> tuple[DigitReader, ReaderMeta] | None:
     """The reader in a checkpoint (or reader) folder (`models.reader.load_reader`), prepared for
     serving on `device`, or None when the folder has none. On the 48 px reader and 2 CPU cores,
-    preparing takes 3 crops from 5.4 to 4.0 ms."""
+    preparing takes 3 crops from 5.4 to 4.0 ms. On the CPU, with `use_int8`, its convolutions run in
+    int8 when the checkpoint's int8 part has ranges for these weights (`crop_net_int8`)."""
     folder = resolve_checkpoint_dir(checkpoint)
     if not has_reader(folder):
         return None
     reader, meta = load_reader(folder, device)
-    return prepare_for_inference(reader, device), meta
+    reader = prepare_for_inference(reader, device)
+    return crop_net_int8(reader, "reader", folder, meta.sha256, device, use_int8), meta
 
 
 def load_prepared_refiner(
-    checkpoint: str | Path, device: torch.device
+    checkpoint: str | Path, device: torch.device, *, use_int8: bool = True
 ) -> tuple[BoxRefiner, RefinerMeta] | None:
     """The box refiner in a checkpoint (or refiner) folder (`models.refiner.load_refiner`), prepared
-    for serving on `device`, or None when the folder has none."""
+    for serving on `device`, or None when the folder has none; in int8 as `load_prepared_reader`."""
     folder = resolve_checkpoint_dir(checkpoint)
     if not has_refiner(folder):
         return None
     refiner, meta = load_refiner(folder, device)
-    return prepare_for_inference(refiner, device), meta
+    refiner = prepare_for_inference(refiner, device)
+    return crop_net_int8(refiner, "refiner", folder, meta.sha256, device, use_int8), meta
+
+
+N = TypeVar("N", bound=CropNet)
+
+
+def crop_net_int8(net: N, name: str, folder: Path, sha256: str, device: torch.device, use_int8: bool) -> N:
+    """`net` (a prepared crop network, `name` in `models.int8.CROP_NETS`, weights hashing to `sha256`)
+    with its convolutions in int8 (`models.int8.quantize_crop_net`) when `use_int8`, `device` is the
+    CPU with the x86 engine and the checkpoint `folder` has an int8 part with ranges measured on these
+    weights; `net` as it is otherwise (a warning when the ranges are for other weights). Raises
+    Int8Error for an int8 part that is altered or whose ranges do not fit `net`."""
+    if not (use_int8 and device.type == "cpu" and has_int8(folder) and int8_supported()):
+        return net
+    ranges = crop_net_ranges(load_int8(folder), name, sha256)
+    if ranges is None:
+        return net
+    log.info("the %s runs in int8 (models/int8.py)", name)
+    return quantize_crop_net(net, name, ranges)

@@ -39,6 +39,7 @@ class CropNet(nn.Module):
 
     mean: torch.Tensor
     std: torch.Tensor
+    features: nn.Module  # nn.Sequential; an int8 graph of it once quantized (models/int8.py)
     head: nn.Module
 
     def __init__(self, width: int, extra_channels: int = 0) -> None:
@@ -54,11 +55,16 @@ class CropNet(nn.Module):
             *_conv(4 * w, 8 * w), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
         )  # fmt: skip
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        """Crops FloatTensor[N, 3 + extra_channels, S, S] as `forward` takes them -> what `features`
+        takes: RGB normalised with the ImageNet mean/std, extra channels mapped to [-1, 1]."""
         rgb = (x[:, :3] - self.mean) / self.std
         if x.shape[1] > 3:
             rgb = torch.cat([rgb, x[:, 3:] * 2 - 1], dim=1)
-        return self.head(self.features(rgb))
+        return rgb
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(self.normalise(x)))
 
 
 class DigitReader(CropNet):

@@ -56,8 +56,8 @@ class Settings(BaseSettings):
     )
     use_int8: bool = Field(
         True,
-        description="on the CPU, run the detector in int8 when the checkpoint has the ranges for it "
-        "(models/int8.py): ~1/3 faster, answers within noise of float32's",
+        description="on the CPU, run the detector, and the box refiner and reader, in int8 when the "
+        "checkpoint has the ranges for them (models/int8.py): faster, answers within noise of float32's",
     )
     max_upload_bytes: int = Field(10 * 2**20, ge=1024, le=2**30, description="whole request body")
     max_pixels: int = Field(25_000_000, ge=1, le=200_000_000, description="per image")

@@ -15,7 +15,7 @@ from torchvision.models.detection import FasterRCNN
 
 from models.assembly import AssembledNumber, AssemblyParams, Detection, assemble_number
 from models.checkpoint import CheckpointMeta
-from models.int8 import Int8Meta
+from models.int8 import Int8Meta, int8_parts
 from models.optimize import load_prepared_detector, load_prepared_reader, load_prepared_refiner
 from models.reader import DigitReader, ReaderMeta
 from models.refiner import BoxRefiner, RefinerMeta, refine_images
@@ -50,6 +50,17 @@ class Predictor:
         self.checkpoint, self.zoom, self.reader, self.refiner = checkpoint, zoom, reader, refiner
         self.rescorer, self.int8 = rescorer, int8
 
+    @property
+    def int8_parts(self) -> list[str]:
+        """Which of "detector", "refiner" and "reader" run in int8 (models/int8.py), in that order."""
+        return int8_parts(
+            {
+                "detector": self.model,
+                "refiner": self.refiner[0] if self.refiner else None,
+                "reader": self.reader[0] if self.reader else None,
+            }
+        )
+
     @classmethod
     def load(
         cls,
@@ -74,8 +85,8 @@ class Predictor:
         checkpoint has an int8 part and `use_int8`, models/int8.py); thresholds, the zoom
         trigger and the search tiles left as None come from the checkpoint."""
         model, meta, int8 = load_prepared_detector(checkpoint, device, use_int8=use_int8)
-        reader = load_prepared_reader(checkpoint, device) if use_reader else None
-        refiner = load_prepared_refiner(checkpoint, device) if use_refiner else None
+        reader = load_prepared_reader(checkpoint, device, use_int8=use_int8) if use_reader else None
+        refiner = load_prepared_refiner(checkpoint, device, use_int8=use_int8) if use_refiner else None
         rescorer = load_checkpoint_rescorer(checkpoint) if use_rescorer and refiner and reader else None
         overrides = {
             "score_threshold": score_threshold,

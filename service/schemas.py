@@ -139,6 +139,11 @@ class ModelInfo(BaseModel):
     int8: dict[str, Any] | None = Field(
         None, description="the detector's int8 ranges in use (models/int8.py); null in floating point"
     )
+    int8_parts: list[str] = Field(
+        default_factory=list,
+        description='the parts that run in int8, of "detector", "refiner" and "reader" (models/int8.py); '
+        "empty in floating point",
+    )
     weights_sha256: str
     weights_dtype: str
     data_fingerprint: str | None

@@ -84,7 +84,7 @@ class ServiceState:
                 self.predictor.meta.detector.arch,
                 self.predictor.meta.weights_sha256[:12],
                 self.device,
-                ", detector in int8" if self.predictor.int8 else "",
+                f", in int8: {', '.join(parts)}" if (parts := self.predictor.int8_parts) else "",
                 loaded["warm_ms"],
             )
         except Exception as exc:  # reported through readiness with its own message

@@ -22,6 +22,7 @@ from typing import Any
 from models.assembly import AssemblyParams
 from models.hw2 import Detections, detections_to_coco, write_pred_csv, write_pred_json
 from models.inference import resolve_device
+from models.int8 import int8_parts
 from models.optimize import load_prepared_detector, load_prepared_reader, load_prepared_refiner
 from models.rescorer import load_checkpoint_rescorer
 from training.data import ImageRecord, list_unlabelled_images, load_coco_split
@@ -204,7 +205,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--no-int8",
         action="store_true",
-        help="run the detector in floating point on the CPU too, as without an int8 part (models/int8.py)",
+        help="run the detector, reader and box refiner in floating point on the CPU too, as without an int8 "
+        "part (models/int8.py)",
     )
     add_runner_args(p)
     return p.parse_args(argv)
@@ -214,7 +216,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     device = resolve_device(args.device)
-    model, meta, int8 = load_prepared_detector(args.checkpoint, device, use_int8=not args.no_int8)
+    use_int8 = not args.no_int8  # the detector, refiner and reader as served
+    model, meta, int8 = load_prepared_detector(args.checkpoint, device, use_int8=use_int8)
     params = meta.assembly
     if args.score_threshold is not None:
         params = replace(params, score_threshold=args.score_threshold)
@@ -223,10 +226,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     zoom = meta.zoom.with_trigger(args.zoom_below_px, args.search_tiles)
     records, labelled = split_records(args.data, args.split, args.images, args.annotations)
     detections = predict_records(model, records, device, args, f"evaluate {args.split}", zoom)
-    refiner = load_prepared_refiner(args.checkpoint, device) if not args.no_refiner else None  # as served
+    refiner = None if args.no_refiner else load_prepared_refiner(args.checkpoint, device, use_int8=use_int8)
     if refiner:
         detections = refine_records(refiner, records, detections, args.batch_size)
-    reader = load_prepared_reader(args.checkpoint, device) if not args.no_reader else None  # as served
+    reader = None if args.no_reader else load_prepared_reader(args.checkpoint, device, use_int8=use_int8)
     rescorer = (
         load_checkpoint_rescorer(args.checkpoint) if refiner and reader and not args.no_rescorer else None
     )
@@ -246,6 +249,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "refiner": refiner[1].to_dict() if refiner else None,
         "rescorer": rescorer[1].to_dict() if rescorer else None,
         "int8": int8.to_dict() if int8 else None,
+        "int8_parts": int8_parts(
+            {"detector": model, "refiner": refiner and refiner[0], "reader": reader and reader[0]}
+        ),
         "device": str(device),
     }
     (args.out / "evaluation.json").write_text(json.dumps(info, indent=2) + "\n")

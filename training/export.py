@@ -15,9 +15,11 @@ otherwise. `--refiner` does the same for a box refiner (`python -m training.refi
 training.rescorer`; float32 always; it needs a reader and a refiner with a fit head).
 `--reader-weight` sets the detector's weight w in the reader's mix (detector^w x reader^(1 - w),
 `models.reread.RereadParams`). The source's int8 ranges (`python -m training.calibrate`,
-models/int8.py) come along with its detector. `--height-ratio` sets the number assembly's height
-rule (`models.assembly`, 0 = off) in the copy's thresholds, and `--test-proposals` how many region
-proposals the detector keeps per image when it runs (training is unaffected). With `--out` the
+models/int8.py) come along with its detector, and with its own reader and refiner; a reader or
+refiner given anew runs in float32 until `training.calibrate` runs on the copy. `--height-ratio`
+sets the number assembly's height rule (`models.assembly`, 0 = off) in the copy's thresholds, and
+`--test-proposals` how many region proposals the detector keeps per image when it runs (training is
+unaffected). With `--out` the
 source itself, only the reader, the refiner (the source's own when only `--reader-weight` or
 `--refiner-step` is given), the rescorer, the height rule, the proposals and the zoom settings are
 written: the detector's weights and the rest of its JSON stay as they are.
@@ -42,7 +44,7 @@ from models.checkpoint import (
     update_checkpoint_metrics,
 )
 from models.int8 import copy_int8
-from models.reader import copy_reader, has_reader
+from models.reader import copy_reader, has_reader, load_reader
 from models.refiner import copy_refiner, has_refiner, load_refiner
 from models.rescorer import copy_rescorer, has_rescorer
 
@@ -95,11 +97,19 @@ def export_checkpoint(
     update_checkpoint_metrics(
         folder, {"exported_from": {"weights_sha256": meta.weights_sha256, "dtype": meta.weights_dtype}}
     )
-    copy_int8(source_dir, folder, read_checkpoint_meta(folder).weights_sha256)
+    carried = {name for name, given in (("reader", reader), ("refiner", refiner)) if given is None}
     reader = reader or (source_dir if has_reader(source_dir) else None)
     refiner = refiner or (source_dir if has_refiner(source_dir) else None)
     rescorer = rescorer or (source_dir if has_rescorer(source_dir) else None)
     _attach_parts(folder, dtype, reader, refiner, refiner_step, reader_weight, rescorer)
+    # the int8 ranges come with the detector, and with the source's own reader and refiner (now in
+    # `dtype`); a reader or refiner given anew has none until python -m training.calibrate runs
+    shas = {}
+    if "reader" in carried and has_reader(folder):
+        shas["reader"] = load_reader(folder)[1].sha256
+    if "refiner" in carried and has_refiner(folder):
+        shas["refiner"] = load_refiner(folder)[1].sha256
+    copy_int8(source_dir, folder, read_checkpoint_meta(folder).weights_sha256, crop_nets=shas)
     return folder
 
 

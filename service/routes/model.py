@@ -31,6 +31,7 @@ async def model_info(state: StateDep, _: ApiKeyDep) -> ModelInfo:
         refiner=predictor.refiner[1].to_dict() if predictor.refiner else None,
         rescorer=predictor.rescorer[1].to_dict() if predictor.rescorer else None,
         int8=predictor.int8.to_dict() if predictor.int8 else None,
+        int8_parts=predictor.int8_parts,
         weights_sha256=meta.weights_sha256,
         weights_dtype=meta.weights_dtype,
         data_fingerprint=meta.data_fingerprint,

@@ -42,6 +42,8 @@ def test_shipped_checkpoint_verifies_and_fits_the_size_budget() -> None:
     assert meta.detector.rpn_post_nms_top_n_test == 30  # test-time proposals (experiment 39)
     int8 = checkpoint_int8(SHIPPED_CHECKPOINT, meta.weights_sha256)  # int8 ranges for these weights
     assert int8 is not None and int8[1].calibration_images == 64 and "/train" in int8[1].calibration
+    # and for the refiner's and reader's weights (experiment 42)
+    assert int8[1].crop_nets == {"refiner": refiner_meta.sha256, "reader": reader_meta.sha256}
     assert sum(f.stat().st_size for f in SHIPPED_CHECKPOINT.glob("*.safetensors")) <= 30_000_000
 
 
@@ -52,6 +54,7 @@ def test_shipped_model_reads_real_house_numbers() -> None:
     predictor = Predictor.load(SHIPPED_CHECKPOINT, torch.device("cpu"))
     assert predictor.reader is not None and predictor.refiner is not None
     assert predictor.int8 is not None and is_quantized(predictor.model)
+    assert predictor.int8_parts == ["detector", "refiner", "reader"]
     correct = 0
     for record in records:
         with Image.open(record.path) as image:

@@ -221,10 +221,11 @@ def test_int8_ranges_run_the_detector_in_int8_and_the_api_shows_it(
     plain = Predictor.load(tiny_checkpoint_with_int8, torch.device("cpu"), use_int8=False)
     assert plain.int8 is None and not is_quantized(plain.model)
     client = start_client(checkpoint=tiny_checkpoint_with_int8)
-    assert client.get("/v1/model").json()["int8"]["calibration_images"] == 3
+    info = client.get("/v1/model").json()
+    assert info["int8"]["calibration_images"] == 3 and info["int8_parts"] == ["detector"]
     assert client.post("/v1/detect", files=files(noise_png(seed=3))).status_code == 200
     off = start_client(checkpoint=tiny_checkpoint_with_int8, use_int8=False)
-    assert off.get("/v1/model").json()["int8"] is None
+    assert off.get("/v1/model").json()["int8"] is None and off.get("/v1/model").json()["int8_parts"] == []
 
 
 def test_an_images_answer_does_not_depend_on_its_batch(tiny_checkpoint_with_int8: Path) -> None:

@@ -1,5 +1,6 @@
-"""training.calibrate: int8 ranges measured on training images, written into the checkpoint, used by
-everything that loads it on the CPU, and carried along by export."""
+"""training.calibrate: int8 ranges measured on training images (for the detector, and for the reader and
+box refiner where the checkpoint has them), written into the checkpoint, used by everything that loads
+it on the CPU, and carried along by export."""
 
 from __future__ import annotations
 
@@ -12,9 +13,16 @@ import torch
 
 from models.checkpoint import read_checkpoint_meta
 from models.int8 import INT8_META, has_int8, is_quantized, load_int8
+from models.optimize import load_prepared_reader, load_prepared_refiner
+from models.reader import DigitReader, save_reader
+from models.refiner import BoxRefiner, RefineParams, save_refiner
+from models.reread import CropSpec, RereadParams
+from tests.helpers import randomise_batchnorm
 from training import calibrate, evaluate, export
 from training.data import DataError
 from training.runner import load_prepared
+
+CPU = torch.device("cpu")
 
 
 @pytest.fixture
@@ -83,3 +91,58 @@ def test_calibrate_refuses_a_count_below_one(
         calibrate.main(["--checkpoint", str(checkpoint), "--images", images, "--count", "0"])
     assert "--count must be at least 1" in capsys.readouterr().err
     assert not has_int8(checkpoint)
+
+
+def _add_crop_nets(checkpoint: Path) -> None:
+    """Give the checkpoint a small reader and box refiner (random weights, BatchNorm statistics set)."""
+    reader, refiner = DigitReader(width=8), BoxRefiner(width=8, fit_head=True)
+    randomise_batchnorm(reader)
+    randomise_batchnorm(refiner)
+    save_reader(checkpoint, reader, CropSpec(), RereadParams())
+    save_refiner(checkpoint, refiner, RefineParams(size=32))
+
+
+def test_calibrate_measures_the_reader_and_refiner_on_the_crops_they_are_served(
+    checkpoint: Path, synth_dir: Path, tmp_path: Path
+) -> None:
+    _add_crop_nets(checkpoint)
+    images = ["--images", str(synth_dir / "train"), "--count", "6"]
+    meta = calibrate.main(["--checkpoint", str(checkpoint), *images, "--no-progress"])
+    reader, refiner = load_prepared_reader(checkpoint, CPU), load_prepared_refiner(checkpoint, CPU)
+    assert reader is not None and refiner is not None
+    assert meta.crop_nets == {"refiner": refiner[1].sha256, "reader": reader[1].sha256}
+    assert is_quantized(reader[0]) and is_quantized(refiner[0])
+    modules = {k.split(".")[0] for k in load_int8(checkpoint)[0]}
+    assert modules == {"backbone", "rpn_conv", "reader", "refiner"}
+
+    common = ["--checkpoint", str(checkpoint), "--data", str(synth_dir), "--split", "valid"]
+    common += ["--device", "cpu", "--workers", "0"]
+    evaluate.main([*common, "--out", str(tmp_path / "int8")])
+    evaluate.main([*common, "--out", str(tmp_path / "float"), "--no-int8"])
+    parts = [
+        json.loads((tmp_path / o / "evaluation.json").read_text())["int8_parts"] for o in ("int8", "float")
+    ]
+    assert parts == [["detector", "refiner", "reader"], []]
+
+
+def test_export_carries_the_reader_and_refiner_ranges_unless_one_is_replaced(
+    checkpoint: Path, synth_dir: Path, tmp_path: Path
+) -> None:
+    _add_crop_nets(checkpoint)
+    images = ["--images", str(synth_dir / "train"), "--count", "3", "--no-progress"]
+    calibrate.main(["--checkpoint", str(checkpoint), *images])
+    half = export.main(["--checkpoint", str(checkpoint), "--out", str(tmp_path / "half")])
+    reader, refiner = load_prepared_reader(half, CPU), load_prepared_refiner(half, CPU)
+    assert reader is not None and refiner is not None and reader[1].dtype == "float16"
+    assert load_int8(half)[1].crop_nets == {"reader": reader[1].sha256, "refiner": refiner[1].sha256}
+    assert is_quantized(reader[0]) and is_quantized(refiner[0])
+
+    other = tmp_path / "other-reader"
+    save_reader(other, DigitReader(width=8), CropSpec(), RereadParams())
+    swapped = export.main(
+        ["--checkpoint", str(checkpoint), "--out", str(tmp_path / "swapped"), "--reader", str(other)]
+    )
+    stats, int8 = load_int8(swapped)
+    assert set(int8.crop_nets) == {"refiner"} and not any(k.startswith("reader.") for k in stats)
+    reader = load_prepared_reader(swapped, CPU)
+    assert reader is not None and not is_quantized(reader[0])  # float32 until calibrated again
