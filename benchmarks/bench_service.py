@@ -7,11 +7,11 @@ Starts the real service (uvicorn, loopback only), sends one-image /v1/detect req
 concurrency, and prints p50/p99 latency and images/s beside the bare `Predictor.detect` loop, with the
 ratio; and the bare loop six times more, without the second look at small numbers (models/zoom.py),
 without the checkpoint's reader (models/reread.py), without its box refiner (models/refiner.py), without
-its rescorer (models/rescorer.py), with the detector in float32 where the checkpoint has int8 ranges
-(models/int8.py) and without `models.optimize.prepare_for_inference`, to show what each costs or
-buys. Uses real SVHN validation images when ../shared/data is present, else synthetic ones; the
-shipped checkpoint when there is one, else a randomly initialised fast detector (same compute,
-meaningless boxes).
+its rescorer (models/rescorer.py), in float32 where the checkpoint has int8 ranges (the detector,
+and the refiner and reader where it has theirs; models/int8.py) and without
+`models.optimize.prepare_for_inference`, to show what each costs or buys. Uses real SVHN validation
+images when ../shared/data is present, else synthetic ones; the shipped checkpoint when there is one,
+else a randomly initialised fast detector (same compute, meaningless boxes).
 """
 
 from __future__ import annotations
@@ -200,13 +200,14 @@ def main() -> None:
         f"checkpoint: {described}\nimages: {what}; device {device}; torch threads {torch.get_num_threads()}"
     )
     print(f"{'path':28} {'p50 ms':>8} {'p99 ms':>8} {'images/s':>9} {'vs bare':>8}")
+    int8_parts = f" ({len(full.int8_parts)} parts)" if full.int8_parts else " (not in use)"
     rows = (
         ("bare model loop", bare),
         ("bare, zoom off", no_zoom),
         ("bare, reader off" + ("" if full.reader else " (it has none)"), no_reader),
         ("bare, refiner off" + ("" if full.refiner else " (it has none)"), no_refiner),
         ("bare, rescorer off" + ("" if full.rescorer else " (it has none)"), no_rescorer),
-        ("bare, int8 off" + ("" if full.int8 else " (not in use)"), no_int8),
+        ("bare, int8 off" + int8_parts, no_int8),
         ("bare, not prepared", plain),
     )
     for label, r in rows:
