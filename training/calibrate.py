@@ -18,6 +18,7 @@ changed runs in float32, with a warning.
 from __future__ import annotations
 
 import argparse
+import logging
 import random
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,6 +34,8 @@ from models.refiner import crop_boxes, refine_images
 from models.reread import crop_digits
 from models.zoom import ZoomParams, detect_with_zoom
 from training.data import DataError, image_paths, load_image
+
+log = logging.getLogger(__name__)
 
 
 def draw_images(folder: Path, count: int, seed: int) -> list[Path]:
@@ -59,6 +62,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> Int8Meta:
     args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     folder = resolve_checkpoint_dir(args.checkpoint)
     cpu = torch.device("cpu")
     model, meta, _ = load_prepared_detector(folder, cpu, use_int8=False)
@@ -90,7 +94,7 @@ def calibrate_crop_nets(
     reader, those it has, by name, each with the sha256 of the weights measured: on the crops they
     see when served on `images` (FloatTensor[3, H, W] in [0, 1]) after `detector` (the detector as
     served, with the `zoom` settings): the refiner's crops of the detected boxes, then the reader's
-    crops of the refined ones."""
+    crops of the refined ones. Empty, with a warning, when the detector finds no box on any image."""
     cpu = torch.device("cpu")
     refiner = load_prepared_refiner(folder, cpu, use_int8=False)
     reader = load_prepared_reader(folder, cpu, use_int8=False)
@@ -108,6 +112,10 @@ def calibrate_crop_nets(
                 found = refine_images(refiner[0], [image], found, refiner[1].params)
             if reader is not None:
                 reader_crops.append(crop_digits(image, [d.box_xyxy for d in found[0]], reader[1].crop))
+    if not reader_crops and not refiner_crops:
+        count = len(images)
+        log.warning("the detector found no box on the %d images: the refiner and reader stay float32", count)
+        return {}
     out: dict[str, tuple[dict[str, torch.Tensor], str]] = {}
     if refiner is not None:
         out["refiner"] = (calibrate_crop_net(refiner[0], "refiner", refiner_crops), refiner[1].sha256)

@@ -5,6 +5,7 @@ it on the CPU, and carried along by export."""
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -146,3 +147,18 @@ def test_export_carries_the_reader_and_refiner_ranges_unless_one_is_replaced(
     assert set(int8.crop_nets) == {"refiner"} and not any(k.startswith("reader.") for k in stats)
     reader = load_prepared_reader(swapped, CPU)
     assert reader is not None and not is_quantized(reader[0])  # float32 until calibrated again
+
+
+def test_calibrate_keeps_the_detector_ranges_when_no_box_is_found_for_the_crop_nets(
+    checkpoint: Path, synth_dir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    _add_crop_nets(checkpoint)
+    monkeypatch.setattr(calibrate, "detect_with_zoom", lambda model, images, zoom: [[] for _ in images])
+    images = ["--images", str(synth_dir / "train"), "--count", "3", "--no-progress"]
+    with caplog.at_level(logging.WARNING, logger="training.calibrate"):
+        meta = calibrate.main(["--checkpoint", str(checkpoint), *images])
+    assert meta.crop_nets == {} and "found no box on the 3 images" in caplog.text
+    assert {k.split(".")[0] for k in load_int8(checkpoint)[0]} == {"backbone", "rpn_conv"}
+    reader = load_prepared_reader(checkpoint, CPU)
+    assert reader is not None and not is_quantized(reader[0])
+    assert is_quantized(load_prepared(checkpoint, "cpu")[0])  # the detector in int8 all the same
