@@ -14,6 +14,14 @@ the photo has the pixels for it, a search pass then looks over overlapping tiles
 larger scale than the whole (`ZoomParams.search_tiles`), and the second look starts from what the
 tiles locate. It costs nothing on photos where the first pass locates a digit, and
 `search_tiles`^2 forward passes where it does not.
+
+A photo can also frame its number tightly, a digit close to its left or right side. The SVHN photos
+the model learned from are crops with room around the number, whose labels mostly leave out a digit
+the photo's side cuts, and the model learned to leave out digits at the sides: on synthetic numbers
+framed tightly, it drops the first or last digit (2301 read as 230). Where the located number reaches
+near a side (`ZoomParams.side_look`), a side look runs the same passes over the photo widened by half
+its height on both sides (its mean colour) and takes that reading when it reads more of the number;
+without any digit the photo's side cuts (one within `SIDE_CUT` digit heights of the photo's own side).
 """
 
 from __future__ import annotations
@@ -31,6 +39,8 @@ from models.boxes import BoxXYXY, box_center, box_height
 from models.inference import outputs_to_detections
 
 CropXYXY = tuple[int, int, int, int]  # [x1, y1, x2, y2) in whole pixels of the original image
+SIDE_PAD = 0.5  # the side look widens the photo by this many photo heights on each side
+SIDE_CUT = 0.05  # ... and drops digits within this many digit heights of the photo's own sides
 
 
 def check_search_tiles(value: int) -> int:
@@ -57,6 +67,11 @@ class ZoomParams:
     tiles' detections, without those cut by a tile's inner edge, then locate the number for the second
     look, or stand as the answer where it is not taken; where the tiles locate nothing either, the first
     pass stands.
+
+    When the located number (`number_cluster`) reaches nearer than `side_look` x its median digit
+    height to the image's left or right side (0 = off; with the second look on), the side look
+    (`detect_with_zoom`) reads the image again, widened, and takes that reading when it holds more
+    digits scoring at least `side_score` (the assembly's threshold, 0.6 in the shipped model).
     """
 
     below_px: float = 0.0
@@ -65,12 +80,14 @@ class ZoomParams:
     margin_y: float = 0.3
     min_gain: float = 1.25
     search_tiles: int = 0
+    side_look: float = 0.0
+    side_score: float = 0.6
 
     def __post_init__(self) -> None:
-        if self.below_px < 0 or self.margin_x < 0 or self.margin_y < 0:
-            raise ValueError("below_px, margin_x and margin_y must be >= 0")
-        if not 0.0 <= self.locate_score <= 1.0:
-            raise ValueError(f"locate_score must be in [0, 1], got {self.locate_score}")
+        if self.below_px < 0 or self.margin_x < 0 or self.margin_y < 0 or self.side_look < 0:
+            raise ValueError("below_px, margin_x, margin_y and side_look must be >= 0")
+        if not (0.0 <= self.locate_score <= 1.0 and 0.0 <= self.side_score <= 1.0):
+            raise ValueError(f"locate_score and side_score must be in [0, 1], got {self}")
         if self.min_gain < 1.0:
             raise ValueError(f"min_gain must be >= 1, got {self.min_gain}")
         check_search_tiles(self.search_tiles)
@@ -79,12 +96,15 @@ class ZoomParams:
     def enabled(self) -> bool:
         return self.below_px > 0
 
-    def with_trigger(self, below_px: float | None, search_tiles: int | None = None) -> ZoomParams:
-        """These settings with another `below_px` and `search_tiles` (an operator's overrides); None
-        keeps what is set."""
+    def with_trigger(
+        self, below_px: float | None, search_tiles: int | None = None, side_look: float | None = None
+    ) -> ZoomParams:
+        """These settings with another `below_px`, `search_tiles` and `side_look` (an operator's
+        overrides); None keeps what is set."""
         below = self.below_px if below_px is None else below_px
         tiles = self.search_tiles if search_tiles is None else search_tiles
-        return replace(self, below_px=below, search_tiles=tiles)
+        side = self.side_look if side_look is None else side_look
+        return replace(self, below_px=below, search_tiles=tiles, side_look=side)
 
 
 def input_scale(height: int, width: int, min_size: int, max_size: int) -> float:
@@ -223,6 +243,44 @@ def search(model: FasterRCNN, image: torch.Tensor, tiles: int, iou: float) -> li
     return [found[i] for i in keep.tolist()]
 
 
+def near_a_side(detections: Sequence[Detection], width: int, params: ZoomParams) -> bool:
+    """Whether the number that `detections` locate (`number_cluster` of those scoring at least
+    `params.locate_score`; boxes xyxy in the pixels of an image `width` px wide) reaches nearer than
+    `params.side_look` x its median digit height to the image's left or right side."""
+    located = [d for d in detections if d.score >= params.locate_score]
+    if not located or params.side_look <= 0:
+        return False
+    number = number_cluster(located, params.margin_x)
+    height = statistics.median(box_height(d.box_xyxy) for d in number)
+    left, right = min(d.box_xyxy[0] for d in number), max(d.box_xyxy[2] for d in number)
+    return min(left, width - right) < params.side_look * height
+
+
+def widen(image: torch.Tensor, pad: int) -> torch.Tensor:
+    """`image` (FloatTensor[3, H, W]) with `pad` columns of its mean colour added on each side:
+    FloatTensor[3, H, W + 2 pad]."""
+    side = image.mean(dim=(1, 2), keepdim=True).expand(-1, image.shape[-2], pad)
+    return torch.cat([side, image, side], dim=-1)
+
+
+def uncut(detections: Sequence[Detection], width: int) -> list[Detection]:
+    """`detections` (boxes xyxy in the pixels of an image `width` px wide) without those within
+    `SIDE_CUT` of their own height of the image's left or right side: digits the side may cut."""
+    return [
+        d
+        for d in detections
+        if d.box_xyxy[0] >= SIDE_CUT * box_height(d.box_xyxy)
+        and d.box_xyxy[2] <= width - SIDE_CUT * box_height(d.box_xyxy)
+    ]
+
+
+def located_length(detections: Sequence[Detection], params: ZoomParams) -> int:
+    """How many digits the number read in `detections` holds (`number_cluster` of those scoring at
+    least `params.side_score`, the score at which a digit is read); 0 when none is read."""
+    read = [d for d in detections if d.score >= params.side_score]
+    return len(number_cluster(read, params.margin_x)) if read else 0
+
+
 def locates(detections: Sequence[Detection], params: ZoomParams) -> bool:
     """Whether any of `detections` scores at least `params.locate_score`."""
     return any(d.score >= params.locate_score for d in detections)
@@ -234,18 +292,40 @@ def detect_with_zoom(
     """Detections for each of `images` (float RGB FloatTensor[3, H, W] in [0, 1] on the model's device),
     boxes xyxy in that image's pixels: a pass over each image (`detect_alone`); where it locates
     nothing, a search over tiles of the image when `params.search_tiles` asks for one (`search`);
-    then a second pass over the crop of each image that needs one. Call under torch.inference_mode()
-    with the model in eval mode."""
+    then a second pass over the crop of each image that needs one (`look_again`). Where the number then
+    reaches near the image's left or right side (`near_a_side`, `params.side_look`), the same over
+    the image widened by `SIDE_PAD` x its height on each side (`widen`), whose detections, mapped
+    back and without those the image's sides may cut (`uncut`), replace the first when they locate
+    a longer number (`located_length`). Call under torch.inference_mode() with the model in eval
+    mode."""
     found = [detect_alone(model, image) for image in images]
     if not params.enabled:
         return found
-    min_size, max_size = int(model.transform.min_size[-1]), int(model.transform.max_size)
     for i, image in enumerate(images):
-        if params.search_tiles and not locates(found[i], params):
-            tiled = search(model, image, params.search_tiles, float(model.roi_heads.nms_thresh))
-            found[i] = tiled if locates(tiled, params) else found[i]
-        region = zoom_region(found[i], image.shape[-2], image.shape[-1], min_size, max_size, params)
-        if region is not None:
-            x1, y1, x2, y2 = region
-            found[i] = shift_detections(detect_alone(model, image[:, y1:y2, x1:x2]), x1, y1)
+        found[i] = look_again(model, image, found[i], params)
+        width = int(image.shape[-1])
+        if near_a_side(found[i], width, params):
+            pad = max(1, round(SIDE_PAD * int(image.shape[-2])))
+            wide_image = widen(image, pad)
+            wide = look_again(model, wide_image, detect_alone(model, wide_image), params)
+            side = uncut(shift_detections(wide, -pad, 0), width)
+            if located_length(side, params) > located_length(found[i], params):
+                found[i] = side
+    return found
+
+
+def look_again(
+    model: FasterRCNN, image: torch.Tensor, found: list[Detection], params: ZoomParams
+) -> list[Detection]:
+    """One image's detections after its first pass `found` (as in `detect_with_zoom`, without the
+    side look): the search where the first pass locates nothing, then the second look where the
+    number is small."""
+    if params.search_tiles and not locates(found, params):
+        tiled = search(model, image, params.search_tiles, float(model.roi_heads.nms_thresh))
+        found = tiled if locates(tiled, params) else found
+    min_size, max_size = int(model.transform.min_size[-1]), int(model.transform.max_size)
+    region = zoom_region(found, image.shape[-2], image.shape[-1], min_size, max_size, params)
+    if region is not None:
+        x1, y1, x2, y2 = region
+        found = shift_detections(detect_alone(model, image[:, y1:y2, x1:x2]), x1, y1)
     return found

@@ -42,6 +42,13 @@ class Settings(BaseSettings):
         description="where the first pass locates no digit, search n x n tiles of a large photo "
         "(models/zoom.py; n^2 more detector passes there); 0 = off",
     )
+    side_look: float | None = Field(
+        None,
+        ge=0.0,
+        le=10.0,
+        description="where the number reaches within this many digit heights of a photo's left or right "
+        "side, read the photo again widened (models/zoom.py); 0 = off",
+    )
     use_reader: bool = Field(
         True, description="read digits with the checkpoint's reader too, when it has one (models/reread.py)"
     )

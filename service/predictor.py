@@ -73,6 +73,7 @@ class Predictor:
         height_ratio: float | None = None,
         zoom_below_px: float | None = None,
         search_tiles: int | None = None,
+        side_look: float | None = None,
         use_reader: bool = True,
         use_refiner: bool = True,
         use_rescorer: bool = True,
@@ -83,7 +84,7 @@ class Predictor:
         the reader, whose outputs it needs) and rewrite
         the model for serving (models.optimize: same outputs, faster; on the CPU in int8 when the
         checkpoint has an int8 part and `use_int8`, models/int8.py); thresholds, the zoom
-        trigger and the search tiles left as None come from the checkpoint."""
+        trigger, the search tiles and the side look left as None come from the checkpoint."""
         model, meta, int8 = load_prepared_detector(checkpoint, device, use_int8=use_int8)
         reader = load_prepared_reader(checkpoint, device, use_int8=use_int8) if use_reader else None
         refiner = load_prepared_refiner(checkpoint, device, use_int8=use_int8) if use_refiner else None
@@ -95,7 +96,7 @@ class Predictor:
             "height_ratio": height_ratio,
         }
         assembly = replace(meta.assembly, **{k: v for k, v in overrides.items() if v is not None})
-        zoom = meta.zoom.with_trigger(zoom_below_px, search_tiles)
+        zoom = meta.zoom.with_trigger(zoom_below_px, search_tiles, side_look)
         return cls(model, meta, device, assembly, checkpoint, zoom, reader, refiner, rescorer, int8)
 
     def detect(self, images: list[np.ndarray]) -> list[Findings]:

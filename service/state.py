@@ -55,6 +55,7 @@ class ServiceState:
                 height_ratio=s.height_ratio,
                 zoom_below_px=s.zoom_below_px,
                 search_tiles=s.search_tiles,
+                side_look=s.side_look,
                 use_reader=s.use_reader,
                 use_refiner=s.use_refiner,
                 use_rescorer=s.use_rescorer,

@@ -192,6 +192,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "(models/zoom.py); default: the checkpoint's (0 = off)",
     )
     p.add_argument(
+        "--side-look",
+        type=float,
+        help="where the number reaches within this many digit heights of a photo's left or right side, "
+        "read the photo again widened (models/zoom.py); default: the checkpoint's (0 = off)",
+    )
+    p.add_argument(
         "--no-reader", action="store_true", help="read numbers from the detector alone, as without a reader"
     )
     p.add_argument(
@@ -223,7 +229,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         params = replace(params, score_threshold=args.score_threshold)
     if args.iou_threshold is not None:
         params = replace(params, iou_threshold=args.iou_threshold)
-    zoom = meta.zoom.with_trigger(args.zoom_below_px, args.search_tiles)
+    zoom = meta.zoom.with_trigger(args.zoom_below_px, args.search_tiles, args.side_look)
     records, labelled = split_records(args.data, args.split, args.images, args.annotations)
     detections = predict_records(model, records, device, args, f"evaluate {args.split}", zoom)
     refiner = None if args.no_refiner else load_prepared_refiner(args.checkpoint, device, use_int8=use_int8)

@@ -2,17 +2,19 @@
 
     python -m training.export --checkpoint runs/<run>/best --out models/default --dtype float16 \
         [--zoom-below-px 50] [--reader runs/reader] [--refiner runs/refiner] [--rescorer runs/rescorer] \
-        [--height-ratio 1.6] [--search-tiles 3]
+        [--height-ratio 1.6] [--search-tiles 3] [--side-look 0.5]
 
 The copy keeps the source's metadata (architecture, thresholds, zoom, training config, data
 fingerprint, metrics) and records where it came from; its hash is recomputed for the new weights.
 `--zoom-below-px` turns on the second look at small numbers (models/zoom.py) for everything that
 loads the copy (0 turns it off); `--search-tiles` sets how large photos in which the first pass
-locates nothing are searched (models/zoom.py; 0 turns it off). `--reader` puts a reader (`python -m
-training.reader`) into the copy, in the same dtype; a reader already in the source comes along
-otherwise. `--refiner` does the same for a box refiner (`python -m training.refiner`;
-`--refiner-step` sets how far it moves the boxes), and `--rescorer` for a rescorer (`python -m
-training.rescorer`; float32 always; it needs a reader and a refiner with a fit head).
+locates nothing are searched (models/zoom.py; 0 turns it off), and `--side-look` how near a
+photo's side the number must reach for the photo to be read again widened (0 turns it off).
+`--reader` puts a reader (`python -m training.reader`) into the copy, in the same dtype; a reader
+already in the source comes along otherwise. `--refiner` does the same for a box refiner (`python
+-m training.refiner`; `--refiner-step` sets how far it moves the boxes), and `--rescorer` for a
+rescorer (`python -m training.rescorer`; float32 always; it needs a reader and a refiner with a fit
+head).
 `--reader-weight` sets the detector's weight w in the reader's mix (detector^w x reader^(1 - w),
 `models.reread.RereadParams`). The source's int8 ranges (`python -m training.calibrate`,
 models/int8.py) come along with its detector, and with its own reader and refiner; a reader or
@@ -62,6 +64,7 @@ def export_checkpoint(
     rescorer: Path | None = None,
     test_proposals: int | None = None,
     search_tiles: int | None = None,
+    side_look: float | None = None,
 ) -> Path:
     model, meta = load_checkpoint(source)
     source_dir = resolve_checkpoint_dir(source)
@@ -75,22 +78,23 @@ def export_checkpoint(
             reader = source_dir
         if refiner is None and refiner_step is not None and has_refiner(source_dir):
             refiner = source_dir
-        edits = (reader, refiner, rescorer, height_ratio, test_proposals, zoom_below_px, search_tiles)
+        zooms = (zoom_below_px, search_tiles, side_look)
+        edits = (reader, refiner, rescorer, height_ratio, test_proposals, *zooms)
         if edits == (None,) * len(edits):
             raise ValueError(
                 f"--out is the source checkpoint {out}: only --reader, --refiner, --rescorer, their "
-                "settings, --height-ratio, --test-proposals, --zoom-below-px or --search-tiles can be "
-                "added to it"
+                "settings, --height-ratio, --test-proposals, --zoom-below-px, --search-tiles or "
+                "--side-look can be added to it"
             )
         _attach_parts(out, meta.weights_dtype, reader, refiner, refiner_step, reader_weight, rescorer)
         if height_ratio is not None:
             set_checkpoint_thresholds(out, assembly)
         if test_proposals is not None:
             set_checkpoint_detector(out, meta.detector)
-        if (zoom_below_px, search_tiles) != (None, None):
-            set_checkpoint_zoom(out, meta.zoom.with_trigger(zoom_below_px, search_tiles))
+        if zooms != (None, None, None):
+            set_checkpoint_zoom(out, meta.zoom.with_trigger(*zooms))
         return out
-    zoom = meta.zoom.with_trigger(zoom_below_px, search_tiles)
+    zoom = meta.zoom.with_trigger(zoom_below_px, search_tiles, side_look)
     folder = save_checkpoint_like(
         out, model, meta, metrics=meta.metrics, dtype=dtype, zoom=zoom, assembly=assembly
     )
@@ -185,6 +189,12 @@ def main(argv: Sequence[str] | None = None) -> Path:
         help="where the first pass locates no digit, search n x n tiles of a large photo "
         "(models/zoom.py); default: the source's (0 = off)",
     )
+    p.add_argument(
+        "--side-look",
+        type=float,
+        help="where the number reaches within this many digit heights of a photo's left or right side, "
+        "read the photo again widened (models/zoom.py); default: the source's (0 = off)",
+    )
     args = p.parse_args(argv)
     folder = export_checkpoint(
         args.checkpoint,
@@ -199,6 +209,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
         args.rescorer,
         args.test_proposals,
         args.search_tiles,
+        args.side_look,
     )
     size_mb = sum(f.stat().st_size for f in folder.glob("*.safetensors")) / 1e6
     print(f"wrote {folder} ({size_mb:.1f} MB, {args.dtype})")

@@ -1,11 +1,17 @@
 """Synthetic house numbers in the HW2 layout (images + COCO json), for tests and for pretraining.
 
-    python -m training.synth --out data/synth --count 2000 [--valid-fraction 0.1] [--seed 0] [--workers 2]
+    python -m training.synth --out data/synth --count 2000 [--valid-fraction 0.1] [--seed 0] [--workers 2] \
+        [--fonts machine|bundled]
 
 Numbers of 1-5 digits are drawn with every usable font the machine has (system fonts, fonts shipped with
 matplotlib, Pillow's own as the last resort) on plates or textured backgrounds, then warped in
 perspective, cropped with jitter, resized, blurred and noised, with non-digit clutter around them. Each
 digit is drawn into its own mask as well, so its box follows every warp exactly.
+
+The system fonts differ from machine to machine, so the same seed draws other images elsewhere.
+`--fonts bundled` draws with matplotlib's own fonts only (DejaVu, STIX, Computer Modern: installed with
+the package, the same on every machine), so that a check on synthetic numbers can be repeated anywhere;
+the folder's `fonts.json` lists the font files used either way.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ SYMBOL_FONTS = ("cmex", "cmsy", "stixnonuni", "stixsiz", "lastresort", "symbol",
 CLUTTER_TEXT = ("ST", "AVE", "RD", "No", "APT", "#", "-", "NE", "BLVD", "INC", "&", "A", "B", "C")
 LENGTH_WEIGHTS = (15, 40, 30, 12, 3)  # 1..5 digits, roughly as in street-view house numbers
 FontSpec = str  # path to a TrueType/OpenType file, or "" for Pillow's built-in font
+FONT_SOURCES = ("machine", "bundled")  # every usable font here / matplotlib's own only
 
 
 @dataclass(frozen=True)
@@ -42,14 +49,15 @@ class Sample:
     digits: tuple[tuple[int, BoxXYXY], ...]
 
 
-def _candidate_fonts() -> list[Path]:
-    dirs = [Path(d) for d in FONT_DIRS]
+def _candidate_fonts(source: str) -> list[Path]:
+    dirs = [Path(d) for d in FONT_DIRS] if source == "machine" else []
     try:
         import matplotlib
 
         dirs.append(Path(matplotlib.__file__).parent / "mpl-data" / "fonts" / "ttf")
     except ImportError:
-        pass
+        if source == "bundled":
+            raise ValueError("--fonts bundled needs matplotlib (pip install -e '.[train]')") from None
     return sorted(
         p
         for d in dirs
@@ -74,9 +82,13 @@ def _draws_digits(path: Path) -> bool:
 
 
 @cache
-def find_fonts() -> tuple[FontSpec, ...]:
-    """Every font here that draws real digits, or Pillow's built-in font when there is none."""
-    usable = tuple(str(p) for p in _candidate_fonts() if _draws_digits(p))
+def find_fonts(source: str = "machine") -> tuple[FontSpec, ...]:
+    """Every font here that draws real digits (`source` "machine"; "bundled": matplotlib's own
+    only, the same on every machine), or Pillow's built-in font when there is none. Raises
+    ValueError for another `source`."""
+    if source not in FONT_SOURCES:
+        raise ValueError(f"no font source {source!r}: one of {', '.join(FONT_SOURCES)}")
+    usable = tuple(str(p) for p in _candidate_fonts(source) if _draws_digits(p))
     return usable or ("",)
 
 
@@ -246,21 +258,24 @@ def _finish(rng: random.Random, canvas: Image.Image, masks: list[Image.Image], n
     return Sample(image=image, digits=digits)
 
 
-def _write_one(task: tuple[int, int, str]) -> tuple[int, str, int, int, list[tuple[int, list[float]]]]:
-    image_id, seed, folder = task
-    sample = render_sample(seed)
+def _write_one(task: tuple[int, int, str, str]) -> tuple[int, str, int, int, list[tuple[int, list[float]]]]:
+    image_id, seed, folder, fonts = task
+    sample = render_sample(seed, find_fonts(fonts))
     name = f"{image_id}.png"
     sample.image.save(Path(folder) / name)
     rows = [(digit, [round(v, 2) for v in xyxy_to_xywh(box)]) for digit, box in sample.digits]
     return image_id, name, sample.image.width, sample.image.height, rows
 
 
-def write_split(out: Path, split: str, ids: Sequence[int], seed: int, workers: int) -> Path:
-    """Render images `ids` into out/split/ and write out/split.json (HW2 conventions)."""
+def write_split(
+    out: Path, split: str, ids: Sequence[int], seed: int, workers: int, fonts: str = "machine"
+) -> Path:
+    """Render images `ids` into out/split/ with the fonts of `fonts` (`find_fonts`) and write
+    out/split.json (HW2 conventions)."""
     folder = out / split
     folder.mkdir(parents=True, exist_ok=True)
-    tasks = [(i, seed * 1_000_003 + i, str(folder)) for i in ids]
-    find_fonts()
+    tasks = [(i, seed * 1_000_003 + i, str(folder), fonts) for i in ids]
+    find_fonts(fonts)
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
             results = list(tqdm(pool.map(_write_one, tasks, chunksize=16), total=len(tasks), desc=split))
@@ -295,17 +310,27 @@ def main(argv: Sequence[str] | None = None) -> Path:
     p.add_argument("--test-count", type=int, default=0, help="extra unlabelled images in test/")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument(
+        "--fonts",
+        choices=FONT_SOURCES,
+        default="machine",
+        help="machine: every usable font here (default); bundled: matplotlib's own only, the same everywhere",
+    )
     args = p.parse_args(argv)
     n_valid = max(1, round(args.count * args.valid_fraction)) if args.count > 1 else 0
     ids = list(range(1, args.count + 1))
-    write_split(args.out, "train", ids[n_valid:], args.seed, args.workers)
+    write_split(args.out, "train", ids[n_valid:], args.seed, args.workers, args.fonts)
     if n_valid:
-        write_split(args.out, "valid", ids[:n_valid], args.seed, args.workers)
+        write_split(args.out, "valid", ids[:n_valid], args.seed, args.workers, args.fonts)
     if args.test_count:
         test_ids = list(range(args.count + 1, args.count + args.test_count + 1))
-        write_split(args.out, "test", test_ids, args.seed, args.workers)
+        write_split(args.out, "test", test_ids, args.seed, args.workers, args.fonts)
         (args.out / "test.json").unlink()  # the HW2 test split has no labels
-    print(f"fonts: {len(find_fonts())}; wrote {args.count + args.test_count} images to {args.out}")
+    fonts = find_fonts(args.fonts)
+    names = [Path(f).name if f else "Pillow's built-in font" for f in fonts]
+    doc = {"source": args.fonts, "seed": args.seed, "fonts": names}
+    (args.out / "fonts.json").write_text(json.dumps(doc, indent=2) + "\n")
+    print(f"fonts: {len(fonts)} ({args.fonts}); wrote {args.count + args.test_count} images to {args.out}")
     return args.out
 
 

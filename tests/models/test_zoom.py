@@ -1,4 +1,4 @@
-"""models.zoom: when a second pass is taken, over which crop, and how its boxes come back."""
+"""models.zoom: when a second pass is taken, over which crop or widened photo, and how its boxes come back."""
 
 from __future__ import annotations
 
@@ -18,9 +18,12 @@ from models.zoom import (
     clear_of_inner_edges,
     detect_with_zoom,
     input_scale,
+    near_a_side,
     number_cluster,
     search_tiles,
     shift_detections,
+    uncut,
+    widen,
     zoom_region,
 )
 from tests.helpers import randomise_batchnorm
@@ -137,12 +140,18 @@ def test_zoom_params_refuse_negative_values(below_px: float) -> None:
     for tiles in (-1, 1):
         with pytest.raises(ValueError, match="search_tiles"):
             ZoomParams(search_tiles=tiles)
+    with pytest.raises(ValueError, match="side_look must be >= 0"):
+        ZoomParams(side_look=-0.5)
+    with pytest.raises(ValueError, match="side_score must be in"):
+        ZoomParams(side_score=1.5)
 
 
 def test_with_trigger_overrides_only_what_is_given() -> None:
     assert ON.with_trigger(None) == ON
     assert ON.with_trigger(40, 3) == ZoomParams(below_px=40, search_tiles=3)
     assert ON.with_trigger(None, 0) == ON and ZoomParams(search_tiles=3).with_trigger(None).search_tiles == 3
+    assert ON.with_trigger(None, None, 0.5) == ZoomParams(below_px=50, side_look=0.5)
+    assert ZoomParams(side_look=0.5).with_trigger(None).side_look == 0.5
 
 
 class FakeDetector(nn.Module):
@@ -236,3 +245,59 @@ def test_no_search_where_the_first_pass_locates_a_digit_or_the_photo_is_small() 
     small = FakeDetector([[[]]])
     assert detect_with_zoom(small, [torch.rand(3, 150, 600)], SEARCH) == [[]]
     assert len(located.seen) == len(small.seen) == 1
+
+
+SIDE = ZoomParams(below_px=50, side_look=0.5)
+
+
+def test_widen_adds_the_mean_colour_on_both_sides() -> None:
+    image = torch.rand(3, 10, 20)
+    wide = widen(image, 5)
+    assert wide.shape == (3, 10, 30) and torch.equal(wide[:, :, 5:25], image)
+    mean = image.mean(dim=(1, 2))
+    for side in (wide[:, :, :5], wide[:, :, 25:]):
+        assert torch.allclose(side, mean[:, None, None].expand(3, 10, 5))
+
+
+def test_uncut_drops_digits_at_the_photos_sides() -> None:
+    kept, left, right = digit(10, 0, 30, 40), digit(1, 0, 20, 40), digit(90, 0, 99.5, 40)
+    assert uncut([kept, left, right], width=100) == [kept]  # within 0.05 x 40 = 2 px of a side
+
+
+def test_near_a_side_measures_the_number_in_digit_heights() -> None:
+    number = [digit(40, 8, 60, 48), digit(64, 8, 84, 48)]  # 40 px high, 42 px from the right of 126
+    assert not near_a_side(number, 126, SIDE)  # 0.5 x 40 = 20 px
+    assert near_a_side(number, 100, SIDE)  # 16 px from the right side
+    assert not near_a_side(number, 100, ZoomParams(below_px=50))  # off
+    faint = [digit(88, 8, 108, 48, score=0.2)]  # not located: nothing to measure
+    assert not near_a_side(faint, 126, SIDE)
+
+
+def test_side_look_reads_a_digit_the_photos_side_hid_and_maps_its_boxes_back() -> None:
+    """126 x 56 photo, the number's right digit 18 px from the right side (under 0.5 x 40 px): the
+    photo is read again widened by 28 px on each side (182 px). The wider reading finds a third digit
+    (kept) and one the left side cuts (dropped), and holds more digits scoring 0.6: it replaces the
+    first."""
+    first = [digit(62, 8, 82, 48, value=2), digit(88, 8, 108, 48, value=3)]
+    wider = [
+        digit(90, 8, 110, 48, value=2),
+        digit(116, 8, 136, 48, value=3),
+        digit(138, 8, 152, 48, value=1, score=0.75),
+        digit(29, 8, 45, 48, value=7),  # 1 px from the photo's own left side: cut
+    ]
+    model = FakeDetector([[first], [wider]])
+    result = detect_with_zoom(model, [torch.rand(3, 56, 126)], SIDE)
+    assert model.seen == [[(3, 56, 126)], [(3, 56, 182)]]
+    assert result == [[digit(62, 8, 82, 48, 2), digit(88, 8, 108, 48, 3), digit(110, 8, 124, 48, 1, 0.75)]]
+
+
+def test_side_look_keeps_the_first_reading_unless_the_wider_one_reads_more() -> None:
+    first = [digit(62, 8, 82, 48, value=2), digit(88, 8, 108, 48, value=3)]
+    same = [digit(90, 8, 110, 48, 2), digit(116, 8, 136, 48, 3), digit(138, 8, 152, 48, score=0.5)]
+    model = FakeDetector([[first], [same]])  # the third digit scores under 0.6: not read
+    assert detect_with_zoom(model, [torch.rand(3, 56, 126)], SIDE) == [first]
+    assert len(model.seen) == 2
+    number = [digit(40, 8, 60, 48), digit(64, 8, 84, 48)]
+    centred = FakeDetector([[number]])
+    assert detect_with_zoom(centred, [torch.rand(3, 56, 126)], SIDE) == [number]
+    assert len(centred.seen) == 1  # far enough from both sides: no side look

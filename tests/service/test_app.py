@@ -90,6 +90,12 @@ def test_search_tiles_setting_overrides_the_checkpoint(start_client: StartClient
     assert client.app.state.service.predictor.zoom.search_tiles == 2  # type: ignore[attr-defined]
 
 
+def test_side_look_setting_overrides_the_checkpoint(start_client: StartClient) -> None:
+    client = start_client(side_look=0.75)
+    assert client.get("/v1/model").json()["zoom"]["side_look"] == 0.75
+    assert client.app.state.service.predictor.zoom.side_look == 0.75  # type: ignore[attr-defined]
+
+
 def test_metrics_count_requests_by_route_and_status(client: TestClient) -> None:
     client.post("/v1/detect", files=files(png()))
     client.post("/v1/detect", files=files(b"not an image"))

@@ -12,9 +12,10 @@ def test_environment_with_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DIGITSERVE_API_KEYS", '["a", "b"]')
     monkeypatch.setenv("DIGITSERVE_HEIGHT_RATIO", "1.6")
     monkeypatch.setenv("DIGITSERVE_SEARCH_TILES", "0")
+    monkeypatch.setenv("DIGITSERVE_SIDE_LOOK", "0.5")
     settings = Settings()
     assert settings.device == "cpu" and settings.batch_size == 4 and settings.api_keys == {"a", "b"}
-    assert settings.height_ratio == 1.6 and settings.search_tiles == 0
+    assert settings.height_ratio == 1.6 and settings.search_tiles == 0 and settings.side_look == 0.5
     assert settings.cors_origins == ()
 
 
@@ -30,6 +31,8 @@ def test_environment_with_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
         ("DIGITSERVE_SEARCH_TILES", "1"),
         ("DIGITSERVE_SEARCH_TILES", "-1"),
         ("DIGITSERVE_SEARCH_TILES", "9"),
+        ("DIGITSERVE_SIDE_LOOK", "-0.5"),
+        ("DIGITSERVE_SIDE_LOOK", "11"),
     ],
 )
 def test_out_of_range_values_fail(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:

@@ -1,8 +1,10 @@
 import json
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
+from training import synth
 from training.synth import find_fonts, render_sample
 
 
@@ -42,3 +44,22 @@ def test_writes_hw2_layout(synth_dir: Path) -> None:
         with Image.open(synth_dir / split / first["file_name"]) as img:
             assert img.size == (first["width"], first["height"])
     assert not (synth_dir / "test.json").exists() and len(list((synth_dir / "test").iterdir())) == 4
+
+
+def test_bundled_fonts_are_matplotlibs_own_and_among_the_machines() -> None:
+    bundled = find_fonts("bundled")
+    assert bundled and all("mpl-data" in Path(f).parts for f in bundled)
+    assert set(bundled) <= set(find_fonts("machine"))
+    with pytest.raises(ValueError, match="no font source 'system'"):
+        find_fonts("system")
+
+
+def test_main_draws_with_the_chosen_fonts_and_lists_them(tmp_path: Path) -> None:
+    args = ["--out", str(tmp_path / "s"), "--count", "3", "--valid-fraction", "0", "--workers", "1"]
+    out = synth.main([*args, "--fonts", "bundled"])
+    doc = json.loads((out / "fonts.json").read_text())
+    assert doc["source"] == "bundled" and doc["fonts"] == [Path(f).name for f in find_fonts("bundled")]
+    first = json.loads((out / "train.json").read_text())["images"][0]
+    expected = render_sample(first["id"], find_fonts("bundled")).image  # seed 0: image id i is seed i
+    with Image.open(out / "train" / first["file_name"]) as drawn:
+        assert drawn.tobytes() == expected.tobytes()
