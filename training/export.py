@@ -21,10 +21,9 @@ models/int8.py) come along with its detector, and with its own reader and refine
 refiner given anew runs in float32 until `training.calibrate` runs on the copy. `--height-ratio`
 sets the number assembly's height rule (`models.assembly`, 0 = off) in the copy's thresholds, and
 `--test-proposals` how many region proposals the detector keeps per image when it runs (training is
-unaffected). With `--out` the
-source itself, only the reader, the refiner (the source's own when only `--reader-weight` or
-`--refiner-step` is given), the rescorer, the height rule, the proposals and the zoom settings are
-written: the detector's weights and the rest of its JSON stay as they are.
+unaffected). With `--out` the source itself, only the reader, the refiner (the source's own when
+only `--reader-weight` or `--refiner-step` is given), the rescorer, the height rule, the proposals
+and the zoom settings are written: the detector's weights and the rest of its JSON stay as they are.
 """
 
 from __future__ import annotations
