@@ -136,6 +136,13 @@ def number_cluster(located: Sequence[Detection], gap: float) -> list[Detection]:
     return [d for d in located if any(d is m for m in best)]
 
 
+def located_number(detections: Sequence[Detection], min_score: float, gap: float) -> list[Detection]:
+    """The number among the `detections` scoring at least `min_score` (`number_cluster`, chained at
+    `gap` digit heights); empty when none does."""
+    located = [d for d in detections if d.score >= min_score]
+    return number_cluster(located, gap) if located else []
+
+
 def zoom_region(
     detections: Sequence[Detection],
     height: int,
@@ -151,10 +158,9 @@ def zoom_region(
     digit by digit (`number_cluster`), so that confident clutter elsewhere in a large photo does not
     widen it.
     """
-    located = [d for d in detections if d.score >= params.locate_score]
-    if not params.enabled or not located:
+    located = located_number(detections, params.locate_score, params.margin_x) if params.enabled else []
+    if not located:
         return None
-    located = number_cluster(located, params.margin_x)
     digit_h = statistics.median(box_height(d.box_xyxy) for d in located)
     if digit_h * input_scale(height, width, min_size, max_size) >= params.below_px:
         return None
@@ -247,10 +253,9 @@ def near_a_side(detections: Sequence[Detection], width: int, params: ZoomParams)
     """Whether the number that `detections` locate (`number_cluster` of those scoring at least
     `params.locate_score`; boxes xyxy in the pixels of an image `width` px wide) reaches nearer than
     `params.side_look` x its median digit height to the image's left or right side."""
-    located = [d for d in detections if d.score >= params.locate_score]
-    if not located or params.side_look <= 0:
+    number = located_number(detections, params.locate_score, params.margin_x) if params.side_look > 0 else []
+    if not number:
         return False
-    number = number_cluster(located, params.margin_x)
     height = statistics.median(box_height(d.box_xyxy) for d in number)
     left, right = min(d.box_xyxy[0] for d in number), max(d.box_xyxy[2] for d in number)
     return min(left, width - right) < params.side_look * height
@@ -277,8 +282,7 @@ def uncut(detections: Sequence[Detection], width: int) -> list[Detection]:
 def located_length(detections: Sequence[Detection], params: ZoomParams) -> int:
     """How many digits the number read in `detections` holds (`number_cluster` of those scoring at
     least `params.side_score`, the score at which a digit is read); 0 when none is read."""
-    read = [d for d in detections if d.score >= params.side_score]
-    return len(number_cluster(read, params.margin_x)) if read else 0
+    return len(located_number(detections, params.side_score, params.margin_x))
 
 
 def locates(detections: Sequence[Detection], params: ZoomParams) -> bool:
