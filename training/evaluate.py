@@ -5,7 +5,8 @@
 
 Writes Task 1 `pred.json` (COCO detections) and Task 2 `pred.csv` (`image_id,pred_label`); with ground
 truth also `metrics.json` (map, map50, map75, accuracy, and `digits`: what became of each ground-truth
-digit), the threshold/IoU sweep, `errors.csv` and a confusion matrix.
+digit, and `confidence`: how often numbers of each confidence are read right), the threshold/IoU
+sweep, `errors.csv`, a confusion matrix and `confidence.png`.
 """
 
 from __future__ import annotations
@@ -28,13 +29,15 @@ from models.rescorer import load_checkpoint_rescorer
 from training.data import ImageRecord, list_unlabelled_images, load_coco_split
 from training.metrics import (
     coco_map,
+    confidence_report,
     confusion_matrix,
     digit_outcomes,
     ground_truth_coco,
     number_accuracy,
+    number_confidences,
     predicted_numbers,
 )
-from training.plots import plot_confusion_matrix
+from training.plots import plot_confidence, plot_confusion_matrix
 from training.runner import (
     add_runner_args,
     predict_records,
@@ -92,6 +95,13 @@ def format_sweep(rows: Sequence[dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
+def format_coverage(coverage: Sequence[dict[str, float]]) -> str:
+    """`confidence_report`'s coverage rows on one line: "50 % -> 0.9012 (>= 0.97), ..."."""
+    return ", ".join(
+        f"{row['coverage']:.0%} -> {row['accuracy']:.4f} (>= {row['min_confidence']:.2f})" for row in coverage
+    )
+
+
 def write_predictions(
     out: Path,
     records: Sequence[ImageRecord],
@@ -115,15 +125,18 @@ def write_report(
     extra: dict[str, Any] | None = None,
     sites: Detections | None = None,
 ) -> dict[str, Any]:
-    """metrics.json, sweep.json, errors.csv (every misread image) and confusion_matrix.png for a labelled
-    split; returns the metrics. mAP is scored on `detections`; numbers, digit outcomes and the
-    confusion matrix on `sites` (by default the detections)."""
+    """metrics.json, sweep.json, errors.csv (every misread image), confusion_matrix.png and
+    confidence.png for a labelled split; returns the metrics. mAP is scored on `detections`; numbers,
+    digit outcomes, the confusion matrix and the numbers' confidence on `sites` (by default the
+    detections)."""
     read = detections if sites is None else sites
+    confidence = confidence_report(*number_confidences(records, read, params))
     metrics: dict[str, Any] = {
         **score_detections(records, detections, params, read),
         "images": len(records),
         "boxes": sum(len(r.boxes) for r in records),
         "digits": digit_outcomes(records, read, params.score_threshold),
+        "confidence": confidence,
         **(extra or {}),
     }
     sweep = sweep_assembly(records, read, params)
@@ -136,6 +149,7 @@ def write_report(
         out / "confusion_matrix.png",
         f"digits at score >= {params.score_threshold}, IoU de-dup {params.iou_threshold}",
     )
+    plot_confidence(confidence, out / "confidence.png")
     print(f"mAP {metrics['map']:.4f}  mAP50 {metrics['map50']:.4f}  accuracy {metrics['accuracy']:.4f}")
     digits = metrics["digits"]
     print(
@@ -143,6 +157,7 @@ def write_report(
         + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in digits.items())
     )
     print("whole-number accuracy by score threshold and IoU de-dup:\n" + format_sweep(sweep))
+    print("answering only the most confident numbers: " + format_coverage(confidence["coverage"]))
     return metrics
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -127,3 +128,67 @@ def digit_outcomes(
             else:
                 counts["not_localised"] += 1
     return counts
+
+
+CONFIDENCE_EDGES = (0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 1.0)
+COVERAGES = (0.5, 0.7, 0.8, 0.9, 0.95, 1.0)
+
+
+def number_confidences(
+    records: Sequence[ImageRecord], detections: Detections, params: AssemblyParams
+) -> tuple[np.ndarray, np.ndarray]:
+    """Float64[N] confidence of each image's assembled number (the product of its digits' scores, 0
+    when no digit survives; what /v1/recognize returns) and bool[N] whether it is the labelled number,
+    in `records` order."""
+    confidences, right = [], []
+    for record in records:
+        number = assemble_number(detections.get(record.image_id, ()), params)
+        confidences.append(number.confidence)
+        right.append(number.value == record.number)
+    return np.asarray(confidences, dtype=np.float64), np.asarray(right, dtype=bool)
+
+
+def confidence_report(
+    confidences: np.ndarray,
+    right: np.ndarray,
+    edges: Sequence[float] = CONFIDENCE_EDGES,
+    coverages: Sequence[float] = COVERAGES,
+) -> dict[str, list[dict[str, float]]]:
+    """How far the number's confidence can be trusted, from `confidences` (float[N] in [0, 1]) and
+    `right` (bool[N], the number read right).
+
+    - bins: for each [edges[i], edges[i+1]) (the last one closed), the images in it, how many were
+      read right, their accuracy and mean confidence (NaN-free: empty bins report 0 for both);
+    - coverage: answering only the most confident share c of the images (ties broken by image
+      order), the accuracy of those answers and the lowest confidence answered; none when N is 0.
+    """
+    if confidences.shape != right.shape or confidences.ndim != 1:
+        raise ValueError(f"confidences {confidences.shape} and right {right.shape} must be equal 1-D")
+    bins = []
+    for i, (low, high) in enumerate(itertools.pairwise(edges)):
+        last = i == len(edges) - 2
+        inside = (confidences >= low) & ((confidences <= high) if last else (confidences < high))
+        count = int(inside.sum())
+        bins.append(
+            {
+                "low": float(low),
+                "high": float(high),
+                "images": count,
+                "right": int(right[inside].sum()),
+                "accuracy": float(right[inside].mean()) if count else 0.0,
+                "mean_confidence": float(confidences[inside].mean()) if count else 0.0,
+            }
+        )
+    order = np.argsort(-confidences, kind="stable")
+    coverage = []
+    for share in coverages if len(order) else ():
+        answered = order[: max(1, round(share * len(order)))]
+        coverage.append(
+            {
+                "coverage": float(share),
+                "images": len(answered),
+                "accuracy": float(right[answered].mean()),
+                "min_confidence": float(confidences[answered].min()),
+            }
+        )
+    return {"bins": bins, "coverage": coverage}

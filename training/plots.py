@@ -1,5 +1,5 @@
 """Pictures people would rather look at than read: loss curves, runs side by side and the digit confusion
-matrix."""
+matrix, and how far the number's confidence can be trusted."""
 
 from __future__ import annotations
 
@@ -105,6 +105,74 @@ def plot_confusion_matrix(matrix: np.ndarray, path: Path, title: str) -> Path:
     ax.set(xlabel="predicted", ylabel="ground truth", title=title)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def confidence_figure(report: Mapping[str, Sequence[Mapping[str, float]]]) -> Figure:
+    """Two panels from `training.metrics.confidence_report`: left, the share of numbers read right in
+    each confidence bin (bars, with their image counts) against the bin's mean confidence (dots; on
+    the diagonal when the confidence is calibrated); right, the accuracy of the answers when only the
+    most confident share of the images is answered."""
+    fig, (ax_bins, ax_cover) = plt.subplots(1, 2, figsize=(10, 3.8))
+    bins = [b for b in report["bins"] if b["images"]]
+    lows = [b["low"] for b in bins]
+    widths = [b["high"] - b["low"] for b in bins]
+    ax_bins.bar(
+        lows,
+        [b["accuracy"] for b in bins],
+        width=widths,
+        align="edge",
+        alpha=0.6,
+        edgecolor="black",
+        label="read right",
+    )
+    for b in bins:
+        ax_bins.text(
+            b["low"] + (b["high"] - b["low"]) / 2,
+            min(b["accuracy"], 0.93) + 0.02,
+            str(int(b["images"])),
+            ha="center",
+            fontsize=7,
+        )
+    ax_bins.plot(
+        [b["low"] + (b["high"] - b["low"]) / 2 for b in bins],
+        [b["mean_confidence"] for b in bins],
+        "o",
+        color="tab:red",
+        label="mean confidence",
+    )
+    ax_bins.plot([0, 1], [0, 1], linestyle=":", color="grey")
+    ax_bins.set(
+        xlim=(0, 1),
+        ylim=(0, 1),
+        xlabel="confidence of the number (bins; images above the bars)",
+        ylabel="share",
+        title="Numbers read right by confidence",
+    )
+    ax_bins.legend(fontsize=7, loc="upper left")
+    cover = report["coverage"]
+    ax_cover.plot([c["coverage"] for c in cover], [c["accuracy"] for c in cover], marker="o")
+    for c in cover:
+        ax_cover.annotate(
+            f"{c['min_confidence']:.2f}",
+            (c["coverage"], c["accuracy"]),
+            textcoords="offset points",
+            xytext=(0, 6),
+            ha="center",
+            fontsize=7,
+        )
+    ax_cover.set(
+        xlabel="share of the images answered (the most confident first)",
+        ylabel="accuracy of the answers",
+        title="Answering only confident numbers (lowest confidence answered)",
+    )
+    ax_cover.title.set_fontsize(9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_confidence(report: Mapping[str, Sequence[Mapping[str, float]]], path: Path) -> Path:
+    """`confidence_figure` written to `path` as a PNG."""
+    return _save(confidence_figure(report), path)
 
 
 def plot_refiner(history: Sequence[dict[str, Any]], path: Path) -> Path:

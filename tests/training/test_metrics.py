@@ -8,10 +8,12 @@ from models.hw2 import detections_to_coco
 from training.data import DigitBox, ImageRecord, load_coco_split
 from training.metrics import (
     coco_map,
+    confidence_report,
     confusion_matrix,
     digit_outcomes,
     ground_truth_coco,
     number_accuracy,
+    number_confidences,
     predicted_numbers,
 )
 
@@ -92,3 +94,48 @@ def test_digit_outcomes_sort_each_truth_box_by_what_overlaps_it(tmp_path: Path) 
     assert counts == {"found": 1, "wrong_digit": 1, "below_threshold": 1, "not_localised": 2}
     assert digit_outcomes([record], dets, score_threshold=0.3)["found"] == 3  # 2 and 3 too
     assert sum(digit_outcomes([record], {}, 0.6).values()) == 5
+
+
+def test_number_confidences_are_the_assembled_numbers_and_whether_they_are_right(tmp_path: Path) -> None:
+    def record(image_id: int, digits: list[int]) -> ImageRecord:
+        boxes = tuple(DigitBox((10.0 * i, 0.0, 10.0 * i + 8, 20.0), d) for i, d in enumerate(digits))
+        return ImageRecord(image_id, tmp_path / f"{image_id}.png", 60, 30, boxes)
+
+    right, wrong, empty = record(1, [4, 2]), record(2, [7]), record(3, [5])
+    detections = {
+        1: [Detection(b.box_xyxy, b.digit, s) for b, s in zip(right.boxes, (0.9, 0.8), strict=True)],
+        2: [Detection(wrong.boxes[0].box_xyxy, 1, 0.95), Detection((40, 0, 48, 20), 3, 0.4)],
+    }
+    confidences, correct = number_confidences([right, wrong, empty], detections, AssemblyParams())
+    assert confidences == pytest.approx([0.72, 0.95, 0.0])  # the 0.4 detection is under the threshold
+    assert correct.tolist() == [True, False, False]
+
+
+def test_confidence_report_bins_and_coverage() -> None:
+    confidences = np.array([0.99, 0.97, 0.96, 0.92, 0.85, 0.6, 0.3, 1.0])
+    right = np.array([True, True, False, True, False, True, False, True])
+    report = confidence_report(confidences, right, edges=(0.0, 0.5, 0.9, 1.0), coverages=(0.5, 1.0))
+    assert [(b["images"], b["right"]) for b in report["bins"]] == [(1, 0), (2, 1), (5, 4)]
+    top = report["bins"][2]
+    assert top["accuracy"] == pytest.approx(0.8) and top["mean_confidence"] == pytest.approx(0.968)
+    half, everything = report["coverage"]
+    assert half["images"] == 4 and half["accuracy"] == pytest.approx(0.75)  # 1.0, 0.99, 0.97, 0.96
+    assert half["min_confidence"] == pytest.approx(0.96)
+    assert everything["accuracy"] == pytest.approx(5 / 8) and everything["min_confidence"] == pytest.approx(
+        0.3
+    )
+
+
+def test_confidence_report_keeps_empty_bins_at_zero_and_refuses_mismatched_input() -> None:
+    report = confidence_report(np.array([0.95]), np.array([True]), edges=(0.0, 0.5, 1.0), coverages=(1.0,))
+    assert report["bins"][0] == {
+        "low": 0.0,
+        "high": 0.5,
+        "images": 0,
+        "right": 0,
+        "accuracy": 0.0,
+        "mean_confidence": 0.0,
+    }
+    assert confidence_report(np.array([]), np.array([], dtype=bool))["coverage"] == []
+    with pytest.raises(ValueError, match="must be equal"):
+        confidence_report(np.array([0.5, 0.6]), np.array([True]))

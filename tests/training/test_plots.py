@@ -5,8 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 
-from training.plots import loss_curves_figure, plot_loss_curves, plot_run_comparison, run_comparison_figure
+from training.metrics import confidence_report
+from training.plots import (
+    confidence_figure,
+    loss_curves_figure,
+    plot_confidence,
+    plot_loss_curves,
+    plot_run_comparison,
+    run_comparison_figure,
+)
 
 
 def _history(epochs: int, scored: set[int]) -> list[dict[str, float]]:
@@ -56,4 +65,28 @@ def test_run_comparison_draws_one_line_per_run_in_each_panel() -> None:
 
 def test_plot_run_comparison_writes_a_png(tmp_path: Path) -> None:
     path = plot_run_comparison({"a": _history(2, scored={1, 2})}, tmp_path / "compare.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _report() -> dict:
+    confidences = np.array([0.99, 0.97, 0.92, 0.6, 0.55])
+    return confidence_report(
+        confidences, np.array([True, True, False, True, False]), edges=(0.0, 0.5, 0.9, 1.0)
+    )
+
+
+def test_confidence_figure_draws_only_the_bins_with_images_and_every_coverage() -> None:
+    fig = confidence_figure(_report())
+    try:
+        ax_bins, ax_cover = fig.axes
+        bars = ax_bins.patches
+        assert [round(b.get_x(), 2) for b in bars] == [0.5, 0.9]  # the empty [0, 0.5) bin is left out
+        assert [round(b.get_height(), 2) for b in bars] == [0.5, 0.67]
+        assert list(ax_cover.get_lines()[0].get_xdata()) == [0.5, 0.7, 0.8, 0.9, 0.95, 1.0]
+    finally:
+        plt.close(fig)
+
+
+def test_plot_confidence_writes_a_png(tmp_path: Path) -> None:
+    path = plot_confidence(_report(), tmp_path / "confidence.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -34,6 +34,7 @@ def test_run_folder_has_everything(trained_run: Path) -> None:
         "eval/pred.csv",
         "eval/metrics.json",
         "eval/confusion_matrix.png",
+        "eval/confidence.png",
         "eval/sweep.json",
     ):
         assert (trained_run / name).is_file(), name
@@ -64,6 +65,12 @@ def test_evaluate_cli_on_labelled_split(trained_run: Path, synth_dir: Path, tmp_
     assert json.loads((tmp_path / "evaluation.json").read_text())["zoom"]["below_px"] == 0.0
     assert saved == metrics and all(0.0 <= saved[k] <= 1.0 for k in ("map", "map50", "accuracy"))
     assert sum(saved["digits"].values()) == saved["boxes"]
+    bins = saved["confidence"]["bins"]
+    assert sum(b["images"] for b in bins) == 8 and sum(b["right"] for b in bins) == round(
+        saved["accuracy"] * 8
+    )
+    assert saved["confidence"]["coverage"][-1]["accuracy"] == pytest.approx(saved["accuracy"])
+    assert (tmp_path / "confidence.png").is_file()
     with (tmp_path / "pred.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 8 and set(rows[0]) == {"image_id", "pred_label"}
