@@ -8,19 +8,21 @@ import logging
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torchvision.models.detection import FasterRCNN
 
 from models.assembly import AssembledNumber, AssemblyParams, Detection, assemble_number
-from models.checkpoint import CheckpointMeta
+from models.checkpoint import CheckpointMeta, resolve_checkpoint_dir
 from models.int8 import Int8Meta, int8_parts
 from models.optimize import load_prepared_detector, load_prepared_reader, load_prepared_refiner
 from models.reader import DigitReader, ReaderMeta
 from models.refiner import BoxRefiner, RefinerMeta, refine_images
 from models.reread import Findings, read_boxes, reread_detections, reread_images
 from models.rescorer import Rescorer, RescorerMeta, load_checkpoint_rescorer, rescore_images
+from models.verifier import NumberVerifier, VerifierMeta, current_verifier, number_features, pipeline_identity
 from models.zoom import ZoomParams, detect_with_zoom
 from service.errors import ModelOverloadedError
 from service.imaging import to_model_input
@@ -45,10 +47,22 @@ class Predictor:
         refiner: tuple[BoxRefiner, RefinerMeta] | None = None,
         rescorer: tuple[Rescorer, RescorerMeta] | None = None,
         int8: Int8Meta | None = None,
+        verifier: tuple[NumberVerifier, VerifierMeta] | None = None,
     ) -> None:
         self.model, self.meta, self.device, self.assembly = model, meta, device, assembly
         self.checkpoint, self.zoom, self.reader, self.refiner = checkpoint, zoom, reader, refiner
-        self.rescorer, self.int8 = rescorer, int8
+        self.rescorer, self.int8, self.verifier = rescorer, int8, verifier
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        """This pipeline as a verifier records it (`models.verifier.pipeline_identity`)."""
+        parts = {"refiner": self.refiner, "reader": self.reader, "rescorer": self.rescorer}
+        return pipeline_identity(
+            self.meta.weights_sha256,
+            self.assembly,
+            self.zoom,
+            {name: part[1].to_dict() if part else None for name, part in parts.items()},
+        )
 
     @property
     def int8_parts(self) -> list[str]:
@@ -84,7 +98,9 @@ class Predictor:
         the reader, whose outputs it needs) and rewrite
         the model for serving (models.optimize: same outputs, faster; on the CPU in int8 when the
         checkpoint has an int8 part and `use_int8`, models/int8.py); thresholds, the zoom
-        trigger, the search tiles and the side look left as None come from the checkpoint."""
+        trigger, the search tiles and the side look left as None come from the checkpoint. The
+        checkpoint's number verifier is used when it was fitted on this very pipeline (parts and
+        settings; `models.verifier.current_verifier`)."""
         model, meta, int8 = load_prepared_detector(checkpoint, device, use_int8=use_int8)
         reader = load_prepared_reader(checkpoint, device, use_int8=use_int8) if use_reader else None
         refiner = load_prepared_refiner(checkpoint, device, use_int8=use_int8) if use_refiner else None
@@ -97,7 +113,9 @@ class Predictor:
         }
         assembly = replace(meta.assembly, **{k: v for k, v in overrides.items() if v is not None})
         zoom = meta.zoom.with_trigger(zoom_below_px, search_tiles, side_look)
-        return cls(model, meta, device, assembly, checkpoint, zoom, reader, refiner, rescorer, int8)
+        predictor = cls(model, meta, device, assembly, checkpoint, zoom, reader, refiner, rescorer, int8)
+        predictor.verifier = current_verifier(resolve_checkpoint_dir(checkpoint), predictor.identity)
+        return predictor
 
     def detect(self, images: list[np.ndarray]) -> list[Findings]:
         """A detector call for each image of the batch (preprocess -> inference -> postprocess;
@@ -141,6 +159,14 @@ class Predictor:
         """The shared number-assembly rule with this service's thresholds, over an image's digit sites
         (`Findings.sites`)."""
         return assemble_number(sites, self.assembly)
+
+    def p_correct(self, number: AssembledNumber, findings: Findings) -> float | None:
+        """The verifier's estimate that `number` (assembled from `findings.sites`) is read right;
+        None without a current verifier or when no digit was read."""
+        if self.verifier is None:
+            return None
+        features = number_features(number, findings.sites, findings.detections)
+        return None if features is None else float(self.verifier[0].p_correct(features))
 
     def warm_up(self, runs: int = 2) -> float:
         """Run the model on a blank street-number-sized image; returns the last run's ms."""

@@ -74,6 +74,11 @@ class RecognizeResult(BaseModel):
     number: int = Field(description="the number as an integer; -1 when no digit survives")
     digits: list[DigitDetection] = Field(description="the detections used, left to right")
     confidence: float = Field(description="product of the used digits' scores; 0 when none")
+    p_correct: float | None = Field(
+        None,
+        description="the model's verifier's estimate that the number is read right (models/verifier.py); "
+        "null when no digit was read, or when the checkpoint has no verifier fitted on the pipeline served",
+    )
     timing: Timing
 
 
@@ -138,6 +143,11 @@ class ModelInfo(BaseModel):
     )
     int8: dict[str, Any] | None = Field(
         None, description="the detector's int8 ranges in use (models/int8.py); null in floating point"
+    )
+    verifier: dict[str, Any] | None = Field(
+        None,
+        description="the number verifier behind p_correct: where it was fitted and its cross-validated "
+        "figures (models/verifier.py); null when none is in use",
     )
     int8_parts: list[str] = Field(
         default_factory=list,

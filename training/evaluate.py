@@ -16,16 +16,27 @@ import csv
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from models.assembly import AssemblyParams
+import numpy as np
+
+from models.assembly import AssemblyParams, assemble_number
+from models.checkpoint import resolve_checkpoint_dir, sha256_file
 from models.hw2 import Detections, detections_to_coco, write_pred_csv, write_pred_json
 from models.inference import resolve_device
 from models.int8 import int8_parts
 from models.optimize import load_prepared_detector, load_prepared_reader, load_prepared_refiner
 from models.rescorer import load_checkpoint_rescorer
+from models.verifier import (
+    FEATURE_NAMES,
+    NumberVerifier,
+    VerifierMeta,
+    current_verifier,
+    number_features,
+    pipeline_identity,
+)
 from training.data import ImageRecord, list_unlabelled_images, load_coco_split
 from training.metrics import (
     coco_map,
@@ -157,7 +168,10 @@ def write_report(
         + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in digits.items())
     )
     print("whole-number accuracy by score threshold and IoU de-dup:\n" + format_sweep(sweep))
-    print("answering only the most confident numbers: " + format_coverage(confidence["coverage"]))
+    print(
+        f"answering only the most confident numbers: AUC {confidence['auc']:.3f}, "
+        + format_coverage(confidence["coverage"])
+    )
     return metrics
 
 
@@ -186,7 +200,13 @@ def split_records(
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    return build_parser(__doc__).parse_args(argv)
+
+
+def build_parser(description: str | None) -> argparse.ArgumentParser:
+    """The evaluator's options: which checkpoint, split and output folder, and the pipeline's
+    settings (`run_pipeline`); `training.verifier` adds its own."""
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True, help="checkpoint folder (or its checkpoint.json)")
     p.add_argument("--data", required=True, type=Path, help="data set root in the HW2 layout")
     p.add_argument("--split", default="valid", help="split folder name: valid, test, train ...")
@@ -230,12 +250,56 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "part (models/int8.py)",
     )
     add_runner_args(p)
-    return p.parse_args(argv)
+    return p
+
+
+@dataclass(frozen=True)
+class PipelineRun:
+    """The served pipeline's outputs on a split (`run_pipeline`): Task 1 `detections` and the digit
+    `sites` the numbers are read from (xyxy boxes in image pixels), the assembly thresholds, what
+    ran (`info`, evaluation.json's content) and `identity` (`models.verifier.pipeline_identity`)."""
+
+    records: list[ImageRecord]
+    labelled: bool
+    detections: Detections
+    sites: Detections | None
+    params: AssemblyParams
+    info: dict[str, Any]
+    identity: dict[str, Any]
+
+    @property
+    def read(self) -> Detections:
+        """What the numbers are read from: the sites, or the detections without a reader."""
+        return self.detections if self.sites is None else self.sites
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    run = run_pipeline(args)
+    write_predictions(args.out, run.records, run.detections, run.params, run.sites)
+    verifier = current_verifier(resolve_checkpoint_dir(args.checkpoint), run.identity)
+    run.info["verifier"] = verifier[1].fitted_on if verifier else None
+    (args.out / "evaluation.json").write_text(json.dumps(run.info, indent=2) + "\n")
+    if not run.labelled:
+        print(f"wrote predictions for {len(run.records)} images to {args.out}")
+        return {}
+    extra = {"p_correct": p_correct_report(run, verifier, annotations_sha256(args))} if verifier else {}
+    metrics = write_report(args.out, run.records, run.detections, run.params, extra, sites=run.sites)
+    if verifier:
+        plot_confidence(metrics["p_correct"], args.out / "p_correct.png", "p_correct")
+        in_sample = (
+            " (in-sample: the verifier was fitted on this split)" if metrics["p_correct"]["in_sample"] else ""
+        )
+        print(
+            f"answering by the verifier's p_correct{in_sample}: AUC {metrics['p_correct']['auc']:.3f}, "
+            + format_coverage(metrics["p_correct"]["coverage"])
+        )
+    return metrics
+
+
+def run_pipeline(args: argparse.Namespace) -> PipelineRun:
+    """The checkpoint's pipeline as served, with `args`' settings, over the split's images."""
     device = resolve_device(args.device)
     use_int8 = not args.no_int8  # the detector, refiner and reader as served
     model, meta, int8 = load_prepared_detector(args.checkpoint, device, use_int8=use_int8)
@@ -258,7 +322,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if rescorer and probs is not None:
         detections = rescore_records(rescorer[0], records, detections, probs)
     sites = read_sites(reader, records, detections, args.batch_size, probs) if reader else None
-    write_predictions(args.out, records, detections, params, sites)
     info = {
         "checkpoint": str(args.checkpoint),
         "weights_sha256": meta.weights_sha256,
@@ -275,11 +338,47 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         ),
         "device": str(device),
     }
-    (args.out / "evaluation.json").write_text(json.dumps(info, indent=2) + "\n")
-    if not labelled:
-        print(f"wrote predictions for {len(records)} images to {args.out}")
-        return {}
-    return write_report(args.out, records, detections, params, sites=sites)
+    identity = pipeline_identity(
+        meta.weights_sha256, params, zoom, {k: info[k] for k in ("refiner", "reader", "rescorer")}
+    )
+    return PipelineRun(records, labelled, detections, sites, params, info, identity)
+
+
+def annotations_sha256(args: argparse.Namespace) -> str | None:
+    """sha256 of the split's annotation file (None when it has none)."""
+    path = Path(args.annotations) if args.annotations else args.data / f"{args.split}.json"
+    return sha256_file(path) if path.is_file() else None
+
+
+def verifier_inputs(run: PipelineRun) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For every record of a labelled run: float64[N, 5] verifier features (`models.verifier
+    .number_features`; zeros where the number is empty), bool[N] whether a number was read, and
+    bool[N] whether it is the labelled one."""
+    rows, read, right = [], [], []
+    for record in run.records:
+        number = assemble_number(run.read.get(record.image_id, ()), run.params)
+        features = number_features(
+            number, run.read.get(record.image_id, ()), run.detections.get(record.image_id, ())
+        )
+        rows.append(np.zeros(len(FEATURE_NAMES)) if features is None else features)
+        read.append(features is not None)
+        right.append(number.value == record.number)
+    return (
+        np.array(rows).reshape(-1, len(FEATURE_NAMES)),
+        np.array(read, dtype=bool),
+        np.array(right, dtype=bool),
+    )
+
+
+def p_correct_report(
+    run: PipelineRun, verifier: tuple[NumberVerifier, VerifierMeta], annotations: str | None
+) -> dict[str, Any]:
+    """`confidence_report` of the verifier's p_correct (0 where no number was read) on a labelled run,
+    and whether the verifier was fitted on these very annotations (`in_sample`, by their sha256)."""
+    features, read, right = verifier_inputs(run)
+    p = np.where(read, verifier[0].p_correct(features), 0.0) if len(read) else np.zeros(0)
+    in_sample = annotations is not None and verifier[1].fitted_on.get("annotations_sha256") == annotations
+    return {**confidence_report(p, right), "in_sample": in_sample}
 
 
 if __name__ == "__main__":

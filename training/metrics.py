@@ -148,17 +148,33 @@ def number_confidences(
     return np.asarray(confidences, dtype=np.float64), np.asarray(right, dtype=bool)
 
 
+def auc(scores: np.ndarray, right: np.ndarray) -> float:
+    """Area under the ROC curve: the chance that a right reading outscores a wrong one (ties count
+    half); 0.5 when either kind is missing."""
+    positives, negatives = int(right.sum()), int((~right).sum())
+    if not positives or not negatives:
+        return 0.5
+    order = np.argsort(scores, kind="stable")
+    ranks = np.empty(len(scores))
+    ranks[order] = np.arange(1, len(scores) + 1)
+    for value in np.unique(scores):  # ties share their mean rank
+        tied = scores == value
+        ranks[tied] = ranks[tied].mean()
+    return float((ranks[right].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+
+
 def confidence_report(
     confidences: np.ndarray,
     right: np.ndarray,
     edges: Sequence[float] = CONFIDENCE_EDGES,
     coverages: Sequence[float] = COVERAGES,
-) -> dict[str, list[dict[str, float]]]:
+) -> dict[str, Any]:
     """How far the number's confidence can be trusted, from `confidences` (float[N] in [0, 1]) and
     `right` (bool[N], the number read right).
 
     - bins: for each [edges[i], edges[i+1]) (the last one closed), the images in it, how many were
       read right, their accuracy and mean confidence (NaN-free: empty bins report 0 for both);
+    - auc: the chance that a number read right has a higher confidence than one misread (`auc`);
     - coverage: answering only the most confident share c of the images (ties broken by image
       order), the accuracy of those answers and the lowest confidence answered; none when N is 0.
     """
@@ -191,4 +207,4 @@ def confidence_report(
                 "min_confidence": float(confidences[answered].min()),
             }
         )
-    return {"bins": bins, "coverage": coverage}
+    return {"auc": auc(confidences, right), "bins": bins, "coverage": coverage}

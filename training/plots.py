@@ -107,11 +107,11 @@ def plot_confusion_matrix(matrix: np.ndarray, path: Path, title: str) -> Path:
     return _save(fig, path)
 
 
-def confidence_figure(report: Mapping[str, Sequence[Mapping[str, float]]]) -> Figure:
-    """Two panels from `training.metrics.confidence_report`: left, the share of numbers read right in
-    each confidence bin (bars, with their image counts) against the bin's mean confidence (dots; on
-    the diagonal when the confidence is calibrated); right, the accuracy of the answers when only the
-    most confident share of the images is answered."""
+def confidence_figure(report: Mapping[str, Any], what: str = "confidence") -> Figure:
+    """Two panels from `training.metrics.confidence_report` of a score named `what`: left, the share
+    of numbers read right in each bin of the score (bars, with their image counts) against the bin's
+    mean score (dots; on the diagonal when the score is calibrated); right, the accuracy of the
+    answers when only the most confident share of the images is answered."""
     fig, (ax_bins, ax_cover) = plt.subplots(1, 2, figsize=(10, 3.8))
     bins = [b for b in report["bins"] if b["images"]]
     lows = [b["low"] for b in bins]
@@ -138,15 +138,15 @@ def confidence_figure(report: Mapping[str, Sequence[Mapping[str, float]]]) -> Fi
         [b["mean_confidence"] for b in bins],
         "o",
         color="tab:red",
-        label="mean confidence",
+        label=f"mean {what}",
     )
     ax_bins.plot([0, 1], [0, 1], linestyle=":", color="grey")
     ax_bins.set(
         xlim=(0, 1),
         ylim=(0, 1),
-        xlabel="confidence of the number (bins; images above the bars)",
+        xlabel=f"{what} of the number (bins; images above the bars)",
         ylabel="share",
-        title="Numbers read right by confidence",
+        title=f"Numbers read right by {what} (AUC {report['auc']:.3f})",
     )
     ax_bins.legend(fontsize=7, loc="upper left")
     cover = report["coverage"]
@@ -163,16 +163,16 @@ def confidence_figure(report: Mapping[str, Sequence[Mapping[str, float]]]) -> Fi
     ax_cover.set(
         xlabel="share of the images answered (the most confident first)",
         ylabel="accuracy of the answers",
-        title="Answering only confident numbers (lowest confidence answered)",
+        title=f"Answering only the most confident (lowest {what} answered)",
     )
     ax_cover.title.set_fontsize(9)
     fig.tight_layout()
     return fig
 
 
-def plot_confidence(report: Mapping[str, Sequence[Mapping[str, float]]], path: Path) -> Path:
+def plot_confidence(report: Mapping[str, Any], path: Path, what: str = "confidence") -> Path:
     """`confidence_figure` written to `path` as a PNG."""
-    return _save(confidence_figure(report), path)
+    return _save(confidence_figure(report, what), path)
 
 
 def plot_refiner(history: Sequence[dict[str, Any]], path: Path) -> Path:

@@ -57,6 +57,7 @@ async def recognize(image: Images, state: StateDep, _: ApiKeyDep) -> RecognizeRe
     out = []
     for r in results:
         number = predictor.assemble(r.findings.sites)
+        p_correct = predictor.p_correct(number, r.findings)
         out.append(
             RecognizeResult(
                 index=r.index,
@@ -66,6 +67,7 @@ async def recognize(image: Images, state: StateDep, _: ApiKeyDep) -> RecognizeRe
                 number=number.value,
                 digits=[to_schema(d) for d in number.digits],
                 confidence=round(number.confidence, 5),
+                p_correct=None if p_correct is None else round(p_correct, 5),
                 timing=r.timing,
             )
         )

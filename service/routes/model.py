@@ -16,8 +16,8 @@ router = APIRouter(prefix="/v1", tags=["model"])
 
 @router.get("/model", response_model=ModelInfo, responses=error_responses(401, 503))
 async def model_info(state: StateDep, _: ApiKeyDep) -> ModelInfo:
-    """Architecture, classes, input size, thresholds, zoom, reader, refiner, rescorer and int8 in force,
-    weights hash and training metrics."""
+    """Architecture, classes, input size, thresholds, zoom, reader, refiner, rescorer, int8 and
+    verifier in force, weights hash and training metrics."""
     predictor, _batcher = state.require_ready()
     meta = predictor.meta
     return ModelInfo(
@@ -32,6 +32,11 @@ async def model_info(state: StateDep, _: ApiKeyDep) -> ModelInfo:
         rescorer=predictor.rescorer[1].to_dict() if predictor.rescorer else None,
         int8=predictor.int8.to_dict() if predictor.int8 else None,
         int8_parts=predictor.int8_parts,
+        verifier=(
+            {"fitted_on": predictor.verifier[1].fitted_on, "metrics": predictor.verifier[1].metrics}
+            if predictor.verifier
+            else None
+        ),
         weights_sha256=meta.weights_sha256,
         weights_dtype=meta.weights_dtype,
         data_fingerprint=meta.data_fingerprint,
