@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -13,8 +14,11 @@ from PIL import Image
 
 from models.assembly import AssemblyParams, Detection, assemble_number
 from models.boxes import xywh_to_xyxy
+from models.reread import Findings
+from models.verifier import NumberVerifier, VerifierMeta, load_verifier, number_features, save_verifier
 from service.app import create_app
 from service.config import Settings
+from service.predictor import Predictor
 from tests.service.conftest import StartClient, noise_png, png
 
 
@@ -299,3 +303,44 @@ def test_assemble_rereads_detections_with_other_thresholds(client: TestClient) -
 def test_assemble_rejects_malformed_detections_with_422(client: TestClient, bad: dict) -> None:
     response = client.post("/v1/assemble", json={"detections": [bad]})
     assert response.status_code == 422 and response.json()["error"]["code"] == "invalid_request"
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint_with_verifier(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny checkpoint plus a verifier fitted (by hand) on it at score threshold 0."""
+    folder = tmp_path_factory.mktemp("ckpt") / "tiny-verifier"
+    shutil.copytree(tiny_checkpoint, folder)
+    served = Predictor.load(folder, torch.device("cpu"), score_threshold=0.0).identity
+    verifier = NumberVerifier((0.0,) * 5, (1.0,) * 5, (0.5, 1.0, 0.2, -2.0, -1.0), 0.3)
+    save_verifier(folder, verifier, VerifierMeta(served, {"split": "valid", "images": 3}, {"auc": 0.7}))
+    return folder
+
+
+def test_recognize_estimates_p_correct_with_the_verifier_fitted_on_the_pipeline(
+    start_client: StartClient, tiny_checkpoint_with_verifier: Path
+) -> None:
+    client = start_client(checkpoint=tiny_checkpoint_with_verifier, score_threshold=0.0)
+    image = noise_png(seed=3)
+    found = client.post("/v1/detect", files=files(image)).json()["results"][0]
+    as_detections = [
+        [Detection(xywh_to_xyxy(d["bbox"]), d["digit"], d["score"]) for d in found[key]]
+        for key in ("sites", "detections")
+    ]
+    sites, detections = as_detections
+    features = number_features(assemble_number(sites, AssemblyParams(score_threshold=0.0)), sites, detections)
+    verifier = load_verifier(tiny_checkpoint_with_verifier)
+    assert features is not None and verifier is not None
+    result = client.post("/v1/recognize", files=files(image)).json()["results"][0]
+    assert result["p_correct"] == pytest.approx(float(verifier[0].p_correct(features)), abs=1e-3)
+    info = client.get("/v1/model").json()["verifier"]
+    assert info == {"fitted_on": {"split": "valid", "images": 3}, "metrics": {"auc": 0.7}}
+    predictor = client.app.state.service.predictor  # type: ignore[attr-defined]
+    assert predictor.p_correct(assemble_number([]), Findings([], [])) is None  # no digit read
+
+
+def test_p_correct_is_null_where_the_verifier_was_fitted_on_another_pipeline(
+    start_client: StartClient, tiny_checkpoint_with_verifier: Path
+) -> None:
+    client = start_client(checkpoint=tiny_checkpoint_with_verifier, score_threshold=0.1)
+    result = client.post("/v1/recognize", files=files(noise_png(seed=3))).json()["results"][0]
+    assert result["p_correct"] is None and client.get("/v1/model").json()["verifier"] is None
