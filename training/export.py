@@ -24,6 +24,9 @@ sets the number assembly's height rule (`models.assembly`, 0 = off) in the copy'
 unaffected). With `--out` the source itself, only the reader, the refiner (the source's own when
 only `--reader-weight` or `--refiner-step` is given), the rescorer, the height rule, the proposals
 and the zoom settings are written: the detector's weights and the rest of its JSON stay as they are.
+The number verifier (`verifier.json`, `python -m training.verifier`) is not carried: it holds only for
+the pipeline it was fitted on, so fit it again on the copy (or after editing a checkpoint in place,
+which turns it off until then).
 """
 
 from __future__ import annotations

@@ -15,6 +15,14 @@ from models.checkpoint import (
 from models.detector import DETECTOR_PRESETS, build_detector
 from models.reader import DigitReader, load_reader, save_reader
 from models.reread import CropSpec, RereadParams
+from models.verifier import (
+    VERIFIER_FILE,
+    NumberVerifier,
+    VerifierMeta,
+    current_verifier,
+    pipeline_identity,
+    save_verifier,
+)
 from models.zoom import ZoomParams
 from training import export
 
@@ -147,3 +155,21 @@ def test_set_checkpoint_detector_refuses_another_architecture(tmp_path: Path) ->
     with pytest.raises(ValueError, match="box_head_dim"):
         set_checkpoint_detector(source, replace(config, box_head_dim=64))
     assert read_checkpoint_meta(source).detector == config
+
+
+def test_the_verifier_stays_behind_and_an_edit_in_place_turns_it_off(tmp_path: Path) -> None:
+    config = DETECTOR_PRESETS["fast"]
+    source = save_checkpoint(tmp_path / "src", build_detector(config).eval(), config)
+    meta = read_checkpoint_meta(source)
+    fitted = pipeline_identity(meta.weights_sha256, meta.assembly, meta.zoom, {})
+    verifier = NumberVerifier((0.0,) * 5, (1.0,) * 5, (0.1,) * 5, 0.0)
+    save_verifier(source, verifier, VerifierMeta(fitted))
+    copy = export.main(["--checkpoint", str(source), "--out", str(tmp_path / "copy")])
+    assert not (copy / VERIFIER_FILE).exists()
+    assert current_verifier(source, fitted) is not None
+    export.main(["--checkpoint", str(source), "--out", str(source), "--side-look", "0.5"])
+    edited = read_checkpoint_meta(source)
+    assert (
+        current_verifier(source, pipeline_identity(edited.weights_sha256, edited.assembly, edited.zoom, {}))
+        is None
+    )
