@@ -112,7 +112,7 @@ def confidence_figure(report: Mapping[str, Any], what: str = "confidence") -> Fi
     of numbers read right in each bin of the score (bars, with their image counts) against the bin's
     mean score (dots; on the diagonal when the score is calibrated); right, the accuracy of the
     answers when only the most confident share of the images is answered."""
-    fig, (ax_bins, ax_cover) = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, (ax_bins, ax_cover) = plt.subplots(1, 2, figsize=(11, 4))
     bins = [b for b in report["bins"] if b["images"]]
     lows = [b["low"] for b in bins]
     widths = [b["high"] - b["low"] for b in bins]
@@ -144,7 +144,7 @@ def confidence_figure(report: Mapping[str, Any], what: str = "confidence") -> Fi
     ax_bins.set(
         xlim=(0, 1),
         ylim=(0, 1),
-        xlabel=f"{what} of the number (bins; images above the bars)",
+        xlabel=f"{what} (bins; image counts above the bars)",
         ylabel="share",
         title=f"Numbers read right by {what} (AUC {report['auc']:.3f})",
     )
@@ -161,11 +161,10 @@ def confidence_figure(report: Mapping[str, Any], what: str = "confidence") -> Fi
             fontsize=7,
         )
     ax_cover.set(
-        xlabel="share of the images answered (the most confident first)",
+        xlabel="share answered, surest first (label: lowest score answered)",
         ylabel="accuracy of the answers",
-        title=f"Answering only the most confident (lowest {what} answered)",
+        title="Answering only the surest readings",
     )
-    ax_cover.title.set_fontsize(9)
     fig.tight_layout()
     return fig
 
