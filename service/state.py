@@ -79,13 +79,17 @@ class ServiceState:
             if self.status == "loading":
                 self.status, self.reason = "ready", None
             assert self.predictor is not None
+            verifier = self.predictor.verifier
             log.info(
-                "serving %s (%s, sha256 %s...) on %s%s; warm-up %.1f ms",
+                "serving %s (%s, sha256 %s...) on %s%s%s; warm-up %.1f ms",
                 path,
                 self.predictor.meta.detector.arch,
                 self.predictor.meta.weights_sha256[:12],
                 self.device,
                 f", in int8: {', '.join(parts)}" if (parts := self.predictor.int8_parts) else "",
+                f", p_correct from the verifier fitted on {verifier[1].fitted_on.get('split', '?')}"
+                if verifier
+                else "",
                 loaded["warm_ms"],
             )
         except Exception as exc:  # reported through readiness with its own message

@@ -6,7 +6,9 @@
 Writes Task 1 `pred.json` (COCO detections) and Task 2 `pred.csv` (`image_id,pred_label`); with ground
 truth also `metrics.json` (map, map50, map75, accuracy, and `digits`: what became of each ground-truth
 digit, and `confidence`: how often numbers of each confidence are read right), the threshold/IoU
-sweep, `errors.csv`, a confusion matrix and `confidence.png`.
+sweep, `errors.csv`, a confusion matrix and `confidence.png`; where the checkpoint has a number
+verifier fitted on the pipeline evaluated (models/verifier.py), `p_correct` in `metrics.json` and
+`p_correct.png` say the same of its estimates (flagged `in_sample` on the split it was fitted on).
 """
 
 from __future__ import annotations
@@ -279,8 +281,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     run = run_pipeline(args)
     write_predictions(args.out, run.records, run.detections, run.params, run.sites)
     verifier = current_verifier(resolve_checkpoint_dir(args.checkpoint), run.identity)
-    run.info["verifier"] = verifier[1].fitted_on if verifier else None
-    (args.out / "evaluation.json").write_text(json.dumps(run.info, indent=2) + "\n")
+    info = {**run.info, "verifier": verifier[1].fitted_on if verifier else None}
+    (args.out / "evaluation.json").write_text(json.dumps(info, indent=2) + "\n")
     if not run.labelled:
         print(f"wrote predictions for {len(run.records)} images to {args.out}")
         return {}

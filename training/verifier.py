@@ -26,7 +26,7 @@ import numpy as np
 from models.checkpoint import resolve_checkpoint_dir
 from models.verifier import FEATURE_NAMES, NumberVerifier, VerifierMeta, save_verifier
 from training.evaluate import annotations_sha256, build_parser, format_coverage, run_pipeline, verifier_inputs
-from training.metrics import confidence_report
+from training.metrics import confidence_report, number_confidences
 from training.plots import plot_confidence
 
 log = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if not run.labelled:
         raise SystemExit(f"--split {args.split} has no annotations: a verifier learns from labelled numbers")
     features, read, right = verifier_inputs(run)
-    confidence = np.where(read, np.exp(features[:, 0]), 0.0)  # log_confidence back to the product
+    confidence, _ = number_confidences(run.records, run.read, run.params)
     estimates = cross_validate(features, read, right, args.folds, args.seed, args.l2)
     summary = {
         "folds": args.folds,
