@@ -4,8 +4,10 @@
     digitserve predict photos/ --checkpoint runs/x/best --out preds/ --draw drawn/
     digitserve predict photos/ --url http://127.0.0.1:8000 --api-key KEY
 
-Prints a table (file, number, confidence, digits, ms) or, with --out, writes HW2 `pred.json` and
-`pred.csv`; --draw saves each image with its boxes. Same decoding and number assembly as the service.
+Prints a table (file, number, confidence, p_correct, digits, ms) or, with --out, writes HW2 `pred.json`
+and `pred.csv`; --draw saves each image with its boxes. Same decoding and number assembly as the
+service. p_correct (the checkpoint's number verifier, models/verifier.py) is given in-process only:
+"-" with --url, or where the checkpoint has no verifier fitted on the pipeline run.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class FileResult:
     number: AssembledNumber | None
     elapsed_ms: float
     error: str = ""
+    p_correct: float | None = None
 
 
 def collect_images(paths: Sequence[Path]) -> list[Path]:
@@ -78,6 +81,9 @@ class LocalReader:
     def detect(self, path: Path) -> Findings:
         return self.predictor.detect([decode_image(path.read_bytes(), MAX_PIXELS).pixels])[0]
 
+    def p_correct(self, number: AssembledNumber, found: Findings) -> float | None:
+        return self.predictor.p_correct(number, found)
+
 
 class RemoteReader:
     """Asks a running service; the number is assembled here with the server's thresholds."""
@@ -94,6 +100,10 @@ class RemoteReader:
 
     def close(self) -> None:
         self.client.close()
+
+    def p_correct(self, number: AssembledNumber, found: Findings) -> float | None:
+        """Not from here: the number is assembled locally, with the server's verifier out of reach."""
+        return None
 
     def detect(self, path: Path) -> Findings:
         response = self.client.post(
@@ -128,19 +138,25 @@ def read_all(
             yield FileResult(path, [], [], None, (time.perf_counter() - start) * 1000, error=str(exc))
             continue
         number = assemble_number(found.sites, reader.assembly)
-        yield FileResult(path, found.detections, found.sites, number, (time.perf_counter() - start) * 1000)
+        elapsed = (time.perf_counter() - start) * 1000
+        yield FileResult(
+            path, found.detections, found.sites, number, elapsed, p_correct=reader.p_correct(number, found)
+        )
 
 
 def format_table(results: Sequence[FileResult]) -> str:
     width = max([len(str(r.path)) for r in results] + [4])
-    lines = [f"{'file':{width}}  {'number':>10}  {'confidence':>10}  {'digits':>6}  {'ms':>7}"]
+    lines = [
+        f"{'file':{width}}  {'number':>10}  {'confidence':>10}  {'p_correct':>9}  {'digits':>6}  {'ms':>7}"
+    ]
     for r in results:
         if r.number is None:
             lines.append(f"{r.path!s:{width}}  {'error':>10}  {r.error}")
         else:
+            p_correct = "-" if r.p_correct is None else f"{r.p_correct:.3f}"
             lines.append(
                 f"{r.path!s:{width}}  {r.number.text or '-1':>10}  {r.number.confidence:10.3f}  "
-                f"{len(r.number.digits):6d}  {r.elapsed_ms:7.1f}"
+                f"{p_correct:>9}  {len(r.number.digits):6d}  {r.elapsed_ms:7.1f}"
             )
     return "\n".join(lines)
 

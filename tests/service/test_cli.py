@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
-from models.assembly import Detection
+from models.assembly import Detection, assemble_number
 from models.reread import Findings
+from models.verifier import NumberVerifier, VerifierMeta, number_features, save_verifier
 from service import cli
 from service.predictor import Predictor
 from tests.service.test_server import Server, server_factory  # noqa: F401 (fixture)
@@ -152,3 +155,30 @@ def test_pred_json_holds_the_detections_and_pred_csv_reads_the_sites(
         (4, 0.9),
         (7, 0.35),
     ]
+
+
+def test_the_table_gives_p_correct_where_the_checkpoint_has_a_verifier_for_the_pipeline(
+    photos: Path,
+    tiny_checkpoint: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    sites = [Detection((10, 10, 30, 50), 7, 0.8), Detection((40, 10, 60, 50), 4, 0.9)]
+    detections = [*sites, Detection((40, 10, 60, 50), 1, 0.3)]  # a rival on the 4
+    monkeypatch.setattr(
+        Predictor, "detect", lambda self, images: [Findings(detections, sites) for _ in images]
+    )
+    args = ["predict", str(photos / "3.png"), "--device", "cpu", "--no-progress", "--checkpoint"]
+    assert cli.main([*args, str(tiny_checkpoint)]) == 0
+    plain = capsys.readouterr().out.splitlines()
+    assert "p_correct" in plain[0] and plain[1].split()[1:4] == ["74", "0.720", "-"]
+    checkpoint = tmp_path / "with-verifier"
+    shutil.copytree(tiny_checkpoint, checkpoint)
+    identity = Predictor.load(checkpoint, torch.device("cpu")).identity
+    verifier = NumberVerifier((0.0,) * 5, (1.0,) * 5, (0.5, 1.0, 0.2, -2.0, -1.0), 0.3)
+    save_verifier(checkpoint, verifier, VerifierMeta(identity))
+    assert cli.main([*args, str(checkpoint)]) == 0
+    row = capsys.readouterr().out.splitlines()[1].split()
+    features = number_features(assemble_number(sites), sites, detections)
+    assert features is not None and row[3] == f"{float(verifier.p_correct(features)):.3f}"
