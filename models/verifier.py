@@ -96,18 +96,14 @@ def pipeline_identity(
     other parts' descriptions (`parts`: "refiner", "reader", "rescorer" -> their meta's `to_dict()`,
     None where the pipeline runs without it; their training metrics left out: the sha256 of their
     weights and their settings stay), the assembly thresholds and the zoom settings."""
-    identity = {
-        "detector": detector_sha256,
-        **{
-            name: None
-            if parts.get(name) is None
-            else {k: v for k, v in dict(parts[name] or {}).items() if k != "metrics"}
-            for name in ("refiner", "reader", "rescorer")
-        },
-        "assembly": asdict(assembly),
-        "zoom": asdict(zoom),
-    }
+    described = {name: _settings(parts.get(name)) for name in ("refiner", "reader", "rescorer")}
+    identity = {"detector": detector_sha256, **described, "assembly": asdict(assembly), "zoom": asdict(zoom)}
     return dict(json.loads(json.dumps(identity)))  # tuples -> lists, as read back from the file
+
+
+def _settings(description: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """A part's description without its training metrics (None stays None)."""
+    return None if description is None else {k: v for k, v in description.items() if k != "metrics"}
 
 
 @dataclass(frozen=True)
