@@ -33,6 +33,13 @@ class Telemetry:
         self.inference = Histogram(
             "digitserve_inference_seconds", "model time per batch", buckets=LATENCY_BUCKETS, registry=r
         )
+        self.p_correct = Histogram(
+            "digitserve_p_correct",
+            "the verifier's p_correct of each number /v1/recognize read (models/verifier.py): a share "
+            "sliding towards low values says the photos differ from those it was fitted on",
+            buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0),
+            registry=r,
+        )
         self.rejected = Counter(
             "digitserve_rejected", "requests refused before inference", ["reason"], registry=r
         )

@@ -58,6 +58,8 @@ async def recognize(image: Images, state: StateDep, _: ApiKeyDep) -> RecognizeRe
     for r in results:
         number = predictor.assemble(r.findings.sites)
         p_correct = predictor.p_correct(number, r.findings)
+        if p_correct is not None:
+            state.telemetry.p_correct.observe(p_correct)
         out.append(
             RecognizeResult(
                 index=r.index,

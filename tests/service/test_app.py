@@ -332,6 +332,8 @@ def test_recognize_estimates_p_correct_with_the_verifier_fitted_on_the_pipeline(
     assert features is not None and verifier is not None
     result = client.post("/v1/recognize", files=files(image)).json()["results"][0]
     assert result["p_correct"] == pytest.approx(float(verifier[0].p_correct(features)), abs=1e-3)
+    metrics = client.get("/metrics").text
+    assert "digitserve_p_correct_count 1.0" in metrics  # watched for drift
     info = client.get("/v1/model").json()["verifier"]
     assert info == {"fitted_on": {"split": "valid", "images": 3}, "metrics": {"auc": 0.7}}
     predictor = client.app.state.service.predictor  # type: ignore[attr-defined]
@@ -344,3 +346,4 @@ def test_p_correct_is_null_where_the_verifier_was_fitted_on_another_pipeline(
     client = start_client(checkpoint=tiny_checkpoint_with_verifier, score_threshold=0.1)
     result = client.post("/v1/recognize", files=files(noise_png(seed=3))).json()["results"][0]
     assert result["p_correct"] is None and client.get("/v1/model").json()["verifier"] is None
+    assert "digitserve_p_correct_count 0.0" in client.get("/metrics").text
