@@ -91,6 +91,12 @@ class AssembleRequest(BaseModel):
     reading) and thresholds; omitted thresholds are the service's."""
 
     detections: list[DigitDetection] = Field(max_length=1000)
+    boxes: list[DigitDetection] | None = Field(
+        None,
+        max_length=1000,
+        description="/v1/detect's `detections` of the same image: with them, and the service's own "
+        "thresholds, the answer has p_correct",
+    )
     score_threshold: float | None = Field(None, ge=0.0, le=1.0)
     iou_threshold: float | None = Field(None, ge=0.0, le=1.0, description="0 turns IoU de-dup off")
     center_distance_ratio: float | None = Field(None, ge=0.0, le=5.0)
@@ -104,6 +110,11 @@ class AssembleResponse(BaseModel):
     number: int
     digits: list[DigitDetection]
     confidence: float
+    p_correct: float | None = Field(
+        None,
+        description="as in /v1/recognize; only with `boxes` and the service's own thresholds (the "
+        "verifier holds for those), else null",
+    )
     thresholds: dict[str, float]
 
 

@@ -9,6 +9,7 @@ from fastapi import APIRouter, File, Query, UploadFile
 
 from models.assembly import Detection, assemble_number
 from models.boxes import xywh_to_xyxy
+from models.reread import Findings
 from service.deps import ApiKeyDep, StateDep
 from service.pipeline import detect_uploads, to_schema
 from service.schemas import (
@@ -79,16 +80,22 @@ async def recognize(image: Images, state: StateDep, _: ApiKeyDep) -> RecognizeRe
 @router.post("/assemble", response_model=AssembleResponse, responses=error_responses(401, 422, 503))
 async def assemble(body: AssembleRequest, state: StateDep, _: ApiKeyDep) -> AssembleResponse:
     """Re-read the number from the digit sites /v1/detect returned (`sites`), with other thresholds:
-    the same rule as /v1/recognize, without sending the image again."""
+    the same rule as /v1/recognize, without sending the image again; with `boxes` (/v1/detect's
+    `detections`) and the service's own thresholds, also p_correct."""
     predictor, _batcher = state.require_ready()
-    overrides = {k: v for k, v in body.model_dump(exclude={"detections"}).items() if v is not None}
+    overrides = {k: v for k, v in body.model_dump(exclude={"detections", "boxes"}).items() if v is not None}
     params = replace(predictor.assembly, **overrides)
     detections = [Detection(xywh_to_xyxy(d.bbox), d.digit, d.score) for d in body.detections]
     number = assemble_number(detections, params)
+    p_correct = None
+    if body.boxes is not None and params == predictor.assembly:  # the verifier holds at these only
+        boxes = [Detection(xywh_to_xyxy(d.bbox), d.digit, d.score) for d in body.boxes]
+        p_correct = predictor.p_correct(number, Findings(boxes, detections))
     return AssembleResponse(
         text=number.text,
         number=number.value,
         digits=[to_schema(d) for d in number.digits],
         confidence=round(number.confidence, 5),
+        p_correct=None if p_correct is None else round(p_correct, 5),
         thresholds=asdict(params),
     )

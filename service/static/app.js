@@ -68,7 +68,7 @@ async function handleFiles(files) {
 
 async function processFile(file) {
   const card = addCard(file.name || "pasted image");
-  const result = { card, image: null, sites: [], timing: null };
+  const result = { card, image: null, sites: [], boxes: [], timing: null };
   try {
     result.image = await loadImage(file);
     drawResult(result, []);
@@ -78,6 +78,7 @@ async function processFile(file) {
     if (!response.ok) throw new Error(await describeFailure(response));
     const body = await response.json();
     result.sites = body.results[0].sites; // one box per digit place: what the number is read from
+    result.boxes = body.results[0].detections; // the detector's own: the verifier looks at them too
     result.timing = body.results[0].timing;
     state.results.push(result);
     await reassemble(result);
@@ -102,7 +103,7 @@ async function reassemble(result) {
   const response = await fetch("/v1/assemble", {
     method: "POST",
     headers: apiHeaders({ "Content-Type": "application/json" }),
-    body: JSON.stringify({ detections: result.sites, score_threshold: threshold }),
+    body: JSON.stringify({ detections: result.sites, boxes: result.boxes, score_threshold: threshold }),
   });
   if (!response.ok) throw new Error(await describeFailure(response));
   const number = await response.json();
@@ -115,8 +116,12 @@ function showNumber(result, number, threshold) {
   el.dataset.number = String(number.number);
   el.classList.toggle("none", number.number === -1);
   el.textContent = number.number === -1 ? "no digit found (-1)" : number.text;
+  // p_correct (the verifier's estimate that the number is right) holds at the served threshold only
+  const trust = number.p_correct === null || number.p_correct === undefined
+    ? ""
+    : `, p_correct ${(number.p_correct * 100).toFixed(1)} %`;
   card.querySelector(".confidence").textContent =
-    number.number === -1 ? "" : `confidence ${(number.confidence * 100).toFixed(1)} %`;
+    number.number === -1 ? "" : `confidence ${(number.confidence * 100).toFixed(1)} %${trust}`;
   const list = card.querySelector(".digits");
   list.replaceChildren(...number.digits.map((d) => {
     const li = document.createElement("li");

@@ -334,6 +334,13 @@ def test_recognize_estimates_p_correct_with_the_verifier_fitted_on_the_pipeline(
     assert result["p_correct"] == pytest.approx(float(verifier[0].p_correct(features)), abs=1e-3)
     metrics = client.get("/metrics").text
     assert "digitserve_p_correct_count 1.0" in metrics  # watched for drift
+    body = {"detections": found["sites"], "boxes": found["detections"]}
+    again = client.post("/v1/assemble", json=body).json()  # what the page does
+    assert again["text"] == result["text"] and again["p_correct"] == pytest.approx(
+        result["p_correct"], abs=1e-3
+    )
+    assert client.post("/v1/assemble", json={**body, "score_threshold": 0.1}).json()["p_correct"] is None
+    assert client.post("/v1/assemble", json={"detections": found["sites"]}).json()["p_correct"] is None
     info = client.get("/v1/model").json()["verifier"]
     assert info == {"fitted_on": {"split": "valid", "images": 3}, "metrics": {"auc": 0.7}}
     predictor = client.app.state.service.predictor  # type: ignore[attr-defined]
