@@ -6,8 +6,8 @@
 
 Prints a table (file, number, confidence, p_correct, digits, ms) or, with --out, writes HW2 `pred.json`
 and `pred.csv`; --draw saves each image with its boxes. Same decoding and number assembly as the
-service. p_correct (the checkpoint's number verifier, models/verifier.py) is given in-process only:
-"-" with --url, or where the checkpoint has no verifier fitted on the pipeline run.
+service. p_correct (the checkpoint's number verifier, models/verifier.py) is "-" where the checkpoint has
+no verifier fitted on the pipeline run, and with --url at other thresholds than the server's.
 """
 
 from __future__ import annotations
@@ -25,9 +25,10 @@ from PIL import Image, ImageDraw
 from tqdm import tqdm
 
 from models.assembly import AssembledNumber, AssemblyParams, Detection, assemble_number
-from models.boxes import xywh_to_xyxy
+from models.boxes import xywh_to_xyxy, xyxy_to_xywh
 from models.hw2 import image_ids_for, write_pred_csv, write_pred_json
 from models.inference import resolve_device
+from models.labels import digit_to_category_id
 from models.reread import Findings
 from service.config import Settings, resolve_checkpoint
 from service.imaging import ImageError, decode_image
@@ -97,13 +98,26 @@ class RemoteReader:
             self.client.close()
             raise
         self.assembly = replace(AssemblyParams(**info["thresholds"]), **params)
+        self.own_thresholds = not params  # the server's verifier holds at its own thresholds only
 
     def close(self) -> None:
         self.client.close()
 
     def p_correct(self, number: AssembledNumber, found: Findings) -> float | None:
-        """Not from here: the number is assembled locally, with the server's verifier out of reach."""
-        return None
+        """The server's estimate for `found` (`/v1/assemble` with the detections as `boxes`); None at
+        other thresholds than the server's, without a digit, or when the server gives none."""
+        if not self.own_thresholds or not number.digits:
+            return None
+        body = {
+            "detections": [_as_json(d) for d in found.sites],
+            "boxes": [_as_json(d) for d in found.detections],
+        }
+        try:
+            answer = self._json(self.client.post(f"{self.url}/v1/assemble", json=body))
+        except (ReadError, httpx.HTTPError):
+            return None  # the number stands without it
+        value = answer.get("p_correct")
+        return None if value is None else float(value)
 
     def detect(self, path: Path) -> Findings:
         response = self.client.post(
@@ -125,6 +139,16 @@ class RemoteReader:
             message = body.get("error", {}).get("message", response.text[:200])
             raise ReadError(f"server answered {response.status_code}: {message}")
         return body
+
+
+def _as_json(detection: Detection) -> dict[str, Any]:
+    """A detection as the API writes it (bbox [x, y, w, h] in pixels, category_id = digit + 1)."""
+    return {
+        "bbox": list(xyxy_to_xywh(detection.box_xyxy)),
+        "category_id": digit_to_category_id(detection.digit),
+        "digit": detection.digit,
+        "score": detection.score,
+    }
 
 
 def read_all(

@@ -22,9 +22,11 @@ from models.reader import DigitReader, save_reader
 from models.refiner import BoxRefiner, RefineParams, save_refiner
 from models.reread import CropSpec, RereadParams
 from models.rescorer import Rescorer, save_rescorer
+from models.verifier import NumberVerifier, VerifierMeta, save_verifier
 from service.app import create_app
 from service.config import Settings
 from service.imaging import to_model_input
+from service.predictor import Predictor
 from training.synth import render_sample
 
 
@@ -70,6 +72,18 @@ def tiny_checkpoint_with_rescorer(
     shutil.copytree(tiny_checkpoint_with_refiner, folder)
     torch.manual_seed(3)
     save_rescorer(folder, Rescorer(hidden=4, members=2).eval())
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint_with_verifier(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny checkpoint plus a verifier fitted (by hand) on it at score threshold 0: served at that
+    threshold, p_correct comes from it."""
+    folder = tmp_path_factory.mktemp("ckpt") / "tiny-verifier"
+    shutil.copytree(tiny_checkpoint, folder)
+    served = Predictor.load(folder, torch.device("cpu"), score_threshold=0.0).identity
+    verifier = NumberVerifier((0.0,) * 5, (1.0,) * 5, (0.5, 1.0, 0.2, -2.0, -1.0), 0.3)
+    save_verifier(folder, verifier, VerifierMeta(served, {"split": "valid", "images": 3}, {"auc": 0.7}))
     return folder
 
 

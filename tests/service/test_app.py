@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -15,10 +14,9 @@ from PIL import Image
 from models.assembly import AssemblyParams, Detection, assemble_number
 from models.boxes import xywh_to_xyxy
 from models.reread import Findings
-from models.verifier import NumberVerifier, VerifierMeta, load_verifier, number_features, save_verifier
+from models.verifier import load_verifier, number_features
 from service.app import create_app
 from service.config import Settings
-from service.predictor import Predictor
 from tests.service.conftest import StartClient, noise_png, png
 
 
@@ -303,17 +301,6 @@ def test_assemble_rereads_detections_with_other_thresholds(client: TestClient) -
 def test_assemble_rejects_malformed_detections_with_422(client: TestClient, bad: dict) -> None:
     response = client.post("/v1/assemble", json={"detections": [bad]})
     assert response.status_code == 422 and response.json()["error"]["code"] == "invalid_request"
-
-
-@pytest.fixture(scope="module")
-def tiny_checkpoint_with_verifier(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny checkpoint plus a verifier fitted (by hand) on it at score threshold 0."""
-    folder = tmp_path_factory.mktemp("ckpt") / "tiny-verifier"
-    shutil.copytree(tiny_checkpoint, folder)
-    served = Predictor.load(folder, torch.device("cpu"), score_threshold=0.0).identity
-    verifier = NumberVerifier((0.0,) * 5, (1.0,) * 5, (0.5, 1.0, 0.2, -2.0, -1.0), 0.3)
-    save_verifier(folder, verifier, VerifierMeta(served, {"split": "valid", "images": 3}, {"auc": 0.7}))
-    return folder
 
 
 def test_recognize_estimates_p_correct_with_the_verifier_fitted_on_the_pipeline(

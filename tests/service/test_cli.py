@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 from pathlib import Path
 
 import pytest
-import torch
 
 from models.assembly import Detection, assemble_number
 from models.reread import Findings
-from models.verifier import NumberVerifier, VerifierMeta, number_features, save_verifier
+from models.verifier import load_verifier, number_features
 from service import cli
 from service.predictor import Predictor
 from tests.service.test_server import Server, server_factory  # noqa: F401 (fixture)
@@ -160,7 +158,7 @@ def test_pred_json_holds_the_detections_and_pred_csv_reads_the_sites(
 def test_the_table_gives_p_correct_where_the_checkpoint_has_a_verifier_for_the_pipeline(
     photos: Path,
     tiny_checkpoint: Path,
-    tmp_path: Path,
+    tiny_checkpoint_with_verifier: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -169,16 +167,36 @@ def test_the_table_gives_p_correct_where_the_checkpoint_has_a_verifier_for_the_p
     monkeypatch.setattr(
         Predictor, "detect", lambda self, images: [Findings(detections, sites) for _ in images]
     )
-    args = ["predict", str(photos / "3.png"), "--device", "cpu", "--no-progress", "--checkpoint"]
-    assert cli.main([*args, str(tiny_checkpoint)]) == 0
+    args = ["predict", str(photos / "3.png"), "--device", "cpu", "--no-progress", "--score-threshold", "0"]
+    assert cli.main([*args, "--checkpoint", str(tiny_checkpoint)]) == 0
     plain = capsys.readouterr().out.splitlines()
     assert "p_correct" in plain[0] and plain[1].split()[1:4] == ["74", "0.720", "-"]
-    checkpoint = tmp_path / "with-verifier"
-    shutil.copytree(tiny_checkpoint, checkpoint)
-    identity = Predictor.load(checkpoint, torch.device("cpu")).identity
-    verifier = NumberVerifier((0.0,) * 5, (1.0,) * 5, (0.5, 1.0, 0.2, -2.0, -1.0), 0.3)
-    save_verifier(checkpoint, verifier, VerifierMeta(identity))
-    assert cli.main([*args, str(checkpoint)]) == 0
+    assert cli.main([*args, "--checkpoint", str(tiny_checkpoint_with_verifier)]) == 0
     row = capsys.readouterr().out.splitlines()[1].split()
+    verifier = load_verifier(tiny_checkpoint_with_verifier)
     features = number_features(assemble_number(sites), sites, detections)
-    assert features is not None and row[3] == f"{float(verifier.p_correct(features)):.3f}"
+    assert verifier is not None and features is not None
+    assert row[3] == f"{float(verifier[0].p_correct(features)):.3f}"
+
+
+def test_against_a_server_p_correct_comes_from_its_verifier_at_its_thresholds(
+    photos: Path,
+    tiny_checkpoint_with_verifier: Path,
+    capsys: pytest.CaptureFixture[str],
+    server_factory: type[Server],  # noqa: F811
+) -> None:
+    server = server_factory(tiny_checkpoint_with_verifier, score_threshold="0.0")
+    server.wait_ready()
+    local = ["predict", str(photos), "--checkpoint", str(tiny_checkpoint_with_verifier), "--device", "cpu"]
+    assert cli.main([*local, "--score-threshold", "0", "--no-progress"]) == 0
+    expected = [line.split()[3] for line in capsys.readouterr().out.splitlines()[1:]]
+    assert cli.main(["predict", str(photos), "--url", server.url, "--no-progress"]) == 0
+    remote = [line.split()[3] for line in capsys.readouterr().out.splitlines()[1:]]
+    assert "-" not in expected and [float(v) for v in remote] == pytest.approx(
+        [float(v) for v in expected], abs=0.01
+    )
+    other = ["predict", str(photos), "--url", server.url, "--score-threshold", "0.1", "--no-progress"]
+    assert cli.main(other) == 0
+    assert {line.split()[3] for line in capsys.readouterr().out.splitlines()[1:]} == {
+        "-"
+    }  # not its thresholds
