@@ -97,8 +97,9 @@ class RemoteReader:
         except BaseException:
             self.client.close()
             raise
-        self.assembly = replace(AssemblyParams(**info["thresholds"]), **params)
-        self.own_thresholds = not params  # the server's verifier holds at its own thresholds only
+        served = AssemblyParams(**info["thresholds"])
+        self.assembly = replace(served, **params)
+        self.own_thresholds = self.assembly == served  # the server's verifier holds at these only
 
     def close(self) -> None:
         self.client.close()

@@ -195,6 +195,9 @@ def test_against_a_server_p_correct_comes_from_its_verifier_at_its_thresholds(
     assert "-" not in expected and [float(v) for v in remote] == pytest.approx(
         [float(v) for v in expected], abs=0.01
     )
+    same = ["predict", str(photos), "--url", server.url, "--score-threshold", "0.0", "--no-progress"]
+    assert cli.main(same) == 0  # its own threshold, given again
+    assert [line.split()[3] for line in capsys.readouterr().out.splitlines()[1:]] == remote
     other = ["predict", str(photos), "--url", server.url, "--score-threshold", "0.1", "--no-progress"]
     assert cli.main(other) == 0
     assert {line.split()[3] for line in capsys.readouterr().out.splitlines()[1:]} == {
