@@ -25,13 +25,13 @@ from PIL import Image, ImageDraw
 from tqdm import tqdm
 
 from models.assembly import AssembledNumber, AssemblyParams, Detection, assemble_number
-from models.boxes import xywh_to_xyxy, xyxy_to_xywh
+from models.boxes import xywh_to_xyxy
 from models.hw2 import image_ids_for, write_pred_csv, write_pred_json
 from models.inference import resolve_device
-from models.labels import digit_to_category_id
 from models.reread import Findings
 from service.config import Settings, resolve_checkpoint
 from service.imaging import ImageError, decode_image
+from service.pipeline import to_schema
 from service.predictor import Predictor
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
@@ -110,8 +110,8 @@ class RemoteReader:
         if not self.own_thresholds or not number.digits:
             return None
         body = {
-            "detections": [_as_json(d) for d in found.sites],
-            "boxes": [_as_json(d) for d in found.detections],
+            "detections": [to_schema(d).model_dump() for d in found.sites],
+            "boxes": [to_schema(d).model_dump() for d in found.detections],
         }
         try:
             answer = self._json(self.client.post(f"{self.url}/v1/assemble", json=body))
@@ -140,16 +140,6 @@ class RemoteReader:
             message = body.get("error", {}).get("message", response.text[:200])
             raise ReadError(f"server answered {response.status_code}: {message}")
         return body
-
-
-def _as_json(detection: Detection) -> dict[str, Any]:
-    """A detection as the API writes it (bbox [x, y, w, h] in pixels, category_id = digit + 1)."""
-    return {
-        "bbox": list(xyxy_to_xywh(detection.box_xyxy)),
-        "category_id": digit_to_category_id(detection.digit),
-        "digit": detection.digit,
-        "score": detection.score,
-    }
 
 
 def read_all(

@@ -11,7 +11,7 @@ from fastapi import UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from models.assembly import Detection
-from models.boxes import xyxy_to_xywh
+from models.boxes import xywh_to_xyxy, xyxy_to_xywh
 from models.labels import digit_to_category_id
 from models.reread import Findings
 from service.errors import RequestTimeoutError, TooManyImagesError, UploadError
@@ -77,6 +77,7 @@ async def detect_uploads(
 
 
 def to_schema(detection: Detection) -> DigitDetection:
+    """A detection as the API writes it (bbox [x, y, w, h] in pixels, category_id = digit + 1)."""
     return DigitDetection(
         bbox=[round(v, 2) for v in xyxy_to_xywh(detection.box_xyxy)],
         category_id=digit_to_category_id(detection.digit),
@@ -85,3 +86,8 @@ def to_schema(detection: Detection) -> DigitDetection:
         fit=None if detection.fit is None else round(detection.fit, 5),
         quality=None if detection.quality is None else round(detection.quality, 5),
     )
+
+
+def from_schema(detection: DigitDetection) -> Detection:
+    """The API's detection back as the models' (xyxy box, digit, score), as the assembly reads it."""
+    return Detection(xywh_to_xyxy(detection.bbox), detection.digit, detection.score)

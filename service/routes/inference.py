@@ -7,11 +7,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Query, UploadFile
 
-from models.assembly import Detection, assemble_number
-from models.boxes import xywh_to_xyxy
+from models.assembly import assemble_number
 from models.reread import Findings
 from service.deps import ApiKeyDep, StateDep
-from service.pipeline import detect_uploads, to_schema
+from service.pipeline import detect_uploads, from_schema, to_schema
 from service.schemas import (
     AssembleRequest,
     AssembleResponse,
@@ -85,11 +84,11 @@ async def assemble(body: AssembleRequest, state: StateDep, _: ApiKeyDep) -> Asse
     predictor, _batcher = state.require_ready()
     overrides = {k: v for k, v in body.model_dump(exclude={"detections", "boxes"}).items() if v is not None}
     params = replace(predictor.assembly, **overrides)
-    detections = [Detection(xywh_to_xyxy(d.bbox), d.digit, d.score) for d in body.detections]
+    detections = [from_schema(d) for d in body.detections]
     number = assemble_number(detections, params)
     p_correct = None
     if body.boxes is not None and params == predictor.assembly:  # the verifier holds at these only
-        boxes = [Detection(xywh_to_xyxy(d.bbox), d.digit, d.score) for d in body.boxes]
+        boxes = [from_schema(d) for d in body.boxes]
         p_correct = predictor.p_correct(number, Findings(boxes, detections))
     return AssembleResponse(
         text=number.text,
