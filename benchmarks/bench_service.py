@@ -35,6 +35,7 @@ sys.path.insert(0, str(REPO))
 
 from models.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from models.detector import DETECTOR_PRESETS, build_detector  # noqa: E402
+from models.host import cpu_info  # noqa: E402
 from models.inference import resolve_device  # noqa: E402
 from service.config import Settings, resolve_checkpoint  # noqa: E402
 from service.imaging import decode_image  # noqa: E402
@@ -199,6 +200,7 @@ def main() -> None:
     print(
         f"checkpoint: {described}\nimages: {what}; device {device}; torch threads {torch.get_num_threads()}"
     )
+    print(f"host: {cpu_info().describe()}")
     print(f"{'path':28} {'p50 ms':>8} {'p99 ms':>8} {'images/s':>9} {'vs bare':>8}")
     int8_parts = f" ({len(full.int8_parts)} parts)" if full.int8_parts else " (not in use)"
     rows = (

@@ -36,6 +36,7 @@ sys.path.insert(0, str(REPO))
 
 from models.checkpoint import load_checkpoint  # noqa: E402
 from models.detector import build_detector  # noqa: E402
+from models.host import cpu_info  # noqa: E402
 from models.int8 import calibrate_detector, int8_supported, quantize_detector  # noqa: E402
 from models.optimize import load_prepared_detector, prepare_for_inference  # noqa: E402
 from training import synth  # noqa: E402
@@ -151,6 +152,7 @@ def main() -> None:
         root, what = data_root()
         r = measure_checkpoint(args.checkpoint, root, args.infer_images)
         print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {what}, {args.checkpoint}")
+        print(f"host: {cpu_info().describe()}")
         served = "int8" if r["int8"] else "float"
         print(
             f"as served ({served}): forward p50 {r['served_p50_ms']:.1f} ms, "
@@ -164,6 +166,7 @@ def main() -> None:
         return
     root, what = data_root()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch_size}, {what}")
+    print(f"host: {cpu_info().describe()}")
     print(
         f"{'config':14} {'params':>8} {'train img/s':>12} {'peak MiB':>9} {'infer p50 ms':>13} {'p90 ms':>8}"
         f" {'unprepared p50':>15} {'int8 p50':>9}"

@@ -171,6 +171,11 @@ class ModelInfo(BaseModel):
     training_metrics: dict[str, Any]
     checkpoint: str
     device: str
+    host: str = Field(
+        "",
+        description="the CPU the service runs on and its int8 instruction sets (models/host.py): speed "
+        "depends on it, and the int8 answers a little",
+    )
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:

@@ -26,6 +26,7 @@ import numpy as np
 
 from models.assembly import AssemblyParams, assemble_number
 from models.checkpoint import resolve_checkpoint_dir, sha256_file
+from models.host import cpu_info
 from models.hw2 import Detections, detections_to_coco, write_pred_csv, write_pred_json
 from models.inference import resolve_device
 from models.int8 import int8_parts
@@ -339,6 +340,7 @@ def run_pipeline(args: argparse.Namespace) -> PipelineRun:
             {"detector": model, "refiner": refiner and refiner[0], "reader": reader and reader[0]}
         ),
         "device": str(device),
+        "host": cpu_info().describe(),  # the int8 figures depend a little on the CPU
     }
     identity = pipeline_identity(
         meta.weights_sha256, params, zoom, {k: info[k] for k in ("refiner", "reader", "rescorer")}

@@ -7,6 +7,7 @@ from dataclasses import asdict
 from fastapi import APIRouter
 
 from models.checkpoint import label_map_document
+from models.host import cpu_info
 from models.labels import DIGIT_NAMES
 from service.deps import ApiKeyDep, StateDep
 from service.schemas import ModelInfo, error_responses
@@ -17,7 +18,7 @@ router = APIRouter(prefix="/v1", tags=["model"])
 @router.get("/model", response_model=ModelInfo, responses=error_responses(401, 503))
 async def model_info(state: StateDep, _: ApiKeyDep) -> ModelInfo:
     """Architecture, classes, input size, thresholds, zoom, reader, refiner, rescorer, int8 and
-    verifier in force, weights hash and training metrics."""
+    verifier in force, weights hash and training metrics, and the CPU it runs on."""
     predictor, _batcher = state.require_ready()
     meta = predictor.meta
     return ModelInfo(
@@ -43,4 +44,5 @@ async def model_info(state: StateDep, _: ApiKeyDep) -> ModelInfo:
         training_metrics=meta.metrics,
         checkpoint=str(predictor.checkpoint),
         device=str(predictor.device),
+        host=cpu_info().describe(),
     )

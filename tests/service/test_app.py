@@ -13,6 +13,7 @@ from PIL import Image
 
 from models.assembly import AssemblyParams, Detection, assemble_number
 from models.boxes import xywh_to_xyxy
+from models.host import cpu_info
 from models.reread import Findings
 from models.verifier import load_verifier, number_features
 from service.app import create_app
@@ -77,6 +78,7 @@ def test_model_info(client: TestClient, tiny_checkpoint: Path) -> None:
     assert info["training_metrics"] == {"map": 0.0}
     assert info["zoom"]["below_px"] == 0.0  # the checkpoint's: off
     assert info["int8"] is None and info["int8_parts"] == []  # no int8 ranges in it: float32
+    assert info["host"] == cpu_info().describe() and " cores, int8: " in info["host"]
 
 
 def test_zoom_setting_overrides_the_checkpoint(start_client: StartClient) -> None:
