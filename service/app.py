@@ -19,6 +19,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
+from models.host import cpu_info
 from models.inference import resolve_device
 from service.config import Settings
 from service.errors import install_error_handlers
@@ -33,7 +34,10 @@ def _device_for(settings: Settings) -> torch.device:
     """`cuda` without a GPU raises (startup fails); `auto` without one serves on CPU, said loudly."""
     device = resolve_device(settings.device)
     if settings.device == "auto" and device.type == "cpu":
-        log.warning("NO CUDA GPU FOUND: serving on the CPU (set DIGITSERVE_DEVICE=cuda to require a GPU)")
+        log.warning(
+            "NO CUDA GPU FOUND: serving on the CPU, %s (set DIGITSERVE_DEVICE=cuda to require a GPU)",
+            cpu_info().describe(),
+        )
     return device
 
 

@@ -243,6 +243,18 @@ def test_cuda_without_gpu_fails_startup(tiny_checkpoint: Path) -> None:
         pass
 
 
+def test_auto_without_gpu_says_loudly_which_cpu_serves(
+    start_client: StartClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with caplog.at_level("WARNING", logger="service"):
+        client = start_client(device="auto")
+    assert client.get("/v1/model").json()["device"] == "cpu"
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("NO CUDA GPU FOUND" in w and cpu_info().describe() in w for w in warnings)
+
+
 def test_draining_refuses_new_work(client: TestClient) -> None:
     client.app.state.service.drain()  # type: ignore[attr-defined]
     ready = client.get("/health/ready")
