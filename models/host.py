@@ -31,7 +31,7 @@ class CpuInfo:
     def describe(self) -> str:
         """One line, e.g. "Intel(R) Xeon(R) Processor, 2 cores, int8: AVX2, AVX-512 VNNI"."""
         int8 = ", ".join(self.int8_instructions) or "none of " + ", ".join(n for _, n in INT8_INSTRUCTIONS)
-        return f"{self.model}, {self.cores} cores, int8: {int8}"
+        return f"{self.model}, {self.cores} core{'s' if self.cores != 1 else ''}, int8: {int8}"
 
 
 def parse_cpuinfo(text: str, cores: int) -> CpuInfo:

@@ -172,7 +172,6 @@ class ModelInfo(BaseModel):
     checkpoint: str
     device: str
     host: str = Field(
-        "",
         description="the CPU the service runs on and its int8 instruction sets (models/host.py): speed "
         "depends on it, and the int8 answers a little",
     )

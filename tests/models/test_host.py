@@ -33,7 +33,7 @@ def test_parse_cpuinfo_without_vnni_has_avx2_only() -> None:
 def test_parse_cpuinfo_without_a_model_name_or_flags_says_so() -> None:
     info = parse_cpuinfo("processor\t: 0\n", cores=1)
     assert info.model == "unknown CPU"
-    assert info.describe() == "unknown CPU, 1 cores, int8: none of AVX2, AVX-VNNI, AVX-512 VNNI, AMX"
+    assert info.describe() == "unknown CPU, 1 core, int8: none of AVX2, AVX-VNNI, AVX-512 VNNI, AMX"
 
 
 def test_cpu_info_reads_the_cpuinfo_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
