@@ -154,12 +154,9 @@ def auc(scores: np.ndarray, right: np.ndarray) -> float:
     positives, negatives = int(right.sum()), int((~right).sum())
     if not positives or not negatives:
         return 0.5
-    order = np.argsort(scores, kind="stable")
-    ranks = np.empty(len(scores))
-    ranks[order] = np.arange(1, len(scores) + 1)
-    for value in np.unique(scores):  # ties share their mean rank
-        tied = scores == value
-        ranks[tied] = ranks[tied].mean()
+    _, group, counts = np.unique(scores, return_inverse=True, return_counts=True)
+    ends = np.cumsum(counts)  # the rank (from 1) of each distinct score's last image
+    ranks = (ends - (counts - 1) / 2)[group]  # ties share the mean of the ranks they span
     return float((ranks[right].sum() - positives * (positives + 1) / 2) / (positives * negatives))
 
 

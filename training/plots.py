@@ -116,6 +116,7 @@ def confidence_figure(report: Mapping[str, Any], what: str = "confidence") -> Fi
     bins = [b for b in report["bins"] if b["images"]]
     lows = [b["low"] for b in bins]
     widths = [b["high"] - b["low"] for b in bins]
+    centres = [low + width / 2 for low, width in zip(lows, widths, strict=True)]
     ax_bins.bar(
         lows,
         [b["accuracy"] for b in bins],
@@ -125,16 +126,10 @@ def confidence_figure(report: Mapping[str, Any], what: str = "confidence") -> Fi
         edgecolor="black",
         label="read right",
     )
-    for b in bins:
-        ax_bins.text(
-            b["low"] + (b["high"] - b["low"]) / 2,
-            min(b["accuracy"], 0.93) + 0.02,
-            str(int(b["images"])),
-            ha="center",
-            fontsize=7,
-        )
+    for b, centre in zip(bins, centres, strict=True):
+        ax_bins.text(centre, min(b["accuracy"], 0.93) + 0.02, str(int(b["images"])), ha="center", fontsize=7)
     ax_bins.plot(
-        [b["low"] + (b["high"] - b["low"]) / 2 for b in bins],
+        centres,
         [b["mean_confidence"] for b in bins],
         "o",
         color="tab:red",
