@@ -1,6 +1,7 @@
+import pytest
 import torch
 
-from training.transforms import AugmentConfig, TrainTransforms
+from training.transforms import AugmentConfig, TrainTransforms, erased_share
 
 
 def white_square() -> tuple[torch.Tensor, dict]:
@@ -67,3 +68,63 @@ def test_box_pushed_out_of_image_is_dropped_with_its_label() -> None:
         assert len(target["boxes"]) == len(target["labels"])
         dropped += len(target["labels"]) == 0
     assert dropped > 0
+
+
+def test_erased_share_counts_the_changed_pixels_in_each_box() -> None:
+    changed = torch.zeros(3, 40, 80, dtype=torch.bool)
+    changed[:, 10:20, 10:30] = True
+    boxes = torch.tensor(
+        [
+            [10.0, 10.0, 30.0, 20.0],  # exactly the erased rectangle
+            [20.0, 10.0, 40.0, 20.0],  # half in it
+            [50.0, 0.0, 60.0, 40.0],  # beside it
+            [100.0, 0.0, 110.0, 10.0],  # outside the image
+            [12.2, 12.2, 12.7, 12.7],  # under one pixel, inside it
+        ]
+    )
+    shares = erased_share(changed, boxes)
+    assert torch.allclose(shares, torch.tensor([1.0, 0.5, 0.0, 0.0, 1.0]))
+    assert torch.allclose(erased_share(changed[0], boxes), shares)
+
+
+def test_erasing_drop_removes_the_digits_it_hides_and_keeps_the_rest() -> None:
+    plain = dict(brightness=0, contrast=0, saturation=0, affine_degrees=0, affine_translate=0, erasing_p=1.0)
+    dropping = TrainTransforms(AugmentConfig(**plain, erasing_drop=0.5))
+    keeping = TrainTransforms(AugmentConfig(**plain))
+    dropped = 0
+    for seed in range(60):
+        image, target = white_square()
+        torch.manual_seed(seed)
+        out, kept = dropping(image, target)
+        torch.manual_seed(seed)
+        same, all_boxes = keeping(image, target)
+        assert torch.equal(out, same)  # the same erasing, only the labels differ
+        assert all_boxes["labels"].tolist() == [5]
+        share = erased_share(image != out, target["boxes"])[0].item()
+        assert (kept["labels"].tolist() == []) == (share >= 0.5)
+        assert len(kept["boxes"]) == len(kept["labels"])
+        dropped += len(kept["labels"]) == 0
+    assert 0 < dropped < 60
+
+
+def test_blur_and_grey_change_the_pixels_not_the_boxes() -> None:
+    torch.manual_seed(3)
+    image = torch.rand(3, 60, 120)
+    _, target = white_square()
+    plain = dict(brightness=0, contrast=0, saturation=0, affine_degrees=0, affine_translate=0, erasing_p=0)
+    grey, grey_target = TrainTransforms(AugmentConfig(**plain, grayscale_p=1.0))(image, target)
+    assert torch.equal(grey[0], grey[1]) and torch.equal(grey[1], grey[2])
+    assert torch.equal(grey_target["boxes"], target["boxes"])
+    blurred, blur_target = TrainTransforms(AugmentConfig(**plain, blur_p=1.0))(image, target)
+    assert blurred.shape == image.shape and blurred.std() < image.std() * 0.8
+    assert torch.equal(blur_target["boxes"], target["boxes"])
+    untouched, _ = TrainTransforms(AugmentConfig(**plain))(image, target)
+    assert torch.equal(untouched, image)
+
+
+@pytest.mark.parametrize(
+    "bad", [{"blur_p": 1.5}, {"grayscale_p": -0.1}, {"erasing_drop": 2.0}, {"blur_sigma": (1.0, 0.5)}]
+)
+def test_augment_config_rejects_bad_values(bad: dict) -> None:
+    with pytest.raises(ValueError, match="augment"):
+        AugmentConfig(**bad)
