@@ -242,11 +242,19 @@ def make_schedule(
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def make_run_dir(config: TrainConfig, resume: Path | None) -> Path:
+def make_run_dir(config: TrainConfig, resume: Path | None, *, create: bool = True) -> Path:
+    """The run folder: `resume`, else `out_dir/run_name` (a time stamp when the run has no name).
+
+    With `create` it is made and `out_dir/latest` points at it. Under torchrun only the main process
+    creates (the others write nothing there): two processes replacing one link race, and the loser
+    fails with FileExistsError.
+    """
     if resume:
         return resume
     name = config.run_name or time.strftime("%Y%m%d-%H%M%S")
     run_dir = Path(config.out_dir) / name
+    if not create:
+        return run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     latest = Path(config.out_dir) / "latest"
     if latest.is_symlink() or not latest.exists():
@@ -325,7 +333,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
     steps = min(len(train_loader), config.max_steps_per_epoch or len(train_loader))
     scheduler = make_schedule(optimizer, config, steps)
     scaler = torch.amp.GradScaler("cuda") if config.amp and device.type == "cuda" else None
-    run_dir = make_run_dir(config, args.resume)
+    run_dir = make_run_dir(config, args.resume, create=dist.is_main)
     progress: dict[str, Any] = {"epoch": 0, "history": [], "best": -math.inf}
     if args.resume:
         model.load_state_dict(load_checkpoint(run_dir / "last")[0].state_dict())

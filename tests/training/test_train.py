@@ -11,7 +11,14 @@ from models.detector import DETECTOR_PRESETS, build_detector
 from tests.helpers import randomise_batchnorm
 from training.config import TRAIN_PRESETS, load_config
 from training.data import DataError
-from training.train import build_model, identity_new_blocks, load_splits, make_schedule, save_epoch
+from training.train import (
+    build_model,
+    identity_new_blocks,
+    load_splits,
+    make_run_dir,
+    make_schedule,
+    save_epoch,
+)
 from training.vet import filter_coco
 
 
@@ -107,3 +114,23 @@ def test_identity_blocks_are_named_and_shape_changing_ones_refused() -> None:
     assert not model.backbone.body.layer1[0].bn2.weight.eq(0).any()  # refused before any change
     with pytest.raises(ValueError, match="new_blocks"):
         replace(load_config("fast"), new_blocks="zeros")
+
+
+def test_run_dir_is_made_and_linked_as_latest(tmp_path: Path) -> None:
+    first = make_run_dir(replace(TRAIN_PRESETS["fast"], out_dir=str(tmp_path), run_name="a"), None)
+    second = make_run_dir(replace(TRAIN_PRESETS["fast"], out_dir=str(tmp_path), run_name="b"), None)
+    assert first == tmp_path / "a" and first.is_dir() and second.is_dir()
+    assert (tmp_path / "latest").resolve() == second.resolve()
+
+
+def test_other_ranks_only_learn_the_run_dir(tmp_path: Path) -> None:
+    """Under torchrun only the main process makes the folder and the `latest` link; a second process
+    replacing the link raced the first (FileExistsError)."""
+    make_run_dir(replace(TRAIN_PRESETS["fast"], out_dir=str(tmp_path), run_name="a"), None)
+    config = replace(TRAIN_PRESETS["fast"], out_dir=str(tmp_path), run_name="b")
+    assert make_run_dir(config, None, create=False) == tmp_path / "b"
+    assert not (tmp_path / "b").exists()
+    assert (tmp_path / "latest").resolve() == (tmp_path / "a").resolve()
+    resumed = tmp_path / "elsewhere"
+    assert make_run_dir(config, resumed, create=False) == resumed == make_run_dir(config, resumed)
+    assert not resumed.exists()
