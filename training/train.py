@@ -246,8 +246,9 @@ def make_run_dir(config: TrainConfig, resume: Path | None, *, create: bool = Tru
     """The run folder: `resume`, else `out_dir/run_name` (a time stamp when the run has no name).
 
     With `create` it is made and `out_dir/latest` points at it. Under torchrun only the main process
-    creates (the others write nothing there): two processes replacing one link race, and the loser
-    fails with FileExistsError.
+    creates (the others write nothing there, so the path they get for an unnamed run may carry
+    another second's time stamp): two processes replacing one link race, and the loser fails with
+    FileExistsError.
     """
     if resume:
         return resume
