@@ -8,6 +8,7 @@ not a digit.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -97,7 +98,8 @@ class TrainTransforms:
         image_out = self.erase(image_in)
         boxes_out = out["boxes"].as_subclass(torch.Tensor).float()
         labels_out = out["labels"]
-        if self.erasing_drop > 0 and len(boxes_out):
+        # Erasing that did not run hands back its input itself: nothing hidden, nothing to compare.
+        if self.erasing_drop > 0 and len(boxes_out) and image_out is not image_in:
             keep = erased_share(image_in != image_out, boxes_out) < self.erasing_drop
             boxes_out, labels_out = boxes_out[keep], labels_out[keep]
         new_target = dict(target)
@@ -117,11 +119,9 @@ def erased_share(changed: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
     height, width = mask.shape
     shares = torch.zeros(len(boxes))
     for i, (x1, y1, x2, y2) in enumerate(boxes.tolist()):
-        left, top = max(int(x1), 0), max(int(y1), 0)
-        right, bottom = (
-            min(max(int(-(-x2 // 1)), left + 1), width),
-            min(max(int(-(-y2 // 1)), top + 1), height),
-        )
+        left, top = max(math.floor(x1), 0), max(math.floor(y1), 0)
+        right = min(max(math.ceil(x2), left + 1), width)
+        bottom = min(max(math.ceil(y2), top + 1), height)
         if right > left and bottom > top:
             shares[i] = mask[top:bottom, left:right].float().mean()
     return shares
