@@ -26,8 +26,9 @@ class DataConfig:
     train_images: str = "train"
     train_json: str = "train.json"  # under `root`, else as given (e.g. runs/..., by training.complete)
     extra_train_json: tuple[str, ...] = ()  # more annotation files over `train_images` (e.g. noisy labels)
-    # more data sets in the HW2 layout, each a folder holding `train/` and `train.json` (e.g. made by
-    # `training.synth`), whose training images are added to this one's
+    # more data sets whose training images are added to this one's, each a folder in the HW2 layout
+    # (`train/` + `train.json`, e.g. made by `training.synth`) or the COCO 2017 one (`images/train2017/` +
+    # `annotations/instances_train2017.json`, e.g. ../shared/data/orand-car-a)
     extra_train_roots: tuple[str, ...] = ()
     valid_images: str = "valid"
     valid_json: str = "valid.json"

@@ -1,4 +1,6 @@
-"""COCO digit data in the HW2 layout (`train/`, `valid/`, `test/`, `train.json`, `valid.json`).
+"""COCO digit data in the HW2 layout (`train/`, `valid/`, `test/`, `train.json`, `valid.json`); extra
+training sets may also come in the COCO 2017 layout (`images/train2017/`,
+`annotations/instances_train2017.json`).
 
 Annotations are validated on load: a record that cannot be used raises `DataError` naming the file and
 the record; a box that sticks out of its image is clamped and counted.
@@ -87,6 +89,24 @@ def category_digit_map(doc: dict[str, Any], source: str) -> dict[int, int]:
             raise DataError(f"{source}: category {cat.get('id')} is named {name!r}, not a digit '0'..'9'")
         mapping[int(cat["id"])] = int(name)
     return mapping
+
+
+# (image folder, annotation file) of a training split, relative to its data set's folder
+TRAIN_LAYOUTS: dict[str, tuple[str, str]] = {
+    "HW2": ("train", "train.json"),
+    "COCO 2017": ("images/train2017", "annotations/instances_train2017.json"),
+}
+
+
+def train_split_files(root: str | Path) -> tuple[Path, Path]:
+    """(image folder, annotation file) of the training split of the data set in `root`, in whichever
+    layout of `TRAIN_LAYOUTS` it holds (HW2 first). Raises DataError naming both when it holds neither."""
+    root = Path(root)
+    for images, ann in TRAIN_LAYOUTS.values():
+        if (root / images).is_dir() and (root / ann).is_file():
+            return root / images, root / ann
+    expected = " or ".join(f"{images}/ + {ann} ({name})" for name, (images, ann) in TRAIN_LAYOUTS.items())
+    raise DataError(f"{root}: no training split found; expected {expected}")
 
 
 def load_coco_split(images_dir: str | Path, ann_file: str | Path) -> tuple[list[ImageRecord], LoadReport]:

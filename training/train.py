@@ -35,7 +35,14 @@ from models.checkpoint import load_checkpoint, save_checkpoint, update_checkpoin
 from models.detector import build_detector
 from models.inference import resolve_device
 from training.config import TrainConfig, config_from_dict, load_config, write_config
-from training.data import DigitDataset, ImageRecord, collate, data_fingerprint, load_coco_split
+from training.data import (
+    DigitDataset,
+    ImageRecord,
+    collate,
+    data_fingerprint,
+    load_coco_split,
+    train_split_files,
+)
 from training.distributed import DistInfo, barrier, init_distributed, shutdown
 from training.engine import predict, train_one_epoch, validation_loss
 from training.evaluate import score_detections, write_predictions, write_report
@@ -115,13 +122,14 @@ def annotation_path(root: Path, name: str) -> Path:
 
 def train_sources(config: TrainConfig) -> list[tuple[Path, Path]]:
     """(image folder, annotation file) of every training source: the main json, the extra jsons over
-    the same images, then each extra root's `train/` with its `train.json`."""
+    the same images, then each extra root's training split (`train/` + `train.json`, or the COCO 2017
+    layout's `images/train2017/` + `annotations/instances_train2017.json`)."""
     root = Path(config.data.root)
     images = root / config.data.train_images
     own = [
         (images, annotation_path(root, f)) for f in (config.data.train_json, *config.data.extra_train_json)
     ]
-    return own + [(Path(r) / "train", Path(r) / "train.json") for r in config.data.extra_train_roots]
+    return own + [train_split_files(r) for r in config.data.extra_train_roots]
 
 
 def train_annotation_files(config: TrainConfig) -> list[Path]:

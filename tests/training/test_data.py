@@ -15,6 +15,7 @@ from training.data import (
     load_coco_split,
     load_image,
     read_rgb,
+    train_split_files,
 )
 
 
@@ -103,6 +104,32 @@ def test_dataset_yields_unnormalised_image_and_target(synth_dir: Path) -> None:
     assert len(images) == len(targets) == 3
 
 
+def test_train_split_files_finds_the_hw2_or_the_coco_2017_layout(tmp_path: Path) -> None:
+    (tmp_path / "hw2").mkdir()
+    hw2 = make_set(tmp_path / "hw2", [])
+    assert train_split_files(hw2) == (hw2 / "train", hw2 / "train.json")
+    coco = tmp_path / "coco"
+    (coco / "images" / "train2017").mkdir(parents=True)
+    (coco / "annotations").mkdir()
+    (coco / "annotations" / "instances_train2017.json").write_text("{}")
+    assert train_split_files(coco) == (
+        coco / "images" / "train2017",
+        coco / "annotations" / "instances_train2017.json",
+    )
+    (coco / "train").mkdir()  # an image folder without its annotation file is not a split
+    assert train_split_files(coco)[0] == coco / "images" / "train2017"
+
+
+@pytest.mark.parametrize("made", ["nothing", "images only", "annotations only"])
+def test_train_split_files_names_both_layouts_when_neither_is_there(tmp_path: Path, made: str) -> None:
+    if made == "images only":
+        (tmp_path / "images" / "train2017").mkdir(parents=True)
+    if made == "annotations only":
+        (tmp_path / "train.json").write_text("{}")
+    with pytest.raises(DataError, match=r"train\.json \(HW2\) or .*instances_train2017\.json \(COCO 2017\)"):
+        train_split_files(tmp_path)
+
+
 def test_unlabelled_split_ids_from_numeric_names(synth_dir: Path) -> None:
     records = list_unlabelled_images(synth_dir / "test")
     assert [r.image_id for r in records] == sorted(int(p.stem) for p in (synth_dir / "test").iterdir())
@@ -120,6 +147,8 @@ def test_real_svhn_and_orand_load() -> None:
     )
     digits = {b.digit for r in records for b in r.boxes}
     assert 0 in digits and digits <= set(range(10))
+    train, _ = load_coco_split(*train_split_files(orand))  # as `data.extra_train_roots` reads it
+    assert len(train) == 1080 and sum(len(r.boxes) for r in train) == 4898
 
 
 def test_read_rgb_keeps_the_stored_bytes_that_load_image_scales(tmp_path: Path) -> None:

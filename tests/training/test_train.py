@@ -57,7 +57,9 @@ def test_save_epoch_keeps_every_epoch_only_when_asked(tmp_path: Path, keep: bool
     assert (tmp_path / "epochs" / "003" / "weights.safetensors").is_file() == keep
 
 
-def test_extra_roots_add_their_training_images_from_their_own_folder(synth_dir: Path, tmp_path: Path) -> None:
+def test_extra_roots_add_their_training_images_from_their_own_folder_in_either_layout(
+    synth_dir: Path, tmp_path: Path
+) -> None:
     base = replace(TRAIN_PRESETS["fast"], data=replace(TRAIN_PRESETS["fast"].data, root=str(synth_dir)))
     plain, _, plain_fingerprint = load_splits(base)
     other = tmp_path / "other"
@@ -73,6 +75,16 @@ def test_extra_roots_add_their_training_images_from_their_own_folder(synth_dir: 
     assert [r.path for r in train[-2:]] == [other / "train" / r.path.name for r in kept]
     assert [r.boxes for r in train[-2:]] == [r.boxes for r in kept]
     assert fingerprint != plain_fingerprint
+    coco = tmp_path / "coco"  # the same two images in the COCO 2017 layout, after the HW2 folder
+    (coco / "images").mkdir(parents=True)
+    (coco / "images" / "train2017").symlink_to(other / "train")
+    (coco / "annotations").mkdir()
+    (coco / "annotations" / "instances_train2017.json").write_text((other / "train.json").read_text())
+    both = replace(base, data=replace(base.data, extra_train_roots=(str(other), str(coco))))
+    train, _, _ = load_splits(both)
+    assert len(train) == len(plain) + 4
+    assert [r.path for r in train[-2:]] == [coco / "images" / "train2017" / r.path.name for r in kept]
+    assert [r.boxes for r in train[-2:]] == [r.boxes for r in kept]
     missing = replace(base, data=replace(base.data, extra_train_roots=(str(tmp_path / "absent"),)))
     with pytest.raises(DataError, match="absent"):
         load_splits(missing)
