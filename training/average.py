@@ -3,17 +3,19 @@
     python -m training.average runs/fast96-swa/epochs/* --out runs/fast96-swa/swa
 
 The checkpoints must share one architecture (typically the epoch ends of a `schedule: cyclic` run with
-`keep_epochs: true`). Parameters are averaged; BatchNorm statistics of averaged weights are not the
-average of the statistics, so they are re-estimated with forward passes over the training images
-(with the run's augmentations, as the statistics were gathered in training). The training config and
-data come from the last checkpoint's metadata; `--data` points at another copy of the data.
+`keep_epochs: true`, or runs restarted from one model); settings that steer inference only, such as the
+shipped model's 30 region proposals, may differ, and the last checkpoint's are kept. Parameters are
+averaged; BatchNorm statistics of averaged weights are not the average of the statistics, so they are
+re-estimated with forward passes over the training images (with the run's augmentations, as the
+statistics were gathered in training). The training config and data come from the last checkpoint's
+metadata; `--data` points at another copy of the data.
 """
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -23,10 +25,27 @@ from torchvision.models.detection import FasterRCNN
 from tqdm import tqdm
 
 from models.checkpoint import WEIGHT_DTYPES, load_checkpoint, save_checkpoint_like
+from models.detector import DetectorConfig
 from training.config import TrainConfig, config_from_dict
 from training.data import DigitDataset, collate
 from training.train import load_train_records
 from training.transforms import TrainTransforms
+
+# detector settings that steer inference only (`training.export --test-proposals` sets one): checkpoints
+# that differ in these alone hold weights of one architecture, such as a run's and the shipped model's
+INFERENCE_ONLY = (
+    "rpn_pre_nms_top_n_test",
+    "rpn_post_nms_top_n_test",
+    "box_score_thresh",
+    "box_nms_thresh",
+    "box_detections_per_img",
+)
+
+
+def one_architecture(detectors: Sequence[DetectorConfig]) -> bool:
+    """Whether `detectors` agree on everything but their `INFERENCE_ONLY` settings."""
+    shapes = [{k: v for k, v in asdict(d).items() if k not in INFERENCE_ONLY} for d in detectors]
+    return all(shape == shapes[-1] for shape in shapes)
 
 
 def average_state_dicts(states: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -99,10 +118,11 @@ def training_batches(config: TrainConfig, limit: int) -> Iterable[list[torch.Ten
 def average_checkpoints(
     sources: Sequence[Path], out: Path, data_root: str | None, bn_images: int, dtype: str
 ) -> Path:
-    """Average `sources` into a checkpoint at `out`, BatchNorm re-estimated; metadata from the last."""
+    """Average `sources` into a checkpoint at `out`, BatchNorm re-estimated; metadata (inference
+    settings included) from the last."""
     loaded = [load_checkpoint(source) for source in sources]
     model, meta = loaded[-1]
-    if any(other.detector != meta.detector for _, other in loaded):
+    if not one_architecture([other.detector for _, other in loaded]):
         raise ValueError("the checkpoints have different architectures")
     model.load_state_dict(average_state_dicts([m.state_dict() for m, _ in loaded]))
     config = config_from_dict(meta.training)
