@@ -28,7 +28,7 @@ from models.checkpoint import WEIGHT_DTYPES, load_checkpoint, save_checkpoint_li
 from models.detector import DetectorConfig
 from training.config import TrainConfig, config_from_dict
 from training.data import DigitDataset, collate
-from training.train import load_train_records
+from training.train import load_train_records, seed_everything
 from training.transforms import TrainTransforms
 
 # detector settings that steer inference only (`training.export --test-proposals` sets one): checkpoints
@@ -109,7 +109,7 @@ def training_batches(config: TrainConfig, limit: int) -> Iterable[list[torch.Ten
         shuffle=True,
         num_workers=config.workers,
         collate_fn=collate,
-        generator=torch.Generator().manual_seed(config.seed),
+        generator=seed_everything(config.seed),  # also the multi-scale size the model's transform draws
     )
     for images, _ in tqdm(loader, desc="BatchNorm statistics", leave=False):
         yield images

@@ -7,6 +7,7 @@ import torch
 from models.checkpoint import load_checkpoint, read_checkpoint_meta
 from models.detector import DETECTOR_PRESETS, build_detector
 from training import average
+from training.config import TRAIN_PRESETS
 
 
 def test_average_state_dicts_means_floats_and_keeps_last_counters() -> None:
@@ -60,6 +61,25 @@ def test_recompute_batchnorm_measures_the_batches() -> None:
         expected = model.backbone.body.conv1(batch).mean((0, 2, 3))
     assert seen == 2 and not model.training and bn1.momentum == momentum
     assert torch.allclose(bn1.running_mean, expected, atol=1e-4)
+
+
+def test_batchnorm_statistics_repeat_under_the_runs_seed(synth_dir: Path) -> None:
+    fast = TRAIN_PRESETS["fast"]
+    config = replace(  # multi-scale: the model's transform draws each batch's size
+        fast,
+        detector=replace(fast.detector, train_min_sizes=(48, 80)),
+        data=replace(fast.data, root=str(synth_dir)),
+        batch_size=2,
+        workers=0,
+    )
+    means = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        model = build_detector(config.detector)
+        torch.manual_seed(len(means))  # whatever the global RNGs hold before, as between two commands
+        average.recompute_batchnorm(model, average.training_batches(config, 8))
+        means.append(model.backbone.body.bn1.running_mean.clone())
+    assert torch.equal(means[0], means[1])
 
 
 def test_recompute_batchnorm_needs_images() -> None:
