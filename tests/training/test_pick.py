@@ -66,36 +66,19 @@ def test_errors_of_another_json_are_refused(row: Misread, message: str) -> None:
         check_pairing(_doc(), [row], "train.json")
 
 
-def test_cli_misread_and_rest_split_the_images(tmp_path: Path) -> None:
+def _run(tmp_path: Path, keep: str, out: str, *extra: str) -> tuple[dict, dict]:
+    """pick.main on `_doc()` and MISREADS written under tmp_path: (report, the written json)."""
     ann = tmp_path / "train.json"
     ann.write_text(json.dumps(_doc()))
     errors = _write_errors(tmp_path / "errors.csv", MISREADS)
-    report = pick.main(
-        [
-            "--annotations",
-            str(ann),
-            "--errors",
-            str(errors),
-            "--keep",
-            "misread",
-            "--out",
-            str(tmp_path / "hard.json"),
-        ]
-    )
-    pick.main(
-        [
-            "--annotations",
-            str(ann),
-            "--errors",
-            str(errors),
-            "--keep",
-            "rest",
-            "--out",
-            str(tmp_path / "rest.json"),
-        ]
-    )
-    hard = json.loads((tmp_path / "hard.json").read_text())
-    rest = json.loads((tmp_path / "rest.json").read_text())
+    argv = ["--annotations", str(ann), "--errors", str(errors), "--keep", keep, "--out", str(tmp_path / out)]
+    report = pick.main([*argv, *extra])
+    return report, json.loads((tmp_path / out).read_text())
+
+
+def test_cli_misread_and_rest_split_the_images(tmp_path: Path) -> None:
+    report, hard = _run(tmp_path, "misread", "hard.json")
+    _, rest = _run(tmp_path, "rest", "rest.json")
     assert [im["id"] for im in hard["images"]] == [1, 2, 4]
     assert [im["id"] for im in rest["images"]] == [3, 5, 6]
     assert {a["image_id"] for a in hard["annotations"]} == {1, 2, 4}
@@ -109,25 +92,8 @@ def test_cli_misread_and_rest_split_the_images(tmp_path: Path) -> None:
 
 
 def test_cli_kinds_pick_longer_readings_when_asked(tmp_path: Path) -> None:
-    ann = tmp_path / "train.json"
-    ann.write_text(json.dumps(_doc()))
-    errors = _write_errors(tmp_path / "errors.csv", MISREADS)
-    out = tmp_path / "longer.json"
-    pick.main(
-        [
-            "--annotations",
-            str(ann),
-            "--errors",
-            str(errors),
-            "--keep",
-            "misread",
-            "--kinds",
-            "extra digit",
-            "--out",
-            str(out),
-        ]
-    )
-    assert [im["id"] for im in json.loads(out.read_text())["images"]] == [3]
+    _, longer = _run(tmp_path, "misread", "longer.json", "--kinds", "extra digit")
+    assert [im["id"] for im in longer["images"]] == [3]
 
 
 @pytest.mark.parametrize("kinds", ["longer", ",", "missed digit,wrong"])
