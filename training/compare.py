@@ -5,7 +5,9 @@
 Each folder is a `training.evaluate` output holding `pred.csv` (`image_id,pred_label`, -1 for no digit).
 With a few hundred images, two accuracies a couple of points apart can be chance; the images both models
 see are paired, so the sharper test counts only the images exactly one of them reads right (McNemar:
-under "no difference" each such image is a fair coin). Also sorts each model's misreads by kind.
+under "no difference" each such image is a fair coin). Also sorts each model's misreads by kind. Where
+both folders hold `pred.json`, it also gives B - A of mAP and accuracy with an interval from resampling
+the images, the same draws for both (`--bootstrap`, training/bootstrap.py).
 """
 
 from __future__ import annotations
@@ -19,8 +21,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from models.hw2 import read_pred_csv
+from training.bootstrap import match_table, paired_bootstrap, weighted_map
+from training.data import ImageRecord
 from training.evaluate import split_records
+from training.metrics import ground_truth_coco
 
 ERROR_KINDS = ("no digit", "missed digit", "extra digit", "same length")
 
@@ -99,6 +106,40 @@ def compare(truth: Mapping[int, int], a: Mapping[int, int], b: Mapping[int, int]
     }
 
 
+def paired_intervals(
+    records: Sequence[ImageRecord],
+    a: Mapping[int, int],
+    b: Mapping[int, int],
+    detections_a: list[dict[str, Any]],
+    detections_b: list[dict[str, Any]],
+    samples: int,
+) -> dict[str, Any]:
+    """mAP of A's and B's detections (pred.json rows) and `paired_bootstrap`'s intervals of B - A for mAP
+    and accuracy (numbers `a`, `b`), over the same resamples of `records`."""
+    gt = ground_truth_coco(records)
+    table_a, table_b = match_table(gt, detections_a), match_table(gt, detections_b)
+    truth = {r.image_id: r.number for r in records}
+    right_a = np.array([a.get(i, -1) == truth[i] for i in table_a.image_ids], dtype=bool)
+    right_b = np.array([b.get(i, -1) == truth[i] for i in table_b.image_ids], dtype=bool)
+    ones = np.ones(len(table_a.image_ids))
+    return {
+        "map_a": weighted_map(table_a, ones)["map"],
+        "map_b": weighted_map(table_b, ones)["map"],
+        "b_minus_a": paired_bootstrap(table_a, table_b, right_a, right_b, samples),
+    }
+
+
+def format_intervals(intervals: Mapping[str, Any]) -> list[str]:
+    """`paired_intervals` as report lines."""
+    diff = intervals["b_minus_a"]
+    share = f"{diff['confidence']:.0%}"
+    return [f"mAP       A {intervals['map_a']:.4f}  B {intervals['map_b']:.4f}"] + [
+        f"B - A {name:<8} {diff[name]['estimate']:+.4f}, {share} paired bootstrap interval "
+        f"{diff[name]['low']:+.4f} to {diff[name]['high']:+.4f} ({diff['samples']} resamples)"
+        for name in ("map", "accuracy")
+    ]
+
+
 def format_report(result: Mapping[str, Any], name_a: str, name_b: str) -> str:
     """Human-readable lines for `compare`'s result."""
     paired = result["paired"]
@@ -114,6 +155,8 @@ def format_report(result: Mapping[str, Any], name_a: str, name_b: str) -> str:
         "  A                  " + "  ".join(f"{result['errors_a'][k]:>12}" for k in ERROR_KINDS),
         "  B                  " + "  ".join(f"{result['errors_b'][k]:>12}" for k in ERROR_KINDS),
     ]
+    if "bootstrap" in result:
+        lines += format_intervals(result["bootstrap"])
     return "\n".join(lines)
 
 
@@ -126,6 +169,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--images", help="image folder (overrides DATA/SPLIT)")
     p.add_argument("--annotations", help="COCO json (overrides DATA/SPLIT.json)")
     p.add_argument("--json", type=Path, help="also write the result here as JSON")
+    p.add_argument(
+        "--bootstrap",
+        type=int,
+        default=1000,
+        help="resamples of the images for the intervals of B - A where both folders hold pred.json (0 = off)",
+    )
     return p.parse_args(argv)
 
 
@@ -147,6 +196,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 " others: evaluate both on the same split"
             )
     result = compare(truth, a, b)
+    detections = [folder / "pred.json" for folder in (args.a, args.b)]
+    if args.bootstrap > 0 and all(path.is_file() for path in detections):
+        rows_a, rows_b = (json.loads(path.read_text()) for path in detections)
+        result["bootstrap"] = paired_intervals(records, a, b, rows_a, rows_b, args.bootstrap)
     print(format_report(result, str(args.a), str(args.b)))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")

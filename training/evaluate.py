@@ -8,7 +8,9 @@ truth also `metrics.json` (map, map50, map75, accuracy, and `digits`: what becam
 digit, and `confidence`: how often numbers of each confidence are read right), the threshold/IoU
 sweep, `errors.csv`, a confusion matrix and `confidence.png`; where the checkpoint has a number
 verifier fitted on the pipeline evaluated (models/verifier.py), `p_correct` in `metrics.json` and
-`p_correct.png` say the same of its estimates (flagged `in_sample` on the split it was fitted on).
+`p_correct.png` say the same of its estimates (flagged `in_sample` on the split it was fitted on);
+`bootstrap` in `metrics.json`: how far mAP and accuracy could move on other photos like these
+(intervals over resamples of the images, `--bootstrap`, training/bootstrap.py).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from models.verifier import (
     number_features,
     pipeline_identity,
 )
+from training.bootstrap import bootstrap_metrics, match_table
 from training.data import ImageRecord, list_unlabelled_images, load_coco_split
 from training.metrics import (
     coco_map,
@@ -138,11 +141,13 @@ def write_report(
     params: AssemblyParams,
     extra: dict[str, Any] | None = None,
     sites: Detections | None = None,
+    bootstrap: int = 1000,
 ) -> dict[str, Any]:
     """metrics.json, sweep.json, errors.csv (every misread image), confusion_matrix.png and
     confidence.png for a labelled split; returns the metrics. mAP is scored on `detections`; numbers,
     digit outcomes, the confusion matrix and the numbers' confidence on `sites` (by default the
-    detections)."""
+    detections). With `bootstrap` > 0, metrics["bootstrap"] holds the intervals of mAP and accuracy
+    over that many resamples of the images (`training.bootstrap`)."""
     read = detections if sites is None else sites
     confidence = confidence_report(*number_confidences(records, read, params))
     metrics: dict[str, Any] = {
@@ -153,6 +158,8 @@ def write_report(
         "confidence": confidence,
         **(extra or {}),
     }
+    if bootstrap > 0:
+        metrics["bootstrap"] = split_intervals(records, detections, read, params, bootstrap)
     sweep = sweep_assembly(records, read, params)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     (out / "sweep.json").write_text(json.dumps(sweep, indent=2) + "\n")
@@ -170,12 +177,41 @@ def write_report(
         f"ground-truth digits ({metrics['boxes']}), before de-dup, at score >= {params.score_threshold}: "
         + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in digits.items())
     )
+    if bootstrap > 0:
+        print(format_intervals(metrics["bootstrap"], len(records)))
     print("whole-number accuracy by score threshold and IoU de-dup:\n" + format_sweep(sweep))
     print(
         f"answering only the most confident numbers: AUC {confidence['auc']:.3f}, "
         + format_coverage(confidence["coverage"])
     )
     return metrics
+
+
+def split_intervals(
+    records: Sequence[ImageRecord],
+    detections: Detections,
+    read: Detections,
+    params: AssemblyParams,
+    samples: int,
+) -> dict[str, Any]:
+    """`training.bootstrap.bootstrap_metrics` of mAP on `detections` and accuracy on `read`."""
+    table = match_table(ground_truth_coco(records), detections_to_coco(detections))
+    numbers = predicted_numbers(read, [r.image_id for r in records], params)
+    truth = {r.image_id: r.number for r in records}
+    right = np.array([numbers[i] == truth[i] for i in table.image_ids], dtype=bool)
+    return bootstrap_metrics(table, right, samples)
+
+
+def format_intervals(intervals: dict[str, Any], n_images: int) -> str:
+    """One line: each metric's interval and standard error over the bootstrap resamples."""
+    spans = ", ".join(
+        f"{name} {span['low']:.4f}-{span['high']:.4f} (se {span['standard_error']:.4f})"
+        for name, span in ((n, intervals[n]) for n in ("map", "map50", "accuracy"))
+    )
+    return (
+        f"{intervals['confidence']:.0%} bootstrap intervals over {intervals['samples']} resamples of the "
+        f"{n_images} images: {spans}"
+    )
 
 
 def write_errors(path: Path, records: Sequence[ImageRecord], numbers: dict[int, int]) -> int:
@@ -203,7 +239,14 @@ def split_records(
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    return build_parser(__doc__).parse_args(argv)
+    p = build_parser(__doc__)
+    p.add_argument(
+        "--bootstrap",
+        type=int,
+        default=1000,
+        help="resamples of the images for the intervals of mAP and accuracy (0 = off; training.bootstrap)",
+    )
+    return p.parse_args(argv)
 
 
 def build_parser(description: str | None) -> argparse.ArgumentParser:
@@ -288,7 +331,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         print(f"wrote predictions for {len(run.records)} images to {args.out}")
         return {}
     extra = {"p_correct": p_correct_report(run, verifier, annotations_sha256(args))} if verifier else {}
-    metrics = write_report(args.out, run.records, run.detections, run.params, extra, sites=run.sites)
+    metrics = write_report(
+        args.out, run.records, run.detections, run.params, extra, sites=run.sites, bootstrap=args.bootstrap
+    )
     if verifier:
         plot_confidence(metrics["p_correct"], args.out / "p_correct.png", "p_correct")
         in_sample = (

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from models.hw2 import write_pred_csv
+from models.assembly import Detection
+from models.hw2 import write_pred_csv, write_pred_json
 from training import compare
 from training.data import load_coco_split
 
@@ -92,3 +93,34 @@ def test_command_refuses_predictions_for_another_split(synth_dir: Path, tmp_path
     partial = _write_pred(tmp_path / "partial", dict(list(truth.items())[1:]))
     with pytest.raises(SystemExit, match="covers"):
         compare.main([str(full), str(partial), "--data", str(synth_dir)])
+
+
+def test_command_gives_paired_intervals_where_both_folders_hold_detections(
+    synth_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    records, _ = load_coco_split(synth_dir / "valid", synth_dir / "valid.json")
+    truth = {r.image_id: r.number for r in records}
+    perfect = _write_pred(tmp_path / "perfect", truth)
+    write_pred_json(
+        perfect / "pred.json",
+        {r.image_id: [Detection(b.box_xyxy, b.digit, 1.0) for b in r.boxes] for r in records},
+    )
+    blind = _write_pred(tmp_path / "blind", dict.fromkeys(truth, -1))
+    write_pred_json(blind / "pred.json", {})
+    result = compare.main([str(blind), str(perfect), "--data", str(synth_dir), "--bootstrap", "50"])
+    intervals = result["bootstrap"]
+    assert (intervals["map_a"], intervals["map_b"]) == (0.0, pytest.approx(1.0))
+    for name in ("map", "accuracy"):
+        span = intervals["b_minus_a"][name]
+        assert span["estimate"] == pytest.approx(1.0) and span["low"] == pytest.approx(1.0)
+    assert intervals["b_minus_a"]["samples"] == 50
+    printed = capsys.readouterr().out
+    assert (
+        "B - A map      +1.0000, 95% paired bootstrap interval +1.0000 to +1.0000 (50 resamples)" in printed
+    )
+    # Without detections on one side, or with --bootstrap 0, there is nothing to resample.
+    (blind / "pred.json").unlink()
+    assert "bootstrap" not in compare.main([str(blind), str(perfect), "--data", str(synth_dir)])
+    assert "bootstrap" not in compare.main(
+        [str(perfect), str(perfect), "--data", str(synth_dir), "--bootstrap", "0"]
+    )

@@ -65,6 +65,11 @@ def test_evaluate_cli_on_labelled_split(trained_run: Path, synth_dir: Path, tmp_
     assert json.loads((tmp_path / "evaluation.json").read_text())["zoom"]["below_px"] == 0.0
     assert saved == metrics and all(0.0 <= saved[k] <= 1.0 for k in ("map", "map50", "accuracy"))
     assert sum(saved["digits"].values()) == saved["boxes"]
+    for name in ("map", "map50", "accuracy"):  # the intervals surround the split's own figures
+        span = saved["bootstrap"][name]
+        assert (
+            span["estimate"] == pytest.approx(saved[name]) and span["low"] <= span["estimate"] <= span["high"]
+        )
     bins = saved["confidence"]["bins"]
     assert sum(b["images"] for b in bins) == 8 and sum(b["right"] for b in bins) == round(
         saved["accuracy"] * 8
