@@ -279,6 +279,12 @@ def build_parser(description: str | None) -> argparse.ArgumentParser:
         "read the photo again widened (models/zoom.py); default: the checkpoint's (0 = off)",
     )
     p.add_argument(
+        "--fuse-first",
+        type=float,
+        help="average the second look's boxes with the first pass's of the same digit, those counted "
+        "this many times (models/zoom.py); default: the checkpoint's (0 = off)",
+    )
+    p.add_argument(
         "--no-reader", action="store_true", help="read numbers from the detector alone, as without a reader"
     )
     p.add_argument(
@@ -356,7 +362,7 @@ def run_pipeline(args: argparse.Namespace) -> PipelineRun:
         params = replace(params, score_threshold=args.score_threshold)
     if args.iou_threshold is not None:
         params = replace(params, iou_threshold=args.iou_threshold)
-    zoom = meta.zoom.with_trigger(args.zoom_below_px, args.search_tiles, args.side_look)
+    zoom = meta.zoom.with_trigger(args.zoom_below_px, args.search_tiles, args.side_look, args.fuse_first)
     records, labelled = split_records(args.data, args.split, args.images, args.annotations)
     detections = predict_records(model, records, device, args, f"evaluate {args.split}", zoom)
     refiner = None if args.no_refiner else load_prepared_refiner(args.checkpoint, device, use_int8=use_int8)

@@ -67,6 +67,7 @@ def export_checkpoint(
     test_proposals: int | None = None,
     search_tiles: int | None = None,
     side_look: float | None = None,
+    fuse_first: float | None = None,
 ) -> Path:
     model, meta = load_checkpoint(source)
     source_dir = resolve_checkpoint_dir(source)
@@ -80,23 +81,23 @@ def export_checkpoint(
             reader = source_dir
         if refiner is None and refiner_step is not None and has_refiner(source_dir):
             refiner = source_dir
-        zooms = (zoom_below_px, search_tiles, side_look)
+        zooms = (zoom_below_px, search_tiles, side_look, fuse_first)
         edits = (reader, refiner, rescorer, height_ratio, test_proposals, *zooms)
         if edits == (None,) * len(edits):
             raise ValueError(
                 f"--out is the source checkpoint {out}: only --reader, --refiner, --rescorer, their "
-                "settings, --height-ratio, --test-proposals, --zoom-below-px, --search-tiles or "
-                "--side-look can be added to it"
+                "settings, --height-ratio, --test-proposals, --zoom-below-px, --search-tiles, "
+                "--side-look or --fuse-first can be added to it"
             )
         _attach_parts(out, meta.weights_dtype, reader, refiner, refiner_step, reader_weight, rescorer)
         if height_ratio is not None:
             set_checkpoint_thresholds(out, assembly)
         if test_proposals is not None:
             set_checkpoint_detector(out, meta.detector)
-        if zooms != (None, None, None):
+        if zooms != (None,) * len(zooms):
             set_checkpoint_zoom(out, meta.zoom.with_trigger(*zooms))
         return out
-    zoom = meta.zoom.with_trigger(zoom_below_px, search_tiles, side_look)
+    zoom = meta.zoom.with_trigger(zoom_below_px, search_tiles, side_look, fuse_first)
     folder = save_checkpoint_like(
         out, model, meta, metrics=meta.metrics, dtype=dtype, zoom=zoom, assembly=assembly
     )
@@ -197,6 +198,12 @@ def main(argv: Sequence[str] | None = None) -> Path:
         help="where the number reaches within this many digit heights of a photo's left or right side, "
         "read the photo again widened (models/zoom.py); default: the source's (0 = off)",
     )
+    p.add_argument(
+        "--fuse-first",
+        type=float,
+        help="average each box of the second look with the first pass's boxes of the same digit, those "
+        "counted this many times (models/zoom.py); default: the source's (0 = off)",
+    )
     args = p.parse_args(argv)
     folder = export_checkpoint(
         args.checkpoint,
@@ -212,6 +219,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
         args.test_proposals,
         args.search_tiles,
         args.side_look,
+        args.fuse_first,
     )
     size_mb = sum(f.stat().st_size for f in folder.glob("*.safetensors")) / 1e6
     print(f"wrote {folder} ({size_mb:.1f} MB, {args.dtype})")

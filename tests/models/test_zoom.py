@@ -17,6 +17,7 @@ from models.zoom import (
     ZoomParams,
     clear_of_inner_edges,
     detect_with_zoom,
+    fuse_passes,
     input_scale,
     near_a_side,
     number_cluster,
@@ -140,10 +141,12 @@ def test_zoom_params_refuse_negative_values(below_px: float) -> None:
     for tiles in (-1, 1):
         with pytest.raises(ValueError, match="search_tiles"):
             ZoomParams(search_tiles=tiles)
-    with pytest.raises(ValueError, match="side_look must be >= 0"):
+    with pytest.raises(ValueError, match="side_look and fuse_first must be >= 0"):
         ZoomParams(side_look=-0.5)
     with pytest.raises(ValueError, match="side_score must be in"):
         ZoomParams(side_score=1.5)
+    with pytest.raises(ValueError, match="and fuse_first must be >= 0"):
+        ZoomParams(fuse_first=-1.0)
 
 
 def test_with_trigger_overrides_only_what_is_given() -> None:
@@ -152,6 +155,36 @@ def test_with_trigger_overrides_only_what_is_given() -> None:
     assert ON.with_trigger(None, 0) == ON and ZoomParams(search_tiles=3).with_trigger(None).search_tiles == 3
     assert ON.with_trigger(None, None, 0.5) == ZoomParams(below_px=50, side_look=0.5)
     assert ZoomParams(side_look=0.5).with_trigger(None).side_look == 0.5
+    assert ON.with_trigger(None, None, None, 2.0) == ZoomParams(below_px=50, fuse_first=2.0)
+    assert ZoomParams(fuse_first=2.0).with_trigger(None).fuse_first == 2.0
+
+
+def test_fuse_passes_averages_each_box_with_the_first_passs_boxes_of_its_digit() -> None:
+    second = [digit(10, 10, 20, 30, value=1, score=0.75), digit(40, 10, 50, 30, value=2, score=0.9)]
+    first = [
+        digit(12, 10, 22, 30, value=1, score=0.5),  # IoU 0.67 with the first: fused
+        digit(40, 10, 50, 30, value=7, score=0.9),  # same place, another digit: not fused
+        digit(46, 10, 56, 30, value=2, score=0.9),  # same digit, IoU 0.25: not fused
+    ]
+    fused = fuse_passes(second, first, first_weight=2.0)
+    # weights 0.75 (second look) and 2 x 0.5 (first pass): x1 = (0.75 * 10 + 1.0 * 12) / 1.75
+    assert fused[0].box_xyxy == pytest.approx(((7.5 + 12) / 1.75, 10, (15 + 22) / 1.75, 30))
+    assert (fused[0].digit, fused[0].score) == (1, 0.75)
+    assert fused[1] == second[1]
+    assert fuse_passes(second, first, first_weight=0.0) == second
+    assert fuse_passes(second, [], first_weight=2.0) == second
+
+
+def test_second_look_boxes_are_fused_with_the_first_pass_when_asked() -> None:
+    first = [digit(300, 200, 320, 240, value=1, score=0.5)]
+    in_crop = [digit(62, 13, 80, 52, value=1, score=0.75)]  # (302, 201, 320, 240) in the photo
+    fuse = ON.with_trigger(None, fuse_first=1.0)
+    (fused,) = detect_with_zoom(FakeDetector([[first], [in_crop]]), [torch.rand(3, 400, 600)], fuse)
+    pairs = zip((300, 200, 320, 240), (302, 201, 320, 240), strict=True)
+    assert len(fused) == 1 and (fused[0].digit, fused[0].score) == (1, 0.75)
+    assert fused[0].box_xyxy == pytest.approx(tuple((0.5 * a + 0.75 * b) / 1.25 for a, b in pairs))
+    (plain,) = detect_with_zoom(FakeDetector([[first], [in_crop]]), [torch.rand(3, 400, 600)], ON)
+    assert plain == [digit(302, 201, 320, 240, value=1, score=0.75)]
 
 
 class FakeDetector(nn.Module):

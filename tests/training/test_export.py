@@ -65,7 +65,7 @@ def test_export_turns_zoom_on_or_keeps_the_sources(tmp_path: Path) -> None:
     assert read_checkpoint_meta(changed).zoom == ZoomParams(below_px=50, margin_x=2.0)
 
 
-def test_export_onto_itself_sets_search_tiles_and_side_look_and_leaves_the_weights(tmp_path: Path) -> None:
+def test_export_onto_itself_sets_the_zoom_settings_and_leaves_the_weights(tmp_path: Path) -> None:
     config = DETECTOR_PRESETS["fast"]
     zoom = ZoomParams(below_px=40)
     source = save_checkpoint(tmp_path / "src", build_detector(config).eval(), config, zoom=zoom)
@@ -74,6 +74,10 @@ def test_export_onto_itself_sets_search_tiles_and_side_look_and_leaves_the_weigh
     assert read_checkpoint_meta(source).zoom == ZoomParams(below_px=40, search_tiles=3)
     export.main(["--checkpoint", str(source), "--out", str(source), "--side-look", "0.5"])
     assert read_checkpoint_meta(source).zoom == ZoomParams(below_px=40, search_tiles=3, side_look=0.5)
+    export.main(["--checkpoint", str(source), "--out", str(source), "--fuse-first", "2"])
+    assert read_checkpoint_meta(source).zoom == ZoomParams(
+        below_px=40, search_tiles=3, side_look=0.5, fuse_first=2.0
+    )
     assert (source / "weights.safetensors").read_bytes() == weights
 
 
