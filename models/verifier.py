@@ -18,6 +18,7 @@ so `current_verifier` returns it only where the serving pipeline is the same.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -175,8 +176,20 @@ def load_verifier(directory: str | Path) -> tuple[NumberVerifier, VerifierMeta] 
 
 def identity_differences(fitted: Mapping[str, Any], serving: Mapping[str, Any]) -> list[str]:
     """Names of the entries of `pipeline_identity` in which the serving pipeline differs from the
-    one a verifier was fitted on (empty when it is the same)."""
+    one a verifier was fitted on (empty when it is the same). A setting added to the assembly or the
+    zoom after the verifier was fitted counts at its default, which leaves the pipeline as it was."""
+    fitted, serving = _with_defaults(fitted), _with_defaults(serving)
     return sorted(k for k in set(fitted) | set(serving) if fitted.get(k) != serving.get(k))
+
+
+def _with_defaults(identity: Mapping[str, Any]) -> dict[str, Any]:
+    """`identity` with its "assembly" and "zoom" settings completed by their dataclasses' defaults; an
+    entry those dataclasses cannot read is left as it is (and so differs)."""
+    out = dict(identity)
+    for name, params in (("assembly", AssemblyParams), ("zoom", ZoomParams)):
+        with contextlib.suppress(KeyError, TypeError, ValueError):
+            out[name] = json.loads(json.dumps(asdict(params(**out[name]))))
+    return out
 
 
 def current_verifier(

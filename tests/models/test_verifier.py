@@ -19,6 +19,7 @@ from models.verifier import (
     VerifierError,
     VerifierMeta,
     current_verifier,
+    identity_differences,
     load_verifier,
     number_features,
     pipeline_identity,
@@ -109,6 +110,21 @@ def test_current_verifier_only_for_the_pipeline_it_was_fitted_on(
     with caplog.at_level(logging.WARNING):
         assert current_verifier(tmp_path, identity(score_threshold=0.5)) is None
     assert "assembly differ" in caplog.text
+
+
+def test_a_setting_added_after_fitting_counts_at_its_default() -> None:
+    """A verifier fitted before `fuse_first` existed recorded no such zoom setting: off, as now."""
+    fitted = identity()
+    del fitted["zoom"]["fuse_first"]
+    assert identity_differences(fitted, identity()) == []
+    fused = pipeline_identity(
+        "cd" * 32, AssemblyParams(), ZoomParams(fuse_first=2.0), {"reader": None, "refiner": None}
+    )
+    assert identity_differences(fitted, fused) == ["reader", "zoom"]
+    assert identity_differences({**fitted, "zoom": {"no_such_setting": 1}}, identity()) == ["zoom"]
+    assert identity_differences({k: v for k, v in fitted.items() if k != "assembly"}, identity()) == [
+        "assembly"
+    ]
 
 
 def test_a_verifier_of_other_features_or_a_malformed_file_is_refused(tmp_path: Path) -> None:
