@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
+from torchvision.transforms.v2._utils import query_size
 
 from models.detector import IMAGENET_MEAN
 from training.data import Target
@@ -27,6 +29,8 @@ class AugmentConfig:
     sigma drawn from `blur_sigma` in pixels of the original image), `grayscale_p` makes it grey (3
     channels still), and `erasing_drop` > 0 drops a box, with its label, when random erasing covers at
     least that share of its area (a digit that is no longer visible is not a digit; 0 keeps it).
+    `stretch` s > 1 resizes the image's width by a factor drawn log-uniformly from [1 / s, s], its
+    height kept, boxes with it (digits come condensed and wide; 1 = off, the seed).
     """
 
     brightness: float = 0.3
@@ -39,8 +43,11 @@ class AugmentConfig:
     blur_sigma: tuple[float, float] = (0.3, 1.2)
     grayscale_p: float = 0.0
     erasing_drop: float = 0.0
+    stretch: float = 1.0
 
     def __post_init__(self) -> None:
+        if self.stretch < 1.0:
+            raise ValueError(f"augment.stretch must be >= 1 (1 = off), got {self.stretch}")
         for name in ("erasing_p", "blur_p", "grayscale_p", "erasing_drop"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
@@ -52,9 +59,26 @@ class AugmentConfig:
             )
 
 
+class HorizontalStretch(v2.Transform):
+    """Resize the width by a factor drawn log-uniformly from [1 / max_factor, max_factor], the height
+    kept; boxes (tv_tensors.BoundingBoxes) scale with the pixels."""
+
+    def __init__(self, max_factor: float) -> None:
+        super().__init__()
+        self.log_max = math.log(max_factor)
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        height, width = query_size(flat_inputs)
+        factor = math.exp(float(torch.empty(()).uniform_(-self.log_max, self.log_max)))
+        return {"size": [height, max(1, round(width * factor))]}
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        return self._call_kernel(v2.functional.resize, inpt, size=params["size"], antialias=True)
+
+
 class TrainTransforms:
-    """Photometric jitter (then blur and grey when configured), an affine warp that moves the boxes
-    with the pixels, then random erasing.
+    """Photometric jitter (then blur and grey when configured), a horizontal stretch when configured,
+    an affine warp that moves the boxes with the pixels, then random erasing.
 
     Boxes that leave the image are clamped; boxes left with no area are dropped with their labels, and
     so are boxes the erasing covers by at least `erasing_drop` of their area when that is > 0.
@@ -73,9 +97,11 @@ class TrainTransforms:
         if c.grayscale_p > 0:
             photometric.append(v2.RandomGrayscale(p=c.grayscale_p))
         self.erasing_drop = c.erasing_drop
+        stretch = [HorizontalStretch(c.stretch)] if c.stretch > 1.0 else []
         self.geometry = v2.Compose(
             [
                 *photometric,
+                *stretch,
                 v2.RandomAffine(
                     degrees=c.affine_degrees,
                     translate=(c.affine_translate, c.affine_translate),

@@ -122,8 +122,36 @@ def test_blur_and_grey_change_the_pixels_not_the_boxes() -> None:
     assert torch.equal(untouched, image)
 
 
+def test_stretch_resizes_the_width_only_and_moves_the_boxes_with_the_pixels() -> None:
+    torch.manual_seed(4)
+    plain = dict(brightness=0, contrast=0, saturation=0, affine_degrees=0, affine_translate=0, erasing_p=0)
+    transform = TrainTransforms(AugmentConfig(**plain, stretch=1.5))
+    widths = []
+    for _ in range(40):
+        image, target = transform(*white_square())
+        height, width = image.shape[-2:]
+        factor = width / 120
+        assert height == 60 and 1 / 1.5 - 0.01 <= factor <= 1.5 + 0.01
+        x1, y1, x2, y2 = target["boxes"][0].tolist()
+        assert (x1, x2) == (pytest.approx(50 * factor, abs=0.5), pytest.approx(60 * factor, abs=0.5))
+        assert (y1, y2) == (20.0, 40.0)
+        xs = torch.nonzero(image[0, 30] > 0.5).flatten()
+        assert x1 - 1.5 <= xs.min() and xs.max() + 1 <= x2 + 1.5
+        widths.append(width)
+    assert min(widths) < 100 and max(widths) > 140  # both ways, across the range
+    unchanged, _ = TrainTransforms(AugmentConfig(**plain))(*white_square())
+    assert unchanged.shape[-1] == 120
+
+
 @pytest.mark.parametrize(
-    "bad", [{"blur_p": 1.5}, {"grayscale_p": -0.1}, {"erasing_drop": 2.0}, {"blur_sigma": (1.0, 0.5)}]
+    "bad",
+    [
+        {"blur_p": 1.5},
+        {"grayscale_p": -0.1},
+        {"erasing_drop": 2.0},
+        {"blur_sigma": (1.0, 0.5)},
+        {"stretch": 0.8},
+    ],
 )
 def test_augment_config_rejects_bad_values(bad: dict) -> None:
     with pytest.raises(ValueError, match="augment"):
