@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from models.hw2 import read_pred_csv
-from training.bootstrap import match_table, paired_bootstrap, weighted_map
+from training.bootstrap import add_bootstrap_argument, match_table, paired_bootstrap, weighted_map
 from training.data import ImageRecord
 from training.evaluate import split_records
 from training.metrics import ground_truth_coco
@@ -169,12 +169,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--images", help="image folder (overrides DATA/SPLIT)")
     p.add_argument("--annotations", help="COCO json (overrides DATA/SPLIT.json)")
     p.add_argument("--json", type=Path, help="also write the result here as JSON")
-    p.add_argument(
-        "--bootstrap",
-        type=int,
-        default=1000,
-        help="resamples of the images for the intervals of B - A where both folders hold pred.json (0 = off)",
-    )
+    add_bootstrap_argument(p, "B - A, where both folders hold pred.json")
     return p.parse_args(argv)
 
 

@@ -42,7 +42,7 @@ from models.verifier import (
     number_features,
     pipeline_identity,
 )
-from training.bootstrap import bootstrap_metrics, match_table
+from training.bootstrap import SAMPLES, add_bootstrap_argument, bootstrap_metrics, match_table
 from training.data import ImageRecord, list_unlabelled_images, load_coco_split
 from training.metrics import (
     coco_map,
@@ -141,7 +141,7 @@ def write_report(
     params: AssemblyParams,
     extra: dict[str, Any] | None = None,
     sites: Detections | None = None,
-    bootstrap: int = 1000,
+    bootstrap: int = SAMPLES,
 ) -> dict[str, Any]:
     """metrics.json, sweep.json, errors.csv (every misread image), confusion_matrix.png and
     confidence.png for a labelled split; returns the metrics. mAP is scored on `detections`; numbers,
@@ -240,12 +240,7 @@ def split_records(
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = build_parser(__doc__)
-    p.add_argument(
-        "--bootstrap",
-        type=int,
-        default=1000,
-        help="resamples of the images for the intervals of mAP and accuracy (0 = off; training.bootstrap)",
-    )
+    add_bootstrap_argument(p, "mAP and accuracy")
     return p.parse_args(argv)
 
 
