@@ -10,13 +10,13 @@ images and redoes pycocotools' `accumulate`, which makes a thousand resamples ta
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+
+from training.metrics import coco_evaluation
 
 CONFIDENCE = 0.95
 METRICS = ("map", "map50", "map75")
@@ -73,16 +73,7 @@ def add_bootstrap_argument(parser: argparse.ArgumentParser, intervals_of: str) -
 def match_table(gt: dict[str, Any], predictions: list[dict[str, Any]]) -> MatchTable:
     """COCO ground truth (`training.metrics.ground_truth_coco`) and detections (pred.json rows, xywh) ->
     their matches, via pycocotools' own `evaluate`; images in ascending id order."""
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco_gt = COCO()
-        coco_gt.dataset = {**gt, "info": {}}
-        coco_gt.createIndex()
-        coco_dt = coco_gt.loadRes([dict(p) for p in predictions]) if predictions else COCO()
-        evaluator = COCOeval(coco_gt, coco_dt, iouType="bbox")
-        evaluator.evaluate()
+    evaluator = coco_evaluation(gt, predictions)
     params = evaluator.params
     image_ids, n_images, max_det = tuple(params.imgIds), len(params.imgIds), params.maxDets[-1]
     n_areas, n_thresholds = len(params.areaRng), len(params.iouThrs)
@@ -159,6 +150,12 @@ def _precision(
         reached = index < n_det
         out[t, reached] = envelope[t, index[reached]]
     return out
+
+
+def read_right(table: MatchTable, truth: Mapping[int, int], numbers: Mapping[int, int]) -> np.ndarray:
+    """bool[I]: whether each image of `table.image_ids` (same order) is read as its `truth` (image_id ->
+    number) in `numbers` (a missing image reads -1)."""
+    return np.array([numbers.get(i, -1) == truth[i] for i in table.image_ids], dtype=bool)
 
 
 def resample_weights(n_images: int, samples: int, seed: int) -> np.ndarray:

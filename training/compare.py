@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from models.hw2 import read_pred_csv
-from training.bootstrap import add_bootstrap_argument, match_table, paired_bootstrap, weighted_map
+from training.bootstrap import add_bootstrap_argument, match_table, paired_bootstrap, read_right, weighted_map
 from training.data import ImageRecord
 from training.evaluate import split_records
 from training.metrics import ground_truth_coco
@@ -119,8 +119,7 @@ def paired_intervals(
     gt = ground_truth_coco(records)
     table_a, table_b = match_table(gt, detections_a), match_table(gt, detections_b)
     truth = {r.image_id: r.number for r in records}
-    right_a = np.array([a.get(i, -1) == truth[i] for i in table_a.image_ids], dtype=bool)
-    right_b = np.array([b.get(i, -1) == truth[i] for i in table_b.image_ids], dtype=bool)
+    right_a, right_b = read_right(table_a, truth, a), read_right(table_b, truth, b)
     ones = np.ones(len(table_a.image_ids))
     return {
         "map_a": weighted_map(table_a, ones)["map"],

@@ -42,7 +42,7 @@ from models.verifier import (
     number_features,
     pipeline_identity,
 )
-from training.bootstrap import SAMPLES, add_bootstrap_argument, bootstrap_metrics, match_table
+from training.bootstrap import SAMPLES, add_bootstrap_argument, bootstrap_metrics, match_table, read_right
 from training.data import ImageRecord, list_unlabelled_images, load_coco_split
 from training.metrics import (
     coco_map,
@@ -197,8 +197,7 @@ def split_intervals(
     """`training.bootstrap.bootstrap_metrics` of mAP on `detections` and accuracy on `read`."""
     table = match_table(ground_truth_coco(records), detections_to_coco(detections))
     numbers = predicted_numbers(read, [r.image_id for r in records], params)
-    truth = {r.image_id: r.number for r in records}
-    right = np.array([numbers[i] == truth[i] for i in table.image_ids], dtype=bool)
+    right = read_right(table, {r.image_id: r.number for r in records}, numbers)
     return bootstrap_metrics(table, right, samples)
 
 

@@ -40,20 +40,29 @@ def ground_truth_coco(records: Sequence[ImageRecord]) -> dict[str, Any]:
     return {"images": images, "annotations": annotations, "categories": coco_categories()}
 
 
-def coco_map(gt: dict[str, Any], predictions: list[dict[str, Any]]) -> dict[str, float]:
-    """COCO bbox mAP@[.5:.95], mAP@.5 and mAP@.75 via pycocotools; all 0.0 for an empty prediction set."""
+def coco_evaluation(gt: dict[str, Any], predictions: list[dict[str, Any]]) -> Any:
+    """pycocotools' `COCOeval` (bbox) of `predictions` (pred.json rows, xywh) against `gt` (a COCO
+    ground-truth document, `ground_truth_coco`), with its per-image matching done (`evaluate`), quietly;
+    `accumulate` is left to the caller."""
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
-    if not predictions or not gt["annotations"]:
-        return {"map": 0.0, "map50": 0.0, "map75": 0.0}
     with contextlib.redirect_stdout(io.StringIO()):
         coco_gt = COCO()
         coco_gt.dataset = {**gt, "info": {}}
         coco_gt.createIndex()
-        coco_dt = coco_gt.loadRes([dict(p) for p in predictions])
+        coco_dt = coco_gt.loadRes([dict(p) for p in predictions]) if predictions else COCO()
         evaluator = COCOeval(coco_gt, coco_dt, iouType="bbox")
         evaluator.evaluate()
+    return evaluator
+
+
+def coco_map(gt: dict[str, Any], predictions: list[dict[str, Any]]) -> dict[str, float]:
+    """COCO bbox mAP@[.5:.95], mAP@.5 and mAP@.75 via pycocotools; all 0.0 for an empty prediction set."""
+    if not predictions or not gt["annotations"]:
+        return {"map": 0.0, "map50": 0.0, "map75": 0.0}
+    evaluator = coco_evaluation(gt, predictions)
+    with contextlib.redirect_stdout(io.StringIO()):
         evaluator.accumulate()
         evaluator.summarize()
     stats = [max(0.0, float(s)) for s in evaluator.stats[:3]]  # -1 means "no data" in pycocotools

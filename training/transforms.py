@@ -15,7 +15,6 @@ from typing import Any
 import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
-from torchvision.transforms.v2._utils import query_size
 
 from models.detector import IMAGENET_MEAN
 from training.data import Target
@@ -68,7 +67,7 @@ class HorizontalStretch(v2.Transform):
         self.log_max = math.log(max_factor)
 
     def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
-        height, width = query_size(flat_inputs)
+        height, width = v2.query_size(flat_inputs)
         factor = math.exp(float(torch.empty(()).uniform_(-self.log_max, self.log_max)))
         return {"size": [height, max(1, round(width * factor))]}
 
