@@ -7,6 +7,7 @@ it names under `base` (default "seed"). The resolved config is written next to e
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,9 @@ class TrainConfig:
     max_valid_images: int = 0  # 0 = whole validation split
     eval_every: int = 1  # validation mAP every N epochs (validation loss runs every epoch)
     init_from: str = ""  # checkpoint whose weights start this run (e.g. synthetic pretraining)
+    # sha256 of `init_from`'s weights file: when set, the run refuses any other weights there, so a
+    # config that names a folder outside git (runs/stage3) cannot start quietly from the wrong model
+    init_sha256: str = ""
     # Residual blocks `init_from` lacks (a deeper backbone than the source's): "random", or "identity":
     # each starts as the identity (its last BatchNorm's scale and shift zero), so the deeper detector
     # starts out computing exactly what the source did
@@ -78,12 +82,18 @@ class TrainConfig:
             raise ValueError(f"unknown schedule {self.schedule!r}; supported: {SCHEDULES}")
         if self.new_blocks not in NEW_BLOCKS:
             raise ValueError(f"unknown new_blocks {self.new_blocks!r}; supported: {NEW_BLOCKS}")
+        if self.init_sha256:
+            if not self.init_from:
+                raise ValueError("init_sha256 is set but init_from is not: there are no weights to check")
+            if not SHA256_HEX.fullmatch(self.init_sha256):
+                raise ValueError(f"init_sha256 must be 64 lower-case hex digits, got {self.init_sha256!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 SCHEDULES = ("cosine", "cyclic")
+SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 NEW_BLOCKS = ("random", "identity")
 
 

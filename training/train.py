@@ -214,10 +214,17 @@ def identity_new_blocks(model: FasterRCNN, loaded: set[str]) -> list[str]:
 
 def build_model(config: TrainConfig, device: torch.device) -> FasterRCNN:
     """The detector of the config, optionally started from another checkpoint (blocks the source
-    lacks random or the identity, `config.new_blocks`), backbone optionally frozen."""
+    lacks random or the identity, `config.new_blocks`; its weights' sha256 checked against
+    `config.init_sha256` when that is set), backbone optionally frozen."""
     model = build_detector(config.detector)
     if config.init_from:
-        source, _ = load_checkpoint(config.init_from)
+        source, meta = load_checkpoint(config.init_from)
+        if config.init_sha256 and meta.weights_sha256 != config.init_sha256:
+            raise ValueError(
+                f"init_from {config.init_from} holds weights with sha256 {meta.weights_sha256}, not the "
+                f"{config.init_sha256} the config's init_sha256 asks for: put the intended checkpoint "
+                "there (the config's header says where it comes from)"
+            )
         own = model.state_dict()
         fitting = {k: v for k, v in source.state_dict().items() if k in own and own[k].shape == v.shape}
         model.load_state_dict(fitting, strict=False)

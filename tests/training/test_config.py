@@ -1,3 +1,4 @@
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -49,3 +50,12 @@ def test_config_round_trips_through_dict() -> None:
 def test_repo_config_files_load() -> None:
     for path in Path(__file__).resolve().parents[2].glob("configs/*.yaml"):
         load_config(str(path))
+
+
+@pytest.mark.parametrize(
+    ("init_from", "init_sha256", "message"),
+    [("", "0" * 64, "init_from is not"), ("runs/x", "abc", "64 lower-case hex"), ("runs/x", "A" * 64, "hex")],
+)
+def test_init_sha256_needs_a_start_and_a_whole_digest(init_from: str, init_sha256: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        replace(load_config("fast"), init_from=init_from, init_sha256=init_sha256)

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from models.checkpoint import save_checkpoint
+from models.checkpoint import read_weights, save_checkpoint, sha256_file
 from models.detector import DETECTOR_PRESETS, build_detector
 from tests.helpers import randomise_batchnorm
 from training.config import TRAIN_PRESETS, load_config
@@ -146,3 +146,19 @@ def test_other_ranks_only_learn_the_run_dir(tmp_path: Path) -> None:
     resumed = tmp_path / "elsewhere"
     assert make_run_dir(config, resumed, create=False) == resumed == make_run_dir(config, resumed)
     assert not resumed.exists()
+
+
+def test_init_sha256_pins_the_weights_a_run_starts_from(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    detector = DETECTOR_PRESETS["fast"]
+    save_checkpoint(tmp_path / "a", build_detector(detector).eval(), detector)
+    save_checkpoint(tmp_path / "b", build_detector(detector).eval(), detector)  # other random weights
+    digest_a = sha256_file(tmp_path / "a" / "weights.safetensors")
+    pinned = replace(load_config("fast"), init_from=str(tmp_path / "a"), init_sha256=digest_a)
+    model = build_model(pinned, torch.device("cpu"))
+    source = read_weights(tmp_path / "a" / "weights.safetensors")
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in source.items())
+    # The same pin on a folder holding other weights refuses to start, naming both digests.
+    digest_b = sha256_file(tmp_path / "b" / "weights.safetensors")
+    with pytest.raises(ValueError, match=f"{digest_b}.*{digest_a}"):
+        build_model(replace(pinned, init_from=str(tmp_path / "b")), torch.device("cpu"))
