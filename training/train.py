@@ -212,12 +212,13 @@ def identity_new_blocks(model: FasterRCNN, loaded: set[str]) -> list[str]:
     return [name for name, _ in new]
 
 
-def build_model(config: TrainConfig, device: torch.device) -> FasterRCNN:
+def build_model(config: TrainConfig, device: torch.device, *, initialise: bool = True) -> FasterRCNN:
     """The detector of the config, optionally started from another checkpoint (blocks the source
     lacks random or the identity, `config.new_blocks`; its weights' sha256 checked against
-    `config.init_sha256` when that is set), backbone optionally frozen."""
+    `config.init_sha256` when that is set), backbone optionally frozen. `initialise=False` skips
+    `init_from` (a resumed run loads its own weights over it, so the start need no longer exist)."""
     model = build_detector(config.detector)
-    if config.init_from:
+    if config.init_from and initialise:
         source, meta = load_checkpoint(config.init_from)
         if config.init_sha256 and meta.weights_sha256 != config.init_sha256:
             raise ValueError(
@@ -341,7 +342,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
     train, valid, fingerprint = load_splits(config)
     log.info("data: %d train / %d valid images, fingerprint %s", len(train), len(valid), fingerprint[:12])
     train_loader, valid_loader = make_loaders(config, train, valid, dist, generator)
-    model = build_model(config, device)
+    model = build_model(config, device, initialise=not args.resume)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(
         params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay

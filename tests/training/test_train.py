@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from models.checkpoint import read_weights, save_checkpoint, sha256_file
+from models.checkpoint import CheckpointError, read_weights, save_checkpoint, sha256_file
 from models.detector import DETECTOR_PRESETS, build_detector
 from tests.helpers import randomise_batchnorm
 from training.config import TRAIN_PRESETS, load_config
@@ -162,3 +162,10 @@ def test_init_sha256_pins_the_weights_a_run_starts_from(tmp_path: Path) -> None:
     digest_b = sha256_file(tmp_path / "b" / "weights.safetensors")
     with pytest.raises(ValueError, match=f"{digest_b}.*{digest_a}"):
         build_model(replace(pinned, init_from=str(tmp_path / "b")), torch.device("cpu"))
+
+
+def test_a_model_built_for_resuming_does_not_read_its_start(tmp_path: Path) -> None:
+    config = replace(load_config("fast"), init_from=str(tmp_path / "gone"))
+    with pytest.raises(CheckpointError, match="gone"):
+        build_model(config, torch.device("cpu"))
+    assert build_model(config, torch.device("cpu"), initialise=False) is not None

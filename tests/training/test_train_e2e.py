@@ -177,6 +177,10 @@ def test_same_seed_same_weights(synth_dir: Path, tmp_path: Path) -> None:
 
 def test_resume_continues_after_last_epoch(trained_run: Path, tmp_path: Path) -> None:
     copy = shutil.copytree(trained_run, tmp_path / "run", symlinks=True)
+    # A run that started from weights since removed resumes from its own: the start is not read again.
+    config = json.loads((copy / "config.json").read_text())
+    config.update(init_from=str(tmp_path / "gone"), init_sha256="0" * 64)
+    (copy / "config.json").write_text(json.dumps(config))
     train.main(["--resume", str(copy), "--epochs", "3", "--no-progress"])
     rows = [json.loads(line) for line in (copy / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2, 3]
