@@ -1,7 +1,8 @@
 """Training configuration: a dataclass, named presets, YAML/JSON files and CLI overrides.
 
-`--config seed` picks a preset; `--config configs/x.yaml` reads a file whose keys override the preset
-it names under `base` (default "seed"). The resolved config is written next to every run.
+`--config seed` picks a preset; `--config configs/x.yaml` reads a file whose keys override what it
+names under `base`: a preset (default "seed") or another config file. The resolved config is written
+next to every run.
 """
 
 from __future__ import annotations
@@ -146,19 +147,31 @@ def merge_config(base: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
 
 
 def load_config(spec: str) -> TrainConfig:
-    """A preset name, or a YAML/JSON file (keys override the preset named by its `base`)."""
+    """A preset name, or a YAML/JSON file whose keys override its `base`.
+
+    `base` is a preset name (default "seed") or another config file, named relative to this file's
+    folder, so that a variant (another seed, say) states only what it changes.
+    """
+    return _load_config(spec, ())
+
+
+def _load_config(spec: str, children: tuple[Path, ...]) -> TrainConfig:
     if spec in TRAIN_PRESETS:
         return TRAIN_PRESETS[spec]
     path = Path(spec)
     if not path.is_file():
         raise ValueError(f"--config {spec!r} is neither a preset {sorted(TRAIN_PRESETS)} nor a file")
+    if path.resolve() in children:
+        raise ValueError(f"{path}: config bases form a cycle")
     data = yaml.safe_load(path.read_text()) or {}
     if not isinstance(data, dict):
         raise ValueError(f"{path}: a config file must be a mapping")
-    base = data.pop("base", "seed")
-    if base not in TRAIN_PRESETS:
-        raise ValueError(f"{path}: base {base!r} is not a preset {sorted(TRAIN_PRESETS)}")
-    return merge_config(TRAIN_PRESETS[base], data)
+    base = str(data.pop("base", "seed"))
+    parent = base if base in TRAIN_PRESETS else str(path.parent / base)
+    if parent != base and not Path(parent).is_file():
+        presets = sorted(TRAIN_PRESETS)
+        raise ValueError(f"{path}: base {base!r} is neither a preset {presets} nor a file beside it")
+    return merge_config(_load_config(parent, (*children, path.resolve())), data)
 
 
 def config_from_dict(data: dict[str, Any]) -> TrainConfig:

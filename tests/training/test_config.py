@@ -32,6 +32,25 @@ def test_file_overrides_its_base_preset(tmp_path: Path) -> None:
     assert config.detector.arch == TRAIN_PRESETS["fast"].detector.arch and config.data.valid_json == "v.json"
 
 
+def test_file_overrides_a_base_file_beside_it(tmp_path: Path) -> None:
+    (tmp_path / "parent.yaml").write_text("base: fast\nepochs: 3\ndetector: {min_size: 80}\nseed: 0\n")
+    (tmp_path / "child.yaml").write_text("base: parent.yaml\nseed: 2\ndetector: {max_size: 320}\n")
+    config = load_config(str(tmp_path / "child.yaml"))
+    assert (config.epochs, config.seed) == (3, 2)
+    assert (config.detector.min_size, config.detector.max_size) == (80, 320)
+    assert config.detector.arch == TRAIN_PRESETS["fast"].detector.arch
+
+
+def test_base_files_that_loop_or_are_missing_are_errors(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text("base: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("base: a.yaml\n")
+    with pytest.raises(ValueError, match="cycle"):
+        load_config(str(tmp_path / "a.yaml"))
+    (tmp_path / "c.yaml").write_text("base: nowhere.yaml\n")
+    with pytest.raises(ValueError, match="neither a preset"):
+        load_config(str(tmp_path / "c.yaml"))
+
+
 def test_unknown_keys_are_errors(tmp_path: Path) -> None:
     path = tmp_path / "x.yaml"
     path.write_text("detector: {depth: 3}\n")
