@@ -29,7 +29,9 @@ class AugmentConfig:
     channels still), and `erasing_drop` > 0 drops a box, with its label, when random erasing covers at
     least that share of its area (a digit that is no longer visible is not a digit; 0 keeps it).
     `stretch` s > 1 resizes the image's width by a factor drawn log-uniformly from [1 / s, s], its
-    height kept, boxes with it (digits come condensed and wide; 1 = off, the seed).
+    height kept, boxes with it (digits come condensed and wide; 1 = off, the seed). `affine_shear` a > 0
+    slants the affine warp sideways by an angle drawn uniformly from [-a, a] degrees (italic and
+    back-slanted digits; each box becomes the box around its slanted corners; 0 = off, the seed).
     """
 
     brightness: float = 0.3
@@ -43,10 +45,13 @@ class AugmentConfig:
     grayscale_p: float = 0.0
     erasing_drop: float = 0.0
     stretch: float = 1.0
+    affine_shear: float = 0.0
 
     def __post_init__(self) -> None:
         if self.stretch < 1.0:
             raise ValueError(f"augment.stretch must be >= 1 (1 = off), got {self.stretch}")
+        if not 0.0 <= self.affine_shear < 45.0:
+            raise ValueError(f"augment.affine_shear must lie in [0, 45) degrees, got {self.affine_shear}")
         for name in ("erasing_p", "blur_p", "grayscale_p", "erasing_drop"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
@@ -104,6 +109,8 @@ class TrainTransforms:
                 v2.RandomAffine(
                     degrees=c.affine_degrees,
                     translate=(c.affine_translate, c.affine_translate),
+                    # None when off: the seed recipe draws no shear, so its random numbers stay as they were.
+                    shear=(-c.affine_shear, c.affine_shear) if c.affine_shear > 0 else None,
                     fill=list(IMAGENET_MEAN),
                 ),
                 v2.ClampBoundingBoxes(),

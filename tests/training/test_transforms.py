@@ -143,6 +143,29 @@ def test_stretch_resizes_the_width_only_and_moves_the_boxes_with_the_pixels() ->
     assert unchanged.shape[-1] == 120
 
 
+def test_shear_slants_the_digit_and_its_box_holds_the_slanted_pixels() -> None:
+    torch.manual_seed(5)
+    plain = dict(brightness=0, contrast=0, saturation=0, affine_degrees=0, affine_translate=0, erasing_p=0)
+    transform = TrainTransforms(AugmentConfig(**plain, affine_shear=20))
+    slants = []
+    for _ in range(30):
+        image, target = transform(*white_square())
+        assert image.shape == (3, 60, 120) and target["labels"].tolist() == [5]
+        ys, xs = torch.nonzero(image[0] > 0.5, as_tuple=True)
+        x1, y1, x2, y2 = target["boxes"][0].tolist()
+        assert x1 - 1.5 <= xs.min() and xs.max() + 1 <= x2 + 1.5
+        assert y1 - 1.5 <= ys.min() and ys.max() + 1 <= y2 + 1.5
+        # The box around the slanted corners is as wide as the bar plus its slant over its height.
+        top = xs[ys == ys.min()].float().mean()
+        bottom = xs[ys == ys.max()].float().mean()
+        slants.append(float(bottom - top))
+        assert x2 - x1 == pytest.approx(10 + abs(slants[-1]) * 20 / 19, abs=2.0)
+    assert min(slants) < -2 and max(slants) > 2  # both ways
+    upright, target = TrainTransforms(AugmentConfig(**plain))(*white_square())
+    assert torch.equal(upright, white_square()[0])  # off: nothing slants
+    assert torch.equal(target["boxes"], torch.tensor([[50.0, 20.0, 60.0, 40.0]]))
+
+
 @pytest.mark.parametrize(
     "bad",
     [
@@ -151,6 +174,8 @@ def test_stretch_resizes_the_width_only_and_moves_the_boxes_with_the_pixels() ->
         {"erasing_drop": 2.0},
         {"blur_sigma": (1.0, 0.5)},
         {"stretch": 0.8},
+        {"affine_shear": -5.0},
+        {"affine_shear": 50.0},
     ],
 )
 def test_augment_config_rejects_bad_values(bad: dict) -> None:
