@@ -14,6 +14,20 @@ def white_square() -> tuple[torch.Tensor, dict]:
     }
 
 
+def only(**changes: float) -> AugmentConfig:
+    """Every augmentation off (no jitter, warp or erasing) except `changes`."""
+    off = dict(brightness=0, contrast=0, saturation=0, affine_degrees=0, affine_translate=0, erasing_p=0)
+    return AugmentConfig(**{**off, **changes})
+
+
+def assert_box_holds_the_bright_pixels(image: torch.Tensor, box: torch.Tensor) -> None:
+    """`box` (XYXY, pixels) holds every pixel of `image` [3, H, W] brighter than 0.9, within 1.5 px."""
+    ys, xs = torch.nonzero(image[0] > 0.9, as_tuple=True)
+    x1, y1, x2, y2 = box.tolist()
+    assert x1 - 1.5 <= xs.min() and xs.max() + 1 <= x2 + 1.5
+    assert y1 - 1.5 <= ys.min() and ys.max() + 1 <= y2 + 1.5
+
+
 def test_affine_moves_boxes_with_the_pixels() -> None:
     torch.manual_seed(0)
     transform = TrainTransforms(
@@ -23,10 +37,7 @@ def test_affine_moves_boxes_with_the_pixels() -> None:
     )
     for _ in range(10):
         image, target = transform(*white_square())
-        ys, xs = torch.nonzero(image[0] > 0.9, as_tuple=True)
-        x1, y1, x2, y2 = target["boxes"][0].tolist()
-        assert x1 - 1.5 <= xs.min() and xs.max() + 1 <= x2 + 1.5
-        assert y1 - 1.5 <= ys.min() and ys.max() + 1 <= y2 + 1.5
+        assert_box_holds_the_bright_pixels(image, target["boxes"][0])
         assert target["labels"].tolist() == [5] and target["image_id"] == 7
 
 
@@ -88,9 +99,8 @@ def test_erased_share_counts_the_changed_pixels_in_each_box() -> None:
 
 
 def test_erasing_drop_removes_the_digits_it_hides_and_keeps_the_rest() -> None:
-    plain = dict(brightness=0, contrast=0, saturation=0, affine_degrees=0, affine_translate=0, erasing_p=1.0)
-    dropping = TrainTransforms(AugmentConfig(**plain, erasing_drop=0.5))
-    keeping = TrainTransforms(AugmentConfig(**plain))
+    dropping = TrainTransforms(only(erasing_p=1.0, erasing_drop=0.5))
+    keeping = TrainTransforms(only(erasing_p=1.0))
     dropped = 0
     for seed in range(60):
         image, target = white_square()
@@ -111,21 +121,19 @@ def test_blur_and_grey_change_the_pixels_not_the_boxes() -> None:
     torch.manual_seed(3)
     image = torch.rand(3, 60, 120)
     _, target = white_square()
-    plain = dict(brightness=0, contrast=0, saturation=0, affine_degrees=0, affine_translate=0, erasing_p=0)
-    grey, grey_target = TrainTransforms(AugmentConfig(**plain, grayscale_p=1.0))(image, target)
+    grey, grey_target = TrainTransforms(only(grayscale_p=1.0))(image, target)
     assert torch.equal(grey[0], grey[1]) and torch.equal(grey[1], grey[2])
     assert torch.equal(grey_target["boxes"], target["boxes"])
-    blurred, blur_target = TrainTransforms(AugmentConfig(**plain, blur_p=1.0))(image, target)
+    blurred, blur_target = TrainTransforms(only(blur_p=1.0))(image, target)
     assert blurred.shape == image.shape and blurred.std() < image.std() * 0.8
     assert torch.equal(blur_target["boxes"], target["boxes"])
-    untouched, _ = TrainTransforms(AugmentConfig(**plain))(image, target)
+    untouched, _ = TrainTransforms(only())(image, target)
     assert torch.equal(untouched, image)
 
 
 def test_stretch_resizes_the_width_only_and_moves_the_boxes_with_the_pixels() -> None:
     torch.manual_seed(4)
-    plain = dict(brightness=0, contrast=0, saturation=0, affine_degrees=0, affine_translate=0, erasing_p=0)
-    transform = TrainTransforms(AugmentConfig(**plain, stretch=1.5))
+    transform = TrainTransforms(only(stretch=1.5))
     widths = []
     for _ in range(40):
         image, target = transform(*white_square())
@@ -139,29 +147,27 @@ def test_stretch_resizes_the_width_only_and_moves_the_boxes_with_the_pixels() ->
         assert x1 - 1.5 <= xs.min() and xs.max() + 1 <= x2 + 1.5
         widths.append(width)
     assert min(widths) < 100 and max(widths) > 140  # both ways, across the range
-    unchanged, _ = TrainTransforms(AugmentConfig(**plain))(*white_square())
+    unchanged, _ = TrainTransforms(only())(*white_square())
     assert unchanged.shape[-1] == 120
 
 
 def test_shear_slants_the_digit_and_its_box_holds_the_slanted_pixels() -> None:
     torch.manual_seed(5)
-    plain = dict(brightness=0, contrast=0, saturation=0, affine_degrees=0, affine_translate=0, erasing_p=0)
-    transform = TrainTransforms(AugmentConfig(**plain, affine_shear=20))
+    transform = TrainTransforms(only(affine_shear=20))
     slants = []
     for _ in range(30):
         image, target = transform(*white_square())
         assert image.shape == (3, 60, 120) and target["labels"].tolist() == [5]
+        assert_box_holds_the_bright_pixels(image, target["boxes"][0])
         ys, xs = torch.nonzero(image[0] > 0.5, as_tuple=True)
-        x1, y1, x2, y2 = target["boxes"][0].tolist()
-        assert x1 - 1.5 <= xs.min() and xs.max() + 1 <= x2 + 1.5
-        assert y1 - 1.5 <= ys.min() and ys.max() + 1 <= y2 + 1.5
+        x1, _, x2, _ = target["boxes"][0].tolist()
         # The box around the slanted corners is as wide as the bar plus its slant over its height.
         top = xs[ys == ys.min()].float().mean()
         bottom = xs[ys == ys.max()].float().mean()
         slants.append(float(bottom - top))
         assert x2 - x1 == pytest.approx(10 + abs(slants[-1]) * 20 / 19, abs=2.0)
     assert min(slants) < -2 and max(slants) > 2  # both ways
-    upright, target = TrainTransforms(AugmentConfig(**plain))(*white_square())
+    upright, target = TrainTransforms(only())(*white_square())
     assert torch.equal(upright, white_square()[0])  # off: nothing slants
     assert torch.equal(target["boxes"], torch.tensor([[50.0, 20.0, 60.0, 40.0]]))
 
