@@ -38,7 +38,10 @@ class DetectorConfig:
     neighbour's size; evaluation and serving always use `min_size`. Anchor sizes are in pixels of that
     resized image and are used on every FPN level; `aspect_ratios` are height / width. Images are
     normalised inside the model with `image_mean`/`image_std` (ImageNet), so inputs are float RGB in
-    [0, 1].
+    [0, 1]. `box_fg_iou_thresh` / `box_bg_iou_thresh` steer training only: a region proposal is a
+    positive for the box head when its IoU with a labelled box is >= the first, background when under
+    the second, and left out of the box head's loss in between (torchvision's `Matcher`); both 0.5 in
+    torchvision and the seed.
     """
 
     arch: str = "fasterrcnn_resnet50_fpn_v2"
@@ -58,6 +61,8 @@ class DetectorConfig:
     rpn_post_nms_top_n_test: int = 1000
     rpn_batch_size_per_image: int = 256
     box_batch_size_per_image: int = 512
+    box_fg_iou_thresh: float = 0.5
+    box_bg_iou_thresh: float = 0.5
     box_score_thresh: float = 0.05
     box_nms_thresh: float = 0.5
     box_detections_per_img: int = 100
@@ -71,6 +76,11 @@ class DetectorConfig:
             raise ValueError(f"need 0 < min_size <= max_size, got {self.min_size}, {self.max_size}")
         if not all(0 < size <= self.max_size for size in self.train_min_sizes):
             raise ValueError(f"train_min_sizes must lie in 1..max_size, got {self.train_min_sizes}")
+        if not 0 < self.box_bg_iou_thresh <= self.box_fg_iou_thresh < 1:
+            raise ValueError(
+                "need 0 < box_bg_iou_thresh <= box_fg_iou_thresh < 1, got "
+                f"{self.box_bg_iou_thresh}, {self.box_fg_iou_thresh}"
+            )
         if not 0 <= self.trainable_backbone_layers <= 5:
             raise ValueError("trainable_backbone_layers must be in 0..5")
 
@@ -173,6 +183,8 @@ def build_detector(config: DetectorConfig) -> FasterRCNN:
         box_head=box_head,
         box_predictor=FastRCNNPredictor(config.box_head_dim, config.num_classes),
         box_batch_size_per_image=config.box_batch_size_per_image,
+        box_fg_iou_thresh=config.box_fg_iou_thresh,
+        box_bg_iou_thresh=config.box_bg_iou_thresh,
         box_score_thresh=config.box_score_thresh,
         box_nms_thresh=config.box_nms_thresh,
         box_detections_per_img=config.box_detections_per_img,

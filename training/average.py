@@ -4,7 +4,8 @@
 
 The checkpoints must share one architecture (typically the epoch ends of a `schedule: cyclic` run with
 `keep_epochs: true`, or runs restarted from one model); settings that steer inference only, such as the
-shipped model's 30 region proposals, may differ, and the last checkpoint's are kept. Parameters are
+shipped model's 30 region proposals, or the box head's training IoU thresholds, may differ, and the last
+checkpoint's are kept. Parameters are
 averaged; BatchNorm statistics of averaged weights are not the average of the statistics, so they are
 re-estimated with forward passes over the training images (with the run's augmentations, as the
 statistics were gathered in training). The training config and data come from the last checkpoint's
@@ -40,11 +41,15 @@ INFERENCE_ONLY = (
     "box_nms_thresh",
     "box_detections_per_img",
 )
+# detector settings that steer training only: they decide which proposals the box head learns from,
+# not the shape of any weight, so runs that differ in them can be averaged too
+TRAINING_ONLY = ("box_fg_iou_thresh", "box_bg_iou_thresh")
 
 
 def one_architecture(detectors: Sequence[DetectorConfig]) -> bool:
-    """Whether `detectors` agree on everything but their `INFERENCE_ONLY` settings."""
-    shapes = [{k: v for k, v in asdict(d).items() if k not in INFERENCE_ONLY} for d in detectors]
+    """Whether `detectors` agree on everything but their `INFERENCE_ONLY` and `TRAINING_ONLY` settings."""
+    ignored = INFERENCE_ONLY + TRAINING_ONLY
+    shapes = [{k: v for k, v in asdict(d).items() if k not in ignored} for d in detectors]
     return all(shape == shapes[-1] for shape in shapes)
 
 

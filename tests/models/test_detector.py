@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import pytest
 import torch
 from torchvision.models.detection.faster_rcnn import TwoMLPHead
@@ -100,6 +102,23 @@ def test_fast_trains_one_step() -> None:
     losses = model([torch.rand(3, 40, 90)], [target])
     assert set(losses) == {"loss_classifier", "loss_box_reg", "loss_objectness", "loss_rpn_box_reg"}
     sum(losses.values()).backward()
+
+
+def test_box_head_iou_thresholds_reach_the_matcher() -> None:
+    default = build_detector(DETECTOR_PRESETS["fast"]).roi_heads.proposal_matcher
+    assert (default.high_threshold, default.low_threshold) == (0.5, 0.5)
+    config = replace(DETECTOR_PRESETS["fast"], box_fg_iou_thresh=0.6, box_bg_iou_thresh=0.5)
+    matcher = build_detector(config).roi_heads.proposal_matcher
+    assert (matcher.high_threshold, matcher.low_threshold) == (0.6, 0.5)
+    # IoUs 0.55 (between the thresholds: left out), 0.65 (positive), 0.3 (background) with one box
+    matches = matcher(torch.tensor([[0.55, 0.65, 0.3]]))
+    assert matches.tolist() == [matcher.BETWEEN_THRESHOLDS, 0, matcher.BELOW_LOW_THRESHOLD]
+
+
+@pytest.mark.parametrize("fg, bg", [(0.5, 0.6), (1.0, 0.5), (0.5, 0.0)])
+def test_box_head_iou_thresholds_out_of_order_refused(fg: float, bg: float) -> None:
+    with pytest.raises(ValueError, match="box_bg_iou_thresh"):
+        replace(DETECTOR_PRESETS["fast"], box_fg_iou_thresh=fg, box_bg_iou_thresh=bg)
 
 
 def test_config_round_trips_through_dict() -> None:

@@ -33,10 +33,12 @@ def test_average_state_dicts_refuses_other_architectures(other: dict[str, torch.
         average.average_state_dicts([{"w": torch.zeros(2)}, other])
 
 
-def test_one_architecture_ignores_inference_settings_only() -> None:
+def test_one_architecture_ignores_inference_and_sampling_settings_only() -> None:
     fast = DETECTOR_PRESETS["fast"]
     served = replace(fast, rpn_post_nms_top_n_test=30, box_score_thresh=0.2, box_detections_per_img=50)
+    stricter = replace(fast, box_fg_iou_thresh=0.6)
     assert average.one_architecture([fast, served, fast])
+    assert average.one_architecture([fast, stricter])
     assert not average.one_architecture([fast, replace(fast, fpn_channels=64)])
     assert not average.one_architecture([fast, replace(served, anchor_sizes=(8, 16, 32))])
 
