@@ -66,7 +66,7 @@ def test_shipped_model_reads_real_house_numbers() -> None:
 
 def test_the_height_rule_drops_a_small_mark_beside_a_real_number() -> None:
     """Validation image 1461, labelled 78: a mark half the digits' height left of them. With 100
-    proposals it was read as a confident 1 and the height rule dropped it (MODEL_CARD.md, experiment
+    proposals it was read as a confident 1 and the height rule dropped it (models/EXPERIMENTS.md, experiment
     21); with the shipped 30 (experiment 39) it scores under the threshold, so here it is made
     confident to show the rule still drops it."""
     root = real_data("svhn-hw2")
@@ -105,7 +105,7 @@ def _is_subsequence(part: str, whole: str) -> bool:
 
 def test_the_rescorer_ranks_real_boxes_better_than_score_times_fit() -> None:
     """The first 200 validation images through the service's Predictor: Task 1 mAP with the shipped
-    ranking (sqrt(score x fit x quality)) against score x fit alone, the same boxes (MODEL_CARD.md,
+    ranking (sqrt(score x fit x quality)) against score x fit alone, the same boxes (models/EXPERIMENTS.md,
     experiment 25: 0.4694 -> 0.4743 on the whole split; here 0.4934 -> 0.4981)."""
     root = real_data("svhn-hw2")
     records = load_coco_split(root / "valid", root / "valid.json")[0][:200]
