@@ -4,12 +4,12 @@
 
 The checkpoints must share one architecture (typically the epoch ends of a `schedule: cyclic` run with
 `keep_epochs: true`, or runs restarted from one model); settings that steer inference only, such as the
-shipped model's 30 region proposals, or the box head's training IoU thresholds, may differ, and the last
-checkpoint's are kept. Parameters are
-averaged; BatchNorm statistics of averaged weights are not the average of the statistics, so they are
-re-estimated with forward passes over the training images (with the run's augmentations, as the
-statistics were gathered in training). The training config and data come from the last checkpoint's
-metadata; `--data` points at another copy of the data.
+shipped model's 30 region proposals, or training only, such as the box head's IoU thresholds, may
+differ, and the last checkpoint's are kept. Parameters are averaged; BatchNorm statistics of averaged
+weights are not the average of the statistics, so they are re-estimated with forward passes over the
+training images (with the run's augmentations, as the statistics were gathered in training). The
+training config and data come from the last checkpoint's metadata; `--data` points at another copy of
+the data.
 """
 
 from __future__ import annotations

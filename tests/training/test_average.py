@@ -33,7 +33,7 @@ def test_average_state_dicts_refuses_other_architectures(other: dict[str, torch.
         average.average_state_dicts([{"w": torch.zeros(2)}, other])
 
 
-def test_one_architecture_ignores_inference_and_sampling_settings_only() -> None:
+def test_one_architecture_ignores_inference_only_and_training_only_settings() -> None:
     fast = DETECTOR_PRESETS["fast"]
     served = replace(fast, rpn_post_nms_top_n_test=30, box_score_thresh=0.2, box_detections_per_img=50)
     stricter = replace(fast, box_fg_iou_thresh=0.6)
