@@ -4,12 +4,12 @@
 
 The checkpoints must share one architecture (typically the epoch ends of a `schedule: cyclic` run with
 `keep_epochs: true`, or runs restarted from one model); settings that steer inference only, such as the
-shipped model's 30 region proposals, or training only, such as the box head's IoU thresholds, may
-differ, and the last checkpoint's are kept. Parameters are averaged; BatchNorm statistics of averaged
-weights are not the average of the statistics, so they are re-estimated with forward passes over the
-training images (with the run's augmentations, as the statistics were gathered in training). The
-training config and data come from the last checkpoint's metadata; `--data` points at another copy of
-the data.
+shipped model's 30 region proposals, or training only, such as the box head's IoU thresholds or the
+training image sizes (`TRAINING_ONLY`), may differ, and the last checkpoint's are kept. Parameters are
+averaged; BatchNorm statistics of averaged weights are not the average of the statistics, so they are
+re-estimated with forward passes over the training images (with the run's augmentations, as the
+statistics were gathered in training). The training config and data come from the last checkpoint's
+metadata; `--data` points at another copy of the data.
 """
 
 from __future__ import annotations
@@ -41,9 +41,20 @@ INFERENCE_ONLY = (
     "box_nms_thresh",
     "box_detections_per_img",
 )
-# detector settings that steer training only: they decide which proposals the box head learns from,
-# not the shape of any weight, so runs that differ in them can be averaged too
-TRAINING_ONLY = ("box_fg_iou_thresh", "box_bg_iou_thresh")
+# detector settings that steer training only - which proposals and anchors the losses sample, the
+# training image sizes, which backbone layers learn - not the shape of any weight nor what the model
+# computes in eval mode, so runs that differ in them can be averaged too. `train_scale_per_batch` is
+# not listed: it swaps the model's transform class.
+TRAINING_ONLY = (
+    "box_fg_iou_thresh",
+    "box_bg_iou_thresh",
+    "rpn_pre_nms_top_n_train",
+    "rpn_post_nms_top_n_train",
+    "rpn_batch_size_per_image",
+    "box_batch_size_per_image",
+    "train_min_sizes",
+    "trainable_backbone_layers",
+)
 
 
 def one_architecture(detectors: Sequence[DetectorConfig]) -> bool:

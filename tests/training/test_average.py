@@ -1,4 +1,4 @@
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
@@ -41,6 +41,36 @@ def test_one_architecture_ignores_inference_only_and_training_only_settings() ->
     assert average.one_architecture([fast, stricter])
     assert not average.one_architecture([fast, replace(fast, fpn_channels=64)])
     assert not average.one_architecture([fast, replace(served, anchor_sizes=(8, 16, 32))])
+
+
+def test_training_only_settings_leave_the_weights_and_the_eval_output_alone() -> None:
+    fast = DETECTOR_PRESETS["fast"]
+    assert set(average.TRAINING_ONLY) <= set(asdict(fast))  # a misspelt name would ignore nothing
+    other = replace(
+        fast,
+        box_fg_iou_thresh=0.7,
+        box_bg_iou_thresh=0.4,
+        rpn_pre_nms_top_n_train=fast.rpn_pre_nms_top_n_train + 100,
+        rpn_post_nms_top_n_train=fast.rpn_post_nms_top_n_train + 100,
+        rpn_batch_size_per_image=fast.rpn_batch_size_per_image * 2,
+        box_batch_size_per_image=fast.box_batch_size_per_image * 2,
+        train_min_sizes=(48, 56),
+        trainable_backbone_layers=2,
+    )
+    assert set(average.TRAINING_ONLY) == {k for k in asdict(fast) if asdict(fast)[k] != asdict(other)[k]}
+    assert average.one_architecture([fast, other])
+    torch.manual_seed(0)
+    a = build_detector(fast).eval()
+    b = build_detector(other).eval()
+    shapes = {k: v.shape for k, v in a.state_dict().items()}
+    assert shapes == {k: v.shape for k, v in b.state_dict().items()}
+    b.load_state_dict(a.state_dict())
+    image = torch.rand(3, 40, 90)
+    with torch.no_grad():
+        out_a, out_b = a([image])[0], b([image])[0]
+    assert out_a["boxes"].shape[0] > 0
+    for key in ("boxes", "scores", "labels"):
+        assert torch.equal(out_a[key], out_b[key])
 
 
 def test_average_state_dicts_refuses_nothing() -> None:
