@@ -57,7 +57,8 @@ def test_training_only_settings_leave_the_weights_and_the_eval_output_alone() ->
         train_min_sizes=(48, 56),
         trainable_backbone_layers=2,
     )
-    assert set(average.TRAINING_ONLY) == {k for k in asdict(fast) if asdict(fast)[k] != asdict(other)[k]}
+    before, after = asdict(fast), asdict(other)
+    assert set(average.TRAINING_ONLY) == {k for k in before if before[k] != after[k]}
     assert average.one_architecture([fast, other])
     torch.manual_seed(0)
     a = build_detector(fast).eval()
