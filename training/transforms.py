@@ -32,6 +32,8 @@ class AugmentConfig:
     height kept, boxes with it (digits come condensed and wide; 1 = off, the seed). `affine_shear` a > 0
     slants the affine warp sideways by an angle drawn uniformly from [-a, a] degrees (italic and
     back-slanted digits; each box becomes the box around its slanted corners; 0 = off, the seed).
+    `invert_p` inverts the image (1 - x) with that probability: house numbers come dark on light and
+    light on dark, and a digit's shape is the same either way (0 = off, the seed).
     """
 
     brightness: float = 0.3
@@ -46,13 +48,14 @@ class AugmentConfig:
     erasing_drop: float = 0.0
     stretch: float = 1.0
     affine_shear: float = 0.0
+    invert_p: float = 0.0
 
     def __post_init__(self) -> None:
         if self.stretch < 1.0:
             raise ValueError(f"augment.stretch must be >= 1 (1 = off), got {self.stretch}")
         if not 0.0 <= self.affine_shear < 45.0:
             raise ValueError(f"augment.affine_shear must lie in [0, 45) degrees, got {self.affine_shear}")
-        for name in ("erasing_p", "blur_p", "grayscale_p", "erasing_drop"):
+        for name in ("erasing_p", "blur_p", "grayscale_p", "erasing_drop", "invert_p"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"augment.{name} must lie in [0, 1], got {value}")
@@ -81,8 +84,8 @@ class HorizontalStretch(v2.Transform):
 
 
 class TrainTransforms:
-    """Photometric jitter (then blur and grey when configured), a horizontal stretch when configured,
-    an affine warp that moves the boxes with the pixels, then random erasing.
+    """Photometric jitter (then blur, grey and inversion when configured), a horizontal stretch when
+    configured, an affine warp that moves the boxes with the pixels, then random erasing.
 
     Boxes that leave the image are clamped; boxes left with no area are dropped with their labels, and
     so are boxes the erasing covers by at least `erasing_drop` of their area when that is > 0.
@@ -100,6 +103,8 @@ class TrainTransforms:
             )
         if c.grayscale_p > 0:
             photometric.append(v2.RandomGrayscale(p=c.grayscale_p))
+        if c.invert_p > 0:
+            photometric.append(v2.RandomInvert(p=c.invert_p))
         self.erasing_drop = c.erasing_drop
         stretch = [HorizontalStretch(c.stretch)] if c.stretch > 1.0 else []
         self.geometry = v2.Compose(

@@ -127,6 +127,19 @@ def test_blur_and_grey_change_the_pixels_not_the_boxes() -> None:
     assert torch.equal(untouched, image)
 
 
+def test_invert_flips_the_pixels_not_the_boxes_and_only_when_drawn() -> None:
+    torch.manual_seed(6)
+    image, target = white_square()
+    inverted, inv_target = TrainTransforms(only(invert_p=1.0))(image, target)
+    assert torch.allclose(inverted, 1.0 - image)
+    assert torch.equal(inv_target["boxes"], target["boxes"]) and inv_target["labels"].tolist() == [5]
+    half = TrainTransforms(only(invert_p=0.5))
+    flipped = sum(not torch.equal(half(image, target)[0], image) for _ in range(60))
+    assert 15 < flipped < 45  # about half, not all or none
+    untouched, _ = TrainTransforms(only())(image, target)
+    assert torch.equal(untouched, image)
+
+
 def test_stretch_resizes_the_width_only_and_moves_the_boxes_with_the_pixels() -> None:
     torch.manual_seed(4)
     transform = TrainTransforms(only(stretch=1.5))
@@ -178,6 +191,7 @@ def test_shear_slants_the_digit_and_its_box_holds_the_slanted_pixels() -> None:
         {"stretch": 0.8},
         {"affine_shear": -5.0},
         {"affine_shear": 50.0},
+        {"invert_p": 1.2},
     ],
 )
 def test_augment_config_rejects_bad_values(bad: dict) -> None:
