@@ -27,6 +27,13 @@ and the zoom settings are written: the detector's weights and the rest of its JS
 The number verifier (`verifier.json`, `python -m training.verifier`) is not carried: it holds only for
 the pipeline it was fitted on, so fit it again on the copy (or after editing a checkpoint in place,
 which turns it off until then).
+
+`--pipeline-from PIPE` puts the source's detector into PIPE's pipeline: the copy takes PIPE's reader,
+refiner and rescorer (with their settings; none where PIPE has none), its number assembly rule, its
+zoom settings and its region proposal count, and keeps only the detector (architecture, weights,
+training record and int8 ranges) from the source. This is how a newly trained detector is judged as
+served (`--pipeline-from models/default`, then `training.calibrate` for the parts' int8 ranges). Any
+other flag given with it still overrides PIPE's setting.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from pathlib import Path
 
 from models.checkpoint import (
     WEIGHT_DTYPES,
+    CheckpointMeta,
     load_checkpoint,
     read_checkpoint_meta,
     resolve_checkpoint_dir,
@@ -68,9 +76,14 @@ def export_checkpoint(
     search_tiles: int | None = None,
     side_look: float | None = None,
     fuse_first: float | None = None,
+    pipeline_from: Path | None = None,
 ) -> Path:
     model, meta = load_checkpoint(source)
     source_dir = resolve_checkpoint_dir(source)
+    if pipeline_from is not None:
+        if out.resolve() == source_dir.resolve():
+            raise ValueError("--pipeline-from writes a new checkpoint: give an --out other than the source")
+        meta, (reader, refiner, rescorer) = _take_pipeline(meta, pipeline_from, (reader, refiner, rescorer))
     assembly = meta.assembly if height_ratio is None else replace(meta.assembly, height_ratio=height_ratio)
     if test_proposals is not None:
         if test_proposals < 1:
@@ -104,10 +117,12 @@ def export_checkpoint(
     update_checkpoint_metrics(
         folder, {"exported_from": {"weights_sha256": meta.weights_sha256, "dtype": meta.weights_dtype}}
     )
-    carried = {name for name, given in (("reader", reader), ("refiner", refiner)) if given is None}
-    reader = reader or (source_dir if has_reader(source_dir) else None)
-    refiner = refiner or (source_dir if has_refiner(source_dir) else None)
-    rescorer = rescorer or (source_dir if has_rescorer(source_dir) else None)
+    carried: set[str] = set()
+    if pipeline_from is None:
+        carried = {name for name, given in (("reader", reader), ("refiner", refiner)) if given is None}
+        reader = reader or (source_dir if has_reader(source_dir) else None)
+        refiner = refiner or (source_dir if has_refiner(source_dir) else None)
+        rescorer = rescorer or (source_dir if has_rescorer(source_dir) else None)
     _attach_parts(folder, dtype, reader, refiner, refiner_step, reader_weight, rescorer)
     # the int8 ranges come with the detector, and with the source's own reader and refiner (now in
     # `dtype`); a reader or refiner given anew has none until python -m training.calibrate runs
@@ -118,6 +133,26 @@ def export_checkpoint(
         shas["refiner"] = load_refiner(folder)[1].sha256
     copy_int8(source_dir, folder, read_checkpoint_meta(folder).weights_sha256, crop_nets=shas)
     return folder
+
+
+def _take_pipeline(
+    meta: CheckpointMeta, pipeline: Path, parts: tuple[Path | None, Path | None, Path | None]
+) -> tuple[CheckpointMeta, tuple[Path | None, Path | None, Path | None]]:
+    """`meta` (the source detector's) with `pipeline`'s assembly rule, zoom settings and region
+    proposal count, and the (reader, refiner, rescorer) folders to attach: each given one of `parts`,
+    else `pipeline`'s own, else None (the pipeline has none)."""
+    folder = resolve_checkpoint_dir(pipeline)
+    pipe = read_checkpoint_meta(folder)
+    proposals = pipe.detector.rpn_post_nms_top_n_test
+    meta = replace(
+        meta,
+        assembly=pipe.assembly,
+        zoom=pipe.zoom,
+        detector=replace(meta.detector, rpn_post_nms_top_n_test=proposals),
+    )
+    found = (has_reader(folder), has_refiner(folder), has_rescorer(folder))
+    taken = tuple(given or (folder if has else None) for given, has in zip(parts, found, strict=True))
+    return meta, (taken[0], taken[1], taken[2])
 
 
 def _attach_parts(
@@ -204,6 +239,12 @@ def main(argv: Sequence[str] | None = None) -> Path:
         help="average each box of the second look with the first pass's boxes of the same digit, those "
         "counted this many times (models/zoom.py); default: the source's (0 = off)",
     )
+    p.add_argument(
+        "--pipeline-from",
+        type=Path,
+        help="a checkpoint (models/default, say) whose reader, refiner, rescorer, assembly rule, zoom "
+        "settings and proposal count the copy takes, keeping only the source's detector",
+    )
     args = p.parse_args(argv)
     folder = export_checkpoint(
         args.checkpoint,
@@ -220,6 +261,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
         args.search_tiles,
         args.side_look,
         args.fuse_first,
+        args.pipeline_from,
     )
     size_mb = sum(f.stat().st_size for f in folder.glob("*.safetensors")) / 1e6
     print(f"wrote {folder} ({size_mb:.1f} MB, {args.dtype})")

@@ -13,8 +13,10 @@ from models.checkpoint import (
     set_checkpoint_detector,
 )
 from models.detector import DETECTOR_PRESETS, build_detector
-from models.reader import DigitReader, load_reader, save_reader
+from models.reader import DigitReader, has_reader, load_reader, save_reader
+from models.refiner import BoxRefiner, RefineParams, has_refiner, load_refiner, save_refiner
 from models.reread import CropSpec, RereadParams
+from models.rescorer import Rescorer, has_rescorer, load_rescorer, save_rescorer
 from models.verifier import (
     VERIFIER_FILE,
     NumberVerifier,
@@ -177,3 +179,65 @@ def test_the_verifier_stays_behind_and_an_edit_in_place_turns_it_off(tmp_path: P
         current_verifier(source, pipeline_identity(edited.weights_sha256, edited.assembly, edited.zoom, {}))
         is None
     )
+
+
+def test_pipeline_from_keeps_the_sources_detector_and_takes_everything_after_it(tmp_path: Path) -> None:
+    config = DETECTOR_PRESETS["fast"]
+    torch.manual_seed(0)
+    rule = AssemblyParams(height_ratio=1.6)
+    zoom = ZoomParams(below_px=50, search_tiles=3, side_look=0.5, fuse_first=2.0)
+    pipe = save_checkpoint(
+        tmp_path / "pipe", build_detector(config).eval(), replace(config, rpn_post_nms_top_n_test=30),
+        assembly=rule, zoom=zoom, dtype="float16",
+    )  # fmt: skip
+    # float16 as the shipped parts are, so the copy's (float16) parts are the same bytes
+    reread = RereadParams(detector_weight=0.5)
+    save_reader(pipe, DigitReader(width=4).eval(), CropSpec(size=24), reread, dtype="float16")
+    refine = RefineParams(size=24, step=0.75)
+    save_refiner(pipe, BoxRefiner(width=4, fit_head=True).eval(), refine, dtype="float16")
+    save_rescorer(pipe, Rescorer(hidden=4, members=2).eval())
+    fitted = pipeline_identity(read_checkpoint_meta(pipe).weights_sha256, rule, zoom, {})
+    save_verifier(pipe, NumberVerifier((0.0,) * 5, (1.0,) * 5, (0.1,) * 5, 0.0), VerifierMeta(fitted))
+    torch.manual_seed(1)
+    source = save_checkpoint(
+        tmp_path / "src", build_detector(config).eval(), config, training={"epochs": 4}, metrics={"map": 0.4}
+    )
+    copy = export.main(
+        ["--checkpoint", str(source), "--out", str(tmp_path / "copy"), "--pipeline-from", str(pipe)]
+    )
+    meta, src_meta = read_checkpoint_meta(copy), read_checkpoint_meta(source)
+    assert meta.detector == replace(src_meta.detector, rpn_post_nms_top_n_test=30)
+    assert (meta.assembly, meta.zoom) == (rule, zoom)
+    assert meta.training == {"epochs": 4} and meta.metrics["map"] == 0.4
+    assert meta.metrics["exported_from"]["weights_sha256"] == src_meta.weights_sha256
+    detector, _ = load_checkpoint(copy)
+    src_detector, _ = load_checkpoint(source)
+    pipe_detector, _ = load_checkpoint(pipe)
+    x = torch.rand(1, 3, 64, 160)
+    with torch.no_grad():
+        ours, theirs, its = (m.backbone(x)["0"] for m in (detector, src_detector, pipe_detector))
+    assert torch.allclose(ours, theirs, atol=0.05, rtol=0.05) and not torch.allclose(ours, its, atol=0.05)
+    for load in (load_reader, load_refiner):
+        assert load(copy)[1].sha256 == load(pipe)[1].sha256
+    assert load_reader(copy)[1].reread.detector_weight == 0.5
+    assert load_refiner(copy)[1].params.step == 0.75
+    assert load_rescorer(copy)[1].sha256 == load_rescorer(pipe)[1].sha256
+    assert not (copy / VERIFIER_FILE).exists()  # fitted on the pipeline's own detector
+
+    overridden = export.main(
+        ["--checkpoint", str(source), "--out", str(tmp_path / "over"), "--pipeline-from", str(pipe),
+         "--height-ratio", "2", "--side-look", "0", "--test-proposals", "40", "--reader-weight", "0.7"]
+    )  # fmt: skip
+    over = read_checkpoint_meta(overridden)
+    assert over.assembly == replace(rule, height_ratio=2.0) and over.zoom == replace(zoom, side_look=0.0)
+    assert over.detector.rpn_post_nms_top_n_test == 40
+    assert load_reader(overridden)[1].reread.detector_weight == 0.7
+
+    bare = export.main(
+        ["--checkpoint", str(pipe), "--out", str(tmp_path / "bare"), "--pipeline-from", str(source)]
+    )  # a pipeline without parts: the copy has none either, though the source has them
+    assert not (has_reader(bare) or has_refiner(bare) or has_rescorer(bare))
+    bare_meta = read_checkpoint_meta(bare)
+    assert (bare_meta.zoom, bare_meta.assembly) == (ZoomParams(), AssemblyParams())
+    with pytest.raises(ValueError, match="other than the source"):
+        export.main(["--checkpoint", str(source), "--out", str(source), "--pipeline-from", str(pipe)])
