@@ -120,9 +120,7 @@ def export_checkpoint(
     carried: set[str] = set()
     if pipeline_from is None:
         carried = {name for name, given in (("reader", reader), ("refiner", refiner)) if given is None}
-        reader = reader or (source_dir if has_reader(source_dir) else None)
-        refiner = refiner or (source_dir if has_refiner(source_dir) else None)
-        rescorer = rescorer or (source_dir if has_rescorer(source_dir) else None)
+        reader, refiner, rescorer = _parts_or(source_dir, (reader, refiner, rescorer))
     _attach_parts(folder, dtype, reader, refiner, refiner_step, reader_weight, rescorer)
     # the int8 ranges come with the detector, and with the source's own reader and refiner (now in
     # `dtype`); a reader or refiner given anew has none until python -m training.calibrate runs
@@ -150,9 +148,20 @@ def _take_pipeline(
         zoom=pipe.zoom,
         detector=replace(meta.detector, rpn_post_nms_top_n_test=proposals),
     )
-    found = (has_reader(folder), has_refiner(folder), has_rescorer(folder))
-    taken = tuple(given or (folder if has else None) for given, has in zip(parts, found, strict=True))
-    return meta, (taken[0], taken[1], taken[2])
+    return meta, _parts_or(folder, parts)
+
+
+def _parts_or(
+    folder: Path, parts: tuple[Path | None, Path | None, Path | None]
+) -> tuple[Path | None, Path | None, Path | None]:
+    """The (reader, refiner, rescorer) folders: each given one of `parts`, else `folder` where it holds
+    that part, else None."""
+    reader, refiner, rescorer = parts
+    return (
+        reader or (folder if has_reader(folder) else None),
+        refiner or (folder if has_refiner(folder) else None),
+        rescorer or (folder if has_rescorer(folder) else None),
+    )
 
 
 def _attach_parts(
