@@ -80,8 +80,9 @@ def export_checkpoint(
 ) -> Path:
     model, meta = load_checkpoint(source)
     source_dir = resolve_checkpoint_dir(source)
+    in_place = out.resolve() == source_dir.resolve()
     if pipeline_from is not None:
-        if out.resolve() == source_dir.resolve():
+        if in_place:
             raise ValueError("--pipeline-from writes a new checkpoint: give an --out other than the source")
         meta, (reader, refiner, rescorer) = _take_pipeline(meta, pipeline_from, (reader, refiner, rescorer))
     assembly = meta.assembly if height_ratio is None else replace(meta.assembly, height_ratio=height_ratio)
@@ -89,7 +90,7 @@ def export_checkpoint(
         if test_proposals < 1:
             raise ValueError(f"--test-proposals must be at least 1, got {test_proposals}")
         meta = replace(meta, detector=replace(meta.detector, rpn_post_nms_top_n_test=test_proposals))
-    if out.resolve() == source_dir.resolve():
+    if in_place:
         if reader is None and reader_weight is not None and has_reader(source_dir):
             reader = source_dir
         if refiner is None and refiner_step is not None and has_refiner(source_dir):
