@@ -192,8 +192,72 @@ def test_shear_slants_the_digit_and_its_box_holds_the_slanted_pixels() -> None:
         {"affine_shear": -5.0},
         {"affine_shear": 50.0},
         {"invert_p": 1.2},
+        {"affine_boxes": "rectangle"},
     ],
 )
 def test_augment_config_rejects_bad_values(bad: dict) -> None:
     with pytest.raises(ValueError, match="augment"):
         AugmentConfig(**bad)
+
+
+def white_ellipse() -> tuple[torch.Tensor, dict]:
+    """A filled white ellipse inscribed in the box (40, 10)-(60, 50): 20 px wide, 40 px tall."""
+    image = torch.zeros(3, 60, 120)
+    ys, xs = torch.meshgrid(torch.arange(60) + 0.5, torch.arange(120) + 0.5, indexing="ij")
+    image[:, ((xs - 50) / 10) ** 2 + ((ys - 30) / 20) ** 2 <= 1] = 1.0
+    return image, {
+        "boxes": torch.tensor([[40.0, 10.0, 60.0, 50.0]]),
+        "labels": torch.tensor([3]),
+        "image_id": 1,
+    }
+
+
+def bright_box(image: torch.Tensor) -> list[float]:
+    ys, xs = torch.nonzero(image[0] > 0.5, as_tuple=True)
+    return [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]
+
+
+def test_ellipse_boxes_fit_a_rotated_ellipse_where_corner_boxes_grow_wider() -> None:
+    corners = TrainTransforms(only(affine_degrees=20))
+    ellipse = TrainTransforms(only(affine_degrees=20, affine_boxes="ellipse"))
+    widened = []
+    for seed in range(12):
+        torch.manual_seed(seed)
+        image_c, target_c = corners(*white_ellipse())
+        torch.manual_seed(seed)
+        image_e, target_e = ellipse(*white_ellipse())
+        assert torch.equal(image_c, image_e)  # the same random draws, the same pixels
+        assert target_e["labels"].tolist() == [3]
+        # The ellipse's box is the box of the warped ellipse's pixels, within a pixel and a half.
+        assert target_e["boxes"][0].tolist() == pytest.approx(bright_box(image_e), abs=1.5)
+        width_c = float(target_c["boxes"][0, 2] - target_c["boxes"][0, 0])
+        width_e = float(target_e["boxes"][0, 2] - target_e["boxes"][0, 0])
+        assert width_e <= width_c + 1e-4
+        widened.append(width_c - width_e)
+    # At 20 degrees the corners' box is 20 cos a + 40 sin a wide (32 px), the ellipse's 23 px.
+    assert max(widened) > 5
+
+
+def test_ellipse_boxes_are_the_boxes_themselves_when_nothing_warps() -> None:
+    image, target = TrainTransforms(only(affine_boxes="ellipse", stretch=1.5))(*white_square())
+    x1, y1, x2, y2 = target["boxes"][0].tolist()
+    assert (y1, y2) == pytest.approx((20.0, 40.0), abs=1e-4)
+    assert x2 - x1 == pytest.approx(10.0 * image.shape[-1] / 120, abs=0.2)  # stretched with the pixels
+    assert bright_box(image)[0] == pytest.approx(x1, abs=1.0)
+
+
+def test_ellipse_boxes_drop_a_box_pushed_out_of_the_image_with_its_label() -> None:
+    image, target = white_square()
+    target = {
+        **target,
+        "boxes": torch.tensor([[50.0, 20.0, 60.0, 40.0], [118.0, 0.0, 140.0, 10.0]]),
+        "labels": torch.tensor([5, 2]),
+    }
+    torch.manual_seed(0)
+    _, out = TrainTransforms(only(affine_boxes="ellipse"))(image, target)
+    assert out["labels"].tolist() == [5, 2]
+    assert out["boxes"][1].tolist() == pytest.approx([118.0, 0.0, 120.0, 10.0])  # clamped to the image
+    _, gone = TrainTransforms(only(affine_boxes="ellipse"))(
+        image, {**target, "boxes": torch.tensor([[50.0, 20.0, 60.0, 40.0], [120.0, 0.0, 140.0, 10.0]])}
+    )
+    assert gone["labels"].tolist() == [5] and gone["boxes"].shape == (1, 4)
