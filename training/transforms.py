@@ -97,7 +97,9 @@ class HorizontalStretch(v2.Transform):
 
 class TrainTransforms:
     """Photometric jitter (then blur, grey and inversion when configured), a horizontal stretch when
-    configured, an affine warp that moves the boxes with the pixels, then random erasing.
+    configured, an affine warp that moves the boxes with the pixels (each box becomes the box around its
+    warped corners, or around its warped inscribed ellipse: `AugmentConfig.affine_boxes`), then random
+    erasing.
 
     Boxes that leave the image are clamped; boxes left with no area are dropped with their labels, and
     so are boxes the erasing covers by at least `erasing_drop` of their area when that is > 0.
