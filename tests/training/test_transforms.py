@@ -261,3 +261,16 @@ def test_ellipse_boxes_drop_a_box_pushed_out_of_the_image_with_its_label() -> No
         image, {**target, "boxes": torch.tensor([[50.0, 20.0, 60.0, 40.0], [120.0, 0.0, 140.0, 10.0]])}
     )
     assert gone["labels"].tolist() == [5] and gone["boxes"].shape == (1, 4)
+
+
+def test_mean_boxes_lie_halfway_between_the_corners_and_the_ellipse() -> None:
+    rules = {
+        rule: TrainTransforms(only(affine_degrees=20, affine_boxes=rule))
+        for rule in ("corners", "ellipse", "mean")
+    }
+    for seed in range(6):
+        boxes = {}
+        for rule, transform in rules.items():
+            torch.manual_seed(seed)
+            boxes[rule] = transform(*white_ellipse())[1]["boxes"][0]
+        assert torch.allclose(boxes["mean"], (boxes["corners"] + boxes["ellipse"]) / 2, atol=1e-4)
