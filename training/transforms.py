@@ -149,10 +149,10 @@ class TrainTransforms:
             sample["axes"] = ellipse_points(boxes)
         out = self.geometry(sample)
         if self.box_rule != "corners":
-            ellipse = ellipse_boxes(out.pop("axes"), out["boxes"])
-            if self.box_rule == "mean":
-                ellipse = tv_tensors.wrap((ellipse + out["boxes"]) / 2, like=ellipse)
-            out["boxes"] = ellipse
+            moved = ellipse_boxes(out.pop("axes"), out["boxes"])
+            if self.box_rule == "mean":  # with the corners' boxes, which the warp itself moved
+                moved = tv_tensors.wrap((moved + out["boxes"]) / 2, like=moved)
+            out["boxes"] = moved
         out = self.sanitize(out)
         image_in = out["image"].as_subclass(torch.Tensor)
         image_out = self.erase(image_in)
