@@ -149,10 +149,10 @@ class TrainTransforms:
             sample["axes"] = ellipse_points(boxes)
         out = self.geometry(sample)
         if self.box_rule != "corners":
-            moved = ellipse_boxes(out.pop("axes"), out["boxes"])
+            moved = ellipse_boxes(out.pop("axes"))
             if self.box_rule == "mean":  # with the corners' boxes, which the warp itself moved
-                moved = tv_tensors.wrap((moved + out["boxes"]) / 2, like=moved)
-            out["boxes"] = moved
+                moved = (moved + out["boxes"].as_subclass(torch.Tensor)) / 2
+            out["boxes"] = tv_tensors.wrap(moved, like=out["boxes"])
         out = self.sanitize(out)
         image_in = out["image"].as_subclass(torch.Tensor)
         image_out = self.erase(image_in)
@@ -199,13 +199,12 @@ def ellipse_points(boxes: tv_tensors.BoundingBoxes) -> tv_tensors.KeyPoints:
     return tv_tensors.KeyPoints(points.reshape(-1, 2), canvas_size=boxes.canvas_size)
 
 
-def ellipse_boxes(points: torch.Tensor, like: tv_tensors.BoundingBoxes) -> tv_tensors.BoundingBoxes:
+def ellipse_boxes(points: torch.Tensor) -> torch.Tensor:
     """The box around each warped ellipse: `points` [3N, 2] are `ellipse_points` after an affine map
     (centre c, half-axis ends p, q), so the ellipse is c + cos(t) (p - c) + sin(t) (q - c), whose box
     has half-width sqrt(u_x^2 + v_x^2) and half-height sqrt(u_y^2 + v_y^2) for u = p - c, v = q - c.
-    Returns BoundingBoxes [N, 4] XYXY on `like`'s canvas (the warped boxes, whose canvas it keeps)."""
+    Returns FloatTensor [N, 4], XYXY in the warped image's pixels."""
     c, p, q = points.as_subclass(torch.Tensor).float().reshape(-1, 3, 2).unbind(1)
     u, v = p - c, q - c
     half = torch.sqrt(u * u + v * v)  # [N, 2]: (half-width, half-height)
-    boxes = torch.cat([c - half, c + half], dim=-1)
-    return tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=like.canvas_size)
+    return torch.cat([c - half, c + half], dim=-1)
