@@ -46,6 +46,7 @@ from training.data import (
 from training.distributed import DistInfo, barrier, init_distributed, shutdown
 from training.engine import predict, train_one_epoch, validation_loss
 from training.evaluate import score_detections, write_predictions, write_report
+from training.mosaic import MosaicDataset
 from training.plots import plot_loss_curves
 from training.state import load_train_state, save_train_state
 from training.transforms import TrainTransforms
@@ -161,7 +162,12 @@ def make_loaders(
     dist: DistInfo,
     generator: torch.Generator,
 ) -> tuple[DataLoader[Any], DataLoader[Any]]:
-    train_set = DigitDataset(train, TrainTransforms(config.augment))
+    transforms = TrainTransforms(config.augment)
+    train_set = (
+        MosaicDataset(train, transforms, config.augment.mosaic_p)
+        if config.augment.mosaic_p > 0
+        else DigitDataset(train, transforms)
+    )
     sampler: DistributedSampler[Any] | None = (
         DistributedSampler(train_set, seed=config.seed) if dist.enabled else None
     )

@@ -41,7 +41,9 @@ class AugmentConfig:
     as wide gets up to 17 % wider), or "ellipse", the box around its inscribed ellipse warped
     (`ellipse_boxes`; +1 % there), after Kalra et al. 2021, "Towards rotation invariance in object
     detection": glyphs fill their box's middle more than its corners; or "mean", the two boxes'
-    coordinates averaged (experiment 90 found the ellipse's boxes too tight for digits).
+    coordinates averaged (experiment 90 found the ellipse's boxes too tight for digits). `mosaic_p`
+    makes a training image, with that probability, the 2 x 2 mosaic of its photo and three others
+    (`training.mosaic`), these transforms applied to the mosaic (0 = off, the seed).
     """
 
     brightness: float = 0.3
@@ -58,6 +60,7 @@ class AugmentConfig:
     affine_shear: float = 0.0
     invert_p: float = 0.0
     affine_boxes: str = "corners"
+    mosaic_p: float = 0.0
 
     def __post_init__(self) -> None:
         if self.affine_boxes not in AFFINE_BOX_RULES:
@@ -68,7 +71,7 @@ class AugmentConfig:
             raise ValueError(f"augment.stretch must be >= 1 (1 = off), got {self.stretch}")
         if not 0.0 <= self.affine_shear < 45.0:
             raise ValueError(f"augment.affine_shear must lie in [0, 45) degrees, got {self.affine_shear}")
-        for name in ("erasing_p", "blur_p", "grayscale_p", "erasing_drop", "invert_p"):
+        for name in ("erasing_p", "blur_p", "grayscale_p", "erasing_drop", "invert_p", "mosaic_p"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"augment.{name} must lie in [0, 1], got {value}")

@@ -10,15 +10,19 @@ from models.checkpoint import CheckpointError, read_weights, save_checkpoint, sh
 from models.detector import DETECTOR_PRESETS, build_detector
 from tests.helpers import randomise_batchnorm
 from training.config import TRAIN_PRESETS, load_config
-from training.data import DataError
+from training.data import DataError, ImageRecord
+from training.distributed import DistInfo
+from training.mosaic import MosaicDataset
 from training.train import (
     build_model,
     identity_new_blocks,
     load_splits,
+    make_loaders,
     make_run_dir,
     make_schedule,
     save_epoch,
 )
+from training.transforms import AugmentConfig
 from training.vet import filter_coco
 
 
@@ -126,6 +130,16 @@ def test_identity_blocks_are_named_and_shape_changing_ones_refused() -> None:
     assert not model.backbone.body.layer1[0].bn2.weight.eq(0).any()  # refused before any change
     with pytest.raises(ValueError, match="new_blocks"):
         replace(load_config("fast"), new_blocks="zeros")
+
+
+@pytest.mark.parametrize("mosaic_p", [0.0, 0.5])
+def test_the_training_loader_makes_mosaics_only_when_asked(mosaic_p: float) -> None:
+    records = [ImageRecord(image_id=i, path=Path(f"{i}.png"), width=10, height=10) for i in range(3)]
+    config = replace(TRAIN_PRESETS["fast"], workers=0, augment=AugmentConfig(mosaic_p=mosaic_p))
+    train_loader, _ = make_loaders(config, records, records, DistInfo(), torch.Generator())
+    assert isinstance(train_loader.dataset, MosaicDataset) == (mosaic_p > 0)
+    if mosaic_p:
+        assert train_loader.dataset.p == mosaic_p  # type: ignore[attr-defined]
 
 
 def test_run_dir_is_made_and_linked_as_latest(tmp_path: Path) -> None:
