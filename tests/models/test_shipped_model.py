@@ -128,7 +128,7 @@ def test_the_side_look_reads_the_digit_a_tight_frame_hides() -> None:
     shipped = Predictor.load(SHIPPED_CHECKPOINT, torch.device("cpu"))
     plain = Predictor.load(SHIPPED_CHECKPOINT, torch.device("cpu"), side_look=0.0)
     assert shipped.zoom.side_look == 0.5 and plain.zoom.side_look == 0.0
-    for seed, number, without in ((8, 2301, 230), (52, 8756, 756)):
+    for seed, number, without in ((8, 2301, 230), (76, 3406, 406)):
         pixels = np.array(render_sample(seed, find_fonts("bundled")).image)
         assert plain.assemble(plain.detect([pixels])[0].sites).value == without
         assert shipped.assemble(shipped.detect([pixels])[0].sites).value == number
