@@ -59,7 +59,8 @@ def mosaic(
 
 class MosaicDataset(DigitDataset):
     """A `DigitDataset` whose item is, with probability `p`, the mosaic of its own photo (top left) and
-    three others drawn at random from the records, the augmentation applied to the mosaic; otherwise the
+    three photos drawn at random from the records (with replacement: the photo itself may come again),
+    the augmentation applied to the mosaic; otherwise the
     photo alone, as `DigitDataset` yields it. Draws use torch's global generator (seeded per worker by
     the training loader)."""
 
