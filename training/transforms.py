@@ -42,8 +42,8 @@ class AugmentConfig:
     (`ellipse_boxes`; +1 % there), after Kalra et al. 2021, "Towards rotation invariance in object
     detection": glyphs fill their box's middle more than its corners; or "mean", the two boxes'
     coordinates averaged (experiment 90 found the ellipse's boxes too tight for digits). `mosaic_p`
-    makes a training image, with that probability, the 2 x 2 mosaic of its photo and three others
-    (`training.mosaic`), these transforms applied to the mosaic (0 = off, the seed).
+    makes a training image, with that probability, the 2 x 2 mosaic of its photo and three drawn at
+    random (`training.mosaic`), these transforms applied to the mosaic (0 = off, the seed).
     """
 
     brightness: float = 0.3
