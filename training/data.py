@@ -259,7 +259,8 @@ class DigitDataset(Dataset[tuple[torch.Tensor, Target]]):
     def __len__(self) -> int:
         return len(self.records)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, Target]:
+    def load(self, index: int) -> tuple[torch.Tensor, Target]:
+        """Record `index`'s image and target as stored, before `transforms`."""
         record = self.records[index]
         image = load_image(record.path)
         if tuple(image.shape[1:]) != (record.height, record.width):
@@ -267,7 +268,10 @@ class DigitDataset(Dataset[tuple[torch.Tensor, Target]]):
                 f"{record.path}: image is {image.shape[2]}x{image.shape[1]} but its record says "
                 f"{record.width}x{record.height}"
             )
-        target = record_target(record)
+        return image, record_target(record)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, Target]:
+        image, target = self.load(index)
         if self.transforms is not None:
             image, target = self.transforms(image, target)
         return image, target

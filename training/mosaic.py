@@ -60,22 +60,20 @@ def mosaic(
 class MosaicDataset(DigitDataset):
     """A `DigitDataset` whose item is, with probability `p`, the mosaic of its own photo (top left) and
     three photos drawn at random from the records (with replacement: the photo itself may come again),
-    the augmentation applied to the mosaic; otherwise the
-    photo alone, as `DigitDataset` yields it. Draws use torch's global generator (seeded per worker by
-    the training loader)."""
+    the augmentation applied to the mosaic; otherwise the photo alone, as `DigitDataset` yields it.
+    Draws use torch's global generator (seeded per worker by the training loader)."""
 
     def __init__(self, records: Sequence[ImageRecord], transforms: PairTransform | None, p: float) -> None:
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"the mosaic probability must lie in [0, 1], got {p}")
         super().__init__(records, transforms)
         self.p = p
-        self._plain = DigitDataset(records)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, Target]:
         if self.p == 0.0 or len(self.records) < 2 or float(torch.rand(())) >= self.p:
             return super().__getitem__(index)
         others = torch.randint(len(self.records), (3,)).tolist()
-        image, target = mosaic(*zip(*(self._plain[i] for i in (index, *others)), strict=True))
+        image, target = mosaic(*zip(*(self.load(i) for i in (index, *others)), strict=True))
         if self.transforms is not None:
             image, target = self.transforms(image, target)
         return image, target
