@@ -116,7 +116,9 @@ def recompute_batchnorm(model: FasterRCNN, batches: Iterable[list[torch.Tensor]]
 
 
 def training_batches(config: TrainConfig, limit: int) -> Iterable[list[torch.Tensor]]:
-    """Augmented training images of `config`, batch by batch (the first `limit` images; 0 = all)."""
+    """Augmented training images of `config`, batch by batch (the first `limit` images; 0 = all). Each
+    photo alone, also where `config` trained on mosaics (`augment.mosaic_p`): the statistics are for
+    photos as they are served."""
     train = load_train_records(config)
     records = train[:limit] if limit else train
     loader = DataLoader(
