@@ -65,21 +65,22 @@ def test_shipped_model_reads_real_house_numbers() -> None:
 
 
 def test_the_height_rule_drops_a_small_mark_beside_a_real_number() -> None:
-    """Validation image 1461, labelled 78: a mark half the digits' height left of them. With 100
-    proposals it was read as a confident 1 and the height rule dropped it (models/EXPERIMENTS.md, experiment
-    21); with the shipped 30 (experiment 39) it scores under the threshold, so here it is made
-    confident to show the rule still drops it."""
+    """Validation image 1461, labelled 78: a mark under half the digits' height left of them. Some
+    models read it as a confident 1 (experiment 21 with 100 proposals; stage 8 at 0.73), others score it
+    under the threshold (stages 4-7); either way it is made confident here, and the height rule must drop
+    it while the number without the rule would read 178 (models/EXPERIMENTS.md, experiment 21)."""
     root = real_data("svhn-hw2")
     record = next(r for r in load_coco_split(root / "valid", root / "valid.json")[0] if r.image_id == 1461)
     predictor = Predictor.load(SHIPPED_CHECKPOINT, torch.device("cpu"))
     with Image.open(record.path) as image:
         sites = predictor.detect([np.array(image.convert("RGB"))])[0].sites
     assert record.number == 78 and predictor.assemble(sites).value == 78
-    digits = [s for s in sites if s.score >= predictor.assembly.score_threshold]
-    tall, left = max(s.box_xyxy[3] - s.box_xyxy[1] for s in digits), min(s.box_xyxy[0] for s in digits)
+    confident_sites = [s for s in sites if s.score >= predictor.assembly.score_threshold]
+    tall = max(s.box_xyxy[3] - s.box_xyxy[1] for s in confident_sites)
+    left = min(s.box_xyxy[0] for s in confident_sites if s.box_xyxy[3] - s.box_xyxy[1] >= 0.6 * tall)
     marks = [s for s in sites if s.box_xyxy[3] - s.box_xyxy[1] < 0.6 * tall and s.box_xyxy[2] <= left]
-    assert marks and all(m.score < predictor.assembly.score_threshold for m in marks)
-    confident = [replace(s, score=0.9, digit=1) if s is marks[0] else s for s in sites]
+    assert marks
+    confident = [replace(s, score=max(s.score, 0.9), digit=1) if s is marks[0] else s for s in sites]
     assert predictor.assemble(confident).value == 78
     assert assemble_number(confident, replace(predictor.assembly, height_ratio=0)).value == 178
 
@@ -128,7 +129,7 @@ def test_the_side_look_reads_the_digit_a_tight_frame_hides() -> None:
     shipped = Predictor.load(SHIPPED_CHECKPOINT, torch.device("cpu"))
     plain = Predictor.load(SHIPPED_CHECKPOINT, torch.device("cpu"), side_look=0.0)
     assert shipped.zoom.side_look == 0.5 and plain.zoom.side_look == 0.0
-    for seed, number, without in ((8, 2301, 230), (76, 3406, 406)):
+    for seed, number, without in ((8, 2301, 230), (178, 3574, 574)):
         pixels = np.array(render_sample(seed, find_fonts("bundled")).image)
         assert plain.assemble(plain.detect([pixels])[0].sites).value == without
         assert shipped.assemble(shipped.detect([pixels])[0].sites).value == number
