@@ -66,9 +66,10 @@ def test_shipped_model_reads_real_house_numbers() -> None:
 
 def test_the_height_rule_drops_a_small_mark_beside_a_real_number() -> None:
     """Validation image 1461, labelled 78: a mark under half the digits' height left of them. Some
-    models read it as a confident 1 (experiment 21 with 100 proposals; stage 8 at 0.73), others score it
-    under the threshold (stages 4-7); either way it is made confident here, and the height rule must drop
-    it while the number without the rule would read 178 (models/EXPERIMENTS.md, experiment 21)."""
+    models read it as a confident 1 (experiment 21 with 100 proposals; stage 8 at 0.73), others score
+    it under the threshold (the shipped models from experiment 39 to stage 7); either way it is made
+    confident here, and the height rule must drop it while the number without the rule would read 178
+    (models/EXPERIMENTS.md, experiment 21)."""
     root = real_data("svhn-hw2")
     record = next(r for r in load_coco_split(root / "valid", root / "valid.json")[0] if r.image_id == 1461)
     predictor = Predictor.load(SHIPPED_CHECKPOINT, torch.device("cpu"))
