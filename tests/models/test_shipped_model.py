@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from collections import Counter
 from dataclasses import replace
 
 import numpy as np
@@ -19,6 +20,7 @@ from models.rescorer import load_rescorer
 from service.config import SHIPPED_CHECKPOINT
 from service.predictor import Predictor
 from tests.conftest import real_data
+from training.audit import photo_truth, read_audit
 from training.data import load_coco_split
 from training.metrics import auc, coco_map, ground_truth_coco
 from training.synth import find_fonts, render_sample
@@ -98,6 +100,19 @@ def test_the_card_audit_of_label_omissions_matches_the_validation_labels() -> No
         labelled, seen = int(row["labelled"]), row["seen"]
         assert numbers[int(row["image_id"])] == labelled
         assert len(seen) > len(str(labelled)) and _is_subsequence(str(labelled), seen)
+
+
+def test_the_card_audit_of_stage_8s_misreads_matches_the_validation_labels() -> None:
+    """models/card/valid_misreads_audit.csv: every photo stage 8 misread (and 1324, read as its label
+    though it shows more), looked at by eye (stop 66). Its rows are consistent (`training.audit`), its
+    labels are the split's, and its verdicts are counted as the card counts them."""
+    root = real_data("svhn-hw2")
+    numbers = {r.image_id: r.number for r in load_coco_split(root / "valid", root / "valid.json")[0]}
+    rows = read_audit(SHIPPED_CHECKPOINT.parent / "card" / "valid_misreads_audit.csv")
+    photos = photo_truth(numbers, rows)  # raises where a row's label is not the split's
+    verdicts = Counter(row.verdict for row in rows)
+    assert verdicts == {"model": 44, "label_omits": 40, "unclear": 28, "label_wrong": 3}
+    assert sum(photos[i] != numbers[i] for i in numbers) == 43
 
 
 def _is_subsequence(part: str, whole: str) -> bool:
