@@ -58,16 +58,19 @@ class AuditRow:
             )
         if self.verdict in LABEL_ERRORS and self.seen == self.labelled:
             raise ValueError(f"image {self.image_id}: verdict {self.verdict}, but seen is the label")
-        if self.verdict == "label_omits" and not _holds(str(self.seen), str(self.labelled)):
+        seen, labelled = str(self.seen), str(self.labelled)
+        if self.verdict == "label_omits" and not (
+            len(labelled) < len(seen) and is_subsequence(labelled, seen)
+        ):
             raise ValueError(
                 f"image {self.image_id}: label_omits, but {self.seen} does not hold {self.labelled}"
             )
 
 
-def _holds(whole: str, part: str) -> bool:
-    """Whether `part` is `whole` with some of its digits left out (a shorter subsequence)."""
+def is_subsequence(part: str, whole: str) -> bool:
+    """Whether `part` is `whole` with none or some of its characters left out, the rest in order."""
     rest = iter(whole)
-    return len(part) < len(whole) and all(ch in rest for ch in part)
+    return all(ch in rest for ch in part)
 
 
 def read_audit(path: Path) -> list[AuditRow]:

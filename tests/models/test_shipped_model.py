@@ -20,7 +20,7 @@ from models.rescorer import load_rescorer
 from service.config import SHIPPED_CHECKPOINT
 from service.predictor import Predictor
 from tests.conftest import real_data
-from training.audit import photo_truth, read_audit
+from training.audit import is_subsequence, photo_truth, read_audit
 from training.data import load_coco_split
 from training.metrics import auc, coco_map, ground_truth_coco
 from training.synth import find_fonts, render_sample
@@ -99,7 +99,7 @@ def test_the_card_audit_of_label_omissions_matches_the_validation_labels() -> No
     for row in rows:
         labelled, seen = int(row["labelled"]), row["seen"]
         assert numbers[int(row["image_id"])] == labelled
-        assert len(seen) > len(str(labelled)) and _is_subsequence(str(labelled), seen)
+        assert len(seen) > len(str(labelled)) and is_subsequence(str(labelled), seen)
 
 
 def test_the_card_audit_of_stage_8s_misreads_matches_the_validation_labels() -> None:
@@ -113,11 +113,6 @@ def test_the_card_audit_of_stage_8s_misreads_matches_the_validation_labels() -> 
     verdicts = Counter(row.verdict for row in rows)
     assert verdicts == {"model": 44, "label_omits": 40, "unclear": 28, "label_wrong": 3}
     assert sum(photos[i] != numbers[i] for i in numbers) == 43
-
-
-def _is_subsequence(part: str, whole: str) -> bool:
-    rest = iter(whole)
-    return all(ch in rest for ch in part)
 
 
 def test_the_rescorer_ranks_real_boxes_better_than_score_times_fit() -> None:
