@@ -70,8 +70,9 @@ def test_the_height_rule_drops_a_small_mark_beside_a_real_number() -> None:
     """Validation image 1461, labelled 78: a mark under half the digits' height left of them. Some
     models read it as a confident 1 (experiment 21 with 100 proposals; stage 8 at 0.73), others score
     it under the threshold (the shipped models from experiment 39 to stage 7); either way it is made
-    confident here, and the height rule must drop it while the number without the rule would read 178
-    (models/EXPERIMENTS.md, experiment 21)."""
+    confident here, and the height rule must drop it while the number without the rule would read it
+    in front of 78: 178, or 1978 with stage 9, which also scores a second small mark between them as
+    a 9 at 0.65 (models/EXPERIMENTS.md, experiments 21 and 103)."""
     root = real_data("svhn-hw2")
     record = next(r for r in load_coco_split(root / "valid", root / "valid.json")[0] if r.image_id == 1461)
     predictor = Predictor.load(SHIPPED_CHECKPOINT, torch.device("cpu"))
@@ -85,7 +86,8 @@ def test_the_height_rule_drops_a_small_mark_beside_a_real_number() -> None:
     assert marks
     confident = [replace(s, score=max(s.score, 0.9), digit=1) if s is marks[0] else s for s in sites]
     assert predictor.assemble(confident).value == 78
-    assert assemble_number(confident, replace(predictor.assembly, height_ratio=0)).value == 178
+    without_rule = assemble_number(confident, replace(predictor.assembly, height_ratio=0)).text
+    assert without_rule.startswith("1") and without_rule.endswith("78") and len(without_rule) > 2
 
 
 def test_the_card_audit_of_label_omissions_matches_the_validation_labels() -> None:
@@ -140,7 +142,7 @@ def test_the_side_look_reads_the_digit_a_tight_frame_hides() -> None:
     shipped = Predictor.load(SHIPPED_CHECKPOINT, torch.device("cpu"))
     plain = Predictor.load(SHIPPED_CHECKPOINT, torch.device("cpu"), side_look=0.0)
     assert shipped.zoom.side_look == 0.5 and plain.zoom.side_look == 0.0
-    for seed, number, without in ((8, 2301, 230), (178, 3574, 574)):
+    for seed, number, without in ((8, 2301, 230), (76, 3406, 406)):
         pixels = np.array(render_sample(seed, find_fonts("bundled")).image)
         assert plain.assemble(plain.detect([pixels])[0].sites).value == without
         assert shipped.assemble(shipped.detect([pixels])[0].sites).value == number
