@@ -73,6 +73,9 @@ class ZoomParams:
     tiles' detections, without those cut by a tile's inner edge, then locate the number for the second
     look, or stand as the answer where it is not taken; where the tiles locate nothing either, the first
     pass stands.
+    With `search_located`, the search also runs where the first pass does locate something (the tiles
+    fitting), and what the tiles locate replaces it the same way: in a large photo the first pass, at
+    a fraction of a digit's pixels, often locates clutter or part of the number (experiment 111).
 
     When the located number (`number_cluster`) reaches nearer than `side_look` x its median digit
     height to the image's left or right side (0 = off; with the second look on), the side look
@@ -90,6 +93,7 @@ class ZoomParams:
     margin_y: float = 0.3
     min_gain: float = 1.25
     search_tiles: int = 0
+    search_located: bool = False
     side_look: float = 0.0
     side_score: float = 0.6
     fuse_first: float = 0.0
@@ -113,14 +117,18 @@ class ZoomParams:
         search_tiles: int | None = None,
         side_look: float | None = None,
         fuse_first: float | None = None,
+        search_located: bool | None = None,
     ) -> ZoomParams:
-        """These settings with another `below_px`, `search_tiles`, `side_look` and `fuse_first` (an
-        operator's overrides); None keeps what is set."""
+        """These settings with another `below_px`, `search_tiles`, `side_look`, `fuse_first` and
+        `search_located` (an operator's overrides); None keeps what is set."""
         below = self.below_px if below_px is None else below_px
         tiles = self.search_tiles if search_tiles is None else search_tiles
         side = self.side_look if side_look is None else side_look
         fuse = self.fuse_first if fuse_first is None else fuse_first
-        return replace(self, below_px=below, search_tiles=tiles, side_look=side, fuse_first=fuse)
+        located = self.search_located if search_located is None else search_located
+        return replace(
+            self, below_px=below, search_tiles=tiles, side_look=side, fuse_first=fuse, search_located=located
+        )
 
 
 def input_scale(height: int, width: int, min_size: int, max_size: int) -> float:
@@ -363,9 +371,10 @@ def look_again(
     model: FasterRCNN, image: torch.Tensor, found: list[Detection], params: ZoomParams
 ) -> list[Detection]:
     """One image's detections after its first pass `found` (as in `detect_with_zoom`, without the
-    side look): the search where the first pass locates nothing, then the second look where the
-    number is small, its boxes fused with those found before it (`fuse_passes`, `params.fuse_first`)."""
-    if params.search_tiles and not locates(found, params):
+    side look): the search where the first pass locates nothing (or always, `search_located`), then
+    the second look where the number is small, its boxes fused with those found before it
+    (`fuse_passes`, `params.fuse_first`)."""
+    if params.search_tiles and (params.search_located or not locates(found, params)):
         tiled = search(model, image, params.search_tiles, float(model.roi_heads.nms_thresh))
         found = tiled if locates(tiled, params) else found
     min_size, max_size = int(model.transform.min_size[-1]), int(model.transform.max_size)

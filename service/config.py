@@ -49,6 +49,11 @@ class Settings(BaseSettings):
         description="where the number reaches within this many digit heights of a photo's left or right "
         "side, read the photo again widened (models/zoom.py); 0 = off",
     )
+    search_located: bool | None = Field(
+        None,
+        description="search the tiles of a large photo also where the first pass locates a digit "
+        "(models/zoom.py, experiment 111: more numbers read in large photos, n^2 more passes on each)",
+    )
     use_reader: bool = Field(
         True, description="read digits with the checkpoint's reader too, when it has one (models/reread.py)"
     )

@@ -88,6 +88,7 @@ class Predictor:
         zoom_below_px: float | None = None,
         search_tiles: int | None = None,
         side_look: float | None = None,
+        search_located: bool | None = None,
         use_reader: bool = True,
         use_refiner: bool = True,
         use_rescorer: bool = True,
@@ -98,9 +99,9 @@ class Predictor:
         the reader, whose outputs it needs) and rewrite
         the model for serving (models.optimize: same outputs, faster; on the CPU in int8 when the
         checkpoint has an int8 part and `use_int8`, models/int8.py); thresholds, the zoom
-        trigger, the search tiles and the side look left as None come from the checkpoint. The
-        checkpoint's number verifier is used when it was fitted on this very pipeline (parts and
-        settings; `models.verifier.current_verifier`)."""
+        trigger, the search tiles (and `search_located`) and the side look left as None come from the
+        checkpoint. The checkpoint's number verifier is used when it was fitted on this very pipeline
+        (parts and settings; `models.verifier.current_verifier`)."""
         model, meta, int8 = load_prepared_detector(checkpoint, device, use_int8=use_int8)
         reader = load_prepared_reader(checkpoint, device, use_int8=use_int8) if use_reader else None
         refiner = load_prepared_refiner(checkpoint, device, use_int8=use_int8) if use_refiner else None
@@ -112,7 +113,7 @@ class Predictor:
             "height_ratio": height_ratio,
         }
         assembly = replace(meta.assembly, **{k: v for k, v in overrides.items() if v is not None})
-        zoom = meta.zoom.with_trigger(zoom_below_px, search_tiles, side_look)
+        zoom = meta.zoom.with_trigger(zoom_below_px, search_tiles, side_look, search_located=search_located)
         predictor = cls(model, meta, device, assembly, checkpoint, zoom, reader, refiner, rescorer, int8)
         predictor.verifier = current_verifier(resolve_checkpoint_dir(checkpoint), predictor.identity)
         return predictor

@@ -56,6 +56,7 @@ class ServiceState:
                 zoom_below_px=s.zoom_below_px,
                 search_tiles=s.search_tiles,
                 side_look=s.side_look,
+                search_located=s.search_located,
                 use_reader=s.use_reader,
                 use_refiner=s.use_refiner,
                 use_rescorer=s.use_rescorer,

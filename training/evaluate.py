@@ -279,6 +279,12 @@ def build_parser(description: str | None) -> argparse.ArgumentParser:
         "this many times (models/zoom.py); default: the checkpoint's (0 = off)",
     )
     p.add_argument(
+        "--search-located",
+        choices=["on", "off"],
+        help="search the tiles of a large photo also where the first pass locates a digit "
+        "(models/zoom.py); default: the checkpoint's",
+    )
+    p.add_argument(
         "--no-reader", action="store_true", help="read numbers from the detector alone, as without a reader"
     )
     p.add_argument(
@@ -356,7 +362,10 @@ def run_pipeline(args: argparse.Namespace) -> PipelineRun:
         params = replace(params, score_threshold=args.score_threshold)
     if args.iou_threshold is not None:
         params = replace(params, iou_threshold=args.iou_threshold)
-    zoom = meta.zoom.with_trigger(args.zoom_below_px, args.search_tiles, args.side_look, args.fuse_first)
+    located = None if args.search_located is None else args.search_located == "on"
+    zoom = meta.zoom.with_trigger(
+        args.zoom_below_px, args.search_tiles, args.side_look, args.fuse_first, search_located=located
+    )
     records, labelled = split_records(args.data, args.split, args.images, args.annotations)
     detections = predict_records(model, records, device, args, f"evaluate {args.split}", zoom)
     refiner = None if args.no_refiner else load_prepared_refiner(args.checkpoint, device, use_int8=use_int8)

@@ -8,7 +8,8 @@ The copy keeps the source's metadata (architecture, thresholds, zoom, training c
 fingerprint, metrics) and records where it came from; its hash is recomputed for the new weights.
 `--zoom-below-px` turns on the second look at small numbers (models/zoom.py) for everything that
 loads the copy (0 turns it off); `--search-tiles` sets how large photos in which the first pass
-locates nothing are searched (models/zoom.py; 0 turns it off), and `--side-look` how near a
+locates nothing are searched (models/zoom.py; 0 turns it off; `--search-located on` searches them
+where it locates something too), and `--side-look` how near a
 photo's side the number must reach for the photo to be read again widened (0 turns it off).
 `--reader` puts a reader (`python -m training.reader`) into the copy, in the same dtype; a reader
 already in the source comes along otherwise. `--refiner` does the same for a box refiner (`python
@@ -77,6 +78,7 @@ def export_checkpoint(
     side_look: float | None = None,
     fuse_first: float | None = None,
     pipeline_from: Path | None = None,
+    search_located: bool | None = None,
 ) -> Path:
     model, meta = load_checkpoint(source)
     source_dir = resolve_checkpoint_dir(source)
@@ -95,13 +97,13 @@ def export_checkpoint(
             reader = source_dir
         if refiner is None and refiner_step is not None and has_refiner(source_dir):
             refiner = source_dir
-        zooms = (zoom_below_px, search_tiles, side_look, fuse_first)
+        zooms = (zoom_below_px, search_tiles, side_look, fuse_first, search_located)
         edits = (reader, refiner, rescorer, height_ratio, test_proposals, *zooms)
         if edits == (None,) * len(edits):
             raise ValueError(
                 f"--out is the source checkpoint {out}: only --reader, --refiner, --rescorer, their "
                 "settings, --height-ratio, --test-proposals, --zoom-below-px, --search-tiles, "
-                "--side-look or --fuse-first can be added to it"
+                "--search-located, --side-look or --fuse-first can be added to it"
             )
         _attach_parts(out, meta.weights_dtype, reader, refiner, refiner_step, reader_weight, rescorer)
         if height_ratio is not None:
@@ -111,7 +113,7 @@ def export_checkpoint(
         if zooms != (None,) * len(zooms):
             set_checkpoint_zoom(out, meta.zoom.with_trigger(*zooms))
         return out
-    zoom = meta.zoom.with_trigger(zoom_below_px, search_tiles, side_look, fuse_first)
+    zoom = meta.zoom.with_trigger(zoom_below_px, search_tiles, side_look, fuse_first, search_located)
     folder = save_checkpoint_like(
         out, model, meta, metrics=meta.metrics, dtype=dtype, zoom=zoom, assembly=assembly
     )
@@ -238,6 +240,12 @@ def main(argv: Sequence[str] | None = None) -> Path:
         "(models/zoom.py); default: the source's (0 = off)",
     )
     p.add_argument(
+        "--search-located",
+        choices=["on", "off"],
+        help="search the tiles of a large photo also where the first pass locates a digit "
+        "(models/zoom.py); default: the source's",
+    )
+    p.add_argument(
         "--side-look",
         type=float,
         help="where the number reaches within this many digit heights of a photo's left or right side, "
@@ -272,6 +280,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
         args.side_look,
         args.fuse_first,
         args.pipeline_from,
+        None if args.search_located is None else args.search_located == "on",
     )
     size_mb = sum(f.stat().st_size for f in folder.glob("*.safetensors")) / 1e6
     print(f"wrote {folder} ({size_mb:.1f} MB, {args.dtype})")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from types import SimpleNamespace
 from typing import Any
 
@@ -153,6 +154,9 @@ def test_with_trigger_overrides_only_what_is_given() -> None:
     assert ON.with_trigger(None) == ON
     assert ON.with_trigger(40, 3) == ZoomParams(below_px=40, search_tiles=3)
     assert ON.with_trigger(None, 0) == ON and ZoomParams(search_tiles=3).with_trigger(None).search_tiles == 3
+    assert (
+        ON.with_trigger(None, search_located=True).search_located and not ON.with_trigger(None).search_located
+    )
     assert ON.with_trigger(None, None, 0.5) == ZoomParams(below_px=50, side_look=0.5)
     assert ZoomParams(side_look=0.5).with_trigger(None).side_look == 0.5
     assert ON.with_trigger(None, None, None, 2.0) == ZoomParams(below_px=50, fuse_first=2.0)
@@ -278,6 +282,35 @@ def test_no_search_where_the_first_pass_locates_a_digit_or_the_photo_is_small() 
     small = FakeDetector([[[]]])
     assert detect_with_zoom(small, [torch.rand(3, 150, 600)], SEARCH) == [[]]
     assert len(located.seen) == len(small.seen) == 1
+
+
+def test_search_located_searches_where_the_first_pass_locates_clutter() -> None:
+    """With `search_located`, a 400 x 600 photo whose first pass locates a large "digit" (clutter) is
+    searched all the same; what the tiles locate replaces it, and the second look crops there."""
+    first = [[[digit(10, 10, 200, 300, value=8, score=0.75)]]]
+    tiles: list[list[list[Detection]]] = [[[]] for _ in range(9)]
+    tiles[0] = [[digit(250, 100, 270, 130, value=5)]]
+    crop = [[[digit(30, 9, 50, 40, value=5, score=0.75)]]]  # crop (205, 91, 316, 140)
+    model = FakeDetector(first + tiles + crop)
+    result = detect_with_zoom(model, [torch.rand(3, 400, 600)], replace(SEARCH, search_located=True))
+    assert len(model.seen) == 11 and model.seen[10] == [(3, 140 - 91, 316 - 205)]
+    assert result == [[digit(235, 100, 255, 131, value=5, score=0.75)]]
+    plain = FakeDetector(first)
+    assert detect_with_zoom(plain, [torch.rand(3, 400, 600)], SEARCH) == first[0] and len(plain.seen) == 1
+
+
+def test_search_located_keeps_the_first_pass_where_the_tiles_locate_nothing() -> None:
+    first = [[[digit(10, 10, 200, 300, value=8, score=0.75)]]]
+    model = FakeDetector(first + [[[]] for _ in range(9)])
+    assert (
+        detect_with_zoom(model, [torch.rand(3, 400, 600)], replace(SEARCH, search_located=True)) == first[0]
+    )
+    assert len(model.seen) == 10
+    small = FakeDetector([[[digit(10, 5, 50, 140)]]])  # too small for tiles: no search
+    assert detect_with_zoom(small, [torch.rand(3, 150, 600)], replace(SEARCH, search_located=True)) == [
+        [digit(10, 5, 50, 140)]
+    ]
+    assert len(small.seen) == 1
 
 
 SIDE = ZoomParams(below_px=50, side_look=0.5)
