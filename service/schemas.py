@@ -144,7 +144,9 @@ class ModelInfo(BaseModel):
     label_map: dict[str, Any]
     input_size: dict[str, int]
     thresholds: dict[str, float]
-    zoom: dict[str, float | int] = Field(description="the second look and the search in use (models/zoom.py)")
+    zoom: dict[str, bool | int | float] = Field(
+        description="the second look and the search in use (models/zoom.py)"
+    )
     reader: dict[str, Any] | None = Field(description="the reader in use (models/reread.py); null when none")
     refiner: dict[str, Any] | None = Field(
         None, description="the box refiner in use (models/refiner.py); null when none"

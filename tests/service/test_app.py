@@ -94,6 +94,12 @@ def test_search_tiles_setting_overrides_the_checkpoint(start_client: StartClient
     assert client.app.state.service.predictor.zoom.search_tiles == 2  # type: ignore[attr-defined]
 
 
+def test_search_located_setting_overrides_the_checkpoint(start_client: StartClient) -> None:
+    client = start_client(search_located=True)
+    assert client.get("/v1/model").json()["zoom"]["search_located"] is True
+    assert client.app.state.service.predictor.zoom.search_located  # type: ignore[attr-defined]
+
+
 def test_side_look_setting_overrides_the_checkpoint(start_client: StartClient) -> None:
     client = start_client(side_look=0.75)
     assert client.get("/v1/model").json()["zoom"]["side_look"] == 0.75

@@ -13,9 +13,11 @@ def test_environment_with_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DIGITSERVE_HEIGHT_RATIO", "1.6")
     monkeypatch.setenv("DIGITSERVE_SEARCH_TILES", "0")
     monkeypatch.setenv("DIGITSERVE_SIDE_LOOK", "0.5")
+    monkeypatch.setenv("DIGITSERVE_SEARCH_LOCATED", "false")
     settings = Settings()
     assert settings.device == "cpu" and settings.batch_size == 4 and settings.api_keys == {"a", "b"}
     assert settings.height_ratio == 1.6 and settings.search_tiles == 0 and settings.side_look == 0.5
+    assert settings.search_located is False
     assert settings.cors_origins == ()
 
 

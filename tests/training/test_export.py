@@ -80,6 +80,12 @@ def test_export_onto_itself_sets_the_zoom_settings_and_leaves_the_weights(tmp_pa
     assert read_checkpoint_meta(source).zoom == ZoomParams(
         below_px=40, search_tiles=3, side_look=0.5, fuse_first=2.0
     )
+    export.main(["--checkpoint", str(source), "--out", str(source), "--search-located", "on"])
+    assert read_checkpoint_meta(source).zoom.search_located
+    export.main(["--checkpoint", str(source), "--out", str(source), "--search-located", "off"])
+    assert read_checkpoint_meta(source).zoom == ZoomParams(
+        below_px=40, search_tiles=3, side_look=0.5, fuse_first=2.0
+    )
     assert (source / "weights.safetensors").read_bytes() == weights
 
 
