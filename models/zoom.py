@@ -13,7 +13,9 @@ which the number fills a sixth of the height has digits of ~10 px at the model's
 the photo has the pixels for it, a search pass then looks over overlapping tiles of it, each at a
 larger scale than the whole (`ZoomParams.search_tiles`), and the second look starts from what the
 tiles locate. It costs nothing on photos where the first pass locates a digit, and
-`search_tiles`^2 forward passes where it does not.
+`search_tiles`^2 forward passes where it does not; with `ZoomParams.search_located` (on in the
+shipped checkpoint) it runs on every photo with the pixels for it, because in a large photo the
+first pass often locates clutter or part of the number, and costs those passes there too.
 
 A photo can also frame its number tightly, a digit close to its left or right side. The SVHN photos
 the model learned from are crops with room around the number, whose labels mostly leave out a digit

@@ -39,7 +39,8 @@ class Settings(BaseSettings):
     search_tiles: Annotated[int, AfterValidator(check_search_tiles)] | None = Field(
         None,
         le=8,
-        description="where the first pass locates no digit, search n x n tiles of a large photo "
+        description="where the first pass locates no digit (or always, with search-located), search n x n "
+        "tiles of a large photo "
         "(models/zoom.py; n^2 more detector passes there); 0 = off",
     )
     side_look: float | None = Field(

@@ -263,7 +263,8 @@ def build_parser(description: str | None) -> argparse.ArgumentParser:
     p.add_argument(
         "--search-tiles",
         type=int,
-        help="where the first pass locates no digit, search n x n tiles of a large photo "
+        help="where the first pass locates no digit (or always, with search-located), search n x n "
+        "tiles of a large photo "
         "(models/zoom.py); default: the checkpoint's (0 = off)",
     )
     p.add_argument(

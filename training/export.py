@@ -236,7 +236,8 @@ def main(argv: Sequence[str] | None = None) -> Path:
     p.add_argument(
         "--search-tiles",
         type=int,
-        help="where the first pass locates no digit, search n x n tiles of a large photo "
+        help="where the first pass locates no digit (or always, with search-located), search n x n "
+        "tiles of a large photo "
         "(models/zoom.py); default: the source's (0 = off)",
     )
     p.add_argument(
