@@ -40,8 +40,7 @@ class Settings(BaseSettings):
         None,
         le=8,
         description="where the first pass locates no digit (or always, with search-located), search n x n "
-        "tiles of a large photo "
-        "(models/zoom.py; n^2 more detector passes there); 0 = off",
+        "tiles of a large photo (models/zoom.py; n^2 more detector passes there); 0 = off",
     )
     side_look: float | None = Field(
         None,

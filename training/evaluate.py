@@ -57,6 +57,7 @@ from training.metrics import (
 from training.plots import plot_confidence, plot_confusion_matrix
 from training.runner import (
     add_runner_args,
+    add_search_located_argument,
     predict_records,
     read_records,
     read_sites,
@@ -264,8 +265,7 @@ def build_parser(description: str | None) -> argparse.ArgumentParser:
         "--search-tiles",
         type=int,
         help="where the first pass locates no digit (or always, with search-located), search n x n "
-        "tiles of a large photo "
-        "(models/zoom.py); default: the checkpoint's (0 = off)",
+        "tiles of a large photo (models/zoom.py); default: the checkpoint's (0 = off)",
     )
     p.add_argument(
         "--side-look",
@@ -279,12 +279,7 @@ def build_parser(description: str | None) -> argparse.ArgumentParser:
         help="average the second look's boxes with the first pass's of the same digit, those counted "
         "this many times (models/zoom.py); default: the checkpoint's (0 = off)",
     )
-    p.add_argument(
-        "--search-located",
-        choices=["on", "off"],
-        help="search the tiles of a large photo also where the first pass locates a digit "
-        "(models/zoom.py); default: the checkpoint's",
-    )
+    add_search_located_argument(p, "the checkpoint's")
     p.add_argument(
         "--no-reader", action="store_true", help="read numbers from the detector alone, as without a reader"
     )
@@ -363,9 +358,8 @@ def run_pipeline(args: argparse.Namespace) -> PipelineRun:
         params = replace(params, score_threshold=args.score_threshold)
     if args.iou_threshold is not None:
         params = replace(params, iou_threshold=args.iou_threshold)
-    located = None if args.search_located is None else args.search_located == "on"
     zoom = meta.zoom.with_trigger(
-        args.zoom_below_px, args.search_tiles, args.side_look, args.fuse_first, search_located=located
+        args.zoom_below_px, args.search_tiles, args.side_look, args.fuse_first, args.search_located
     )
     records, labelled = split_records(args.data, args.split, args.images, args.annotations)
     detections = predict_records(model, records, device, args, f"evaluate {args.split}", zoom)

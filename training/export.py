@@ -9,8 +9,8 @@ fingerprint, metrics) and records where it came from; its hash is recomputed for
 `--zoom-below-px` turns on the second look at small numbers (models/zoom.py) for everything that
 loads the copy (0 turns it off); `--search-tiles` sets how large photos in which the first pass
 locates nothing are searched (models/zoom.py; 0 turns it off; `--search-located on` searches them
-where it locates something too), and `--side-look` how near a
-photo's side the number must reach for the photo to be read again widened (0 turns it off).
+where it locates something too), and `--side-look` how near a photo's side the number must reach
+for the photo to be read again widened (0 turns it off).
 `--reader` puts a reader (`python -m training.reader`) into the copy, in the same dtype; a reader
 already in the source comes along otherwise. `--refiner` does the same for a box refiner (`python
 -m training.refiner`; `--refiner-step` sets how far it moves the boxes), and `--rescorer` for a
@@ -60,6 +60,7 @@ from models.int8 import copy_int8
 from models.reader import copy_reader, has_reader, load_reader
 from models.refiner import copy_refiner, has_refiner, load_refiner
 from models.rescorer import copy_rescorer, has_rescorer
+from training.runner import add_search_located_argument
 
 
 def export_checkpoint(
@@ -237,15 +238,9 @@ def main(argv: Sequence[str] | None = None) -> Path:
         "--search-tiles",
         type=int,
         help="where the first pass locates no digit (or always, with search-located), search n x n "
-        "tiles of a large photo "
-        "(models/zoom.py); default: the source's (0 = off)",
+        "tiles of a large photo (models/zoom.py); default: the source's (0 = off)",
     )
-    p.add_argument(
-        "--search-located",
-        choices=["on", "off"],
-        help="search the tiles of a large photo also where the first pass locates a digit "
-        "(models/zoom.py); default: the source's",
-    )
+    add_search_located_argument(p, "the source's")
     p.add_argument(
         "--side-look",
         type=float,
@@ -281,7 +276,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
         args.side_look,
         args.fuse_first,
         args.pipeline_from,
-        None if args.search_located is None else args.search_located == "on",
+        args.search_located,
     )
     size_mb = sum(f.stat().st_size for f in folder.glob("*.safetensors")) / 1e6
     print(f"wrote {folder} ({size_mb:.1f} MB, {args.dtype})")

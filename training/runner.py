@@ -40,6 +40,24 @@ def add_runner_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=2)
 
 
+def _on_off(value: str) -> bool:
+    if value not in ("on", "off"):
+        raise argparse.ArgumentTypeError(f"expected on or off, got {value!r}")
+    return value == "on"
+
+
+def add_search_located_argument(p: argparse.ArgumentParser, default_of: str) -> None:
+    """`--search-located on|off` -> `args.search_located` True / False, None when not given (then
+    `default_of`'s setting, the help text's words; `ZoomParams.search_located`)."""
+    p.add_argument(
+        "--search-located",
+        type=_on_off,
+        metavar="{on,off}",
+        help="search the tiles of a large photo also where the first pass locates a digit "
+        f"(models/zoom.py); default: {default_of}",
+    )
+
+
 def load_prepared(
     checkpoint: str | Path, device_name: str
 ) -> tuple[FasterRCNN, CheckpointMeta, torch.device]:
