@@ -13,7 +13,10 @@ number is the photo's labelled one.
 A verifier lives in a checkpoint folder as `verifier.json`: its coefficients, and the pipeline it was
 fitted on (`pipeline_identity`: the sha256 of the detector's, refiner's, reader's and rescorer's
 weights, the assembly thresholds and the zoom settings). Its estimate only holds for that pipeline,
-so `current_verifier` returns it only where the serving pipeline is the same.
+so `current_verifier` returns it only where the serving pipeline is the same. The search of large
+photos can be limited to those read doubtfully (`ZoomParams.search_below_p`, `models.zoom.search_again`),
+which the verifier itself decides: `gate_verifier` returns it for those decisions where the pipeline
+is the same up to that limit's value, so that a verifier can be fitted on the limited pipeline.
 """
 
 from __future__ import annotations
@@ -141,6 +144,18 @@ class VerifierMeta:
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
+def reading_p_correct(
+    verifier: NumberVerifier,
+    number: AssembledNumber,
+    sites: Sequence[Detection],
+    detections: Sequence[Detection],
+) -> float | None:
+    """`verifier`'s p_correct of one image's reading (`number_features`' arguments); None when the
+    number is empty."""
+    features = number_features(number, sites, detections)
+    return None if features is None else float(verifier.p_correct(features))
+
+
 def save_verifier(directory: str | Path, verifier: NumberVerifier, meta: VerifierMeta) -> Path:
     """Write `verifier.json` into `directory` (created if needed); returns its path."""
     path = Path(directory) / VERIFIER_FILE
@@ -174,11 +189,17 @@ def load_verifier(directory: str | Path) -> tuple[NumberVerifier, VerifierMeta] 
     return verifier, meta
 
 
-def identity_differences(fitted: Mapping[str, Any], serving: Mapping[str, Any]) -> list[str]:
+def identity_differences(
+    fitted: Mapping[str, Any], serving: Mapping[str, Any], ignore_zoom: Sequence[str] = ()
+) -> list[str]:
     """Names of the entries of `pipeline_identity` in which the serving pipeline differs from the
-    one a verifier was fitted on (empty when it is the same). A setting added to the assembly or the
-    zoom after the verifier was fitted counts at its default, which leaves the pipeline as it was."""
+    one a verifier was fitted on (empty when it is the same), the zoom settings named in `ignore_zoom`
+    left out of the comparison. A setting added to the assembly or the zoom after the verifier was
+    fitted counts at its default, which leaves the pipeline as it was."""
     fitted, serving = _with_defaults(fitted), _with_defaults(serving)
+    for identity in (fitted, serving):
+        if isinstance(identity.get("zoom"), dict):
+            identity["zoom"] = {k: v for k, v in identity["zoom"].items() if k not in ignore_zoom}
     return sorted(k for k in set(fitted) | set(serving) if fitted.get(k) != serving.get(k))
 
 
@@ -193,19 +214,40 @@ def _with_defaults(identity: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def current_verifier(
-    directory: str | Path, serving: Mapping[str, Any]
+    directory: str | Path,
+    serving: Mapping[str, Any],
+    ignore_zoom: Sequence[str] = (),
+    without: str = "no p_correct",
 ) -> tuple[NumberVerifier, VerifierMeta] | None:
-    """The checkpoint's verifier when it was fitted on the `serving` pipeline (`pipeline_identity`);
-    None when there is none, or, with a warning, when the pipeline differs (another detector,
-    part or threshold: its estimates would not hold)."""
+    """The checkpoint's verifier when it was fitted on the `serving` pipeline (`pipeline_identity`; the
+    zoom settings in `ignore_zoom` not compared); None when there is none, or, with a warning that
+    ends with `without`, when the pipeline differs (another detector, part or threshold: its
+    estimates would not hold)."""
     found = load_verifier(directory)
     if found is None:
         return None
-    differences = identity_differences(found[1].pipeline, serving)
+    differences = identity_differences(found[1].pipeline, serving, ignore_zoom)
     if differences:
         log.warning(
-            "the checkpoint's verifier was fitted on another pipeline (%s differ): no p_correct",
+            "the checkpoint's verifier was fitted on another pipeline (%s differ): %s",
             ", ".join(differences),
+            without,
         )
         return None
+    return found
+
+
+def gate_verifier(
+    directory: str | Path, serving: Mapping[str, Any]
+) -> tuple[NumberVerifier, VerifierMeta] | None:
+    """The checkpoint's verifier for `models.zoom.search_again`'s decisions in the `serving` pipeline:
+    `current_verifier` with `ZoomParams.search_below_p` not compared (the decisions it makes there
+    score first readings, and a verifier is fitted on the pipeline those decisions shape). None,
+    with a warning, where there is none or the rest of the pipeline differs: then every large photo
+    is searched, as with no limit."""
+    found = current_verifier(
+        directory, serving, ("search_below_p",), "every large photo searched (no search_below_p limit)"
+    )
+    if found is None and load_verifier(directory) is None:
+        log.warning("the checkpoint has no verifier: every large photo searched (no search_below_p limit)")
     return found

@@ -14,8 +14,11 @@ the photo has the pixels for it, a search pass then looks over overlapping tiles
 larger scale than the whole (`ZoomParams.search_tiles`), and the second look starts from what the
 tiles locate. It costs nothing on photos where the first pass locates a digit, and
 `search_tiles`^2 forward passes where it does not; with `ZoomParams.search_located` (on in the
-shipped checkpoint) it runs on every photo with the pixels for it, because in a large photo the
-first pass often locates clutter or part of the number, and costs those passes there too.
+shipped checkpoint) it also runs where the first pass locates something, because in a large photo
+the first pass often locates clutter or part of the number, and costs those passes there too. With
+`ZoomParams.search_below_p` < 1 it runs there only when the photo read without it is doubtful
+(`search_again`: the number verifier's p_correct below that; models/verifier.py), which the pipeline
+that owns the verifier decides (service.predictor, training.evaluate), reading the photo twice.
 
 A photo can also frame its number tightly, a digit close to its left or right side. The SVHN photos
 the model learned from are crops with room around the number, whose labels mostly leave out a digit
@@ -78,6 +81,9 @@ class ZoomParams:
     With `search_located`, the search also runs where the first pass does locate something (the tiles
     fitting), and what the tiles locate replaces it the same way: in a large photo the first pass, at
     a fraction of a digit's pixels, often locates clutter or part of the number (experiment 111).
+    `search_below_p` < 1 limits that to photos read doubtfully without it (`search_again`); this module
+    does not apply it: the pipeline that owns the number verifier reads the photo without the search
+    of located photos, then again with it where `search_again` asks (experiment 112). 1 = no limit.
 
     When the located number (`number_cluster`) reaches nearer than `side_look` x its median digit
     height to the image's left or right side (0 = off; with the second look on), the side look
@@ -96,6 +102,7 @@ class ZoomParams:
     min_gain: float = 1.25
     search_tiles: int = 0
     search_located: bool = False
+    search_below_p: float = 1.0
     side_look: float = 0.0
     side_score: float = 0.6
     fuse_first: float = 0.0
@@ -103,8 +110,8 @@ class ZoomParams:
     def __post_init__(self) -> None:
         if min(self.below_px, self.margin_x, self.margin_y, self.side_look, self.fuse_first) < 0:
             raise ValueError("below_px, margin_x, margin_y, side_look and fuse_first must be >= 0")
-        if not (0.0 <= self.locate_score <= 1.0 and 0.0 <= self.side_score <= 1.0):
-            raise ValueError(f"locate_score and side_score must be in [0, 1], got {self}")
+        if not all(0.0 <= v <= 1.0 for v in (self.locate_score, self.side_score, self.search_below_p)):
+            raise ValueError(f"locate_score, side_score and search_below_p must be in [0, 1], got {self}")
         if self.min_gain < 1.0:
             raise ValueError(f"min_gain must be >= 1, got {self.min_gain}")
         check_search_tiles(self.search_tiles)
@@ -113,6 +120,11 @@ class ZoomParams:
     def enabled(self) -> bool:
         return self.below_px > 0
 
+    @property
+    def gated(self) -> bool:
+        """Whether located photos are searched only where read doubtfully (`search_again`)."""
+        return self.enabled and self.search_tiles > 0 and self.search_located and self.search_below_p < 1.0
+
     def with_trigger(
         self,
         below_px: float | None,
@@ -120,16 +132,18 @@ class ZoomParams:
         side_look: float | None = None,
         fuse_first: float | None = None,
         search_located: bool | None = None,
+        search_below_p: float | None = None,
     ) -> ZoomParams:
-        """These settings with another `below_px`, `search_tiles`, `side_look`, `fuse_first` and
-        `search_located` (an operator's overrides); None keeps what is set."""
-        below = self.below_px if below_px is None else below_px
-        tiles = self.search_tiles if search_tiles is None else search_tiles
-        side = self.side_look if side_look is None else side_look
-        fuse = self.fuse_first if fuse_first is None else fuse_first
-        located = self.search_located if search_located is None else search_located
+        """These settings with another `below_px`, `search_tiles`, `side_look`, `fuse_first`,
+        `search_located` and `search_below_p` (an operator's overrides); None keeps what is set."""
         return replace(
-            self, below_px=below, search_tiles=tiles, side_look=side, fuse_first=fuse, search_located=located
+            self,
+            below_px=self.below_px if below_px is None else below_px,
+            search_tiles=self.search_tiles if search_tiles is None else search_tiles,
+            side_look=self.side_look if side_look is None else side_look,
+            fuse_first=self.fuse_first if fuse_first is None else fuse_first,
+            search_located=self.search_located if search_located is None else search_located,
+            search_below_p=self.search_below_p if search_below_p is None else search_below_p,
         )
 
 
@@ -341,8 +355,33 @@ def locates(detections: Sequence[Detection], params: ZoomParams) -> bool:
     return any(d.score >= params.locate_score for d in detections)
 
 
+def search_again(
+    height: int, width: int, min_size: int, params: ZoomParams, located: bool, p_correct: float | None
+) -> bool:
+    """Whether a gated pipeline (`params.gated`) reads a `height` x `width` photo again with the search
+    of located photos: where its first pass `located` something (elsewhere the search has run
+    already), the photo is large enough for the tiles (`search_tiles` at the model's `min_size`), and
+    the reading without it is doubtful: no number read (`p_correct` None) or the verifier's p_correct
+    under `params.search_below_p`."""
+    return (
+        params.gated
+        and located
+        and bool(search_tiles(height, width, params.search_tiles, min_size))
+        and (p_correct is None or p_correct < params.search_below_p)
+    )
+
+
+def first_reading(params: ZoomParams) -> ZoomParams:
+    """The settings of a gated pipeline's first reading (`search_again`): those of `params` without the
+    search of photos whose first pass locates something."""
+    return replace(params, search_located=False)
+
+
 def detect_with_zoom(
-    model: FasterRCNN, images: list[torch.Tensor], params: ZoomParams
+    model: FasterRCNN,
+    images: list[torch.Tensor],
+    params: ZoomParams,
+    first: list[list[Detection]] | None = None,
 ) -> list[list[Detection]]:
     """Detections for each of `images` (float RGB FloatTensor[3, H, W] in [0, 1] on the model's device),
     boxes xyxy in that image's pixels: a pass over each image (`detect_alone`); where it locates
@@ -351,9 +390,10 @@ def detect_with_zoom(
     reaches near the image's left or right side (`near_a_side`, `params.side_look`), the same over
     the image widened by `SIDE_PAD` x its height on each side (`widen`), whose detections, mapped
     back and without those the image's sides may cut (`uncut`), replace the first when they locate
-    a longer number (`located_length`). Call under torch.inference_mode() with the model in eval
-    mode."""
-    found = [detect_alone(model, image) for image in images]
+    a longer number (`located_length`). `first`, when given, holds each image's first pass already
+    run (`detect_alone`), which is then not run again. Call under torch.inference_mode() with the
+    model in eval mode."""
+    found = [detect_alone(model, image) for image in images] if first is None else [list(f) for f in first]
     if not params.enabled:
         return found
     for i, image in enumerate(images):

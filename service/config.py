@@ -54,6 +54,14 @@ class Settings(BaseSettings):
         description="search the tiles of a large photo also where the first pass locates a digit "
         "(models/zoom.py, experiment 111: more numbers read in large photos, n^2 more passes on each)",
     )
+    search_below_p: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="with search-located, search a large photo whose first pass locates a digit only where "
+        "the photo read without the search has p_correct below this (models/zoom.py, experiment 112: "
+        "fewer photos searched); 1 = every one",
+    )
     use_reader: bool = Field(
         True, description="read digits with the checkpoint's reader too, when it has one (models/reread.py)"
     )

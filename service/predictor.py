@@ -22,8 +22,15 @@ from models.reader import DigitReader, ReaderMeta
 from models.refiner import BoxRefiner, RefinerMeta, refine_images
 from models.reread import Findings, read_boxes, reread_detections, reread_images
 from models.rescorer import Rescorer, RescorerMeta, load_checkpoint_rescorer, rescore_images
-from models.verifier import NumberVerifier, VerifierMeta, current_verifier, number_features, pipeline_identity
-from models.zoom import ZoomParams, detect_with_zoom
+from models.verifier import (
+    NumberVerifier,
+    VerifierMeta,
+    current_verifier,
+    gate_verifier,
+    pipeline_identity,
+    reading_p_correct,
+)
+from models.zoom import ZoomParams, detect_alone, detect_with_zoom, first_reading, locates, search_again
 from service.errors import ModelOverloadedError
 from service.imaging import to_model_input
 
@@ -48,10 +55,11 @@ class Predictor:
         rescorer: tuple[Rescorer, RescorerMeta] | None = None,
         int8: Int8Meta | None = None,
         verifier: tuple[NumberVerifier, VerifierMeta] | None = None,
+        gate: tuple[NumberVerifier, VerifierMeta] | None = None,
     ) -> None:
         self.model, self.meta, self.device, self.assembly = model, meta, device, assembly
         self.checkpoint, self.zoom, self.reader, self.refiner = checkpoint, zoom, reader, refiner
-        self.rescorer, self.int8, self.verifier = rescorer, int8, verifier
+        self.rescorer, self.int8, self.verifier, self.gate = rescorer, int8, verifier, gate
 
     @property
     def identity(self) -> dict[str, Any]:
@@ -89,6 +97,7 @@ class Predictor:
         search_tiles: int | None = None,
         side_look: float | None = None,
         search_located: bool | None = None,
+        search_below_p: float | None = None,
         use_reader: bool = True,
         use_refiner: bool = True,
         use_rescorer: bool = True,
@@ -99,9 +108,11 @@ class Predictor:
         the reader, whose outputs it needs) and rewrite
         the model for serving (models.optimize: same outputs, faster; on the CPU in int8 when the
         checkpoint has an int8 part and `use_int8`, models/int8.py); thresholds, the zoom
-        trigger, the search tiles (and `search_located`) and the side look left as None come from the
-        checkpoint. The checkpoint's number verifier is used when it was fitted on this very pipeline
-        (parts and settings; `models.verifier.current_verifier`)."""
+        trigger, the search tiles (with `search_located` and `search_below_p`) and the side look left as
+        None come from the checkpoint. The checkpoint's number verifier is used when it was fitted on
+        this very pipeline (parts and settings; `models.verifier.current_verifier`), and to decide
+        which large photos to search (`ZoomParams.gated`) when fitted on it up to `search_below_p`
+        (`models.verifier.gate_verifier`)."""
         model, meta, int8 = load_prepared_detector(checkpoint, device, use_int8=use_int8)
         reader = load_prepared_reader(checkpoint, device, use_int8=use_int8) if use_reader else None
         refiner = load_prepared_refiner(checkpoint, device, use_int8=use_int8) if use_refiner else None
@@ -113,9 +124,17 @@ class Predictor:
             "height_ratio": height_ratio,
         }
         assembly = replace(meta.assembly, **{k: v for k, v in overrides.items() if v is not None})
-        zoom = meta.zoom.with_trigger(zoom_below_px, search_tiles, side_look, search_located=search_located)
+        zoom = meta.zoom.with_trigger(
+            zoom_below_px,
+            search_tiles,
+            side_look,
+            search_located=search_located,
+            search_below_p=search_below_p,
+        )
         predictor = cls(model, meta, device, assembly, checkpoint, zoom, reader, refiner, rescorer, int8)
-        predictor.verifier = current_verifier(resolve_checkpoint_dir(checkpoint), predictor.identity)
+        directory = resolve_checkpoint_dir(checkpoint)
+        predictor.verifier = current_verifier(directory, predictor.identity)
+        predictor.gate = gate_verifier(directory, predictor.identity) if zoom.gated else None
         return predictor
 
     def detect(self, images: list[np.ndarray]) -> list[Findings]:
@@ -125,29 +144,36 @@ class Predictor:
         refiner call over every detected box of the batch (models/refiner.py) when there is a box
         refiner, and one reader call over every digit site (models/reread.py) when there is a reader;
         with a rescorer, the reader reads every detected box instead, the rescorer sets each
-        detection's `quality` from that (models/rescorer.py), and the sites reuse those readings. A
-        CUDA out-of-memory error frees the cache and becomes ModelOverloadedError, so the next call
-        starts clean."""
+        detection's `quality` from that (models/rescorer.py), and the sites reuse those readings.
+        Where the search of large photos is limited to doubtful readings (`ZoomParams.gated`, with a
+        verifier for it), each image is read without that search first, and those `models.zoom
+        .search_again` picks are read again with it from the same first pass. A CUDA out-of-memory
+        error frees the cache and becomes ModelOverloadedError, so the next call starts clean."""
         try:
             with torch.inference_mode():
                 inputs = [to_model_input(image).to(self.device, non_blocking=True) for image in images]
-                detections = detect_with_zoom(self.model, inputs, self.zoom)
-                if self.refiner is not None:
-                    refiner, refine_meta = self.refiner
-                    detections = refine_images(refiner, inputs, detections, refine_meta.params)
-                if self.reader is None:
-                    return [Findings(found, found) for found in detections]
-                reader, meta = self.reader
-                if self.rescorer is None:
-                    sites = reread_images(reader, inputs, detections, meta.reread, meta.crop)
-                else:
-                    probs = read_boxes(
-                        reader, inputs, [[d.box_xyxy for d in f] for f in detections], meta.crop
+                if self.gate is None or not self.zoom.gated:
+                    return self._read(inputs, self.zoom)
+                firsts = [detect_alone(self.model, x) for x in inputs]
+                found = self._read(inputs, first_reading(self.zoom), firsts)
+                min_size = int(self.model.transform.min_size[-1])
+                again = [
+                    i
+                    for i, (x, first, f) in enumerate(zip(inputs, firsts, found, strict=True))
+                    if search_again(
+                        int(x.shape[-2]),
+                        int(x.shape[-1]),
+                        min_size,
+                        self.zoom,
+                        locates(first, self.zoom),
+                        reading_p_correct(self.gate[0], self.assemble(f.sites), f.sites, f.detections),
                     )
-                    sizes = [(int(x.shape[-1]), int(x.shape[-2])) for x in inputs]
-                    detections = rescore_images(self.rescorer[0], detections, sizes, probs)
-                    sites = reread_detections(detections, probs, meta.reread)
-                return [Findings(d, s) for d, s in zip(detections, sites, strict=True)]
+                ]
+                if again:
+                    redone = self._read([inputs[i] for i in again], self.zoom, [firsts[i] for i in again])
+                    for i, findings in zip(again, redone, strict=True):
+                        found[i] = findings
+                return found
         except torch.cuda.OutOfMemoryError as exc:
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
@@ -155,6 +181,28 @@ class Predictor:
             raise ModelOverloadedError(
                 "the model ran out of GPU memory; retry, or send fewer images", headers={"Retry-After": "1"}
             ) from exc
+
+    def _read(
+        self, inputs: list[torch.Tensor], zoom: ZoomParams, first: list[list[Detection]] | None = None
+    ) -> list[Findings]:
+        """`detect`'s passes over `inputs` (float RGB FloatTensor[3, H, W] in [0, 1] on the device)
+        with the zoom settings `zoom`, from their first passes `first` where given
+        (`models.zoom.detect_with_zoom`); under torch.inference_mode()."""
+        detections = detect_with_zoom(self.model, inputs, zoom, first)
+        if self.refiner is not None:
+            refiner, refine_meta = self.refiner
+            detections = refine_images(refiner, inputs, detections, refine_meta.params)
+        if self.reader is None:
+            return [Findings(found, found) for found in detections]
+        reader, meta = self.reader
+        if self.rescorer is None:
+            sites = reread_images(reader, inputs, detections, meta.reread, meta.crop)
+        else:
+            probs = read_boxes(reader, inputs, [[d.box_xyxy for d in f] for f in detections], meta.crop)
+            sizes = [(int(x.shape[-1]), int(x.shape[-2])) for x in inputs]
+            detections = rescore_images(self.rescorer[0], detections, sizes, probs)
+            sites = reread_detections(detections, probs, meta.reread)
+        return [Findings(d, s) for d, s in zip(detections, sites, strict=True)]
 
     def assemble(self, sites: list[Detection]) -> AssembledNumber:
         """The shared number-assembly rule with this service's thresholds, over an image's digit sites
@@ -166,8 +214,7 @@ class Predictor:
         None without a current verifier or when no digit was read."""
         if self.verifier is None:
             return None
-        features = number_features(number, findings.sites, findings.detections)
-        return None if features is None else float(self.verifier[0].p_correct(features))
+        return reading_p_correct(self.verifier[0], number, findings.sites, findings.detections)
 
     def warm_up(self, runs: int = 2) -> float:
         """Run the model on a blank street-number-sized image; returns the last run's ms."""

@@ -57,6 +57,7 @@ class ServiceState:
                 search_tiles=s.search_tiles,
                 side_look=s.side_look,
                 search_located=s.search_located,
+                search_below_p=s.search_below_p,
                 use_reader=s.use_reader,
                 use_refiner=s.use_refiner,
                 use_rescorer=s.use_rescorer,

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from models.assembly import AssemblyParams, assemble_number
+from models.assembly import AssemblyParams, Detection, assemble_number
 from models.checkpoint import resolve_checkpoint_dir, sha256_file
 from models.host import cpu_info
 from models.hw2 import Detections, detections_to_coco, write_pred_csv, write_pred_json
@@ -39,9 +39,12 @@ from models.verifier import (
     NumberVerifier,
     VerifierMeta,
     current_verifier,
+    gate_verifier,
     number_features,
     pipeline_identity,
+    reading_p_correct,
 )
+from models.zoom import ZoomParams, first_reading, search_again
 from training.bootstrap import SAMPLES, add_bootstrap_argument, bootstrap_metrics, match_table, read_right
 from training.data import ImageRecord, list_unlabelled_images, load_coco_split
 from training.metrics import (
@@ -57,7 +60,7 @@ from training.metrics import (
 from training.plots import plot_confidence, plot_confusion_matrix
 from training.runner import (
     add_runner_args,
-    add_search_located_argument,
+    add_search_located_arguments,
     predict_records,
     read_records,
     read_sites,
@@ -279,7 +282,7 @@ def build_parser(description: str | None) -> argparse.ArgumentParser:
         help="average the second look's boxes with the first pass's of the same digit, those counted "
         "this many times (models/zoom.py); default: the checkpoint's (0 = off)",
     )
-    add_search_located_argument(p, "the checkpoint's")
+    add_search_located_arguments(p, "the checkpoint's")
     p.add_argument(
         "--no-reader", action="store_true", help="read numbers from the detector alone, as without a reader"
     )
@@ -359,21 +362,65 @@ def run_pipeline(args: argparse.Namespace) -> PipelineRun:
     if args.iou_threshold is not None:
         params = replace(params, iou_threshold=args.iou_threshold)
     zoom = meta.zoom.with_trigger(
-        args.zoom_below_px, args.search_tiles, args.side_look, args.fuse_first, args.search_located
+        args.zoom_below_px,
+        args.search_tiles,
+        args.side_look,
+        args.fuse_first,
+        args.search_located,
+        args.search_below_p,
     )
     records, labelled = split_records(args.data, args.split, args.images, args.annotations)
-    detections = predict_records(model, records, device, args, f"evaluate {args.split}", zoom)
     refiner = None if args.no_refiner else load_prepared_refiner(args.checkpoint, device, use_int8=use_int8)
-    if refiner:
-        detections = refine_records(refiner, records, detections, args.batch_size)
     reader = None if args.no_reader else load_prepared_reader(args.checkpoint, device, use_int8=use_int8)
     rescorer = (
         load_checkpoint_rescorer(args.checkpoint) if refiner and reader and not args.no_rescorer else None
     )
-    probs = read_records(reader, records, detections, args.batch_size) if reader and rescorer else None
-    if rescorer and probs is not None:
-        detections = rescore_records(rescorer[0], records, detections, probs)
-    sites = read_sites(reader, records, detections, args.batch_size, probs) if reader else None
+
+    def read(
+        chosen: list[ImageRecord], settings: ZoomParams
+    ) -> tuple[dict[int, list[Detection]], dict[int, list[Detection]] | None]:
+        """Task 1 detections and the digit sites (None without a reader) of `chosen`'s images."""
+        found = predict_records(model, chosen, device, args, f"evaluate {args.split}", settings)
+        if refiner:
+            found = refine_records(refiner, chosen, found, args.batch_size)
+        probs = read_records(reader, chosen, found, args.batch_size) if reader and rescorer else None
+        if rescorer and probs is not None:
+            found = rescore_records(rescorer[0], chosen, found, probs)
+        return found, read_sites(reader, chosen, found, args.batch_size, probs) if reader else None
+
+    parts = {
+        "reader": reader[1].to_dict() if reader else None,
+        "refiner": refiner[1].to_dict() if refiner else None,
+        "rescorer": rescorer[1].to_dict() if rescorer else None,
+    }
+    identity = pipeline_identity(meta.weights_sha256, params, zoom, parts)
+    gate = gate_verifier(resolve_checkpoint_dir(args.checkpoint), identity) if zoom.gated else None
+    if gate is None:
+        detections, sites = read(records, zoom)
+        searched_again = None
+    else:
+        detections, sites = read(records, first_reading(zoom))
+        numbers_from = detections if sites is None else sites
+        # The first passes are not kept here: where one located nothing, the search ran in the first
+        # reading already, and reading such a photo again reads it the same (only slower).
+        doubtful = [
+            r
+            for r in records
+            if search_again(
+                r.height,
+                r.width,
+                int(model.transform.min_size[-1]),
+                zoom,
+                True,
+                _p_correct(gate[0], params, numbers_from.get(r.image_id, []), detections, r.image_id),
+            )
+        ]
+        searched_again = [r.image_id for r in doubtful]
+        if doubtful:
+            again, again_sites = read(doubtful, zoom)
+            detections.update(again)
+            if sites is not None and again_sites is not None:
+                sites.update(again_sites)
     info = {
         "checkpoint": str(args.checkpoint),
         "weights_sha256": meta.weights_sha256,
@@ -381,9 +428,8 @@ def run_pipeline(args: argparse.Namespace) -> PipelineRun:
         "data": str(args.data),
         "assembly": asdict(params),
         "zoom": asdict(zoom),
-        "reader": reader[1].to_dict() if reader else None,
-        "refiner": refiner[1].to_dict() if refiner else None,
-        "rescorer": rescorer[1].to_dict() if rescorer else None,
+        "searched_again": searched_again,  # image ids, where located photos' search is gated
+        **parts,
         "int8": int8.to_dict() if int8 else None,
         "int8_parts": int8_parts(
             {"detector": model, "refiner": refiner and refiner[0], "reader": reader and reader[0]}
@@ -391,10 +437,18 @@ def run_pipeline(args: argparse.Namespace) -> PipelineRun:
         "device": str(device),
         "host": cpu_info().describe(),  # the int8 figures depend a little on the CPU
     }
-    identity = pipeline_identity(
-        meta.weights_sha256, params, zoom, {k: info[k] for k in ("refiner", "reader", "rescorer")}
-    )
     return PipelineRun(records, labelled, detections, sites, params, info, identity)
+
+
+def _p_correct(
+    verifier: NumberVerifier,
+    params: AssemblyParams,
+    read: Sequence[Detection],
+    detections: Detections,
+    image_id: int,
+) -> float | None:
+    """`verifier`'s p_correct of the number assembled from one image's `read` sites (None when empty)."""
+    return reading_p_correct(verifier, assemble_number(read, params), read, detections.get(image_id, []))
 
 
 def annotations_sha256(args: argparse.Namespace) -> str | None:

@@ -9,8 +9,9 @@ fingerprint, metrics) and records where it came from; its hash is recomputed for
 `--zoom-below-px` turns on the second look at small numbers (models/zoom.py) for everything that
 loads the copy (0 turns it off); `--search-tiles` sets how large photos in which the first pass
 locates nothing are searched (models/zoom.py; 0 turns it off; `--search-located on` searches them
-where it locates something too), and `--side-look` how near a photo's side the number must reach
-for the photo to be read again widened (0 turns it off).
+where it locates something too, and `--search-below-p P` < 1 only those read with a p_correct under
+P without the search), and `--side-look` how near a photo's side the number must reach for the photo
+to be read again widened (0 turns it off).
 `--reader` puts a reader (`python -m training.reader`) into the copy, in the same dtype; a reader
 already in the source comes along otherwise. `--refiner` does the same for a box refiner (`python
 -m training.refiner`; `--refiner-step` sets how far it moves the boxes), and `--rescorer` for a
@@ -60,7 +61,7 @@ from models.int8 import copy_int8
 from models.reader import copy_reader, has_reader, load_reader
 from models.refiner import copy_refiner, has_refiner, load_refiner
 from models.rescorer import copy_rescorer, has_rescorer
-from training.runner import add_search_located_argument
+from training.runner import add_search_located_arguments
 
 
 def export_checkpoint(
@@ -80,6 +81,7 @@ def export_checkpoint(
     fuse_first: float | None = None,
     pipeline_from: Path | None = None,
     search_located: bool | None = None,
+    search_below_p: float | None = None,
 ) -> Path:
     model, meta = load_checkpoint(source)
     source_dir = resolve_checkpoint_dir(source)
@@ -98,13 +100,13 @@ def export_checkpoint(
             reader = source_dir
         if refiner is None and refiner_step is not None and has_refiner(source_dir):
             refiner = source_dir
-        zooms = (zoom_below_px, search_tiles, side_look, fuse_first, search_located)
+        zooms = (zoom_below_px, search_tiles, side_look, fuse_first, search_located, search_below_p)
         edits = (reader, refiner, rescorer, height_ratio, test_proposals, *zooms)
         if edits == (None,) * len(edits):
             raise ValueError(
                 f"--out is the source checkpoint {out}: only --reader, --refiner, --rescorer, their "
                 "settings, --height-ratio, --test-proposals, --zoom-below-px, --search-tiles, "
-                "--search-located, --side-look or --fuse-first can be added to it"
+                "--search-located, --search-below-p, --side-look or --fuse-first can be added to it"
             )
         _attach_parts(out, meta.weights_dtype, reader, refiner, refiner_step, reader_weight, rescorer)
         if height_ratio is not None:
@@ -114,7 +116,9 @@ def export_checkpoint(
         if zooms != (None,) * len(zooms):
             set_checkpoint_zoom(out, meta.zoom.with_trigger(*zooms))
         return out
-    zoom = meta.zoom.with_trigger(zoom_below_px, search_tiles, side_look, fuse_first, search_located)
+    zoom = meta.zoom.with_trigger(
+        zoom_below_px, search_tiles, side_look, fuse_first, search_located, search_below_p
+    )
     folder = save_checkpoint_like(
         out, model, meta, metrics=meta.metrics, dtype=dtype, zoom=zoom, assembly=assembly
     )
@@ -240,7 +244,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
         help="where the first pass locates no digit (or always, with search-located), search n x n "
         "tiles of a large photo (models/zoom.py); default: the source's (0 = off)",
     )
-    add_search_located_argument(p, "the source's")
+    add_search_located_arguments(p, "the source's")
     p.add_argument(
         "--side-look",
         type=float,
@@ -277,6 +281,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
         args.fuse_first,
         args.pipeline_from,
         args.search_located,
+        args.search_below_p,
     )
     size_mb = sum(f.stat().st_size for f in folder.glob("*.safetensors")) / 1e6
     print(f"wrote {folder} ({size_mb:.1f} MB, {args.dtype})")

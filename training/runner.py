@@ -46,15 +46,30 @@ def _on_off(value: str) -> bool:
     return value == "on"
 
 
-def add_search_located_argument(p: argparse.ArgumentParser, default_of: str) -> None:
-    """`--search-located on|off` -> `args.search_located` True / False, None when not given (then
-    `default_of`'s setting, the help text's words; `ZoomParams.search_located`)."""
+def _share(value: str) -> float:
+    share = float(value)
+    if not 0.0 <= share <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {value!r}")
+    return share
+
+
+def add_search_located_arguments(p: argparse.ArgumentParser, default_of: str) -> None:
+    """`--search-located on|off` -> `args.search_located` True / False and `--search-below-p P` ->
+    `args.search_below_p` (in [0, 1]), each None when not given (then `default_of`'s setting, the help
+    text's words; `ZoomParams.search_located` and `.search_below_p`)."""
     p.add_argument(
         "--search-located",
         type=_on_off,
         metavar="{on,off}",
         help="search the tiles of a large photo also where the first pass locates a digit "
         f"(models/zoom.py); default: {default_of}",
+    )
+    p.add_argument(
+        "--search-below-p",
+        type=_share,
+        metavar="P",
+        help="with --search-located on, search such a photo only where the reading without the search has "
+        f"the verifier's p_correct under P (models/zoom.py; 1 = every one); default: {default_of}",
     )
 
 

@@ -19,6 +19,7 @@ from models.verifier import (
     VerifierError,
     VerifierMeta,
     current_verifier,
+    gate_verifier,
     identity_differences,
     load_verifier,
     number_features,
@@ -110,6 +111,28 @@ def test_current_verifier_only_for_the_pipeline_it_was_fitted_on(
     with caplog.at_level(logging.WARNING):
         assert current_verifier(tmp_path, identity(score_threshold=0.5)) is None
     assert "assembly differ" in caplog.text
+
+
+def test_the_search_gate_takes_a_verifier_fitted_on_another_search_limit_alone(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`gate_verifier` does not compare `search_below_p` (a verifier is fitted on the pipeline that its
+    own gate shapes), `current_verifier` does; neither takes one fitted on other settings."""
+
+    def gated(below: float, tiles: int = 3) -> dict:
+        zoom = ZoomParams(below_px=50, search_tiles=tiles, search_located=True, search_below_p=below)
+        return pipeline_identity("cd" * 32, AssemblyParams(), zoom, {"reader": None, "refiner": None})
+
+    assert gate_verifier(tmp_path, gated(0.8)) is None  # none in the folder
+    save_verifier(tmp_path, verifier(), VerifierMeta(gated(0.8)))
+    assert gate_verifier(tmp_path, gated(0.8)) is not None and current_verifier(tmp_path, gated(0.8))
+    with caplog.at_level(logging.WARNING):
+        assert gate_verifier(tmp_path, gated(0.9)) is not None
+        assert current_verifier(tmp_path, gated(0.9)) is None
+        assert gate_verifier(tmp_path, gated(0.8, tiles=2)) is None
+    assert "every large photo searched" in caplog.text
+    assert identity_differences(gated(0.8), gated(0.9), ["search_below_p"]) == []
+    assert identity_differences(gated(0.8), gated(0.9)) == ["zoom"]
 
 
 def test_a_setting_added_after_fitting_counts_at_its_default() -> None:

@@ -18,10 +18,12 @@ from models.zoom import (
     ZoomParams,
     clear_of_inner_edges,
     detect_with_zoom,
+    first_reading,
     fuse_passes,
     input_scale,
     near_a_side,
     number_cluster,
+    search_again,
     search_tiles,
     shift_detections,
     uncut,
@@ -144,7 +146,7 @@ def test_zoom_params_refuse_negative_values(below_px: float) -> None:
             ZoomParams(search_tiles=tiles)
     with pytest.raises(ValueError, match="side_look and fuse_first must be >= 0"):
         ZoomParams(side_look=-0.5)
-    with pytest.raises(ValueError, match="side_score must be in"):
+    with pytest.raises(ValueError, match="side_score and search_below_p must be in"):
         ZoomParams(side_score=1.5)
     with pytest.raises(ValueError, match="and fuse_first must be >= 0"):
         ZoomParams(fuse_first=-1.0)
@@ -367,3 +369,43 @@ def test_side_look_keeps_the_first_reading_unless_the_wider_one_reads_more() -> 
     centred = FakeDetector([[number]])
     assert detect_with_zoom(centred, [torch.rand(3, 56, 126)], SIDE) == [number]
     assert len(centred.seen) == 1  # far enough from both sides: no side look
+
+
+GATED = replace(SEARCH, search_located=True, search_below_p=0.8)
+
+
+@pytest.mark.parametrize(
+    ("params", "height", "width", "located", "p_correct", "expected"),
+    [
+        (GATED, 400, 600, True, 0.5, True),
+        (GATED, 400, 600, True, None, True),  # nothing read: as doubtful as can be
+        (GATED, 400, 600, True, 0.8, False),  # sure enough
+        (GATED, 400, 600, False, 0.5, False),  # located nothing: searched in the first reading already
+        (GATED, 150, 600, True, 0.5, False),  # too small for the tiles
+        (replace(GATED, search_below_p=1.0), 400, 600, True, 0.5, False),  # no limit: searched at once
+        (replace(GATED, search_located=False), 400, 600, True, 0.5, False),
+        (replace(GATED, search_tiles=0), 400, 600, True, 0.5, False),
+    ],
+)
+def test_search_again_only_doubtful_large_photos_whose_first_pass_located(
+    params: ZoomParams, height: int, width: int, located: bool, p_correct: float | None, expected: bool
+) -> None:
+    assert search_again(height, width, 96, params, located, p_correct) is expected
+
+
+def test_the_search_limit_is_a_probability_and_gates_only_the_search_of_located_photos() -> None:
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="search_below_p"):
+            ZoomParams(search_below_p=bad)
+    assert GATED.gated and not SEARCH.gated and not replace(GATED, search_below_p=1.0).gated
+    assert not replace(GATED, below_px=0).gated
+    assert first_reading(GATED) == replace(GATED, search_located=False) and not first_reading(GATED).gated
+    assert ON.with_trigger(None, search_below_p=0.8).search_below_p == 0.8
+    assert ON.with_trigger(None).search_below_p == 1.0 == ZoomParams().search_below_p
+
+
+def test_first_passes_given_are_not_run_again() -> None:
+    first = [[digit(10, 10, 200, 300, value=8, score=0.75)]]
+    model = FakeDetector([[[]] for _ in range(9)])
+    result = detect_with_zoom(model, [torch.rand(3, 400, 600)], replace(SEARCH, search_located=True), first)
+    assert result == first and model.seen == [[(3, 200, 300)]] * 9  # the tiles only

@@ -95,9 +95,11 @@ def test_search_tiles_setting_overrides_the_checkpoint(start_client: StartClient
 
 
 def test_search_located_setting_overrides_the_checkpoint(start_client: StartClient) -> None:
-    client = start_client(search_located=True)
-    assert client.get("/v1/model").json()["zoom"]["search_located"] is True
-    assert client.app.state.service.predictor.zoom.search_located  # type: ignore[attr-defined]
+    client = start_client(search_located=True, search_below_p=0.8)
+    zoom = client.get("/v1/model").json()["zoom"]
+    assert zoom["search_located"] is True and zoom["search_below_p"] == 0.8
+    predictor = client.app.state.service.predictor  # type: ignore[attr-defined]
+    assert predictor.zoom.search_located and predictor.zoom.search_below_p == 0.8
 
 
 def test_side_look_setting_overrides_the_checkpoint(start_client: StartClient) -> None:

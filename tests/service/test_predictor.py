@@ -3,6 +3,7 @@ and the routes that read numbers from it."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import torch
 from models.checkpoint import read_checkpoint_meta
 from models.int8 import is_quantized
 from models.rescorer import detection_features
+from models.verifier import NumberVerifier, VerifierMeta
 from service.imaging import MAX_ASPECT_RATIO
 from service.pipeline import to_schema
 from service.predictor import Predictor
@@ -238,3 +240,47 @@ def test_an_images_answer_does_not_depend_on_its_batch(tiny_checkpoint_with_int8
     together = predictor.detect(images)
     alone = [predictor.detect([image])[0] for image in images]
     assert sum(len(f.detections) for f in alone) > 0 and together == alone
+
+
+class _Spy:
+    """`_fixed_model` with the real detector's transform and NMS setting (which models.zoom reads),
+    recording the size of every image it is called on."""
+
+    def __init__(self, real: object) -> None:
+        self.transform, self.roi_heads = real.transform, real.roi_heads  # type: ignore[attr-defined]
+        self.sizes: list[tuple[int, int]] = []
+
+    def __call__(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        self.sizes += [(int(x.shape[-2]), int(x.shape[-1])) for x in images]
+        return _fixed_model(images)
+
+
+def _sure(p: float) -> tuple[NumberVerifier, VerifierMeta]:
+    """A verifier whose p_correct is `p` for every reading."""
+    return NumberVerifier((0.0,) * 5, (1.0,) * 5, (0.0,) * 5, math.log(p / (1 - p))), VerifierMeta({})
+
+
+def _spied(checkpoint: Path, **zoom: float | bool) -> tuple[Predictor, _Spy]:
+    predictor = Predictor.load(checkpoint, torch.device("cpu"), zoom_below_px=50, search_tiles=3, **zoom)
+    spy = _Spy(predictor.model)
+    predictor.model = spy  # type: ignore[assignment]
+    return predictor, spy
+
+
+@pytest.mark.parametrize(("p", "searched"), [(0.3, True), (0.95, False), (None, True)])
+def test_a_gated_predictor_searches_only_large_photos_read_doubtfully(
+    tiny_checkpoint: Path, p: float | None, searched: bool
+) -> None:
+    """Below `search_below_p` (0.8) the photo is read again with the 3 x 3 search, from the same first
+    pass, and reads as when every photo is searched; at or above it, not, and reads as without the
+    search; with no verifier for the gate (the tiny checkpoint has none), always."""
+    predictor, spy = _spied(tiny_checkpoint, search_located=True, search_below_p=0.8)
+    if p is not None:
+        predictor.gate = _sure(p)
+    assert predictor.zoom.gated and (predictor.gate is None) == (p is None)
+    large = np.random.default_rng(0).integers(0, 255, (400, 600, 3), dtype=np.uint8)
+    found = predictor.detect([large, _noise(1)])
+    assert spy.sizes.count((200, 300)) == (9 if searched else 0)  # the tiles of the large photo
+    assert spy.sizes.count((400, 600)) == 1 and spy.sizes.count((56, 126)) == 1  # each first pass once
+    alone, _ = _spied(tiny_checkpoint, search_located=searched)
+    assert found[0] == alone.detect([large])[0] and found[1] == alone.detect([_noise(1)])[0]

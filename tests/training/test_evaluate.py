@@ -1,0 +1,65 @@
+"""training.evaluate through the pipeline the service runs: large photos whose search is limited to
+doubtful readings (`ZoomParams.search_below_p`) read as `Predictor.detect` reads them."""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from models.verifier import reading_p_correct
+from service.config import SHIPPED_CHECKPOINT
+from service.predictor import Predictor
+from training import evaluate
+from training.scenes import place_in_scene
+
+
+def scenes_split(synth: Path, out: Path, factor: int = 6) -> Path:
+    """The synthetic valid photos pasted into digit-free scenes `factor` x their size (large enough
+    for the 3 x 3 search), as split "scenes" of a data set at `out`, their boxes moved along."""
+    doc = json.loads((synth / "valid.json").read_text())
+    (out / "scenes").mkdir(parents=True)
+    rng, annotations = random.Random(0), []
+    for image in doc["images"]:
+        photo = Image.open(synth / "valid" / image["file_name"]).convert("RGB")
+        scene, (x, y) = place_in_scene(photo, factor, rng)
+        scene.save(out / "scenes" / image["file_name"])
+        image.update(width=scene.width, height=scene.height)
+        annotations += [
+            {**a, "bbox": [a["bbox"][0] + x, a["bbox"][1] + y, *a["bbox"][2:]]}
+            for a in doc["annotations"]
+            if a["image_id"] == image["id"]
+        ]
+    (out / "scenes.json").write_text(json.dumps({**doc, "annotations": annotations}))
+    return out
+
+
+def test_a_limited_search_reads_large_photos_as_the_service_does(synth_dir: Path, tmp_path: Path) -> None:
+    data = scenes_split(synth_dir, tmp_path / "data")
+    common = ["--checkpoint", str(SHIPPED_CHECKPOINT), "--data", str(data), "--split", "scenes"]
+    limited = [*common, "--workers", "0", "--search-located", "on", "--search-below-p", "0.8"]
+    evaluate.main([*limited, "--out", str(tmp_path / "eval")])
+    info = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
+    with (tmp_path / "eval" / "pred.csv").open() as f:
+        read = {int(row["image_id"]): int(row["pred_label"]) for row in csv.DictReader(f)}
+
+    cpu = torch.device("cpu")
+    service = Predictor.load(SHIPPED_CHECKPOINT, cpu, search_located=True, search_below_p=0.8)
+    first = Predictor.load(SHIPPED_CHECKPOINT, cpu, search_located=False)
+    assert service.zoom.gated and service.gate is not None
+    doubtful = []
+    for image in json.loads((data / "scenes.json").read_text())["images"]:
+        pixels = np.array(Image.open(data / "scenes" / image["file_name"]).convert("RGB"))
+        found = service.detect([pixels])[0]
+        assert read[image["id"]] == service.assemble(found.sites).value
+        once = first.detect([pixels])[0]
+        p = reading_p_correct(service.gate[0], first.assemble(once.sites), once.sites, once.detections)
+        if p is None or p < 0.8:
+            doubtful.append(image["id"])
+    assert info["zoom"]["search_below_p"] == 0.8 and sorted(info["searched_again"]) == sorted(doubtful)
+    assert 0 < len(doubtful) < len(read)  # the limit decided something both ways
