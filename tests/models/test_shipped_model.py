@@ -138,11 +138,14 @@ def test_the_rescorer_ranks_real_boxes_better_than_score_times_fit() -> None:
 def test_the_side_look_reads_the_digit_a_tight_frame_hides() -> None:
     """Synthetic numbers drawn with matplotlib's own fonts (the same on every machine) and framed
     tightly: without the side look the shipped model drops the digit nearest the photo's side; with
-    it (experiment 43) it reads the whole number. No real data needed."""
+    it (experiment 43) it reads the whole number. No real data needed. The two numbers are read with
+    margins that hold on every CPU (int8 kernels differ a little between hosts): every digit read
+    with the side look scores >= 0.93 and the dropped one < 0.41 without it, in int8 and float32
+    (stop 100; the numbers used before, 2301 and 3406, had digits scoring 0.60-0.65)."""
     shipped = Predictor.load(SHIPPED_CHECKPOINT, torch.device("cpu"))
     plain = Predictor.load(SHIPPED_CHECKPOINT, torch.device("cpu"), side_look=0.0)
     assert shipped.zoom.side_look == 0.5 and plain.zoom.side_look == 0.0
-    for seed, number, without in ((8, 2301, 230), (76, 3406, 406)):
+    for seed, number, without in ((125, 949, 49), (370, 498, 98)):
         pixels = np.array(render_sample(seed, find_fonts("bundled")).image)
         assert plain.assemble(plain.detect([pixels])[0].sites).value == without
         assert shipped.assemble(shipped.detect([pixels])[0].sites).value == number
