@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from torchvision.models.detection import FasterRCNN
 
 from models.assembly import AssemblyParams, Detection, assemble_number
 from models.checkpoint import resolve_checkpoint_dir, sha256_file
@@ -44,9 +46,9 @@ from models.verifier import (
     pipeline_identity,
     reading_p_correct,
 )
-from models.zoom import ZoomParams, first_reading, search_again
+from models.zoom import ZoomParams, detect_alone, first_reading, locates, search_again
 from training.bootstrap import SAMPLES, add_bootstrap_argument, bootstrap_metrics, match_table, read_right
-from training.data import ImageRecord, list_unlabelled_images, load_coco_split
+from training.data import ImageRecord, list_unlabelled_images, load_coco_split, load_image
 from training.metrics import (
     coco_map,
     confidence_report,
@@ -401,8 +403,7 @@ def run_pipeline(args: argparse.Namespace) -> PipelineRun:
     else:
         detections, sites = read(records, first_reading(zoom))
         numbers_from = detections if sites is None else sites
-        # The first passes are not kept here: where one located nothing, the search ran in the first
-        # reading already, and reading such a photo again reads it the same (only slower).
+        # `locates` last: the first pass is run again only for the large photos read doubtfully
         doubtful = [
             r
             for r in records
@@ -414,6 +415,7 @@ def run_pipeline(args: argparse.Namespace) -> PipelineRun:
                 True,
                 _p_correct(gate[0], params, numbers_from.get(r.image_id, []), detections, r.image_id),
             )
+            and _first_pass_locates(model, r, zoom, device)
         ]
         searched_again = [r.image_id for r in doubtful]
         if doubtful:
@@ -438,6 +440,15 @@ def run_pipeline(args: argparse.Namespace) -> PipelineRun:
         "host": cpu_info().describe(),  # the int8 figures depend a little on the CPU
     }
     return PipelineRun(records, labelled, detections, sites, params, info, identity)
+
+
+def _first_pass_locates(
+    model: FasterRCNN, record: ImageRecord, zoom: ZoomParams, device: torch.device
+) -> bool:
+    """Whether the detector's first pass over `record`'s image locates a digit (`models.zoom.locates`;
+    where it does not, the search ran in the first reading already)."""
+    with torch.inference_mode():
+        return locates(detect_alone(model, load_image(record.path).to(device)), zoom)
 
 
 def _p_correct(
