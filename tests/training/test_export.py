@@ -82,10 +82,15 @@ def test_export_onto_itself_sets_the_zoom_settings_and_leaves_the_weights(tmp_pa
     )
     export.main(["--checkpoint", str(source), "--out", str(source), "--search-located", "on"])
     assert read_checkpoint_meta(source).zoom.search_located
+    export.main(["--checkpoint", str(source), "--out", str(source), "--search-below-p", "0.85"])
+    assert read_checkpoint_meta(source).zoom.gated
     export.main(["--checkpoint", str(source), "--out", str(source), "--search-located", "off"])
     assert read_checkpoint_meta(source).zoom == ZoomParams(
-        below_px=40, search_tiles=3, side_look=0.5, fuse_first=2.0
+        below_px=40, search_tiles=3, side_look=0.5, fuse_first=2.0, search_below_p=0.85
     )
+    for bad in ("1.5", "-0.1", "often"):
+        with pytest.raises(SystemExit):  # argparse: a number in [0, 1]
+            export.main(["--checkpoint", str(source), "--out", str(source), "--search-below-p", bad])
     assert (source / "weights.safetensors").read_bytes() == weights
 
 
