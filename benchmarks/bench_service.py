@@ -192,6 +192,7 @@ def main() -> None:
                 full.reader,
                 full.refiner,
                 full.rescorer,
+                gate=full.gate,  # the same search of large photos as `full`
             ),  # not prepared (and so float32)
         ],
         images,
