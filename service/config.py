@@ -62,6 +62,13 @@ class Settings(BaseSettings):
         "the photo read without the search has p_correct below this (models/zoom.py, experiment 112: "
         "fewer photos searched); 1 = every one",
     )
+    search_tiles_max: int | None = Field(
+        None,
+        ge=0,
+        le=8,
+        description="search a large photo in as many tiles a side as fit, up to this many (models/zoom.py, "
+        "experiment 113: more numbers read in large photos); 0 = always search-tiles",
+    )
     use_reader: bool = Field(
         True, description="read digits with the checkpoint's reader too, when it has one (models/reread.py)"
     )

@@ -98,6 +98,7 @@ class Predictor:
         side_look: float | None = None,
         search_located: bool | None = None,
         search_below_p: float | None = None,
+        search_tiles_max: int | None = None,
         use_reader: bool = True,
         use_refiner: bool = True,
         use_rescorer: bool = True,
@@ -108,11 +109,11 @@ class Predictor:
         the reader, whose outputs it needs) and rewrite
         the model for serving (models.optimize: same outputs, faster; on the CPU in int8 when the
         checkpoint has an int8 part and `use_int8`, models/int8.py); thresholds, the zoom
-        trigger, the search tiles (with `search_located` and `search_below_p`) and the side look left as
-        None come from the checkpoint. The checkpoint's number verifier is used when it was fitted on
-        this very pipeline (parts and settings; `models.verifier.current_verifier`), and to decide
-        which large photos to search (`ZoomParams.gated`) when fitted on it up to `search_below_p`
-        (`models.verifier.gate_verifier`)."""
+        trigger, the search tiles (with `search_located`, `search_below_p` and `search_tiles_max`) and
+        the side look left as None come from the checkpoint. The checkpoint's number verifier is used
+        when it was fitted on this very pipeline (parts and settings; `models.verifier
+        .current_verifier`), and to decide which large photos to search (`ZoomParams.gated`) when
+        fitted on it up to `search_below_p` (`models.verifier.gate_verifier`)."""
         model, meta, int8 = load_prepared_detector(checkpoint, device, use_int8=use_int8)
         reader = load_prepared_reader(checkpoint, device, use_int8=use_int8) if use_reader else None
         refiner = load_prepared_refiner(checkpoint, device, use_int8=use_int8) if use_refiner else None
@@ -130,6 +131,7 @@ class Predictor:
             side_look,
             search_located=search_located,
             search_below_p=search_below_p,
+            search_tiles_max=search_tiles_max,
         )
         predictor = cls(model, meta, device, assembly, checkpoint, zoom, reader, refiner, rescorer, int8)
         directory = resolve_checkpoint_dir(checkpoint)

@@ -58,6 +58,7 @@ class ServiceState:
                 side_look=s.side_look,
                 search_located=s.search_located,
                 search_below_p=s.search_below_p,
+                search_tiles_max=s.search_tiles_max,
                 use_reader=s.use_reader,
                 use_refiner=s.use_refiner,
                 use_rescorer=s.use_rescorer,

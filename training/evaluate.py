@@ -62,7 +62,7 @@ from training.metrics import (
 from training.plots import plot_confidence, plot_confusion_matrix
 from training.runner import (
     add_runner_args,
-    add_search_located_arguments,
+    add_search_arguments,
     predict_records,
     read_records,
     read_sites,
@@ -284,7 +284,7 @@ def build_parser(description: str | None) -> argparse.ArgumentParser:
         help="average the second look's boxes with the first pass's of the same digit, those counted "
         "this many times (models/zoom.py); default: the checkpoint's (0 = off)",
     )
-    add_search_located_arguments(p, "the checkpoint's")
+    add_search_arguments(p, "the checkpoint's")
     p.add_argument(
         "--no-reader", action="store_true", help="read numbers from the detector alone, as without a reader"
     )
@@ -370,6 +370,7 @@ def run_pipeline(args: argparse.Namespace) -> PipelineRun:
         args.fuse_first,
         args.search_located,
         args.search_below_p,
+        args.search_tiles_max,
     )
     records, labelled = split_records(args.data, args.split, args.images, args.annotations)
     refiner = None if args.no_refiner else load_prepared_refiner(args.checkpoint, device, use_int8=use_int8)

@@ -10,8 +10,9 @@ fingerprint, metrics) and records where it came from; its hash is recomputed for
 loads the copy (0 turns it off); `--search-tiles` sets how large photos in which the first pass
 locates nothing are searched (models/zoom.py; 0 turns it off; `--search-located on` searches them
 where it locates something too, and `--search-below-p P` < 1 only those read with a p_correct under
-P without the search), and `--side-look` how near a photo's side the number must reach for the photo
-to be read again widened (0 turns it off).
+P without the search; `--search-tiles-max M` searches in as many tiles a side as fit, up to M), and
+`--side-look` how near a photo's side the number must reach for the photo to be read again widened
+(0 turns it off).
 `--reader` puts a reader (`python -m training.reader`) into the copy, in the same dtype; a reader
 already in the source comes along otherwise. `--refiner` does the same for a box refiner (`python
 -m training.refiner`; `--refiner-step` sets how far it moves the boxes), and `--rescorer` for a
@@ -61,7 +62,7 @@ from models.int8 import copy_int8
 from models.reader import copy_reader, has_reader, load_reader
 from models.refiner import copy_refiner, has_refiner, load_refiner
 from models.rescorer import copy_rescorer, has_rescorer
-from training.runner import add_search_located_arguments
+from training.runner import add_search_arguments
 
 
 def export_checkpoint(
@@ -82,6 +83,7 @@ def export_checkpoint(
     pipeline_from: Path | None = None,
     search_located: bool | None = None,
     search_below_p: float | None = None,
+    search_tiles_max: int | None = None,
 ) -> Path:
     model, meta = load_checkpoint(source)
     source_dir = resolve_checkpoint_dir(source)
@@ -100,13 +102,22 @@ def export_checkpoint(
             reader = source_dir
         if refiner is None and refiner_step is not None and has_refiner(source_dir):
             refiner = source_dir
-        zooms = (zoom_below_px, search_tiles, side_look, fuse_first, search_located, search_below_p)
+        zooms = (
+            zoom_below_px,
+            search_tiles,
+            side_look,
+            fuse_first,
+            search_located,
+            search_below_p,
+            search_tiles_max,
+        )
         edits = (reader, refiner, rescorer, height_ratio, test_proposals, *zooms)
         if edits == (None,) * len(edits):
             raise ValueError(
                 f"--out is the source checkpoint {out}: only --reader, --refiner, --rescorer, their "
                 "settings, --height-ratio, --test-proposals, --zoom-below-px, --search-tiles, "
-                "--search-located, --search-below-p, --side-look or --fuse-first can be added to it"
+                "--search-located, --search-below-p, --search-tiles-max, --side-look or --fuse-first can "
+                "be added to it"
             )
         _attach_parts(out, meta.weights_dtype, reader, refiner, refiner_step, reader_weight, rescorer)
         if height_ratio is not None:
@@ -117,7 +128,7 @@ def export_checkpoint(
             set_checkpoint_zoom(out, meta.zoom.with_trigger(*zooms))
         return out
     zoom = meta.zoom.with_trigger(
-        zoom_below_px, search_tiles, side_look, fuse_first, search_located, search_below_p
+        zoom_below_px, search_tiles, side_look, fuse_first, search_located, search_below_p, search_tiles_max
     )
     folder = save_checkpoint_like(
         out, model, meta, metrics=meta.metrics, dtype=dtype, zoom=zoom, assembly=assembly
@@ -244,7 +255,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
         help="where the first pass locates no digit (or always, with search-located), search n x n "
         "tiles of a large photo (models/zoom.py); default: the source's (0 = off)",
     )
-    add_search_located_arguments(p, "the source's")
+    add_search_arguments(p, "the source's")
     p.add_argument(
         "--side-look",
         type=float,
@@ -282,6 +293,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
         args.pipeline_from,
         args.search_located,
         args.search_below_p,
+        args.search_tiles_max,
     )
     size_mb = sum(f.stat().st_size for f in folder.glob("*.safetensors")) / 1e6
     print(f"wrote {folder} ({size_mb:.1f} MB, {args.dtype})")

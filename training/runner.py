@@ -53,10 +53,11 @@ def _share(value: str) -> float:
     return share
 
 
-def add_search_located_arguments(p: argparse.ArgumentParser, default_of: str) -> None:
-    """`--search-located on|off` -> `args.search_located` True / False and `--search-below-p P` ->
-    `args.search_below_p` (in [0, 1]), each None when not given (then `default_of`'s setting, the help
-    text's words; `ZoomParams.search_located` and `.search_below_p`)."""
+def add_search_arguments(p: argparse.ArgumentParser, default_of: str) -> None:
+    """`--search-located on|off` -> `args.search_located` True / False, `--search-below-p P` ->
+    `args.search_below_p` (in [0, 1]) and `--search-tiles-max M` -> `args.search_tiles_max`, each None
+    when not given (then `default_of`'s setting, the help text's words; `ZoomParams.search_located`,
+    `.search_below_p` and `.search_tiles_max`)."""
     p.add_argument(
         "--search-located",
         type=_on_off,
@@ -70,6 +71,13 @@ def add_search_located_arguments(p: argparse.ArgumentParser, default_of: str) ->
         metavar="P",
         help="with --search-located on, search such a photo only where the reading without the search has "
         f"the verifier's p_correct under P (models/zoom.py; 1 = every one); default: {default_of}",
+    )
+    p.add_argument(
+        "--search-tiles-max",
+        type=int,
+        metavar="M",
+        help="search a photo in as many tiles a side as fit, up to M (models/zoom.py; 0 = always "
+        f"search-tiles); default: {default_of}",
     )
 
 

@@ -26,6 +26,7 @@ from models.zoom import (
     search_again,
     search_tiles,
     shift_detections,
+    tile_count,
     uncut,
     widen,
     zoom_region,
@@ -409,3 +410,36 @@ def test_first_passes_given_are_not_run_again() -> None:
     model = FakeDetector([[[]] for _ in range(9)])
     result = detect_with_zoom(model, [torch.rand(3, 400, 600)], replace(SEARCH, search_located=True), first)
     assert result == first and model.seen == [[(3, 200, 300)]] * 9  # the tiles only
+
+
+@pytest.mark.parametrize(
+    ("height", "width", "most", "expected"),
+    [
+        (400, 600, 0, 3),  # no most: always search_tiles
+        (400, 600, 4, 4),  # up to 7 fit (tiles of 100 px), 4 at most
+        (400, 600, 9, 7),  # the most that fit
+        (224, 500, 4, 3),  # 4 x 4 tiles would be 89 px high
+        (150, 600, 4, 3),  # not even 3 fit: search_tiles, which `search_tiles()` then refuses
+    ],
+)
+def test_tile_count_takes_the_most_tiles_that_fit_up_to_search_tiles_max(
+    height: int, width: int, most: int, expected: int
+) -> None:
+    count = tile_count(height, width, replace(SEARCH, search_tiles_max=most), 96)
+    assert count == expected
+    assert bool(search_tiles(height, width, count, 96)) == (height >= 192)  # what it asks for fits
+
+
+def test_search_tiles_max_is_at_least_search_tiles() -> None:
+    with pytest.raises(ValueError, match="search_tiles_max"):
+        ZoomParams(search_tiles=3, search_tiles_max=2)
+    with pytest.raises(ValueError, match="search_tiles_max"):
+        ZoomParams(search_tiles_max=4)  # no search to widen
+
+
+def test_the_search_uses_more_tiles_where_they_fit() -> None:
+    first = [[[digit(10, 10, 200, 300, value=8, score=0.75)]]]
+    model = FakeDetector(first + [[[]] for _ in range(16)])
+    params = replace(SEARCH, search_located=True, search_tiles_max=4)
+    assert detect_with_zoom(model, [torch.rand(3, 400, 600)], params) == first[0]
+    assert model.seen[1:] == [[(3, 160, 240)]] * 16  # 4 x 4 tiles, each 2 / 5 of the photo
