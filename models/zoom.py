@@ -118,8 +118,8 @@ class ZoomParams:
         if self.min_gain < 1.0:
             raise ValueError(f"min_gain must be >= 1, got {self.min_gain}")
         check_search_tiles(self.search_tiles)
-        if self.search_tiles_max and not 0 < self.search_tiles <= self.search_tiles_max:
-            raise ValueError(f"search_tiles_max must be 0 or >= search_tiles > 0, got {self}")
+        if self.search_tiles_max < 0:
+            raise ValueError(f"search_tiles_max must be >= 0, got {self.search_tiles_max}")
 
     @property
     def enabled(self) -> bool:
@@ -288,9 +288,9 @@ def search_tiles(height: int, width: int, tiles: int, min_size: int) -> list[Cro
 
 def tile_count(height: int, width: int, params: ZoomParams, min_size: int) -> int:
     """How many tiles a side the search of a `height` x `width` photo uses: `params.search_tiles`, or
-    with `params.search_tiles_max` the most that fit (each tile at least `min_size` px on its shorter
-    side, `search_tiles`), up to that."""
-    if params.search_tiles_max <= params.search_tiles:
+    with `params.search_tiles_max` above it the most that fit (each tile at least `min_size` px on its
+    shorter side, `search_tiles`), up to that; 0 (no search) where `search_tiles` is 0."""
+    if params.search_tiles == 0 or params.search_tiles_max <= params.search_tiles:
         return params.search_tiles
     fit = 2 * min(height, width) // min_size - 1
     return max(params.search_tiles, min(params.search_tiles_max, fit))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 from collections import Counter
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -183,3 +184,26 @@ def test_p_correct_tells_right_readings_from_wrong_ones_better_than_the_confiden
         right.append(number.value == record.number)
     truth = np.array(right)
     assert auc(np.array(p_correct), truth) > auc(np.array(confidence), truth) + 0.1
+
+
+class _Counting:
+    """A detector that records the shape of every image it is called on."""
+
+    def __init__(self, real: Any) -> None:
+        self.real, self.transform, self.roi_heads = real, real.transform, real.roi_heads
+        self.seen: list[tuple[int, ...]] = []
+
+    def __call__(self, images: list[torch.Tensor]) -> Any:
+        self.seen += [tuple(x.shape) for x in images]
+        return self.real(images)
+
+
+def test_an_operator_can_turn_the_shipped_search_off() -> None:
+    """DIGITSERVE_SEARCH_TILES=0 on the shipped checkpoint (search_tiles 3, search_tiles_max 4, limited
+    by search_below_p): the service starts, and a large photo is read without any tile."""
+    off = Predictor.load(SHIPPED_CHECKPOINT, torch.device("cpu"), search_tiles=0)
+    assert off.zoom.search_tiles_max == 4 and off.zoom.search_tiles == 0 and not off.zoom.gated
+    counting = _Counting(off.model)
+    off.model = counting  # type: ignore[assignment]
+    off.detect([np.full((480, 640, 3), 128, dtype=np.uint8)])
+    assert counting.seen == [(3, 480, 640)]  # the first pass alone

@@ -430,11 +430,12 @@ def test_tile_count_takes_the_most_tiles_that_fit_up_to_search_tiles_max(
     assert bool(search_tiles(height, width, count, 96)) == (height >= 192)  # what it asks for fits
 
 
-def test_search_tiles_max_is_at_least_search_tiles() -> None:
+def test_search_tiles_max_only_widens_a_search_that_is_on() -> None:
     with pytest.raises(ValueError, match="search_tiles_max"):
-        ZoomParams(search_tiles=3, search_tiles_max=2)
-    with pytest.raises(ValueError, match="search_tiles_max"):
-        ZoomParams(search_tiles_max=4)  # no search to widen
+        ZoomParams(search_tiles_max=-1)
+    # an operator's DIGITSERVE_SEARCH_TILES=0 turns the search off whatever the checkpoint's most
+    assert tile_count(400, 600, replace(SEARCH, search_tiles=0, search_tiles_max=4), 96) == 0
+    assert tile_count(400, 600, replace(SEARCH, search_tiles=3, search_tiles_max=2), 96) == 3
 
 
 def test_the_search_uses_more_tiles_where_they_fit() -> None:
