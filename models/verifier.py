@@ -245,9 +245,8 @@ def gate_verifier(
     score first readings, and a verifier is fitted on the pipeline those decisions shape). None,
     with a warning, where there is none or the rest of the pipeline differs: then every large photo
     is searched, as with no limit."""
-    found = current_verifier(
-        directory, serving, ("search_below_p",), "every large photo searched (no search_below_p limit)"
-    )
-    if found is None and load_verifier(directory) is None:
-        log.warning("the checkpoint has no verifier: every large photo searched (no search_below_p limit)")
-    return found
+    without = "every large photo searched (no search_below_p limit)"
+    if not (Path(directory) / VERIFIER_FILE).is_file():
+        log.warning("the checkpoint has no verifier: %s", without)
+        return None
+    return current_verifier(directory, serving, ("search_below_p",), without)
