@@ -1,7 +1,7 @@
 """How well the service reads a house number that fills little of a large photo.
 
     python benchmarks/bench_scenes.py [--checkpoint DIR] [--images 150] [--factors 1 2 3 4 6] \
-        [--search-tiles 0 3] [--search-below-p 1 0.85]
+        [--search-tiles 0 3] [--search-below-p 1 0.85] [--search-near 0 0.05]
 
 The validation photos are crops around their numbers. This pastes each of the first `--images` of them,
 at its own size, into a scene `factor` times as wide and as high (`training.scenes`: a backdrop of
@@ -10,7 +10,9 @@ seeded, the same for every setting). A factor of 4 gives a 126 x 56 photo a 504 
 the model sees its digits at a quarter of the size it sees them at alone. For each factor and each
 search setting (`ZoomParams.search_tiles`, models/zoom.py; 0 = off) and limit on the search of photos
 whose first pass locates something (`ZoomParams.search_below_p`: searched only where the reading
-without it has p_correct under it; 1 = always; default: the checkpoint's) it prints how many numbers
+without it has p_correct under it; 1 = always; default: the checkpoint's) and where such a photo is
+searched (`ZoomParams.search_near`: only the tiles near what its first pass marks; 0 = every tile;
+default: the checkpoint's) it prints how many numbers
 `Predictor.detect` and the number assembly read right (the same rule as `training.evaluate`: the whole
 number, as an integer), and the time per photo (p50, mean, max). Needs ../shared/data/svhn-hw2; the
 checkpoint is the shipped one unless `--checkpoint` says otherwise.
@@ -61,6 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--factors", type=int, nargs="+", default=[1, 2, 3, 4, 6])
     p.add_argument("--search-tiles", type=int, nargs="+", default=[0, 3])
     p.add_argument("--search-below-p", type=float, nargs="+", help="default: the checkpoint's")
+    p.add_argument("--search-near", type=float, nargs="+", help="default: the checkpoint's")
     args = p.parse_args(argv)
     if not (DATA / "valid.json").is_file():
         sys.exit(f"needs the real validation split in {DATA}")
@@ -76,17 +79,22 @@ def main(argv: list[str] | None = None) -> None:
     if predictor.gate is None and shipped.search_located and min(limits or [shipped.search_below_p]) < 1:
         print("no verifier for the limit (see the warning): every large photo searched")
     print(f"{len(records)} validation photos, {args.checkpoint}, CPU, {torch.get_num_threads()} threads")
-    print("factor  search   limit  read right   p50 ms  mean ms   max ms")
+    print("factor  search   limit    near  read right   p50 ms  mean ms   max ms")
     for factor in args.factors:
         for tiles in args.search_tiles:
             for limit in limits or [shipped.search_below_p]:
-                predictor.zoom = replace(shipped, search_tiles=tiles, search_below_p=limit)
-                right, times = read_scenes(predictor, records, factor)
-                print(
-                    f"{factor:>6}  {tiles:>6}  {limit:>6.2f}  {right:>4} / {len(records):<4}"
-                    f"  {statistics.median(times):>7.1f}  {statistics.mean(times):>7.1f}  {max(times):>7.1f}",
-                    flush=True,
-                )
+                for near in args.search_near or [shipped.search_near]:
+                    predictor.zoom = replace(
+                        shipped, search_tiles=tiles, search_below_p=limit, search_near=near
+                    )
+                    right, times = read_scenes(predictor, records, factor)
+                    print(
+                        f"{factor:>6}  {tiles:>6}  {limit:>6.2f}  {near:>6.2f}"
+                        f"  {right:>4} / {len(records):<4}"
+                        f"  {statistics.median(times):>7.1f}  {statistics.mean(times):>7.1f}"
+                        f"  {max(times):>7.1f}",
+                        flush=True,
+                    )
 
 
 if __name__ == "__main__":

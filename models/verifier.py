@@ -241,12 +241,13 @@ def gate_verifier(
     directory: str | Path, serving: Mapping[str, Any]
 ) -> tuple[NumberVerifier, VerifierMeta] | None:
     """The checkpoint's verifier for `models.zoom.search_again`'s decisions in the `serving` pipeline:
-    `current_verifier` with `ZoomParams.search_below_p` not compared (the decisions it makes there
-    score first readings, and a verifier is fitted on the pipeline those decisions shape). None,
+    `current_verifier` with `ZoomParams.search_below_p` and `search_near` not compared (the decisions
+    it makes there score first readings, which search no located photo, so where the search looks
+    does not change them, and a verifier is fitted on the pipeline those decisions shape). None,
     with a warning, where there is none or the rest of the pipeline differs: then every large photo
     is searched, as with no limit."""
     without = "every large photo searched (no search_below_p limit)"
     if not (Path(directory) / VERIFIER_FILE).is_file():
         log.warning("the checkpoint has no verifier: %s", without)
         return None
-    return current_verifier(directory, serving, ("search_below_p",), without)
+    return current_verifier(directory, serving, ("search_below_p", "search_near"), without)

@@ -76,7 +76,11 @@ class ZoomParams:
     tile: 3 -> 9 tiles at twice the scale), provided each tile has at least the model's `min_size` px on
     its shorter side (no search of images the model already sees at their own resolution or larger);
     with `search_tiles_max` m > n, in as many tiles a side as fit, up to m (`tile_count`: a larger
-    photo's tiles at a larger scale; experiment 113). The
+    photo's tiles at a larger scale; experiment 113). With `search_near` s > 0, a photo whose first pass
+    locates something (searched for `search_located`) is searched only in the tiles that one of the
+    first pass's detections scoring at least s overlaps (`near_tiles`: the first pass, blurred as it
+    is at the whole photo's scale, still marks where digits may be; experiment 114); a photo whose
+    first pass locates nothing is searched in every tile. The
     tiles' detections, without those cut by a tile's inner edge, then locate the number for the second
     look, or stand as the answer where it is not taken; where the tiles locate nothing either, the first
     pass stands.
@@ -104,6 +108,7 @@ class ZoomParams:
     min_gain: float = 1.25
     search_tiles: int = 0
     search_tiles_max: int = 0
+    search_near: float = 0.0
     search_located: bool = False
     search_below_p: float = 1.0
     side_look: float = 0.0
@@ -113,8 +118,11 @@ class ZoomParams:
     def __post_init__(self) -> None:
         if min(self.below_px, self.margin_x, self.margin_y, self.side_look, self.fuse_first) < 0:
             raise ValueError("below_px, margin_x, margin_y, side_look and fuse_first must be >= 0")
-        if not all(0.0 <= v <= 1.0 for v in (self.locate_score, self.side_score, self.search_below_p)):
-            raise ValueError(f"locate_score, side_score and search_below_p must be in [0, 1], got {self}")
+        probabilities = (self.locate_score, self.side_score, self.search_below_p, self.search_near)
+        if not all(0.0 <= v <= 1.0 for v in probabilities):
+            raise ValueError(
+                f"locate_score, side_score, search_below_p and search_near must be in [0, 1], got {self}"
+            )
         if self.min_gain < 1.0:
             raise ValueError(f"min_gain must be >= 1, got {self.min_gain}")
         check_search_tiles(self.search_tiles)
@@ -139,10 +147,11 @@ class ZoomParams:
         search_located: bool | None = None,
         search_below_p: float | None = None,
         search_tiles_max: int | None = None,
+        search_near: float | None = None,
     ) -> ZoomParams:
         """These settings with another `below_px`, `search_tiles`, `side_look`, `fuse_first`,
-        `search_located`, `search_below_p` and `search_tiles_max` (an operator's overrides); None keeps
-        what is set."""
+        `search_located`, `search_below_p`, `search_tiles_max` and `search_near` (an operator's
+        overrides); None keeps what is set."""
         return replace(
             self,
             below_px=self.below_px if below_px is None else below_px,
@@ -152,6 +161,7 @@ class ZoomParams:
             search_located=self.search_located if search_located is None else search_located,
             search_below_p=self.search_below_p if search_below_p is None else search_below_p,
             search_tiles_max=self.search_tiles_max if search_tiles_max is None else search_tiles_max,
+            search_near=self.search_near if search_near is None else search_near,
         )
 
 
@@ -296,6 +306,26 @@ def tile_count(height: int, width: int, params: ZoomParams, min_size: int) -> in
     return max(params.search_tiles, min(params.search_tiles_max, fit))
 
 
+def near_tiles(
+    tiles: Sequence[CropXYXY], detections: Sequence[Detection], min_score: float
+) -> list[CropXYXY]:
+    """Those of `tiles` (xyxy crops of an image) that a box of `detections` (xyxy, the same image's
+    pixels) scoring at least `min_score` and no taller than the tile overlaps, in their order; all of
+    them where none does or `min_score` is 0. A box taller than a tile is no digit the search, whose
+    tiles show digits up to half a tile high whole, is for: in a large photo it is clutter, and the
+    number may lie anywhere (experiment 114)."""
+    marks = [d.box_xyxy for d in detections if d.score >= min_score] if min_score > 0 else []
+    near = [
+        t
+        for t in tiles
+        if any(
+            b[0] < t[2] and t[0] < b[2] and b[1] < t[3] and t[1] < b[3] and b[3] - b[1] <= t[3] - t[1]
+            for b in marks
+        )
+    ]
+    return near or list(tiles)
+
+
 def clear_of_inner_edges(box: BoxXYXY, tile: CropXYXY, height: int, width: int, margin: float = 2.0) -> bool:
     """Whether `box` (xyxy, image pixels), found in `tile` of a `height` x `width` image, stays more
     than `margin` px inside every tile edge that is not the image's own: a box that reaches such an
@@ -310,14 +340,14 @@ def clear_of_inner_edges(box: BoxXYXY, tile: CropXYXY, height: int, width: int, 
     )
 
 
-def search(model: FasterRCNN, image: torch.Tensor, tiles: int, iou: float) -> list[Detection]:
+def search(model: FasterRCNN, image: torch.Tensor, tiles: Sequence[CropXYXY], iou: float) -> list[Detection]:
     """The search pass over `image` (float RGB FloatTensor[3, H, W] in [0, 1]): the detections of
-    every tile (`search_tiles`, each detected alone), boxes xyxy in the image's pixels, without those
-    cut by a tile's inner edge, and of the same digit found in two overlapping tiles (IoU > `iou`)
-    only the better scored. Empty when the image is too small to search."""
+    each of `tiles` (xyxy crops of it, `search_tiles`, each detected alone), boxes xyxy in the image's
+    pixels, without those cut by a tile's inner edge, and of the same digit found in two overlapping
+    tiles (IoU > `iou`) only the better scored. Empty without tiles."""
     height, width = int(image.shape[-2]), int(image.shape[-1])
     found: list[Detection] = []
-    for tile in search_tiles(height, width, tiles, int(model.transform.min_size[-1])):
+    for tile in tiles:
         x1, y1, x2, y2 = tile
         shifted = shift_detections(detect_alone(model, image[:, y1:y2, x1:x2]), x1, y1)
         found += [d for d in shifted if clear_of_inner_edges(d.box_xyxy, tile, height, width)]
@@ -435,9 +465,15 @@ def look_again(
     the second look where the number is small, its boxes fused with those found before it
     (`fuse_passes`, `params.fuse_first`)."""
     if params.search_tiles and (params.search_located or not locates(found, params)):
-        min_size = int(model.transform.min_size[-1])
-        tiles = tile_count(int(image.shape[-2]), int(image.shape[-1]), params, min_size)
-        tiled = search(model, image, tiles, float(model.roi_heads.nms_thresh))
+        height, width, min_size = (
+            int(image.shape[-2]),
+            int(image.shape[-1]),
+            int(model.transform.min_size[-1]),
+        )
+        crops = search_tiles(height, width, tile_count(height, width, params, min_size), min_size)
+        if params.search_near > 0 and locates(found, params):
+            crops = near_tiles(crops, found, params.search_near)
+        tiled = search(model, image, crops, float(model.roi_heads.nms_thresh))
         found = tiled if locates(tiled, params) else found
     min_size, max_size = int(model.transform.min_size[-1]), int(model.transform.max_size)
     region = zoom_region(found, image.shape[-2], image.shape[-1], min_size, max_size, params)

@@ -69,6 +69,13 @@ class Settings(BaseSettings):
         description="search a large photo in as many tiles a side as fit, up to this many (models/zoom.py, "
         "experiment 113: more numbers read in large photos); 0 = always search-tiles",
     )
+    search_near: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="search only the tiles that a first-pass detection scoring at least this overlaps "
+        "(models/zoom.py, experiment 114: fewer detector passes per searched photo); 0 = every tile",
+    )
     use_reader: bool = Field(
         True, description="read digits with the checkpoint's reader too, when it has one (models/reread.py)"
     )

@@ -99,6 +99,7 @@ class Predictor:
         search_located: bool | None = None,
         search_below_p: float | None = None,
         search_tiles_max: int | None = None,
+        search_near: float | None = None,
         use_reader: bool = True,
         use_refiner: bool = True,
         use_rescorer: bool = True,
@@ -109,7 +110,8 @@ class Predictor:
         the reader, whose outputs it needs) and rewrite
         the model for serving (models.optimize: same outputs, faster; on the CPU in int8 when the
         checkpoint has an int8 part and `use_int8`, models/int8.py); thresholds, the zoom
-        trigger, the search tiles (with `search_located`, `search_below_p` and `search_tiles_max`) and
+        trigger, the search tiles (with `search_located`, `search_below_p`, `search_tiles_max` and
+        `search_near`) and
         the side look left as None come from the checkpoint. The checkpoint's number verifier is used
         when it was fitted on this very pipeline (parts and settings; `models.verifier
         .current_verifier`), and to decide which large photos to search (`ZoomParams.gated`) when
@@ -132,6 +134,7 @@ class Predictor:
             search_located=search_located,
             search_below_p=search_below_p,
             search_tiles_max=search_tiles_max,
+            search_near=search_near,
         )
         predictor = cls(model, meta, device, assembly, checkpoint, zoom, reader, refiner, rescorer, int8)
         directory = resolve_checkpoint_dir(checkpoint)

@@ -59,6 +59,7 @@ class ServiceState:
                 search_located=s.search_located,
                 search_below_p=s.search_below_p,
                 search_tiles_max=s.search_tiles_max,
+                search_near=s.search_near,
                 use_reader=s.use_reader,
                 use_refiner=s.use_refiner,
                 use_rescorer=s.use_rescorer,

@@ -371,6 +371,7 @@ def run_pipeline(args: argparse.Namespace) -> PipelineRun:
         args.search_located,
         args.search_below_p,
         args.search_tiles_max,
+        args.search_near,
     )
     records, labelled = split_records(args.data, args.split, args.images, args.annotations)
     refiner = None if args.no_refiner else load_prepared_refiner(args.checkpoint, device, use_int8=use_int8)

@@ -84,6 +84,7 @@ def export_checkpoint(
     search_located: bool | None = None,
     search_below_p: float | None = None,
     search_tiles_max: int | None = None,
+    search_near: float | None = None,
 ) -> Path:
     model, meta = load_checkpoint(source)
     source_dir = resolve_checkpoint_dir(source)
@@ -110,14 +111,15 @@ def export_checkpoint(
             search_located,
             search_below_p,
             search_tiles_max,
+            search_near,
         )
         edits = (reader, refiner, rescorer, height_ratio, test_proposals, *zooms)
         if edits == (None,) * len(edits):
             raise ValueError(
                 f"--out is the source checkpoint {out}: only --reader, --refiner, --rescorer, their "
                 "settings, --height-ratio, --test-proposals, --zoom-below-px, --search-tiles, "
-                "--search-located, --search-below-p, --search-tiles-max, --side-look or --fuse-first can "
-                "be added to it"
+                "--search-located, --search-below-p, --search-tiles-max, --search-near, --side-look or "
+                "--fuse-first can be added to it"
             )
         _attach_parts(out, meta.weights_dtype, reader, refiner, refiner_step, reader_weight, rescorer)
         if height_ratio is not None:
@@ -128,7 +130,14 @@ def export_checkpoint(
             set_checkpoint_zoom(out, meta.zoom.with_trigger(*zooms))
         return out
     zoom = meta.zoom.with_trigger(
-        zoom_below_px, search_tiles, side_look, fuse_first, search_located, search_below_p, search_tiles_max
+        zoom_below_px,
+        search_tiles,
+        side_look,
+        fuse_first,
+        search_located,
+        search_below_p,
+        search_tiles_max,
+        search_near,
     )
     folder = save_checkpoint_like(
         out, model, meta, metrics=meta.metrics, dtype=dtype, zoom=zoom, assembly=assembly
@@ -294,6 +303,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
         args.search_located,
         args.search_below_p,
         args.search_tiles_max,
+        args.search_near,
     )
     size_mb = sum(f.stat().st_size for f in folder.glob("*.safetensors")) / 1e6
     print(f"wrote {folder} ({size_mb:.1f} MB, {args.dtype})")

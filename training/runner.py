@@ -55,9 +55,10 @@ def _share(value: str) -> float:
 
 def add_search_arguments(p: argparse.ArgumentParser, default_of: str) -> None:
     """`--search-located on|off` -> `args.search_located` True / False, `--search-below-p P` ->
-    `args.search_below_p` (in [0, 1]) and `--search-tiles-max M` -> `args.search_tiles_max`, each None
-    when not given (then `default_of`'s setting, the help text's words; `ZoomParams.search_located`,
-    `.search_below_p` and `.search_tiles_max`)."""
+    `args.search_below_p` (in [0, 1]), `--search-tiles-max M` -> `args.search_tiles_max` and
+    `--search-near S` -> `args.search_near` (in [0, 1]), each None when not given (then `default_of`'s
+    setting, the help text's words; `ZoomParams.search_located`, `.search_below_p`, `.search_tiles_max`
+    and `.search_near`)."""
     p.add_argument(
         "--search-located",
         type=_on_off,
@@ -78,6 +79,13 @@ def add_search_arguments(p: argparse.ArgumentParser, default_of: str) -> None:
         metavar="M",
         help="search a photo in as many tiles a side as fit, up to M (models/zoom.py; 0 = always "
         f"search-tiles); default: {default_of}",
+    )
+    p.add_argument(
+        "--search-near",
+        type=_share,
+        metavar="S",
+        help="search only the tiles that a first-pass detection scoring at least S overlaps (models/zoom.py; "
+        f"0 = every tile); default: {default_of}",
     )
 
 

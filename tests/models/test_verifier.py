@@ -117,10 +117,13 @@ def test_the_search_gate_takes_a_verifier_fitted_on_another_search_limit_alone(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """`gate_verifier` does not compare `search_below_p` (a verifier is fitted on the pipeline that its
-    own gate shapes), `current_verifier` does; neither takes one fitted on other settings."""
+    own gate shapes) nor `search_near` (first readings search no located photo), `current_verifier`
+    does; neither takes one fitted on other settings."""
 
-    def gated(below: float, tiles: int = 3) -> dict:
-        zoom = ZoomParams(below_px=50, search_tiles=tiles, search_located=True, search_below_p=below)
+    def gated(below: float, tiles: int = 3, near: float = 0.0) -> dict:
+        zoom = ZoomParams(
+            below_px=50, search_tiles=tiles, search_located=True, search_below_p=below, search_near=near
+        )
         return pipeline_identity("cd" * 32, AssemblyParams(), zoom, {"reader": None, "refiner": None})
 
     assert gate_verifier(tmp_path, gated(0.8)) is None  # none in the folder
@@ -129,6 +132,8 @@ def test_the_search_gate_takes_a_verifier_fitted_on_another_search_limit_alone(
     with caplog.at_level(logging.WARNING):
         assert gate_verifier(tmp_path, gated(0.9)) is not None
         assert current_verifier(tmp_path, gated(0.9)) is None
+        assert gate_verifier(tmp_path, gated(0.8, near=0.05)) is not None
+        assert current_verifier(tmp_path, gated(0.8, near=0.05)) is None
         assert gate_verifier(tmp_path, gated(0.8, tiles=2)) is None
     assert "every large photo searched" in caplog.text
     assert identity_differences(gated(0.8), gated(0.9), ["search_below_p"]) == []

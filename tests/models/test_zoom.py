@@ -22,6 +22,7 @@ from models.zoom import (
     fuse_passes,
     input_scale,
     near_a_side,
+    near_tiles,
     number_cluster,
     search_again,
     search_tiles,
@@ -147,8 +148,10 @@ def test_zoom_params_refuse_negative_values(below_px: float) -> None:
             ZoomParams(search_tiles=tiles)
     with pytest.raises(ValueError, match="side_look and fuse_first must be >= 0"):
         ZoomParams(side_look=-0.5)
-    with pytest.raises(ValueError, match="side_score and search_below_p must be in"):
+    with pytest.raises(ValueError, match="side_score, search_below_p and search_near must be in"):
         ZoomParams(side_score=1.5)
+    with pytest.raises(ValueError, match="search_near must be in"):
+        ZoomParams(search_near=-0.1)
     with pytest.raises(ValueError, match="and fuse_first must be >= 0"):
         ZoomParams(fuse_first=-1.0)
 
@@ -444,3 +447,43 @@ def test_the_search_uses_more_tiles_where_they_fit() -> None:
     params = replace(SEARCH, search_located=True, search_tiles_max=4)
     assert detect_with_zoom(model, [torch.rand(3, 400, 600)], params) == first[0]
     assert model.seen[1:] == [[(3, 160, 240)]] * 16  # 4 x 4 tiles, each 2 / 5 of the photo
+
+
+def test_near_tiles_keeps_the_tiles_a_first_pass_box_overlaps() -> None:
+    tiles = search_tiles(400, 600, 3, 96)  # 200 x 300 px, at steps of 100 x 150
+    marks = [digit(250, 100, 270, 130, score=0.1), digit(500, 350, 520, 380, score=0.04)]
+    assert near_tiles(tiles, marks, 0.05) == [tiles[0], tiles[1], tiles[3], tiles[4]]
+    assert near_tiles(tiles, marks, 0.01) == [tiles[0], tiles[1], tiles[3], tiles[4], tiles[8]]
+    # a box taller than the tile marks nothing; one touching a tile's edge does not overlap it
+    assert near_tiles(tiles, [*marks, digit(0, 0, 590, 390, score=0.9)], 0.05) == near_tiles(
+        tiles, marks, 0.05
+    )
+    assert near_tiles(tiles, [digit(300, 200, 320, 230)], 0.05) == [tiles[4], tiles[5], tiles[7], tiles[8]]
+    # none scoring enough, or no limit: every tile
+    assert near_tiles(tiles, marks, 0.5) == near_tiles(tiles, marks, 0.0) == tiles
+    assert near_tiles([], marks, 0.05) == []
+
+
+def test_the_search_near_the_first_pass_runs_only_those_tiles() -> None:
+    """The first pass of a 400 x 600 photo locates clutter at (10, 10, 200, 300), taller than a tile
+    (200 px), and marks a digit at (250, 100, 270, 130) with 0.1: with `search_near` 0.05 the search
+    runs only the 4 tiles the digit overlaps (0, 1, 3, 4); what tile 1 locates is read as before. A
+    first pass that locates nothing, or marks nothing smaller than a tile, is searched in every tile."""
+    clutter, mark = (
+        digit(10, 10, 200, 300, value=8, score=0.75),
+        digit(250, 100, 270, 130, value=5, score=0.1),
+    )
+    tiles: list[list[list[Detection]]] = [[[]] for _ in range(4)]
+    tiles[1] = [[digit(100, 100, 120, 130, value=5, score=0.875)]]  # tile 1 is (150, 0, 450, 200)
+    crop = [[[digit(30, 9, 50, 40, value=5, score=0.75)]]]  # crop (205, 91, 316, 140)
+    model = FakeDetector([[[clutter, mark]], *tiles, *crop])
+    params = replace(SEARCH, search_located=True, search_near=0.05)
+    result = detect_with_zoom(model, [torch.rand(3, 400, 600)], params)
+    assert model.seen[1:5] == [[(3, 200, 300)]] * 4 and model.seen[5] == [(3, 140 - 91, 316 - 205)]
+    assert len(model.seen) == 6
+    assert result == [[digit(235, 100, 255, 131, value=5, score=0.75)]]
+    for first, near in (([clutter, mark], 0.0), ([clutter], 0.05), ([mark], 0.05)):
+        every = FakeDetector([[first]] + [[[]] for _ in range(9)])
+        kept = detect_with_zoom(every, [torch.rand(3, 400, 600)], replace(params, search_near=near))[0]
+        assert [d.box_xyxy for d in kept] == [d.box_xyxy for d in first]  # the tiles located nothing
+        assert len(every.seen) == 10

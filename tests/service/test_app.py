@@ -95,13 +95,15 @@ def test_search_tiles_setting_overrides_the_checkpoint(start_client: StartClient
 
 
 def test_search_located_setting_overrides_the_checkpoint(start_client: StartClient) -> None:
-    client = start_client(search_tiles=3, search_located=True, search_below_p=0.8, search_tiles_max=4)
+    client = start_client(
+        search_tiles=3, search_located=True, search_below_p=0.8, search_tiles_max=4, search_near=0.1
+    )
     zoom = client.get("/v1/model").json()["zoom"]
     assert zoom["search_located"] is True and zoom["search_below_p"] == 0.8
     assert zoom["search_tiles_max"] == 4 and isinstance(zoom["search_tiles_max"], int)
     predictor = client.app.state.service.predictor  # type: ignore[attr-defined]
     assert predictor.zoom.search_located and predictor.zoom.search_below_p == 0.8
-    assert predictor.zoom.search_tiles_max == 4
+    assert predictor.zoom.search_tiles_max == 4 and predictor.zoom.search_near == zoom["search_near"] == 0.1
 
 
 def test_side_look_setting_overrides_the_checkpoint(start_client: StartClient) -> None:

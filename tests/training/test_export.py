@@ -85,13 +85,21 @@ def test_export_onto_itself_sets_the_zoom_settings_and_leaves_the_weights(tmp_pa
     export.main(["--checkpoint", str(source), "--out", str(source), "--search-below-p", "0.85"])
     assert read_checkpoint_meta(source).zoom.gated
     export.main(["--checkpoint", str(source), "--out", str(source), "--search-tiles-max", "4"])
+    export.main(["--checkpoint", str(source), "--out", str(source), "--search-near", "0.05"])
     export.main(["--checkpoint", str(source), "--out", str(source), "--search-located", "off"])
     assert read_checkpoint_meta(source).zoom == ZoomParams(
-        below_px=40, search_tiles=3, side_look=0.5, fuse_first=2.0, search_below_p=0.85, search_tiles_max=4
+        below_px=40,
+        search_tiles=3,
+        side_look=0.5,
+        fuse_first=2.0,
+        search_below_p=0.85,
+        search_tiles_max=4,
+        search_near=0.05,
     )
     for bad in ("1.5", "-0.1", "often"):
-        with pytest.raises(SystemExit):  # argparse: a number in [0, 1]
-            export.main(["--checkpoint", str(source), "--out", str(source), "--search-below-p", bad])
+        for option in ("--search-below-p", "--search-near"):
+            with pytest.raises(SystemExit):  # argparse: a number in [0, 1]
+                export.main(["--checkpoint", str(source), "--out", str(source), option, bad])
     assert (source / "weights.safetensors").read_bytes() == weights
 
 
