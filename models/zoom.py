@@ -18,7 +18,9 @@ shipped checkpoint) it also runs where the first pass locates something, because
 the first pass often locates clutter or part of the number, and costs those passes there too. With
 `ZoomParams.search_below_p` < 1 it runs there only when the photo read without it is doubtful
 (`search_again`: the number verifier's p_correct below that; models/verifier.py), which the pipeline
-that owns the verifier decides (service.predictor, training.evaluate), reading the photo twice.
+that owns the verifier decides (service.predictor, training.evaluate), reading the photo twice. With
+`ZoomParams.search_near` > 0 it looks there only at the tiles near what the first pass marks
+(`near_tiles`), fewer passes for as many numbers read.
 
 A photo can also frame its number tightly, a digit close to its left or right side. The SVHN photos
 the model learned from are crops with room around the number, whose labels mostly leave out a digit
@@ -78,9 +80,10 @@ class ZoomParams:
     with `search_tiles_max` m > n, in as many tiles a side as fit, up to m (`tile_count`: a larger
     photo's tiles at a larger scale; experiment 113). With `search_near` s > 0, a photo whose first pass
     locates something (searched for `search_located`) is searched only in the tiles that one of the
-    first pass's detections scoring at least s overlaps (`near_tiles`: the first pass, blurred as it
-    is at the whole photo's scale, still marks where digits may be; experiment 114); a photo whose
-    first pass locates nothing is searched in every tile. The
+    first pass's detections scoring at least s and no taller than the tile overlaps (`near_tiles`:
+    the first pass, blurred as it is at the whole photo's scale, still marks where digits may be;
+    experiment 114), in every tile where none does; a photo whose first pass locates nothing is
+    searched in every tile. The
     tiles' detections, without those cut by a tile's inner edge, then locate the number for the second
     look, or stand as the answer where it is not taken; where the tiles locate nothing either, the first
     pass stands.
@@ -464,19 +467,15 @@ def look_again(
     side look): the search where the first pass locates nothing (or always, `search_located`), then
     the second look where the number is small, its boxes fused with those found before it
     (`fuse_passes`, `params.fuse_first`)."""
+    height, width = int(image.shape[-2]), int(image.shape[-1])
+    min_size, max_size = int(model.transform.min_size[-1]), int(model.transform.max_size)
     if params.search_tiles and (params.search_located or not locates(found, params)):
-        height, width, min_size = (
-            int(image.shape[-2]),
-            int(image.shape[-1]),
-            int(model.transform.min_size[-1]),
-        )
         crops = search_tiles(height, width, tile_count(height, width, params, min_size), min_size)
         if params.search_near > 0 and locates(found, params):
             crops = near_tiles(crops, found, params.search_near)
         tiled = search(model, image, crops, float(model.roi_heads.nms_thresh))
         found = tiled if locates(tiled, params) else found
-    min_size, max_size = int(model.transform.min_size[-1]), int(model.transform.max_size)
-    region = zoom_region(found, image.shape[-2], image.shape[-1], min_size, max_size, params)
+    region = zoom_region(found, height, width, min_size, max_size, params)
     if region is not None:
         x1, y1, x2, y2 = region
         second = shift_detections(detect_alone(model, image[:, y1:y2, x1:x2]), x1, y1)

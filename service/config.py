@@ -73,8 +73,9 @@ class Settings(BaseSettings):
         None,
         ge=0.0,
         le=1.0,
-        description="search only the tiles that a first-pass detection scoring at least this overlaps "
-        "(models/zoom.py, experiment 114: fewer detector passes per searched photo); 0 = every tile",
+        description="search a photo whose first pass locates something only in the tiles that a first-pass "
+        "detection scoring at least this (no taller than a tile) overlaps (models/zoom.py, experiment 114: "
+        "fewer detector passes per searched photo); 0 = every tile",
     )
     use_reader: bool = Field(
         True, description="read digits with the checkpoint's reader too, when it has one (models/reread.py)"

@@ -84,8 +84,9 @@ def add_search_arguments(p: argparse.ArgumentParser, default_of: str) -> None:
         "--search-near",
         type=_share,
         metavar="S",
-        help="search only the tiles that a first-pass detection scoring at least S overlaps (models/zoom.py; "
-        f"0 = every tile); default: {default_of}",
+        help="search a photo whose first pass locates something only in the tiles that a first-pass "
+        "detection scoring at least S (no taller than a tile) overlaps (models/zoom.py; 0 = every tile); "
+        f"default: {default_of}",
     )
 
 
