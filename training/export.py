@@ -98,21 +98,21 @@ def export_checkpoint(
         if test_proposals < 1:
             raise ValueError(f"--test-proposals must be at least 1, got {test_proposals}")
         meta = replace(meta, detector=replace(meta.detector, rpn_post_nms_top_n_test=test_proposals))
+    zooms = (
+        zoom_below_px,
+        search_tiles,
+        side_look,
+        fuse_first,
+        search_located,
+        search_below_p,
+        search_tiles_max,
+        search_near,
+    )
     if in_place:
         if reader is None and reader_weight is not None and has_reader(source_dir):
             reader = source_dir
         if refiner is None and refiner_step is not None and has_refiner(source_dir):
             refiner = source_dir
-        zooms = (
-            zoom_below_px,
-            search_tiles,
-            side_look,
-            fuse_first,
-            search_located,
-            search_below_p,
-            search_tiles_max,
-            search_near,
-        )
         edits = (reader, refiner, rescorer, height_ratio, test_proposals, *zooms)
         if edits == (None,) * len(edits):
             raise ValueError(
@@ -129,16 +129,7 @@ def export_checkpoint(
         if zooms != (None,) * len(zooms):
             set_checkpoint_zoom(out, meta.zoom.with_trigger(*zooms))
         return out
-    zoom = meta.zoom.with_trigger(
-        zoom_below_px,
-        search_tiles,
-        side_look,
-        fuse_first,
-        search_located,
-        search_below_p,
-        search_tiles_max,
-        search_near,
-    )
+    zoom = meta.zoom.with_trigger(*zooms)
     folder = save_checkpoint_like(
         out, model, meta, metrics=meta.metrics, dtype=dtype, zoom=zoom, assembly=assembly
     )
