@@ -469,9 +469,10 @@ def look_again(
     (`fuse_passes`, `params.fuse_first`)."""
     height, width = int(image.shape[-2]), int(image.shape[-1])
     min_size, max_size = int(model.transform.min_size[-1]), int(model.transform.max_size)
-    if params.search_tiles and (params.search_located or not locates(found, params)):
+    located = locates(found, params)
+    if params.search_tiles and (params.search_located or not located):
         crops = search_tiles(height, width, tile_count(height, width, params, min_size), min_size)
-        if params.search_near > 0 and locates(found, params):
+        if params.search_near > 0 and located:
             crops = near_tiles(crops, found, params.search_near)
         tiled = search(model, image, crops, float(model.roi_heads.nms_thresh))
         found = tiled if locates(tiled, params) else found

@@ -115,7 +115,7 @@ class Predictor:
         the side look left as None come from the checkpoint. The checkpoint's number verifier is used
         when it was fitted on this very pipeline (parts and settings; `models.verifier
         .current_verifier`), and to decide which large photos to search (`ZoomParams.gated`) when
-        fitted on it up to `search_below_p` (`models.verifier.gate_verifier`)."""
+        fitted on it up to `search_below_p` and `search_near` (`models.verifier.gate_verifier`)."""
         model, meta, int8 = load_prepared_detector(checkpoint, device, use_int8=use_int8)
         reader = load_prepared_reader(checkpoint, device, use_int8=use_int8) if use_reader else None
         refiner = load_prepared_refiner(checkpoint, device, use_int8=use_int8) if use_refiner else None
