@@ -175,13 +175,15 @@ def input_scale(height: int, width: int, min_size: int, max_size: int) -> float:
 
 def _near(d: Detection, member: Detection, gap: float) -> bool:
     """Whether `d` sits beside `member` as the next digit of one number would: of a similar height,
-    at most `gap` x `member`'s height away along x, with centres at most a height apart along y."""
-    h = box_height(member.box_xyxy)
-    if not 0.5 * h <= box_height(d.box_xyxy) <= 2.0 * h:
+    at most `gap` x `member`'s height away along x, with centres at most the smaller of their two
+    heights apart along y. (Up to experiment 116 the larger height, since the chain links either
+    way: a tall box of clutter above the number then chained to it through a digit-sized one.)"""
+    h, h_d = box_height(member.box_xyxy), box_height(d.box_xyxy)
+    if not 0.5 * h <= h_d <= 2.0 * h:
         return False
     apart_x = max(d.box_xyxy[0] - member.box_xyxy[2], member.box_xyxy[0] - d.box_xyxy[2], 0.0)
     apart_y = abs(box_center(d.box_xyxy)[1] - box_center(member.box_xyxy)[1])
-    return apart_x <= gap * h and apart_y <= h
+    return apart_x <= gap * h and apart_y <= min(h, h_d)
 
 
 def number_cluster(located: Sequence[Detection], gap: float) -> list[Detection]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import random
 from collections import Counter
 from dataclasses import replace
 from typing import Any
@@ -24,6 +25,7 @@ from tests.conftest import real_data
 from training.audit import is_subsequence, photo_truth, read_audit
 from training.data import load_coco_split
 from training.metrics import auc, coco_map, ground_truth_coco
+from training.scenes import place_in_scene
 from training.synth import find_fonts, render_sample
 
 
@@ -150,6 +152,21 @@ def test_the_side_look_reads_the_digit_a_tight_frame_hides() -> None:
         pixels = np.array(render_sample(seed, find_fonts("bundled")).image)
         assert plain.assemble(plain.detect([pixels])[0].sites).value == without
         assert shipped.assemble(shipped.detect([pixels])[0].sites).value == number
+
+
+def test_clutter_above_a_number_in_a_large_photo_does_not_chain_to_it() -> None:
+    """valid/102 (74 x 32, "50") pasted into a 444 x 192 digit-free scene at (77, 101), the placement
+    `training.scenes.place_in_scene` draws at 6 x with seed 7: the search's tiles find a 73 px clutter
+    box above the number and a 38 px false "1" beside it. Before experiment 116 the two chained into
+    the number (centres a clutter-box height apart), the second look cropped 4 x too much and the
+    service answered 0; with centres at most the smaller height apart it answers 50 (20 of 20
+    placements at 6 x on the stop-102 host)."""
+    root = real_data("svhn-hw2")
+    with Image.open(root / "valid" / "102.png") as image:
+        scene, corner = place_in_scene(image.convert("RGB"), 6, random.Random(7))
+    assert corner == (77, 101) and scene.size == (444, 192)
+    predictor = Predictor.load(SHIPPED_CHECKPOINT, torch.device("cpu"))
+    assert predictor.assemble(predictor.detect([np.array(scene)])[0].sites).value == 50
 
 
 def test_the_shipped_verifier_is_fitted_on_the_shipped_pipeline() -> None:

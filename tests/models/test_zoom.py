@@ -109,6 +109,19 @@ def test_number_cluster_chains_digit_by_digit_and_keeps_the_best_scored_group() 
     assert number_cluster([a, b, c, tall], gap=1.5) == [a, b, c]
 
 
+def test_number_cluster_does_not_chain_a_taller_box_through_a_row_below_it() -> None:
+    # valid/102 in a 444 x 192 scene (experiment 116): a 22 px number "50", a 38 px false "1" right
+    # of it, and above that a 73 px clutter box. The clutter box is within twice the "1"'s height and
+    # its centre 70 px above it: within the clutter's height, not within the "1"'s.
+    five, zero = digit(101, 104, 114, 126, score=0.955), digit(113, 103, 128, 125, score=0.466)
+    one = digit(139, 97, 157, 135, score=0.596)
+    clutter = digit(66, 9, 139, 82, score=0.55)
+    assert number_cluster([five, one, clutter, zero], gap=1.5) == [five, one, zero]
+    # a digit half a height lower than its neighbour (a slanted or stepped number) still chains
+    low = digit(160, 112, 178, 150, score=0.5)
+    assert number_cluster([one, low], gap=1.5) == [one, low]
+
+
 def test_search_tiles_overlap_by_half_a_tile_and_cover_the_image() -> None:
     tiles = search_tiles(400, 600, 3, 96)
     assert len(tiles) == 9 and tiles[0] == (0, 0, 300, 200) and tiles[4] == (150, 100, 450, 300)
