@@ -176,8 +176,9 @@ def input_scale(height: int, width: int, min_size: int, max_size: int) -> float:
 def _near(d: Detection, member: Detection, gap: float) -> bool:
     """Whether `d` sits beside `member` as the next digit of one number would: of a similar height,
     at most `gap` x `member`'s height away along x, with centres at most the smaller of their two
-    heights apart along y. (Up to experiment 116 the larger height, since the chain links either
-    way: a tall box of clutter above the number then chained to it through a digit-sized one.)"""
+    heights apart along y. (Before experiment 116 the larger of the two, since `number_cluster` links
+    either way round: a tall clutter box above a number then chained to it through a digit-sized
+    false digit.)"""
     h, h_d = box_height(member.box_xyxy), box_height(d.box_xyxy)
     if not 0.5 * h <= h_d <= 2.0 * h:
         return False

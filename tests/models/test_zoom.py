@@ -117,7 +117,7 @@ def test_number_cluster_does_not_chain_a_taller_box_through_a_row_below_it() -> 
     one = digit(139, 97, 157, 135, score=0.596)
     clutter = digit(66, 9, 139, 82, score=0.55)
     assert number_cluster([five, one, clutter, zero], gap=1.5) == [five, one, zero]
-    # a digit half a height lower than its neighbour (a slanted or stepped number) still chains
+    # a digit 0.4 of a height lower than its neighbour (a slanted or stepped number) still chains
     low = digit(160, 112, 178, 150, score=0.5)
     assert number_cluster([one, low], gap=1.5) == [one, low]
 
