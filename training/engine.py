@@ -1,4 +1,5 @@
-"""One training epoch, validation loss and batched prediction. Device-agnostic; AMP only on CUDA."""
+"""One training epoch, validation loss and batched prediction. Device-agnostic; float16 AMP on CUDA,
+bfloat16 autocast on the CPU when asked (`cpu_bf16`)."""
 
 from __future__ import annotations
 
@@ -26,10 +27,20 @@ def _to_device(
     return images, targets
 
 
-def _autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager[None]:
-    if enabled and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.float16)
-    return contextlib.nullcontext()
+def autocast_dtype(device: torch.device, *, cuda_amp: bool, cpu_bf16: bool) -> torch.dtype | None:
+    """The dtype the training step's forward autocasts to: float16 on CUDA with AMP, bfloat16 on the
+    CPU when asked, else None (float32)."""
+    if device.type == "cuda" and cuda_amp:
+        return torch.float16
+    if device.type == "cpu" and cpu_bf16:
+        return torch.bfloat16
+    return None
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager[None]:
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
 
 
 def _limited(
@@ -53,8 +64,12 @@ def train_one_epoch(
     max_steps: int = 0,
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
     show_progress: bool = True,
+    cpu_bf16: bool = False,
 ) -> dict[str, float]:
-    """Train for one pass over `loader`. Returns mean losses per component, `loss`, `images_per_s`."""
+    """Train for one pass over `loader`. Returns mean losses per component, `loss`, `images_per_s`.
+    The forward autocasts to float16 on CUDA when `scaler` is given, to bfloat16 on the CPU when
+    `cpu_bf16` (`autocast_dtype`); losses, gradients and weights stay float32."""
+    dtype = autocast_dtype(device, cuda_amp=scaler is not None, cpu_bf16=cpu_bf16)
     model.train()
     totals: dict[str, float] = {}
     steps = images_seen = 0
@@ -70,7 +85,7 @@ def train_one_epoch(
     )
     for images, targets in bar:
         images, targets = _to_device(images, targets, device)
-        with _autocast(device, scaler is not None):
+        with _autocast(device, dtype):
             loss_dict = model(images, targets)
         loss = sum(loss_dict.values())
         if not math.isfinite(loss.item()):

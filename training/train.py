@@ -67,6 +67,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--max-steps", type=int, help="cap steps per epoch (smoke runs)")
     p.add_argument("--max-valid-images", type=int)
     p.add_argument("--freeze-backbone", action="store_true", default=None)
+    p.add_argument(
+        "--cpu-bf16", action="store_true", default=None, help="bfloat16 autocast on the CPU (fast with AMX)"
+    )
     p.add_argument("--init-from", help="checkpoint to start from")
     p.add_argument("--seed", type=int)
     p.add_argument("--out", help="folder for run folders (default runs/)")
@@ -91,6 +94,7 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
         "seed": args.seed,
         "max_valid_images": args.max_valid_images,
         "freeze_backbone": args.freeze_backbone,
+        "cpu_bf16": args.cpu_bf16,
         "init_from": args.init_from,
         "out_dir": args.out,
         "run_name": args.name,
@@ -384,6 +388,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
             max_steps=config.max_steps_per_epoch,
             scheduler=scheduler,
             show_progress=show,
+            cpu_bf16=config.cpu_bf16,
         )
         if dist.is_main:
             row = {
