@@ -3,6 +3,7 @@
     python benchmarks/bench_training.py [--configs seed fast configs/fast96.yaml] [--train-steps 6]
         [--infer-images 40]
     python benchmarks/bench_training.py --checkpoint models/default [--infer-images 200]
+    python benchmarks/bench_training.py --configs configs/fast96.yaml --cpu-bf16   # experiment 117
 
 `--configs` takes training presets (seed, fast) and config files; their detector is measured.
 `--checkpoint` times a checkpoint's detector instead, as it is served (its own settings, test-time
@@ -57,7 +58,7 @@ def data_root() -> tuple[Path, str]:
 
 
 def measure(
-    config_name: str, root: Path, train_steps: int, infer_images: int, batch: int
+    config_name: str, root: Path, train_steps: int, infer_images: int, batch: int, cpu_bf16: bool = False
 ) -> dict[str, float]:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     records, _ = load_coco_split(root / "valid", root / "valid.json")
@@ -71,9 +72,18 @@ def measure(
         num_workers=0,
     )
     optimizer = torch.optim.SGD(model.parameters(), lr=0.001, momentum=0.9)
-    train_one_epoch(model, optimizer, loader, device, epoch=0, max_steps=1, show_progress=False)  # warm-up
+    train_one_epoch(  # warm-up
+        model, optimizer, loader, device, epoch=0, max_steps=1, show_progress=False, cpu_bf16=cpu_bf16
+    )
     stats = train_one_epoch(
-        model, optimizer, loader, device, epoch=1, max_steps=train_steps, show_progress=False
+        model,
+        optimizer,
+        loader,
+        device,
+        epoch=1,
+        max_steps=train_steps,
+        show_progress=False,
+        cpu_bf16=cpu_bf16,
     )
     model.eval()
     params_m = sum(p.numel() for p in model.parameters()) / 1e6  # before BatchNorm is folded away
@@ -145,6 +155,9 @@ def main() -> None:
     p.add_argument("--infer-images", type=int, default=40)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--checkpoint", type=Path, help="time this checkpoint's detector as served instead")
+    p.add_argument(
+        "--cpu-bf16", action="store_true", help="train in bfloat16 autocast on the CPU (`cpu_bf16`)"
+    )
     p.add_argument("--one", help=argparse.SUPPRESS)
     p.add_argument("--root", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -161,11 +174,17 @@ def main() -> None:
         )
         return
     if args.one:
-        result = measure(args.one, Path(args.root), args.train_steps, args.infer_images, args.batch_size)
+        result = measure(
+            args.one, Path(args.root), args.train_steps, args.infer_images, args.batch_size, args.cpu_bf16
+        )
         print(json.dumps(result))
         return
     root, what = data_root()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch_size}, {what}")
+    training = "bfloat16 autocast on the CPU" if args.cpu_bf16 else "float32 on the CPU"
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch_size}, {what}, "
+        f"training {training}"
+    )
     print(f"host: {cpu_info().describe()}")
     print(
         f"{'config':14} {'params':>8} {'train img/s':>12} {'peak MiB':>9} {'infer p50 ms':>13} {'p90 ms':>8}"
@@ -185,6 +204,7 @@ def main() -> None:
             str(args.infer_images),
             "--batch-size",
             str(args.batch_size),
+            *(["--cpu-bf16"] if args.cpu_bf16 else []),
         ]
         r = json.loads(
             subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.splitlines()[-1]
