@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
 import resource
 import statistics
@@ -72,19 +73,11 @@ def measure(
         num_workers=0,
     )
     optimizer = torch.optim.SGD(model.parameters(), lr=0.001, momentum=0.9)
-    train_one_epoch(  # warm-up
-        model, optimizer, loader, device, epoch=0, max_steps=1, show_progress=False, cpu_bf16=cpu_bf16
+    train = functools.partial(
+        train_one_epoch, model, optimizer, loader, device, show_progress=False, cpu_bf16=cpu_bf16
     )
-    stats = train_one_epoch(
-        model,
-        optimizer,
-        loader,
-        device,
-        epoch=1,
-        max_steps=train_steps,
-        show_progress=False,
-        cpu_bf16=cpu_bf16,
-    )
+    train(epoch=0, max_steps=1)  # warm-up
+    stats = train(epoch=1, max_steps=train_steps)
     model.eval()
     params_m = sum(p.numel() for p in model.parameters()) / 1e6  # before BatchNorm is folded away
     prepared = prepare_for_inference(copy.deepcopy(model), device)
