@@ -4,8 +4,9 @@
         --audit models/card/valid_misreads_audit.csv
 
 Some validation labels leave out digits the photo shows, or hold other digits than it shows
-(models/MODEL_CARD.md, "Stage 8's misreads, audited"). An audit csv records what photos looked at by
-eye show: `image_id,labelled,read,seen,verdict,note`, one row per photo, where `verdict` is
+(models/MODEL_CARD_DETAILS.md, "Stage 8's misreads, audited"; models/MODEL_CARD.md, "Known failure
+modes"). An audit csv records what photos looked at by eye show:
+`image_id,labelled,read,seen,verdict,note`, one row per photo, where `verdict` is
 
 - `label_omits`: the photo shows more digits than the label holds; `seen` is the number it shows;
 - `label_wrong`: the photo shows another number than the label; `seen` is that number;
