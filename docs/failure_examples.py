@@ -33,10 +33,9 @@ from training.data import load_coco_split  # noqa: E402
 
 VALID = ROOT.parent / "shared" / "data" / "svhn-hw2" / "valid"
 AUDIT = ROOT / "models" / "card" / "valid_misreads_audit.csv"
-# Two of each kind: a wrong digit on a clear photo, a 1 lost, a digit lost, letters read as
-# digits (one), and labels that leave out digits the photo shows (the model reads it right)
+# Two wrong digits on clear photos, two 1s lost, one other digit lost, one word read as a digit, and
+# two labels that leave out digits the photo shows (the model reads those photos as they show)
 DEFAULT_IDS = [10729, 14709, 11997, 13105, 18618, 16920, 124, 10350]
-
 
 VERDICTS = {
     "label_omits": "the label leaves out digits the photo shows",
