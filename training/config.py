@@ -59,7 +59,7 @@ class TrainConfig:
     cyclic_min_ratio: float = 0.01
     amp: bool = True  # float16 autocast with loss scaling; only takes effect on CUDA
     # bfloat16 autocast for the training step on the CPU (validation loss stays float32): ~1.5 x the
-    # images/s on a host with AMX (experiment 117); without AMX slower than float32 (experiment 78's notes)
+    # images/s on a host with AMX (experiment 117); without AMX slower than float32 (stop 57's check)
     cpu_bf16: bool = False
     freeze_backbone: bool = False
     grad_clip: float = 10.0  # max global grad norm; 0 disables
