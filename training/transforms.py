@@ -18,6 +18,7 @@ from torchvision.transforms import v2
 
 from models.detector import IMAGENET_MEAN
 from training.data import Target
+from training.marks import MarkBeside, mark_fonts
 
 AFFINE_BOX_RULES = ("corners", "ellipse", "mean")
 
@@ -43,7 +44,9 @@ class AugmentConfig:
     detection": glyphs fill their box's middle more than its corners; or "mean", the two boxes'
     coordinates averaged (experiment 90 found the ellipse's boxes too tight for digits). `mosaic_p`
     makes a training image, with that probability, the 2 x 2 mosaic of its photo and three drawn at
-    random (`training.mosaic`), these transforms applied to the mosaic (0 = off, the seed).
+    random (`training.mosaic`), these transforms applied to the mosaic (0 = off, the seed). `mark_p`
+    pastes, with that probability, a letter or mark beside the number before everything else, with no
+    box (`training.marks`: "12A", "N°53" are read as background; 0 = off, the seed).
     """
 
     brightness: float = 0.3
@@ -61,6 +64,7 @@ class AugmentConfig:
     invert_p: float = 0.0
     affine_boxes: str = "corners"
     mosaic_p: float = 0.0
+    mark_p: float = 0.0
 
     def __post_init__(self) -> None:
         if self.affine_boxes not in AFFINE_BOX_RULES:
@@ -71,7 +75,7 @@ class AugmentConfig:
             raise ValueError(f"augment.stretch must be >= 1 (1 = off), got {self.stretch}")
         if not 0.0 <= self.affine_shear < 45.0:
             raise ValueError(f"augment.affine_shear must lie in [0, 45) degrees, got {self.affine_shear}")
-        for name in ("erasing_p", "blur_p", "grayscale_p", "erasing_drop", "invert_p", "mosaic_p"):
+        for name in ("erasing_p", "blur_p", "grayscale_p", "erasing_drop", "invert_p", "mosaic_p", "mark_p"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"augment.{name} must lie in [0, 1], got {value}")
@@ -100,7 +104,8 @@ class HorizontalStretch(v2.Transform):
 
 
 class TrainTransforms:
-    """Photometric jitter (then blur, grey and inversion when configured), a horizontal stretch when
+    """A letter or mark beside the number when configured (`training.marks`), photometric jitter (then
+    blur, grey and inversion when configured), a horizontal stretch when
     configured, an affine warp that moves the boxes with the pixels (each box becomes the box around its
     warped corners, around its warped inscribed ellipse, or the mean of the two:
     `AugmentConfig.affine_boxes`), then random erasing.
@@ -124,6 +129,7 @@ class TrainTransforms:
         if c.invert_p > 0:
             photometric.append(v2.RandomInvert(p=c.invert_p))
         self.erasing_drop = c.erasing_drop
+        self.mark = MarkBeside(c.mark_p, mark_fonts()) if c.mark_p > 0 else None
         stretch = [HorizontalStretch(c.stretch)] if c.stretch > 1.0 else []
         self.box_rule = c.affine_boxes
         self.geometry = v2.Compose(
@@ -144,6 +150,8 @@ class TrainTransforms:
         self.erase = v2.RandomErasing(p=c.erasing_p, value=list(IMAGENET_MEAN))
 
     def __call__(self, image: torch.Tensor, target: Target) -> tuple[torch.Tensor, Target]:
+        if self.mark is not None:
+            image = self.mark(image, target["boxes"].reshape(-1, 4).float())
         boxes = tv_tensors.BoundingBoxes(
             target["boxes"], format="XYXY", canvas_size=(image.shape[-2], image.shape[-1])
         )
