@@ -1,7 +1,8 @@
 """Letters and marks beside a number: negatives for the detector ("12A", "28 BIS", "N°53", "#7").
 
 House numbers carry letters and signs that are not digits, and the shipped detector reads some of
-them as digits (a C as 0, a b as 6, an A as 4; issue #4's failure modes). `MarkBeside` pastes one such
+them as digits (the validation photos of "2A" read 21, "N°53" read 453; `benchmarks/bench_marks.py`
+counts how often). `MarkBeside` pastes one such
 mark beside a training number, in the colour and at the height of its digits, with no box and no
 label, so that it is learnt as background. `paste_mark` is the pure part (every choice given);
 `MarkBeside` draws the choices with torch's global generator, as the other training transforms do.
