@@ -31,21 +31,31 @@ sys.path.insert(0, str(REPO))
 from service.config import SHIPPED_CHECKPOINT  # noqa: E402
 from service.predictor import Predictor  # noqa: E402
 from training.data import load_coco_split  # noqa: E402
-from training.marks import PREFIXES, SUFFIXES, MarkChoice, mark_fonts, paste_mark  # noqa: E402
+from training.marks import (  # noqa: E402
+    BLUR_MAX,
+    GAP,
+    HEIGHT,
+    PREFIXES,
+    SUFFIX_SHARE,
+    SUFFIXES,
+    MarkChoice,
+    mark_fonts,
+    paste_mark,
+)
 
 DATA = REPO.parent / "shared" / "data" / "svhn-hw2"
 
 
 def draw_choice(rng: random.Random, fonts: tuple[str, ...]) -> MarkChoice:
     """One mark's choices, over the ranges training draws from (`training.marks.MarkBeside`)."""
-    suffix = rng.random() < 0.75
+    suffix = rng.random() < SUFFIX_SHARE
     return MarkChoice(
         text=rng.choice(SUFFIXES if suffix else PREFIXES),
         font_path=rng.choice(fonts),
         suffix=suffix,
-        height=rng.uniform(0.55, 1.0),
-        gap=rng.uniform(0.1, 0.6),
-        blur=rng.uniform(0.0, 0.1),
+        height=rng.uniform(HEIGHT[0], HEIGHT[0] + HEIGHT[1]),
+        gap=rng.uniform(GAP[0], GAP[0] + GAP[1]),
+        blur=rng.uniform(0.0, BLUR_MAX),
     )
 
 

@@ -25,6 +25,11 @@ from training.synth import SYMBOL_FONTS
 SUFFIXES = ("A", "B", "C", "D", "E", "F", "G", "H", "a", "b", "c", "d", "e", "f", "BIS", "TER")
 PREFIXES = ("N°", "No", "#")
 GLYPH_PX = 64  # marks are drawn at this size, then scaled to the digits' height
+# The ranges a mark is drawn from, shared by training (`MarkBeside`) and benchmarks/bench_marks.py:
+SUFFIX_SHARE = 0.75  # after the number this often, else before it
+HEIGHT = (0.55, 0.45)  # ink height as a share of the digits' median height: lowest, then the range's width
+GAP = (0.1, 0.5)  # gap to the number as a share of the next digit's width: lowest, width
+BLUR_MAX = 0.1  # Gaussian sigma as a share of the digits' height, drawn from [0, BLUR_MAX]
 
 
 def mark_fonts(family: str = "DejaVu") -> tuple[str, ...]:
@@ -104,10 +109,9 @@ def paste_mark(image: torch.Tensor, boxes: torch.Tensor, choice: MarkChoice) -> 
     gap = choice.gap * float(ref[2] - ref[0])
     left = round(float(ref[2]) + gap) if choice.suffix else round(float(ref[0]) - gap) - mark_w
     top = round(float(ref[3])) - mark_h
-    height, width = image.shape[-2:]
-    if left < 0 or top < 0 or left + mark_w > width or top + mark_h > height:
-        return None
     right, bottom = left + mark_w, top + mark_h
+    if left < 0 or top < 0 or right > image.shape[-1] or bottom > image.shape[-2]:
+        return None
     alpha = F.resize(glyph[None], [mark_h, mark_w], antialias=True).clamp(0, 1)
     sigma = choice.blur * digit_height
     if sigma >= 0.3:
@@ -123,7 +127,8 @@ def paste_mark(image: torch.Tensor, boxes: torch.Tensor, choice: MarkChoice) -> 
 class MarkBeside:
     """With probability `p`, a letter or mark (`SUFFIXES` after the number three times in four, else
     `PREFIXES` before it) in one of `fonts`, 0.55-1.0 of the digits' height, 0.1-0.6 of a digit's
-    width away, blurred by up to a tenth of the digits' height. Leaves the image as it is where the
+    width away, blurred by up to a tenth of the digits' height (`SUFFIX_SHARE`, `HEIGHT`, `GAP`,
+    `BLUR_MAX`). Leaves the image as it is where the
     mark does not fit (`paste_mark`). Draws nothing when `p` is 0."""
 
     def __init__(self, p: float, fonts: tuple[str, ...]) -> None:
@@ -136,15 +141,15 @@ class MarkBeside:
     def draw(self) -> MarkChoice:
         """One mark's choices, from torch's global generator."""
         u = torch.rand(6).tolist()
-        suffix = u[0] < 0.75
+        suffix = u[0] < SUFFIX_SHARE
         texts = SUFFIXES if suffix else PREFIXES
         return MarkChoice(
             text=texts[min(int(u[1] * len(texts)), len(texts) - 1)],
             font_path=self.fonts[min(int(u[2] * len(self.fonts)), len(self.fonts) - 1)],
             suffix=suffix,
-            height=0.55 + 0.45 * u[3],
-            gap=0.1 + 0.5 * u[4],
-            blur=0.1 * u[5],
+            height=HEIGHT[0] + HEIGHT[1] * u[3],
+            gap=GAP[0] + GAP[1] * u[4],
+            blur=BLUR_MAX * u[5],
         )
 
     def __call__(self, image: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
