@@ -61,7 +61,10 @@ class TrainConfig:
     # bfloat16 autocast for the training step on the CPU (validation loss stays float32): ~1.5 x the
     # images/s on a host with AMX (experiment 117); without AMX slower than float32 (stop 57's check)
     cpu_bf16: bool = False
-    freeze_backbone: bool = False
+    freeze_backbone: bool = False  # the ResNet body's weights and BatchNorm statistics stay as loaded
+    # module-name prefixes of the detector whose weights and BatchNorm statistics stay as loaded, e.g.
+    # ["backbone", "rpn"] trains the box head alone (`training.train.freeze`)
+    freeze: tuple[str, ...] = ()
     grad_clip: float = 10.0  # max global grad norm; 0 disables
     seed: int = 0
     device: str = "auto"

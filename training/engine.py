@@ -71,6 +71,7 @@ def train_one_epoch(
     `cpu_bf16` (`autocast_dtype`); losses, gradients and weights stay float32."""
     dtype = autocast_dtype(device, cuda_amp=scaler is not None, cpu_bf16=cpu_bf16)
     model.train()
+    hold_frozen_batchnorm(model)
     totals: dict[str, float] = {}
     steps = images_seen = 0
     start = time.perf_counter()
@@ -126,6 +127,19 @@ def _backward_step(
         scaler.update()
     else:
         optimizer.step()
+
+
+def hold_frozen_batchnorm(model: nn.Module) -> int:
+    """Put every BatchNorm whose scale does not train (`requires_grad` False: a frozen part, see
+    `training.train.freeze`) in eval mode, so that training normalises with, and keeps, the running
+    statistics it was loaded with; call after `model.train()`. Returns how many were held."""
+    held = 0
+    for module in model.modules():
+        is_norm = isinstance(module, nn.modules.batchnorm._BatchNorm) and module.weight is not None
+        if is_norm and not module.weight.requires_grad:
+            module.eval()
+            held += 1
+    return held
 
 
 @contextlib.contextmanager

@@ -243,10 +243,35 @@ def build_model(config: TrainConfig, device: torch.device, *, initialise: bool =
         if config.new_blocks == "identity":
             started = identity_new_blocks(model, set(fitting))
             log.info("%d new residual blocks start as the identity: %s", len(started), ", ".join(started))
-    if config.freeze_backbone:
-        for parameter in model.backbone.body.parameters():
-            parameter.requires_grad_(False)
+    prefixes = (("backbone.body",) if config.freeze_backbone else ()) + tuple(config.freeze)
+    if prefixes:
+        frozen = freeze(model, prefixes)
+        total = sum(1 for _ in model.parameters())
+        log.info("frozen: %d of %d parameter tensors (%s)", len(frozen), total, ", ".join(prefixes))
     return model.to(device)
+
+
+def freeze(model: nn.Module, prefixes: Sequence[str]) -> list[str]:
+    """Stop every parameter whose name starts with one of `prefixes` (a module name, e.g. "rpn" or
+    "backbone.body", matched whole: "rpn" is not "rpnx") from training. Returns the names frozen.
+
+    Their BatchNorm statistics stay as loaded too: `training.engine.train_one_epoch` holds a
+    BatchNorm whose weights do not train in eval mode. A prefix that names no parameter raises
+    ValueError: a typo must not quietly train the whole detector.
+    """
+    frozen: list[str] = []
+    for prefix in prefixes:
+        hits = [
+            (name, parameter)
+            for name, parameter in model.named_parameters()
+            if name == prefix or name.startswith(prefix + ".")
+        ]
+        if not hits:
+            raise ValueError(f"freeze: no parameter of the detector is under {prefix!r}")
+        for name, parameter in hits:
+            parameter.requires_grad_(False)
+            frozen.append(name)
+    return frozen
 
 
 def make_schedule(

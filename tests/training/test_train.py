@@ -5,16 +5,19 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch.utils.data import DataLoader
 
 from models.checkpoint import CheckpointError, read_weights, save_checkpoint, sha256_file
 from models.detector import DETECTOR_PRESETS, build_detector
 from tests.helpers import randomise_batchnorm
 from training.config import TRAIN_PRESETS, load_config
-from training.data import DataError, ImageRecord
+from training.data import DataError, ImageRecord, Target, collate
 from training.distributed import DistInfo
+from training.engine import train_one_epoch
 from training.mosaic import MosaicDataset
 from training.train import (
     build_model,
+    freeze,
     identity_new_blocks,
     load_splits,
     make_loaders,
@@ -183,3 +186,56 @@ def test_a_model_built_for_resuming_does_not_read_its_start(tmp_path: Path) -> N
     with pytest.raises(CheckpointError, match="gone"):
         build_model(config, torch.device("cpu"))
     assert build_model(config, torch.device("cpu"), initialise=False) is not None
+
+
+def _two_image_loader() -> DataLoader[tuple[torch.Tensor, Target]]:
+    """Two 96 x 160 noise images with one digit box each ([x1, y1, x2, y2] pixels)."""
+    generator = torch.Generator().manual_seed(0)
+    samples = [
+        (
+            torch.rand(3, 96, 160, generator=generator),
+            {"boxes": torch.tensor([[40.0, 20.0, 70.0, 80.0]]), "labels": torch.tensor([3 + i])},
+        )
+        for i in range(2)
+    ]
+    return DataLoader(samples, batch_size=2, collate_fn=collate)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("config_changes", "frozen", "trained"),
+    [
+        ({"freeze": ("backbone", "rpn")}, ("backbone.", "rpn."), ("roi_heads.",)),
+        ({"freeze_backbone": True}, ("backbone.body.",), ("backbone.fpn.", "rpn.", "roi_heads.")),
+    ],
+)
+def test_frozen_parts_keep_their_weights_and_batchnorm_statistics(
+    config_changes: dict[str, object], frozen: tuple[str, ...], trained: tuple[str, ...]
+) -> None:
+    torch.manual_seed(0)
+    config = replace(load_config("fast"), **config_changes)  # type: ignore[arg-type]
+    model = build_model(config, torch.device("cpu"))
+    randomise_batchnorm(model)  # running statistics a training batch would move
+    before = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.05, momentum=0.9)
+    for epoch in (1, 2):
+        train_one_epoch(
+            model, optimizer, _two_image_loader(), torch.device("cpu"), epoch=epoch, show_progress=False
+        )
+    after = model.state_dict()
+    stayed = [k for k in before if k.startswith(frozen)]
+    moved = [k for k in before if k.startswith(trained) and not k.endswith("num_batches_tracked")]
+    assert stayed and moved
+    assert all(torch.equal(before[k], after[k]) for k in stayed)  # weights and BatchNorm buffers
+    changed = {k for k in moved if not torch.equal(before[k], after[k])}
+    assert any(k.endswith("weight") for k in changed)
+    # The trainable BatchNorms still learn their statistics (the FPN's, when only the body is frozen).
+    if "backbone.fpn." in trained:
+        assert any(k.startswith("backbone.fpn.") and k.endswith("running_mean") for k in changed)
+
+
+def test_freeze_matches_whole_module_names_and_refuses_a_prefix_that_names_nothing() -> None:
+    model = torch.nn.ModuleDict({"rpn": torch.nn.Linear(2, 2), "rpnx": torch.nn.Linear(2, 2)})
+    assert freeze(model, ["rpn"]) == ["rpn.weight", "rpn.bias"]
+    assert model["rpnx"].weight.requires_grad and not model["rpn"].weight.requires_grad
+    with pytest.raises(ValueError, match="'roi_head'"):
+        freeze(model, ["roi_head"])
