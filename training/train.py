@@ -271,7 +271,7 @@ def freeze(model: nn.Module, prefixes: Sequence[str]) -> list[str]:
         for name, parameter in hits:
             parameter.requires_grad_(False)
             frozen.append(name)
-    return frozen
+    return list(dict.fromkeys(frozen))  # "backbone" and "backbone.body" together name each once
 
 
 def make_schedule(

@@ -235,7 +235,7 @@ def test_frozen_parts_keep_their_weights_and_batchnorm_statistics(
 
 def test_freeze_matches_whole_module_names_and_refuses_a_prefix_that_names_nothing() -> None:
     model = torch.nn.ModuleDict({"rpn": torch.nn.Linear(2, 2), "rpnx": torch.nn.Linear(2, 2)})
-    assert freeze(model, ["rpn"]) == ["rpn.weight", "rpn.bias"]
+    assert freeze(model, ["rpn"]) == ["rpn.weight", "rpn.bias"] == freeze(model, ["rpn", "rpn.bias"])
     assert model["rpnx"].weight.requires_grad and not model["rpn"].weight.requires_grad
     with pytest.raises(ValueError, match="'roi_head'"):
         freeze(model, ["roi_head"])
