@@ -15,6 +15,7 @@ metadata; `--data` points at another copy of the data.
 from __future__ import annotations
 
 import argparse
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -34,6 +35,8 @@ from training.transforms import TrainTransforms
 
 # detector settings that steer inference only (`training.export --test-proposals` sets one): checkpoints
 # that differ in these alone hold weights of one architecture, such as a run's and the shipped model's
+log = logging.getLogger(__name__)
+
 INFERENCE_ONLY = (
     "rpn_pre_nms_top_n_test",
     "rpn_post_nms_top_n_test",
@@ -65,8 +68,9 @@ def one_architecture(detectors: Sequence[DetectorConfig]) -> bool:
 
 
 def average_state_dicts(states: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """The element-wise mean of floating-point tensors; other tensors (BatchNorm's batch counters) are
-    taken from the last state. All states must hold the same keys and shapes; raises ValueError."""
+    """The element-wise mean of floating-point tensors; a tensor every state holds alike, and tensors
+    that are not floating point (BatchNorm's batch counters), are taken from the last state unchanged.
+    All states must hold the same keys and shapes; raises ValueError."""
     if not states:
         raise ValueError("nothing to average")
     last = states[-1]
@@ -76,7 +80,7 @@ def average_state_dicts(states: Sequence[dict[str, torch.Tensor]]) -> dict[str, 
     for key, tensor in last.items():
         if any(state[key].shape != tensor.shape for state in states):
             raise ValueError(f"checkpoints differ in the shape of {key!r}: not one architecture")
-        if tensor.is_floating_point():
+        if tensor.is_floating_point() and not all(torch.equal(state[key], tensor) for state in states):
             averaged[key] = torch.stack([state[key].float() for state in states]).mean(0).to(tensor.dtype)
         else:
             averaged[key] = tensor.clone()
@@ -133,21 +137,39 @@ def training_batches(config: TrainConfig, limit: int) -> Iterable[list[torch.Ten
         yield images
 
 
+def same_backbone(states: Sequence[dict[str, torch.Tensor]]) -> bool:
+    """Whether every state holds the same backbone tensors (weights and BatchNorm statistics), as runs
+    that trained only the heads from one start do (`freeze: [backbone, ...]`). Every BatchNorm of the
+    detector is in its backbone, so their average then has the backbone's statistics already."""
+    last = states[-1]
+    return all(
+        torch.equal(state[key], tensor)
+        for state in states
+        for key, tensor in last.items()
+        if key.startswith("backbone.")
+    )
+
+
 def average_checkpoints(
     sources: Sequence[Path], out: Path, data_root: str | None, bn_images: int, dtype: str
 ) -> Path:
-    """Average `sources` into a checkpoint at `out`, BatchNorm re-estimated; metadata (inference
-    settings included) from the last."""
+    """Average `sources` into a checkpoint at `out`, BatchNorm re-estimated (unless they share one
+    backbone, `same_backbone`); metadata (inference settings included) from the last."""
     loaded = [load_checkpoint(source) for source in sources]
     model, meta = loaded[-1]
     if not one_architecture([other.detector for _, other in loaded]):
         raise ValueError("the checkpoints have different architectures")
-    model.load_state_dict(average_state_dicts([m.state_dict() for m, _ in loaded]))
+    states = [m.state_dict() for m, _ in loaded]
+    model.load_state_dict(average_state_dicts(states))
     config = config_from_dict(meta.training)
     if data_root:
         config = replace(config, data=replace(config.data, root=data_root))
-    seen = recompute_batchnorm(model, training_batches(config, bn_images))
-    averaged = {"sources": [str(s) for s in sources], "batchnorm_images": seen}
+    seen = 0
+    if same_backbone(states):
+        log.info("the checkpoints share one backbone: its BatchNorm statistics kept")
+    else:
+        seen = recompute_batchnorm(model, training_batches(config, bn_images))
+    averaged = {"sources": [str(s) for s in sources], "batchnorm_images": seen}  # 0: kept
     return save_checkpoint_like(out, model, meta, metrics={"averaged": averaged}, dtype=dtype)
 
 
@@ -159,6 +181,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
     p.add_argument("--bn-images", type=int, default=0, help="training images for BatchNorm (0 = all)")
     p.add_argument("--dtype", choices=list(WEIGHT_DTYPES), default="float32")
     args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     folder = average_checkpoints(args.checkpoints, args.out, args.data, args.bn_images, args.dtype)
     print(f"wrote {folder}: the average of {len(args.checkpoints)} checkpoints")
     return folder

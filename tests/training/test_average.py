@@ -4,8 +4,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from models.checkpoint import load_checkpoint, read_checkpoint_meta
+from models.checkpoint import load_checkpoint, read_checkpoint_meta, save_checkpoint
 from models.detector import DETECTOR_PRESETS, build_detector
+from tests.helpers import randomise_batchnorm
 from training import average
 from training.config import TRAIN_PRESETS
 
@@ -134,3 +135,36 @@ def test_average_command_writes_the_mean_checkpoint(
     weights = [load_checkpoint(s)[0].state_dict()[key] for s in sources]
     averaged, _ = load_checkpoint(out)
     assert torch.allclose(averaged.state_dict()[key], (weights[0] + weights[1]) / 2)
+
+
+def test_average_state_dicts_keeps_a_tensor_every_state_shares_exactly() -> None:
+    shared = torch.tensor([0.1, 0.3, 0.9])  # a mean of seven copies of these rounds off in float32
+    states = [{"w": shared.clone(), "v": torch.tensor([float(i)])} for i in range(7)]
+    out = average.average_state_dicts(states)
+    assert torch.equal(out["w"], shared)
+    assert torch.equal(out["v"], torch.tensor([3.0]))
+
+
+def test_runs_that_trained_only_the_heads_average_without_new_batchnorm_statistics(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    detector = DETECTOR_PRESETS["fast"]
+    model = build_detector(detector).eval()
+    randomise_batchnorm(model)
+    save_checkpoint(tmp_path / "a", model, detector, training=asdict(TRAIN_PRESETS["fast"]))
+    with torch.no_grad():
+        model.roi_heads.box_predictor.cls_score.weight.add_(1.0)
+    save_checkpoint(tmp_path / "b", model, detector, training=asdict(TRAIN_PRESETS["fast"]))
+    states = [load_checkpoint(tmp_path / s)[0].state_dict() for s in ("a", "b")]
+    assert average.same_backbone(states)
+    # No data: re-estimating the statistics would need the training images, and must not be tried.
+    out = average.average_checkpoints(
+        [tmp_path / "a", tmp_path / "b"], tmp_path / "avg", str(tmp_path / "no-data"), 0, "float32"
+    )
+    averaged = load_checkpoint(out)[0].state_dict()
+    assert read_checkpoint_meta(out).metrics["averaged"]["batchnorm_images"] == 0
+    assert all(torch.equal(averaged[k], v) for k, v in states[0].items() if k.startswith("backbone."))
+    key = "roi_heads.box_predictor.cls_score.weight"
+    assert torch.allclose(averaged[key], states[0][key] + 0.5)
+    # One backbone tensor apart, and the statistics must be measured again.
+    states[1]["backbone.fpn.inner_blocks.0.1.running_mean"] += 1.0
+    assert not average.same_backbone(states)
