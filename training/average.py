@@ -8,8 +8,10 @@ shipped model's 30 region proposals, or training only, such as the box head's Io
 training image sizes (`TRAINING_ONLY`), may differ, and the last checkpoint's are kept. Parameters are
 averaged; BatchNorm statistics of averaged weights are not the average of the statistics, so they are
 re-estimated with forward passes over the training images (with the run's augmentations, as the
-statistics were gathered in training). The training config and data come from the last checkpoint's
-metadata; `--data` points at another copy of the data.
+statistics were gathered in training), except where every checkpoint holds the same backbone (runs that
+trained only the heads from one start, `freeze: [backbone, rpn]`): its statistics hold for the average as
+they are. The training config and data come from the last checkpoint's metadata; `--data` points at
+another copy of the data.
 """
 
 from __future__ import annotations
@@ -33,10 +35,10 @@ from training.data import DigitDataset, collate
 from training.train import load_train_records, seed_everything
 from training.transforms import TrainTransforms
 
-# detector settings that steer inference only (`training.export --test-proposals` sets one): checkpoints
-# that differ in these alone hold weights of one architecture, such as a run's and the shipped model's
 log = logging.getLogger(__name__)
 
+# detector settings that steer inference only (`training.export --test-proposals` sets one): checkpoints
+# that differ in these alone hold weights of one architecture, such as a run's and the shipped model's
 INFERENCE_ONLY = (
     "rpn_pre_nms_top_n_test",
     "rpn_post_nms_top_n_test",
@@ -160,12 +162,15 @@ def average_checkpoints(
     if not one_architecture([other.detector for _, other in loaded]):
         raise ValueError("the checkpoints have different architectures")
     states = [m.state_dict() for m, _ in loaded]
+    shared = same_backbone(
+        states
+    )  # before the average is loaded into the last model, whose tensors these are
     model.load_state_dict(average_state_dicts(states))
     config = config_from_dict(meta.training)
     if data_root:
         config = replace(config, data=replace(config.data, root=data_root))
     seen = 0
-    if same_backbone(states):
+    if shared:
         log.info("the checkpoints share one backbone: its BatchNorm statistics kept")
     else:
         seen = recompute_batchnorm(model, training_batches(config, bn_images))
