@@ -162,9 +162,8 @@ def average_checkpoints(
     if not one_architecture([other.detector for _, other in loaded]):
         raise ValueError("the checkpoints have different architectures")
     states = [m.state_dict() for m, _ in loaded]
-    shared = same_backbone(
-        states
-    )  # before the average is loaded into the last model, whose tensors these are
+    # read before the average is loaded into the last model, whose tensors `states[-1]` holds
+    shared = same_backbone(states)
     model.load_state_dict(average_state_dicts(states))
     config = config_from_dict(meta.training)
     if data_root:
