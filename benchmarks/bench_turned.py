@@ -35,7 +35,7 @@ DATA = REPO.parent / "shared" / "data" / "svhn-hw2"
 
 def read(predictor: Predictor, photo: Image.Image) -> int:
     """The number `predictor` reads in `photo` (RGB); -1 for none."""
-    return predictor.assemble(predictor.detect([np.asarray(photo)])[0].sites).value
+    return predictor.assemble(predictor.detect([np.array(photo)])[0].sites).value
 
 
 def main(argv: list[str] | None = None) -> None:
