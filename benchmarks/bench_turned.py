@@ -1,15 +1,18 @@
 """How well the service reads a house number photographed turned a few degrees.
 
-    python benchmarks/bench_turned.py [--checkpoint DIR] [--images 807] [--degrees 4 8 12]
+    python benchmarks/bench_turned.py [--checkpoint DIR [DIR ...]] [--names NAME ...] [--images 807] \
+        [--degrees 4 8 12] [--plot turned.png]
 
 Each validation photo is read upright, turned (`training.turned.turn_photo`: counter-clockwise for even
 image ids, clockwise for odd, on a canvas grown to hold all of it, the uncovered corners in the photo's
 mean colour) and upright on that same canvas (`training.turned.frame_alike`), so that what the turn
 costs can be told from what the larger frame costs: a photo turned 8 degrees is ~1.3 x as high, and its
-digits fill that much less of it. For each angle it prints how many numbers `Predictor.detect` and the
-number assembly read right (the rule of `training.evaluate`: the whole number, as an integer) each
-way, and how many right upright readings the turn breaks and wrong ones it mends. Needs
-../shared/data/svhn-hw2; the checkpoint is the shipped one unless `--checkpoint` says otherwise.
+digits fill that much less of it. For each checkpoint and angle it prints how many numbers
+`Predictor.detect` and the number assembly read right (the rule of `training.evaluate`: the whole
+number, as an integer) each way, and how many right upright readings the turn breaks and wrong ones it
+mends; `--plot` draws the counts against the angle, one colour per checkpoint
+(`training.plots.plot_turned`). Needs ../shared/data/svhn-hw2; the checkpoint is the shipped one
+unless `--checkpoint` says otherwise.
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ sys.path.insert(0, str(REPO))
 
 from service.config import SHIPPED_CHECKPOINT  # noqa: E402
 from service.predictor import Predictor  # noqa: E402
-from training.data import load_coco_split  # noqa: E402
+from training.data import ImageRecord, load_coco_split  # noqa: E402
+from training.plots import plot_turned  # noqa: E402
 from training.turned import frame_alike, signed_turn, turn_photo  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "svhn-hw2"
@@ -38,35 +42,53 @@ def read(predictor: Predictor, photo: Image.Image) -> int:
     return predictor.assemble(predictor.detect([np.array(photo)])[0].sites).value
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", type=Path, default=SHIPPED_CHECKPOINT)
-    p.add_argument("--images", type=int, default=807)
-    p.add_argument("--degrees", type=float, nargs="+", default=[4.0, 8.0, 12.0])
-    args = p.parse_args(argv)
-    if not (DATA / "valid.json").is_file():
-        sys.exit(f"needs the real validation split in {DATA}")
-    torch.set_num_threads(min(2, torch.get_num_threads()))
-    records = load_coco_split(DATA / "valid", DATA / "valid.json")[0][: args.images]
-    predictor = Predictor.load(args.checkpoint, torch.device("cpu"))
-    predictor.warm_up()
-    photos = [Image.open(record.path).convert("RGB") for record in records]
+def measure(
+    predictor: Predictor, photos: list[Image.Image], records: list[ImageRecord], degrees: list[float]
+) -> dict[float, tuple[int, int]]:
+    """{0 and each of `degrees`: (numbers read right turned, read right upright framed alike)},
+    printing a row per angle."""
     upright = [read(predictor, photo) == record.number for photo, record in zip(photos, records, strict=True)]
-    print(f"{len(records)} validation photos, {args.checkpoint}, CPU, {torch.get_num_threads()} threads")
+    counts = {0.0: (sum(upright), sum(upright))}
     print(f"read right upright: {sum(upright)}")
     print("degrees  turned  framed alike, upright  turned: breaks  mends")
-    for degrees in args.degrees:
+    for angle in degrees:
         turned_right = framed_right = broken = mended = 0
         for photo, record, was_right in zip(photos, records, upright, strict=True):
-            turned = turn_photo(photo, signed_turn(record.image_id, degrees))
+            turned = turn_photo(photo, signed_turn(record.image_id, angle))
             is_right = read(predictor, turned) == record.number
             framed_right += read(predictor, frame_alike(photo, turned.size)) == record.number
             turned_right += is_right
             broken += was_right and not is_right
             mended += is_right and not was_right
-        print(
-            f"{degrees:>7.1f}  {turned_right:>6}  {framed_right:>21}  {broken:>14}  {mended:>5}", flush=True
-        )
+        counts[angle] = (turned_right, framed_right)
+        print(f"{angle:>7.1f}  {turned_right:>6}  {framed_right:>21}  {broken:>14}  {mended:>5}", flush=True)
+    return counts
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", type=Path, nargs="+", default=[SHIPPED_CHECKPOINT])
+    p.add_argument("--names", nargs="+", help="one per checkpoint, for the plot (default: folder names)")
+    p.add_argument("--images", type=int, default=807)
+    p.add_argument("--degrees", type=float, nargs="+", default=[4.0, 8.0, 12.0])
+    p.add_argument("--plot", type=Path, help="write the counts against the angle to this PNG")
+    args = p.parse_args(argv)
+    names = args.names or [path.name for path in args.checkpoint]
+    if len(names) != len(args.checkpoint):
+        p.error(f"{len(names)} names for {len(args.checkpoint)} checkpoints")
+    if not (DATA / "valid.json").is_file():
+        sys.exit(f"needs the real validation split in {DATA}")
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    records = load_coco_split(DATA / "valid", DATA / "valid.json")[0][: args.images]
+    photos = [Image.open(record.path).convert("RGB") for record in records]
+    results = {}
+    for name, checkpoint in zip(names, args.checkpoint, strict=True):
+        predictor = Predictor.load(checkpoint, torch.device("cpu"))
+        predictor.warm_up()
+        print(f"{len(records)} validation photos, {checkpoint}, CPU, {torch.get_num_threads()} threads")
+        results[name] = measure(predictor, photos, records, args.degrees)
+    if args.plot:
+        print(f"wrote {plot_turned(results, len(records), args.plot)}")
 
 
 if __name__ == "__main__":

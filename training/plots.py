@@ -83,6 +83,34 @@ def plot_run_comparison(
     return _save(run_comparison_figure(runs, metrics), path)
 
 
+def turned_figure(results: Mapping[str, Mapping[float, tuple[int, int]]], photos: int) -> Figure:
+    """Numbers read right against the turn (`benchmarks/bench_turned.py`), one colour per checkpoint
+    (name -> {degrees: (read right turned, read right upright on the same canvas)}): a solid line for
+    the turned photos, a dashed one for the upright photos framed alike, out of `photos`."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.0))
+    for name, counts in results.items():
+        degrees = sorted(counts)
+        turned = ax.plot(degrees, [counts[d][0] for d in degrees], marker="o", label=f"{name}: turned")
+        ax.plot(
+            degrees,
+            [counts[d][1] for d in degrees],
+            marker="s",
+            linestyle="--",
+            color=turned[0].get_color(),
+            label=f"{name}: upright, framed alike",
+        )
+    ax.set(xlabel="turn (degrees)", ylabel=f"numbers read right (of {photos})", title="Turned photos")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_turned(results: Mapping[str, Mapping[float, tuple[int, int]]], photos: int, path: Path) -> Path:
+    """`turned_figure` written to `path` as a PNG."""
+    return _save(turned_figure(results, photos), path)
+
+
 def plot_confusion_matrix(matrix: np.ndarray, path: Path, title: str) -> Path:
     """11 x 11 counts (digits then none/missed) as a heat map with row-normalised colours."""
     names = [*DIGIT_NAMES, "none"]

@@ -14,7 +14,9 @@ from training.plots import (
     plot_confidence,
     plot_loss_curves,
     plot_run_comparison,
+    plot_turned,
     run_comparison_figure,
+    turned_figure,
 )
 
 
@@ -89,4 +91,28 @@ def test_confidence_figure_draws_only_the_bins_with_images_and_every_coverage() 
 
 def test_plot_confidence_writes_a_png(tmp_path: Path) -> None:
     path = plot_confidence(_report(), tmp_path / "confidence.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_turned_figure_draws_a_turned_and_a_framed_line_per_checkpoint_in_one_colour() -> None:
+    results = {"a": {0.0: (10, 10), 8.0: (7, 9)}, "b": {8.0: (8, 9), 0.0: (10, 10), 4.0: (9, 10)}}
+    fig = turned_figure(results, 12)
+    try:
+        lines = fig.axes[0].get_lines()
+        assert [line.get_label() for line in lines] == [
+            "a: turned",
+            "a: upright, framed alike",
+            "b: turned",
+            "b: upright, framed alike",
+        ]
+        assert list(lines[2].get_xdata()) == [0.0, 4.0, 8.0] and list(lines[2].get_ydata()) == [10, 9, 8]
+        assert list(lines[3].get_ydata()) == [10, 10, 9]
+        assert lines[0].get_color() == lines[1].get_color() != lines[2].get_color()
+        assert "of 12" in fig.axes[0].get_ylabel()
+    finally:
+        plt.close(fig)
+
+
+def test_plot_turned_writes_a_png(tmp_path: Path) -> None:
+    path = plot_turned({"a": {0.0: (3, 3), 12.0: (1, 2)}}, 4, tmp_path / "turned.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
