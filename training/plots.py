@@ -3,7 +3,7 @@ matrix, and how far the number's confidence can be trusted."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +109,47 @@ def turned_figure(results: Mapping[str, Mapping[float, tuple[int, int]]], photos
 def plot_turned(results: Mapping[str, Mapping[float, tuple[int, int]]], photos: int, path: Path) -> Path:
     """`turned_figure` written to `path` as a PNG."""
     return _save(turned_figure(results, photos), path)
+
+
+def quality_figure(
+    results: Mapping[str, Mapping[str, Mapping[float, int]]],
+    labels: Mapping[str, str],
+    photos: int,
+    falling: Collection[str] = (),
+) -> Figure:
+    """Numbers read right in poorer photos (`benchmarks/bench_quality.py`): one panel per kind of harm
+    in `labels` (kind -> what its level is, the x axis), one line per checkpoint in the same colour in
+    every panel (name -> {kind: {level: read right}}, the level that leaves a photo as it is included),
+    out of `photos`. The kinds in `falling` harm more as their level falls (a JPEG quality, a scale):
+    their axes are inverted, so that every panel runs from the photo as it is to the worst."""
+    kinds = list(labels)
+    fig, axes = plt.subplots(1, len(kinds), figsize=(3.4 * len(kinds), 3.6), sharey=True, squeeze=False)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, kind in zip(axes[0], kinds, strict=True):
+        for i, (name, by_kind) in enumerate(results.items()):
+            counts = by_kind.get(kind, {})
+            levels = sorted(counts)
+            ax.plot(
+                levels, [counts[v] for v in levels], marker="o", color=colours[i % len(colours)], label=name
+            )
+        if kind in falling:
+            ax.invert_xaxis()
+        ax.set(xlabel=labels[kind], title=kind)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(f"numbers read right (of {photos})")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_quality(
+    results: Mapping[str, Mapping[str, Mapping[float, int]]],
+    labels: Mapping[str, str],
+    photos: int,
+    path: Path,
+) -> Path:
+    """`quality_figure` written to `path` as a PNG."""
+    return _save(quality_figure(results, labels, photos), path)
 
 
 def plot_confusion_matrix(matrix: np.ndarray, path: Path, title: str) -> Path:

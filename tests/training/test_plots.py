@@ -13,8 +13,10 @@ from training.plots import (
     loss_curves_figure,
     plot_confidence,
     plot_loss_curves,
+    plot_quality,
     plot_run_comparison,
     plot_turned,
+    quality_figure,
     run_comparison_figure,
     turned_figure,
 )
@@ -115,4 +117,30 @@ def test_turned_figure_draws_a_turned_and_a_framed_line_per_checkpoint_in_one_co
 
 def test_plot_turned_writes_a_png(tmp_path: Path) -> None:
     path = plot_turned({"a": {0.0: (3, 3), 12.0: (1, 2)}}, 4, tmp_path / "turned.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_quality_figure_draws_a_panel_per_kind_and_a_line_per_checkpoint_in_one_colour_throughout() -> None:
+    results = {
+        "a": {"jpeg": {100.0: 10, 50.0: 9, 10.0: 4}, "blur": {0.0: 10, 1.0: 8}},
+        "b": {"jpeg": {10.0: 5, 100.0: 11}, "blur": {1.0: 7, 0.0: 11}},
+    }
+    fig = quality_figure(
+        results, {"jpeg": "JPEG quality", "blur": "Gaussian blur (px)"}, 12, falling={"jpeg"}
+    )
+    try:
+        ax_jpeg, ax_blur = fig.axes
+        assert [ax.get_title() for ax in fig.axes] == ["jpeg", "blur"]
+        a_jpeg, b_jpeg = ax_jpeg.get_lines()
+        assert list(a_jpeg.get_xdata()) == [10.0, 50.0, 100.0] and list(a_jpeg.get_ydata()) == [4, 9, 10]
+        assert list(ax_blur.get_lines()[1].get_ydata()) == [11, 7]
+        assert a_jpeg.get_color() == ax_blur.get_lines()[0].get_color() != b_jpeg.get_color()
+        assert ax_jpeg.xaxis_inverted() and not ax_blur.xaxis_inverted()
+        assert "of 12" in ax_jpeg.get_ylabel() and ax_blur.get_xlabel() == "Gaussian blur (px)"
+    finally:
+        plt.close(fig)
+
+
+def test_plot_quality_writes_a_png(tmp_path: Path) -> None:
+    path = plot_quality({"a": {"noise": {0.0: 3, 20.0: 2}}}, {"noise": "grain"}, 4, tmp_path / "quality.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,113 @@
+"""How well the service reads a house number from a poor photo: compressed, far away, blurred or grainy.
+
+    python benchmarks/bench_quality.py [--checkpoint DIR [DIR ...]] [--names NAME ...] [--images 807] \
+        [--jpeg 75 50 30 20 10] [--shrink 0.7 0.5 0.35 0.25] [--blur 0.5 1 1.5 2] [--noise 8 16 24 32] \
+        [--plot quality.png]
+
+Each validation photo is read as it is and made worse by each kind of `training.degrade` at each level
+(an empty list leaves a kind out): saved as a JPEG of that quality; shrunk to that scale (the number
+photographed from farther away; the median labelled digit height at each scale is printed); under a
+Gaussian blur of that radius in px; with Gaussian grain of that standard deviation in grey levels,
+drawn from the photo's id. For each checkpoint, kind and level it prints how many numbers
+`Predictor.detect` and the number assembly read right (the rule of `training.evaluate`: the whole
+number, as an integer), and how many right readings of the photo as it is the harm breaks and wrong
+ones it mends; `--plot` draws the counts against the level, a panel per kind
+(`training.plots.plot_quality`). Needs ../shared/data/svhn-hw2; the checkpoint is the shipped one
+unless `--checkpoint` says otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from service.config import SHIPPED_CHECKPOINT  # noqa: E402
+from service.predictor import Predictor  # noqa: E402
+from training.data import ImageRecord, load_coco_split  # noqa: E402
+from training.degrade import KINDS, degrade  # noqa: E402
+from training.plots import plot_quality  # noqa: E402
+
+DATA = REPO.parent / "shared" / "data" / "svhn-hw2"
+LEVELS: dict[str, list[float]] = {
+    "jpeg": [75, 50, 30, 20, 10],
+    "shrink": [0.7, 0.5, 0.35, 0.25],
+    "blur": [0.5, 1, 1.5, 2],
+    "noise": [8, 16, 24, 32],
+}
+
+
+def read(predictor: Predictor, photo: Image.Image) -> int:
+    """The number `predictor` reads in `photo` (RGB); -1 for none."""
+    return predictor.assemble(predictor.detect([np.array(photo)])[0].sites).value
+
+
+def measure(
+    predictor: Predictor,
+    photos: list[Image.Image],
+    records: list[ImageRecord],
+    levels: dict[str, list[float]],
+) -> dict[str, dict[float, int]]:
+    """{kind: {each of its levels and the level that leaves a photo as it is: numbers read right}},
+    printing a row per level."""
+    clean = [read(predictor, photo) == record.number for photo, record in zip(photos, records, strict=True)]
+    height = statistics.median(b.box_xyxy[3] - b.box_xyxy[1] for record in records for b in record.boxes)
+    print(f"read right as they are: {sum(clean)}; median labelled digit height {height:.0f} px")
+    counts: dict[str, dict[float, int]] = {}
+    for kind, chosen in levels.items():
+        unchanged = KINDS[kind][1]
+        counts[kind] = {unchanged: sum(clean)}
+        print(f"{kind:<7} {KINDS[kind][2]:>20}  read right  breaks  mends")
+        for level in chosen:
+            right = broken = mended = 0
+            for photo, record, was_right in zip(photos, records, clean, strict=True):
+                is_right = read(predictor, degrade(photo, kind, level, seed=record.image_id)) == record.number
+                right += is_right
+                broken += was_right and not is_right
+                mended += is_right and not was_right
+            counts[kind][float(level)] = right
+            note = f"  (digits ~{height * level:.0f} px high)" if kind == "shrink" else ""
+            print(f"{'':<7} {level:>20g}  {right:>10}  {broken:>6}  {mended:>5}{note}", flush=True)
+    return counts
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", type=Path, nargs="+", default=[SHIPPED_CHECKPOINT])
+    p.add_argument("--names", nargs="+", help="one per checkpoint, for the plot (default: folder names)")
+    p.add_argument("--images", type=int, default=807)
+    for kind, default in LEVELS.items():
+        p.add_argument(f"--{kind}", type=float, nargs="*", default=default, help=f"{KINDS[kind][2]} levels")
+    p.add_argument("--plot", type=Path, help="write the counts against the level to this PNG")
+    args = p.parse_args(argv)
+    names = args.names or [path.name for path in args.checkpoint]
+    if len(names) != len(args.checkpoint):
+        p.error(f"{len(names)} names for {len(args.checkpoint)} checkpoints")
+    levels = {kind: getattr(args, kind) for kind in LEVELS if getattr(args, kind)}
+    if not (DATA / "valid.json").is_file():
+        sys.exit(f"needs the real validation split in {DATA}")
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    records = load_coco_split(DATA / "valid", DATA / "valid.json")[0][: args.images]
+    photos = [Image.open(record.path).convert("RGB") for record in records]
+    results = {}
+    for name, checkpoint in zip(names, args.checkpoint, strict=True):
+        predictor = Predictor.load(checkpoint, torch.device("cpu"))
+        predictor.warm_up()
+        print(f"{len(records)} validation photos, {checkpoint}, CPU, {torch.get_num_threads()} threads")
+        results[name] = measure(predictor, photos, records, levels)
+    if args.plot:
+        labels = {kind: KINDS[kind][2] for kind in levels}
+        falling = {kind for kind, chosen in levels.items() if max(chosen) < KINDS[kind][1]}
+        print(f"wrote {plot_quality(results, labels, len(records), args.plot, falling)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+"""training.degrade: photos made worse by JPEG, distance, blur and grain."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from training.degrade import KINDS, blur, degrade, jpeg, noise, shrink
+
+
+def photo() -> Image.Image:
+    """A 40 x 16 photo: a dark vertical bar (a "1") with sharp edges on a light ground."""
+    pixels = np.full((16, 40, 3), 200, dtype=np.uint8)
+    pixels[2:14, 18:22] = 20
+    return Image.fromarray(pixels)
+
+
+def error(a: Image.Image, b: Image.Image) -> float:
+    """Mean absolute difference of two photos of one size, in grey levels."""
+    return float(np.abs(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)).mean())
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_the_level_that_leaves_a_photo_as_it_is_returns_it_pixel_for_pixel(kind: str) -> None:
+    unchanged = KINDS[kind][1]
+    assert np.array_equal(np.asarray(degrade(photo(), kind, unchanged)), np.asarray(photo()))
+
+
+def test_a_lower_jpeg_quality_loses_more_of_the_photo() -> None:
+    errors = [error(jpeg(photo(), q), photo()) for q in (95, 50, 10)]
+    assert jpeg(photo(), 50).size == (40, 16) and jpeg(photo(), 50).mode == "RGB"
+    assert 0 < errors[0] < errors[1] < errors[2]
+
+
+def test_shrink_scales_both_sides_and_keeps_at_least_a_pixel() -> None:
+    assert shrink(photo(), 0.5).size == (20, 8)
+    assert shrink(photo(), 0.3).size == (12, 5)  # 4.8 rounds to 5
+    assert shrink(photo(), 0.01).size == (1, 1)
+    # the bar is still there, dark in the middle column
+    assert np.asarray(shrink(photo(), 0.5))[4, 10].max() < 100
+
+
+def test_blur_spreads_an_edge_more_the_wider_it_is() -> None:
+    edge = [np.asarray(blur(photo(), r))[8, 17, 0] for r in (0.0, 0.5, 1.5)]  # the ground next to the bar
+    assert edge[0] == 200 and edge[0] > edge[1] > edge[2]
+
+
+def test_noise_has_the_asked_spread_and_the_same_seed_gives_the_same_grain() -> None:
+    grey = Image.fromarray(np.full((100, 100, 3), 128, dtype=np.uint8))
+    grained = np.asarray(noise(grey, 10.0, seed=3), dtype=np.float64)
+    assert grained.std() == pytest.approx(10.0, rel=0.05) and grained.mean() == pytest.approx(128, abs=0.5)
+    assert np.array_equal(np.asarray(noise(grey, 10.0, seed=3)), np.asarray(noise(grey, 10.0, seed=3)))
+    assert not np.array_equal(np.asarray(noise(grey, 10.0, seed=3)), np.asarray(noise(grey, 10.0, seed=4)))
+
+
+def test_noise_is_clipped_to_the_grey_levels() -> None:
+    white = Image.fromarray(np.full((50, 50, 3), 250, dtype=np.uint8))
+    grained = np.asarray(noise(white, 40.0, seed=0))
+    assert grained.max() == 255 and (grained == 255).mean() > 0.3  # half the draws exceed 5 grey levels
+
+
+@pytest.mark.parametrize(
+    ("kind", "level"),
+    [("jpeg", 0.0), ("jpeg", 99.0), ("shrink", 0.0), ("shrink", 1.5), ("blur", -1.0), ("noise", -2.0)],
+)
+def test_a_level_out_of_range_is_refused(kind: str, level: float) -> None:
+    with pytest.raises(ValueError):
+        degrade(photo(), kind, level)
+
+
+def test_an_unknown_kind_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match="unknown kind 'fog'"):
+        degrade(photo(), "fog", 1.0)

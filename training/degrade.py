@@ -1,0 +1,86 @@
+"""Photos made worse the ways a phone or a street camera makes them worse: for measuring how well a house
+number is read from a poor photo (`benchmarks/bench_quality.py`).
+
+Each kind takes an RGB photo and a level and returns a new RGB photo; level 0 (or 1 for `shrink`, 100
+for `jpeg`) leaves the photo as it is. Where a kind draws random numbers (`noise`), it takes a seed, so
+that a benchmark gives the same photo the same grain every run.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from typing import Final
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+
+def jpeg(photo: Image.Image, quality: float, seed: int = 0) -> Image.Image:
+    """`photo` saved as a JPEG of `quality` (1-95, PIL's scale, 4:2:0 chroma) and read back; 100 returns
+    it unchanged. `seed` is unused (every kind takes one)."""
+    photo = photo.convert("RGB")
+    if quality >= 100:
+        return photo
+    if not 1 <= quality <= 95:
+        raise ValueError(f"JPEG quality must be 1-95 (or 100 for none), not {quality}")
+    buffer = io.BytesIO()
+    photo.save(buffer, format="JPEG", quality=round(quality))
+    buffer.seek(0)
+    with Image.open(buffer) as decoded:
+        return decoded.convert("RGB")
+
+
+def shrink(photo: Image.Image, factor: float, seed: int = 0) -> Image.Image:
+    """`photo` resized to `factor` (0 < factor <= 1) of its width and height, rounded, at least 1 px,
+    bicubic with PIL's antialiasing: the same number photographed from 1 / `factor` times as far.
+    `seed` is unused."""
+    photo = photo.convert("RGB")
+    if not 0 < factor <= 1:
+        raise ValueError(f"a shrink factor must be in (0, 1], not {factor}")
+    if factor == 1:
+        return photo
+    size = (max(1, round(photo.width * factor)), max(1, round(photo.height * factor)))
+    return photo.resize(size, Image.Resampling.BICUBIC)
+
+
+def blur(photo: Image.Image, radius: float, seed: int = 0) -> Image.Image:
+    """`photo` under a Gaussian blur of standard deviation `radius` px (>= 0): out of focus or shaken.
+    `seed` is unused."""
+    photo = photo.convert("RGB")
+    if radius < 0:
+        raise ValueError(f"a blur radius must be >= 0, not {radius}")
+    return photo if radius == 0 else photo.filter(ImageFilter.GaussianBlur(radius))
+
+
+def noise(photo: Image.Image, sigma: float, seed: int = 0) -> Image.Image:
+    """`photo` with Gaussian grain of standard deviation `sigma` (in 0-255 grey levels, >= 0), drawn
+    independently for each pixel and channel from `seed`, clipped to [0, 255]: a photo taken in poor
+    light."""
+    photo = photo.convert("RGB")
+    if sigma < 0:
+        raise ValueError(f"a noise sigma must be >= 0, not {sigma}")
+    if sigma == 0:
+        return photo
+    pixels = np.asarray(photo, dtype=np.float32)
+    grain = np.random.default_rng(seed).normal(0.0, sigma, size=pixels.shape).astype(np.float32)
+    return Image.fromarray(np.clip(np.rint(pixels + grain), 0, 255).astype(np.uint8))
+
+
+Degrade = Callable[[Image.Image, float, int], Image.Image]
+
+#: name -> (the function, the level that leaves a photo as it is, what a level is)
+KINDS: Final[dict[str, tuple[Degrade, float, str]]] = {
+    "jpeg": (jpeg, 100.0, "JPEG quality"),
+    "shrink": (shrink, 1.0, "scale"),
+    "blur": (blur, 0.0, "Gaussian blur (px)"),
+    "noise": (noise, 0.0, "grain (grey levels)"),
+}
+
+
+def degrade(photo: Image.Image, kind: str, level: float, seed: int = 0) -> Image.Image:
+    """`photo` made worse by `kind` (a key of `KINDS`) at `level`. ValueError for an unknown kind or a
+    level out of the kind's range."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind {kind!r}; known: {', '.join(KINDS)}")
+    return KINDS[kind][0](photo, level, seed)
