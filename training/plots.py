@@ -147,9 +147,10 @@ def plot_quality(
     labels: Mapping[str, str],
     photos: int,
     path: Path,
+    falling: Collection[str] = (),
 ) -> Path:
     """`quality_figure` written to `path` as a PNG."""
-    return _save(quality_figure(results, labels, photos), path)
+    return _save(quality_figure(results, labels, photos, falling), path)
 
 
 def plot_confusion_matrix(matrix: np.ndarray, path: Path, title: str) -> Path:
