@@ -77,6 +77,14 @@ class Settings(BaseSettings):
         "detection scoring at least this (no taller than a tile) overlaps (models/zoom.py, experiment 114: "
         "fewer detector passes per searched photo); 0 = every tile",
     )
+    grain_threshold: float | None = Field(
+        None,
+        ge=0.0,
+        le=255.0,
+        description="blur a photo whose luma grain is at least this many grey levels (std), by a radius "
+        "growing with it, before reading it (models/grain.py, experiment 136: grainy photos read far "
+        "better); default: models.grain's (7); 0 = off",
+    )
     use_reader: bool = Field(
         True, description="read digits with the checkpoint's reader too, when it has one (models/reread.py)"
     )

@@ -16,6 +16,7 @@ from torchvision.models.detection import FasterRCNN
 
 from models.assembly import AssembledNumber, AssemblyParams, Detection, assemble_number
 from models.checkpoint import CheckpointMeta, resolve_checkpoint_dir
+from models.grain import GrainParams, smooth_grain
 from models.int8 import Int8Meta, int8_parts
 from models.optimize import load_prepared_detector, load_prepared_reader, load_prepared_refiner
 from models.reader import DigitReader, ReaderMeta
@@ -56,10 +57,12 @@ class Predictor:
         int8: Int8Meta | None = None,
         verifier: tuple[NumberVerifier, VerifierMeta] | None = None,
         gate: tuple[NumberVerifier, VerifierMeta] | None = None,
+        grain: GrainParams | None = None,
     ) -> None:
         self.model, self.meta, self.device, self.assembly = model, meta, device, assembly
         self.checkpoint, self.zoom, self.reader, self.refiner = checkpoint, zoom, reader, refiner
         self.rescorer, self.int8, self.verifier, self.gate = rescorer, int8, verifier, gate
+        self.grain = grain or GrainParams()
 
     @property
     def identity(self) -> dict[str, Any]:
@@ -100,6 +103,7 @@ class Predictor:
         search_below_p: float | None = None,
         search_tiles_max: int | None = None,
         search_near: float | None = None,
+        grain_threshold: float | None = None,
         use_reader: bool = True,
         use_refiner: bool = True,
         use_rescorer: bool = True,
@@ -115,7 +119,8 @@ class Predictor:
         the side look left as None come from the checkpoint. The checkpoint's number verifier is used
         when it was fitted on this very pipeline (parts and settings; `models.verifier
         .current_verifier`), and to decide which large photos to search (`ZoomParams.gated`) when
-        fitted on it up to `search_below_p` and `search_near` (`models.verifier.gate_verifier`)."""
+        fitted on it up to `search_below_p` and `search_near` (`models.verifier.gate_verifier`).
+        Grainy photos are smoothed first (`models.grain`; `grain_threshold` None: its default, 0: off)."""
         model, meta, int8 = load_prepared_detector(checkpoint, device, use_int8=use_int8)
         reader = load_prepared_reader(checkpoint, device, use_int8=use_int8) if use_reader else None
         refiner = load_prepared_refiner(checkpoint, device, use_int8=use_int8) if use_refiner else None
@@ -136,14 +141,18 @@ class Predictor:
             search_tiles_max=search_tiles_max,
             search_near=search_near,
         )
-        predictor = cls(model, meta, device, assembly, checkpoint, zoom, reader, refiner, rescorer, int8)
+        grain = GrainParams() if grain_threshold is None else GrainParams(threshold=grain_threshold)
+        predictor = cls(
+            model, meta, device, assembly, checkpoint, zoom, reader, refiner, rescorer, int8, grain=grain
+        )
         directory = resolve_checkpoint_dir(checkpoint)
         predictor.verifier = current_verifier(directory, predictor.identity)
         predictor.gate = gate_verifier(directory, predictor.identity) if zoom.gated else None
         return predictor
 
     def detect(self, images: list[np.ndarray]) -> list[Findings]:
-        """A detector call for each image of the batch (preprocess -> inference -> postprocess;
+        """A detector call for each image of the batch (preprocess, grainy photos smoothed first
+        (`models.grain`) -> inference -> postprocess;
         `models.zoom.detect_alone`: an image's answer does not depend on the others), a second one
         over the crop of each image whose digits came out small (models/zoom.py) when zoom is on, one
         refiner call over every detected box of the batch (models/refiner.py) when there is a box
@@ -156,7 +165,10 @@ class Predictor:
         error frees the cache and becomes ModelOverloadedError, so the next call starts clean."""
         try:
             with torch.inference_mode():
-                inputs = [to_model_input(image).to(self.device, non_blocking=True) for image in images]
+                inputs = [
+                    to_model_input(smooth_grain(image, self.grain)).to(self.device, non_blocking=True)
+                    for image in images
+                ]
                 if self.gate is None or not self.zoom.gated:
                     return self._read(inputs, self.zoom)
                 firsts = [detect_alone(self.model, x) for x in inputs]

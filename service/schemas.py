@@ -147,6 +147,10 @@ class ModelInfo(BaseModel):
     zoom: dict[str, bool | int | float] = Field(
         description="the second look and the search in use (models/zoom.py)"
     )
+    grain: dict[str, float] = Field(
+        default_factory=dict,
+        description="the smoothing of grainy photos in use (models/grain.py); threshold 0 = off",
+    )
     reader: dict[str, Any] | None = Field(description="the reader in use (models/reread.py); null when none")
     refiner: dict[str, Any] | None = Field(
         None, description="the box refiner in use (models/refiner.py); null when none"

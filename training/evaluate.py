@@ -19,6 +19,7 @@ import argparse
 import csv
 import json
 import logging
+import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -30,6 +31,7 @@ from torchvision.models.detection import FasterRCNN
 
 from models.assembly import AssemblyParams, Detection, assemble_number
 from models.checkpoint import resolve_checkpoint_dir, sha256_file
+from models.grain import GrainParams
 from models.host import cpu_info
 from models.hw2 import Detections, detections_to_coco, write_pred_csv, write_pred_json
 from models.inference import resolve_device
@@ -68,6 +70,7 @@ from training.runner import (
     read_sites,
     refine_records,
     rescore_records,
+    smoothed_records,
 )
 
 log = logging.getLogger(__name__)
@@ -286,6 +289,12 @@ def build_parser(description: str | None) -> argparse.ArgumentParser:
     )
     add_search_arguments(p, "the checkpoint's")
     p.add_argument(
+        "--grain-threshold",
+        type=float,
+        help="blur a photo whose luma grain is at least this many grey levels before reading it, as the "
+        "service does (models/grain.py); default: models.grain's, 0 = off",
+    )
+    p.add_argument(
         "--no-reader", action="store_true", help="read numbers from the detector alone, as without a reader"
     )
     p.add_argument(
@@ -354,7 +363,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 def run_pipeline(args: argparse.Namespace) -> PipelineRun:
-    """The checkpoint's pipeline as served, with `args`' settings, over the split's images."""
+    """The checkpoint's pipeline as served, with `args`' settings, over the split's images (the grainy
+    ones smoothed in a temporary folder, `training.runner.smoothed_records`)."""
+    with tempfile.TemporaryDirectory(prefix="digitserve-grain-") as folder:
+        return _run_pipeline(args, Path(folder))
+
+
+def _run_pipeline(args: argparse.Namespace, folder: Path) -> PipelineRun:
     device = resolve_device(args.device)
     use_int8 = not args.no_int8  # the detector, refiner and reader as served
     model, meta, int8 = load_prepared_detector(args.checkpoint, device, use_int8=use_int8)
@@ -374,6 +389,8 @@ def run_pipeline(args: argparse.Namespace) -> PipelineRun:
         args.search_near,
     )
     records, labelled = split_records(args.data, args.split, args.images, args.annotations)
+    grain = GrainParams() if args.grain_threshold is None else GrainParams(threshold=args.grain_threshold)
+    photos = smoothed_records(records, grain, folder)  # what each reader reads; `records` for the labels
     refiner = None if args.no_refiner else load_prepared_refiner(args.checkpoint, device, use_int8=use_int8)
     reader = None if args.no_reader else load_prepared_reader(args.checkpoint, device, use_int8=use_int8)
     rescorer = (
@@ -400,15 +417,15 @@ def run_pipeline(args: argparse.Namespace) -> PipelineRun:
     identity = pipeline_identity(meta.weights_sha256, params, zoom, parts)
     gate = gate_verifier(resolve_checkpoint_dir(args.checkpoint), identity) if zoom.gated else None
     if gate is None:
-        detections, sites = read(records, zoom)
+        detections, sites = read(photos, zoom)
         searched_again = None
     else:
-        detections, sites = read(records, first_reading(zoom))
+        detections, sites = read(photos, first_reading(zoom))
         numbers_from = detections if sites is None else sites
         # `locates` last: the first pass is run again only for the large photos read doubtfully
         doubtful = [
             r
-            for r in records
+            for r in photos
             if search_again(
                 r.height,
                 r.width,
@@ -433,6 +450,8 @@ def run_pipeline(args: argparse.Namespace) -> PipelineRun:
         "assembly": asdict(params),
         "zoom": asdict(zoom),
         "searched_again": searched_again,  # image ids, where located photos' search is gated
+        "grain": asdict(grain),
+        "grain_smoothed": [r.image_id for r, p in zip(records, photos, strict=True) if r.path != p.path],
         **parts,
         "int8": int8.to_dict() if int8 else None,
         "int8_parts": int8_parts(

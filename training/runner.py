@@ -6,11 +6,13 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, fields
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader
 from torchvision.models.detection import FasterRCNN
@@ -18,6 +20,7 @@ from tqdm import tqdm
 
 from models.assembly import Detection
 from models.checkpoint import CheckpointMeta
+from models.grain import GrainParams, smooth_grain
 from models.hw2 import Detections
 from models.inference import resolve_device
 from models.optimize import load_prepared_detector
@@ -26,7 +29,7 @@ from models.refiner import BoxRefiner, RefinerMeta, refine_images
 from models.reread import read_boxes, reread_detections, reread_images
 from models.rescorer import Rescorer, rescore_images
 from models.zoom import ZoomParams
-from training.data import DigitDataset, ImageRecord, collate, load_image
+from training.data import DigitDataset, ImageRecord, collate, load_image, read_rgb
 from training.engine import predict
 
 P = TypeVar("P")
@@ -99,6 +102,25 @@ def load_prepared(
     device = resolve_device(device_name)
     model, meta, _ = load_prepared_detector(checkpoint, device)
     return model, meta, device
+
+
+def smoothed_records(records: Sequence[ImageRecord], grain: GrainParams, folder: Path) -> list[ImageRecord]:
+    """`records` as the pipeline reads their photos: each grainy one (`models.grain.smooth_grain`, as the
+    service smooths an upload) written smoothed to `folder` as a PNG (lossless: read back, the same
+    pixels) and its record pointed there; the others as they are. Every reader of the evaluation then
+    reads what the service would."""
+    if not grain.on:
+        return list(records)
+    out = []
+    for record in tqdm(records, desc="grain", leave=False):
+        pixels = np.ascontiguousarray(read_rgb(record.path).permute(1, 2, 0).numpy())
+        smoothed = smooth_grain(pixels, grain)
+        if smoothed is not pixels:
+            path = folder / f"{record.image_id}.png"
+            Image.fromarray(smoothed).save(path)
+            record = replace(record, path=path)
+        out.append(record)
+    return out
 
 
 def predict_records(

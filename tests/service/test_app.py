@@ -106,6 +106,14 @@ def test_search_located_setting_overrides_the_checkpoint(start_client: StartClie
     assert predictor.zoom.search_tiles_max == 4 and predictor.zoom.search_near == zoom["search_near"] == 0.1
 
 
+def test_grain_smoothing_is_on_by_default_and_the_setting_turns_it_off(start_client: StartClient) -> None:
+    default = start_client().get("/v1/model").json()["grain"]
+    assert default == {"threshold": 7.0, "per_sigma": 0.1, "max_radius": 1.0}
+    client = start_client(grain_threshold=0.0)
+    assert client.get("/v1/model").json()["grain"]["threshold"] == 0.0
+    assert not client.app.state.service.predictor.grain.on  # type: ignore[attr-defined]
+
+
 def test_side_look_setting_overrides_the_checkpoint(start_client: StartClient) -> None:
     client = start_client(side_look=0.75)
     assert client.get("/v1/model").json()["zoom"]["side_look"] == 0.75

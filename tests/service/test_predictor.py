@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from models.checkpoint import read_checkpoint_meta
+from models.grain import grain_sigma, smooth_grain
 from models.int8 import is_quantized
 from models.rescorer import detection_features
 from models.verifier import NumberVerifier, VerifierMeta
@@ -33,6 +34,19 @@ def test_without_a_reader_the_sites_are_the_detections(tiny_checkpoint: Path) ->
     assert predictor.reader is None
     found = predictor.detect([_noise(0)])[0]
     assert found.sites == found.detections and found.detections
+
+
+def test_a_grainy_photo_is_read_smoothed_and_a_clean_one_as_it_is(tiny_checkpoint: Path) -> None:
+    smoothing = Predictor.load(tiny_checkpoint, torch.device("cpu"))
+    plain = Predictor.load(tiny_checkpoint, torch.device("cpu"), grain_threshold=0.0)
+    photo = _noise(1)  # uniform noise: grain ~50 grey levels
+    assert grain_sigma(photo) > smoothing.grain.threshold and not plain.grain.on
+    smoothed = smooth_grain(photo, smoothing.grain)
+    assert not np.array_equal(smoothed, photo)
+    assert smoothing.detect([photo])[0] == plain.detect([smoothed])[0]
+    assert smoothing.detect([photo])[0] != plain.detect([photo])[0]
+    clean = np.full((56, 126, 3), 128, dtype=np.uint8)
+    assert smoothing.detect([clean])[0] == plain.detect([clean])[0]
 
 
 def test_thresholds_come_from_the_checkpoint_unless_overridden(tiny_checkpoint: Path) -> None:

@@ -2,20 +2,24 @@
 
 import argparse
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
+from models.grain import GrainParams, smooth_grain
 from models.zoom import ZoomParams
-from training.data import load_coco_split
+from training.data import ImageRecord, load_coco_split
 from training.runner import (
     add_param_args,
     add_runner_args,
     load_prepared,
     params_from_args,
     predict_records,
+    smoothed_records,
     write_annotations,
 )
 
@@ -74,3 +78,22 @@ def test_prediction_covers_every_record_in_original_pixels(trained_run: Path, sy
     assert predict_records(model, records, device, args, "again") == found
     zoomed = predict_records(model, records, device, args, "zoom", ZoomParams(below_px=1e6))
     assert sorted(zoomed) == sorted(found)
+
+
+def test_grainy_photos_are_read_from_smoothed_copies_with_the_service_s_pixels(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    grainy = rng.integers(0, 255, (30, 60, 3), dtype=np.uint8)
+    clean = np.full((30, 60, 3), 128, dtype=np.uint8)
+    records = []
+    for image_id, pixels in ((1, grainy), (2, clean)):
+        Image.fromarray(pixels).save(tmp_path / f"{image_id}.png")
+        records.append(ImageRecord(image_id, tmp_path / f"{image_id}.png", 60, 30))
+    folder = tmp_path / "smoothed"
+    folder.mkdir()
+    photos = smoothed_records(records, GrainParams(), folder)
+    assert [p.image_id for p in photos] == [1, 2] and photos[1] == records[1]
+    assert photos[0].path == folder / "1.png" and replace(photos[0], path=records[0].path) == records[0]
+    read_back = np.asarray(Image.open(photos[0].path).convert("RGB"))
+    assert np.array_equal(read_back, smooth_grain(grainy, GrainParams()))
+    assert not np.array_equal(read_back, grainy)
+    assert smoothed_records(records, GrainParams(threshold=0.0), folder) == records
