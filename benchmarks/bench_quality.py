@@ -25,31 +25,24 @@ import statistics
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from service.config import SHIPPED_CHECKPOINT  # noqa: E402
+from benchmarks.valid_photos import add_checkpoint_arguments, checkpoint_names, read, validation_photos  # noqa: E402
 from service.predictor import Predictor  # noqa: E402
-from training.data import ImageRecord, load_coco_split  # noqa: E402
+from training.data import ImageRecord  # noqa: E402
 from training.degrade import KINDS, degrade  # noqa: E402
 from training.plots import plot_quality  # noqa: E402
 
-DATA = REPO.parent / "shared" / "data" / "svhn-hw2"
 LEVELS: dict[str, list[float]] = {
     "jpeg": [75, 50, 30, 20, 10],
     "shrink": [0.7, 0.5, 0.35, 0.25],
     "blur": [0.5, 1, 1.5, 2],
     "noise": [8, 16, 24, 32],
 }
-
-
-def read(predictor: Predictor, photo: Image.Image) -> int:
-    """The number `predictor` reads in `photo` (RGB); -1 for none."""
-    return predictor.assemble(predictor.detect([np.array(photo)])[0].sites).value
 
 
 def measure(
@@ -83,23 +76,15 @@ def measure(
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", type=Path, nargs="+", default=[SHIPPED_CHECKPOINT])
-    p.add_argument("--names", nargs="+", help="one per checkpoint, for the plot (default: folder names)")
-    p.add_argument("--images", type=int, default=807)
+    add_checkpoint_arguments(p)
     for kind, default in LEVELS.items():
         p.add_argument(f"--{kind}", type=float, nargs="*", default=default, help=f"{KINDS[kind][2]} levels")
     p.add_argument("--unsmoothed", action="store_true", help="also read without smoothing grainy photos")
     p.add_argument("--plot", type=Path, help="write the counts against the level to this PNG")
     args = p.parse_args(argv)
-    names = args.names or [path.name for path in args.checkpoint]
-    if len(names) != len(args.checkpoint):
-        p.error(f"{len(names)} names for {len(args.checkpoint)} checkpoints")
+    names = checkpoint_names(p, args)
     levels = {kind: getattr(args, kind) for kind in LEVELS if getattr(args, kind)}
-    if not (DATA / "valid.json").is_file():
-        sys.exit(f"needs the real validation split in {DATA}")
-    torch.set_num_threads(min(2, torch.get_num_threads()))
-    records = load_coco_split(DATA / "valid", DATA / "valid.json")[0][: args.images]
-    photos = [Image.open(record.path).convert("RGB") for record in records]
+    records, photos = validation_photos(args.images)
     results = {}
     runs: list[tuple[str, Path, float | None]] = [
         (name, checkpoint, None) for name, checkpoint in zip(names, args.checkpoint, strict=True)

@@ -21,25 +21,17 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from service.config import SHIPPED_CHECKPOINT  # noqa: E402
+from benchmarks.valid_photos import add_checkpoint_arguments, checkpoint_names, read, validation_photos  # noqa: E402
 from service.predictor import Predictor  # noqa: E402
-from training.data import ImageRecord, load_coco_split  # noqa: E402
+from training.data import ImageRecord  # noqa: E402
 from training.plots import plot_turned  # noqa: E402
 from training.turned import frame_alike, signed_turn, turn_photo  # noqa: E402
-
-DATA = REPO.parent / "shared" / "data" / "svhn-hw2"
-
-
-def read(predictor: Predictor, photo: Image.Image) -> int:
-    """The number `predictor` reads in `photo` (RGB); -1 for none."""
-    return predictor.assemble(predictor.detect([np.array(photo)])[0].sites).value
 
 
 def measure(
@@ -67,20 +59,12 @@ def measure(
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", type=Path, nargs="+", default=[SHIPPED_CHECKPOINT])
-    p.add_argument("--names", nargs="+", help="one per checkpoint, for the plot (default: folder names)")
-    p.add_argument("--images", type=int, default=807)
+    add_checkpoint_arguments(p)
     p.add_argument("--degrees", type=float, nargs="+", default=[4.0, 8.0, 12.0])
     p.add_argument("--plot", type=Path, help="write the counts against the angle to this PNG")
     args = p.parse_args(argv)
-    names = args.names or [path.name for path in args.checkpoint]
-    if len(names) != len(args.checkpoint):
-        p.error(f"{len(names)} names for {len(args.checkpoint)} checkpoints")
-    if not (DATA / "valid.json").is_file():
-        sys.exit(f"needs the real validation split in {DATA}")
-    torch.set_num_threads(min(2, torch.get_num_threads()))
-    records = load_coco_split(DATA / "valid", DATA / "valid.json")[0][: args.images]
-    photos = [Image.open(record.path).convert("RGB") for record in records]
+    names = checkpoint_names(p, args)
+    records, photos = validation_photos(args.images)
     results = {}
     for name, checkpoint in zip(names, args.checkpoint, strict=True):
         predictor = Predictor.load(checkpoint, torch.device("cpu"))
