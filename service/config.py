@@ -85,6 +85,14 @@ class Settings(BaseSettings):
         "growing with it, before reading it (models/grain.py, experiment 136: grainy photos read far "
         "better); default: models.grain's (7); 0 = off",
     )
+    sharpen_gate: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="sharpen a photo (not smoothed for grain) whose blur measure is at least this "
+        "(models/focus.py, experiment 138: photos out of focus read better); default: models.focus' (0.6); "
+        "0 = off",
+    )
     use_reader: bool = Field(
         True, description="read digits with the checkpoint's reader too, when it has one (models/reread.py)"
     )

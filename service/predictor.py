@@ -16,9 +16,11 @@ from torchvision.models.detection import FasterRCNN
 
 from models.assembly import AssembledNumber, AssemblyParams, Detection, assemble_number
 from models.checkpoint import CheckpointMeta, resolve_checkpoint_dir
-from models.grain import GrainParams, smooth_grain
+from models.focus import FocusParams
+from models.grain import GrainParams
 from models.int8 import Int8Meta, int8_parts
 from models.optimize import load_prepared_detector, load_prepared_reader, load_prepared_refiner
+from models.photo import prepare_photo
 from models.reader import DigitReader, ReaderMeta
 from models.refiner import BoxRefiner, RefinerMeta, refine_images
 from models.reread import Findings, read_boxes, reread_detections, reread_images
@@ -58,11 +60,12 @@ class Predictor:
         verifier: tuple[NumberVerifier, VerifierMeta] | None = None,
         gate: tuple[NumberVerifier, VerifierMeta] | None = None,
         grain: GrainParams | None = None,
+        focus: FocusParams | None = None,
     ) -> None:
         self.model, self.meta, self.device, self.assembly = model, meta, device, assembly
         self.checkpoint, self.zoom, self.reader, self.refiner = checkpoint, zoom, reader, refiner
         self.rescorer, self.int8, self.verifier, self.gate = rescorer, int8, verifier, gate
-        self.grain = grain or GrainParams()
+        self.grain, self.focus = grain or GrainParams(), focus or FocusParams()
 
     @property
     def identity(self) -> dict[str, Any]:
@@ -104,6 +107,7 @@ class Predictor:
         search_tiles_max: int | None = None,
         search_near: float | None = None,
         grain_threshold: float | None = None,
+        sharpen_gate: float | None = None,
         use_reader: bool = True,
         use_refiner: bool = True,
         use_rescorer: bool = True,
@@ -120,7 +124,8 @@ class Predictor:
         when it was fitted on this very pipeline (parts and settings; `models.verifier
         .current_verifier`), and to decide which large photos to search (`ZoomParams.gated`) when
         fitted on it up to `search_below_p` and `search_near` (`models.verifier.gate_verifier`).
-        Grainy photos are smoothed first (`models.grain`; `grain_threshold` None: its default, 0: off)."""
+        Grainy photos are smoothed first, blurred ones sharpened (`models.photo`; `grain_threshold`,
+        `sharpen_gate` None: `models.grain`'s and `models.focus`' defaults, 0: off)."""
         model, meta, int8 = load_prepared_detector(checkpoint, device, use_int8=use_int8)
         reader = load_prepared_reader(checkpoint, device, use_int8=use_int8) if use_reader else None
         refiner = load_prepared_refiner(checkpoint, device, use_int8=use_int8) if use_refiner else None
@@ -142,8 +147,20 @@ class Predictor:
             search_near=search_near,
         )
         grain = GrainParams() if grain_threshold is None else GrainParams(threshold=grain_threshold)
+        focus = FocusParams() if sharpen_gate is None else FocusParams(gate=sharpen_gate)
         predictor = cls(
-            model, meta, device, assembly, checkpoint, zoom, reader, refiner, rescorer, int8, grain=grain
+            model,
+            meta,
+            device,
+            assembly,
+            checkpoint,
+            zoom,
+            reader,
+            refiner,
+            rescorer,
+            int8,
+            grain=grain,
+            focus=focus,
         )
         directory = resolve_checkpoint_dir(checkpoint)
         predictor.verifier = current_verifier(directory, predictor.identity)
@@ -151,8 +168,8 @@ class Predictor:
         return predictor
 
     def detect(self, images: list[np.ndarray]) -> list[Findings]:
-        """A detector call for each image of the batch (preprocess, grainy photos smoothed first
-        (`models.grain`) -> inference -> postprocess;
+        """A detector call for each image of the batch (preprocess, grainy photos smoothed and blurred
+        ones sharpened first (`models.photo`) -> inference -> postprocess;
         `models.zoom.detect_alone`: an image's answer does not depend on the others), a second one
         over the crop of each image whose digits came out small (models/zoom.py) when zoom is on, one
         refiner call over every detected box of the batch (models/refiner.py) when there is a box
@@ -166,7 +183,9 @@ class Predictor:
         try:
             with torch.inference_mode():
                 inputs = [
-                    to_model_input(smooth_grain(image, self.grain)).to(self.device, non_blocking=True)
+                    to_model_input(prepare_photo(image, self.grain, self.focus)[0]).to(
+                        self.device, non_blocking=True
+                    )
                     for image in images
                 ]
                 if self.gate is None or not self.zoom.gated:

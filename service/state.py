@@ -61,6 +61,7 @@ class ServiceState:
                 search_tiles_max=s.search_tiles_max,
                 search_near=s.search_near,
                 grain_threshold=s.grain_threshold,
+                sharpen_gate=s.sharpen_gate,
                 use_reader=s.use_reader,
                 use_refiner=s.use_refiner,
                 use_rescorer=s.use_rescorer,

@@ -31,6 +31,7 @@ from torchvision.models.detection import FasterRCNN
 
 from models.assembly import AssemblyParams, Detection, assemble_number
 from models.checkpoint import resolve_checkpoint_dir, sha256_file
+from models.focus import FocusParams
 from models.grain import GrainParams
 from models.host import cpu_info
 from models.hw2 import Detections, detections_to_coco, write_pred_csv, write_pred_json
@@ -66,11 +67,11 @@ from training.runner import (
     add_runner_args,
     add_search_arguments,
     predict_records,
+    prepared_records,
     read_records,
     read_sites,
     refine_records,
     rescore_records,
-    smoothed_records,
 )
 
 log = logging.getLogger(__name__)
@@ -295,6 +296,12 @@ def build_parser(description: str | None) -> argparse.ArgumentParser:
         "service does (models/grain.py); default: models.grain's, 0 = off",
     )
     p.add_argument(
+        "--sharpen-gate",
+        type=float,
+        help="sharpen a photo (not smoothed for grain) whose blur measure is at least this before reading "
+        "it, as the service does (models/focus.py); default: models.focus', 0 = off",
+    )
+    p.add_argument(
         "--no-reader", action="store_true", help="read numbers from the detector alone, as without a reader"
     )
     p.add_argument(
@@ -364,8 +371,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 def run_pipeline(args: argparse.Namespace) -> PipelineRun:
     """The checkpoint's pipeline as served, with `args`' settings, over the split's images (the grainy
-    ones smoothed in a temporary folder, `training.runner.smoothed_records`)."""
-    with tempfile.TemporaryDirectory(prefix="digitserve-grain-") as folder:
+    ones smoothed and the blurred ones sharpened in a temporary folder, `training.runner
+    .prepared_records`)."""
+    with tempfile.TemporaryDirectory(prefix="digitserve-photos-") as folder:
         return _run_pipeline(args, Path(folder))
 
 
@@ -390,7 +398,8 @@ def _run_pipeline(args: argparse.Namespace, folder: Path) -> PipelineRun:
     )
     records, labelled = split_records(args.data, args.split, args.images, args.annotations)
     grain = GrainParams() if args.grain_threshold is None else GrainParams(threshold=args.grain_threshold)
-    photos = smoothed_records(records, grain, folder)  # what each reader reads; `records` for the labels
+    focus = FocusParams() if args.sharpen_gate is None else FocusParams(gate=args.sharpen_gate)
+    photos, steps = prepared_records(records, grain, focus, folder)  # what each reader reads
     refiner = None if args.no_refiner else load_prepared_refiner(args.checkpoint, device, use_int8=use_int8)
     reader = None if args.no_reader else load_prepared_reader(args.checkpoint, device, use_int8=use_int8)
     rescorer = (
@@ -451,7 +460,9 @@ def _run_pipeline(args: argparse.Namespace, folder: Path) -> PipelineRun:
         "zoom": asdict(zoom),
         "searched_again": searched_again,  # image ids, where located photos' search is gated
         "grain": asdict(grain),
-        "grain_smoothed": [r.image_id for r, p in zip(records, photos, strict=True) if r.path != p.path],
+        "focus": asdict(focus),
+        "grain_smoothed": [image_id for image_id, step in steps.items() if step == "grain"],
+        "sharpened": [image_id for image_id, step in steps.items() if step == "focus"],
         **parts,
         "int8": int8.to_dict() if int8 else None,
         "int8_parts": int8_parts(

@@ -20,10 +20,12 @@ from tqdm import tqdm
 
 from models.assembly import Detection
 from models.checkpoint import CheckpointMeta
-from models.grain import GrainParams, smooth_grain
+from models.focus import FocusParams
+from models.grain import GrainParams
 from models.hw2 import Detections
 from models.inference import resolve_device
 from models.optimize import load_prepared_detector
+from models.photo import Step, prepare_photo
 from models.reader import DigitReader, ReaderMeta
 from models.refiner import BoxRefiner, RefinerMeta, refine_images
 from models.reread import read_boxes, reread_detections, reread_images
@@ -104,23 +106,25 @@ def load_prepared(
     return model, meta, device
 
 
-def smoothed_records(records: Sequence[ImageRecord], grain: GrainParams, folder: Path) -> list[ImageRecord]:
-    """`records` as the pipeline reads their photos: each grainy one (`models.grain.smooth_grain`, as the
-    service smooths an upload) written smoothed to `folder` as a PNG (lossless: read back, the same
-    pixels) and its record pointed there; the others as they are. Every reader of the evaluation then
-    reads what the service would."""
-    if not grain.on:
-        return list(records)
-    out = []
-    for record in tqdm(records, desc="grain", leave=False):
+def prepared_records(
+    records: Sequence[ImageRecord], grain: GrainParams, focus: FocusParams, folder: Path
+) -> tuple[list[ImageRecord], dict[int, Step]]:
+    """`records` as the pipeline reads their photos (`models.photo.prepare_photo`, as the service
+    prepares an upload): each photo a step changes written to `folder` as a PNG (lossless: read back,
+    the same pixels) and its record pointed there, the others as they are; and image_id -> the step
+    that changed it. Every reader of the evaluation then reads what the service would."""
+    if not grain.on and not focus.on:
+        return list(records), {}
+    out, steps = [], {}
+    for record in tqdm(records, desc="photos", leave=False):
         pixels = np.ascontiguousarray(read_rgb(record.path).permute(1, 2, 0).numpy())
-        smoothed = smooth_grain(pixels, grain)
-        if smoothed is not pixels:
+        prepared, step = prepare_photo(pixels, grain, focus)
+        if step is not None:
             path = folder / f"{record.image_id}.png"
-            Image.fromarray(smoothed).save(path)
-            record = replace(record, path=path)
+            Image.fromarray(prepared).save(path)
+            record, steps[record.image_id] = replace(record, path=path), step
         out.append(record)
-    return out
+    return out, steps
 
 
 def predict_records(

@@ -17,8 +17,9 @@ router = APIRouter(prefix="/v1", tags=["model"])
 
 @router.get("/model", response_model=ModelInfo, responses=error_responses(401, 503))
 async def model_info(state: StateDep, _: ApiKeyDep) -> ModelInfo:
-    """Architecture, classes, input size, thresholds, zoom, grain smoothing, reader, refiner, rescorer,
-    int8 and verifier in force, weights hash and training metrics, and the CPU it runs on."""
+    """Architecture, classes, input size, thresholds, zoom, grain smoothing, sharpening, reader,
+    refiner, rescorer, int8 and verifier in force, weights hash and training metrics, and the CPU it
+    runs on."""
     predictor, _batcher = state.require_ready()
     meta = predictor.meta
     return ModelInfo(
@@ -29,6 +30,7 @@ async def model_info(state: StateDep, _: ApiKeyDep) -> ModelInfo:
         thresholds=asdict(predictor.assembly),
         zoom=asdict(predictor.zoom),
         grain=asdict(predictor.grain),
+        focus=asdict(predictor.focus),
         reader=predictor.reader[1].to_dict() if predictor.reader else None,
         refiner=predictor.refiner[1].to_dict() if predictor.refiner else None,
         rescorer=predictor.rescorer[1].to_dict() if predictor.rescorer else None,

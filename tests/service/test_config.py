@@ -18,12 +18,13 @@ def test_environment_with_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DIGITSERVE_SEARCH_TILES_MAX", "4")
     monkeypatch.setenv("DIGITSERVE_SEARCH_NEAR", "0.05")
     monkeypatch.setenv("DIGITSERVE_GRAIN_THRESHOLD", "0")
+    monkeypatch.setenv("DIGITSERVE_SHARPEN_GATE", "0.7")
     settings = Settings()
     assert settings.device == "cpu" and settings.batch_size == 4 and settings.api_keys == {"a", "b"}
     assert settings.height_ratio == 1.6 and settings.search_tiles == 0 and settings.side_look == 0.5
     assert settings.search_located is False and settings.search_below_p == 0.8
     assert settings.search_tiles_max == 4 and settings.search_near == 0.05
-    assert settings.grain_threshold == 0.0
+    assert settings.grain_threshold == 0.0 and settings.sharpen_gate == 0.7
     assert settings.cors_origins == ()
 
 
@@ -49,6 +50,7 @@ def test_environment_with_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
         ("DIGITSERVE_SEARCH_NEAR", "1.5"),
         ("DIGITSERVE_GRAIN_THRESHOLD", "-1"),
         ("DIGITSERVE_GRAIN_THRESHOLD", "300"),
+        ("DIGITSERVE_SHARPEN_GATE", "1.5"),
     ],
 )
 def test_out_of_range_values_fail(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:

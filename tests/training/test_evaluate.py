@@ -1,6 +1,6 @@
 """training.evaluate through the pipeline the service runs: large photos whose search is limited to
-doubtful readings (`ZoomParams.search_below_p`) and grainy photos (`models.grain`) read as
-`Predictor.detect` reads them."""
+doubtful readings (`ZoomParams.search_below_p`), and grainy and blurred photos (`models.photo`), read
+as `Predictor.detect` reads them."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from models.verifier import reading_p_correct
 from models.zoom import detect_alone, locates
@@ -70,28 +70,35 @@ def test_a_limited_search_reads_large_photos_as_the_service_does(synth_dir: Path
     assert 0 < len(doubtful) < len(read)  # the limit decided something both ways
 
 
-def test_grainy_photos_are_read_smoothed_as_the_service_reads_them(synth_dir: Path, tmp_path: Path) -> None:
+def test_grainy_and_blurred_photos_are_read_prepared_as_the_service_reads_them(
+    synth_dir: Path, tmp_path: Path
+) -> None:
     doc = json.loads((synth_dir / "valid.json").read_text())
-    (tmp_path / "data" / "grainy").mkdir(parents=True)
-    rng, made_grainy = np.random.default_rng(0), []
+    (tmp_path / "data" / "poor").mkdir(parents=True)
+    rng, made_grainy, made_blurred = np.random.default_rng(0), [], []
     for i, image in enumerate(doc["images"]):
-        pixels = np.array(Image.open(synth_dir / "valid" / image["file_name"]).convert("RGB"))
-        if i % 4 != 3:  # all but every fourth with grain of 30 grey levels per channel
+        photo = Image.open(synth_dir / "valid" / image["file_name"]).convert("RGB")
+        if i % 4 == 1:  # a quarter blurred by 2.5 px
+            photo = photo.filter(ImageFilter.GaussianBlur(2.5))
+            made_blurred.append(image["id"])
+        pixels = np.array(photo)
+        if i % 4 in (0, 2):  # half with grain of 30 grey levels per channel
             pixels = np.clip(np.rint(pixels + rng.normal(0, 30, pixels.shape)), 0, 255).astype(np.uint8)
             made_grainy.append(image["id"])
-        Image.fromarray(pixels).save(tmp_path / "data" / "grainy" / image["file_name"])
-    (tmp_path / "data" / "grainy.json").write_text(json.dumps(doc))
-    common = ["--checkpoint", str(SHIPPED_CHECKPOINT), "--data", str(tmp_path / "data"), "--split", "grainy"]
+        Image.fromarray(pixels).save(tmp_path / "data" / "poor" / image["file_name"])
+    (tmp_path / "data" / "poor.json").write_text(json.dumps(doc))
+    common = ["--checkpoint", str(SHIPPED_CHECKPOINT), "--data", str(tmp_path / "data"), "--split", "poor"]
     evaluate.main([*common, "--workers", "0", "--out", str(tmp_path / "eval")])
     info = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
     assert sorted(info["grain_smoothed"]) == sorted(made_grainy) and info["grain"]["threshold"] == 7.0
+    assert sorted(info["sharpened"]) == sorted(made_blurred) and info["focus"]["gate"] == 0.6
     with (tmp_path / "eval" / "pred.csv").open() as f:
         read = {int(row["image_id"]): int(row["pred_label"]) for row in csv.DictReader(f)}
     service = Predictor.load(SHIPPED_CHECKPOINT, torch.device("cpu"))
-    unsmoothed = Predictor.load(SHIPPED_CHECKPOINT, torch.device("cpu"), grain_threshold=0.0)
+    plain = Predictor.load(SHIPPED_CHECKPOINT, torch.device("cpu"), grain_threshold=0.0, sharpen_gate=0.0)
     differ = 0
     for image in doc["images"]:
-        pixels = np.array(Image.open(tmp_path / "data" / "grainy" / image["file_name"]).convert("RGB"))
+        pixels = np.array(Image.open(tmp_path / "data" / "poor" / image["file_name"]).convert("RGB"))
         assert read[image["id"]] == service.assemble(service.detect([pixels])[0].sites).value
-        differ += read[image["id"]] != unsmoothed.assemble(unsmoothed.detect([pixels])[0].sites).value
-    assert differ > 0  # the smoothing changed readings, so the match above tells the two ways apart
+        differ += read[image["id"]] != plain.assemble(plain.detect([pixels])[0].sites).value
+    assert differ > 0  # the steps changed readings, so the match above tells the two ways apart

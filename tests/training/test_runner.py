@@ -8,9 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageFilter
 
-from models.grain import GrainParams, smooth_grain
+from models.focus import FocusParams
+from models.grain import GrainParams
+from models.photo import prepare_photo
 from models.zoom import ZoomParams
 from training.data import ImageRecord, load_coco_split
 from training.runner import (
@@ -19,7 +21,7 @@ from training.runner import (
     load_prepared,
     params_from_args,
     predict_records,
-    smoothed_records,
+    prepared_records,
     write_annotations,
 )
 
@@ -80,20 +82,30 @@ def test_prediction_covers_every_record_in_original_pixels(trained_run: Path, sy
     assert sorted(zoomed) == sorted(found)
 
 
-def test_grainy_photos_are_read_from_smoothed_copies_with_the_service_s_pixels(tmp_path: Path) -> None:
+def test_photos_a_step_changes_are_read_from_copies_with_the_service_s_pixels(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     grainy = rng.integers(0, 255, (30, 60, 3), dtype=np.uint8)
     clean = np.full((30, 60, 3), 128, dtype=np.uint8)
+    soft = np.full((30, 60, 3), 200, dtype=np.uint8)
+    soft[8:22, 20:40] = 40
+    soft = np.array(Image.fromarray(soft).filter(ImageFilter.GaussianBlur(3)))
     records = []
-    for image_id, pixels in ((1, grainy), (2, clean)):
+    for image_id, pixels in ((1, grainy), (2, clean), (3, soft)):
         Image.fromarray(pixels).save(tmp_path / f"{image_id}.png")
         records.append(ImageRecord(image_id, tmp_path / f"{image_id}.png", 60, 30))
-    folder = tmp_path / "smoothed"
+    folder = tmp_path / "prepared"
     folder.mkdir()
-    photos = smoothed_records(records, GrainParams(), folder)
-    assert [p.image_id for p in photos] == [1, 2] and photos[1] == records[1]
-    assert photos[0].path == folder / "1.png" and replace(photos[0], path=records[0].path) == records[0]
-    read_back = np.asarray(Image.open(photos[0].path).convert("RGB"))
-    assert np.array_equal(read_back, smooth_grain(grainy, GrainParams()))
-    assert not np.array_equal(read_back, grainy)
-    assert smoothed_records(records, GrainParams(threshold=0.0), folder) == records
+    photos, steps = prepared_records(records, GrainParams(), FocusParams(), folder)
+    assert steps == {1: "grain", 3: "focus"} and [p.image_id for p in photos] == [1, 2, 3]
+    assert (
+        photos[1] == records[1] and photos[0].path == folder / "1.png" and photos[2].path == folder / "3.png"
+    )
+    assert replace(photos[0], path=records[0].path) == records[0]
+    for photo, pixels in ((photos[0], grainy), (photos[2], soft)):
+        read_back = np.asarray(Image.open(photo.path).convert("RGB"))
+        assert np.array_equal(read_back, prepare_photo(pixels, GrainParams(), FocusParams())[0])
+        assert not np.array_equal(read_back, pixels)
+    assert prepared_records(records, GrainParams(threshold=0.0), FocusParams(gate=0.0), folder) == (
+        records,
+        {},
+    )
