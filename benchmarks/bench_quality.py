@@ -2,7 +2,7 @@
 
     python benchmarks/bench_quality.py [--checkpoint DIR [DIR ...]] [--names NAME ...] [--images 807] \
         [--jpeg 75 50 30 20 10] [--shrink 0.7 0.5 0.35 0.25] [--blur 0.5 1 1.5 2] [--noise 8 16 24 32] \
-        [--plain] [--plot quality.png]
+        [--sharpen 0.6] [--plain] [--plot quality.png]
 
 Each validation photo is read as it is and made worse by each kind of `training.degrade` at each level
 (an empty list leaves a kind out): saved as a JPEG of that quality; shrunk to that scale (the number
@@ -12,10 +12,11 @@ drawn from the photo's id. For each checkpoint, kind and level it prints how man
 `Predictor.detect` and the number assembly read right (the rule of `training.evaluate`: the whole
 number, as an integer), and how many right readings of the photo as it is the harm breaks and wrong
 ones it mends; `--plot` draws the counts against the level, a panel per kind
-(`training.plots.plot_quality`). The pipeline smooths grainy photos and sharpens blurred ones as
-the service does (`models.photo`); `--plain` also reads every photo with both turned off, as one more
-line per checkpoint. Needs ../shared/data/svhn-hw2; the checkpoint is the shipped one unless `--checkpoint`
-says otherwise.
+(`training.plots.plot_quality`). The pipeline prepares each photo as the service does by default
+(`models.photo`: grainy photos smoothed, no sharpening); `--sharpen GATE` also reads every photo with
+blurred ones sharpened at that gate (`models.focus`, experiment 138), and `--plain` with both steps
+off, each as one more line per checkpoint. Needs ../shared/data/svhn-hw2; the checkpoint is the
+shipped one unless `--checkpoint` says otherwise.
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     add_checkpoint_arguments(p)
     for kind, default in LEVELS.items():
         p.add_argument(f"--{kind}", type=float, nargs="*", default=default, help=f"{KINDS[kind][2]} levels")
+    p.add_argument("--sharpen", type=float, help="also read with blurred photos sharpened at this gate")
     p.add_argument("--plain", action="store_true", help="also read without smoothing or sharpening photos")
     p.add_argument("--plot", type=Path, help="write the counts against the level to this PNG")
     args = p.parse_args(argv)
@@ -86,13 +88,16 @@ def main(argv: list[str] | None = None) -> None:
     levels = {kind: getattr(args, kind) for kind in LEVELS if getattr(args, kind)}
     records, photos = validation_photos(args.images)
     results = {}
-    runs: list[tuple[str, Path, float | None]] = [
-        (name, checkpoint, None) for name, checkpoint in zip(names, args.checkpoint, strict=True)
-    ]
+    served = list(zip(names, args.checkpoint, strict=True))
+    runs: list[tuple[str, Path, float | None, float | None]] = [(n, c, None, None) for n, c in served]
+    if args.sharpen is not None:
+        runs += [(f"{n}, sharpened at {args.sharpen:g}", c, None, args.sharpen) for n, c in served]
     if args.plain:
-        runs += [(f"{name}, photos as they are", checkpoint, 0.0) for name, checkpoint, _ in runs]
-    for name, checkpoint, off in runs:
-        predictor = Predictor.load(checkpoint, torch.device("cpu"), grain_threshold=off, sharpen_gate=off)
+        runs += [(f"{n}, photos as they are", c, 0.0, 0.0) for n, c in served]
+    for name, checkpoint, grain_threshold, sharpen_gate in runs:
+        predictor = Predictor.load(
+            checkpoint, torch.device("cpu"), grain_threshold=grain_threshold, sharpen_gate=sharpen_gate
+        )
         predictor.warm_up()
         print(
             f"{len(records)} validation photos, {checkpoint}, {predictor.grain}, {predictor.focus}, CPU, "

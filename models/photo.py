@@ -1,6 +1,6 @@
 """The photo as the pipeline reads it: a grainy one smoothed (`models.grain`, experiment 136), else a
-blurred one sharpened (`models.focus`, experiment 138), else the photo as it is. Smoothing comes first
-and excludes sharpening, which would bring the grain back."""
+blurred one sharpened where that is on (`models.focus`, experiment 138), else the photo as it is.
+Smoothing comes first and excludes sharpening, which would bring the grain back."""
 
 from __future__ import annotations
 

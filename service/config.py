@@ -90,8 +90,8 @@ class Settings(BaseSettings):
         ge=0.0,
         le=1.0,
         description="sharpen a photo (not smoothed for grain) whose blur measure is at least this "
-        "(models/focus.py, experiment 138: photos out of focus read better); default: models.focus' (0.6); "
-        "0 = off",
+        "(models/focus.py, experiment 138: photos out of focus read better, 0.6 the gate measured; photos "
+        "with plain backgrounds are sharpened too); default: off (0)",
     )
     use_reader: bool = Field(
         True, description="read digits with the checkpoint's reader too, when it has one (models/reread.py)"

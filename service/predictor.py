@@ -124,8 +124,9 @@ class Predictor:
         when it was fitted on this very pipeline (parts and settings; `models.verifier
         .current_verifier`), and to decide which large photos to search (`ZoomParams.gated`) when
         fitted on it up to `search_below_p` and `search_near` (`models.verifier.gate_verifier`).
-        Grainy photos are smoothed first, blurred ones sharpened (`models.photo`; `grain_threshold`,
-        `sharpen_gate` None: `models.grain`'s and `models.focus`' defaults, 0: off)."""
+        Grainy photos are smoothed first and, where `sharpen_gate` asks, blurred ones sharpened
+        (`models.photo`; `grain_threshold`, `sharpen_gate` None: `models.grain`'s and `models.focus`'
+        defaults, on and off; 0: off)."""
         model, meta, int8 = load_prepared_detector(checkpoint, device, use_int8=use_int8)
         reader = load_prepared_reader(checkpoint, device, use_int8=use_int8) if use_reader else None
         refiner = load_prepared_refiner(checkpoint, device, use_int8=use_int8) if use_refiner else None

@@ -299,7 +299,8 @@ def build_parser(description: str | None) -> argparse.ArgumentParser:
         "--sharpen-gate",
         type=float,
         help="sharpen a photo (not smoothed for grain) whose blur measure is at least this before reading "
-        "it, as the service does (models/focus.py); default: models.focus', 0 = off",
+        "it, as the service does with DIGITSERVE_SHARPEN_GATE (models/focus.py; 0.6 in experiment 138); "
+        "default: off (0)",
     )
     p.add_argument(
         "--no-reader", action="store_true", help="read numbers from the detector alone, as without a reader"

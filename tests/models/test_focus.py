@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from models.focus import MAX_SIDE, FocusParams, blur_measure, sharpen_blurred
+from models.focus import MAX_SIDE, TUNED_GATE, FocusParams, blur_measure, sharpen_blurred
 
 
 def plate(height: int = 60, width: int = 140) -> np.ndarray:
@@ -59,22 +59,24 @@ def test_a_large_photo_is_measured_in_its_central_window() -> None:
 
 def test_a_sharp_photo_is_read_as_it_is_the_very_array() -> None:
     pixels = plate()
-    assert blur_measure(pixels) < FocusParams().gate
-    assert sharpen_blurred(pixels, FocusParams()) is pixels
+    assert blur_measure(pixels) < FocusParams(gate=TUNED_GATE).gate
+    assert sharpen_blurred(pixels, FocusParams(gate=TUNED_GATE)) is pixels
 
 
 def test_a_blurred_photo_is_sharpened_into_a_new_writable_array_with_steeper_edges() -> None:
     pixels = blurred(plate(), 2.5)
-    assert blur_measure(pixels) >= FocusParams().gate
-    sharpened = sharpen_blurred(pixels, FocusParams())
+    assert blur_measure(pixels) >= FocusParams(gate=TUNED_GATE).gate
+    sharpened = sharpen_blurred(pixels, FocusParams(gate=TUNED_GATE))
     assert sharpened is not pixels and sharpened.shape == pixels.shape and sharpened.flags.writeable
     assert blur_measure(sharpened) < blur_measure(pixels)
     edge = np.abs(np.diff(sharpened[30, 20:45, 0].astype(int))).max()
     assert edge > np.abs(np.diff(pixels[30, 20:45, 0].astype(int))).max()
 
 
-def test_sharpening_off_reads_a_blurred_photo_as_it_is() -> None:
+def test_sharpening_is_off_by_default_and_then_reads_a_blurred_photo_as_it_is() -> None:
     pixels = blurred(plate(), 2.5)
+    assert not FocusParams().on
+    assert sharpen_blurred(pixels, FocusParams()) is pixels
     assert sharpen_blurred(pixels, FocusParams(gate=0.0)) is pixels
 
 

@@ -88,13 +88,13 @@ def test_grainy_and_blurred_photos_are_read_prepared_as_the_service_reads_them(
         Image.fromarray(pixels).save(tmp_path / "data" / "poor" / image["file_name"])
     (tmp_path / "data" / "poor.json").write_text(json.dumps(doc))
     common = ["--checkpoint", str(SHIPPED_CHECKPOINT), "--data", str(tmp_path / "data"), "--split", "poor"]
-    evaluate.main([*common, "--workers", "0", "--out", str(tmp_path / "eval")])
+    evaluate.main([*common, "--workers", "0", "--sharpen-gate", "0.6", "--out", str(tmp_path / "eval")])
     info = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
     assert sorted(info["grain_smoothed"]) == sorted(made_grainy) and info["grain"]["threshold"] == 7.0
     assert sorted(info["sharpened"]) == sorted(made_blurred) and info["focus"]["gate"] == 0.6
     with (tmp_path / "eval" / "pred.csv").open() as f:
         read = {int(row["image_id"]): int(row["pred_label"]) for row in csv.DictReader(f)}
-    service = Predictor.load(SHIPPED_CHECKPOINT, torch.device("cpu"))
+    service = Predictor.load(SHIPPED_CHECKPOINT, torch.device("cpu"), sharpen_gate=0.6)
     plain = Predictor.load(SHIPPED_CHECKPOINT, torch.device("cpu"), grain_threshold=0.0, sharpen_gate=0.0)
     differ = 0
     for image in doc["images"]:

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image, ImageFilter
 
-from models.focus import FocusParams
+from models.focus import TUNED_GATE, FocusParams
 from models.grain import GrainParams
 from models.photo import prepare_photo
 from models.zoom import ZoomParams
@@ -95,7 +95,7 @@ def test_photos_a_step_changes_are_read_from_copies_with_the_service_s_pixels(tm
         records.append(ImageRecord(image_id, tmp_path / f"{image_id}.png", 60, 30))
     folder = tmp_path / "prepared"
     folder.mkdir()
-    photos, steps = prepared_records(records, GrainParams(), FocusParams(), folder)
+    photos, steps = prepared_records(records, GrainParams(), FocusParams(gate=TUNED_GATE), folder)
     assert steps == {1: "grain", 3: "focus"} and [p.image_id for p in photos] == [1, 2, 3]
     assert (
         photos[1] == records[1] and photos[0].path == folder / "1.png" and photos[2].path == folder / "3.png"
@@ -103,7 +103,9 @@ def test_photos_a_step_changes_are_read_from_copies_with_the_service_s_pixels(tm
     assert replace(photos[0], path=records[0].path) == records[0]
     for photo, pixels in ((photos[0], grainy), (photos[2], soft)):
         read_back = np.asarray(Image.open(photo.path).convert("RGB"))
-        assert np.array_equal(read_back, prepare_photo(pixels, GrainParams(), FocusParams())[0])
+        assert np.array_equal(
+            read_back, prepare_photo(pixels, GrainParams(), FocusParams(gate=TUNED_GATE))[0]
+        )
         assert not np.array_equal(read_back, pixels)
     assert prepared_records(records, GrainParams(threshold=0.0), FocusParams(gate=0.0), folder) == (
         records,
