@@ -6,8 +6,8 @@ The measure is Crete-Roffet's ("The blur effect", SPIE 2007): blur the luma agai
 along rows (and along columns), and see how much of its neighbour-to-neighbour differences survive. A
 sharp photo loses many of them to that blur, a blurred one few: 1 minus the share lost, the larger of
 the two directions, in [0, 1]. The validation photos measure 0.33-0.66 (98 %; median 0.46), the same
-photos blurred by a Gaussian of 1.5 px 0.64 (median), by 2 px 0.70. A plain, smooth region counts
-as blurred too, whatever the digits' focus.
+photos blurred by a Gaussian of 1.5 px 0.64 (median), by 2 px 0.70. A smooth background (the colour
+noise of the benchmark scenes) counts as blurred too, whatever the digits' focus.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ MAX_SIDE = 512  # larger photos are measured in a central window this size
 
 #: the gate chosen on the first 400 validation photos, clean and blurred by 1.5 px (experiment 138): the
 #: mask then fires on 23 of the 807 clean photos, but on every photo pasted into a smooth synthetic
-#: scene (`training.scenes`), whose plain backdrop measures as blurred; so it is not on by default
+#: scene (`training.scenes`), whose smooth backdrop measures as blurred; so it is not on by default
 TUNED_GATE = 0.6
 
 

@@ -91,7 +91,7 @@ class Settings(BaseSettings):
         le=1.0,
         description="sharpen a photo (not smoothed for grain) whose blur measure is at least this "
         "(models/focus.py, experiment 138: photos out of focus read better, 0.6 the gate measured; photos "
-        "with plain backgrounds are sharpened too); default: off (0)",
+        "with smooth backgrounds are sharpened too); default: off (0)",
     )
     use_reader: bool = Field(
         True, description="read digits with the checkpoint's reader too, when it has one (models/reread.py)"

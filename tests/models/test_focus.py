@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import random
+
 import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
 from models.focus import MAX_SIDE, TUNED_GATE, FocusParams, blur_measure, sharpen_blurred
+from training.scenes import place_in_scene
 
 
 def plate(height: int = 60, width: int = 140) -> np.ndarray:
@@ -84,3 +87,11 @@ def test_sharpening_is_off_by_default_and_then_reads_a_blurred_photo_as_it_is() 
 def test_settings_out_of_range_are_refused(settings: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         FocusParams(**settings)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_sharp_number_in_a_smooth_scene_measures_as_blurred(seed: int) -> None:
+    # why sharpening is off by default: the measure cannot tell a smooth backdrop (here the benchmark
+    # scenes' colour noise, 3 x the plate's size) from a blurred photo
+    scene, _ = place_in_scene(Image.fromarray(plate()), 3, random.Random(seed))
+    assert blur_measure(plate()) < TUNED_GATE <= blur_measure(np.array(scene))
