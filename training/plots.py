@@ -111,6 +111,9 @@ def plot_turned(results: Mapping[str, Mapping[float, tuple[int, int]]], photos: 
     return _save(turned_figure(results, photos), path)
 
 
+MARKERS = ("o", "s", "^", "D", "v")
+
+
 def quality_figure(
     results: Mapping[str, Mapping[str, Mapping[float, int]]],
     labels: Mapping[str, str],
@@ -118,8 +121,9 @@ def quality_figure(
     falling: Collection[str] = (),
 ) -> Figure:
     """Numbers read right in poorer photos (`benchmarks/bench_quality.py`): one panel per kind of harm
-    in `labels` (kind -> what its level is, the x axis), one line per checkpoint in the same colour in
-    every panel (name -> {kind: {level: read right}}, the level that leaves a photo as it is included),
+    in `labels` (kind -> what its level is, the x axis), one line per checkpoint in the same colour,
+    marker and line style in every panel, so that lines on top of each other still show (name ->
+    {kind: {level: read right}}, the level that leaves a photo as it is included),
     out of `photos`. The kinds in `falling` harm more as their level falls (a JPEG quality, a scale):
     their axes are inverted, so that every panel runs from the photo as it is to the worst."""
     kinds = list(labels)
@@ -130,7 +134,12 @@ def quality_figure(
             counts = by_kind.get(kind, {})
             levels = sorted(counts)
             ax.plot(
-                levels, [counts[v] for v in levels], marker="o", color=colours[i % len(colours)], label=name
+                levels,
+                [counts[v] for v in levels],
+                marker=MARKERS[i % len(MARKERS)],
+                linestyle=("-", "--", ":")[i % 3],
+                color=colours[i % len(colours)],
+                label=name,
             )
         if kind in falling:
             ax.invert_xaxis()

@@ -135,6 +135,7 @@ def test_quality_figure_draws_a_panel_per_kind_and_a_line_per_checkpoint_in_one_
         assert list(a_jpeg.get_xdata()) == [10.0, 50.0, 100.0] and list(a_jpeg.get_ydata()) == [4, 9, 10]
         assert list(ax_blur.get_lines()[1].get_ydata()) == [11, 7]
         assert a_jpeg.get_color() == ax_blur.get_lines()[0].get_color() != b_jpeg.get_color()
+        assert a_jpeg.get_marker() != b_jpeg.get_marker() and a_jpeg.get_linestyle() != b_jpeg.get_linestyle()
         assert ax_jpeg.xaxis_inverted() and not ax_blur.xaxis_inverted()
         assert "of 12" in ax_jpeg.get_ylabel() and ax_blur.get_xlabel() == "Gaussian blur (px)"
     finally:
