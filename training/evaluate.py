@@ -372,13 +372,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 def run_pipeline(args: argparse.Namespace) -> PipelineRun:
     """The checkpoint's pipeline as served, with `args`' settings, over the split's images (the grainy
-    ones smoothed and the blurred ones sharpened in a temporary folder, `training.runner
-    .prepared_records`)."""
+    ones smoothed, and the blurred ones sharpened where `--sharpen-gate` asks, in a temporary folder:
+    `training.runner.prepared_records`)."""
     with tempfile.TemporaryDirectory(prefix="digitserve-photos-") as folder:
         return _run_pipeline(args, Path(folder))
 
 
 def _run_pipeline(args: argparse.Namespace, folder: Path) -> PipelineRun:
+    """`run_pipeline`, the prepared photos written to `folder`."""
     device = resolve_device(args.device)
     use_int8 = not args.no_int8  # the detector, refiner and reader as served
     model, meta, int8 = load_prepared_detector(args.checkpoint, device, use_int8=use_int8)
