@@ -17,9 +17,10 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageFilter
 
-_LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R 601, as PIL's "L"
+from models.grain import MAX_SIDE as MAX_SIDE  # measured in the same central window as the grain
+from models.grain import central_luma
+
 _BOX = 9  # px, the re-blur's width
-MAX_SIDE = 512  # larger photos are measured in a central window this size
 
 
 #: the gate chosen on the first 400 validation photos, clean and blurred by 1.5 px (experiment 138): the
@@ -67,8 +68,7 @@ def blur_measure(pixels: np.ndarray) -> float:
     height, width = pixels.shape[:2]
     if height < 2 or width < 2:
         return 0.0
-    top, left = max(0, (height - MAX_SIDE) // 2), max(0, (width - MAX_SIDE) // 2)
-    g = pixels[top : top + MAX_SIDE, left : left + MAX_SIDE, :3].astype(np.float64) @ _LUMA
+    g = central_luma(pixels, np.float64)
     measures = []
     for axis in (0, 1):
         d_photo = np.abs(np.diff(g, axis=axis))

@@ -49,15 +49,23 @@ class GrainParams:
         return min(self.max_radius, self.per_sigma * sigma)
 
 
+def central_luma(pixels: np.ndarray, dtype: type[np.floating] = np.float32) -> np.ndarray:
+    """The luma (ITU-R 601, as PIL's "L", unrounded) of uint8 RGB `pixels` [H, W, 3] in their central
+    `MAX_SIDE` x `MAX_SIDE` window at most, as `dtype` [h, w]: where this module and `models.focus`
+    measure a photo."""
+    height, width = pixels.shape[:2]
+    top, left = max(0, (height - MAX_SIDE) // 2), max(0, (width - MAX_SIDE) // 2)
+    window = pixels[top : top + MAX_SIDE, left : left + MAX_SIDE, :3].astype(dtype)
+    return window @ _LUMA.astype(dtype)
+
+
 def grain_sigma(pixels: np.ndarray) -> float:
     """The luma noise's standard deviation (grey levels) of uint8 RGB `pixels` [H, W, 3], estimated in
     the central `MAX_SIDE` x `MAX_SIDE` window at most; 0 for a photo under 3 px either way."""
     height, width = pixels.shape[:2]
     if height < 3 or width < 3:
         return 0.0
-    top, left = max(0, (height - MAX_SIDE) // 2), max(0, (width - MAX_SIDE) // 2)
-    window = pixels[top : top + MAX_SIDE, left : left + MAX_SIDE, :3].astype(np.float32)
-    g = window @ _LUMA.astype(np.float32)
+    g = central_luma(pixels)
     response = (
         g[:-2, :-2]
         + g[:-2, 2:]

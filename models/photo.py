@@ -14,6 +14,16 @@ from models.grain import GrainParams, smooth_grain
 Step = Literal["grain", "focus"]
 
 
+def photo_params(
+    grain_threshold: float | None = None, sharpen_gate: float | None = None
+) -> tuple[GrainParams, FocusParams]:
+    """The two steps' settings from a service setting or an evaluator flag each: None keeps
+    `models.grain`'s and `models.focus`' defaults (smoothing on, sharpening off), 0 turns a step off."""
+    grain = GrainParams() if grain_threshold is None else GrainParams(threshold=grain_threshold)
+    focus = FocusParams() if sharpen_gate is None else FocusParams(gate=sharpen_gate)
+    return grain, focus
+
+
 def prepare_photo(
     pixels: np.ndarray, grain: GrainParams, focus: FocusParams
 ) -> tuple[np.ndarray, Step | None]:

@@ -20,7 +20,7 @@ from models.focus import FocusParams
 from models.grain import GrainParams
 from models.int8 import Int8Meta, int8_parts
 from models.optimize import load_prepared_detector, load_prepared_reader, load_prepared_refiner
-from models.photo import prepare_photo
+from models.photo import photo_params, prepare_photo
 from models.reader import DigitReader, ReaderMeta
 from models.refiner import BoxRefiner, RefinerMeta, refine_images
 from models.reread import Findings, read_boxes, reread_detections, reread_images
@@ -147,8 +147,7 @@ class Predictor:
             search_tiles_max=search_tiles_max,
             search_near=search_near,
         )
-        grain = GrainParams() if grain_threshold is None else GrainParams(threshold=grain_threshold)
-        focus = FocusParams() if sharpen_gate is None else FocusParams(gate=sharpen_gate)
+        grain, focus = photo_params(grain_threshold, sharpen_gate)
         predictor = cls(
             model,
             meta,

@@ -31,13 +31,12 @@ from torchvision.models.detection import FasterRCNN
 
 from models.assembly import AssemblyParams, Detection, assemble_number
 from models.checkpoint import resolve_checkpoint_dir, sha256_file
-from models.focus import FocusParams
-from models.grain import GrainParams
 from models.host import cpu_info
 from models.hw2 import Detections, detections_to_coco, write_pred_csv, write_pred_json
 from models.inference import resolve_device
 from models.int8 import int8_parts
 from models.optimize import load_prepared_detector, load_prepared_reader, load_prepared_refiner
+from models.photo import photo_params
 from models.rescorer import load_checkpoint_rescorer
 from models.verifier import (
     FEATURE_NAMES,
@@ -399,8 +398,7 @@ def _run_pipeline(args: argparse.Namespace, folder: Path) -> PipelineRun:
         args.search_near,
     )
     records, labelled = split_records(args.data, args.split, args.images, args.annotations)
-    grain = GrainParams() if args.grain_threshold is None else GrainParams(threshold=args.grain_threshold)
-    focus = FocusParams() if args.sharpen_gate is None else FocusParams(gate=args.sharpen_gate)
+    grain, focus = photo_params(args.grain_threshold, args.sharpen_gate)
     photos, steps = prepared_records(records, grain, focus, folder)  # what each reader reads
     refiner = None if args.no_refiner else load_prepared_refiner(args.checkpoint, device, use_int8=use_int8)
     reader = None if args.no_reader else load_prepared_reader(args.checkpoint, device, use_int8=use_int8)
