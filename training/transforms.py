@@ -12,11 +12,14 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
+from PIL import Image
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from models.detector import IMAGENET_MEAN
+from training import degrade
 from training.data import Target
 from training.marks import MarkBeside, mark_fonts
 
@@ -47,6 +50,13 @@ class AugmentConfig:
     random (`training.mosaic`), these transforms applied to the mosaic (0 = off, the seed). `mark_p`
     pastes, with that probability, a letter or mark beside the number before everything else, with no
     box (`training.marks`: "12A", "N°53" are read as background; 0 = off, the seed).
+
+    Poor photos (experiment 139; all off in the seed), each with its own probability and in the order a
+    camera makes them, before everything else but the mark: `lowres_p` shrinks the photo by a factor
+    drawn log-uniformly from [`lowres_min`, 1] and enlarges it back (a number photographed from afar;
+    boxes unchanged), `noise_p` adds Gaussian grain of a standard deviation drawn uniformly from
+    `noise_sigma` grey levels (0-255), and `jpeg_p` compresses it as a JPEG of a quality drawn uniformly
+    from `jpeg_quality` (1-95, PIL's scale).
     """
 
     brightness: float = 0.3
@@ -65,6 +75,12 @@ class AugmentConfig:
     affine_boxes: str = "corners"
     mosaic_p: float = 0.0
     mark_p: float = 0.0
+    lowres_p: float = 0.0
+    lowres_min: float = 0.3
+    noise_p: float = 0.0
+    noise_sigma: tuple[float, float] = (3.0, 24.0)
+    jpeg_p: float = 0.0
+    jpeg_quality: tuple[int, int] = (10, 60)
 
     def __post_init__(self) -> None:
         if self.affine_boxes not in AFFINE_BOX_RULES:
@@ -75,7 +91,18 @@ class AugmentConfig:
             raise ValueError(f"augment.stretch must be >= 1 (1 = off), got {self.stretch}")
         if not 0.0 <= self.affine_shear < 45.0:
             raise ValueError(f"augment.affine_shear must lie in [0, 45) degrees, got {self.affine_shear}")
-        for name in ("erasing_p", "blur_p", "grayscale_p", "erasing_drop", "invert_p", "mosaic_p", "mark_p"):
+        for name in (
+            "erasing_p",
+            "blur_p",
+            "grayscale_p",
+            "erasing_drop",
+            "invert_p",
+            "mosaic_p",
+            "mark_p",
+            "lowres_p",
+            "noise_p",
+            "jpeg_p",
+        ):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"augment.{name} must lie in [0, 1], got {value}")
@@ -83,6 +110,19 @@ class AugmentConfig:
         if not 0.0 < low <= high:
             raise ValueError(
                 f"augment.blur_sigma must be (low, high) with 0 < low <= high, got {self.blur_sigma}"
+            )
+        if not 0.0 < self.lowres_min <= 1.0:
+            raise ValueError(f"augment.lowres_min must lie in (0, 1], got {self.lowres_min}")
+        low, high = self.noise_sigma
+        if not 0.0 <= low <= high:
+            raise ValueError(
+                f"augment.noise_sigma must be (low, high) with 0 <= low <= high, got {self.noise_sigma}"
+            )
+        low_q, high_q = self.jpeg_quality
+        if not 1 <= low_q <= high_q <= 95:
+            raise ValueError(
+                "augment.jpeg_quality must be (low, high) with 1 <= low <= high <= 95, "
+                f"got {self.jpeg_quality}"
             )
 
 
@@ -103,8 +143,66 @@ class HorizontalStretch(v2.Transform):
         return self._call_kernel(v2.functional.resize, inpt, size=params["size"], antialias=True)
 
 
+def low_resolution(image: torch.Tensor, factor: float) -> torch.Tensor:
+    """`image` (float [3, H, W] in [0, 1]) shrunk to `factor` (0 < factor <= 1) of its height and width
+    (rounded, at least 1 px; bilinear with antialiasing) and enlarged back to [3, H, W] (bilinear): the
+    detail of a photo taken `1 / factor` times as far, at the same size, so that boxes stay where they are."""
+    if not 0.0 < factor <= 1.0:
+        raise ValueError(f"a low-resolution factor must lie in (0, 1], got {factor}")
+    height, width = image.shape[-2:]
+    small = [max(1, round(height * factor)), max(1, round(width * factor))]
+    if small == [height, width]:
+        return image
+    shrunk = v2.functional.resize(image, small, antialias=True)
+    return v2.functional.resize(shrunk, [height, width], antialias=False).clamp(0.0, 1.0)
+
+
+def add_grain(image: torch.Tensor, sigma: float) -> torch.Tensor:
+    """`image` (float [3, H, W] in [0, 1]) plus Gaussian grain of standard deviation `sigma` grey levels
+    (0-255 scale), drawn from torch's global generator for each pixel and channel, clipped to [0, 1]."""
+    if sigma < 0:
+        raise ValueError(f"a grain sigma must be >= 0, got {sigma}")
+    return (image + torch.randn_like(image) * (sigma / 255.0)).clamp(0.0, 1.0)
+
+
+def jpeg_roundtrip(image: torch.Tensor, quality: int) -> torch.Tensor:
+    """`image` (float [3, H, W] in [0, 1]) rounded to 8 bits, saved as a JPEG of `quality` (1-95, PIL's
+    scale, 4:2:0 chroma; `training.degrade.jpeg`, as bench_quality makes its photos) and read back to
+    float [3, H, W] in [0, 1]."""
+    pixels = (image * 255.0).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+    decoded = degrade.jpeg(Image.fromarray(pixels), quality)
+    return torch.from_numpy(np.asarray(decoded, dtype=np.float32) / 255.0).permute(2, 0, 1).contiguous()
+
+
+class PoorPhoto:
+    """Make a training photo (float [3, H, W] in [0, 1]) worse the ways a camera does, each way with its
+    own probability (`AugmentConfig.lowres_p`, `noise_p`, `jpeg_p`): lower resolution, then grain, then
+    JPEG compression. Draws from torch's global generator only for the ways that are on."""
+
+    def __init__(self, config: AugmentConfig) -> None:
+        self.config = config
+
+    @property
+    def on(self) -> bool:
+        c = self.config
+        return c.lowres_p > 0 or c.noise_p > 0 or c.jpeg_p > 0
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        c = self.config
+        if c.lowres_p > 0 and float(torch.rand(())) < c.lowres_p:
+            log_min = math.log(c.lowres_min)
+            image = low_resolution(image, math.exp(float(torch.empty(()).uniform_(log_min, 0.0))))
+        if c.noise_p > 0 and float(torch.rand(())) < c.noise_p:
+            image = add_grain(image, float(torch.empty(()).uniform_(*c.noise_sigma)))
+        if c.jpeg_p > 0 and float(torch.rand(())) < c.jpeg_p:
+            low, high = c.jpeg_quality
+            image = jpeg_roundtrip(image, int(torch.randint(low, high + 1, ())))
+        return image
+
+
 class TrainTransforms:
-    """A letter or mark beside the number when configured (`training.marks`), photometric jitter (then
+    """A letter or mark beside the number when configured (`training.marks`), a poorer photo when
+    configured (`PoorPhoto`: lower resolution, grain, JPEG), photometric jitter (then
     blur, grey and inversion when configured), a horizontal stretch when
     configured, an affine warp that moves the boxes with the pixels (each box becomes the box around its
     warped corners, around its warped inscribed ellipse, or the mean of the two:
@@ -130,6 +228,8 @@ class TrainTransforms:
             photometric.append(v2.RandomInvert(p=c.invert_p))
         self.erasing_drop = c.erasing_drop
         self.mark = MarkBeside(c.mark_p, mark_fonts()) if c.mark_p > 0 else None
+        poor = PoorPhoto(c)
+        self.poor = poor if poor.on else None
         stretch = [HorizontalStretch(c.stretch)] if c.stretch > 1.0 else []
         self.box_rule = c.affine_boxes
         self.geometry = v2.Compose(
@@ -152,6 +252,8 @@ class TrainTransforms:
     def __call__(self, image: torch.Tensor, target: Target) -> tuple[torch.Tensor, Target]:
         if self.mark is not None:
             image = self.mark(image, target["boxes"].reshape(-1, 4).float())
+        if self.poor is not None:
+            image = self.poor(image)
         boxes = tv_tensors.BoundingBoxes(
             target["boxes"], format="XYXY", canvas_size=(image.shape[-2], image.shape[-1])
         )

@@ -1,7 +1,15 @@
 import pytest
 import torch
 
-from training.transforms import AugmentConfig, TrainTransforms, erased_share
+from training.transforms import (
+    AugmentConfig,
+    PoorPhoto,
+    TrainTransforms,
+    add_grain,
+    erased_share,
+    jpeg_roundtrip,
+    low_resolution,
+)
 
 
 def white_square() -> tuple[torch.Tensor, dict]:
@@ -193,6 +201,12 @@ def test_shear_slants_the_digit_and_its_box_holds_the_slanted_pixels() -> None:
         {"affine_shear": 50.0},
         {"invert_p": 1.2},
         {"affine_boxes": "rectangle"},
+        {"lowres_p": 1.1},
+        {"lowres_min": 0.0},
+        {"noise_sigma": (10.0, 5.0)},
+        {"jpeg_quality": (0, 50)},
+        {"jpeg_quality": (60, 40)},
+        {"jpeg_quality": (50, 100)},
     ],
 )
 def test_augment_config_rejects_bad_values(bad: dict) -> None:
@@ -274,3 +288,51 @@ def test_mean_boxes_lie_halfway_between_the_corners_and_the_ellipse() -> None:
             torch.manual_seed(seed)
             boxes[rule] = transform(*white_ellipse())[1]["boxes"][0]
         assert torch.allclose(boxes["mean"], (boxes["corners"] + boxes["ellipse"]) / 2, atol=1e-4)
+
+
+def checkerboard(height: int = 64, width: int = 96) -> torch.Tensor:
+    """Float [3, H, W]: 1-pixel black and white squares, all detail and no area."""
+    ys, xs = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
+    return ((ys + xs) % 2).float().expand(3, height, width).clone()
+
+
+def test_low_resolution_keeps_the_size_and_loses_the_detail() -> None:
+    image = checkerboard()
+    coarse = low_resolution(image, 0.5)
+    assert coarse.shape == image.shape
+    assert coarse.std() < 0.1 * image.std()  # 1-px squares do not survive half the pixels
+    assert torch.equal(low_resolution(image, 1.0), image)
+    smooth = torch.linspace(0, 1, 96).expand(3, 64, 96).clone()  # a ramp has no detail to lose
+    assert (low_resolution(smooth, 0.5) - smooth).abs().max() < 0.02
+    with pytest.raises(ValueError, match="factor"):
+        low_resolution(image, 0.0)
+
+
+def test_add_grain_has_the_asked_spread_in_grey_levels() -> None:
+    torch.manual_seed(10)
+    grey = torch.full((3, 100, 100), 0.5)
+    grainy = add_grain(grey, 12.0)
+    assert abs(float((grainy - grey).std()) * 255 - 12.0) < 0.5
+    assert torch.equal(add_grain(grey, 0.0), grey)
+    assert add_grain(torch.ones(3, 8, 8), 50.0).max() <= 1.0
+
+
+def test_jpeg_roundtrip_loses_more_at_lower_quality() -> None:
+    torch.manual_seed(11)
+    image = torch.rand(3, 48, 64)
+    fine, coarse = jpeg_roundtrip(image, 95), jpeg_roundtrip(image, 10)
+    assert fine.shape == coarse.shape == image.shape and fine.dtype == torch.float32
+    assert 0 < (fine - image).abs().mean() < (coarse - image).abs().mean()
+
+
+def test_poor_photo_off_draws_nothing_and_on_changes_pixels_not_boxes() -> None:
+    assert not PoorPhoto(AugmentConfig()).on  # the seed recipe: off, its random numbers as before
+    assert TrainTransforms(only()).poor is None
+    torch.manual_seed(12)
+    image, target = white_square()
+    for ways in ({"lowres_p": 1.0, "lowres_min": 0.3}, {"noise_p": 1.0}, {"jpeg_p": 1.0}):
+        poor, poor_target = TrainTransforms(only(**ways))(image, target)
+        assert poor.shape == image.shape and not torch.equal(poor, image), ways
+        assert poor.min() >= 0.0 and poor.max() <= 1.0
+        assert torch.equal(poor_target["boxes"], target["boxes"]) and poor_target["labels"].tolist() == [5]
+    assert torch.equal(PoorPhoto(only(noise_p=0.0, jpeg_p=0.0))(image), image)
