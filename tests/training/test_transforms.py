@@ -336,3 +336,12 @@ def test_poor_photo_off_draws_nothing_and_on_changes_pixels_not_boxes() -> None:
         assert poor.min() >= 0.0 and poor.max() <= 1.0
         assert torch.equal(poor_target["boxes"], target["boxes"]) and poor_target["labels"].tolist() == [5]
     assert torch.equal(PoorPhoto(only(noise_p=0.0, jpeg_p=0.0))(image), image)
+
+
+@pytest.mark.parametrize("way", ["lowres_p", "noise_p", "jpeg_p"])
+def test_poor_photo_changes_about_its_share_of_photos(way: str) -> None:
+    torch.manual_seed(13)
+    poor = PoorPhoto(only(**{way: 0.3}))
+    image = checkerboard(24, 32)
+    changed = sum(not torch.equal(poor(image), image) for _ in range(300))
+    assert 60 <= changed <= 120  # 90 expected; binomial sd ~8
