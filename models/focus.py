@@ -17,8 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageFilter
 
-from models.grain import MAX_SIDE as MAX_SIDE  # measured in the same central window as the grain
-from models.grain import central_luma
+from models.grain import central_luma  # measured in the same central window as the grain
 
 _BOX = 9  # px, the re-blur's width
 
@@ -63,7 +62,7 @@ def _moving_mean(g: np.ndarray, axis: int) -> np.ndarray:
 
 def blur_measure(pixels: np.ndarray) -> float:
     """Crete-Roffet's blur measure of uint8 RGB `pixels` [H, W, 3] in [0, 1] (larger: more blurred),
-    in the central `MAX_SIDE` x `MAX_SIDE` window at most; 0 for a photo under 2 px either way or
+    in the central `models.grain.MAX_SIDE` square window at most; 0 for a photo under 2 px either way or
     without any difference between neighbours (nothing to sharpen)."""
     height, width = pixels.shape[:2]
     if height < 2 or width < 2:

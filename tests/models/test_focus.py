@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from models.focus import MAX_SIDE, TUNED_GATE, FocusParams, blur_measure, sharpen_blurred
+from models.focus import TUNED_GATE, FocusParams, blur_measure, sharpen_blurred
+from models.grain import MAX_SIDE
 from training.scenes import place_in_scene
 
 
