@@ -22,6 +22,7 @@ from models.detector import IMAGENET_MEAN
 from training import degrade
 from training.data import Target
 from training.marks import MarkBeside, mark_fonts
+from training.twins import DigitBeside
 
 AFFINE_BOX_RULES = ("corners", "ellipse", "mean")
 
@@ -48,8 +49,10 @@ class AugmentConfig:
     coordinates averaged (experiment 90 found the ellipse's boxes too tight for digits). `mosaic_p`
     makes a training image, with that probability, the 2 x 2 mosaic of its photo and three drawn at
     random (`training.mosaic`), these transforms applied to the mosaic (0 = off, the seed). `mark_p`
-    pastes, with that probability, a letter or mark beside the number before everything else, with no
-    box (`training.marks`: "12A", "N°53" are read as background; 0 = off, the seed).
+    pastes, with that probability, a letter or mark beside the number before all else but `digit_p`, with no
+    box (`training.marks`: "12A", "N°53" are read as background; 0 = off, the seed). `digit_p` copies,
+    with that probability, one of the number's own digits beside it, with its box and label, before
+    the mark (`training.twins`: more pairs of like digits side by side, "11"; 0 = off, the seed).
 
     Poor photos (experiment 139; all off in the seed), each with its own probability and in the order a
     camera makes them, before everything else but the mark: `lowres_p` shrinks the photo by a factor
@@ -75,6 +78,7 @@ class AugmentConfig:
     affine_boxes: str = "corners"
     mosaic_p: float = 0.0
     mark_p: float = 0.0
+    digit_p: float = 0.0
     lowres_p: float = 0.0
     lowres_min: float = 0.3
     noise_p: float = 0.0
@@ -99,6 +103,7 @@ class AugmentConfig:
             "invert_p",
             "mosaic_p",
             "mark_p",
+            "digit_p",
             "lowres_p",
             "noise_p",
             "jpeg_p",
@@ -201,7 +206,8 @@ class PoorPhoto:
 
 
 class TrainTransforms:
-    """A letter or mark beside the number when configured (`training.marks`), a poorer photo when
+    """One of the number's digits copied beside it when configured (`training.twins`, with its box and
+    label), a letter or mark beside the number when configured (`training.marks`), a poorer photo when
     configured (`PoorPhoto`: lower resolution, grain, JPEG), photometric jitter (then
     blur, grey and inversion when configured), a horizontal stretch when
     configured, an affine warp that moves the boxes with the pixels (each box becomes the box around its
@@ -228,6 +234,7 @@ class TrainTransforms:
             photometric.append(v2.RandomInvert(p=c.invert_p))
         self.erasing_drop = c.erasing_drop
         self.mark = MarkBeside(c.mark_p, mark_fonts()) if c.mark_p > 0 else None
+        self.twin = DigitBeside(c.digit_p) if c.digit_p > 0 else None
         poor = PoorPhoto(c)
         self.poor = poor if poor.on else None
         stretch = [HorizontalStretch(c.stretch)] if c.stretch > 1.0 else []
@@ -250,6 +257,11 @@ class TrainTransforms:
         self.erase = v2.RandomErasing(p=c.erasing_p, value=list(IMAGENET_MEAN))
 
     def __call__(self, image: torch.Tensor, target: Target) -> tuple[torch.Tensor, Target]:
+        if self.twin is not None:
+            image, copied_boxes, copied_labels = self.twin(
+                image, target["boxes"].reshape(-1, 4).float(), target["labels"]
+            )
+            target = {**target, "boxes": copied_boxes, "labels": copied_labels}
         if self.mark is not None:
             image = self.mark(image, target["boxes"].reshape(-1, 4).float())
         if self.poor is not None:
