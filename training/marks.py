@@ -63,10 +63,10 @@ def glyph_mask(text: str, font_path: str) -> torch.Tensor:
     return F.pil_to_tensor(canvas.crop(box))[0].float() / 255
 
 
-def digit_ink(image: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
-    """The colour of a digit's strokes: the mean of the 15 % of the box's pixels farthest from the
-    plate (the median of the box's left and right columns). `image` FloatTensor[3, H, W], `box`
-    FloatTensor[4] XYXY. Returns FloatTensor[3]."""
+def plate_and_ink(image: torch.Tensor, box: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The colours of a digit's plate (the median of the box's left and right columns) and of its
+    strokes (the mean of the 15 % of the box's pixels farthest from the plate). `image`
+    FloatTensor[3, H, W], `box` FloatTensor[4] XYXY. Returns two FloatTensor[3]."""
     height, width = image.shape[-2:]
     x1, y1 = int(box[0].clamp(0, width - 1)), int(box[1].clamp(0, height - 1))
     x2, y2 = max(x1 + 1, int(box[2].ceil().clamp(1, width))), max(y1 + 1, int(box[3].ceil().clamp(1, height)))
@@ -75,7 +75,13 @@ def digit_ink(image: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
     plate = sides.median(dim=1).values
     distance = (crop - plate[:, None]).norm(dim=0)
     far = distance >= distance.quantile(0.85)
-    return crop[:, far].mean(dim=1)
+    return plate, crop[:, far].mean(dim=1)
+
+
+def digit_ink(image: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
+    """The colour of a digit's strokes (`plate_and_ink`). `image` FloatTensor[3, H, W], `box`
+    FloatTensor[4] XYXY. Returns FloatTensor[3]."""
+    return plate_and_ink(image, box)[1]
 
 
 @dataclass(frozen=True)

@@ -48,18 +48,18 @@ class AugmentConfig:
     detection": glyphs fill their box's middle more than its corners; or "mean", the two boxes'
     coordinates averaged (experiment 90 found the ellipse's boxes too tight for digits). `mosaic_p`
     makes a training image, with that probability, the 2 x 2 mosaic of its photo and three drawn at
-    random (`training.mosaic`), these transforms applied to the mosaic (0 = off, the seed). `mark_p`
-    pastes, with that probability, a letter or mark beside the number before all else but `digit_p`, with no
-    box (`training.marks`: "12A", "N°53" are read as background; 0 = off, the seed). `digit_p` copies,
-    with that probability, one of the number's own digits beside it, with its box and label, before
-    the mark (`training.twins`: more pairs of like digits side by side, "11"; 0 = off, the seed).
+    random (`training.mosaic`), these transforms applied to the mosaic (0 = off, the seed). `digit_p`
+    copies, with that probability, one of the number's own digits beside it, with its box and label,
+    before everything else (`training.twins`: more pairs of like digits side by side, "11"; 0 = off,
+    the seed; experiment 145: worse). `mark_p` pastes, with that probability, a letter or mark beside
+    the number next, with no box (`training.marks`: "12A", "N°53" are read as background; 0 = off).
 
     Poor photos (experiment 139; all off in the seed), each with its own probability and in the order a
-    camera makes them, before everything else but the mark: `lowres_p` shrinks the photo by a factor
-    drawn log-uniformly from [`lowres_min`, 1] and enlarges it back (a number photographed from afar;
-    boxes unchanged), `noise_p` adds Gaussian grain of a standard deviation drawn uniformly from
-    `noise_sigma` grey levels (0-255), and `jpeg_p` compresses it as a JPEG of a quality drawn uniformly
-    from `jpeg_quality` (1-95, PIL's scale).
+    camera makes them, after the digit copy and the mark, before everything else: `lowres_p` shrinks
+    the photo by a factor drawn log-uniformly from [`lowres_min`, 1] and enlarges it back (a number
+    photographed from afar; boxes unchanged), `noise_p` adds Gaussian grain of a standard deviation
+    drawn uniformly from `noise_sigma` grey levels (0-255), and `jpeg_p` compresses it as a JPEG of a
+    quality drawn uniformly from `jpeg_quality` (1-95, PIL's scale).
     """
 
     brightness: float = 0.3

@@ -1,7 +1,15 @@
 import pytest
 import torch
 
-from training.marks import MarkBeside, MarkChoice, digit_ink, glyph_mask, mark_fonts, paste_mark
+from training.marks import (
+    MarkBeside,
+    MarkChoice,
+    digit_ink,
+    glyph_mask,
+    mark_fonts,
+    paste_mark,
+    plate_and_ink,
+)
 from training.transforms import AugmentConfig, TrainTransforms
 
 FONT = mark_fonts()[0]
@@ -30,6 +38,8 @@ def changed_box(before: torch.Tensor, after: torch.Tensor) -> list[int]:
 def test_digit_ink_is_the_strokes_colour_not_the_plate() -> None:
     image, boxes = plate_with_digits()
     assert torch.allclose(digit_ink(image, boxes[1]), torch.tensor([0.1, 0.1, 0.5]), atol=1e-6)
+    plate, ink = plate_and_ink(image, boxes[1])
+    assert torch.allclose(plate, torch.full((3,), 0.8)) and torch.equal(ink, digit_ink(image, boxes[1]))
 
 
 def test_glyph_mask_is_cropped_to_its_ink_at_the_drawing_size() -> None:
