@@ -48,12 +48,10 @@ def test_suffix_copies_the_end_digit_after_the_number_with_its_box_and_label() -
     pasted, new_boxes, new_labels = out
     assert new_boxes[:2].equal(boxes) and new_labels.tolist() == [2, 8, 8]
     assert new_boxes[2].tolist() == [70.0, 20.0, 80.0, 40.0]  # the number's 5 px gap after x = 65
-    assert torch.allclose(
-        pasted[:, 20:40, 70:80], image[:, 20:40, 55:65]
-    )  # the same strokes on the same plate
-    assert torch.equal(pasted[:, :, :70], image[:, :, :70]) and torch.equal(
-        pasted[:, :, 80:], image[:, :, 80:]
-    )
+    copy, source = pasted[:, 20:40, 70:80], image[:, 20:40, 55:65]
+    assert torch.allclose(copy, source)  # the same strokes on the same plate
+    assert pasted[:, :, :70].equal(image[:, :, :70])  # nothing left of the copy moved
+    assert pasted[:, :, 80:].equal(image[:, :, 80:])  # nor right of it
 
 
 def test_prefix_copies_a_chosen_digit_before_the_number_at_the_drawn_gap() -> None:
