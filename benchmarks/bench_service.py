@@ -5,13 +5,14 @@
 
 Starts the real service (uvicorn, loopback only), sends one-image /v1/detect requests at each
 concurrency, and prints p50/p99 latency and images/s beside the bare `Predictor.detect` loop, with the
-ratio; and the bare loop six times more, without the second look at small numbers (models/zoom.py),
-without the checkpoint's reader (models/reread.py), without its box refiner (models/refiner.py), without
-its rescorer (models/rescorer.py), in float32 where the checkpoint has int8 ranges (the detector,
-and the refiner and reader where it has theirs; models/int8.py) and without
-`models.optimize.prepare_for_inference`, to show what each costs or buys. Uses real SVHN validation
-images when ../shared/data is present, else synthetic ones; the shipped checkpoint when there is one,
-else a randomly initialised fast detector (same compute, meaningless boxes).
+ratio. An HTTP row also gives the median of the service's own `timing.total_ms`: the gap to its p50 is
+what HTTP, the upload and the client cost. The bare loop runs six times more, without the second look at
+small numbers (models/zoom.py), without the checkpoint's reader (models/reread.py), without its box
+refiner (models/refiner.py), without its rescorer (models/rescorer.py), in float32 where the checkpoint
+has int8 ranges (the detector, and the refiner and reader where it has theirs; models/int8.py) and
+without `models.optimize.prepare_for_inference`, to show what each costs or buys. Uses real SVHN
+validation images when ../shared/data is present, else synthetic ones; the shipped checkpoint when there
+is one, else a randomly initialised fast detector (same compute, meaningless boxes).
 """
 
 from __future__ import annotations
@@ -94,7 +95,10 @@ def bare_loops(predictors: list[Predictor], images: list[bytes], requests: int) 
 
 
 async def http_load(url: str, images: list[bytes], requests: int, concurrency: int) -> dict[str, float]:
+    """Client-side latency summary, plus `server_p50`: the median of the service's own `timing.total_ms`
+    (request start to result, decode and queue included), so that what HTTP itself costs is the gap."""
     latencies: list[float] = []
+    server_ms: list[float] = []
     failures = 0
     counter = iter(range(requests))
     async with httpx.AsyncClient(timeout=60) as client:
@@ -107,12 +111,15 @@ async def http_load(url: str, images: list[bytes], requests: int, concurrency: i
                 response = await client.post(f"{url}/v1/detect", files=files)
                 latencies.append((time.perf_counter() - t0) * 1000)
                 failures += response.status_code != 200
+                if response.status_code == 200:
+                    server_ms.append(response.json()["results"][0]["timing"]["total_ms"])
 
         start = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         seconds = time.perf_counter() - start
     result = summarise(latencies, seconds, requests)
     result["failures"] = failures
+    result["server_p50"] = statistics.median(server_ms) if server_ms else float("nan")
     return result
 
 
@@ -231,6 +238,7 @@ def main() -> None:
                 print(
                     f"{label:28} {r['p50']:8.1f} {r['p99']:8.1f} {r['images_per_s']:9.1f} "
                     f"{r['images_per_s'] / bare['images_per_s']:8.2f}"
+                    + f"  (in the server: p50 {r['server_p50']:.1f} ms)"
                     + (f"  ({int(r['failures'])} failed)" if r["failures"] else "")
                 )
         finally:
