@@ -8,7 +8,9 @@ matplotlib, Pillow's own as the last resort) on plates or textured backgrounds, 
 perspective, cropped with jitter, resized, blurred and noised, with non-digit clutter around them. Each
 digit is drawn into its own mask as well, so its box follows every warp exactly.
 
-The system fonts differ from machine to machine, so the same seed draws other images elsewhere.
+The system fonts differ from machine to machine, so the same seed draws other images elsewhere (but
+the same in every checkout on one machine: the fonts are taken in an order that does not depend on
+where the checkout or its virtual environment is, `fonts_in`).
 `--fonts bundled` draws with matplotlib's own fonts only (DejaVu, STIX, Computer Modern: installed with
 the package, the same on every machine), so that a check on synthetic numbers can be repeated anywhere;
 the folder's `fonts.json` lists the font files used either way.
@@ -58,13 +60,24 @@ def _candidate_fonts(source: str) -> list[Path]:
     except ImportError:
         if source == "bundled":
             raise ValueError("--fonts bundled needs matplotlib (pip install -e '.[train]')") from None
-    return sorted(
-        p
-        for d in dirs
-        if d.is_dir()
-        for p in d.rglob("*")
+    return fonts_in(dirs)
+
+
+def fonts_in(dirs: Sequence[Path]) -> list[Path]:
+    """The font files (.ttf, .otf; not the symbol fonts) under `dirs`, ordered by file name, then by
+    their folder's place in `dirs`, then by their path inside it: an order that does not depend on where
+    the folders are. (By whole path, matplotlib's fonts in a virtual environment under /tmp came before
+    /usr/share/fonts and under /work after them, so the same seed drew other images in two checkouts
+    on one machine.) In one flat folder, such as matplotlib's (`--fonts bundled`), the order is the
+    whole path's, as before."""
+    found = [
+        (p.name, rank, p.relative_to(folder).as_posix(), p)
+        for rank, folder in enumerate(dirs)
+        if folder.is_dir()
+        for p in folder.rglob("*")
         if p.suffix.lower() in (".ttf", ".otf") and not any(s in p.name.lower() for s in SYMBOL_FONTS)
-    )
+    ]
+    return [p for *_, p in sorted(found)]
 
 
 def _draws_digits(path: Path) -> bool:

@@ -5,13 +5,37 @@ import pytest
 from PIL import Image
 
 from training import synth
-from training.synth import find_fonts, render_sample
+from training.synth import find_fonts, fonts_in, render_sample
 
 
 def test_fonts_found_and_all_draw_digits() -> None:
     fonts = find_fonts()
     assert fonts and all(isinstance(f, str) for f in fonts)
     assert not any("cmsy" in f.lower() or "cmex" in f.lower() for f in fonts)
+
+
+def test_font_order_does_not_depend_on_where_the_folders_are(tmp_path: Path) -> None:
+    def make(folder: Path, names: list[str]) -> Path:
+        for name in names:
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_bytes(b"")
+        return folder
+
+    system = ["b/Zeta.ttf", "a/Alpha.otf", "Mid.TTF", "notes.txt", "cmsy10.ttf"]
+    bundled = ["Alpha.otf", "Beta.ttf"]
+    orders = []
+    for first, second in (("a", "z"), ("z", "a")):  # by whole path: the bundled folder last, then first
+        root = tmp_path / first
+        found = fonts_in([make(root / "sys", system), make(tmp_path / second / "mpl", bundled)])
+        orders.append([(p.parent.name, p.name) for p in found])
+    expected = [
+        ("a", "Alpha.otf"),  # the same name: the earlier folder in `dirs` first
+        ("mpl", "Alpha.otf"),
+        ("mpl", "Beta.ttf"),
+        ("sys", "Mid.TTF"),
+        ("b", "Zeta.ttf"),
+    ]
+    assert orders[0] == expected and orders[1] == expected
 
 
 def test_same_seed_same_image() -> None:
