@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from models.checkpoint import load_checkpoint, read_checkpoint_meta, save_checkpoint
+from models.checkpoint import load_checkpoint, read_checkpoint_meta, save_checkpoint, save_checkpoint_like
 from models.detector import DETECTOR_PRESETS, build_detector
 from tests.helpers import randomise_batchnorm
 from training import average
@@ -126,7 +126,13 @@ def test_recompute_batchnorm_needs_images() -> None:
 def test_average_command_writes_the_mean_checkpoint(
     trained_run: Path, synth_dir: Path, tmp_path: Path
 ) -> None:
-    sources = [trained_run / "best", trained_run / "last"]
+    # the run's last weights and a copy moved in its backbone and box head: its best and last can be
+    # one epoch's, and sources that share a backbone are averaged without new BatchNorm statistics
+    model, meta = load_checkpoint(trained_run / "last")
+    with torch.no_grad():
+        model.backbone.body.conv1.weight.add_(0.01)
+        model.roi_heads.box_predictor.cls_score.weight.add_(0.5)
+    sources = [trained_run / "last", save_checkpoint_like(tmp_path / "moved", model, meta, metrics={})]
     out = average.main([*map(str, sources), "--out", str(tmp_path / "swa"), "--data", str(synth_dir)])
     meta = read_checkpoint_meta(out)
     assert meta.metrics["averaged"]["sources"] == [str(s) for s in sources]
