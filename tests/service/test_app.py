@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -258,6 +259,31 @@ def test_gpu_out_of_memory_answers_503_then_recovers(client: TestClient) -> None
     assert first.status_code == 503 and first.json()["error"]["code"] == "out_of_memory"
     assert first.headers["Retry-After"] == "1"
     assert client.post("/v1/detect", files=files(png())).status_code == 200
+
+
+def test_a_request_the_model_answers_too_late_is_a_503_and_the_model_serves_on(
+    start_client: StartClient,
+) -> None:
+    client = start_client(request_timeout_s=0.2)
+    service = client.app.state.service  # type: ignore[attr-defined]
+    real_model = service.predictor.model
+    release = threading.Event()
+    calls = {"n": 0}
+
+    def stuck_once(images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:  # the model's own signature
+        calls["n"] += 1
+        if calls["n"] == 1:
+            assert release.wait(30), "the test never released the model"
+        return real_model(images)
+
+    service.predictor.model = stuck_once
+    late = client.post("/v1/recognize", files=files(png()))
+    assert late.status_code == 503 and late.json()["error"]["code"] == "timeout"
+    assert late.headers["Retry-After"] == "5"
+    release.set()  # the abandoned batch finishes; its answer goes nowhere and the worker serves on
+    served = client.post("/v1/recognize", files=files(png()))
+    assert served.status_code == 200 and served.json()["results"][0]["number"] == -1
+    assert calls["n"] >= 2 and service.batcher.pending == 0
 
 
 def test_cuda_without_gpu_fails_startup(tiny_checkpoint: Path) -> None:
