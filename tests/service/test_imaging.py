@@ -88,6 +88,16 @@ def test_transparent_pixels_composite_over_white() -> None:
     assert np.all(decoded.pixels == 255)
 
 
+@pytest.mark.parametrize("fmt", ["PNG", "GIF"])
+def test_a_palette_images_transparent_colour_composites_over_white(fmt: str) -> None:
+    # Index 0 is black and transparent, index 1 black and opaque: only the transparent half turns white.
+    image = Image.new("P", (4, 2), 0)
+    image.putpalette([0, 0, 0] * 256)
+    image.paste(1, (0, 1, 4, 2))
+    decoded = decode_image(encode(image, fmt, transparency=0), MAX)
+    assert np.all(decoded.pixels[0] == 255) and np.all(decoded.pixels[1] == 0)
+
+
 def test_sixteen_bit_scales_to_eight_bit() -> None:
     image = Image.fromarray(np.full((4, 4), 65535, dtype=np.uint16))
     assert np.all(decode_image(encode(image), MAX).pixels == 255)
