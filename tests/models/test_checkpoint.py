@@ -191,6 +191,16 @@ def test_damaged_json_refuses_to_load(saved: tuple[Path, torch.nn.Module], damag
         load_checkpoint(saved[0])
 
 
+def test_weights_of_another_shape_refuse_to_load_and_say_so(saved: tuple[Path, torch.nn.Module]) -> None:
+    # The json describes a narrower box head than the (intact, hash-valid) weights were trained with.
+    meta_path = saved[0] / "checkpoint.json"
+    doc = json.loads(meta_path.read_text())
+    narrower = doc["detector"]["box_head_dim"] // 2
+    meta_path.write_text(json.dumps({**doc, "detector": {**doc["detector"], "box_head_dim": narrower}}))
+    with pytest.raises(CheckpointError, match="weights do not fit fasterrcnn_resnet18_fpn"):
+        load_checkpoint(saved[0])
+
+
 def test_metrics_update_keeps_hash_valid(saved: tuple[Path, torch.nn.Module]) -> None:
     update_checkpoint_metrics(saved[0], {"valid": {"accuracy": 0.9}})
     meta = read_checkpoint_meta(saved[0] / "checkpoint.json")
