@@ -68,6 +68,59 @@ def test_bad_record_error_names_file_and_record(tmp_path: Path, annotation: dict
     assert "annotation 1" in str(info.value) and "1.png" in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        ("missing", "does not exist"),
+        ("not_json", "not valid JSON"),
+        ("no_images", "missing the COCO 'images' list"),
+        ("no_annotations", "missing the COCO 'annotations' list"),
+    ],
+)
+def test_an_unusable_annotation_file_is_named(tmp_path: Path, damage: str, message: str) -> None:
+    root = make_set(tmp_path, [{"bbox": [10, 5, 10, 20], "category_id": 1}])
+    ann_file = root / "train.json"
+    doc = json.loads(ann_file.read_text())
+    if damage == "missing":
+        ann_file.unlink()
+    elif damage == "not_json":
+        ann_file.write_text(ann_file.read_text()[:-5])
+    else:
+        ann_file.write_text(json.dumps({k: v for k, v in doc.items() if k != damage.removeprefix("no_")}))
+    with pytest.raises(DataError, match=message) as info:
+        load(root)
+    assert "train.json" in str(info.value)
+
+
+def test_an_annotation_of_an_image_with_no_record_is_named(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"annotation 1 refers to image_id 7, which has no image record"):
+        load(make_set(tmp_path, [{"bbox": [10, 5, 10, 20], "category_id": 1, "image_id": 7}]))
+
+
+def test_crowd_boxes_are_skipped_and_counted(tmp_path: Path) -> None:
+    crowd = {"bbox": [40, 5, 30, 20], "category_id": 1, "iscrowd": 1}
+    root = make_set(tmp_path, [{"bbox": [10, 5, 10, 20], "category_id": 2}, crowd])
+    records, report = load(root)
+    assert [b.digit for b in records[0].boxes] == [1] and report.boxes == 1 and report.crowd_skipped == 1
+
+
+def test_an_image_record_without_its_size_takes_the_files(tmp_path: Path) -> None:
+    root = make_set(tmp_path, [{"bbox": [10, 5, 10, 20], "category_id": 1}])
+    doc = json.loads((root / "train.json").read_text())
+    doc["images"] = [{"id": 1, "file_name": "1.png"}]
+    (root / "train.json").write_text(json.dumps(doc))
+    records, _ = load(root)
+    assert (records[0].width, records[0].height) == (100, 50)
+
+
+def test_an_image_that_is_not_the_size_its_record_says_is_named_when_read(tmp_path: Path) -> None:
+    root = make_set(tmp_path, [{"bbox": [10, 5, 10, 20], "category_id": 1}])
+    records, _ = load(root)
+    Image.new("RGB", (80, 50), "white").save(root / "train" / "1.png")  # replaced after loading
+    with pytest.raises(DataError, match=r"1\.png: image is 80x50 but its record says"):
+        DigitDataset(records)[0]
+
+
 def test_missing_image_names_record(tmp_path: Path) -> None:
     root = make_set(tmp_path, [])
     (root / "train" / "1.png").unlink()
