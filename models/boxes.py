@@ -32,6 +32,13 @@ def clamp_xyxy(box: Sequence[float], width: float, height: float) -> BoxXYXY:
     )
 
 
+def scale_xyxy(box: Sequence[float], sx: float, sy: float) -> BoxXYXY:
+    """An xyxy box with x multiplied by `sx` and y by `sy`: from the pixels of an image resized by 1 /
+    (sx, sy) to the original's."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    return (x1 * sx, y1 * sy, x2 * sx, y2 * sy)
+
+
 def box_area(box: Sequence[float]) -> float:
     """Area of an xyxy box; 0 for degenerate boxes."""
     x1, y1, x2, y2 = box

@@ -19,14 +19,14 @@ detections themselves (Task 1, COCO boxes) are not changed.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
 from torchvision.transforms.v2 import functional as F
 
 from models.assembly import Detection
-from models.boxes import BoxXYXY, box_iou
+from models.boxes import BoxXYXY, box_iou, scale_xyxy
 from models.labels import NUM_DIGITS
 
 
@@ -79,6 +79,15 @@ class Findings:
 
     detections: list[Detection]
     sites: list[Detection]
+
+    def scaled(self, sx: float, sy: float) -> Findings:
+        """The same findings with every box's x multiplied by `sx` and y by `sy` (`scale_xyxy`)."""
+        if (sx, sy) == (1.0, 1.0):
+            return self
+        return Findings(
+            [replace(d, box_xyxy=scale_xyxy(d.box_xyxy, sx, sy)) for d in self.detections],
+            [replace(d, box_xyxy=scale_xyxy(d.box_xyxy, sx, sy)) for d in self.sites],
+        )
 
 
 def crop_window(

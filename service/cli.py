@@ -80,7 +80,8 @@ class LocalReader:
         self.assembly = self.predictor.assembly
 
     def detect(self, path: Path) -> Findings:
-        return self.predictor.detect([decode_image(path.read_bytes(), MAX_PIXELS).pixels])[0]
+        image = decode_image(path.read_bytes(), MAX_PIXELS)
+        return self.predictor.detect([image.pixels])[0].scaled(*image.scale)
 
     def p_correct(self, number: AssembledNumber, found: Findings) -> float | None:
         return self.predictor.p_correct(number, found)

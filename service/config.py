@@ -14,7 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from models.assembly import check_height_ratio
 from models.zoom import check_search_tiles
-from service.imaging import MAX_ASPECT_RATIO
+from service.imaging import MAX_ASPECT_RATIO, REDUCE_TO_PX
 
 SHIPPED_CHECKPOINT = Path(__file__).resolve().parents[1] / "models" / "default"
 TRAINED_CHECKPOINT = Path("runs") / "latest" / "best"
@@ -114,6 +114,13 @@ class Settings(BaseSettings):
     max_pixels: int = Field(25_000_000, ge=1, le=200_000_000, description="per image")
     max_aspect_ratio: float = Field(
         MAX_ASPECT_RATIO, ge=1.0, le=200.0, description="longer side / shorter side, per image"
+    )
+    reduce_to_px: int = Field(
+        REDUCE_TO_PX,
+        ge=0,
+        le=100_000,
+        description="a photo at least twice this on its longer side is read reduced by the largest whole "
+        "factor that keeps it at least this; boxes are given in the upload's pixels. 0: never",
     )
     max_images_per_request: int = Field(16, ge=1, le=256)
     queue_depth: int = Field(64, ge=1, le=10_000, description="images waiting for the model")

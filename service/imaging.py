@@ -3,7 +3,9 @@
 Pure: no model, no server. Decompression bombs, and strips far longer than they are high (or the
 other way round), are refused from the header before any pixel is decoded; EXIF orientation is
 applied; palette, grey, CMYK, alpha and 16-bit images become 8-bit RGB (alpha over white);
-animated images give their first frame.
+animated images give their first frame. A photo at least twice `reduce_to_px` on its longer side (a
+phone's 4032 x 3024) is read reduced by a whole factor (each output pixel the mean of a k x k block),
+and `DecodedImage.scale` maps what is found back to its pixels.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from models.inference import to_unit_float
 
@@ -23,6 +25,14 @@ ALLOWED_FORMATS = frozenset({"PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF"})
 # max_size (384 px for the shipped model): at 50:1 the shorter side is already under 8 px, too few
 # for any digit, and past max_size:1 it would be under one pixel, which the model cannot take.
 MAX_ASPECT_RATIO = 50.0
+# A photo whose longer side is at least twice this is read reduced, to no less than this: the model
+# never looks at more of it. The tile search (models/zoom.py) cuts a large photo into at most 4 x 4
+# tiles, each scaled to the detector's max_size (384 px for the shipped model): 4 x 384 = 1536.
+# Reduced by block means after decoding, not by libjpeg's scaled decoding (PIL's `draft`), which is
+# faster but read 7 fewer of 200 numbers small in phone-size photos (model card, experiment 149).
+REDUCE_TO_PX = 1536
+# EXIF orientations that turn the image a quarter: its upright width is its stored height.
+QUARTER_TURNS = frozenset({5, 6, 7, 8})
 # Bytes that start like an image but do not open are corrupt, not "not an image".
 IMAGE_SIGNATURES = (
     b"\x89PNG\r\n\x1a\n",
@@ -75,6 +85,9 @@ class DecodedImage:
     width: int
     height: int
     format: str
+    scale: tuple[float, float] = (1.0, 1.0)
+    """Upload pixels per pixel of `pixels`, (x, y): `width / W` and `height / H` of pixels' [H, W]; (1, 1)
+    unless the photo was read reduced."""
 
 
 def to_model_input(pixels: np.ndarray) -> torch.Tensor:
@@ -84,15 +97,23 @@ def to_model_input(pixels: np.ndarray) -> torch.Tensor:
     return to_unit_float(torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1))
 
 
+def reduction(width: int, height: int, reduce_to_px: int) -> int:
+    """The largest whole factor k that keeps an image's longer side at least `reduce_to_px` (pixels)
+    when it is divided by k; 1 when `reduce_to_px` is 0."""
+    return max(1, max(width, height) // reduce_to_px) if reduce_to_px > 0 else 1
+
+
 def decode_image(
     data: bytes,
     max_pixels: int,
     allowed_formats: frozenset[str] = ALLOWED_FORMATS,
     max_aspect_ratio: float = MAX_ASPECT_RATIO,
+    reduce_to_px: int = REDUCE_TO_PX,
 ) -> DecodedImage:
     """Decode one upload. Raises an ImageError subclass for anything unusable: among them an image
     with more than `max_pixels` pixels or whose longer side is more than `max_aspect_ratio` times
-    its shorter side."""
+    its shorter side. An image whose longer side is at least twice `reduce_to_px` comes back reduced
+    (`reduction`; 0: never)."""
     if not data:
         raise EmptyImageError("the upload is empty")
     image = _open(data)
@@ -111,8 +132,27 @@ def decode_image(
             f"image is {image.width}x{image.height} pixels: one side is more than {max_aspect_ratio:g} times "
             "the other; crop it around the number"
         )
+    factor = reduction(image.width, image.height, reduce_to_px)
+    turned = _orientation(image) in QUARTER_TURNS
+    width, height = (image.height, image.width) if turned else (image.width, image.height)
     rgb = _to_rgb(_first_frame_upright(image))
-    return DecodedImage(pixels=np.array(rgb, dtype=np.uint8), width=rgb.width, height=rgb.height, format=fmt)
+    if factor > 1:
+        rgb = rgb.reduce(factor)  # the mean of each factor x factor block; the last ones may be smaller
+    return DecodedImage(
+        pixels=np.array(rgb, dtype=np.uint8),
+        width=width,
+        height=height,
+        format=fmt,
+        scale=(width / rgb.width, height / rgb.height),
+    )
+
+
+def _orientation(image: Image.Image) -> int:
+    """The EXIF orientation (1-8; 1 when there is none or it cannot be read)."""
+    try:
+        return int(image.getexif().get(ExifTags.Base.Orientation, 1))
+    except (OSError, SyntaxError, ValueError, TypeError):
+        return 1
 
 
 def _open(data: bytes) -> Image.Image:

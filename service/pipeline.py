@@ -44,6 +44,7 @@ async def decode_uploads(uploads: list[UploadFile], state: ServiceState) -> list
                 data,
                 state.settings.max_pixels,
                 max_aspect_ratio=state.settings.max_aspect_ratio,
+                reduce_to_px=state.settings.reduce_to_px,
             )
         except ImageError as exc:
             raise UploadError(index, exc) from exc
@@ -54,7 +55,8 @@ async def decode_uploads(uploads: list[UploadFile], state: ServiceState) -> list
 async def detect_uploads(
     uploads: list[UploadFile], state: ServiceState
 ) -> tuple[Predictor, list[ImageResult]]:
-    """The predictor that served the request and what it found in every upload, in request order.
+    """The predictor that served the request and what it found in every upload, in request order,
+    in the upload's pixels (a photo read reduced has its boxes scaled back up: `DecodedImage.scale`).
     Readiness is checked once, before any work: a request admitted before draining finishes."""
     start = time.perf_counter()
     predictor, batcher = state.require_ready()
@@ -71,7 +73,12 @@ async def detect_uploads(
     done = time.perf_counter()
     infer_ms, total_ms = (done - infer_start) * 1000, (done - start) * 1000
     return predictor, [
-        ImageResult(i, image, found, Timing(decode_ms=decode_ms, inference_ms=infer_ms, total_ms=total_ms))
+        ImageResult(
+            i,
+            image,
+            found.scaled(*image.scale),
+            Timing(decode_ms=decode_ms, inference_ms=infer_ms, total_ms=total_ms),
+        )
         for i, ((image, decode_ms), found) in enumerate(zip(decoded, findings, strict=True))
     ]
 

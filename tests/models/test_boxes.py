@@ -1,6 +1,6 @@
 import pytest
 
-from models.boxes import box_height, box_iou, clamp_xyxy, xywh_to_xyxy, xyxy_to_xywh
+from models.boxes import box_height, box_iou, clamp_xyxy, scale_xyxy, xywh_to_xyxy, xyxy_to_xywh
 
 
 def test_xywh_xyxy_round_trip() -> None:
@@ -19,3 +19,7 @@ def test_iou_of_half_overlap() -> None:
 
 def test_box_height_is_y2_minus_y1() -> None:
     assert box_height((10, 20, 15, 28)) == 8
+
+
+def test_scale_multiplies_x_and_y_apart() -> None:
+    assert scale_xyxy((1, 2, 3, 5), 2.0, 3.0) == (2.0, 6.0, 6.0, 15.0)

@@ -1,5 +1,7 @@
 """The second opinion: crops, digit sites, the mixing of the two opinions and the reader's shapes."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -8,6 +10,7 @@ from models.reader import DigitReader
 from models.reread import (
     CropSpec,
     DigitSite,
+    Findings,
     RereadParams,
     crop_digits,
     crop_window,
@@ -173,3 +176,14 @@ def test_readings_of_every_box_give_the_sites_reread_images_gives_without_a_seco
     assert [d.box_xyxy for d in reused[0]] == [(25, 5, 40, 35), (5, 5, 20, 35)] and reused[2] == []
     with pytest.raises(ValueError, match="reader rows"):
         reread_detections(dets[:1], [probs[0][:2]], params)
+
+
+def test_scaled_findings_scale_every_box_and_keep_the_rest() -> None:
+    box = Detection((1.0, 2.0, 3.0, 4.0), 7, 0.9, fit=0.8, quality=0.7)
+    found = Findings([box, replace(box, digit=1)], [box])
+    assert found.scaled(1.0, 1.0) is found
+    twice = found.scaled(2.0, 0.5)
+    assert [d.box_xyxy for d in twice.detections] == [(2.0, 1.0, 6.0, 2.0)] * 2
+    assert twice.sites == [replace(box, box_xyxy=(2.0, 1.0, 6.0, 2.0))]
+    assert [d.digit for d in twice.detections] == [7, 1]
+    assert found.detections[0].box_xyxy == (1.0, 2.0, 3.0, 4.0)  # the original is left as it was

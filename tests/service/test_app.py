@@ -286,6 +286,30 @@ def test_a_request_the_model_answers_too_late_is_a_503_and_the_model_serves_on(
     assert calls["n"] >= 2 and service.batcher.pending == 0
 
 
+def test_a_large_photo_is_read_reduced_and_its_boxes_come_back_in_its_own_pixels(
+    start_client: StartClient,
+) -> None:
+    client = start_client(reduce_to_px=64)  # 256 x 128 is read at a quarter: 64 x 32
+    predictor = client.app.state.service.predictor  # type: ignore[attr-defined]
+    seen: list[tuple[int, ...]] = []
+
+    def one_digit(images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:  # the model's own signature
+        seen.extend(tuple(image.shape) for image in images)
+        box = torch.tensor([[2.0, 3.0, 6.0, 11.0]])  # xyxy in the pixels the model was given
+        return [{"boxes": box, "labels": torch.tensor([5]), "scores": torch.tensor([0.99])} for _ in images]
+
+    predictor.model = one_digit
+    result = client.post("/v1/detect", files=files(png((256, 128)))).json()["results"][0]
+    assert seen and set(seen) == {(3, 32, 64)}
+    assert (result["width"], result["height"]) == (256, 128)
+    assert [(d["bbox"], d["digit"]) for d in result["detections"]] == [([8.0, 12.0, 16.0, 32.0], 4)]
+    read = client.post("/v1/recognize", files=files(png((256, 128)))).json()["results"][0]
+    assert read["number"] == 4 and read["digits"][0]["bbox"] == [8.0, 12.0, 16.0, 32.0]
+    seen.clear()
+    client.post("/v1/detect", files=files(png((120, 60))))  # under twice 64: read whole
+    assert set(seen) == {(3, 60, 120)}
+
+
 def test_cuda_without_gpu_fails_startup(tiny_checkpoint: Path) -> None:
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")

@@ -19,6 +19,7 @@ from service.imaging import (
     NotAnImageError,
     UnsupportedFormatError,
     decode_image,
+    reduction,
     to_model_input,
 )
 from training.data import load_image
@@ -56,6 +57,56 @@ def test_exif_orientation_is_applied() -> None:
     data = encode(Image.new("RGB", (40, 20), "white"), "JPEG", exif=exif)
     decoded = decode_image(data, MAX)
     assert (decoded.width, decoded.height) == (20, 40)
+
+
+@pytest.mark.parametrize(
+    ("size", "reduce_to", "factor"),
+    [
+        ((4032, 3024), 1536, 2),  # a phone photo: 2016 x 1512 (a third would be 1344, under 1536)
+        ((3024, 4032), 1536, 2),
+        ((3071, 2000), 1536, 1),  # half would be 1535.5
+        ((3072, 2000), 1536, 2),
+        ((6000, 4000), 1536, 3),  # 2000 x 1334
+        ((20000, 500), 1536, 13),
+        ((4032, 3024), 0, 1),  # 0: never
+    ],
+)
+def test_reduction_keeps_the_longer_side_at_least_reduce_to(
+    size: tuple[int, int], reduce_to: int, factor: int
+) -> None:
+    assert reduction(*size, reduce_to) == factor
+
+
+def halves(size: tuple[int, int]) -> Image.Image:
+    """Black on the left half, white on the right."""
+    image = Image.new("RGB", size, "white")
+    image.paste((0, 0, 0), (0, 0, size[0] // 2, size[1]))
+    return image
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_a_large_photo_is_read_reduced_and_says_its_scale(fmt: str) -> None:
+    decoded = decode_image(encode(halves((1200, 800)), fmt), MAX, reduce_to_px=300)
+    assert decoded.pixels.shape == (200, 300, 3) and (decoded.width, decoded.height) == (1200, 800)
+    assert decoded.scale == (4.0, 4.0) and decoded.format == fmt
+    assert decoded.pixels[:, :140].max() < 40 and decoded.pixels[:, 160:].min() > 215  # the same picture
+    whole = decode_image(encode(halves((1200, 800)), fmt), MAX, reduce_to_px=0)
+    assert whole.pixels.shape == (800, 1200, 3) and whole.scale == (1.0, 1.0)
+
+
+def test_a_reduced_photo_turned_by_exif_is_upright_at_its_upright_size() -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display: stored 1000 x 600, upright 600 x 1000
+    decoded = decode_image(encode(halves((1000, 600)), "JPEG", exif=exif), MAX, reduce_to_px=400)
+    assert (decoded.width, decoded.height) == (600, 1000) and decoded.pixels.shape == (500, 300, 3)
+    assert decoded.scale == (2.0, 2.0)
+    assert decoded.pixels[:230].max() < 40 and decoded.pixels[270:].min() > 215  # the left half on top
+
+
+def test_odd_sizes_give_each_axis_its_own_scale() -> None:
+    decoded = decode_image(encode(Image.new("RGB", (1001, 601)), "JPEG"), MAX, reduce_to_px=250)
+    h, w = decoded.pixels.shape[:2]
+    assert (w, h) == (251, 151) and decoded.scale == (1001 / 251, 601 / 151)
 
 
 @pytest.mark.parametrize(
