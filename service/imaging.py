@@ -25,9 +25,10 @@ ALLOWED_FORMATS = frozenset({"PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF"})
 # max_size (384 px for the shipped model): at 50:1 the shorter side is already under 8 px, too few
 # for any digit, and past max_size:1 it would be under one pixel, which the model cannot take.
 MAX_ASPECT_RATIO = 50.0
-# A photo whose longer side is at least twice this is read reduced, to no less than this: the model
-# never looks at more of it. The tile search (models/zoom.py) cuts a large photo into at most 4 x 4
-# tiles, each scaled to the detector's max_size (384 px for the shipped model): 4 x 384 = 1536.
+# A photo whose longer side is at least twice this is read reduced, to no less than this. The tile
+# search (models/zoom.py) cuts a large photo into at most 4 x 4 tiles, each scaled to the detector's
+# max_size (384 px for the shipped model): 4 x 384 = 1536. Only the crops of the second look and of
+# the reader could use more pixels; at half size they read as many numbers (experiment 149).
 # Reduced by block means after decoding, not by libjpeg's scaled decoding (PIL's `draft`), which is
 # faster but read 7 fewer of 200 numbers small in phone-size photos (model card, experiment 149).
 REDUCE_TO_PX = 1536
