@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from models.inference import to_unit_float
 
@@ -28,12 +28,9 @@ MAX_ASPECT_RATIO = 50.0
 # A photo whose longer side is at least twice this is read reduced, to no less than this. The tile
 # search (models/zoom.py) cuts a large photo into at most 4 x 4 tiles, each scaled to the detector's
 # max_size (384 px for the shipped model): 4 x 384 = 1536. Only the crops of the second look and of
-# the reader could use more pixels; at half size they read as many numbers (experiment 149).
-# Reduced by block means after decoding, not by libjpeg's scaled decoding (PIL's `draft`), which is
-# faster but read 7 fewer of 200 numbers small in phone-size photos (model card, experiment 149).
+# the reader could use more pixels; at half size they read as many numbers (experiment 149, which also
+# found libjpeg's faster reduced decoding, PIL's `draft`, reading 7 fewer of 200 small numbers).
 REDUCE_TO_PX = 1536
-# EXIF orientations that turn the image a quarter: its upright width is its stored height.
-QUARTER_TURNS = frozenset({5, 6, 7, 8})
 # Bytes that start like an image but do not open are corrupt, not "not an image".
 IMAGE_SIGNATURES = (
     b"\x89PNG\r\n\x1a\n",
@@ -133,10 +130,9 @@ def decode_image(
             f"image is {image.width}x{image.height} pixels: one side is more than {max_aspect_ratio:g} times "
             "the other; crop it around the number"
         )
-    factor = reduction(image.width, image.height, reduce_to_px)
-    turned = _orientation(image) in QUARTER_TURNS
-    width, height = (image.height, image.width) if turned else (image.width, image.height)
     rgb = _to_rgb(_first_frame_upright(image))
+    width, height = rgb.size  # upright, whole
+    factor = reduction(width, height, reduce_to_px)
     if factor > 1:
         rgb = rgb.reduce(factor)  # the mean of each factor x factor block; the last ones may be smaller
     return DecodedImage(
@@ -146,14 +142,6 @@ def decode_image(
         format=fmt,
         scale=(width / rgb.width, height / rgb.height),
     )
-
-
-def _orientation(image: Image.Image) -> int:
-    """The EXIF orientation (1-8; 1 when there is none or it cannot be read)."""
-    try:
-        return int(image.getexif().get(ExifTags.Base.Orientation, 1))
-    except (OSError, SyntaxError, ValueError, TypeError):
-        return 1
 
 
 def _open(data: bytes) -> Image.Image:
