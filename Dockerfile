@@ -31,6 +31,7 @@ EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=5s --start-period=90s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health/ready', timeout=4)"]
 
-# Graceful shutdown (25 s) stays inside compose's stop_grace_period (30 s).
+# Graceful shutdown (25 s) stays inside compose's stop_grace_period (30 s). The service logs each request
+# itself (`service.access`: request ID, route, status, ms), so uvicorn's own access log is off.
 CMD ["uvicorn", "--factory", "service.app:create_app", "--host", "0.0.0.0", "--port", "8000", \
-     "--timeout-graceful-shutdown", "25"]
+     "--timeout-graceful-shutdown", "25", "--no-access-log"]

@@ -76,7 +76,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_training.py
 
 serve: $(STAMP)
-	$(VENV)/bin/uvicorn --factory service.app:create_app --host $(HOST) --port $(PORT) --timeout-graceful-shutdown 25
+	$(VENV)/bin/uvicorn --factory service.app:create_app --host $(HOST) --port $(PORT) --timeout-graceful-shutdown 25 --no-access-log
 
 bench-service: $(STAMP)
 	$(PY) benchmarks/bench_service.py

@@ -23,7 +23,7 @@ from models.host import cpu_info
 from models.inference import resolve_device
 from service.config import Settings
 from service.errors import install_error_handlers
-from service.middleware import BodyLimitMiddleware, MetricsMiddleware
+from service.middleware import BodyLimitMiddleware, MetricsMiddleware, RequestIdMiddleware
 from service.routes import health, inference, metrics, model, page
 from service.state import ServiceState
 
@@ -98,8 +98,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             CORSMiddleware,
             allow_origins=list(settings.cors_origins),
             allow_methods=["GET", "POST"],
-            allow_headers=["X-API-Key", "Content-Type"],
+            allow_headers=["X-API-Key", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After"],
         )
+    # The last added runs first: metrics see every status, the 500 made from an unexpected error too.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(RequestIdMiddleware)
     app.add_middleware(MetricsMiddleware, telemetry=app.state.service.telemetry)
     return app

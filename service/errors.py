@@ -74,8 +74,17 @@ class UploadError(ServiceError):
         self.status, self.code = IMAGE_ERROR_STATUS.get(type(error), (400, "bad_image"))
 
 
-def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
-    return {"error": {"code": code, "message": message}}
+def error_body(code: str, message: str, request_id: str | None = None) -> dict[str, dict[str, str]]:
+    """The one error shape; `request_id` (the X-Request-ID the response carries) is left out when unknown."""
+    detail = {"code": code, "message": message}
+    if request_id is not None:
+        detail["request_id"] = request_id
+    return {"error": detail}
+
+
+def request_id_of(request: Request) -> str | None:
+    """The ID `RequestIdMiddleware` gave this request (None outside it)."""
+    return getattr(request.state, "request_id", None)
 
 
 def _describe_validation(exc: RequestValidationError) -> str:
@@ -91,11 +100,16 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def service_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ServiceError)
-        return JSONResponse(error_body(exc.code, exc.message), status_code=exc.status, headers=exc.headers)
+        return JSONResponse(
+            error_body(exc.code, exc.message, request_id_of(request)),
+            status_code=exc.status,
+            headers=exc.headers,
+        )
 
     async def validation_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        return JSONResponse(error_body("invalid_request", _describe_validation(exc)), status_code=422)
+        body = error_body("invalid_request", _describe_validation(exc), request_id_of(request))
+        return JSONResponse(body, status_code=422)
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HTTPException)
@@ -103,7 +117,9 @@ def install_error_handlers(app: FastAPI) -> None:
             exc.status_code, "http_error"
         )
         return JSONResponse(
-            error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
+            error_body(code, str(exc.detail), request_id_of(request)),
+            status_code=exc.status_code,
+            headers=exc.headers,
         )
 
     app.add_exception_handler(ServiceError, service_error)

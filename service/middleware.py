@@ -1,9 +1,13 @@
-"""Pure ASGI middleware: the request-body byte limit and per-route request metrics."""
+"""Pure ASGI middleware: request IDs, the access log and the last-resort 500; the request-body byte limit;
+per-route request metrics."""
 
 from __future__ import annotations
 
 import json
+import logging
+import re
 import time
+import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -15,22 +19,76 @@ class _BodyTooLargeError(Exception):
     pass
 
 
-async def _send_413(send: Send, limit: int) -> None:
-    body = json.dumps(
-        error_body("payload_too_large", f"the request body is over the {limit}-byte limit")
-    ).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
-            ],
-        }
-    )
+access_log = logging.getLogger("service.access")
+
+# A caller's own ID is kept when it is short and plain (it ends up in logs and headers); else one is made.
+_CALLER_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+QUIET_ROUTES = ("/health/live", "/health/ready", "/metrics")  # probed every few seconds: logged at DEBUG
+
+
+def request_id_from(headers: list[tuple[bytes, bytes]]) -> str:
+    """The caller's X-Request-ID when it is 1-128 of `A-Za-z0-9._:-`, else a fresh uuid4 hex."""
+    for name, value in headers:
+        if name.lower() == b"x-request-id":
+            text = value.decode("latin-1")
+            return text if _CALLER_ID.fullmatch(text) else uuid.uuid4().hex
+    return uuid.uuid4().hex
+
+
+async def _send_error(
+    send: Send, status: int, code: str, message: str, request_id: str | None, close: bool = False
+) -> None:
+    body = json.dumps(error_body(code, message, request_id)).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+async def _send_413(send: Send, limit: int, scope: Scope) -> None:
+    message = f"the request body is over the {limit}-byte limit"
+    request_id = scope.get("state", {}).get("request_id")
+    await _send_error(send, 413, "payload_too_large", message, request_id, close=True)
+
+
+class RequestIdMiddleware:
+    """Gives every HTTP request an ID (the caller's X-Request-ID, or a new one) that its response carries
+    as X-Request-ID, its error body as `request_id` and its access-log line; turns an unexpected exception
+    into a logged traceback and a 500 in the one error shape instead of a bare text 500."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = request_id_from(scope["headers"])
+        scope.setdefault("state", {})["request_id"] = request_id
+        status, started, start = 500, False, time.perf_counter()
+
+        async def tagged_send(message: Message) -> None:
+            nonlocal status, started
+            if message["type"] == "http.response.start":
+                status, started = message["status"], True
+                tagged = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+                message = {**message, "headers": tagged}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tagged_send)
+        except Exception:
+            access_log.exception("request %s %s %s failed", request_id, scope["method"], scope["path"])
+            if started:
+                raise  # the response is half sent: only the server can close the connection
+            message = f"an unexpected error; quote request id {request_id} when reporting it"
+            await _send_error(tagged_send, 500, "internal_error", message, request_id)
+        finally:
+            level = logging.DEBUG if scope["path"] in QUIET_ROUTES else logging.INFO
+            ms = (time.perf_counter() - start) * 1000
+            method, path = scope["method"], scope["path"]
+            access_log.log(level, "%s %s %s %d %.1f ms", request_id, method, path, status, ms)
 
 
 class BodyLimitMiddleware:
@@ -46,7 +104,7 @@ class BodyLimitMiddleware:
             return
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            await _send_413(send, self.max_bytes)
+            await _send_413(send, self.max_bytes, scope)
             return
         seen, exceeded, started = 0, False, False
 
@@ -65,7 +123,7 @@ class BodyLimitMiddleware:
             if exceeded:
                 if message["type"] == "http.response.start" and not started:
                     started = True
-                    await _send_413(send, self.max_bytes)
+                    await _send_413(send, self.max_bytes, scope)
                 return
             started = started or message["type"] == "http.response.start"
             await send(message)
@@ -74,7 +132,7 @@ class BodyLimitMiddleware:
             await self.app(scope, limited_receive, guarded_send)
         except _BodyTooLargeError:
             if not started:
-                await _send_413(send, self.max_bytes)
+                await _send_413(send, self.max_bytes, scope)
 
 
 class MetricsMiddleware:

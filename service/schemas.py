@@ -121,6 +121,9 @@ class AssembleResponse(BaseModel):
 class ErrorDetail(BaseModel):
     code: str
     message: str
+    request_id: str | None = Field(
+        default=None, description="the response's X-Request-ID: quote it when reporting the error"
+    )
 
 
 class ErrorResponse(BaseModel):
@@ -196,5 +199,6 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         415: "Not an image, or a format outside the allow-list",
         422: "Wrong field names, or too many images",
         503: "Not ready, draining, overloaded or out of memory",
+        500: "An unexpected error, logged with the request's ID",
     }
     return {s: {"model": ErrorResponse, "description": words[s]} for s in statuses}

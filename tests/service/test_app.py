@@ -220,6 +220,8 @@ def test_cors_off_by_default_and_on_when_configured(start_client: StartClient) -
     assert "access-control-allow-origin" not in start_client().get("/health/live", headers=headers).headers
     allowed = start_client(cors_origins=("http://example.test",)).get("/health/live", headers=headers)
     assert allowed.headers["access-control-allow-origin"] == "http://example.test"
+    exposed = allowed.headers["access-control-expose-headers"].lower().split(", ")
+    assert {"x-request-id", "retry-after"} <= set(exposed)  # a page's script may read them
 
 
 @pytest.mark.parametrize("damage", ["missing", "tampered"])
@@ -259,6 +261,36 @@ def test_gpu_out_of_memory_answers_503_then_recovers(client: TestClient) -> None
     assert first.status_code == 503 and first.json()["error"]["code"] == "out_of_memory"
     assert first.headers["Retry-After"] == "1"
     assert client.post("/v1/detect", files=files(png())).status_code == 200
+
+
+def test_a_model_error_is_a_json_500_counted_and_the_model_serves_on(client: TestClient) -> None:
+    predictor = client.app.state.service.predictor  # type: ignore[attr-defined]
+    real_model = predictor.model
+    calls = {"n": 0}
+
+    def broken_once(images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:  # the model's own signature
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("an op the model could not run (simulated)")
+        return real_model(images)
+
+    predictor.model = broken_once
+    failed = client.post("/v1/recognize", files=files(png()), headers={"X-Request-ID": "broken-1"})
+    assert failed.status_code == 500 and failed.json()["error"]["code"] == "internal_error"
+    assert failed.json()["error"]["request_id"] == failed.headers["x-request-id"] == "broken-1"
+    assert client.post("/v1/recognize", files=files(png())).status_code == 200
+    assert 'digitserve_requests_total{route="/v1/recognize",status="500"} 1.0' in client.get("/metrics").text
+
+
+def test_error_bodies_carry_the_responses_request_id(client: TestClient) -> None:
+    for response in (
+        client.post("/v1/detect", files=files(b"plain text")),  # a ServiceError
+        client.post("/v1/detect", files=files(png(), field="file")),  # request validation
+        client.get("/v1/nowhere"),  # starlette's 404
+    ):
+        assert response.status_code in (404, 415, 422), response.text
+        assert response.json()["error"]["request_id"] == response.headers["x-request-id"]
+        assert len(response.headers["x-request-id"]) == 32
 
 
 def test_a_request_the_model_answers_too_late_is_a_503_and_the_model_serves_on(

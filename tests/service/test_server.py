@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -58,6 +59,7 @@ class Server:
                 str(self.port),
                 "--timeout-graceful-shutdown",
                 "30",
+                "--no-access-log",  # as `make serve` and the Dockerfile: the service logs requests itself
             ],
             cwd=REPO,
             env=environ,
@@ -120,10 +122,18 @@ def test_end_to_end_on_a_real_server(server_factory: type[Server], tiny_checkpoi
     server = server_factory(tiny_checkpoint)
     server.wait_for("/health/live")
     server.wait_ready()
-    response = httpx.post(f"{server.url}/v1/recognize", files=upload(noise_png(), png()), timeout=30)
+    response = httpx.post(
+        f"{server.url}/v1/recognize",
+        files=upload(noise_png(), png()),
+        headers={"X-Request-ID": "e2e-1"},
+        timeout=30,
+    )
     assert response.status_code == 200 and len(response.json()["results"]) == 2
+    assert response.headers["x-request-id"] == "e2e-1"
     assert "digitserve_requests_total" in httpx.get(f"{server.url}/metrics", timeout=5).text
     log = server.stop()
+    assert re.search(r"service\.access: e2e-1 POST /v1/recognize 200 [0-9.]+ ms", log), log[-2000:]
+    assert '"POST /v1/recognize HTTP/1.1" 200' not in log  # uvicorn's own access line is off
     assert "NO CUDA GPU FOUND" not in log  # device=cpu was asked for explicitly
     assert_graceful(server, log)
 
