@@ -6,7 +6,9 @@ the coarse levels, ResNet's last stage) that PyTorch otherwise gives to its slow
 On the shipped model and a 2-core CPU the two together cut the bare forward by about a tenth
 (`benchmarks/bench_service.py` prints both). The box head's RoIAlign, ~15 % of the bare forward
 on the CPU, runs as small matrix products (`models.roi_align`): ~30 % less pooling time, ~6 % off
-the bare forward. A prepared model cannot be trained or saved in the checkpoint format (its
+the bare forward. The input transform normalises each image after resizing it when the resize
+shrinks it (`SmallerSideTransform`: a phone photo's search tiles are normalised at the detector's
+size, not at theirs). A prepared model cannot be trained or saved in the checkpoint format (its
 BatchNorm layers are gone): load, prepare, serve. `load_prepared_detector` does all three for a
 checkpoint's detector and, on the CPU, runs it in int8 when the checkpoint has the calibration for
 it (`models.int8`: about a third off the bare forward), and the reader and box refiner likewise
@@ -25,7 +27,9 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torchvision.models._utils import IntermediateLayerGetter
 from torchvision.models.detection import FasterRCNN
+from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.roi_heads import RoIHeads
+from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.models.resnet import BasicBlock, Bottleneck
 from torchvision.ops import MultiScaleRoIAlign
 
@@ -85,16 +89,61 @@ def _fuse_pair(parent: nn.Module, conv_name: str, bn_name: str) -> bool:
 M = TypeVar("M", bound=nn.Module)
 
 
+class SmallerSideTransform(GeneralizedRCNNTransform):
+    """torchvision's eval transform with each image normalised on the smaller of its own pixels and
+    its resized copy's.
+
+    Normalising ((x - mean) / std per channel) and bilinear resizing commute: each output pixel of the
+    resize is a weighted mean of input pixels, weights summing to 1. torchvision normalises first, so
+    a 1512 x 2016 photo is normalised at full size before it is shrunk to the detector's 96 px; here
+    an image the resize shrinks is normalised after it. Outputs differ from torchvision's only by
+    float32 rounding (~3e-7 on the transformed image). Training, and any call with targets, is
+    torchvision's own.
+    """
+
+    def forward(
+        self, images: list[torch.Tensor], targets: list[dict[str, torch.Tensor]] | None = None
+    ) -> tuple[ImageList, list[dict[str, torch.Tensor]] | None]:
+        if self.training or targets is not None:
+            return super().forward(images, targets)
+        prepared = [self.prepare(image) for image in images]
+        sizes = [(int(image.shape[-2]), int(image.shape[-1])) for image in prepared]
+        return ImageList(self.batch_images(prepared, size_divisible=self.size_divisible), sizes), None
+
+    def prepare(self, image: torch.Tensor) -> torch.Tensor:
+        """One float image [3, H, W] in [0, 1] -> normalised and resized [3, H', W']."""
+        if image.dim() != 3:
+            raise ValueError(f"images are expected to be 3d tensors [C, H, W], got {tuple(image.shape)}")
+        height, width = image.shape[-2:]
+        scale = min(self.min_size[-1] / min(height, width), self.max_size / max(height, width))
+        if scale < 1:
+            return self.normalize(self.resize(image, None)[0])
+        return self.resize(self.normalize(image), None)[0]
+
+    @classmethod
+    def like(cls, transform: GeneralizedRCNNTransform) -> SmallerSideTransform:
+        """The same sizes, mean and std as `transform`, in eval mode."""
+        return cls(transform.min_size, transform.max_size, transform.image_mean, transform.image_std).eval()
+
+
 def prepare_for_inference(model: M, device: torch.device) -> M:
     """Rewrite an eval-mode detector (or the reader, `models.reader`) in place for serving on
     `device`; returns it.
 
-    BatchNorm is folded on every device; on the CPU only (the only device they were measured on),
+    BatchNorm is folded and a detector's input transform becomes `SmallerSideTransform` on every
+    device; on the CPU only (the only device they were measured on),
     channels-last memory is used and a detector's box pooler pools with `models.roi_align` instead
     of torchvision's RoIAlign kernel. Boxes, labels and scores match the unprepared model to float32
     rounding (~1e-5 px on the shipped model).
     """
     fuse_conv_batchnorm(model)
+    transform = getattr(model, "transform", None)
+    if (
+        isinstance(transform, GeneralizedRCNNTransform)
+        and not isinstance(transform, SmallerSideTransform)
+        and transform.fixed_size is None
+    ):
+        model.transform = SmallerSideTransform.like(transform)
     if device.type == "cpu":
         model.to(memory_format=torch.channels_last)
         heads = getattr(model, "roi_heads", None)

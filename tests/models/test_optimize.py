@@ -9,11 +9,17 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import MultiScaleRoIAlign
 
 from models.checkpoint import load_checkpoint
 from models.detector import DETECTOR_PRESETS, build_detector
-from models.optimize import fuse_conv_batchnorm, load_prepared_reader, prepare_for_inference
+from models.optimize import (
+    SmallerSideTransform,
+    fuse_conv_batchnorm,
+    load_prepared_reader,
+    prepare_for_inference,
+)
 from models.reader import DigitReader, save_reader
 from models.reread import CropSpec, RereadParams
 from models.roi_align import WindowedMultiScaleRoIAlign
@@ -105,3 +111,60 @@ def test_prepare_for_inference_swaps_the_box_pooler_on_the_cpu_only() -> None:
     assert isinstance(model.roi_heads.box_roi_pool, WindowedMultiScaleRoIAlign)
     untouched = prepare_for_inference(build_detector(DETECTOR_PRESETS["fast"]).eval(), torch.device("meta"))
     assert type(untouched.roi_heads.box_roi_pool) is MultiScaleRoIAlign
+
+
+def _transforms() -> tuple[GeneralizedRCNNTransform, SmallerSideTransform]:
+    torchvisions = GeneralizedRCNNTransform(
+        (80, 96), 384, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+    ).eval()
+    return torchvisions, SmallerSideTransform.like(torchvisions)
+
+
+def test_smaller_side_transform_matches_torchvisions_on_shrunk_and_enlarged_images() -> None:
+    torch.manual_seed(0)
+    images = [torch.rand(3, 600, 900), torch.rand(3, 40, 100), torch.rand(3, 96, 50), torch.rand(3, 1000, 30)]
+    torchvisions, ours = _transforms()
+    want, got = torchvisions(images)[0], ours(images)[0]
+    assert got.image_sizes == want.image_sizes == [(96, 144), (96, 240), (184, 96), (384, 11)]
+    assert got.tensors.shape == want.tensors.shape
+    torch.testing.assert_close(got.tensors, want.tensors, rtol=0, atol=1e-5)
+
+
+def test_smaller_side_transform_normalises_a_shrunk_image_at_its_resized_size(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _, ours = _transforms()
+    seen: list[tuple[int, ...]] = []
+    normalize = ours.normalize
+
+    def spy(image: torch.Tensor) -> torch.Tensor:
+        seen.append(tuple(image.shape))
+        return normalize(image)
+
+    monkeypatch.setattr(ours, "normalize", spy)
+    ours([torch.rand(3, 1512, 2016), torch.rand(3, 40, 100)])
+    assert seen == [(3, 96, 128), (3, 40, 100)]  # the photo after its resize; the small one before
+
+
+def test_smaller_side_transform_leaves_training_and_targets_to_torchvision() -> None:
+    torchvisions, ours = _transforms()
+    image, target = torch.rand(3, 300, 200), {"boxes": torch.tensor([[10.0, 20.0, 50.0, 80.0]])}
+    want = torchvisions([image], [dict(target)])
+    got = ours([image], [dict(target)])
+    assert got[1] is not None and want[1] is not None
+    torch.testing.assert_close(got[1][0]["boxes"], want[1][0]["boxes"])
+    torch.testing.assert_close(got[0].tensors, want[0].tensors)
+    ours.train()
+    torch.manual_seed(1)
+    sizes = {ours([image])[0].image_sizes[0] for _ in range(20)}
+    assert sizes == {(120, 80), (144, 96)}  # a training size drawn from min_size, as torchvision does
+    with pytest.raises(ValueError, match="3d"):
+        ours.eval()([torch.rand(1, 3, 10, 10)])
+
+
+def test_prepare_for_inference_swaps_in_the_smaller_side_transform() -> None:
+    plain = build_detector(DETECTOR_PRESETS["fast"]).eval()
+    sizes = plain.transform.min_size, plain.transform.max_size
+    model = prepare_for_inference(plain, torch.device("meta"))
+    assert isinstance(model.transform, SmallerSideTransform) and not model.transform.training
+    assert (model.transform.min_size, model.transform.max_size) == sizes
