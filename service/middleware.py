@@ -19,6 +19,7 @@ class _BodyTooLargeError(Exception):
     pass
 
 
+log = logging.getLogger("service")
 access_log = logging.getLogger("service.access")
 
 # A caller's own ID is kept when it is short and plain (it ends up in logs and headers); else one is made.
@@ -79,7 +80,7 @@ class RequestIdMiddleware:
         try:
             await self.app(scope, receive, tagged_send)
         except Exception:
-            access_log.exception("request %s %s %s failed", request_id, scope["method"], scope["path"])
+            log.exception("request %s %s %s failed", request_id, scope["method"], scope["path"])
             if started:
                 raise  # the response is half sent: only the server can close the connection
             message = f"an unexpected error; quote request id {request_id} when reporting it"

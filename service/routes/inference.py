@@ -23,7 +23,7 @@ from service.schemas import (
 
 router = APIRouter(prefix="/v1", tags=["inference"])
 Images = Annotated[list[UploadFile], File(description="one or more images (PNG, JPEG, WebP, BMP, GIF, TIFF)")]
-ERRORS = error_responses(400, 401, 413, 415, 422, 503)
+ERRORS = error_responses(400, 401, 413, 415, 422, 500, 503)
 
 
 @router.post("/detect", response_model=DetectResponse, responses=ERRORS)
@@ -76,7 +76,7 @@ async def recognize(image: Images, state: StateDep, _: ApiKeyDep) -> RecognizeRe
     return RecognizeResponse(results=out)
 
 
-@router.post("/assemble", response_model=AssembleResponse, responses=error_responses(401, 422, 503))
+@router.post("/assemble", response_model=AssembleResponse, responses=error_responses(401, 422, 500, 503))
 async def assemble(body: AssembleRequest, state: StateDep, _: ApiKeyDep) -> AssembleResponse:
     """Re-read the number from the digit sites /v1/detect returned (`sites`), with other thresholds:
     the same rule as /v1/recognize, without sending the image again; with `boxes` (/v1/detect's

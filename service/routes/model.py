@@ -15,7 +15,7 @@ from service.schemas import ModelInfo, error_responses
 router = APIRouter(prefix="/v1", tags=["model"])
 
 
-@router.get("/model", response_model=ModelInfo, responses=error_responses(401, 503))
+@router.get("/model", response_model=ModelInfo, responses=error_responses(401, 500, 503))
 async def model_info(state: StateDep, _: ApiKeyDep) -> ModelInfo:
     """Architecture, classes, input size, thresholds, zoom, grain smoothing, sharpening, reader,
     refiner, rescorer, int8 and verifier in force, weights hash and training metrics, and the CPU it

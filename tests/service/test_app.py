@@ -375,7 +375,9 @@ def test_openapi_documents_routes_and_errors(client: TestClient) -> None:
     for path in ("/v1/detect", "/v1/recognize", "/v1/model", "/health/live", "/health/ready", "/metrics"):
         assert path in spec["paths"], path
     detect = spec["paths"]["/v1/detect"]["post"]["responses"]
-    assert {"200", "400", "401", "413", "415", "422", "503"} <= set(detect)
+    assert {"200", "400", "401", "413", "415", "422", "500", "503"} <= set(detect)
+    error = spec["components"]["schemas"]["ErrorDetail"]["properties"]
+    assert {"code", "message", "request_id"} <= set(error)
     assert client.get("/docs").status_code == 200
 
 
