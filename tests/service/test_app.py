@@ -245,7 +245,8 @@ def test_bad_checkpoint_keeps_process_live_and_not_ready(
     assert client.get("/v1/model").status_code == 503
 
 
-def test_gpu_out_of_memory_answers_503_then_recovers(client: TestClient) -> None:
+def fail_first_call(client: TestClient, error: Exception) -> None:
+    """The served model raises `error` on its next call, then answers as before."""
     predictor = client.app.state.service.predictor  # type: ignore[attr-defined]
     real_model = predictor.model
     calls = {"n": 0}
@@ -253,10 +254,14 @@ def test_gpu_out_of_memory_answers_503_then_recovers(client: TestClient) -> None
     def flaky(images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:  # the model's own signature
         calls["n"] += 1
         if calls["n"] == 1:
-            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+            raise error
         return real_model(images)
 
     predictor.model = flaky
+
+
+def test_gpu_out_of_memory_answers_503_then_recovers(client: TestClient) -> None:
+    fail_first_call(client, torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)"))
     first = client.post("/v1/detect", files=files(png()))
     assert first.status_code == 503 and first.json()["error"]["code"] == "out_of_memory"
     assert first.headers["Retry-After"] == "1"
@@ -264,17 +269,7 @@ def test_gpu_out_of_memory_answers_503_then_recovers(client: TestClient) -> None
 
 
 def test_a_model_error_is_a_json_500_counted_and_the_model_serves_on(client: TestClient) -> None:
-    predictor = client.app.state.service.predictor  # type: ignore[attr-defined]
-    real_model = predictor.model
-    calls = {"n": 0}
-
-    def broken_once(images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:  # the model's own signature
-        calls["n"] += 1
-        if calls["n"] == 1:
-            raise RuntimeError("an op the model could not run (simulated)")
-        return real_model(images)
-
-    predictor.model = broken_once
+    fail_first_call(client, RuntimeError("an op the model could not run (simulated)"))
     failed = client.post("/v1/recognize", files=files(png()), headers={"X-Request-ID": "broken-1"})
     assert failed.status_code == 500 and failed.json()["error"]["code"] == "internal_error"
     assert failed.json()["error"]["request_id"] == failed.headers["x-request-id"] == "broken-1"
