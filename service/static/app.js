@@ -13,7 +13,11 @@ function apiHeaders(extra = {}) {
 async function describeFailure(response) {
   try {
     const body = await response.json();
-    if (body && body.error) return `${body.error.message} (HTTP ${response.status})`;
+    if (body && body.error) {
+      const id = body.error.request_id;
+      const quote = id && !body.error.message.includes(id) ? `, request id ${id}` : "";
+      return `${body.error.message} (HTTP ${response.status}${quote})`;
+    }
   } catch (_) { /* not JSON */ }
   return `the server answered HTTP ${response.status}`;
 }

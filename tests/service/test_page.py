@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import shutil
 from pathlib import Path
 from types import ModuleType
@@ -12,6 +13,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.service.conftest import png
 from tests.service.test_server import Server, server_factory  # noqa: F401 (fixture)
 from training.synth import render_sample
 
@@ -120,4 +122,26 @@ def test_page_shows_api_errors_in_words(
         page.set_input_files("#files", str(bogus))
         error = page.wait_for_selector(".result .error:not(:empty)", timeout=30_000)
         assert "Could not read this image" in error.inner_text()
+        browser.close()
+
+
+@pytest.mark.slow
+def test_page_quotes_the_request_id_of_an_error_the_api_answers(
+    server_factory: type[Server],  # noqa: F811
+    tiny_checkpoint: Path,
+    tmp_path: Path,
+    sync_api: ModuleType,
+) -> None:
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(png((200, 100)))  # the browser shows it; the service refuses its pixels
+    server = server_factory(tiny_checkpoint, max_pixels="1000")
+    server.wait_ready()
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        page = browser.new_page()
+        page.goto(server.url + "/")
+        page.set_input_files("#files", str(photo))
+        error = page.wait_for_selector(".result .error:not(:empty)", timeout=30_000).inner_text()
+        assert "over the" in error or "pixels" in error, error
+        assert re.search(r"\(HTTP 413, request id [0-9a-f]{32}\)", error), error
         browser.close()
