@@ -104,44 +104,41 @@ def test_page_reads_an_uploaded_image_in_chromium(
         browser.close()
 
 
+BROKEN_PNG = b"\x89PNG\r\n\x1a\n this is not really a png"
+
+
 @pytest.mark.slow
-def test_page_shows_api_errors_in_words(
+@pytest.mark.parametrize(
+    ("payload", "settings", "shown"),
+    [
+        # the browser cannot show it: the page says so before asking the API
+        (BROKEN_PNG, {}, r"^Could not read this image: the browser cannot display this file$"),
+        # the browser shows it and the service refuses its pixels: the page quotes the error's request id
+        (
+            png((200, 100)),
+            {"max_pixels": "1000"},
+            r"more than the 1000 allowed \(HTTP 413, request id [0-9a-f]{32}\)$",
+        ),
+    ],
+)
+def test_page_shows_errors_in_words(
     server_factory: type[Server],  # noqa: F811
     tiny_checkpoint: Path,
     tmp_path: Path,
     sync_api: ModuleType,
+    payload: bytes,
+    settings: dict[str, str],
+    shown: str,
 ) -> None:
-    bogus = tmp_path / "broken.png"
-    bogus.write_bytes(b"\x89PNG\r\n\x1a\n this is not really a png")
-    server = server_factory(tiny_checkpoint)
+    upload = tmp_path / "photo.png"
+    upload.write_bytes(payload)
+    server = server_factory(tiny_checkpoint, **settings)
     server.wait_ready()
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
         page = browser.new_page()
         page.goto(server.url + "/")
-        page.set_input_files("#files", str(bogus))
-        error = page.wait_for_selector(".result .error:not(:empty)", timeout=30_000)
-        assert "Could not read this image" in error.inner_text()
-        browser.close()
-
-
-@pytest.mark.slow
-def test_page_quotes_the_request_id_of_an_error_the_api_answers(
-    server_factory: type[Server],  # noqa: F811
-    tiny_checkpoint: Path,
-    tmp_path: Path,
-    sync_api: ModuleType,
-) -> None:
-    photo = tmp_path / "photo.png"
-    photo.write_bytes(png((200, 100)))  # the browser shows it; the service refuses its pixels
-    server = server_factory(tiny_checkpoint, max_pixels="1000")
-    server.wait_ready()
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
-        page = browser.new_page()
-        page.goto(server.url + "/")
-        page.set_input_files("#files", str(photo))
+        page.set_input_files("#files", str(upload))
         error = page.wait_for_selector(".result .error:not(:empty)", timeout=30_000).inner_text()
-        assert "over the" in error or "pixels" in error, error
-        assert re.search(r"\(HTTP 413, request id [0-9a-f]{32}\)", error), error
+        assert re.search(shown, error), error
         browser.close()
