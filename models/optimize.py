@@ -47,6 +47,7 @@ from models.int8 import (
 from models.reader import CropNet, DigitReader, ReaderMeta, has_reader, load_reader
 from models.refiner import BoxRefiner, RefinerMeta, has_refiner, load_refiner
 from models.roi_align import WindowedMultiScaleRoIAlign
+from models.zoom import input_scale
 
 # convN -> bnN inside torchvision's residual blocks (`downsample` is an nn.Sequential, handled below)
 _BLOCK_PAIRS = (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3"))
@@ -115,8 +116,7 @@ class SmallerSideTransform(GeneralizedRCNNTransform):
         if image.dim() != 3:
             raise ValueError(f"images are expected to be 3d tensors [C, H, W], got {tuple(image.shape)}")
         height, width = image.shape[-2:]
-        scale = min(self.min_size[-1] / min(height, width), self.max_size / max(height, width))
-        if scale < 1:
+        if input_scale(height, width, self.min_size[-1], self.max_size) < 1:
             return self.normalize(self.resize(image, None)[0])
         return self.resize(self.normalize(image), None)[0]
 

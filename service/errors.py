@@ -6,6 +6,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.types import Scope
 
 from service.imaging import (
     CorruptImageError,
@@ -82,9 +83,9 @@ def error_body(code: str, message: str, request_id: str | None = None) -> dict[s
     return {"error": detail}
 
 
-def request_id_of(request: Request) -> str | None:
+def request_id_of(scope: Scope) -> str | None:
     """The ID `RequestIdMiddleware` gave this request (None outside it)."""
-    return getattr(request.state, "request_id", None)
+    return scope.get("state", {}).get("request_id")
 
 
 def _describe_validation(exc: RequestValidationError) -> str:
@@ -101,14 +102,14 @@ def install_error_handlers(app: FastAPI) -> None:
     async def service_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ServiceError)
         return JSONResponse(
-            error_body(exc.code, exc.message, request_id_of(request)),
+            error_body(exc.code, exc.message, request_id_of(request.scope)),
             status_code=exc.status,
             headers=exc.headers,
         )
 
     async def validation_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        body = error_body("invalid_request", _describe_validation(exc), request_id_of(request))
+        body = error_body("invalid_request", _describe_validation(exc), request_id_of(request.scope))
         return JSONResponse(body, status_code=422)
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -117,7 +118,7 @@ def install_error_handlers(app: FastAPI) -> None:
             exc.status_code, "http_error"
         )
         return JSONResponse(
-            error_body(code, str(exc.detail), request_id_of(request)),
+            error_body(code, str(exc.detail), request_id_of(request.scope)),
             status_code=exc.status_code,
             headers=exc.headers,
         )

@@ -11,7 +11,7 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import error_body
+from service.errors import error_body, request_id_of
 from service.telemetry import Telemetry
 
 
@@ -49,8 +49,7 @@ async def _send_error(
 
 async def _send_413(send: Send, limit: int, scope: Scope) -> None:
     message = f"the request body is over the {limit}-byte limit"
-    request_id = scope.get("state", {}).get("request_id")
-    await _send_error(send, 413, "payload_too_large", message, request_id, close=True)
+    await _send_error(send, 413, "payload_too_large", message, request_id_of(scope), close=True)
 
 
 class RequestIdMiddleware:
