@@ -2,23 +2,31 @@
 
     digitserve predict photos/ house.jpg                       # in-process, the default checkpoint
     digitserve predict photos/ --checkpoint runs/x/best --out preds/ --draw drawn/
-    digitserve predict photos/ --url http://127.0.0.1:8000 --api-key KEY
+    digitserve predict photos/ --url http://127.0.0.1:8000 --api-key KEY --concurrency 4
 
 Prints a table (file, number, confidence, p_correct, digits, ms) or, with --out, writes HW2 `pred.json`
 and `pred.csv`; --draw saves each image with its boxes. Same decoding and number assembly as the
 service. p_correct (the checkpoint's number verifier, models/verifier.py) is "-" where the checkpoint has
 no verifier fitted on the pipeline run, and with --url at other thresholds than the server's.
+
+With --url, --concurrency N keeps N requests in flight (the server batches them), and a request the
+server refuses for now (503 or 429: overloaded, not ready, timed out) or that never reaches it is sent
+again up to --retries times, after the server's Retry-After or 1, 2, 4 ... s (up to half as long again,
+drawn at random, so that requests refused together come back apart): a brief refusal or a restart
+costs time, not the file. A file still refused after its retries is a row with its error.
 """
 
 from __future__ import annotations
 
 import argparse
+import random
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 from PIL import Image, ImageDraw
@@ -36,6 +44,8 @@ from service.predictor import Predictor
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 MAX_PIXELS = 100_000_000
+RETRY_STATUSES = frozenset({429, 503})  # refused for now: the service's overloaded, not_ready, timeout
+MAX_RETRY_WAIT_S = 30.0
 
 
 class ReadError(Exception):
@@ -72,6 +82,16 @@ def collect_images(paths: Sequence[Path]) -> list[Path]:
     return found
 
 
+class Reader(Protocol):
+    """Where a file's digits are found: in this process or by a running service."""
+
+    assembly: AssemblyParams
+
+    def detect(self, path: Path) -> Findings: ...
+
+    def p_correct(self, number: AssembledNumber, found: Findings) -> float | None: ...
+
+
 class LocalReader:
     """Runs the checkpoint in this process."""
 
@@ -87,14 +107,40 @@ class LocalReader:
         return self.predictor.p_correct(number, found)
 
 
-class RemoteReader:
-    """Asks a running service; the number is assembled here with the server's thresholds."""
+def retry_wait_s(response: httpx.Response | None, attempt: int, spread: float = 0.0) -> float:
+    """Seconds to wait before try `attempt + 1`: the response's Retry-After (in seconds) when it has
+    one, else 1, 2, 4 ... s; lengthened by up to half for `spread` in [0, 1] (clients refused together
+    come back apart); at most MAX_RETRY_WAIT_S."""
+    header = response.headers.get("retry-after", "") if response is not None else ""
+    try:
+        wait = float(header)
+    except ValueError:
+        wait = 2.0**attempt
+    return min(max(wait, 0.0) * (1.0 + 0.5 * spread), MAX_RETRY_WAIT_S)
 
-    def __init__(self, url: str, api_key: str | None, params: dict[str, float]) -> None:
+
+class RemoteReader:
+    """Asks a running service; the number is assembled here with the server's thresholds. One reader
+    may be used from several threads (httpx.Client is thread-safe)."""
+
+    def __init__(
+        self,
+        url: str,
+        api_key: str | None,
+        params: dict[str, float],
+        *,
+        retries: int = 3,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
         self.url = url.rstrip("/")
-        self.client = httpx.Client(timeout=60, headers={"X-API-Key": api_key} if api_key else {})
+        self.retries, self.sleep, self.rng = retries, sleep, rng or random.Random()
+        self.client = httpx.Client(
+            timeout=60, headers={"X-API-Key": api_key} if api_key else {}, transport=transport
+        )
         try:
-            info = self._json(self.client.get(f"{self.url}/v1/model"))
+            info = self._json(self._send("GET", "/v1/model"))
         except BaseException:
             self.client.close()
             raise
@@ -104,6 +150,22 @@ class RemoteReader:
 
     def close(self) -> None:
         self.client.close()
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """The response, after up to `retries` more tries while the server refuses for now (503,
+        429) or cannot be reached; the last response or error stands."""
+        for attempt in range(self.retries + 1):
+            try:
+                response = self.client.request(method, f"{self.url}{path}", **kwargs)
+            except httpx.TransportError:
+                if attempt == self.retries:
+                    raise
+                self.sleep(retry_wait_s(None, attempt, self.rng.random()))
+                continue
+            if response.status_code not in RETRY_STATUSES or attempt == self.retries:
+                return response
+            self.sleep(retry_wait_s(response, attempt, self.rng.random()))
+        raise AssertionError("unreachable")  # the loop returns or raises on its last try
 
     def p_correct(self, number: AssembledNumber, found: Findings) -> float | None:
         """The server's estimate for `found` (`/v1/assemble` with the detections as `boxes`); None at
@@ -115,16 +177,14 @@ class RemoteReader:
             "boxes": [to_schema(d).model_dump() for d in found.detections],
         }
         try:
-            answer = self._json(self.client.post(f"{self.url}/v1/assemble", json=body))
+            answer = self._json(self._send("POST", "/v1/assemble", json=body))
         except (ReadError, httpx.HTTPError):
             return None  # the number stands without it
         value = answer.get("p_correct")
         return None if value is None else float(value)
 
     def detect(self, path: Path) -> Findings:
-        response = self.client.post(
-            f"{self.url}/v1/detect", files=[("image", (path.name, path.read_bytes()))]
-        )
+        response = self._send("POST", "/v1/detect", files=[("image", (path.name, path.read_bytes()))])
         result = self._json(response)["results"][0]
         detections, sites = (
             [Detection(xywh_to_xyxy(d["bbox"]), d["digit"], d["score"]) for d in result[key]]
@@ -143,21 +203,31 @@ class RemoteReader:
         return body
 
 
+def read_one(reader: Reader, path: Path) -> FileResult:
+    """One file's detections and number, or the error that stopped it."""
+    start = time.perf_counter()
+    try:
+        found = reader.detect(path)
+    except (ImageError, ReadError, OSError, httpx.HTTPError) as exc:
+        return FileResult(path, [], [], None, (time.perf_counter() - start) * 1000, error=str(exc))
+    number = assemble_number(found.sites, reader.assembly)
+    elapsed = (time.perf_counter() - start) * 1000
+    return FileResult(
+        path, found.detections, found.sites, number, elapsed, p_correct=reader.p_correct(number, found)
+    )
+
+
 def read_all(
-    reader: LocalReader | RemoteReader, paths: Sequence[Path], progress: bool
+    reader: Reader, paths: Sequence[Path], progress: bool, concurrency: int = 1
 ) -> Iterator[FileResult]:
-    for path in tqdm(paths, desc="reading", unit="img", disable=not progress, file=sys.stderr):
-        start = time.perf_counter()
-        try:
-            found = reader.detect(path)
-        except (ImageError, ReadError, OSError, httpx.HTTPError) as exc:
-            yield FileResult(path, [], [], None, (time.perf_counter() - start) * 1000, error=str(exc))
-            continue
-        number = assemble_number(found.sites, reader.assembly)
-        elapsed = (time.perf_counter() - start) * 1000
-        yield FileResult(
-            path, found.detections, found.sites, number, elapsed, p_correct=reader.p_correct(number, found)
-        )
+    """Every file's result, in the order of `paths`; with `concurrency` > 1, that many files are read
+    at once on threads (for a RemoteReader: requests in flight)."""
+    bar = tqdm(total=len(paths), desc="reading", unit="img", disable=not progress, file=sys.stderr)
+    with bar, ThreadPoolExecutor(max_workers=concurrency) as pool:
+        reads = pool.map if concurrency > 1 else map  # one at a time: on this thread
+        for result in reads(lambda path: read_one(reader, path), paths):
+            bar.update(1)
+            yield result
 
 
 def format_table(results: Sequence[FileResult]) -> str:
@@ -209,6 +279,15 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--checkpoint", type=Path, help="checkpoint folder (default: the shipped model)")
     where.add_argument("--url", help="a running digitserve, e.g. http://127.0.0.1:8000")
     predict.add_argument("--api-key", help="X-API-Key for --url")
+    predict.add_argument(
+        "--concurrency", type=int, default=1, help="with --url: requests in flight at once (default 1)"
+    )
+    predict.add_argument(
+        "--retries",
+        type=int,
+        default=3,
+        help="with --url: tries more for a request refused for now (503, 429) or not delivered (default 3)",
+    )
     predict.add_argument("--device", default="auto")
     predict.add_argument("--score-threshold", type=float)
     predict.add_argument("--iou-threshold", type=float)
@@ -219,7 +298,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.concurrency < 1 or args.retries < 0:
+        parser.error("--concurrency must be at least 1 and --retries at least 0")
+    if args.concurrency > 1 and not args.url:
+        parser.error("--concurrency needs --url: in-process, the model reads one file at a time")
     paths = collect_images(args.paths)
     params = {
         k: v
@@ -229,7 +313,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     reader: LocalReader | RemoteReader
     if args.url:
         try:
-            reader = RemoteReader(args.url, args.api_key, params)
+            reader = RemoteReader(args.url, args.api_key, params, retries=args.retries)
         except (ReadError, httpx.HTTPError) as exc:
             print(f"digitserve: cannot use {args.url}: {exc}", file=sys.stderr)
             return 2
@@ -237,7 +321,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         checkpoint = args.checkpoint or resolve_checkpoint(Settings())
         reader = LocalReader(checkpoint, args.device, params)
     try:
-        results = list(read_all(reader, paths, progress=not args.no_progress))
+        results = list(read_all(reader, paths, not args.no_progress, args.concurrency))
     finally:
         if isinstance(reader, RemoteReader):
             reader.close()

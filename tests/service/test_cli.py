@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import csv
 import json
+import random
+import threading
+import time
+from dataclasses import asdict
 from pathlib import Path
 
+import httpx
 import pytest
 
-from models.assembly import Detection, assemble_number
+from models.assembly import AssembledNumber, AssemblyParams, Detection, assemble_number
 from models.reread import Findings
 from models.verifier import load_verifier, number_features
 from service import cli
@@ -94,6 +99,138 @@ def test_missing_path_is_a_clear_error(tmp_path: Path) -> None:
         cli.main(["predict", str(tmp_path / "nope.png")])
 
 
+def test_concurrency_and_retries_are_checked_before_any_work(
+    photos: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for extra in (["--concurrency", "2"], ["--url", "http://127.0.0.1:1", "--concurrency", "0"]):
+        with pytest.raises(SystemExit) as exited:
+            cli.main(["predict", str(photos), *extra])
+        assert exited.value.code == 2
+    assert "--concurrency needs --url" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["predict", str(photos), "--url", "http://127.0.0.1:1", "--retries", "-1"])
+
+
+@pytest.mark.parametrize(
+    ("header", "attempt", "wait"),
+    [
+        ("5", 0, 5.0),
+        ("0.5", 3, 0.5),
+        ("600", 0, cli.MAX_RETRY_WAIT_S),
+        (None, 0, 1.0),
+        (None, 2, 4.0),
+        ("Wed, 21 Oct 2026 07:28:00 GMT", 1, 2.0),
+        ("-3", 0, 0.0),
+    ],
+)
+def test_retry_wait_follows_retry_after_else_backs_off(header: str | None, attempt: int, wait: float) -> None:
+    response = httpx.Response(503, headers={"Retry-After": header} if header is not None else {})
+    assert cli.retry_wait_s(response, attempt) == wait
+    assert cli.retry_wait_s(response, attempt, spread=1.0) == min(1.5 * wait, cli.MAX_RETRY_WAIT_S)
+
+
+class FixedDraw(random.Random):
+    """Draws `value` every time: the retry waits' spread, fixed."""
+
+    def __init__(self, value: float) -> None:
+        super().__init__()
+        self.value = value
+
+    def random(self) -> float:
+        return self.value
+
+
+class FlakyServer:
+    """A fake digitserve: /v1/model and /v1/assemble answer; /v1/detect answers each of `refusals` in
+    turn (a status, or an exception to raise) before it reads one digit."""
+
+    def __init__(self, refusals: list[int | Exception]) -> None:
+        self.refusals = refusals
+        self.detect_calls = 0
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/model":
+            return httpx.Response(200, json={"thresholds": asdict(AssemblyParams())})
+        if request.url.path == "/v1/assemble":
+            return httpx.Response(200, json={"p_correct": 0.8})
+        self.detect_calls += 1
+        if self.refusals:
+            refusal = self.refusals.pop(0)
+            if isinstance(refusal, Exception):
+                raise refusal
+            body = {"error": {"code": "overloaded", "message": f"refused with {refusal}"}}
+            return httpx.Response(refusal, json=body, headers={"Retry-After": "2"})
+        digit = {"bbox": [1.0, 2.0, 5.0, 9.0], "category_id": 8, "digit": 7, "score": 0.9}
+        return httpx.Response(200, json={"results": [{"detections": [digit], "sites": [digit]}]})
+
+
+def flaky_reader(
+    server: FlakyServer, retries: int, slept: list[float], draw: float = 0.0
+) -> cli.RemoteReader:
+    return cli.RemoteReader(
+        "http://digitserve.test",
+        None,
+        {},
+        retries=retries,
+        transport=httpx.MockTransport(server),
+        sleep=slept.append,
+        rng=FixedDraw(draw),
+    )
+
+
+def test_a_request_refused_for_now_is_sent_again_after_retry_after(photos: Path) -> None:
+    server, slept = FlakyServer([503, 429, httpx.ConnectError("refused")]), list[float]()
+    result = cli.read_one(flaky_reader(server, 3, slept, draw=0.5), photos / "3.png")
+    assert result.error == "" and result.number is not None and result.number.text == "7"
+    # Retry-After twice, then 2 ** 2 s for the connection refused; each a quarter longer (draw 0.5)
+    assert result.p_correct == 0.8 and server.detect_calls == 4 and slept == [2.5, 2.5, 5.0]
+
+
+def test_the_last_refusal_stands_when_the_retries_run_out(photos: Path) -> None:
+    server, slept = FlakyServer([503, 503]), list[float]()
+    result = cli.read_one(flaky_reader(server, 1, slept), photos / "3.png")
+    assert result.number is None and "server answered 503: refused with 503" in result.error
+    assert server.detect_calls == 2 and slept == [2.0]
+    unreachable = FlakyServer([httpx.ConnectError("refused")] * 2)
+    result = cli.read_one(flaky_reader(unreachable, 1, []), photos / "3.png")
+    assert result.number is None and "refused" in result.error
+
+
+def test_an_answer_about_the_image_is_not_retried(photos: Path) -> None:
+    server, slept = FlakyServer([415]), list[float]()
+    result = cli.read_one(flaky_reader(server, 3, slept), photos / "3.png")
+    assert "server answered 415" in result.error and server.detect_calls == 1 and slept == []
+
+
+class BarrierReader:
+    """Reads nothing until `parties` files are being read at once; the first file is the slowest."""
+
+    assembly = AssemblyParams()
+
+    def __init__(self, parties: int, first: Path, timeout_s: float = 10.0) -> None:
+        self.barrier, self.first = threading.Barrier(parties, timeout=timeout_s), first
+
+    def detect(self, path: Path) -> Findings:
+        self.barrier.wait()
+        if path == self.first:
+            time.sleep(0.2)
+        digit = Detection((0.0, 0.0, 4.0, 8.0), int(path.stem[0]), 0.9)
+        return Findings([digit], [digit])
+
+    def p_correct(self, number: AssembledNumber, found: Findings) -> float | None:
+        return None
+
+
+def test_concurrent_reads_overlap_and_keep_the_files_order(tmp_path: Path) -> None:
+    paths = [tmp_path / f"{d}.png" for d in (1, 2, 3)]
+    reader = BarrierReader(3, paths[0])
+    results = list(cli.read_all(reader, paths, progress=False, concurrency=3))
+    assert [r.path for r in results] == paths
+    assert [r.number.text if r.number else "" for r in results] == ["1", "2", "3"]
+    with pytest.raises(threading.BrokenBarrierError):  # one at a time, the barrier never fills
+        list(cli.read_all(BarrierReader(3, paths[0], 0.5), paths, progress=False))
+
+
 @pytest.mark.slow
 def test_predict_against_a_server_matches_in_process(
     photos: Path,
@@ -130,6 +267,9 @@ def test_predict_against_a_server_matches_in_process(
         == 0
     )
     assert read_csv(tmp_path / "remote" / "pred.csv") == read_csv(tmp_path / "local" / "pred.csv")
+    together = ["predict", str(photos), "--url", server.url, "--api-key", "k", "--concurrency", "2"]
+    assert cli.main([*together, "--out", str(tmp_path / "together"), "--no-progress"]) == 0
+    assert read_csv(tmp_path / "together" / "pred.csv") == read_csv(tmp_path / "local" / "pred.csv")
 
 
 def test_pred_json_holds_the_detections_and_pred_csv_reads_the_sites(
