@@ -5,8 +5,9 @@
     digitserve predict photos/ --url http://127.0.0.1:8000 --api-key KEY --concurrency 4
 
 Prints a table (file, number, confidence, p_correct, digits, ms) or, with --out, writes HW2 `pred.json`
-and `pred.csv`; --draw saves each image with its boxes. Same decoding and number assembly as the
-service. p_correct (the checkpoint's number verifier, models/verifier.py) is "-" where the checkpoint has
+and `pred.csv`; --draw saves each image with its boxes. Interrupted (Ctrl-C), it prints, writes and
+draws the files read so far and exits with 130. Same decoding and number assembly as the service.
+p_correct (the checkpoint's number verifier, models/verifier.py) is "-" where the checkpoint has
 no verifier fitted on the pipeline run, and with --url at other thresholds than the server's.
 
 With --url, --concurrency N keeps N requests in flight (the server batches them), and a request the
@@ -320,15 +321,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         checkpoint = args.checkpoint or resolve_checkpoint(Settings())
         reader = LocalReader(checkpoint, args.device, params)
+    results: list[FileResult] = []
+    interrupted = False
     try:
-        results = list(read_all(reader, paths, not args.no_progress, args.concurrency))
+        for result in read_all(reader, paths, not args.no_progress, args.concurrency):
+            results.append(result)
+    except KeyboardInterrupt:  # keep what was read: its rows, pred files and drawings
+        interrupted = True
+        print(f"digitserve: interrupted after {len(results)} of {len(paths)} files", file=sys.stderr)
     finally:
         if isinstance(reader, RemoteReader):
             reader.close()
     print(format_table(results))
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
-        ids = image_ids_for(paths)
+        ids = image_ids_for(paths)[: len(results)]
         write_pred_json(args.out / "pred.json", {i: r.detections for i, r in zip(ids, results, strict=True)})
         write_pred_csv(
             args.out / "pred.csv",
@@ -338,6 +345,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for r in results:
             if r.number is not None:
                 draw_boxes(r, args.draw, reader.assembly.score_threshold)
+    if interrupted:
+        return 130  # as a shell reports SIGINT
     return 1 if any(r.error for r in results) else 0
 
 

@@ -231,6 +231,32 @@ def test_concurrent_reads_overlap_and_keep_the_files_order(tmp_path: Path) -> No
         list(cli.read_all(BarrierReader(3, paths[0], 0.5), paths, progress=False))
 
 
+def test_ctrl_c_keeps_the_files_read_so_far(
+    photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    class InterruptedReader(BarrierReader):
+        """Reads "3.png"; Ctrl-C arrives while it reads "12.png"."""
+
+        def __init__(self, checkpoint: Path, device: str, params: dict[str, float]) -> None:
+            super().__init__(1, photos / "none")
+
+        def detect(self, path: Path) -> Findings:
+            if path.stem == "12":
+                raise KeyboardInterrupt
+            return super().detect(path)
+
+    monkeypatch.setattr(cli, "LocalReader", InterruptedReader)
+    out = tmp_path / "out"
+    args = ["predict", str(photos), "--checkpoint", "x", "--out", str(out), "--draw", str(tmp_path / "drawn")]
+    assert cli.main([*args, "--no-progress"]) == 130
+    printed = capsys.readouterr()
+    assert "interrupted after 1 of 2 files" in printed.err and "3.png" in printed.out
+    assert "12.png" not in printed.out
+    assert read_csv(out / "pred.csv") == [{"image_id": "3", "pred_label": "3"}]
+    assert {p["image_id"] for p in json.loads((out / "pred.json").read_text())} == {3}
+    assert [p.name for p in (tmp_path / "drawn").iterdir()] == ["3.png"]
+
+
 @pytest.mark.slow
 def test_predict_against_a_server_matches_in_process(
     photos: Path,
