@@ -6,7 +6,9 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -52,6 +54,36 @@ def _limited(
         yield batch
 
 
+@dataclass
+class EpochProgress:
+    """Sums over the steps of one epoch so far; a run stopped mid-epoch saves it, and the resumed
+    epoch adds to it, so the epoch's means cover all its steps."""
+
+    steps: int = 0
+    images: int = 0
+    seconds: float = 0.0
+    sums: dict[str, float] = field(default_factory=dict)  # loss component -> sum over steps
+
+    def add(self, losses: dict[str, float], images: int) -> None:
+        for name, value in losses.items():
+            self.sums[name] = self.sums.get(name, 0.0) + value
+        self.steps += 1
+        self.images += images
+
+    def means(self) -> dict[str, float]:
+        """Mean loss per component and `loss`, and `images_per_s` over the time spent training."""
+        means = {k: v / max(self.steps, 1) for k, v in self.sums.items()}
+        means["images_per_s"] = self.images / max(self.seconds, 1e-9)
+        return means
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"steps": self.steps, "images": self.images, "seconds": self.seconds, "sums": dict(self.sums)}
+
+    @classmethod
+    def from_dict(cls, saved: dict[str, Any]) -> EpochProgress:
+        return cls(int(saved["steps"]), int(saved["images"]), float(saved["seconds"]), dict(saved["sums"]))
+
+
 def train_one_epoch(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -65,19 +97,29 @@ def train_one_epoch(
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
     show_progress: bool = True,
     cpu_bf16: bool = False,
+    progress: EpochProgress | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> dict[str, float]:
-    """Train for one pass over `loader`. Returns mean losses per component, `loss`, `images_per_s`.
-    The forward autocasts to float16 on CUDA when `scaler` is given, to bfloat16 on the CPU when
-    `cpu_bf16` (`autocast_dtype`); losses, gradients and weights stay float32."""
+    """Train for one pass over `loader` (at most `max_steps` steps in the epoch, 0 = all). Returns mean
+    losses per component, `loss`, `images_per_s`. The forward autocasts to float16 on CUDA when
+    `scaler` is given, to bfloat16 on the CPU when `cpu_bf16` (`autocast_dtype`); losses, gradients
+    and weights stay float32.
+
+    `progress` holds the epoch's steps so far: a resumed epoch passes the saved one (and a loader
+    that leaves out the batches it covered), and it is updated in place. `stop` is asked after every
+    step; when it says so the pass ends early, and `progress.steps` tells how far it got."""
     dtype = autocast_dtype(device, cuda_amp=scaler is not None, cpu_bf16=cpu_bf16)
     model.train()
     hold_frozen_batchnorm(model)
-    totals: dict[str, float] = {}
-    steps = images_seen = 0
+    progress = progress if progress is not None else EpochProgress()
+    done = progress.steps
+    total = done + len(loader)
+    if max_steps:
+        total = min(total, max_steps)
     start = time.perf_counter()
-    total = min(len(loader), max_steps) if max_steps else len(loader)
     bar = tqdm(
-        _limited(loader, max_steps),
+        _limited(loader, total - done) if total > done else iter(()),
+        initial=done,
         total=total,
         desc=f"epoch {epoch}",
         disable=not show_progress,
@@ -90,22 +132,22 @@ def train_one_epoch(
             loss_dict = model(images, targets)
         loss = sum(loss_dict.values())
         if not math.isfinite(loss.item()):
-            raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch} step {steps}: {loss_dict}")
+            raise FloatingPointError(
+                f"loss is {loss.item()} at epoch {epoch} step {progress.steps}: {loss_dict}"
+            )
         optimizer.zero_grad(set_to_none=True)
         _backward_step(loss, model, optimizer, scaler, grad_clip)
         if scheduler is not None:  # per-step schedule
             scheduler.step()
-        for name, value in loss_dict.items():
-            totals[name] = totals.get(name, 0.0) + value.item()
-        totals["loss"] = totals.get("loss", 0.0) + loss.item()
-        steps += 1
-        images_seen += len(images)
+        progress.add({**{k: v.item() for k, v in loss_dict.items()}, "loss": loss.item()}, len(images))
+        seconds = progress.seconds + time.perf_counter() - start
         bar.set_postfix(
-            loss=f"{totals['loss'] / steps:.3f}", img_s=f"{images_seen / (time.perf_counter() - start):.1f}"
+            loss=f"{progress.sums['loss'] / progress.steps:.3f}", img_s=f"{progress.images / seconds:.1f}"
         )
-    means = {k: v / max(steps, 1) for k, v in totals.items()}
-    means["images_per_s"] = images_seen / max(time.perf_counter() - start, 1e-9)
-    return means
+        if stop is not None and stop() and progress.steps < total:
+            break
+    progress.seconds += time.perf_counter() - start
+    return progress.means()
 
 
 def _backward_step(

@@ -1,18 +1,24 @@
 """Resumable training state without pickle: tensors in safetensors, everything else in JSON.
 
-Layout of a state folder: `tensors.safetensors` (optimizer buffers, RNG states) and `state.json`
-(epoch, history, best score, optimizer hyper-parameters, scheduler and AMP scaler state).
+Layout of a state folder: `tensors.safetensors` (the model's float32 weights, optimizer buffers, RNG
+states) and `state.json` (epoch, history, best score, where a stopped epoch got to, optimizer
+hyper-parameters, scheduler and AMP scaler state). Each file is written beside itself and renamed into
+place, so a run killed while saving leaves the earlier file whole.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import random
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
+from torch import nn
+
+MODEL_PREFIX = "model."
 
 
 def _split_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -43,31 +49,55 @@ def save_train_state(
     scheduler: Any,
     scaler: torch.amp.GradScaler | None,
     progress: dict[str, Any],
+    model: nn.Module | None = None,
 ) -> None:
-    """Write everything `load_train_state` needs to continue after `progress["epoch"]`."""
+    """Write everything `load_train_state` needs to continue after `progress["epoch"]` (and, where
+    `progress` has a `partial` epoch, from within it): `model`'s weights in float32, whatever dtype
+    the run's checkpoints are stored in."""
     folder.mkdir(parents=True, exist_ok=True)
     tensors, optimizer_plain = _split_optimizer(optimizer.state_dict())
+    if model is not None:
+        for name, value in model.state_dict().items():
+            tensors[MODEL_PREFIX + name] = value.detach().cpu().contiguous()
     tensors["rng.torch"] = torch.get_rng_state()
     if torch.cuda.is_available():
         for i, s in enumerate(torch.cuda.get_rng_state_all()):
             tensors[f"rng.cuda.{i}"] = s
-    save_file(tensors, str(folder / "tensors.safetensors"))
     document = {
         "progress": progress,
         "optimizer": optimizer_plain,
         "scheduler": scheduler.state_dict(),
         "scaler": scaler.state_dict() if scaler is not None else None,
         "python_random": _jsonable(random.getstate()),
+        "has_model": model is not None,
     }
-    (folder / "state.json").write_text(json.dumps(document) + "\n")
+    save_file(tensors, str(folder / "tensors.safetensors.partial"))
+    (folder / "state.json.partial").write_text(json.dumps(document) + "\n")
+    os.replace(folder / "tensors.safetensors.partial", folder / "tensors.safetensors")
+    os.replace(folder / "state.json.partial", folder / "state.json")
+
+
+def saved_progress(folder: Path) -> dict[str, Any]:
+    """The progress a state folder holds, and `has_model`: whether it holds the model's weights (older
+    runs' states do not: their weights are in `last/`)."""
+    document = json.loads((folder / "state.json").read_text())
+    return {**document["progress"], "has_model": bool(document.get("has_model", False))}
 
 
 def load_train_state(
-    folder: Path, optimizer: torch.optim.Optimizer, scheduler: Any, scaler: torch.amp.GradScaler | None
+    folder: Path,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    scaler: torch.amp.GradScaler | None,
+    model: nn.Module | None = None,
 ) -> dict[str, Any]:
-    """Restore optimizer, scheduler, scaler and RNG states in place; returns the saved progress."""
+    """Restore optimizer, scheduler, scaler and RNG states in place, and `model`'s weights where the
+    folder holds them; returns the saved progress."""
     tensors = load_file(str(folder / "tensors.safetensors"))
     document = json.loads((folder / "state.json").read_text())
+    if model is not None and document.get("has_model", False):
+        weights = {k[len(MODEL_PREFIX) :]: v for k, v in tensors.items() if k.startswith(MODEL_PREFIX)}
+        model.load_state_dict(weights)
     optimizer.load_state_dict(_join_optimizer(tensors, document["optimizer"]))
     scheduler.load_state_dict(document["scheduler"])
     if scaler is not None and document["scaler"]:

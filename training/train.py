@@ -8,6 +8,12 @@
 A run folder holds config.json, metrics.jsonl, loss_curves.png, best/ and last/ checkpoints (and
 epochs/NNN/ for every epoch with `keep_epochs`), state/ for --resume, and eval/ with the final
 evaluation of best/ on the validation split.
+
+Ctrl-C or SIGTERM stops a run after the step it is on and saves state/ there, mid-epoch included, and
+exits with 130 or 143 (`main` raises `training.interrupt.RunStoppedError`);
+`--resume` goes on from that step with the same order of photos (`training.sampling`), and on one
+process, without DataLoader workers, to the same weights as a run never stopped. (Under torchrun the
+signals stop the run as before, and it resumes from its last whole epoch.)
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import json
 import logging
 import math
 import random
+import signal
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -44,11 +51,13 @@ from training.data import (
     train_split_files,
 )
 from training.distributed import DistInfo, barrier, init_distributed, shutdown
-from training.engine import predict, train_one_epoch, validation_loss
+from training.engine import EpochProgress, predict, train_one_epoch, validation_loss
 from training.evaluate import score_detections, write_predictions, write_report
+from training.interrupt import RunStoppedError, StopRequest, ignore_stop_signals_in_worker
 from training.mosaic import MosaicDataset
 from training.plots import plot_loss_curves
-from training.state import load_train_state, save_train_state
+from training.sampling import EpochShuffle
+from training.state import load_train_state, save_train_state, saved_progress
 from training.transforms import TrainTransforms
 
 log = logging.getLogger("training.train")
@@ -113,6 +122,7 @@ def seed_everything(seed: int) -> torch.Generator:
 
 
 def _seed_worker(worker_id: int) -> None:
+    ignore_stop_signals_in_worker()
     seed = torch.initial_seed() % 2**32
     random.seed(seed)
     np.random.seed(seed)
@@ -172,8 +182,10 @@ def make_loaders(
         if config.augment.mosaic_p > 0
         else DigitDataset(train, transforms)
     )
-    sampler: DistributedSampler[Any] | None = (
-        DistributedSampler(train_set, seed=config.seed) if dist.enabled else None
+    sampler: DistributedSampler[Any] | EpochShuffle = (
+        DistributedSampler(train_set, seed=config.seed)
+        if dist.enabled
+        else EpochShuffle(len(train_set), config.seed)
     )
     common: dict[str, Any] = {
         "num_workers": config.workers,
@@ -184,7 +196,6 @@ def make_loaders(
     train_loader = DataLoader(
         train_set,
         batch_size=config.batch_size,
-        shuffle=sampler is None,
         sampler=sampler,
         drop_last=len(train_set) > config.batch_size,
         generator=generator,
@@ -388,9 +399,14 @@ def main(argv: Sequence[str] | None = None) -> Path:
     run_dir = make_run_dir(config, args.resume, create=dist.is_main)
     progress: dict[str, Any] = {"epoch": 0, "history": [], "best": -math.inf}
     if args.resume:
-        model.load_state_dict(load_checkpoint(run_dir / "last")[0].state_dict())
-        progress = load_train_state(run_dir / "state", optimizer, scheduler, scaler)
-        log.info("resuming %s after epoch %d", run_dir, progress["epoch"])
+        if not saved_progress(run_dir / "state")["has_model"]:  # an older run's state: weights in last/
+            model.load_state_dict(load_checkpoint(run_dir / "last")[0].state_dict())
+        progress = load_train_state(run_dir / "state", optimizer, scheduler, scaler, model)
+        partial = progress.get("partial")
+        if partial:
+            log.info("resuming %s in epoch %d after step %d", run_dir, partial["epoch"], partial["steps"])
+        else:
+            log.info("resuming %s after epoch %d", run_dir, progress["epoch"])
     if dist.is_main:
         write_config(config, run_dir / "config.json")
     net: nn.Module = model
@@ -399,43 +415,78 @@ def main(argv: Sequence[str] | None = None) -> Path:
             net = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
     show = not args.no_progress and dist.is_main
-    for epoch in range(progress["epoch"] + 1, config.epochs + 1):
-        if isinstance(train_loader.sampler, DistributedSampler):
-            train_loader.sampler.set_epoch(epoch)
-        stats = train_one_epoch(
-            net,
-            optimizer,
-            train_loader,
-            device,
-            epoch=epoch,
-            scaler=scaler,
-            grad_clip=config.grad_clip,
-            max_steps=config.max_steps_per_epoch,
-            scheduler=scheduler,
-            show_progress=show,
-            cpu_bf16=config.cpu_bf16,
-        )
-        if dist.is_main:
-            row = {
-                "epoch": epoch,
-                "lr": optimizer.param_groups[0]["lr"],
-                **{f"train_{k}" if k != "images_per_s" else k: v for k, v in stats.items()},
-                **validate(model, valid_loader, valid, config, device, epoch, show),
-            }
-            score = row["val_map"] if "val_map" in row else -row["val_loss"]
-            is_best = score > progress["best"] or not (run_dir / "best").exists()
-            progress = {
-                "epoch": epoch,
-                "history": [*progress["history"], row],
-                "best": max(score, progress["best"]),
-            }
-            save_epoch(model, run_dir, config, fingerprint, row, is_best)
-            save_train_state(run_dir / "state", optimizer, scheduler, scaler, progress)
-            with (run_dir / "metrics.jsonl").open("a") as handle:
-                handle.write(json.dumps(row) + "\n")
-            plot_loss_curves(progress["history"], run_dir / "loss_curves.png")
-            log.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in row.items() if isinstance(v, float)})
-        barrier(dist)
+    stop = StopRequest(enabled=not dist.enabled)
+    with stop:
+        for epoch in range(progress["epoch"] + 1, config.epochs + 1):
+            partial = progress.pop("partial", None)
+            done = (
+                EpochProgress.from_dict(partial) if partial and partial["epoch"] == epoch else EpochProgress()
+            )
+            sampler = train_loader.sampler
+            if isinstance(sampler, EpochShuffle):
+                sampler.set_epoch(epoch, skip=done.steps * config.batch_size)
+            elif isinstance(sampler, DistributedSampler):
+                sampler.set_epoch(epoch)
+            stats = train_one_epoch(
+                net,
+                optimizer,
+                train_loader,
+                device,
+                epoch=epoch,
+                scaler=scaler,
+                grad_clip=config.grad_clip,
+                max_steps=config.max_steps_per_epoch,
+                scheduler=scheduler,
+                show_progress=show,
+                cpu_bf16=config.cpu_bf16,
+                progress=done,
+                stop=stop,
+            )
+            if stop.requested and done.steps < steps:  # mid-epoch: save where it got to
+                partial_state = {**progress, "partial": {"epoch": epoch, **done.to_dict()}}
+                save_train_state(run_dir / "state", optimizer, scheduler, scaler, partial_state, model)
+                log.warning(
+                    "stopped in epoch %d after step %d of %d; to go on: python -m training.train --resume %s",
+                    epoch,
+                    done.steps,
+                    steps,
+                    run_dir,
+                )
+                break
+            if dist.is_main:
+                row = {
+                    "epoch": epoch,
+                    "lr": optimizer.param_groups[0]["lr"],
+                    **{f"train_{k}" if k != "images_per_s" else k: v for k, v in stats.items()},
+                    **validate(model, valid_loader, valid, config, device, epoch, show),
+                }
+                score = row["val_map"] if "val_map" in row else -row["val_loss"]
+                is_best = score > progress["best"] or not (run_dir / "best").exists()
+                progress = {
+                    "epoch": epoch,
+                    "history": [*progress["history"], row],
+                    "best": max(score, progress["best"]),
+                }
+                save_epoch(model, run_dir, config, fingerprint, row, is_best)
+                save_train_state(run_dir / "state", optimizer, scheduler, scaler, progress, model)
+                with (run_dir / "metrics.jsonl").open("a") as handle:
+                    handle.write(json.dumps(row) + "\n")
+                plot_loss_curves(progress["history"], run_dir / "loss_curves.png")
+                log.info(
+                    "epoch %d: %s", epoch, {k: round(v, 4) for k, v in row.items() if isinstance(v, float)}
+                )
+            barrier(dist)
+            if stop.requested:
+                log.warning(
+                    "stopped after epoch %d; to go on (or to run the final evaluation): "
+                    "python -m training.train --resume %s",
+                    epoch,
+                    run_dir,
+                )
+                break
+    if stop.requested:
+        shutdown(dist)
+        raise RunStoppedError(run_dir, stop.signum or signal.SIGTERM)
     if dist.is_main and progress["history"]:
         final_evaluation(run_dir, valid, config, device)
         log.info("run folder: %s", run_dir)
@@ -444,4 +495,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except RunStoppedError as stopped:
+        raise SystemExit(stopped.exit_code) from None

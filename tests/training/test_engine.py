@@ -4,7 +4,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from training.data import Target, collate
-from training.engine import autocast_dtype, train_one_epoch
+from training.engine import EpochProgress, autocast_dtype, train_one_epoch
 from training.train import parse_args, resolve_config
 
 
@@ -72,3 +72,48 @@ def test_cpu_bf16_comes_from_the_config_file_or_the_command_line() -> None:
     assert (
         resolve_config(parse_args(["--config", "configs/fast96-warm4-mosaic-s9-bf16.yaml"])).cpu_bf16 is True
     )
+
+
+def _recorder_loader(n: int) -> DataLoader[tuple[torch.Tensor, Target]]:
+    samples: list[tuple[torch.Tensor, Target]] = [(torch.full((4,), float(i)), {}) for i in range(n)]
+    return DataLoader(samples, batch_size=2, collate_fn=collate)  # type: ignore[arg-type]
+
+
+def test_a_stopped_epoch_ends_after_the_step_it_was_on_and_its_resumption_adds_up() -> None:
+    torch.manual_seed(0)
+    model = _Recorder()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    done = EpochProgress()
+    asked: list[int] = []
+
+    def stop() -> bool:
+        asked.append(done.steps)
+        return done.steps >= 2
+
+    first = train_one_epoch(
+        model,
+        optimizer,
+        _recorder_loader(10),
+        torch.device("cpu"),
+        epoch=1,
+        show_progress=False,
+        progress=done,
+        stop=stop,
+    )
+    assert done.steps == 2 and done.images == 4 and asked == [1, 2]
+    assert first["loss"] == pytest.approx(done.sums["loss"] / 2)
+    saved = EpochProgress.from_dict(done.to_dict())
+    assert saved == done
+    rest = _recorder_loader(10)  # stands in for the loader that leaves the first 2 batches out
+    means = train_one_epoch(
+        model,
+        optimizer,
+        rest,
+        torch.device("cpu"),
+        epoch=1,
+        show_progress=False,
+        progress=saved,
+        max_steps=4,
+    )
+    assert saved.steps == 4 and saved.images == 8 and len(model.seen) == 4
+    assert means["loss"] == pytest.approx(saved.sums["loss"] / 4) and means["images_per_s"] > 0

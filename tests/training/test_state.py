@@ -2,10 +2,10 @@ from pathlib import Path
 
 import torch
 
-from training.state import load_train_state, save_train_state
+from training.state import load_train_state, save_train_state, saved_progress
 
 
-def make() -> tuple[torch.nn.Module, torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+def make() -> tuple[torch.nn.Linear, torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
     torch.manual_seed(0)
     model = torch.nn.Linear(3, 2)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
@@ -27,3 +27,28 @@ def test_optimizer_scheduler_and_rng_restored(tmp_path: Path) -> None:
     for a, b in zip(optimizer.state.values(), fresh_opt.state.values(), strict=True):
         assert torch.equal(a["momentum_buffer"], b["momentum_buffer"])
     assert torch.equal(torch.rand(3), expected_next)
+
+
+def test_the_model_weights_travel_with_a_stopped_epoch(tmp_path: Path) -> None:
+    model, optimizer, scheduler = make()
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    progress = {"epoch": 0, "partial": {"epoch": 1, "steps": 2}}
+    save_train_state(tmp_path, optimizer, scheduler, None, progress, model)
+    fresh, fresh_opt, fresh_sched = make()
+    assert not torch.equal(fresh.weight, model.weight)
+    assert saved_progress(tmp_path) == {**progress, "has_model": True}
+    assert load_train_state(tmp_path, fresh_opt, fresh_sched, None, fresh) == progress
+    assert torch.equal(fresh.weight, model.weight) and torch.equal(fresh.bias, model.bias)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json", "tensors.safetensors"]
+
+
+def test_a_state_without_weights_leaves_the_model_alone(tmp_path: Path) -> None:
+    model, optimizer, scheduler = make()
+    save_train_state(tmp_path, optimizer, scheduler, None, {"epoch": 1})
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    before = model.weight.clone()
+    assert saved_progress(tmp_path)["has_model"] is False
+    load_train_state(tmp_path, optimizer, scheduler, None, model)
+    assert torch.equal(model.weight, before)

@@ -4,6 +4,7 @@ import csv
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ from tests.conftest import real_data
 from training import evaluate, train
 from training.data import DigitDataset, collate, load_coco_split
 from training.engine import predict, train_one_epoch, validation_loss
+from training.interrupt import RunStoppedError
 from training.transforms import TrainTransforms
 
 pytestmark = pytest.mark.slow
@@ -173,6 +175,57 @@ def test_same_seed_same_weights(synth_dir: Path, tmp_path: Path) -> None:
         return json.loads((folder / "last" / "checkpoint.json").read_text())["weights"]["sha256"]
 
     assert run("a") == run("b")
+
+
+class StopAfter:
+    """Stands in for `training.interrupt.StopRequest`: asks to stop once it has been asked `calls` times
+    (once a step), as a SIGTERM arriving during that step would."""
+
+    def __init__(self, calls: int) -> None:
+        self.calls, self.requested, self.signum = calls, False, signal.SIGTERM
+
+    def __call__(self) -> bool:
+        self.calls -= 1
+        self.requested = self.requested or self.calls <= 0
+        return self.requested
+
+    def __enter__(self) -> "StopAfter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+@pytest.mark.parametrize("stop_at_step", [2, 3], ids=["mid-epoch", "at-the-epoch-end"])
+def test_a_stopped_run_resumes_to_the_weights_of_a_run_never_stopped(
+    synth_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stop_at_step: int
+) -> None:
+    args = ["--config", "fast", "--data", str(synth_dir), "--epochs", "2", "--max-steps", "3"]
+    args += ["--batch-size", "4", "--workers", "0", "--out", str(tmp_path), "--no-progress"]
+    args += ["--max-valid-images", "4"]
+
+    def weights(run: Path) -> str:
+        return str(json.loads((run / "last" / "checkpoint.json").read_text())["weights"]["sha256"])
+
+    whole = train.main([*args, "--name", "whole"])
+    monkeypatch.setattr(train, "StopRequest", lambda enabled: StopAfter(stop_at_step))
+    with pytest.raises(RunStoppedError) as stop:
+        train.main([*args, "--name", "stopped"])
+    stopped = stop.value.run_dir
+    assert stop.value.exit_code == 143 and stopped == tmp_path / "stopped"
+    saved = json.loads((stopped / "state" / "state.json").read_text())["progress"]
+    if stop_at_step == 2:  # in epoch 1 of 3 steps: no epoch finished, the step count saved
+        assert saved["epoch"] == 0 and saved["partial"]["epoch"] == 1 and saved["partial"]["steps"] == 2
+        assert not (stopped / "last").exists()
+    else:  # at its last step: epoch 1 finished and saved as usual
+        assert saved["epoch"] == 1 and "partial" not in saved and not (stopped / "eval").exists()
+    monkeypatch.undo()
+    train.main(["--resume", str(stopped), "--no-progress"])
+    assert weights(stopped) == weights(whole)
+    rows = [json.loads(line) for line in (stopped / "metrics.jsonl").read_text().splitlines()]
+    expected = [json.loads(line) for line in (whole / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2] and (stopped / "eval" / "pred.csv").exists()
+    assert [r["train_loss"] for r in rows] == pytest.approx([r["train_loss"] for r in expected])
 
 
 def test_resume_continues_after_last_epoch(trained_run: Path, tmp_path: Path) -> None:
