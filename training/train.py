@@ -362,6 +362,61 @@ def save_epoch(
         save_checkpoint(run_dir / "best", model, config.detector, **kwargs)
 
 
+def record_epoch(
+    row: dict[str, Any],
+    progress: dict[str, Any],
+    run_dir: Path,
+    config: TrainConfig,
+    fingerprint: str,
+    model: nn.Module,
+) -> dict[str, Any]:
+    """Checkpoints, metrics.jsonl and loss curves for a finished epoch; returns the run's progress."""
+    score = row["val_map"] if "val_map" in row else -row["val_loss"]
+    is_best = score > progress["best"] or not (run_dir / "best").exists()
+    progress = {
+        "epoch": row["epoch"],
+        "history": [*progress["history"], row],
+        "best": max(score, progress["best"]),
+    }
+    save_epoch(model, run_dir, config, fingerprint, row, is_best)
+    with (run_dir / "metrics.jsonl").open("a") as handle:
+        handle.write(json.dumps(row) + "\n")
+    plot_loss_curves(progress["history"], run_dir / "loss_curves.png")
+    log.info("epoch %d: %s", row["epoch"], {k: round(v, 4) for k, v in row.items() if isinstance(v, float)})
+    return progress
+
+
+def resume_state(
+    run_dir: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    scaler: torch.amp.GradScaler | None,
+) -> dict[str, Any]:
+    """Load a run's weights and training state to go on where it stopped; returns its progress."""
+    if not saved_progress(run_dir / "state")["has_model"]:  # an older run's state: weights in last/
+        model.load_state_dict(load_checkpoint(run_dir / "last")[0].state_dict())
+    progress = load_train_state(run_dir / "state", optimizer, scheduler, scaler, model)
+    partial = progress.get("partial")
+    if partial:
+        log.info("resuming %s in epoch %d after step %d", run_dir, partial["epoch"], partial["steps"])
+    else:
+        log.info("resuming %s after epoch %d", run_dir, progress["epoch"])
+    return progress
+
+
+def start_epoch(loader: DataLoader[Any], epoch: int, partial: dict[str, Any] | None) -> EpochProgress:
+    """Set the loader's sampler to `epoch`, past the batches already trained on where `partial` (a
+    stopped epoch's saved progress) is this epoch's; returns the epoch's progress so far."""
+    done = EpochProgress.from_dict(partial) if partial and partial["epoch"] == epoch else EpochProgress()
+    sampler = loader.sampler
+    if isinstance(sampler, EpochShuffle):
+        sampler.set_epoch(epoch, skip=done.steps * (loader.batch_size or 1))
+    elif isinstance(sampler, DistributedSampler):
+        sampler.set_epoch(epoch)
+    return done
+
+
 def final_evaluation(
     run_dir: Path, valid: list[ImageRecord], config: TrainConfig, device: torch.device
 ) -> None:
@@ -399,14 +454,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
     run_dir = make_run_dir(config, args.resume, create=dist.is_main)
     progress: dict[str, Any] = {"epoch": 0, "history": [], "best": -math.inf}
     if args.resume:
-        if not saved_progress(run_dir / "state")["has_model"]:  # an older run's state: weights in last/
-            model.load_state_dict(load_checkpoint(run_dir / "last")[0].state_dict())
-        progress = load_train_state(run_dir / "state", optimizer, scheduler, scaler, model)
-        partial = progress.get("partial")
-        if partial:
-            log.info("resuming %s in epoch %d after step %d", run_dir, partial["epoch"], partial["steps"])
-        else:
-            log.info("resuming %s after epoch %d", run_dir, progress["epoch"])
+        progress = resume_state(run_dir, model, optimizer, scheduler, scaler)
     if dist.is_main:
         write_config(config, run_dir / "config.json")
     net: nn.Module = model
@@ -418,15 +466,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
     stop = StopRequest(enabled=not dist.enabled)
     with stop:
         for epoch in range(progress["epoch"] + 1, config.epochs + 1):
-            partial = progress.pop("partial", None)
-            done = (
-                EpochProgress.from_dict(partial) if partial and partial["epoch"] == epoch else EpochProgress()
-            )
-            sampler = train_loader.sampler
-            if isinstance(sampler, EpochShuffle):
-                sampler.set_epoch(epoch, skip=done.steps * config.batch_size)
-            elif isinstance(sampler, DistributedSampler):
-                sampler.set_epoch(epoch)
+            done = start_epoch(train_loader, epoch, progress.pop("partial", None))
             stats = train_one_epoch(
                 net,
                 optimizer,
@@ -443,15 +483,9 @@ def main(argv: Sequence[str] | None = None) -> Path:
                 stop=stop,
             )
             if stop.requested and done.steps < steps:  # mid-epoch: save where it got to
-                partial_state = {**progress, "partial": {"epoch": epoch, **done.to_dict()}}
-                save_train_state(run_dir / "state", optimizer, scheduler, scaler, partial_state, model)
-                log.warning(
-                    "stopped in epoch %d after step %d of %d; to go on: python -m training.train --resume %s",
-                    epoch,
-                    done.steps,
-                    steps,
-                    run_dir,
-                )
+                partial = {**progress, "partial": {"epoch": epoch, **done.to_dict()}}
+                save_train_state(run_dir / "state", optimizer, scheduler, scaler, partial, model)
+                log.warning("stopped in epoch %d after step %d of %d", epoch, done.steps, steps)
                 break
             if dist.is_main:
                 row = {
@@ -460,32 +494,15 @@ def main(argv: Sequence[str] | None = None) -> Path:
                     **{f"train_{k}" if k != "images_per_s" else k: v for k, v in stats.items()},
                     **validate(model, valid_loader, valid, config, device, epoch, show),
                 }
-                score = row["val_map"] if "val_map" in row else -row["val_loss"]
-                is_best = score > progress["best"] or not (run_dir / "best").exists()
-                progress = {
-                    "epoch": epoch,
-                    "history": [*progress["history"], row],
-                    "best": max(score, progress["best"]),
-                }
-                save_epoch(model, run_dir, config, fingerprint, row, is_best)
+                progress = record_epoch(row, progress, run_dir, config, fingerprint, model)
                 save_train_state(run_dir / "state", optimizer, scheduler, scaler, progress, model)
-                with (run_dir / "metrics.jsonl").open("a") as handle:
-                    handle.write(json.dumps(row) + "\n")
-                plot_loss_curves(progress["history"], run_dir / "loss_curves.png")
-                log.info(
-                    "epoch %d: %s", epoch, {k: round(v, 4) for k, v in row.items() if isinstance(v, float)}
-                )
             barrier(dist)
             if stop.requested:
-                log.warning(
-                    "stopped after epoch %d; to go on (or to run the final evaluation): "
-                    "python -m training.train --resume %s",
-                    epoch,
-                    run_dir,
-                )
+                log.warning("stopped after epoch %d, before the final evaluation", epoch)
                 break
     if stop.requested:
         shutdown(dist)
+        log.warning("to go on: python -m training.train --resume %s", run_dir)
         raise RunStoppedError(run_dir, stop.signum or signal.SIGTERM)
     if dist.is_main and progress["history"]:
         final_evaluation(run_dir, valid, config, device)
