@@ -8,13 +8,16 @@ Requests `await submit(items)`; the worker takes up to `max_batch` items and run
 loop. While the model is busy (work was already queued when it finished a batch) it waits at most
 `max_wait_s` for a batch to fill; a request that finds it idle runs at once with whatever is queued
 beside it, so a lone request pays no wait. When admitting a request's items would
-exceed `max_queue`, it is refused at once (QueueFullError -> 503 with Retry-After): nothing hangs.
+exceed `max_queue`, it is refused at once (QueueFullError -> 503): nothing hangs. Its Retry-After is
+the time the items already waiting should take at the recent seconds per item (`retry_after_s`), so
+that refused clients come back when the backlog has drained rather than all in one second.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import queue
 import threading
 import time
@@ -27,6 +30,16 @@ from service.errors import NotReadyError, QueueFullError
 T = TypeVar("T")
 R = TypeVar("R")
 log = logging.getLogger(__name__)
+MAX_RETRY_AFTER_S = 60
+SMOOTHING = 0.3  # weight of the newest batch in the average seconds per item
+
+
+def retry_after_s(pending: int, seconds_per_item: float | None) -> int:
+    """Whole seconds for `pending` items at `seconds_per_item` (the recent average), between 1 and
+    MAX_RETRY_AFTER_S; 1 before any batch was timed."""
+    if seconds_per_item is None:
+        return 1
+    return min(MAX_RETRY_AFTER_S, max(1, math.ceil(pending * seconds_per_item)))
 
 
 @dataclass
@@ -68,6 +81,7 @@ class MicroBatcher(Generic[T, R]):
         self._queue: queue.Queue[_Job[T] | None] = queue.Queue()
         self._lock = threading.Lock()
         self._pending = 0
+        self._seconds_per_item: float | None = None
         self._closed = False
         self._thread = threading.Thread(target=self._work, name="digitserve-batcher", daemon=True)
         self._thread.start()
@@ -84,6 +98,17 @@ class MicroBatcher(Generic[T, R]):
         """Items admitted and not yet answered."""
         return self._pending
 
+    @property
+    def seconds_per_item(self) -> float | None:
+        """The model's recent seconds per item (batch time / batch size, smoothed); None until timed."""
+        return self._seconds_per_item
+
+    def seed_pace(self, seconds_per_item: float) -> None:
+        """A first estimate (e.g. the warm-up's time), for refusals before any batch was timed."""
+        with self._lock:
+            if self._seconds_per_item is None:
+                self._seconds_per_item = seconds_per_item
+
     async def submit(self, items: Sequence[T]) -> list[R]:
         """Queue `items` as one admission and wait for all their results."""
         loop = asyncio.get_running_loop()
@@ -91,9 +116,11 @@ class MicroBatcher(Generic[T, R]):
             if self._closed:
                 raise NotReadyError("the service is shutting down")
             if self._pending + len(items) > self.max_queue:
+                wait_s = retry_after_s(self._pending, self._seconds_per_item)
+                waiting = f"{self._pending} images are already waiting (limit {self.max_queue})"
                 raise QueueFullError(
-                    f"{self._pending} images are already waiting (limit {self.max_queue}); retry shortly",
-                    headers={"Retry-After": "1"},
+                    f"{waiting}; retry in {wait_s} s",
+                    headers={"Retry-After": str(wait_s)},
                 )
             self._pending += len(items)
             self._report_depth()
@@ -153,8 +180,11 @@ class MicroBatcher(Generic[T, R]):
         start = time.perf_counter()
         outcomes = self._outcomes([job.item for job in batch])
         elapsed = time.perf_counter() - start
+        per_item = elapsed / len(batch)
         with self._lock:  # before answering: a caller that has its answer is no longer pending
             self._pending -= len(batch)
+            old = self._seconds_per_item
+            self._seconds_per_item = per_item if old is None else (1 - SMOOTHING) * old + SMOOTHING * per_item
             self._report_depth()
         for job, (result, error) in zip(batch, outcomes, strict=True):
             job.loop.call_soon_threadsafe(_resolve, job.future, result, error)

@@ -81,6 +81,7 @@ class ServiceState:
                 on_depth=self.telemetry.queue_depth.set,
             )
             batcher.wait_started()
+            batcher.seed_pace(loaded["warm_ms"] / 1000)  # before the first request: its Retry-After
             self.batcher = batcher
             if self.status == "loading":
                 self.status, self.reason = "ready", None

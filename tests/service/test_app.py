@@ -260,6 +260,11 @@ def fail_first_call(client: TestClient, error: Exception) -> None:
     predictor.model = flaky
 
 
+def test_the_queue_knows_the_models_pace_from_the_warm_up(client: TestClient) -> None:
+    batcher = client.app.state.service.batcher  # type: ignore[attr-defined]
+    assert batcher.seconds_per_item is not None and batcher.seconds_per_item > 0  # before any request
+
+
 def test_gpu_out_of_memory_answers_503_then_recovers(client: TestClient) -> None:
     fail_first_call(client, torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)"))
     first = client.post("/v1/detect", files=files(png()))

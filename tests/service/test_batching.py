@@ -1,10 +1,11 @@
 import asyncio
 import threading
+import time
 from collections.abc import Callable
 
 import pytest
 
-from service.batching import MicroBatcher
+from service.batching import MAX_RETRY_AFTER_S, MicroBatcher, retry_after_s
 from service.errors import NotReadyError, QueueFullError
 
 Run = Callable[[list[int]], list[int]]
@@ -108,6 +109,46 @@ def test_full_queue_refuses_at_once_with_retry_after() -> None:
         assert await batcher.submit([4]) == [True]  # capacity is back
 
     asyncio.run(main())
+    batcher.close(5)
+
+
+@pytest.mark.parametrize(
+    ("pending", "seconds_per_item", "expected"),
+    [(10, None, 1), (0, 0.5, 1), (3, 0.05, 1), (15, 0.1, 2), (64, 0.3, 20), (10_000, 0.3, MAX_RETRY_AFTER_S)],
+)
+def test_retry_after_is_the_backlog_at_the_recent_pace(
+    pending: int, seconds_per_item: float | None, expected: int
+) -> None:
+    assert retry_after_s(pending, seconds_per_item) == expected
+
+
+def test_a_refusal_says_when_the_backlog_should_have_drained() -> None:
+    batcher = MicroBatcher(
+        lambda: lambda items: [time.sleep(0.1) or i for i in items], max_batch=1, max_wait_s=0, max_queue=15
+    )
+
+    async def main() -> None:
+        assert await batcher.submit([0]) == [0]  # timed: ~0.1 s per item
+        assert batcher.seconds_per_item is not None and 0.1 <= batcher.seconds_per_item < 0.13
+        backlog = asyncio.ensure_future(batcher.submit(list(range(15))))
+        await asyncio.sleep(0)
+        with pytest.raises(QueueFullError, match="retry in 2 s") as info:
+            await batcher.submit([99])
+        assert info.value.headers["Retry-After"] == "2"  # 15 items x ~0.1 s
+        assert await backlog == list(range(15))
+
+    asyncio.run(main())
+    batcher.close(5)
+
+
+def test_a_seeded_pace_stands_until_a_batch_is_timed() -> None:
+    batcher = MicroBatcher(lambda: lambda items: items, max_batch=1, max_wait_s=0, max_queue=4)
+    batcher.wait_started()
+    batcher.seed_pace(0.5)
+    batcher.seed_pace(9.0)  # a first estimate only: the second does not replace it
+    assert batcher.seconds_per_item == 0.5
+    asyncio.run(batcher.submit([1]))
+    assert batcher.seconds_per_item is not None and batcher.seconds_per_item < 0.5 * (1 - 0.3) + 0.01
     batcher.close(5)
 
 
