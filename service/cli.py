@@ -269,6 +269,14 @@ def draw_boxes(result: FileResult, out_dir: Path, score_threshold: float) -> Pat
     return path
 
 
+def write_predictions(out_dir: Path, image_ids: Sequence[int], results: Sequence[FileResult]) -> None:
+    """HW2 `pred.json` (the detections) and `pred.csv` (the numbers, -1 where none) for `results`."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pairs = list(zip(image_ids, results, strict=True))
+    write_pred_json(out_dir / "pred.json", {i: r.detections for i, r in pairs})
+    write_pred_csv(out_dir / "pred.csv", {i: r.number.value if r.number else -1 for i, r in pairs})
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="digitserve", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -334,13 +342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             reader.close()
     print(format_table(results))
     if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        ids = image_ids_for(paths)[: len(results)]
-        write_pred_json(args.out / "pred.json", {i: r.detections for i, r in zip(ids, results, strict=True)})
-        write_pred_csv(
-            args.out / "pred.csv",
-            {i: r.number.value if r.number else -1 for i, r in zip(ids, results, strict=True)},
-        )
+        write_predictions(args.out, image_ids_for(paths)[: len(results)], results)
     if args.draw:
         for r in results:
             if r.number is not None:
