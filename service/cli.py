@@ -248,6 +248,17 @@ def format_table(results: Sequence[FileResult]) -> str:
     return "\n".join(lines)
 
 
+def summarize(results: Sequence[FileResult], seconds: float) -> str:
+    """One line for the end of a run: files, numbers found, errors, time and pace."""
+    found = sum(1 for r in results if r.number is not None and r.number.digits)
+    errors = sum(1 for r in results if r.error)
+    pace = f", {len(results) / seconds:.1f} files/s" if results and seconds > 0 else ""
+    return (
+        f"digitserve: {len(results)} files, a number in {found}, no digit in "
+        f"{len(results) - found - errors}, {errors} errors; {seconds:.1f} s{pace}"
+    )
+
+
 def draw_boxes(result: FileResult, out_dir: Path, score_threshold: float) -> Path:
     """Save the image with every digit site above the threshold; the digits used in green."""
     with Image.open(result.path) as img:
@@ -330,7 +341,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         checkpoint = args.checkpoint or resolve_checkpoint(Settings())
         reader = LocalReader(checkpoint, args.device, params)
     results: list[FileResult] = []
-    interrupted = False
+    interrupted, start = False, time.perf_counter()
     try:
         for result in read_all(reader, paths, not args.no_progress, args.concurrency):
             results.append(result)
@@ -341,6 +352,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(reader, RemoteReader):
             reader.close()
     print(format_table(results))
+    print(summarize(results, time.perf_counter() - start), file=sys.stderr)
     if args.out:
         write_predictions(args.out, image_ids_for(paths)[: len(results)], results)
     if args.draw:

@@ -73,6 +73,16 @@ def test_predict_folder_in_process_writes_hw2_files_and_drawings(
     assert sorted(p.name for p in (tmp_path / "drawn").iterdir()) == ["12.png", "3.png"]
 
 
+def test_the_summary_counts_numbers_blanks_and_errors() -> None:
+    digit = Detection((0.0, 0.0, 4.0, 8.0), 5, 0.9)
+    read = cli.FileResult(Path("a.png"), [digit], [digit], assemble_number([digit]), 10.0)
+    blank = cli.FileResult(Path("b.png"), [], [], assemble_number([]), 10.0)
+    failed = cli.FileResult(Path("c.png"), [], [], None, 1.0, error="truncated")
+    line = cli.summarize([read, blank, blank, failed], 2.0)
+    assert line == "digitserve: 4 files, a number in 1, no digit in 2, 1 errors; 2.0 s, 2.0 files/s"
+    assert cli.summarize([], 0.0) == "digitserve: 0 files, a number in 0, no digit in 0, 0 errors; 0.0 s"
+
+
 def test_bad_file_is_reported_and_exit_code_is_nonzero(
     photos: Path, tiny_checkpoint: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
