@@ -254,8 +254,8 @@ def summarize(results: Sequence[FileResult], seconds: float) -> str:
     errors = sum(1 for r in results if r.error)
     pace = f", {len(results) / seconds:.1f} files/s" if results and seconds > 0 else ""
     return (
-        f"digitserve: {len(results)} files, a number in {found}, no digit in "
-        f"{len(results) - found - errors}, {errors} errors; {seconds:.1f} s{pace}"
+        f"digitserve: {len(results)} files: a number in {found}, no digit in "
+        f"{len(results) - found - errors}, an error in {errors}; {seconds:.1f} s{pace}"
     )
 
 

@@ -79,8 +79,8 @@ def test_the_summary_counts_numbers_blanks_and_errors() -> None:
     blank = cli.FileResult(Path("b.png"), [], [], assemble_number([]), 10.0)
     failed = cli.FileResult(Path("c.png"), [], [], None, 1.0, error="truncated")
     line = cli.summarize([read, blank, blank, failed], 2.0)
-    assert line == "digitserve: 4 files, a number in 1, no digit in 2, 1 errors; 2.0 s, 2.0 files/s"
-    assert cli.summarize([], 0.0) == "digitserve: 0 files, a number in 0, no digit in 0, 0 errors; 0.0 s"
+    assert line == "digitserve: 4 files: a number in 1, no digit in 2, an error in 1; 2.0 s, 2.0 files/s"
+    assert cli.summarize([], 0.0) == "digitserve: 0 files: a number in 0, no digit in 0, an error in 0; 0.0 s"
 
 
 def test_bad_file_is_reported_and_exit_code_is_nonzero(
