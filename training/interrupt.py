@@ -32,6 +32,7 @@ class StopRequest:
     def __enter__(self) -> StopRequest:
         if self.enabled and threading.current_thread() is threading.main_thread():
             self._previous = {sig: signal.signal(sig, self._handle) for sig in SIGNALS}
+            log.info("Ctrl-C or SIGTERM stops the run after the step it is on, to go on with --resume")
         return self
 
     def __exit__(

@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -238,6 +239,37 @@ def test_resume_continues_after_last_epoch(trained_run: Path, tmp_path: Path) ->
     rows = [json.loads(line) for line in (copy / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2, 3]
     assert rows[2]["lr"] > rows[1]["lr"] > 0  # still inside the warm-up: the step count carried over
+
+
+def test_sigterm_to_the_whole_group_stops_a_run_with_workers_and_saves_it(
+    synth_dir: Path, tmp_path: Path
+) -> None:
+    """As a scheduler ending a job does: every process of the group, DataLoader workers included, gets
+    SIGTERM once training has begun; the run saves where it stopped and exits with 143."""
+    cmd = [sys.executable, "-m", "training.train", "--config", "fast", "--data", str(synth_dir)]
+    cmd += ["--epochs", "3", "--batch-size", "2", "--workers", "2", "--device", "cpu", "--out", str(tmp_path)]
+    cmd += ["--name", "stopped", "--no-progress", "--max-valid-images", "4"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(
+        cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env, start_new_session=True
+    )
+    assert process.stderr is not None
+    log = []
+    for line in process.stderr:  # until the stop handlers are in place
+        log.append(line)
+        if "Ctrl-C or SIGTERM stops the run" in line:
+            break
+    children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
+    deadline = time.monotonic() + 120
+    while len(children.read_text().split()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)  # until the two loader workers run, so that the signal reaches them too
+    time.sleep(1.0)  # and have started
+    os.killpg(process.pid, signal.SIGTERM)
+    rest = process.communicate(timeout=300)[1]
+    assert process.returncode == 143, "".join(log) + rest[-3000:]
+    saved = json.loads((tmp_path / "stopped" / "state" / "state.json").read_text())["progress"]
+    assert saved["epoch"] == 0 and saved["partial"]["steps"] >= 1, rest[-2000:]
+    assert "stopped in epoch 1 after step" in rest and "Traceback" not in rest
 
 
 def test_torchrun_two_processes_on_cpu(synth_dir: Path, tmp_path: Path) -> None:
