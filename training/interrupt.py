@@ -54,7 +54,8 @@ class StopRequest:
 
 
 class RunStoppedError(Exception):
-    """A run stopped by a signal before its last epoch; its state is saved in `run_dir`."""
+    """A run stopped by a signal before it finished (its final evaluation included); its state is saved
+    in `run_dir`, for --resume."""
 
     def __init__(self, run_dir: Path, signum: int) -> None:
         super().__init__(f"stopped by {signal.Signals(signum).name}; go on with --resume {run_dir}")
