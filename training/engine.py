@@ -144,6 +144,8 @@ def train_one_epoch(
         bar.set_postfix(
             loss=f"{progress.sums['loss'] / progress.steps:.3f}", img_s=f"{progress.images / seconds:.1f}"
         )
+        # Not at the last step: the pass ends there by itself, and `_limited` fetching (and drawing
+        # augmentations for) the batch past the limit keeps the random draws of a run never stopped.
         if stop is not None and stop() and progress.steps < total:
             break
     progress.seconds += time.perf_counter() - start
