@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import torch
 from torch import nn
 
@@ -18,3 +20,25 @@ def randomise_batchnorm(model: nn.Module, seed: int = 0) -> None:
             module.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
             module.weight.data.copy_(torch.rand(n, generator=generator) + 0.5)
             module.bias.data.copy_(torch.randn(n, generator=generator) * 0.1)
+
+
+class StopAfter:
+    """Stands in for `training.interrupt.StopRequest`: asks to stop once it has been asked `calls` times
+    (once a step), as a SIGTERM arriving during that step would. With `late`, the signal arrives just
+    after that ask: the ask says no, and the run sees `requested` at its next look (after the epoch,
+    where that step was its last)."""
+
+    def __init__(self, calls: int, late: bool = False) -> None:
+        self.calls, self.late, self.requested, self.signum = calls, late, False, signal.SIGTERM
+
+    def __call__(self) -> bool:
+        self.calls -= 1
+        asked = self.requested
+        self.requested = self.requested or self.calls <= 0
+        return asked if self.late else self.requested
+
+    def __enter__(self) -> StopAfter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None

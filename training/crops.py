@@ -5,7 +5,6 @@ and `training.reader` (the reader, `models.reader`)."""
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 import random
@@ -27,6 +26,8 @@ from models.inference import resolve_device, to_unit_float
 from models.reread import crop_square, crop_window
 from training.config import TrainConfig, load_config
 from training.data import ImageRecord, read_rgb, read_rgb_all
+from training.fit import FitState, quiet_worker, recorded_flags, stopped_after_epoch, stopped_in_epoch
+from training.interrupt import StopRequest
 from training.plots import plot_pretraining
 from training.train import load_splits, seed_everything
 from training.transforms import AugmentConfig
@@ -213,20 +214,25 @@ def run_epoch(
     desc: str = "",
     show_progress: bool = True,
     distill: Distillation | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> dict[str, float]:
-    """Train (given an optimizer) or evaluate over `loader`: mean `loss`, `accuracy`, `images_per_s`.
-    With `distill`, training minimises `distillation_loss` against its teacher; evaluation ignores it."""
+    """Train (given an optimizer) or evaluate over `loader` (at most `max_steps` batches, 0 = all):
+    mean `loss`, `accuracy`, `images_per_s`, and `steps` done. With `distill`, training minimises
+    `distillation_loss` against its teacher; evaluation ignores it. `stop` is asked after each step
+    but the last: when it says so the pass ends there."""
     training = optimizer is not None
     model.train(training)
     criterion = nn.CrossEntropyLoss(label_smoothing=LABEL_SMOOTHING if training else 0.0)
     if distill is not None:
         distill.teacher.eval()
     loss_sum = correct = seen = 0.0
+    steps = 0
+    limit = min(len(loader), max_steps or len(loader))
     start = time.perf_counter()
-    bar = tqdm(loader, desc=desc, disable=not show_progress, leave=False)
+    bar = tqdm(loader, total=limit, desc=desc, disable=not show_progress, leave=False)
     with torch.set_grad_enabled(training):
         for step, (images, labels) in enumerate(bar):
-            if max_steps and step >= max_steps:
+            if step >= limit:
                 break
             images, labels = images.to(device), labels.to(device)
             logits = model(images)
@@ -245,12 +251,18 @@ def run_epoch(
             loss_sum += loss.item() * len(labels)
             correct += (logits.argmax(1) == labels).sum().item()
             seen += len(labels)
+            steps += 1
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
+            # Not at the last step: fetching the batch past a `max_steps` limit, as a run never
+            # stopped does, keeps its random draws.
+            if stop is not None and steps < limit and stop():
+                break
     seen = max(seen, 1)
     return {
         "loss": loss_sum / seen,
         "accuracy": correct / seen,
         "images_per_s": seen / max(time.perf_counter() - start, 1e-9),
+        "steps": steps,
     }
 
 
@@ -275,6 +287,12 @@ def add_crop_training_args(p: argparse.ArgumentParser, *, epochs: int, lr: float
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="go on from --out's state/, saved after each epoch (Ctrl-C or SIGTERM stops a run after its "
+        "step and keeps its last whole epoch); give the same flags",
+    )
 
 
 def fit_on_crops(
@@ -287,49 +305,58 @@ def fit_on_crops(
 ) -> list[dict[str, float]]:
     """Train `model` (crops FloatTensor[B, 3, S, S] -> logits FloatTensor[B, 10]) with SGD and a
     cosine schedule (after `args.warmup_steps` of linear warm-up), from `distill`'s teacher too when
-    given (moved to the model's device); after each epoch, score the validation crops, append a row
-    to `args.out`/metrics.jsonl, draw `args.out`/pretraining.png and call `on_epoch(history)`.
-    Returns the history."""
+    given (moved to the model's device); after each epoch, score the validation crops, write the rows
+    so far to `args.out`/metrics.jsonl, draw `args.out`/pretraining.png, save the state for
+    `--resume` (`training.fit`) and call `on_epoch(history)`. With `args.resume` it goes on from that
+    state. Returns the history; raises `RunStoppedError` when Ctrl-C or SIGTERM stops it first."""
     device = resolve_device(args.device)
     generator = seed_everything(args.seed)
     common: dict[str, Any] = {"batch_size": args.batch_size, "num_workers": args.workers}
-    train_loader = DataLoader(train_set, shuffle=True, drop_last=True, generator=generator, **common)
-    valid_loader = DataLoader(valid_set, **common)
+    train_loader = DataLoader(
+        train_set, shuffle=True, drop_last=True, generator=generator, worker_init_fn=quiet_worker, **common
+    )
+    valid_loader = DataLoader(valid_set, worker_init_fn=quiet_worker, **common)
     model.to(device)
     if distill is not None:
         distill.teacher.to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=args.weight_decay)
-    steps = min(len(train_loader), args.max_steps or len(train_loader)) * args.epochs
+    per_epoch = min(len(train_loader), args.max_steps or len(train_loader))
+    steps = per_epoch * args.epochs
     warmup = max(args.warmup_steps, 1)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * s / steps))
     )
-    args.out.mkdir(parents=True, exist_ok=True)
-    history: list[dict[str, float]] = []
+    state = FitState(args.out, model, optimizer, scheduler, generator)
+    flags = recorded_flags(args)
+    history = state.start(flags, resume=args.resume)
     show = not args.no_progress
-    for epoch in range(1, args.epochs + 1):
-        stats = run_epoch(
-            model, train_loader, device, optimizer, scheduler,
-            max_steps=args.max_steps, desc=f"crops {epoch}", show_progress=show, distill=distill,
-        )  # fmt: skip
-        val = run_epoch(
-            model, valid_loader, device, max_steps=args.max_steps, desc="valid crops", show_progress=show
-        )
-        row = {
-            "epoch": epoch,
-            "lr": optimizer.param_groups[0]["lr"],
-            "train_loss": stats["loss"],
-            "train_accuracy": stats["accuracy"],
-            "images_per_s": stats["images_per_s"],
-            "val_loss": val["loss"],
-            "val_accuracy": val["accuracy"],
-        }
-        history.append(row)
-        with (args.out / "metrics.jsonl").open("a") as handle:
-            handle.write(json.dumps(row) + "\n")
-        plot_pretraining(history, args.out / "pretraining.png")
-        log.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in row.items()})
-        on_epoch(history)
+    with StopRequest() as stop:
+        for epoch in range(len(history) + 1, args.epochs + 1):
+            stats = run_epoch(
+                model, train_loader, device, optimizer, scheduler, max_steps=args.max_steps,
+                desc=f"crops {epoch}", show_progress=show, distill=distill, stop=stop,
+            )  # fmt: skip
+            if stats["steps"] < per_epoch:
+                raise stopped_in_epoch(args.out, stop, epoch, int(stats["steps"]), per_epoch)
+            val = run_epoch(
+                model, valid_loader, device, max_steps=args.max_steps, desc="valid crops", show_progress=show
+            )
+            row = {
+                "epoch": epoch,
+                "lr": optimizer.param_groups[0]["lr"],
+                "train_loss": stats["loss"],
+                "train_accuracy": stats["accuracy"],
+                "images_per_s": stats["images_per_s"],
+                "val_loss": val["loss"],
+                "val_accuracy": val["accuracy"],
+            }
+            history.append(row)
+            state.record(history, flags)
+            plot_pretraining(history, args.out / "pretraining.png")
+            log.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in row.items()})
+            on_epoch(history)
+            if stop.requested and epoch < args.epochs:
+                raise stopped_after_epoch(args.out, stop, epoch)
     return history
 
 

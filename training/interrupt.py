@@ -47,7 +47,7 @@ class StopRequest:
             raise KeyboardInterrupt
         self.requested, self.signum = True, signum
         log.warning(
-            "%s: stopping after this step and saving where the run stopped (--resume goes on from there);"
+            "%s: stopping after this step; --resume goes on from the state it leaves saved;"
             " Ctrl-C again aborts without saving",
             signal.Signals(signum).name,
         )
@@ -58,7 +58,7 @@ class RunStoppedError(Exception):
     in `run_dir`, for --resume."""
 
     def __init__(self, run_dir: Path, signum: int) -> None:
-        super().__init__(f"stopped by {signal.Signals(signum).name}; go on with --resume {run_dir}")
+        super().__init__(f"stopped by {signal.Signals(signum).name}; {run_dir}/state holds it, for --resume")
         self.run_dir, self.signum = run_dir, signum
 
     @property

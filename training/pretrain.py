@@ -29,6 +29,7 @@ from training.crops import (
     fit_on_crops,
     load_crop_config,
 )
+from training.interrupt import RunStoppedError
 from training.train import seed_everything
 
 log = logging.getLogger(__name__)
@@ -82,13 +83,10 @@ def main(argv: Sequence[str] | None = None) -> Path:
     seed_everything(args.seed)  # the initial weights too: the same flags give the same backbone
     detector = build_detector(config.detector)
     model = CropClassifier(detector.backbone.body, config.detector.image_mean, config.detector.image_std)
-    best = -1.0
 
     def keep_best(history: list[dict[str, float]]) -> None:
-        nonlocal best
-        row = history[-1]
-        if row["val_accuracy"] > best:
-            best = row["val_accuracy"]
+        *before, row = history  # from the rows alone, so that a resumed run keeps the same epoch
+        if all(row["val_accuracy"] > earlier["val_accuracy"] for earlier in before):
             save_checkpoint(
                 args.out / "best",
                 detector,
@@ -102,10 +100,14 @@ def main(argv: Sequence[str] | None = None) -> Path:
                 metrics={"crop_pretraining": row},
             )
 
-    fit_on_crops(model, train_set, valid_set, args, keep_best)
+    history = fit_on_crops(model, train_set, valid_set, args, keep_best)
+    best = max((row["val_accuracy"] for row in history), default=float("nan"))
     log.info("best crop accuracy %.4f; checkpoint %s", best, args.out / "best")
     return args.out / "best"
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except RunStoppedError as stopped:
+        raise SystemExit(stopped.exit_code) from None

@@ -43,6 +43,7 @@ from training.crops import (
     load_crop_config,
 )
 from training.data import ImageRecord
+from training.interrupt import RunStoppedError
 from training.site_labels import SiteLabelParams, labelled_sites
 from training.train import seed_everything
 
@@ -137,4 +138,7 @@ def load_teacher(
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except RunStoppedError as stopped:
+        raise SystemExit(stopped.exit_code) from None

@@ -23,7 +23,6 @@ folder; none is picked by its validation score.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 import random
@@ -55,6 +54,8 @@ from models.refiner import (
 )
 from training.crops import add_crop_training_args, load_crop_config
 from training.data import ImageRecord, read_rgb_all
+from training.fit import FitState, quiet_worker, recorded_flags, stopped_after_epoch, stopped_in_epoch
+from training.interrupt import RunStoppedError, StopRequest
 from training.plots import plot_refiner
 from training.train import load_splits, seed_everything
 from training.transforms import AugmentConfig
@@ -368,13 +369,16 @@ def fit_refiner(
     params: RefineParams,
 ) -> list[dict[str, float]]:
     """AdamW with a one-cycle schedule (5 % warm-up to `args.lr`, cosine down) on smooth L1 of the
-    deltas; after each epoch, score `valid_set` (`score_refiner`), append a row to
-    `args.out`/metrics.jsonl and draw `args.out`/refiner_training.png. Returns the history."""
+    deltas; after each epoch, score `valid_set` (`score_refiner`), write the rows so far to
+    `args.out`/metrics.jsonl, draw `args.out`/refiner_training.png and save the state for `--resume`
+    (`training.fit`; its loader's workers persist, so a run resumed with workers draws other jitters
+    than one never stopped). Returns the history; raises `RunStoppedError` when Ctrl-C or SIGTERM
+    stops it first."""
     device = resolve_device(args.device)
     generator = seed_everything(args.seed)
     loader = DataLoader(
         train_set, batch_size=args.batch_size, shuffle=True, drop_last=True, num_workers=args.workers,
-        generator=generator, persistent_workers=args.workers > 0,
+        generator=generator, persistent_workers=args.workers > 0, worker_init_fn=quiet_worker,
     )  # fmt: skip
     model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
@@ -382,40 +386,52 @@ def fit_refiner(
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=args.lr, total_steps=max(per_epoch * args.epochs, 1), pct_start=0.05
     )
-    args.out.mkdir(parents=True, exist_ok=True)
-    history: list[dict[str, float]] = []
-    for epoch in range(1, args.epochs + 1):
-        model.train()
-        loss_sum, seen, start = 0.0, 0, time.perf_counter()
-        bar = tqdm(loader, total=per_epoch, desc=f"refiner {epoch}", disable=args.no_progress, leave=False)
-        for step, (crops, deltas, on_digit) in enumerate(bar):
-            if step >= per_epoch:
-                break
-            loss = refine_loss(model(crops.to(device)), deltas.to(device), params.step, on_digit.to(device))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            loss_sum, seen = loss_sum + loss.item() * len(crops), seen + len(crops)
-            bar.set_postfix(loss=f"{loss_sum / seen:.4f}")
-        val = score_refiner(model.cpu(), valid_set, args.batch_size, params.step)
-        model.to(device)
-        row = {
-            "epoch": epoch,
-            "lr": optimizer.param_groups[0]["lr"],
-            "train_loss": loss_sum / max(seen, 1),
-            "crops_per_s": seen / max(time.perf_counter() - start, 1e-9),
-            "val_loss": val["loss"],
-            "val_iou_before": val["iou_before"],
-            "val_iou_after": val["iou_after"],
-        }
-        history.append(row)
-        with (args.out / "metrics.jsonl").open("a") as handle:
-            handle.write(json.dumps(row) + "\n")
-        plot_refiner(history, args.out / "refiner_training.png")
-        log.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in row.items()})
+    state = FitState(args.out, model, optimizer, scheduler, generator)
+    flags = recorded_flags(args)
+    history = state.start(flags, resume=args.resume)
+    with StopRequest() as stop:
+        for epoch in range(len(history) + 1, args.epochs + 1):
+            model.train()
+            loss_sum, seen, steps, start = 0.0, 0, 0, time.perf_counter()
+            show = not args.no_progress
+            bar = tqdm(loader, total=per_epoch, desc=f"refiner {epoch}", disable=not show, leave=False)
+            for step, (crops, deltas, on_digit) in enumerate(bar):
+                if step >= per_epoch:
+                    break
+                out = model(crops.to(device))
+                loss = refine_loss(out, deltas.to(device), params.step, on_digit.to(device))
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+                loss_sum, seen, steps = loss_sum + loss.item() * len(crops), seen + len(crops), steps + 1
+                bar.set_postfix(loss=f"{loss_sum / seen:.4f}")
+                if steps < per_epoch and stop():  # not at the last: as `training.crops.run_epoch`
+                    break
+            if steps < per_epoch:
+                raise stopped_in_epoch(args.out, stop, epoch, steps, per_epoch)
+            val = score_refiner(model.cpu(), valid_set, args.batch_size, params.step)
+            model.to(device)
+            row = {
+                "epoch": epoch,
+                "lr": optimizer.param_groups[0]["lr"],
+                "train_loss": loss_sum / max(seen, 1),
+                "crops_per_s": seen / max(time.perf_counter() - start, 1e-9),
+                "val_loss": val["loss"],
+                "val_iou_before": val["iou_before"],
+                "val_iou_after": val["iou_after"],
+            }
+            history.append(row)
+            state.record(history, flags)
+            plot_refiner(history, args.out / "refiner_training.png")
+            log.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in row.items()})
+            if stop.requested and epoch < args.epochs:
+                raise stopped_after_epoch(args.out, stop, epoch)
     return history
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except RunStoppedError as stopped:
+        raise SystemExit(stopped.exit_code) from None

@@ -50,16 +50,19 @@ def save_train_state(
     scaler: torch.amp.GradScaler | None,
     progress: dict[str, Any],
     model: nn.Module | None = None,
+    generator: torch.Generator | None = None,
 ) -> None:
     """Write everything `load_train_state` needs to continue after `progress["epoch"]` (and, where
     `progress` has a `partial` epoch, from within it): `model`'s weights in float32, whatever dtype
-    the run's checkpoints are stored in."""
+    the run's checkpoints are stored in, and `generator`'s state (a loader's, say)."""
     folder.mkdir(parents=True, exist_ok=True)
     tensors, optimizer_plain = _split_optimizer(optimizer.state_dict())
     if model is not None:
         for name, value in model.state_dict().items():
             tensors[MODEL_PREFIX + name] = value.detach().cpu().contiguous()
     tensors["rng.torch"] = torch.get_rng_state()
+    if generator is not None:
+        tensors["rng.generator"] = generator.get_state()
     if torch.cuda.is_available():
         for i, s in enumerate(torch.cuda.get_rng_state_all()):
             tensors[f"rng.cuda.{i}"] = s
@@ -90,9 +93,10 @@ def load_train_state(
     scheduler: Any,
     scaler: torch.amp.GradScaler | None,
     model: nn.Module | None = None,
+    generator: torch.Generator | None = None,
 ) -> dict[str, Any]:
-    """Restore optimizer, scheduler, scaler and RNG states in place, and `model`'s weights where the
-    folder holds them; returns the saved progress."""
+    """Restore optimizer, scheduler, scaler and RNG states in place, and `model`'s weights and
+    `generator`'s state where the folder holds them; returns the saved progress."""
     tensors = load_file(str(folder / "tensors.safetensors"))
     document = json.loads((folder / "state.json").read_text())
     if model is not None and document.get("has_model", False):
@@ -103,6 +107,8 @@ def load_train_state(
     if scaler is not None and document["scaler"]:
         scaler.load_state_dict(document["scaler"])
     torch.set_rng_state(tensors["rng.torch"])
+    if generator is not None and "rng.generator" in tensors:
+        generator.set_state(tensors["rng.generator"])
     cuda_states = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
     if cuda_states and torch.cuda.is_available() and len(cuda_states) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(cuda_states)

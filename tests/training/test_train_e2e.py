@@ -16,6 +16,7 @@ import torch
 from models.checkpoint import load_checkpoint, save_checkpoint
 from models.detector import DETECTOR_PRESETS, build_detector
 from tests.conftest import real_data
+from tests.helpers import StopAfter
 from training import evaluate, train
 from training.data import DigitDataset, collate, load_coco_split
 from training.engine import predict, train_one_epoch, validation_loss
@@ -176,25 +177,6 @@ def test_same_seed_same_weights(synth_dir: Path, tmp_path: Path) -> None:
         return json.loads((folder / "last" / "checkpoint.json").read_text())["weights"]["sha256"]
 
     assert run("a") == run("b")
-
-
-class StopAfter:
-    """Stands in for `training.interrupt.StopRequest`: asks to stop once it has been asked `calls` times
-    (once a step), as a SIGTERM arriving during that step would."""
-
-    def __init__(self, calls: int) -> None:
-        self.calls, self.requested, self.signum = calls, False, signal.SIGTERM
-
-    def __call__(self) -> bool:
-        self.calls -= 1
-        self.requested = self.requested or self.calls <= 0
-        return self.requested
-
-    def __enter__(self) -> "StopAfter":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 @pytest.mark.parametrize("stop_at_step", [2, 3], ids=["mid-epoch", "at-the-epoch-end"])

@@ -1,0 +1,118 @@
+"""The epoch bookkeeping of the small trainers (reader, backbone pretraining, box refiner): a row per
+epoch in `--out`/metrics.jsonl, the training state in `--out`/state/ after every epoch, `--resume`
+from it, and Ctrl-C or SIGTERM ending the run after the step it is on.
+
+Their epochs take a minute or two on a CPU, so a stopped run keeps its last whole epoch and drops
+the part of the one it was in; `--resume`, with the same flags, trains that epoch again from its
+start. The state holds the weights in float32, the optimizer, the schedule, the random states and
+the training loader's generator (its shuffle and its workers' seeds), so that a resumed run ends
+with the weights of a run never stopped (`training.crops.fit_on_crops` with or without loader
+workers; the refiner, whose workers persist across epochs, without them).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from training.interrupt import RunStoppedError, StopRequest, ignore_stop_signals_in_worker
+from training.state import load_train_state, save_train_state, saved_progress
+
+log = logging.getLogger(__name__)
+
+# Flags a resumed run may change: they change where and how fast it runs, not what it learns (with
+# loader workers, `workers` changes which random draws a crop gets; the run stays as good).
+FREE_ON_RESUME = frozenset({"resume", "out", "no_progress", "device", "workers", "preload_images"})
+
+
+def recorded_flags(args: Any) -> dict[str, str]:
+    """The run's flags as text (argparse namespace -> {name: str(value)}), less `FREE_ON_RESUME`."""
+    return {k: str(v) for k, v in sorted(vars(args).items()) if k not in FREE_ON_RESUME}
+
+
+def quiet_worker(worker_id: int) -> None:
+    """A `worker_init_fn`: the main process alone decides when a stopped run ends."""
+    ignore_stop_signals_in_worker()
+
+
+@dataclass
+class FitState:
+    """What a small trainer's `--resume` restores: the model being trained, its optimizer and
+    schedule, and the training loader's generator."""
+
+    out: Path
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    generator: torch.Generator
+
+    @property
+    def folder(self) -> Path:
+        return self.out / "state"
+
+    def start(self, flags: dict[str, str], resume: bool) -> list[dict[str, float]]:
+        """The rows of the epochs done: none for a new run, which saves its starting state (so that a
+        run stopped in its first epoch resumes too); with `resume`, those of `out`/state/, from which
+        everything is restored (`resume_from`)."""
+        if resume:
+            return self.resume_from(flags)
+        if self.folder.exists():
+            log.warning("%s holds a run's state: this run starts afresh over it", self.out)
+        self.record([], flags)
+        return []
+
+    def resume_from(self, flags: dict[str, str]) -> list[dict[str, float]]:
+        """Restore everything from `out`/state/ and return the rows of the epochs it holds. Raises
+        ValueError when there is no state there, or it was saved by a run with other `flags`."""
+        if not (self.folder / "state.json").is_file():
+            raise ValueError(f"nothing to resume: {self.folder} holds no saved state (run without --resume)")
+        saved = saved_progress(self.folder).get("flags", {})
+        changed = sorted(k for k in set(saved) | set(flags) if saved.get(k) != flags.get(k))
+        if changed:
+            was = ", ".join(f"--{k.replace('_', '-')} {saved.get(k)} (now {flags.get(k)})" for k in changed)
+            raise ValueError(f"{self.out} was trained with other flags: {was}; resume with the same ones")
+        progress = load_train_state(
+            self.folder, self.optimizer, self.scheduler, None, self.model, self.generator
+        )
+        history: list[dict[str, float]] = progress["history"]
+        log.info("resuming %s after epoch %d", self.out, len(history))
+        return history
+
+    def record(self, history: list[dict[str, float]], flags: dict[str, str]) -> None:
+        """Write `history` (one row per finished epoch) to `out`/metrics.jsonl and save the state."""
+        write_rows(self.out / "metrics.jsonl", history)
+        progress = {"epoch": len(history), "history": history, "flags": flags}
+        save_train_state(
+            self.folder, self.optimizer, self.scheduler, None, progress, self.model, self.generator
+        )
+
+
+def write_rows(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    """One JSON object per line; the whole file, so that a run started afresh in a used folder leaves
+    none of the old run's rows."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+
+def stopped_in_epoch(out: Path, stop: StopRequest, epoch: int, steps: int, per_epoch: int) -> RunStoppedError:
+    """The error that ends a run stopped at `steps` of `per_epoch` in `epoch` (its state keeps the
+    epoch before)."""
+    log.warning(
+        "stopped in epoch %d after step %d of %d: %s/state holds epoch %d; --resume trains epoch %d again",
+        epoch, steps, per_epoch, out, epoch - 1, epoch,
+    )  # fmt: skip
+    return RunStoppedError(out, stop.signum or signal.SIGTERM)
+
+
+def stopped_after_epoch(out: Path, stop: StopRequest, epoch: int) -> RunStoppedError:
+    """The error that ends a run asked to stop during `epoch`'s last step (its state holds `epoch`)."""
+    log.warning("stopped after epoch %d: %s/state holds it; --resume goes on from there", epoch, out)
+    return RunStoppedError(out, stop.signum or signal.SIGTERM)
