@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
+import time
+from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -42,3 +47,27 @@ class StopAfter:
 
     def __exit__(self, *exc: object) -> None:
         return None
+
+
+def sigterm_once_workers_run(cmd: Sequence[str], workers: int = 2, settle: float = 0.0) -> tuple[int, str]:
+    """Start a training command in its own process group, wait until its stop handlers are in place
+    and `workers` child processes (its loader workers) run, `settle` seconds more, then send SIGTERM
+    to the whole group, as a scheduler ending a job does. Returns its exit code and stderr."""
+    process = subprocess.Popen(
+        cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, start_new_session=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert process.stderr is not None
+    log = []
+    for line in process.stderr:  # until the stop handlers are in place
+        log.append(line)
+        if "Ctrl-C or SIGTERM stops the run" in line:
+            break
+    children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
+    deadline = time.monotonic() + 120
+    while len(children.read_text().split()) < workers and time.monotonic() < deadline:
+        time.sleep(0.02)  # so that the signal reaches the workers too
+    time.sleep(settle)
+    os.killpg(process.pid, signal.SIGTERM)
+    rest = process.communicate(timeout=300)[1]
+    return process.returncode, "".join(log) + rest

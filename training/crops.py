@@ -326,9 +326,8 @@ def fit_on_crops(
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * s / steps))
     )
-    state = FitState(args.out, model, optimizer, scheduler, generator)
-    flags = recorded_flags(args)
-    history = state.start(flags, resume=args.resume)
+    state = FitState(args.out, model, optimizer, scheduler, generator, recorded_flags(args))
+    history = state.start(resume=args.resume)
     show = not args.no_progress
     with StopRequest() as stop:
         for epoch in range(len(history) + 1, args.epochs + 1):
@@ -350,10 +349,7 @@ def fit_on_crops(
                 "val_loss": val["loss"],
                 "val_accuracy": val["accuracy"],
             }
-            history.append(row)
-            state.record(history, flags)
-            plot_pretraining(history, args.out / "pretraining.png")
-            log.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in row.items()})
+            state.end_epoch(history, row, lambda rows: plot_pretraining(rows, args.out / "pretraining.png"))
             on_epoch(history)
             if stop.requested and epoch < args.epochs:
                 raise stopped_after_epoch(args.out, stop, epoch)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import signal
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,8 @@ from training.interrupt import RunStoppedError, StopRequest, ignore_stop_signals
 from training.state import load_train_state, save_train_state, saved_progress
 
 log = logging.getLogger(__name__)
+
+Drawing = Callable[[list[dict[str, float]]], object]  # the rows so far -> a picture of them
 
 # Flags a resumed run may change: they change where and how fast it runs, not what it learns (with
 # loader workers, `workers` changes which random draws a crop gets; the run stays as good).
@@ -53,25 +55,27 @@ class FitState:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     generator: torch.Generator
+    flags: dict[str, str]  # `recorded_flags`: a resumed run's must be the same
 
     @property
     def folder(self) -> Path:
         return self.out / "state"
 
-    def start(self, flags: dict[str, str], resume: bool) -> list[dict[str, float]]:
+    def start(self, resume: bool) -> list[dict[str, float]]:
         """The rows of the epochs done: none for a new run, which saves its starting state (so that a
         run stopped in its first epoch resumes too); with `resume`, those of `out`/state/, from which
         everything is restored (`resume_from`)."""
         if resume:
-            return self.resume_from(flags)
+            return self.resume_from()
         if self.folder.exists():
             log.warning("%s holds a run's state: this run starts afresh over it", self.out)
-        self.record([], flags)
+        self.record([])
         return []
 
-    def resume_from(self, flags: dict[str, str]) -> list[dict[str, float]]:
+    def resume_from(self) -> list[dict[str, float]]:
         """Restore everything from `out`/state/ and return the rows of the epochs it holds. Raises
         ValueError when there is no state there, or it was saved by a run with other `flags`."""
+        flags = self.flags
         if not (self.folder / "state.json").is_file():
             raise ValueError(f"nothing to resume: {self.folder} holds no saved state (run without --resume)")
         saved = saved_progress(self.folder).get("flags", {})
@@ -86,10 +90,22 @@ class FitState:
         log.info("resuming %s after epoch %d", self.out, len(history))
         return history
 
-    def record(self, history: list[dict[str, float]], flags: dict[str, str]) -> None:
+    def end_epoch(
+        self,
+        history: list[dict[str, float]],
+        row: dict[str, float],
+        draw: Callable[[list[dict[str, float]]], object],
+    ) -> None:
+        """Add a finished epoch's `row` to `history`, `record` them, `draw` them and log the row."""
+        history.append(row)
+        self.record(history)
+        draw(history)
+        log.info("epoch %d: %s", row["epoch"], {k: round(v, 4) for k, v in row.items()})
+
+    def record(self, history: list[dict[str, float]]) -> None:
         """Write `history` (one row per finished epoch) to `out`/metrics.jsonl and save the state."""
         write_rows(self.out / "metrics.jsonl", history)
-        progress = {"epoch": len(history), "history": history, "flags": flags}
+        progress = {"epoch": len(history), "history": history, "flags": self.flags}
         save_train_state(
             self.folder, self.optimizer, self.scheduler, None, progress, self.model, self.generator
         )

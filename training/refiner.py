@@ -386,9 +386,8 @@ def fit_refiner(
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=args.lr, total_steps=max(per_epoch * args.epochs, 1), pct_start=0.05
     )
-    state = FitState(args.out, model, optimizer, scheduler, generator)
-    flags = recorded_flags(args)
-    history = state.start(flags, resume=args.resume)
+    state = FitState(args.out, model, optimizer, scheduler, generator, recorded_flags(args))
+    history = state.start(resume=args.resume)
     with StopRequest() as stop:
         for epoch in range(len(history) + 1, args.epochs + 1):
             model.train()
@@ -421,10 +420,7 @@ def fit_refiner(
                 "val_iou_before": val["iou_before"],
                 "val_iou_after": val["iou_after"],
             }
-            history.append(row)
-            state.record(history, flags)
-            plot_refiner(history, args.out / "refiner_training.png")
-            log.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in row.items()})
+            state.end_epoch(history, row, lambda rows: plot_refiner(rows, args.out / "refiner_training.png"))
             if stop.requested and epoch < args.epochs:
                 raise stopped_after_epoch(args.out, stop, epoch)
     return history

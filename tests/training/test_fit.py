@@ -2,18 +2,14 @@
 signal, and `--resume` going on from it to the weights of a run never stopped."""
 
 import json
-import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 
 from models.checkpoint import read_checkpoint_meta
-from tests.helpers import StopAfter
+from tests.helpers import StopAfter, sigterm_once_workers_run
 from training import crops, fit, pretrain, reader, refiner
 from training.fit import FitState, recorded_flags
 from training.interrupt import RunStoppedError
@@ -118,24 +114,9 @@ def test_sigterm_to_the_whole_group_stops_a_reader_with_workers_and_keeps_its_st
     cmd = [sys.executable, "-m", "training.reader", "--config", "fast", "--data", str(synth_dir)]
     cmd += ["--epochs", "50", "--batch-size", "2", "--size", "24", "--width", "4", "--workers", "2"]
     cmd += ["--device", "cpu", "--out", str(tmp_path), "--no-progress"]
-    process = subprocess.Popen(
-        cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, start_new_session=True,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )  # fmt: skip
-    assert process.stderr is not None
-    log = []
-    for line in process.stderr:  # until the stop handlers are in place
-        log.append(line)
-        if "Ctrl-C or SIGTERM stops the run" in line:
-            break
-    children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
-    deadline = time.monotonic() + 120
-    while len(children.read_text().split()) < 2 and time.monotonic() < deadline:
-        time.sleep(0.02)  # until the two loader workers run, so that the signal reaches them too
-    os.killpg(process.pid, signal.SIGTERM)
-    rest = process.communicate(timeout=300)[1]
-    assert process.returncode == 143, "".join(log) + rest[-3000:]
-    assert "Traceback" not in rest and ("stopped in epoch" in rest or "stopped after epoch" in rest)
+    code, log = sigterm_once_workers_run(cmd)
+    assert code == 143, log[-3000:]
+    assert "Traceback" not in log and ("stopped in epoch" in log or "stopped after epoch" in log)
     assert saved_progress(tmp_path / "state")["epoch"] == len(rows(tmp_path)) < 50
 
 
@@ -160,16 +141,16 @@ def test_a_new_run_in_a_used_folder_starts_afresh_and_saves_its_start(tmp_path: 
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
     generator = torch.Generator().manual_seed(5)
-    state = FitState(tmp_path, model, optimizer, scheduler, generator)
+    state = FitState(tmp_path, model, optimizer, scheduler, generator, {"lr": "0.1"})
     (tmp_path / "metrics.jsonl").write_text('{"epoch": 1}\n{"epoch": 2}\n')
-    state.record([{"epoch": 1.0}], {"lr": "0.1"})
-    assert state.start({"lr": "0.1"}, resume=False) == []
+    state.record([{"epoch": 1.0}])
+    assert state.start(resume=False) == []
     assert (tmp_path / "metrics.jsonl").read_text() == "" and saved_progress(tmp_path / "state")["epoch"] == 0
     start = {k: v.clone() for k, v in model.state_dict().items()}
     drawn = torch.rand(3, generator=generator)
     with torch.no_grad():
         model.weight.add_(1.0)
-    assert state.start({"lr": "0.1"}, resume=True) == []
+    assert state.start(resume=True) == []
     assert all(torch.equal(v, start[k]) for k, v in model.state_dict().items())
     assert torch.equal(torch.rand(3, generator=generator), drawn)  # the generator is back at its start
 

@@ -4,10 +4,8 @@ import csv
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +14,7 @@ import torch
 from models.checkpoint import load_checkpoint, save_checkpoint
 from models.detector import DETECTOR_PRESETS, build_detector
 from tests.conftest import real_data
-from tests.helpers import StopAfter
+from tests.helpers import StopAfter, sigterm_once_workers_run
 from training import evaluate, train
 from training.data import DigitDataset, collate, load_coco_split
 from training.engine import predict, train_one_epoch, validation_loss
@@ -231,27 +229,11 @@ def test_sigterm_to_the_whole_group_stops_a_run_with_workers_and_saves_it(
     cmd = [sys.executable, "-m", "training.train", "--config", "fast", "--data", str(synth_dir)]
     cmd += ["--epochs", "3", "--batch-size", "2", "--workers", "2", "--device", "cpu", "--out", str(tmp_path)]
     cmd += ["--name", "stopped", "--no-progress", "--max-valid-images", "4"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen(
-        cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env, start_new_session=True
-    )
-    assert process.stderr is not None
-    log = []
-    for line in process.stderr:  # until the stop handlers are in place
-        log.append(line)
-        if "Ctrl-C or SIGTERM stops the run" in line:
-            break
-    children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
-    deadline = time.monotonic() + 120
-    while len(children.read_text().split()) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)  # until the two loader workers run, so that the signal reaches them too
-    time.sleep(1.0)  # and have started
-    os.killpg(process.pid, signal.SIGTERM)
-    rest = process.communicate(timeout=300)[1]
-    assert process.returncode == 143, "".join(log) + rest[-3000:]
+    code, log = sigterm_once_workers_run(cmd, settle=1.0)  # and the workers have started
+    assert code == 143, log[-3000:]
     saved = json.loads((tmp_path / "stopped" / "state" / "state.json").read_text())["progress"]
-    assert saved["epoch"] == 0 and saved["partial"]["steps"] >= 1, rest[-2000:]
-    assert "stopped in epoch 1 after step" in rest and "Traceback" not in rest
+    assert saved["epoch"] == 0 and saved["partial"]["steps"] >= 1, log[-2000:]
+    assert "stopped in epoch 1 after step" in log and "Traceback" not in log
 
 
 def test_torchrun_two_processes_on_cpu(synth_dir: Path, tmp_path: Path) -> None:
