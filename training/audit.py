@@ -32,6 +32,7 @@ from typing import Any
 
 from models.hw2 import read_pred_csv
 from training.evaluate import split_records
+from training.exits import run_tool
 
 VERDICTS = ("label_omits", "label_wrong", "model", "unclear")
 LABEL_ERRORS = ("label_omits", "label_wrong")
@@ -188,4 +189,4 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    run_tool(main)

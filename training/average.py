@@ -32,6 +32,7 @@ from models.checkpoint import WEIGHT_DTYPES, load_checkpoint, save_checkpoint_li
 from models.detector import DetectorConfig
 from training.config import TrainConfig, config_from_dict
 from training.data import DigitDataset, collate
+from training.exits import run_tool
 from training.train import load_train_records, seed_everything
 from training.transforms import TrainTransforms
 
@@ -192,4 +193,4 @@ def main(argv: Sequence[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    main()
+    run_tool(main)

@@ -34,6 +34,7 @@ from models.refiner import crop_boxes, refine_images
 from models.reread import crop_digits
 from models.zoom import ZoomParams, detect_with_zoom
 from training.data import DataError, image_paths, load_image
+from training.exits import run_tool
 
 log = logging.getLogger(__name__)
 
@@ -125,4 +126,4 @@ def calibrate_crop_nets(
 
 
 if __name__ == "__main__":
-    main()
+    run_tool(main)

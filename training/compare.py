@@ -27,6 +27,7 @@ from models.hw2 import read_pred_csv
 from training.bootstrap import add_bootstrap_argument, match_table, paired_bootstrap, read_right, weighted_map
 from training.data import ImageRecord
 from training.evaluate import split_records
+from training.exits import run_tool
 from training.metrics import ground_truth_coco
 
 ERROR_KINDS = ("no digit", "missed digit", "extra digit", "same length")
@@ -201,4 +202,4 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    run_tool(main)

@@ -33,6 +33,7 @@ from models.assembly import AssemblyParams, Detection, deduplicate
 from models.boxes import box_iou
 from training import runner
 from training.data import ImageRecord, load_coco_split
+from training.exits import run_tool
 
 
 @dataclass(frozen=True)
@@ -139,4 +140,4 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    run_tool(main)

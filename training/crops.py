@@ -26,8 +26,8 @@ from models.inference import resolve_device, to_unit_float
 from models.reread import crop_square, crop_window
 from training.config import TrainConfig, load_config
 from training.data import ImageRecord, read_rgb, read_rgb_all
-from training.fit import FitState, quiet_worker, recorded_flags, stopped_after_epoch, stopped_in_epoch
-from training.interrupt import StopRequest
+from training.fit import FitState, recorded_flags, stopped_after_epoch, stopped_in_epoch
+from training.interrupt import StopRequest, StopSafeLoader
 from training.plots import plot_pretraining
 from training.train import load_splits, seed_everything
 from training.transforms import AugmentConfig
@@ -312,10 +312,10 @@ def fit_on_crops(
     device = resolve_device(args.device)
     generator = seed_everything(args.seed)
     common: dict[str, Any] = {"batch_size": args.batch_size, "num_workers": args.workers}
-    train_loader = DataLoader(
-        train_set, shuffle=True, drop_last=True, generator=generator, worker_init_fn=quiet_worker, **common
+    train_loader: DataLoader[Any] = StopSafeLoader(
+        train_set, shuffle=True, drop_last=True, generator=generator, **common
     )
-    valid_loader = DataLoader(valid_set, worker_init_fn=quiet_worker, **common)
+    valid_loader: DataLoader[Any] = StopSafeLoader(valid_set, **common)
     model.to(device)
     if distill is not None:
         distill.teacher.to(device)

@@ -51,6 +51,7 @@ from models.verifier import (
 from models.zoom import ZoomParams, detect_alone, first_reading, locates, search_again
 from training.bootstrap import SAMPLES, add_bootstrap_argument, bootstrap_metrics, match_table, read_right
 from training.data import ImageRecord, list_unlabelled_images, load_coco_split, load_image
+from training.exits import run_tool
 from training.metrics import (
     coco_map,
     confidence_report,
@@ -532,4 +533,4 @@ def p_correct_report(
 
 
 if __name__ == "__main__":
-    main()
+    run_tool(main)

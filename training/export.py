@@ -62,6 +62,7 @@ from models.int8 import copy_int8
 from models.reader import copy_reader, has_reader, load_reader
 from models.refiner import copy_refiner, has_refiner, load_refiner
 from models.rescorer import copy_rescorer, has_rescorer
+from training.exits import run_tool
 from training.runner import add_search_arguments
 
 
@@ -302,4 +303,4 @@ def main(argv: Sequence[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    main()
+    run_tool(main)

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from training.interrupt import RunStoppedError, StopRequest, ignore_stop_signals_in_worker
+from training.interrupt import RunStoppedError, StopRequest
 from training.state import load_train_state, save_train_state, saved_progress
 
 log = logging.getLogger(__name__)
@@ -38,11 +38,6 @@ FREE_ON_RESUME = frozenset({"resume", "out", "no_progress", "device", "workers",
 def recorded_flags(args: Any) -> dict[str, str]:
     """The run's flags as text (argparse namespace -> {name: str(value)}), less `FREE_ON_RESUME`."""
     return {k: str(v) for k, v in sorted(vars(args).items()) if k not in FREE_ON_RESUME}
-
-
-def quiet_worker(worker_id: int) -> None:
-    """A `worker_init_fn`: the main process alone decides when a stopped run ends."""
-    ignore_stop_signals_in_worker()
 
 
 @dataclass

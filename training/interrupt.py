@@ -3,15 +3,21 @@ job) asks the loop to stop after the step it is on and save where it stopped, fo
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import multiprocessing
 import signal
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import Any
+from typing import Any, TypeVar
+
+from torch.utils.data import DataLoader
 
 log = logging.getLogger("training.interrupt")
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+T = TypeVar("T")
 
 
 class StopRequest:
@@ -70,6 +76,64 @@ class RunStoppedError(Exception):
 def ignore_stop_signals_in_worker() -> None:
     """For DataLoader workers: Ctrl-C in a terminal reaches the whole process group, as a job
     scheduler's SIGTERM may, and a worker it ended would fail the loader. The main process decides
-    when to stop, and its workers end with it (they watch their parent)."""
+    when to stop, and its workers end with it (they watch their parent). A worker forked with the
+    signals held (`StopSafeLoader`) lets them go here, once they are ignored: one that arrived
+    meanwhile is dropped."""
     for sig in SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
+
+
+@contextlib.contextmanager
+def stop_signals_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back (blocked: kept pending) in this thread meanwhile; they reach it,
+    and its handlers, when the block ends. A process forked meanwhile starts with them held too."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+class _QuietInit:
+    """A worker_init_fn that ignores the stop signals (`ignore_stop_signals_in_worker`), then calls
+    the loader's own one, if any."""
+
+    def __init__(self, then: Callable[[int], None] | None) -> None:
+        self.then = then
+
+    def __call__(self, worker_id: int) -> None:
+        ignore_stop_signals_in_worker()
+        if self.then is not None:
+            self.then(worker_id)
+
+
+class StopSafeLoader(DataLoader[T]):
+    """A DataLoader whose workers never die of a Ctrl-C or SIGTERM sent to the process group: they
+    are forked with the signals held (`stop_signals_held`) and ignore them before letting them go, so
+    one that comes while they start cannot end them either (a worker ended so failed the loader, and
+    the run's exit then waited forever on its sibling, which ignored the SIGTERM meant to end it).
+    Takes DataLoader's arguments."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["worker_init_fn"] = _QuietInit(kwargs.get("worker_init_fn"))
+        super().__init__(*args, **kwargs)
+
+    def __iter__(self) -> Any:
+        with stop_signals_held():  # the workers are forked here
+            return super().__iter__()
+
+
+def end_worker_processes() -> int:
+    """Kill (SIGKILL) the child processes still running - loader workers left by a run that failed
+    or stopped: they ignore SIGTERM, so Python's exit, which ends such children with it and waits
+    for them, would wait forever. For the end of a process: the loaders' own watch on their workers
+    (torch's SIGCHLD handler) is turned off first. Returns how many there were."""
+    children = multiprocessing.active_children()
+    if children:  # torch's SIGCHLD handler would raise for each worker killed here
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    for child in children:
+        child.kill()
+    for child in children:
+        child.join(timeout=5)
+    return len(children)

@@ -32,6 +32,7 @@ from pathlib import Path
 from PIL import Image
 from tqdm import tqdm
 
+from training.exits import run_tool
 from training.train import annotation_path
 
 log = logging.getLogger(__name__)
@@ -132,4 +133,4 @@ def main(argv: Sequence[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    main()
+    run_tool(main)

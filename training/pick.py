@@ -29,6 +29,7 @@ from typing import Any
 from training import runner
 from training.compare import ERROR_KINDS, error_kind
 from training.data import DataError
+from training.exits import run_tool
 from training.vet import filter_coco
 
 DEFAULT_KINDS = tuple(k for k in ERROR_KINDS if k != "extra digit")
@@ -121,4 +122,4 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    run_tool(main)

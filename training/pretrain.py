@@ -29,7 +29,7 @@ from training.crops import (
     fit_on_crops,
     load_crop_config,
 )
-from training.interrupt import RunStoppedError
+from training.exits import run_tool
 from training.train import seed_everything
 
 log = logging.getLogger(__name__)
@@ -107,7 +107,4 @@ def main(argv: Sequence[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except RunStoppedError as stopped:
-        raise SystemExit(stopped.exit_code) from None
+    run_tool(main)

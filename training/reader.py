@@ -43,7 +43,7 @@ from training.crops import (
     load_crop_config,
 )
 from training.data import ImageRecord
-from training.interrupt import RunStoppedError
+from training.exits import run_tool
 from training.site_labels import SiteLabelParams, labelled_sites
 from training.train import seed_everything
 
@@ -138,7 +138,4 @@ def load_teacher(
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except RunStoppedError as stopped:
-        raise SystemExit(stopped.exit_code) from None
+    run_tool(main)

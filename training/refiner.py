@@ -54,8 +54,9 @@ from models.refiner import (
 )
 from training.crops import add_crop_training_args, load_crop_config
 from training.data import ImageRecord, read_rgb_all
-from training.fit import FitState, quiet_worker, recorded_flags, stopped_after_epoch, stopped_in_epoch
-from training.interrupt import RunStoppedError, StopRequest
+from training.exits import run_tool
+from training.fit import FitState, recorded_flags, stopped_after_epoch, stopped_in_epoch
+from training.interrupt import StopRequest, StopSafeLoader
 from training.plots import plot_refiner
 from training.train import load_splits, seed_everything
 from training.transforms import AugmentConfig
@@ -376,9 +377,9 @@ def fit_refiner(
     stops it first."""
     device = resolve_device(args.device)
     generator = seed_everything(args.seed)
-    loader = DataLoader(
+    loader: DataLoader[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = StopSafeLoader(
         train_set, batch_size=args.batch_size, shuffle=True, drop_last=True, num_workers=args.workers,
-        generator=generator, persistent_workers=args.workers > 0, worker_init_fn=quiet_worker,
+        generator=generator, persistent_workers=args.workers > 0,
     )  # fmt: skip
     model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
@@ -427,7 +428,4 @@ def fit_refiner(
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except RunStoppedError as stopped:
-        raise SystemExit(stopped.exit_code) from None
+    run_tool(main)

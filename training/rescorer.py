@@ -29,6 +29,7 @@ from models.hw2 import Detections
 from models.optimize import load_prepared_reader, load_prepared_refiner
 from models.rescorer import Rescorer, RescorerMeta, detection_features, quality_target, save_rescorer
 from training.data import ImageRecord, load_coco_split
+from training.exits import run_tool
 from training.runner import add_runner_args, load_prepared, predict_records, read_records, refine_records
 from training.train import seed_everything
 
@@ -166,4 +167,4 @@ def main(argv: Sequence[str] | None = None) -> RescorerMeta:
 
 
 if __name__ == "__main__":
-    main()
+    run_tool(main)

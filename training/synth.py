@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from models.boxes import BoxXYXY, xyxy_to_xywh
 from models.labels import coco_categories, digit_to_category_id
+from training.exits import run_tool
 
 FONT_DIRS = ("/usr/share/fonts", "/usr/local/share/fonts")
 # Fonts that map ASCII digits to symbols or lack them: their "digits" would be mislabelled.
@@ -348,4 +349,4 @@ def main(argv: Sequence[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    main()
+    run_tool(main)

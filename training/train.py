@@ -53,7 +53,8 @@ from training.data import (
 from training.distributed import DistInfo, barrier, init_distributed, shutdown
 from training.engine import EpochProgress, predict, train_one_epoch, validation_loss
 from training.evaluate import score_detections, write_predictions, write_report
-from training.interrupt import RunStoppedError, StopRequest, ignore_stop_signals_in_worker
+from training.exits import run_tool
+from training.interrupt import RunStoppedError, StopRequest, StopSafeLoader
 from training.mosaic import MosaicDataset
 from training.plots import plot_loss_curves
 from training.sampling import EpochShuffle
@@ -122,7 +123,6 @@ def seed_everything(seed: int) -> torch.Generator:
 
 
 def _seed_worker(worker_id: int) -> None:
-    ignore_stop_signals_in_worker()
     seed = torch.initial_seed() % 2**32
     random.seed(seed)
     np.random.seed(seed)
@@ -130,9 +130,10 @@ def _seed_worker(worker_id: int) -> None:
 
 def annotation_path(root: Path, name: str) -> Path:
     """A training annotation file: under the data root when it is there, else as given (e.g. a vetted
-    or completed copy written under runs/ by `training.vet` or `training.complete`)."""
-    under_root = root / name
-    return under_root if under_root.is_file() else Path(name)
+    or completed copy written under runs/ by `training.vet` or `training.complete`) when that is
+    there; where neither is, the path under the root, for the error to name."""
+    under_root, given = root / name, Path(name)
+    return given if not under_root.is_file() and given.is_file() else under_root
 
 
 def train_sources(config: TrainConfig) -> list[tuple[Path, Path]]:
@@ -193,7 +194,7 @@ def make_loaders(
         "persistent_workers": config.workers > 0,
         "worker_init_fn": _seed_worker,
     }
-    train_loader = DataLoader(
+    train_loader: DataLoader[Any] = StopSafeLoader(
         train_set,
         batch_size=config.batch_size,
         sampler=sampler,
@@ -201,7 +202,9 @@ def make_loaders(
         generator=generator,
         **common,
     )
-    valid_loader = DataLoader(DigitDataset(valid), batch_size=config.batch_size, **common)
+    valid_loader: DataLoader[Any] = StopSafeLoader(
+        DigitDataset(valid), batch_size=config.batch_size, **common
+    )
     return train_loader, valid_loader
 
 
@@ -512,7 +515,4 @@ def main(argv: Sequence[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except RunStoppedError as stopped:
-        raise SystemExit(stopped.exit_code) from None
+    run_tool(main)

@@ -26,6 +26,7 @@ import numpy as np
 from models.checkpoint import resolve_checkpoint_dir
 from models.verifier import FEATURE_NAMES, NumberVerifier, VerifierMeta, save_verifier
 from training.evaluate import annotations_sha256, build_parser, format_coverage, run_pipeline, verifier_inputs
+from training.exits import run_tool
 from training.metrics import confidence_report, number_confidences
 from training.plots import plot_confidence
 
@@ -153,4 +154,4 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    run_tool(main)

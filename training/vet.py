@@ -28,6 +28,7 @@ from models.assembly import Detection
 from models.boxes import box_iou
 from training import runner
 from training.data import ImageRecord, load_coco_split
+from training.exits import run_tool
 
 log = logging.getLogger(__name__)
 
@@ -111,4 +112,4 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    run_tool(main)

@@ -16,6 +16,7 @@ from training.distributed import DistInfo
 from training.engine import train_one_epoch
 from training.mosaic import MosaicDataset
 from training.train import (
+    annotation_path,
     build_model,
     freeze,
     identity_new_blocks,
@@ -239,3 +240,16 @@ def test_freeze_matches_whole_module_names_and_refuses_a_prefix_that_names_nothi
     assert model["rpnx"].weight.requires_grad and not model["rpn"].weight.requires_grad
     with pytest.raises(ValueError, match="'roi_head'"):
         freeze(model, ["roi_head"])
+
+
+def test_an_annotation_file_is_read_under_the_root_else_as_given_and_named_under_the_root_if_neither(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    root = tmp_path / "data"
+    root.mkdir()
+    assert annotation_path(root, "train.json") == root / "train.json"  # neither: the error names this
+    (tmp_path / "train.json").write_text("{}")
+    assert annotation_path(root, "train.json") == Path("train.json")  # a copy given beside us
+    (root / "train.json").write_text("{}")
+    assert annotation_path(root, "train.json") == root / "train.json"  # the root's comes first
