@@ -26,7 +26,7 @@ from models.inference import resolve_device, to_unit_float
 from models.reread import crop_square, crop_window
 from training.config import TrainConfig, load_config
 from training.data import ImageRecord, read_rgb, read_rgb_all
-from training.fit import FitState, recorded_flags, stopped_after_epoch, stopped_in_epoch
+from training.fit import FitState, epoch_batches, recorded_flags, stopped_after_epoch, stopped_in_epoch
 from training.interrupt import StopRequest, StopSafeLoader
 from training.plots import plot_pretraining
 from training.train import load_splits, seed_everything
@@ -231,9 +231,7 @@ def run_epoch(
     start = time.perf_counter()
     bar = tqdm(loader, total=limit, desc=desc, disable=not show_progress, leave=False)
     with torch.set_grad_enabled(training):
-        for step, (images, labels) in enumerate(bar):
-            if step >= limit:
-                break
+        for images, labels in epoch_batches(bar, limit, stop):
             images, labels = images.to(device), labels.to(device)
             logits = model(images)
             if training and distill is not None:
@@ -253,10 +251,6 @@ def run_epoch(
             seen += len(labels)
             steps += 1
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
-            # Not at the last step: fetching the batch past a `max_steps` limit, as a run never
-            # stopped does, keeps its random draws.
-            if stop is not None and steps < limit and stop():
-                break
     seen = max(seen, 1)
     return {
         "loss": loss_sum / seen,

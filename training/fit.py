@@ -15,10 +15,10 @@ from __future__ import annotations
 import json
 import logging
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -27,6 +27,7 @@ from training.interrupt import RunStoppedError, StopRequest
 from training.state import load_train_state, save_train_state, saved_progress
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 Drawing = Callable[[list[dict[str, float]]], object]  # the rows so far -> a picture of them
 
@@ -104,6 +105,19 @@ class FitState:
         save_train_state(
             self.folder, self.optimizer, self.scheduler, None, progress, self.model, self.generator
         )
+
+
+def epoch_batches(batches: Iterable[T], limit: int, stop: Callable[[], bool] | None = None) -> Iterator[T]:
+    """The first `limit` of `batches`, for one pass. The batch past the limit is still fetched, as a
+    pass over a loader always has: the loader draws its random jitter, and a resumed run must draw
+    as one never stopped. `stop` is asked once each batch but the last is done with (when the next
+    is asked for); when it says so the pass ends there."""
+    for step, batch in enumerate(batches):
+        if step >= limit:
+            return
+        yield batch
+        if stop is not None and step + 1 < limit and stop():
+            return
 
 
 def write_rows(path: Path, rows: Sequence[dict[str, Any]]) -> None:

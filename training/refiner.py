@@ -55,7 +55,7 @@ from models.refiner import (
 from training.crops import add_crop_training_args, load_crop_config
 from training.data import ImageRecord, read_rgb_all
 from training.exits import run_tool
-from training.fit import FitState, recorded_flags, stopped_after_epoch, stopped_in_epoch
+from training.fit import FitState, epoch_batches, recorded_flags, stopped_after_epoch, stopped_in_epoch
 from training.interrupt import StopRequest, StopSafeLoader
 from training.plots import plot_refiner
 from training.train import load_splits, seed_everything
@@ -395,9 +395,7 @@ def fit_refiner(
             loss_sum, seen, steps, start = 0.0, 0, 0, time.perf_counter()
             show = not args.no_progress
             bar = tqdm(loader, total=per_epoch, desc=f"refiner {epoch}", disable=not show, leave=False)
-            for step, (crops, deltas, on_digit) in enumerate(bar):
-                if step >= per_epoch:
-                    break
+            for crops, deltas, on_digit in epoch_batches(bar, per_epoch, stop):
                 out = model(crops.to(device))
                 loss = refine_loss(out, deltas.to(device), params.step, on_digit.to(device))
                 optimizer.zero_grad(set_to_none=True)
@@ -406,8 +404,6 @@ def fit_refiner(
                 scheduler.step()
                 loss_sum, seen, steps = loss_sum + loss.item() * len(crops), seen + len(crops), steps + 1
                 bar.set_postfix(loss=f"{loss_sum / seen:.4f}")
-                if steps < per_epoch and stop():  # not at the last: as `training.crops.run_epoch`
-                    break
             if steps < per_epoch:
                 raise stopped_in_epoch(args.out, stop, epoch, steps, per_epoch)
             val = score_refiner(model.cpu(), valid_set, args.batch_size, params.step)
