@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from models.hw2 import read_pred_csv
-from training.evaluate import split_records
+from training.data import split_records
 from training.exits import run_tool
 
 VERDICTS = ("label_omits", "label_wrong", "model", "unclear")

@@ -25,8 +25,7 @@ import numpy as np
 
 from models.hw2 import read_pred_csv
 from training.bootstrap import add_bootstrap_argument, match_table, paired_bootstrap, read_right, weighted_map
-from training.data import ImageRecord
-from training.evaluate import split_records
+from training.data import ImageRecord, split_records
 from training.exits import run_tool
 from training.metrics import ground_truth_coco
 

@@ -197,6 +197,19 @@ def image_paths(images_dir: str | Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
+def split_records(
+    data: Path, split: str, images: str | None, annotations: str | None
+) -> tuple[list[ImageRecord], bool]:
+    """(records, labelled): annotated records when the split has a json (HW2: `<split>.json`), else
+    the bare images of its folder."""
+    images_dir = Path(images) if images else data / split
+    ann = Path(annotations) if annotations else data / f"{split}.json"
+    if ann.is_file():
+        return load_coco_split(images_dir, ann)[0], True
+    log.info("no annotations at %s: writing predictions only", ann)
+    return list_unlabelled_images(images_dir), False
+
+
 def list_unlabelled_images(images_dir: str | Path) -> list[ImageRecord]:
     """Images of a split without json (the HW2 test split). image_id is the numeric file stem
     ("17.png" -> 17) when every stem is numeric, else the 1-based position in sorted order."""

@@ -19,38 +19,25 @@ import argparse
 import csv
 import json
 import logging
-import tempfile
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torchvision.models.detection import FasterRCNN
 
-from models.assembly import AssemblyParams, Detection, assemble_number
+from models.assembly import AssemblyParams, assemble_number
 from models.checkpoint import resolve_checkpoint_dir, sha256_file
-from models.host import cpu_info
 from models.hw2 import Detections, detections_to_coco, write_pred_csv, write_pred_json
-from models.inference import resolve_device
-from models.int8 import int8_parts
-from models.optimize import load_prepared_detector, load_prepared_reader, load_prepared_refiner
-from models.photo import photo_params
-from models.rescorer import load_checkpoint_rescorer
 from models.verifier import (
     FEATURE_NAMES,
     NumberVerifier,
     VerifierMeta,
     current_verifier,
-    gate_verifier,
     number_features,
-    pipeline_identity,
-    reading_p_correct,
 )
-from models.zoom import ZoomParams, detect_alone, first_reading, locates, search_again
 from training.bootstrap import SAMPLES, add_bootstrap_argument, bootstrap_metrics, match_table, read_right
-from training.data import ImageRecord, list_unlabelled_images, load_coco_split, load_image
+from training.data import ImageRecord
 from training.exits import run_tool
 from training.metrics import (
     coco_map,
@@ -62,17 +49,9 @@ from training.metrics import (
     number_confidences,
     predicted_numbers,
 )
+from training.pipeline import PipelineRun, run_pipeline
 from training.plots import plot_confidence, plot_confusion_matrix
-from training.runner import (
-    add_runner_args,
-    add_search_arguments,
-    predict_records,
-    prepared_records,
-    read_records,
-    read_sites,
-    refine_records,
-    rescore_records,
-)
+from training.runner import add_runner_args, add_search_arguments
 
 log = logging.getLogger(__name__)
 SWEEP_SCORES = (0.5, 0.6, 0.7)
@@ -234,19 +213,6 @@ def write_errors(path: Path, records: Sequence[ImageRecord], numbers: dict[int, 
     return len(wrong)
 
 
-def split_records(
-    data: Path, split: str, images: str | None, annotations: str | None
-) -> tuple[list[ImageRecord], bool]:
-    """(records, labelled): annotated records when the split has a json (HW2: `<split>.json`), else
-    the bare images of its folder."""
-    images_dir = Path(images) if images else data / split
-    ann = Path(annotations) if annotations else data / f"{split}.json"
-    if ann.is_file():
-        return load_coco_split(images_dir, ann)[0], True
-    log.info("no annotations at %s: writing predictions only", ann)
-    return list_unlabelled_images(images_dir), False
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = build_parser(__doc__)
     add_bootstrap_argument(p, "mAP and accuracy")
@@ -323,26 +289,6 @@ def build_parser(description: str | None) -> argparse.ArgumentParser:
     return p
 
 
-@dataclass(frozen=True)
-class PipelineRun:
-    """The served pipeline's outputs on a split (`run_pipeline`): Task 1 `detections` and the digit
-    `sites` the numbers are read from (xyxy boxes in image pixels), the assembly thresholds, what
-    ran (`info`, evaluation.json's content) and `identity` (`models.verifier.pipeline_identity`)."""
-
-    records: list[ImageRecord]
-    labelled: bool
-    detections: Detections
-    sites: Detections | None
-    params: AssemblyParams
-    info: dict[str, Any]
-    identity: dict[str, Any]
-
-    @property
-    def read(self) -> Detections:
-        """What the numbers are read from: the sites, or the detections without a reader."""
-        return self.detections if self.sites is None else self.sites
-
-
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -368,131 +314,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             + format_coverage(metrics["p_correct"]["coverage"])
         )
     return metrics
-
-
-def run_pipeline(args: argparse.Namespace) -> PipelineRun:
-    """The checkpoint's pipeline as served, with `args`' settings, over the split's images (the grainy
-    ones smoothed, and the blurred ones sharpened where `--sharpen-gate` asks, in a temporary folder:
-    `training.runner.prepared_records`)."""
-    with tempfile.TemporaryDirectory(prefix="digitserve-photos-") as folder:
-        return _run_pipeline(args, Path(folder))
-
-
-def _run_pipeline(args: argparse.Namespace, folder: Path) -> PipelineRun:
-    """`run_pipeline`, the prepared photos written to `folder`."""
-    device = resolve_device(args.device)
-    use_int8 = not args.no_int8  # the detector, refiner and reader as served
-    model, meta, int8 = load_prepared_detector(args.checkpoint, device, use_int8=use_int8)
-    params = meta.assembly
-    if args.score_threshold is not None:
-        params = replace(params, score_threshold=args.score_threshold)
-    if args.iou_threshold is not None:
-        params = replace(params, iou_threshold=args.iou_threshold)
-    zoom = meta.zoom.with_trigger(
-        args.zoom_below_px,
-        args.search_tiles,
-        args.side_look,
-        args.fuse_first,
-        args.search_located,
-        args.search_below_p,
-        args.search_tiles_max,
-        args.search_near,
-    )
-    records, labelled = split_records(args.data, args.split, args.images, args.annotations)
-    grain, focus = photo_params(args.grain_threshold, args.sharpen_gate)
-    photos, steps = prepared_records(records, grain, focus, folder)  # what each reader reads
-    refiner = None if args.no_refiner else load_prepared_refiner(args.checkpoint, device, use_int8=use_int8)
-    reader = None if args.no_reader else load_prepared_reader(args.checkpoint, device, use_int8=use_int8)
-    rescorer = (
-        load_checkpoint_rescorer(args.checkpoint) if refiner and reader and not args.no_rescorer else None
-    )
-
-    def read(
-        chosen: list[ImageRecord], settings: ZoomParams
-    ) -> tuple[dict[int, list[Detection]], dict[int, list[Detection]] | None]:
-        """Task 1 detections and the digit sites (None without a reader) of `chosen`'s images."""
-        found = predict_records(model, chosen, device, args, f"evaluate {args.split}", settings)
-        if refiner:
-            found = refine_records(refiner, chosen, found, args.batch_size)
-        probs = read_records(reader, chosen, found, args.batch_size) if reader and rescorer else None
-        if rescorer and probs is not None:
-            found = rescore_records(rescorer[0], chosen, found, probs)
-        return found, read_sites(reader, chosen, found, args.batch_size, probs) if reader else None
-
-    parts = {
-        "reader": reader[1].to_dict() if reader else None,
-        "refiner": refiner[1].to_dict() if refiner else None,
-        "rescorer": rescorer[1].to_dict() if rescorer else None,
-    }
-    identity = pipeline_identity(meta.weights_sha256, params, zoom, parts)
-    gate = gate_verifier(resolve_checkpoint_dir(args.checkpoint), identity) if zoom.gated else None
-    if gate is None:
-        detections, sites = read(photos, zoom)
-        searched_again = None
-    else:
-        detections, sites = read(photos, first_reading(zoom))
-        numbers_from = detections if sites is None else sites
-        # `locates` last: the first pass is run again only for the large photos read doubtfully
-        doubtful = [
-            r
-            for r in photos
-            if search_again(
-                r.height,
-                r.width,
-                int(model.transform.min_size[-1]),
-                zoom,
-                True,
-                _p_correct(gate[0], params, numbers_from.get(r.image_id, []), detections, r.image_id),
-            )
-            and _first_pass_locates(model, r, zoom, device)
-        ]
-        searched_again = [r.image_id for r in doubtful]
-        if doubtful:
-            again, again_sites = read(doubtful, zoom)
-            detections.update(again)
-            if sites is not None and again_sites is not None:
-                sites.update(again_sites)
-    info = {
-        "checkpoint": str(args.checkpoint),
-        "weights_sha256": meta.weights_sha256,
-        "split": args.split,
-        "data": str(args.data),
-        "assembly": asdict(params),
-        "zoom": asdict(zoom),
-        "searched_again": searched_again,  # image ids, where located photos' search is gated
-        "grain": asdict(grain),
-        "focus": asdict(focus),
-        "grain_smoothed": [image_id for image_id, step in steps.items() if step == "grain"],
-        "sharpened": [image_id for image_id, step in steps.items() if step == "focus"],
-        **parts,
-        "int8": int8.to_dict() if int8 else None,
-        "int8_parts": int8_parts(
-            {"detector": model, "refiner": refiner and refiner[0], "reader": reader and reader[0]}
-        ),
-        "device": str(device),
-        "host": cpu_info().describe(),  # the int8 figures depend a little on the CPU
-    }
-    return PipelineRun(records, labelled, detections, sites, params, info, identity)
-
-
-def _first_pass_locates(
-    model: FasterRCNN, record: ImageRecord, zoom: ZoomParams, device: torch.device
-) -> bool:
-    """Whether the detector's first pass over `record`'s image locates a digit (`models.zoom.locates`;
-    where it does not, the search ran in the first reading already)."""
-    with torch.inference_mode():
-        return locates(detect_alone(model, load_image(record.path).to(device)), zoom)
-
-
-def _p_correct(
-    verifier: NumberVerifier,
-    params: AssemblyParams,
-    read: Sequence[Detection],
-    detections: Detections,
-    image_id: int,
-) -> float | None:
-    """`verifier`'s p_correct of the number assembled from one image's `read` sites (None when empty)."""
-    return reading_p_correct(verifier, assemble_number(read, params), read, detections.get(image_id, []))
 
 
 def annotations_sha256(args: argparse.Namespace) -> str | None:

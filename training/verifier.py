@@ -3,7 +3,7 @@
     python -m training.verifier --checkpoint models/default --data ../shared/data/svhn-hw2 \
         --split valid --out runs/verifier [--save]
 
-Runs the checkpoint's pipeline over the split (`training.evaluate.run_pipeline`; the evaluator's
+Runs the checkpoint's pipeline over the split (`training.pipeline.run_pipeline`; the evaluator's
 options), then measures the verifier by k-fold cross-validation (`--folds` parts of the images, each
 part's estimates from a verifier fitted on the others) against the number's own confidence (the
 product of its digits' scores): AUC (how well it tells right readings from wrong ones), Brier score,
@@ -25,9 +25,10 @@ import numpy as np
 
 from models.checkpoint import resolve_checkpoint_dir
 from models.verifier import FEATURE_NAMES, NumberVerifier, VerifierMeta, save_verifier
-from training.evaluate import annotations_sha256, build_parser, format_coverage, run_pipeline, verifier_inputs
+from training.evaluate import annotations_sha256, build_parser, format_coverage, verifier_inputs
 from training.exits import run_tool
 from training.metrics import confidence_report, number_confidences
+from training.pipeline import run_pipeline
 from training.plots import plot_confidence
 
 log = logging.getLogger(__name__)

@@ -15,6 +15,7 @@ from training.data import (
     load_coco_split,
     load_image,
     read_rgb,
+    split_records,
     train_split_files,
 )
 
@@ -187,6 +188,25 @@ def test_unlabelled_split_ids_from_numeric_names(synth_dir: Path) -> None:
     records = list_unlabelled_images(synth_dir / "test")
     assert [r.image_id for r in records] == sorted(int(p.stem) for p in (synth_dir / "test").iterdir())
     assert all(not r.boxes for r in records)
+
+
+def test_split_records_are_labelled_where_the_split_has_its_json(synth_dir: Path) -> None:
+    records, labelled = split_records(synth_dir, "valid", None, None)
+    assert labelled and {r.image_id for r in records} == {
+        i["id"] for i in json.loads((synth_dir / "valid.json").read_text())["images"]
+    }
+    assert all(r.boxes for r in records)
+    bare, labelled = split_records(synth_dir, "test", None, None)
+    assert not labelled and len(bare) == 4 and all(not r.boxes for r in bare)
+
+
+def test_split_records_take_the_folder_and_json_given_over_the_layouts(synth_dir: Path) -> None:
+    records, labelled = split_records(
+        synth_dir / "nowhere", "test", str(synth_dir / "valid"), str(synth_dir / "valid.json")
+    )
+    assert labelled and sorted(r.image_id for r in records) == sorted(
+        r.image_id for r in split_records(synth_dir, "valid", None, None)[0]
+    )
 
 
 @pytest.mark.realdata
