@@ -43,8 +43,10 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
+
+from torch import nn
 
 from models.checkpoint import (
     WEIGHT_DTYPES,
@@ -62,86 +64,133 @@ from models.int8 import copy_int8
 from models.reader import copy_reader, has_reader, load_reader
 from models.refiner import copy_refiner, has_refiner, load_refiner
 from models.rescorer import copy_rescorer, has_rescorer
+from models.zoom import ZoomParams
 from training.exits import run_tool
 from training.runner import add_search_arguments
 
+# ZoomParams.with_trigger's arguments, in its order, as ExportEdits names them
+ZOOM_FLAGS = (
+    "zoom_below_px",
+    "search_tiles",
+    "side_look",
+    "fuse_first",
+    "search_located",
+    "search_below_p",
+    "search_tiles_max",
+    "search_near",
+)
 
-def export_checkpoint(
-    source: Path,
-    out: Path,
-    dtype: str,
-    zoom_below_px: float | None = None,
-    reader: Path | None = None,
-    refiner: Path | None = None,
-    refiner_step: float | None = None,
-    height_ratio: float | None = None,
-    reader_weight: float | None = None,
-    rescorer: Path | None = None,
-    test_proposals: int | None = None,
-    search_tiles: int | None = None,
-    side_look: float | None = None,
-    fuse_first: float | None = None,
-    pipeline_from: Path | None = None,
-    search_located: bool | None = None,
-    search_below_p: float | None = None,
-    search_tiles_max: int | None = None,
-    search_near: float | None = None,
-) -> Path:
+
+@dataclass(frozen=True)
+class ExportEdits:
+    """What the copy changes (each None: as the source, or PIPE, has it); named as the flags are."""
+
+    reader: Path | None = None
+    refiner: Path | None = None
+    rescorer: Path | None = None
+    refiner_step: float | None = None
+    reader_weight: float | None = None
+    height_ratio: float | None = None
+    test_proposals: int | None = None
+    zoom_below_px: float | None = None
+    search_tiles: int | None = None
+    side_look: float | None = None
+    fuse_first: float | None = None
+    search_located: bool | None = None
+    search_below_p: float | None = None
+    search_tiles_max: int | None = None
+    search_near: float | None = None
+    pipeline_from: Path | None = None
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> ExportEdits:
+        return cls(**{f.name: getattr(args, f.name) for f in fields(cls)})
+
+    def zoom_of(self, zoom: ZoomParams) -> ZoomParams:
+        """`zoom` with the zoom settings given (`models.zoom.ZoomParams.with_trigger`)."""
+        return zoom.with_trigger(*(getattr(self, name) for name in ZOOM_FLAGS))
+
+    def zooms_given(self) -> bool:
+        """Whether any zoom setting is given."""
+        return any(getattr(self, name) is not None for name in ZOOM_FLAGS)
+
+    @property
+    def parts(self) -> tuple[Path | None, Path | None, Path | None]:
+        """The (reader, refiner, rescorer) folders to attach."""
+        return self.reader, self.refiner, self.rescorer
+
+    def edits_in_place(self) -> bool:
+        """Whether anything a checkpoint edited in place can take is given."""
+        given = (*self.parts, self.height_ratio, self.test_proposals)
+        return given != (None,) * len(given) or self.zooms_given()
+
+
+def export_checkpoint(source: Path, out: Path, dtype: str, edits: ExportEdits = ExportEdits()) -> Path:
+    """Copy the checkpoint `source` to `out` with its weights in `dtype`, or with `out` the source
+    folder, make only `edits`' changes in place (the weights and the rest as they are). Returns the
+    checkpoint folder written. Raises ValueError for edits that do not fit the checkpoint."""
     model, meta = load_checkpoint(source)
     source_dir = resolve_checkpoint_dir(source)
     in_place = out.resolve() == source_dir.resolve()
-    if pipeline_from is not None:
+    if edits.pipeline_from is not None:
         if in_place:
             raise ValueError("--pipeline-from writes a new checkpoint: give an --out other than the source")
-        meta, (reader, refiner, rescorer) = _take_pipeline(meta, pipeline_from, (reader, refiner, rescorer))
-    assembly = meta.assembly if height_ratio is None else replace(meta.assembly, height_ratio=height_ratio)
-    if test_proposals is not None:
-        if test_proposals < 1:
-            raise ValueError(f"--test-proposals must be at least 1, got {test_proposals}")
-        meta = replace(meta, detector=replace(meta.detector, rpn_post_nms_top_n_test=test_proposals))
-    zooms = (
-        zoom_below_px,
-        search_tiles,
-        side_look,
-        fuse_first,
-        search_located,
-        search_below_p,
-        search_tiles_max,
-        search_near,
-    )
+        meta, edits = _take_pipeline(meta, edits)
+    meta = _edited_meta(meta, edits)
     if in_place:
-        if reader is None and reader_weight is not None and has_reader(source_dir):
-            reader = source_dir
-        if refiner is None and refiner_step is not None and has_refiner(source_dir):
-            refiner = source_dir
-        edits = (reader, refiner, rescorer, height_ratio, test_proposals, *zooms)
-        if edits == (None,) * len(edits):
-            raise ValueError(
-                f"--out is the source checkpoint {out}: only --reader, --refiner, --rescorer, their "
-                "settings, --height-ratio, --test-proposals, --zoom-below-px, --search-tiles, "
-                "--search-located, --search-below-p, --search-tiles-max, --search-near, --side-look or "
-                "--fuse-first can be added to it"
-            )
-        _attach_parts(out, meta.weights_dtype, reader, refiner, refiner_step, reader_weight, rescorer)
-        if height_ratio is not None:
-            set_checkpoint_thresholds(out, assembly)
-        if test_proposals is not None:
-            set_checkpoint_detector(out, meta.detector)
-        if zooms != (None,) * len(zooms):
-            set_checkpoint_zoom(out, meta.zoom.with_trigger(*zooms))
-        return out
-    zoom = meta.zoom.with_trigger(*zooms)
-    folder = save_checkpoint_like(
-        out, model, meta, metrics=meta.metrics, dtype=dtype, zoom=zoom, assembly=assembly
-    )
+        return _edit_in_place(out, meta, edits)
+    return _write_copy(out, source_dir, model, meta, dtype, edits)
+
+
+def _edited_meta(meta: CheckpointMeta, edits: ExportEdits) -> CheckpointMeta:
+    """`meta` with `edits`' assembly height rule, proposal count and zoom settings."""
+    if edits.height_ratio is not None:
+        meta = replace(meta, assembly=replace(meta.assembly, height_ratio=edits.height_ratio))
+    if edits.test_proposals is not None:
+        if edits.test_proposals < 1:
+            raise ValueError(f"--test-proposals must be at least 1, got {edits.test_proposals}")
+        meta = replace(meta, detector=replace(meta.detector, rpn_post_nms_top_n_test=edits.test_proposals))
+    return replace(meta, zoom=edits.zoom_of(meta.zoom))
+
+
+def _edit_in_place(folder: Path, meta: CheckpointMeta, edits: ExportEdits) -> Path:
+    """Write `edits` into the checkpoint `folder` itself (`meta`: its metadata with them made); a
+    reader weight or refiner step alone applies to the folder's own reader or refiner."""
+    if edits.reader is None and edits.reader_weight is not None and has_reader(folder):
+        edits = replace(edits, reader=folder)
+    if edits.refiner is None and edits.refiner_step is not None and has_refiner(folder):
+        edits = replace(edits, refiner=folder)
+    if not edits.edits_in_place():
+        raise ValueError(
+            f"--out is the source checkpoint {folder}: only --reader, --refiner, --rescorer, their "
+            "settings, --height-ratio, --test-proposals, --zoom-below-px, --search-tiles, "
+            "--search-located, --search-below-p, --search-tiles-max, --search-near, --side-look or "
+            "--fuse-first can be added to it"
+        )
+    _attach_parts(folder, meta.weights_dtype, edits)
+    if edits.height_ratio is not None:
+        set_checkpoint_thresholds(folder, meta.assembly)
+    if edits.test_proposals is not None:
+        set_checkpoint_detector(folder, meta.detector)
+    if edits.zooms_given():
+        set_checkpoint_zoom(folder, meta.zoom)
+    return folder
+
+
+def _write_copy(
+    out: Path, source_dir: Path, model: nn.Module, meta: CheckpointMeta, dtype: str, edits: ExportEdits
+) -> Path:
+    """Save `model` with `meta` (the source's, edited) to `out` in `dtype`, with the parts `edits`
+    gives, else the source's own (unless taken from a pipeline), and the int8 ranges that still hold."""
+    folder = save_checkpoint_like(out, model, meta, metrics=meta.metrics, dtype=dtype)
     update_checkpoint_metrics(
         folder, {"exported_from": {"weights_sha256": meta.weights_sha256, "dtype": meta.weights_dtype}}
     )
     carried: set[str] = set()
-    if pipeline_from is None:
-        carried = {name for name, given in (("reader", reader), ("refiner", refiner)) if given is None}
-        reader, refiner, rescorer = _parts_or(source_dir, (reader, refiner, rescorer))
-    _attach_parts(folder, dtype, reader, refiner, refiner_step, reader_weight, rescorer)
+    if edits.pipeline_from is None:
+        carried = {name for name in ("reader", "refiner") if getattr(edits, name) is None}
+        edits = _parts_or(source_dir, edits)
+    _attach_parts(folder, dtype, edits)
     # the int8 ranges come with the detector, and with the source's own reader and refiner (now in
     # `dtype`); a reader or refiner given anew has none until python -m training.calibrate runs
     shas = {}
@@ -153,13 +202,12 @@ def export_checkpoint(
     return folder
 
 
-def _take_pipeline(
-    meta: CheckpointMeta, pipeline: Path, parts: tuple[Path | None, Path | None, Path | None]
-) -> tuple[CheckpointMeta, tuple[Path | None, Path | None, Path | None]]:
-    """`meta` (the source detector's) with `pipeline`'s assembly rule, zoom settings and region
-    proposal count, and the (reader, refiner, rescorer) folders to attach: each given one of `parts`,
-    else `pipeline`'s own, else None (the pipeline has none)."""
-    folder = resolve_checkpoint_dir(pipeline)
+def _take_pipeline(meta: CheckpointMeta, edits: ExportEdits) -> tuple[CheckpointMeta, ExportEdits]:
+    """`meta` (the source detector's) with the assembly rule, zoom settings and region proposal count
+    of `edits.pipeline_from`, and `edits` with the parts to attach: each given one, else the
+    pipeline's own, else None (the pipeline has none)."""
+    assert edits.pipeline_from is not None
+    folder = resolve_checkpoint_dir(edits.pipeline_from)
     pipe = read_checkpoint_meta(folder)
     proposals = pipe.detector.rpn_post_nms_top_n_test
     meta = replace(
@@ -168,53 +216,43 @@ def _take_pipeline(
         zoom=pipe.zoom,
         detector=replace(meta.detector, rpn_post_nms_top_n_test=proposals),
     )
-    return meta, _parts_or(folder, parts)
+    return meta, _parts_or(folder, edits)
 
 
-def _parts_or(
-    folder: Path, parts: tuple[Path | None, Path | None, Path | None]
-) -> tuple[Path | None, Path | None, Path | None]:
-    """The (reader, refiner, rescorer) folders: each given one of `parts`, else `folder` where it holds
-    that part, else None."""
-    reader, refiner, rescorer = parts
-    return (
-        reader or (folder if has_reader(folder) else None),
-        refiner or (folder if has_refiner(folder) else None),
-        rescorer or (folder if has_rescorer(folder) else None),
+def _parts_or(folder: Path, edits: ExportEdits) -> ExportEdits:
+    """`edits` with each of the reader, refiner and rescorer not given taken from `folder` where it
+    holds that part."""
+    return replace(
+        edits,
+        reader=edits.reader or (folder if has_reader(folder) else None),
+        refiner=edits.refiner or (folder if has_refiner(folder) else None),
+        rescorer=edits.rescorer or (folder if has_rescorer(folder) else None),
     )
 
 
-def _attach_parts(
-    folder: Path,
-    dtype: str,
-    reader: Path | None,
-    refiner: Path | None,
-    refiner_step: float | None,
-    reader_weight: float | None = None,
-    rescorer: Path | None = None,
-) -> None:
-    """Write the reader and the box refiner (when given) into the checkpoint `folder` as `dtype`, and
-    the rescorer (float32, always). Raises ValueError for a `refiner_step` or `reader_weight` without
-    the part to apply it to, and for a rescorer without a reader and a refiner with a fit head in
+def _attach_parts(folder: Path, dtype: str, edits: ExportEdits) -> None:
+    """Write `edits`' reader and box refiner (when given) into the checkpoint `folder` as `dtype`, and
+    the rescorer (float32, always). Raises ValueError for a refiner step or reader weight without the
+    part to apply it to, and for a rescorer without a reader and a refiner with a fit head in
     `folder`."""
-    if refiner_step is not None and refiner is None:
+    if edits.refiner_step is not None and edits.refiner is None:
         raise ValueError("--refiner-step without a refiner: give --refiner, or a source that has one")
-    if reader_weight is not None and reader is None:
+    if edits.reader_weight is not None and edits.reader is None:
         raise ValueError("--reader-weight without a reader: give --reader, or a source that has one")
-    if reader is not None:
-        copy_reader(reader, folder, dtype, reader_weight)
-    if refiner is not None:
-        copy_refiner(refiner, folder, dtype, refiner_step)
-    if rescorer is not None:
+    if edits.reader is not None:
+        copy_reader(edits.reader, folder, dtype, edits.reader_weight)
+    if edits.refiner is not None:
+        copy_refiner(edits.refiner, folder, dtype, edits.refiner_step)
+    if edits.rescorer is not None:
         if not (has_reader(folder) and has_refiner(folder) and load_refiner(folder)[1].fit_head):
             raise ValueError(
                 "--rescorer needs a reader and a box refiner with a fit head in the checkpoint: "
                 "their outputs are its inputs"
             )
-        copy_rescorer(rescorer, folder)
+        copy_rescorer(edits.rescorer, folder)
 
 
-def main(argv: Sequence[str] | None = None) -> Path:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True, type=Path)
     p.add_argument("--out", required=True, type=Path)
@@ -275,28 +313,12 @@ def main(argv: Sequence[str] | None = None) -> Path:
         help="a checkpoint (models/default, say) whose reader, refiner, rescorer, assembly rule, zoom "
         "settings and proposal count the copy takes, keeping only the source's detector",
     )
-    args = p.parse_args(argv)
-    folder = export_checkpoint(
-        args.checkpoint,
-        args.out,
-        args.dtype,
-        args.zoom_below_px,
-        args.reader,
-        args.refiner,
-        args.refiner_step,
-        args.height_ratio,
-        args.reader_weight,
-        args.rescorer,
-        args.test_proposals,
-        args.search_tiles,
-        args.side_look,
-        args.fuse_first,
-        args.pipeline_from,
-        args.search_located,
-        args.search_below_p,
-        args.search_tiles_max,
-        args.search_near,
-    )
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> Path:
+    args = build_parser().parse_args(argv)
+    folder = export_checkpoint(args.checkpoint, args.out, args.dtype, ExportEdits.from_args(args))
     size_mb = sum(f.stat().st_size for f in folder.glob("*.safetensors")) / 1e6
     print(f"wrote {folder} ({size_mb:.1f} MB, {args.dtype})")
     return folder

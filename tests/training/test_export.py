@@ -1,4 +1,5 @@
-from dataclasses import replace
+import inspect
+from dataclasses import fields, replace
 from pathlib import Path
 
 import pytest
@@ -261,3 +262,24 @@ def test_pipeline_from_keeps_the_sources_detector_and_takes_everything_after_it(
     assert (bare_meta.zoom, bare_meta.assembly) == (ZoomParams(), AssemblyParams())
     with pytest.raises(ValueError, match="other than the source"):
         export.main(["--checkpoint", str(source), "--out", str(source), "--pipeline-from", str(pipe)])
+
+
+def test_every_flag_but_the_source_out_and_dtype_is_an_edit() -> None:
+    args = export.build_parser().parse_args(["--checkpoint", "a", "--out", "b"])
+    names = {f.name for f in fields(export.ExportEdits)}
+    assert names == set(vars(args)) - {"checkpoint", "out", "dtype"}
+    assert export.ExportEdits.from_args(args) == export.ExportEdits()  # no flag given: nothing edited
+
+
+def test_each_zoom_flag_sets_its_own_zoom_setting() -> None:
+    trigger = list(inspect.signature(ZoomParams.with_trigger).parameters)[1:]
+    assert sorted(flag.removeprefix("zoom_") for flag in export.ZOOM_FLAGS) == sorted(trigger)
+    plain = ZoomParams()
+    for flag in export.ZOOM_FLAGS:
+        setting = flag.removeprefix("zoom_")  # --zoom-below-px sets below_px, the others their namesakes
+        kept = getattr(plain, setting)
+        value = not kept if isinstance(kept, bool) else 2 if isinstance(kept, int) else 0.5
+        edits = export.ExportEdits(**{flag: value})
+        assert edits.zooms_given() and edits.edits_in_place()
+        assert edits.zoom_of(plain) == replace(plain, **{setting: value}), flag
+    assert not export.ExportEdits(reader_weight=0.5, refiner_step=0.5).edits_in_place()
