@@ -38,7 +38,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from torchvision.models import resnet
 from torchvision.models.detection import FasterRCNN
 
-from models.checkpoint import load_checkpoint, save_checkpoint, update_checkpoint_metrics
+from models.checkpoint import load_checkpoint
 from models.detector import build_detector
 from models.inference import resolve_device
 from training.config import TrainConfig, config_from_dict, load_config, write_config
@@ -50,15 +50,12 @@ from training.data import (
     load_coco_split,
     train_split_files,
 )
-from training.distributed import DistInfo, barrier, init_distributed, shutdown
-from training.engine import EpochProgress, predict, train_one_epoch, validation_loss
-from training.evaluate import score_detections, write_predictions, write_report
+from training.distributed import DistInfo, init_distributed, shutdown
+from training.epochs import Training, final_evaluation, resume_state, train_epoch
 from training.exits import run_tool
 from training.interrupt import RunStoppedError, StopRequest, StopSafeLoader
 from training.mosaic import MosaicDataset
-from training.plots import plot_loss_curves
 from training.sampling import EpochShuffle
-from training.state import load_train_state, save_train_state, saved_progress
 from training.transforms import TrainTransforms
 
 log = logging.getLogger("training.train")
@@ -329,107 +326,29 @@ def make_run_dir(config: TrainConfig, resume: Path | None, *, create: bool = Tru
     return run_dir
 
 
-def validate(
-    model: nn.Module,
-    loader: DataLoader[Any],
-    valid: list[ImageRecord],
-    config: TrainConfig,
-    device: torch.device,
-    epoch: int,
-    show: bool,
-) -> dict[str, Any]:
-    """Validation loss every epoch; mAP and number accuracy every `eval_every` epochs and the last."""
-    result: dict[str, Any] = {"val_loss": validation_loss(model, loader, device, show_progress=show)}
-    if epoch % config.eval_every == 0 or epoch == config.epochs:
-        scores = score_detections(valid, predict(model, loader, device, show, "val mAP"), config.assembly)
-        result.update(
-            {"val_map": scores["map"], "val_map50": scores["map50"], "val_accuracy": scores["accuracy"]}
-        )
-    return result
+def training_device(config: TrainConfig, dist: DistInfo) -> torch.device:
+    """`config.device`, each process on its own GPU under torchrun; warns that the CPU is slow."""
+    device = resolve_device(config.device)
+    if dist.enabled and device.type == "cuda":
+        device = torch.device("cuda", dist.local_rank)
+    if device.type == "cpu":
+        log.warning("training on CPU: expect a slow run (use a CUDA GPU for the seed recipe)")
+    return device
 
 
-def save_epoch(
-    model: nn.Module, run_dir: Path, config: TrainConfig, fingerprint: str, row: dict[str, Any], is_best: bool
-) -> None:
-    kwargs: dict[str, Any] = {
-        "assembly": config.assembly,
-        "training": config.to_dict(),
-        "data_fingerprint": fingerprint,
-        "metrics": row,
-        "dtype": config.save_dtype,
-    }
-    save_checkpoint(run_dir / "last", model, config.detector, **kwargs)
-    if config.keep_epochs:
-        save_checkpoint(run_dir / "epochs" / f"{row['epoch']:03d}", model, config.detector, **kwargs)
-    if is_best:
-        save_checkpoint(run_dir / "best", model, config.detector, **kwargs)
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.SGD:
+    """SGD with momentum and weight decay over the parameters left trainable (`freeze`)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
 
 
-def record_epoch(
-    row: dict[str, Any],
-    progress: dict[str, Any],
-    run_dir: Path,
-    config: TrainConfig,
-    fingerprint: str,
-    model: nn.Module,
-) -> dict[str, Any]:
-    """Checkpoints, metrics.jsonl and loss curves for a finished epoch; returns the run's progress."""
-    score = row["val_map"] if "val_map" in row else -row["val_loss"]
-    is_best = score > progress["best"] or not (run_dir / "best").exists()
-    progress = {
-        "epoch": row["epoch"],
-        "history": [*progress["history"], row],
-        "best": max(score, progress["best"]),
-    }
-    save_epoch(model, run_dir, config, fingerprint, row, is_best)
-    with (run_dir / "metrics.jsonl").open("a") as handle:
-        handle.write(json.dumps(row) + "\n")
-    plot_loss_curves(progress["history"], run_dir / "loss_curves.png")
-    log.info("epoch %d: %s", row["epoch"], {k: round(v, 4) for k, v in row.items() if isinstance(v, float)})
-    return progress
-
-
-def resume_state(
-    run_dir: Path,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    scaler: torch.amp.GradScaler | None,
-) -> dict[str, Any]:
-    """Load a run's weights and training state to go on where it stopped; returns its progress."""
-    if not saved_progress(run_dir / "state")["has_model"]:  # an older run's state: weights in last/
-        model.load_state_dict(load_checkpoint(run_dir / "last")[0].state_dict())
-    progress = load_train_state(run_dir / "state", optimizer, scheduler, scaler, model)
-    partial = progress.get("partial")
-    if partial:
-        log.info("resuming %s in epoch %d after step %d", run_dir, partial["epoch"], partial["steps"])
-    else:
-        log.info("resuming %s after epoch %d", run_dir, progress["epoch"])
-    return progress
-
-
-def start_epoch(loader: DataLoader[Any], epoch: int, partial: dict[str, Any] | None) -> EpochProgress:
-    """Set the loader's sampler to `epoch`, past the batches already trained on where `partial` (a
-    stopped epoch's saved progress) is this epoch's; returns the epoch's progress so far."""
-    done = EpochProgress.from_dict(partial) if partial and partial["epoch"] == epoch else EpochProgress()
-    sampler = loader.sampler
-    if isinstance(sampler, EpochShuffle):
-        sampler.set_epoch(epoch, skip=done.steps * (loader.batch_size or 1))
-    elif isinstance(sampler, DistributedSampler):
-        sampler.set_epoch(epoch)
-    return done
-
-
-def final_evaluation(
-    run_dir: Path, valid: list[ImageRecord], config: TrainConfig, device: torch.device
-) -> None:
-    """Evaluate best/ on the whole validation split into eval/ and record the figures in the checkpoint."""
-    model, _ = load_checkpoint(run_dir / "best", device)
-    loader = DataLoader(DigitDataset(valid), batch_size=config.batch_size, collate_fn=collate)
-    detections = predict(model, loader, device, desc="final evaluation")
-    write_predictions(run_dir / "eval", valid, detections, config.assembly)
-    metrics = write_report(run_dir / "eval", valid, detections, config.assembly)
-    update_checkpoint_metrics(run_dir / "best", {"valid": metrics})
+def distributed_net(model: nn.Module, device: torch.device, dist: DistInfo) -> nn.Module:
+    """What trains: `model` itself on one process; under torchrun wrapped in DistributedDataParallel,
+    with synchronised BatchNorm on GPUs."""
+    if not dist.enabled:
+        return model
+    net = nn.SyncBatchNorm.convert_sync_batchnorm(model) if device.type == "cuda" else model
+    return DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
 
 
 def main(argv: Sequence[str] | None = None) -> Path:
@@ -437,20 +356,13 @@ def main(argv: Sequence[str] | None = None) -> Path:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = resolve_config(args)
     dist = init_distributed(config.device)
-    device = resolve_device(config.device)
-    if dist.enabled and device.type == "cuda":
-        device = torch.device("cuda", dist.local_rank)
-    if device.type == "cpu":
-        log.warning("training on CPU: expect a slow run (use a CUDA GPU for the seed recipe)")
+    device = training_device(config, dist)
     generator = seed_everything(config.seed + dist.rank)
     train, valid, fingerprint = load_splits(config)
     log.info("data: %d train / %d valid images, fingerprint %s", len(train), len(valid), fingerprint[:12])
     train_loader, valid_loader = make_loaders(config, train, valid, dist, generator)
     model = build_model(config, device, initialise=not args.resume)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(
-        params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
-    )
+    optimizer = make_optimizer(model, config)
     steps = min(len(train_loader), config.max_steps_per_epoch or len(train_loader))
     scheduler = make_schedule(optimizer, config, steps)
     scaler = torch.amp.GradScaler("cuda") if config.amp and device.type == "cuda" else None
@@ -460,46 +372,30 @@ def main(argv: Sequence[str] | None = None) -> Path:
         progress = resume_state(run_dir, model, optimizer, scheduler, scaler)
     if dist.is_main:
         write_config(config, run_dir / "config.json")
-    net: nn.Module = model
-    if dist.enabled:
-        if device.type == "cuda":
-            net = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
-    show = not args.no_progress and dist.is_main
+    run = Training(
+        config=config,
+        device=device,
+        dist=dist,
+        run_dir=run_dir,
+        model=model,
+        net=distributed_net(model, device, dist),
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scaler=scaler,
+        train_loader=train_loader,
+        valid_loader=valid_loader,
+        valid=valid,
+        fingerprint=fingerprint,
+        steps=steps,
+        show=not args.no_progress and dist.is_main,
+    )
     stop = StopRequest(enabled=not dist.enabled)
     with stop:
         for epoch in range(progress["epoch"] + 1, config.epochs + 1):
-            done = start_epoch(train_loader, epoch, progress.pop("partial", None))
-            stats = train_one_epoch(
-                net,
-                optimizer,
-                train_loader,
-                device,
-                epoch=epoch,
-                scaler=scaler,
-                grad_clip=config.grad_clip,
-                max_steps=config.max_steps_per_epoch,
-                scheduler=scheduler,
-                show_progress=show,
-                cpu_bf16=config.cpu_bf16,
-                progress=done,
-                stop=stop,
-            )
-            if stop.requested and done.steps < steps:  # mid-epoch: save where it got to
-                partial = {**progress, "partial": {"epoch": epoch, **done.to_dict()}}
-                save_train_state(run_dir / "state", optimizer, scheduler, scaler, partial, model)
-                log.warning("stopped in epoch %d after step %d of %d", epoch, done.steps, steps)
+            trained = train_epoch(run, epoch, progress, stop)
+            if trained is None:  # stopped mid-epoch, its state saved
                 break
-            if dist.is_main:
-                row = {
-                    "epoch": epoch,
-                    "lr": optimizer.param_groups[0]["lr"],
-                    **{f"train_{k}" if k != "images_per_s" else k: v for k, v in stats.items()},
-                    **validate(model, valid_loader, valid, config, device, epoch, show),
-                }
-                progress = record_epoch(row, progress, run_dir, config, fingerprint, model)
-                save_train_state(run_dir / "state", optimizer, scheduler, scaler, progress, model)
-            barrier(dist)
+            progress = trained
             if stop.requested:
                 log.warning("stopped after epoch %d, before the final evaluation", epoch)
                 break

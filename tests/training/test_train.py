@@ -24,7 +24,6 @@ from training.train import (
     make_loaders,
     make_run_dir,
     make_schedule,
-    save_epoch,
 )
 from training.transforms import AugmentConfig
 from training.vet import filter_coco
@@ -54,15 +53,6 @@ def test_cosine_schedule_is_constant_within_an_epoch_and_falls_over_t_max() -> N
 def test_unknown_schedule_is_an_error() -> None:
     with pytest.raises(ValueError, match="schedule"):
         replace(TRAIN_PRESETS["fast"], schedule="step")
-
-
-@pytest.mark.parametrize("keep", [True, False])
-def test_save_epoch_keeps_every_epoch_only_when_asked(tmp_path: Path, keep: bool) -> None:
-    config = replace(TRAIN_PRESETS["fast"], keep_epochs=keep)
-    model = build_detector(DETECTOR_PRESETS["fast"])
-    save_epoch(model, tmp_path, config, "fp", {"epoch": 3}, is_best=False)
-    assert (tmp_path / "last" / "weights.safetensors").is_file()
-    assert (tmp_path / "epochs" / "003" / "weights.safetensors").is_file() == keep
 
 
 def test_extra_roots_add_their_training_images_from_their_own_folder_in_either_layout(
