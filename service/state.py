@@ -6,6 +6,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -46,27 +47,7 @@ class ServiceState:
         loaded: dict[str, float] = {}
 
         def setup() -> Callable[[list[np.ndarray]], list[Findings]]:
-            predictor = Predictor.load(
-                path,
-                self.device,
-                score_threshold=s.score_threshold,
-                iou_threshold=s.iou_threshold,
-                center_distance_ratio=s.center_distance_ratio,
-                height_ratio=s.height_ratio,
-                zoom_below_px=s.zoom_below_px,
-                search_tiles=s.search_tiles,
-                side_look=s.side_look,
-                search_located=s.search_located,
-                search_below_p=s.search_below_p,
-                search_tiles_max=s.search_tiles_max,
-                search_near=s.search_near,
-                grain_threshold=s.grain_threshold,
-                sharpen_gate=s.sharpen_gate,
-                use_reader=s.use_reader,
-                use_refiner=s.use_refiner,
-                use_rescorer=s.use_rescorer,
-                use_int8=s.use_int8,
-            )
+            predictor = load_predictor(path, self.device, s)
             loaded["warm_ms"] = predictor.warm_up()
             self.predictor = predictor
             return predictor.detect
@@ -86,18 +67,8 @@ class ServiceState:
             if self.status == "loading":
                 self.status, self.reason = "ready", None
             assert self.predictor is not None
-            verifier = self.predictor.verifier
             log.info(
-                "serving %s (%s, sha256 %s...) on %s%s%s; warm-up %.1f ms",
-                path,
-                self.predictor.meta.detector.arch,
-                self.predictor.meta.weights_sha256[:12],
-                self.device,
-                f", in int8: {', '.join(parts)}" if (parts := self.predictor.int8_parts) else "",
-                f", p_correct from the verifier fitted on {verifier[1].fitted_on.get('split', '?')}"
-                if verifier
-                else "",
-                loaded["warm_ms"],
+                "%s; warm-up %.1f ms", describe_serving(self.predictor, path, self.device), loaded["warm_ms"]
             )
         except Exception as exc:  # reported through readiness with its own message
             self.predictor = None
@@ -114,3 +85,42 @@ class ServiceState:
     def _record_batch(self, size: int, seconds: float) -> None:
         self.telemetry.batch_size.observe(size)
         self.telemetry.inference.observe(seconds)
+
+
+def load_predictor(path: Path, device: torch.device, settings: Settings) -> Predictor:
+    """The checkpoint at `path` on `device` as `Predictor.load` prepares it, with the operator's
+    settings (each None: the checkpoint's own)."""
+    s = settings
+    return Predictor.load(
+        path,
+        device,
+        score_threshold=s.score_threshold,
+        iou_threshold=s.iou_threshold,
+        center_distance_ratio=s.center_distance_ratio,
+        height_ratio=s.height_ratio,
+        zoom_below_px=s.zoom_below_px,
+        search_tiles=s.search_tiles,
+        side_look=s.side_look,
+        search_located=s.search_located,
+        search_below_p=s.search_below_p,
+        search_tiles_max=s.search_tiles_max,
+        search_near=s.search_near,
+        grain_threshold=s.grain_threshold,
+        sharpen_gate=s.sharpen_gate,
+        use_reader=s.use_reader,
+        use_refiner=s.use_refiner,
+        use_rescorer=s.use_rescorer,
+        use_int8=s.use_int8,
+    )
+
+
+def describe_serving(predictor: Predictor, path: Path, device: torch.device) -> str:
+    """The startup line: which checkpoint serves on which device, the parts in int8, and the split
+    the verifier behind p_correct was fitted on (where it holds for this pipeline)."""
+    meta, verifier = predictor.meta, predictor.verifier
+    line = f"serving {path} ({meta.detector.arch}, sha256 {meta.weights_sha256[:12]}...) on {device}"
+    if predictor.int8_parts:
+        line += f", in int8: {', '.join(predictor.int8_parts)}"
+    if verifier:
+        line += f", p_correct from the verifier fitted on {verifier[1].fitted_on.get('split', '?')}"
+    return line
