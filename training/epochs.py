@@ -115,6 +115,8 @@ def validate(
 def save_epoch(
     model: nn.Module, run_dir: Path, config: TrainConfig, fingerprint: str, row: dict[str, Any], is_best: bool
 ) -> None:
+    """Checkpoint `model` after the epoch `row` describes as last/, as epochs/NNN/ too with
+    `keep_epochs`, and as best/ when `is_best`; each records the config, data fingerprint and row."""
     kwargs: dict[str, Any] = {
         "assembly": config.assembly,
         "training": config.to_dict(),
