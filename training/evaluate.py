@@ -51,7 +51,7 @@ from training.metrics import (
 )
 from training.pipeline import PipelineRun, run_pipeline
 from training.plots import plot_confidence, plot_confusion_matrix
-from training.runner import add_runner_args, add_search_arguments
+from training.runner import add_runner_args, add_zoom_arguments
 
 log = logging.getLogger(__name__)
 SWEEP_SCORES = (0.5, 0.6, 0.7)
@@ -231,30 +231,7 @@ def build_parser(description: str | None) -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--score-threshold", type=float, help="default: the checkpoint's")
     p.add_argument("--iou-threshold", type=float, help="default: the checkpoint's (0 = off)")
-    p.add_argument(
-        "--zoom-below-px",
-        type=float,
-        help="second look at small numbers; default: the checkpoint's (0 = off)",
-    )
-    p.add_argument(
-        "--search-tiles",
-        type=int,
-        help="where the first pass locates no digit (or always, with search-located), search n x n "
-        "tiles of a large photo (models/zoom.py); default: the checkpoint's (0 = off)",
-    )
-    p.add_argument(
-        "--side-look",
-        type=float,
-        help="where the number reaches within this many digit heights of a photo's left or right side, "
-        "read the photo again widened (models/zoom.py); default: the checkpoint's (0 = off)",
-    )
-    p.add_argument(
-        "--fuse-first",
-        type=float,
-        help="average the second look's boxes with the first pass's of the same digit, those counted "
-        "this many times (models/zoom.py); default: the checkpoint's (0 = off)",
-    )
-    add_search_arguments(p, "the checkpoint's")
+    add_zoom_arguments(p, "the checkpoint's")
     p.add_argument(
         "--grain-threshold",
         type=float,

@@ -66,19 +66,7 @@ from models.refiner import copy_refiner, has_refiner, load_refiner
 from models.rescorer import copy_rescorer, has_rescorer
 from models.zoom import ZoomParams
 from training.exits import run_tool
-from training.runner import add_search_arguments
-
-# ZoomParams.with_trigger's arguments, in its order, as ExportEdits names them
-ZOOM_FLAGS = (
-    "zoom_below_px",
-    "search_tiles",
-    "side_look",
-    "fuse_first",
-    "search_located",
-    "search_below_p",
-    "search_tiles_max",
-    "search_near",
-)
+from training.runner import ZOOM_ARGS, add_zoom_arguments, zoom_from
 
 
 @dataclass(frozen=True)
@@ -108,11 +96,11 @@ class ExportEdits:
 
     def zoom_of(self, zoom: ZoomParams) -> ZoomParams:
         """`zoom` with the zoom settings given (`models.zoom.ZoomParams.with_trigger`)."""
-        return zoom.with_trigger(*(getattr(self, name) for name in ZOOM_FLAGS))
+        return zoom_from(self, zoom)
 
     def zooms_given(self) -> bool:
         """Whether any zoom setting is given."""
-        return any(getattr(self, name) is not None for name in ZOOM_FLAGS)
+        return any(getattr(self, name) is not None for name in ZOOM_ARGS)
 
     @property
     def parts(self) -> tuple[Path | None, Path | None, Path | None]:
@@ -257,7 +245,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True, type=Path)
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--dtype", choices=list(WEIGHT_DTYPES), default="float16")
-    p.add_argument("--zoom-below-px", type=float, help="default: the source's (0 = off)")
     p.add_argument(
         "--reader", type=Path, help="reader folder to ship with it (default: the source's, if any)"
     )
@@ -288,25 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="region proposals the detector keeps per image when it runs (rpn_post_nms_top_n_test): "
         "fewer are faster on the CPU; default: the source's",
     )
-    p.add_argument(
-        "--search-tiles",
-        type=int,
-        help="where the first pass locates no digit (or always, with search-located), search n x n "
-        "tiles of a large photo (models/zoom.py); default: the source's (0 = off)",
-    )
-    add_search_arguments(p, "the source's")
-    p.add_argument(
-        "--side-look",
-        type=float,
-        help="where the number reaches within this many digit heights of a photo's left or right side, "
-        "read the photo again widened (models/zoom.py); default: the source's (0 = off)",
-    )
-    p.add_argument(
-        "--fuse-first",
-        type=float,
-        help="average each box of the second look with the first pass's boxes of the same digit, those "
-        "counted this many times (models/zoom.py); default: the source's (0 = off)",
-    )
+    add_zoom_arguments(p, "the source's")
     p.add_argument(
         "--pipeline-from",
         type=Path,

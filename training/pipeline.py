@@ -38,6 +38,7 @@ from training.runner import (
     read_sites,
     refine_records,
     rescore_records,
+    zoom_from,
 )
 
 Found = dict[int, list[Detection]]  # image_id -> xyxy boxes in image pixels
@@ -124,7 +125,7 @@ def _run_pipeline(args: argparse.Namespace, folder: Path) -> PipelineRun:
     device = resolve_device(args.device)
     use_int8 = not args.no_int8  # the detector, refiner and reader as served
     model, meta, int8 = load_prepared_detector(args.checkpoint, device, use_int8=use_int8)
-    params, zoom = assembly_params(args, meta.assembly), zoom_params(args, meta.zoom)
+    params, zoom = assembly_params(args, meta.assembly), zoom_from(args, meta.zoom)
     records, labelled = split_records(args.data, args.split, args.images, args.annotations)
     grain, focus = photo_params(args.grain_threshold, args.sharpen_gate)
     photos, steps = prepared_records(records, grain, focus, folder)  # what each reader reads
@@ -164,20 +165,6 @@ def assembly_params(args: argparse.Namespace, checkpoint: AssemblyParams) -> Ass
     if args.iou_threshold is not None:
         params = replace(params, iou_threshold=args.iou_threshold)
     return params
-
-
-def zoom_params(args: argparse.Namespace, checkpoint: ZoomParams) -> ZoomParams:
-    """The checkpoint's second look and search with the options that override them, where given."""
-    return checkpoint.with_trigger(
-        args.zoom_below_px,
-        args.search_tiles,
-        args.side_look,
-        args.fuse_first,
-        args.search_located,
-        args.search_below_p,
-        args.search_tiles_max,
-        args.search_near,
-    )
 
 
 def load_pipeline(

@@ -58,6 +58,54 @@ def _share(value: str) -> float:
     return share
 
 
+# the zoom options' names in an argparse namespace, in `ZoomParams.with_trigger`'s order
+ZOOM_ARGS = (
+    "zoom_below_px",
+    "search_tiles",
+    "side_look",
+    "fuse_first",
+    "search_located",
+    "search_below_p",
+    "search_tiles_max",
+    "search_near",
+)
+
+
+def zoom_from(options: object, zoom: ZoomParams) -> ZoomParams:
+    """`zoom` with the zoom options (`add_zoom_arguments`, named as in `ZOOM_ARGS`) that `options`
+    gives: each None keeps `zoom`'s setting."""
+    return zoom.with_trigger(*(getattr(options, name) for name in ZOOM_ARGS))
+
+
+def add_zoom_arguments(p: argparse.ArgumentParser, default_of: str) -> None:
+    """The options of the second look and the search (`ZOOM_ARGS`), each None when not given: then
+    `default_of`'s setting (the help text's words)."""
+    p.add_argument(
+        "--zoom-below-px",
+        type=float,
+        help=f"second look at small numbers (models/zoom.py); default: {default_of} (0 = off)",
+    )
+    p.add_argument(
+        "--search-tiles",
+        type=int,
+        help="where the first pass locates no digit (or always, with search-located), search n x n "
+        f"tiles of a large photo (models/zoom.py); default: {default_of} (0 = off)",
+    )
+    p.add_argument(
+        "--side-look",
+        type=float,
+        help="where the number reaches within this many digit heights of a photo's left or right side, "
+        f"read the photo again widened (models/zoom.py); default: {default_of} (0 = off)",
+    )
+    p.add_argument(
+        "--fuse-first",
+        type=float,
+        help="average each box of the second look with the first pass's boxes of the same digit, those "
+        f"counted this many times (models/zoom.py); default: {default_of} (0 = off)",
+    )
+    add_search_arguments(p, default_of)
+
+
 def add_search_arguments(p: argparse.ArgumentParser, default_of: str) -> None:
     """`--search-located on|off` -> `args.search_located` True / False, `--search-below-p P` ->
     `args.search_below_p` (in [0, 1]), `--search-tiles-max M` -> `args.search_tiles_max` and

@@ -28,6 +28,7 @@ from models.verifier import (
 )
 from models.zoom import ZoomParams
 from training import export
+from training.runner import ZOOM_ARGS
 
 
 def test_float16_export_keeps_metadata_and_close_outputs(tmp_path: Path) -> None:
@@ -273,9 +274,9 @@ def test_every_flag_but_the_source_out_and_dtype_is_an_edit() -> None:
 
 def test_each_zoom_flag_sets_its_own_zoom_setting() -> None:
     trigger = list(inspect.signature(ZoomParams.with_trigger).parameters)[1:]
-    assert sorted(flag.removeprefix("zoom_") for flag in export.ZOOM_FLAGS) == sorted(trigger)
+    assert sorted(flag.removeprefix("zoom_") for flag in ZOOM_ARGS) == sorted(trigger)
     plain = ZoomParams()
-    for flag in export.ZOOM_FLAGS:
+    for flag in ZOOM_ARGS:
         setting = flag.removeprefix("zoom_")  # --zoom-below-px sets below_px, the others their namesakes
         kept = getattr(plain, setting)
         value = not kept if isinstance(kept, bool) else 2 if isinstance(kept, int) else 0.5

@@ -13,7 +13,8 @@ from models.optimize import load_prepared_detector
 from models.zoom import ZoomParams
 from service.config import SHIPPED_CHECKPOINT
 from training import evaluate
-from training.pipeline import assembly_params, load_pipeline, run_pipeline, zoom_params
+from training.pipeline import assembly_params, load_pipeline, run_pipeline
+from training.runner import zoom_from
 
 
 def options(*extra: str, data: Path | None = None):  # type: ignore[no-untyped-def]
@@ -35,8 +36,8 @@ def test_assembly_thresholds_given_replace_the_checkpoints_and_only_those() -> N
 
 def test_zoom_options_given_replace_the_checkpoints_and_only_those() -> None:
     shipped = ZoomParams(below_px=50.0, search_tiles=3, search_located=True, search_below_p=0.85)
-    assert zoom_params(options(), shipped) == shipped
-    changed = zoom_params(options("--zoom-below-px", "0", "--search-tiles", "2"), shipped)
+    assert zoom_from(options(), shipped) == shipped
+    changed = zoom_from(options("--zoom-below-px", "0", "--search-tiles", "2"), shipped)
     assert changed == replace(shipped, below_px=0.0, search_tiles=2)
 
 

@@ -16,13 +16,16 @@ from models.photo import prepare_photo
 from models.zoom import ZoomParams
 from training.data import ImageRecord, load_coco_split
 from training.runner import (
+    ZOOM_ARGS,
     add_param_args,
     add_runner_args,
+    add_zoom_arguments,
     load_prepared,
     params_from_args,
     predict_records,
     prepared_records,
     write_annotations,
+    zoom_from,
 )
 
 
@@ -37,6 +40,44 @@ def test_runner_arguments_default_to_the_cpu_box() -> None:
     assert (args.device, args.batch_size, args.workers) == ("auto", 16, 2)
     args = _args("--device", "cpu", "--batch-size", "3", "--workers", "0")
     assert (args.device, args.batch_size, args.workers) == ("cpu", 3, 0)
+
+
+def _zoom_args(*argv: str) -> argparse.Namespace:
+    p = argparse.ArgumentParser()
+    add_zoom_arguments(p, "the checkpoint's")
+    return p.parse_args(list(argv))
+
+
+def test_zoom_options_left_out_keep_the_checkpoints_settings_and_given_replace_them() -> None:
+    shipped = ZoomParams(
+        below_px=50.0, search_tiles=3, side_look=0.5, search_located=True, search_below_p=0.85
+    )
+    none = _zoom_args()
+    assert sorted(vars(none)) == sorted(ZOOM_ARGS) and zoom_from(none, shipped) == shipped
+    given = _zoom_args(
+        *("--zoom-below-px", "0", "--search-tiles", "2", "--side-look", "1", "--fuse-first", "3"),
+        *("--search-located", "off", "--search-below-p", "0.5", "--search-tiles-max", "4"),
+        *("--search-near", "0.1"),
+    )
+    assert zoom_from(given, shipped) == replace(
+        shipped,
+        below_px=0.0,
+        search_tiles=2,
+        side_look=1.0,
+        fuse_first=3.0,
+        search_located=False,
+        search_below_p=0.5,
+        search_tiles_max=4,
+        search_near=0.1,
+    )
+
+
+@pytest.mark.parametrize(
+    "bad", [["--search-located", "yes"], ["--search-below-p", "1.5"], ["--search-near", "-0.1"]]
+)
+def test_zoom_options_out_of_their_range_are_refused_by_the_parser(bad: list[str]) -> None:
+    with pytest.raises(SystemExit):
+        _zoom_args(*bad)
 
 
 @dataclass(frozen=True)
