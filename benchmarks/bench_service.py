@@ -160,7 +160,7 @@ def start_server(checkpoint: Path, port: int, batch_size: int, device: str) -> s
     raise RuntimeError("the service did not become ready")
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint")
     p.add_argument("--requests", type=int, default=200)
@@ -175,58 +175,53 @@ def main() -> None:
     )
     p.add_argument("--device", default="auto")
     p.add_argument("--port", type=int, default=8765)
-    args = p.parse_args()
-    images, what = load_images(50)
-    checkpoint, described = pick_checkpoint(args.checkpoint)
-    device = resolve_device(args.device)
-    model, meta = load_checkpoint(checkpoint, device)
+    return p.parse_args()
+
+
+def bare_variants(checkpoint: Path, device: torch.device) -> list[tuple[str, Predictor]]:
+    """The predictor as served (first: "bare model loop") and, labelled as printed, the variants
+    without one of its steps each."""
     full = Predictor.load(checkpoint, device)
-    bare, no_zoom, no_reader, no_refiner, no_rescorer, no_int8, plain = bare_loops(
-        [
-            full,
-            Predictor.load(checkpoint, device, zoom_below_px=0),
-            Predictor.load(checkpoint, device, use_reader=False),
-            Predictor.load(checkpoint, device, use_refiner=False),
-            Predictor.load(checkpoint, device, use_rescorer=False),
-            Predictor.load(checkpoint, device, use_int8=False),
-            Predictor(
-                model,
-                meta,
-                device,
-                meta.assembly,
-                checkpoint,
-                meta.zoom,
-                full.reader,
-                full.refiner,
-                full.rescorer,
-                gate=full.gate,  # the same search of large photos as `full`
-            ),  # not prepared (and so float32)
-        ],
-        images,
-        args.requests,
-    )
-    print(
-        f"checkpoint: {described}\nimages: {what}; device {device}; torch threads {torch.get_num_threads()}"
-    )
-    print(f"host: {cpu_info().describe()}")
-    print(f"{'path':28} {'p50 ms':>8} {'p99 ms':>8} {'images/s':>9} {'vs bare':>8}")
+    model, meta = load_checkpoint(checkpoint, device)
+    plain = Predictor(
+        model,
+        meta,
+        device,
+        meta.assembly,
+        checkpoint,
+        meta.zoom,
+        full.reader,
+        full.refiner,
+        full.rescorer,
+        gate=full.gate,  # the same search of large photos as `full`
+    )  # not prepared (and so float32)
+
+    def off(part: str) -> str:
+        return f"bare, {part} off" + ("" if getattr(full, part) else " (it has none)")
+
     int8_parts = f" ({len(full.int8_parts)} parts)" if full.int8_parts else " (not in use)"
-    rows = (
-        ("bare model loop", bare),
-        ("bare, zoom off", no_zoom),
-        ("bare, reader off" + ("" if full.reader else " (it has none)"), no_reader),
-        ("bare, refiner off" + ("" if full.refiner else " (it has none)"), no_refiner),
-        ("bare, rescorer off" + ("" if full.rescorer else " (it has none)"), no_rescorer),
-        ("bare, int8 off" + int8_parts, no_int8),
+    return [
+        ("bare model loop", full),
+        ("bare, zoom off", Predictor.load(checkpoint, device, zoom_below_px=0)),
+        (off("reader"), Predictor.load(checkpoint, device, use_reader=False)),
+        (off("refiner"), Predictor.load(checkpoint, device, use_refiner=False)),
+        (off("rescorer"), Predictor.load(checkpoint, device, use_rescorer=False)),
+        ("bare, int8 off" + int8_parts, Predictor.load(checkpoint, device, use_int8=False)),
         ("bare, not prepared", plain),
+    ]
+
+
+def format_row(label: str, r: dict[str, float], bare: dict[str, float]) -> str:
+    return (
+        f"{label:28} {r['p50']:8.1f} {r['p99']:8.1f} {r['images_per_s']:9.1f} "
+        f"{r['images_per_s'] / bare['images_per_s']:8.2f}"
     )
-    for label, r in rows:
-        print(
-            f"{label:28} {r['p50']:8.1f} {r['p99']:8.1f} {r['images_per_s']:9.1f} "
-            f"{r['images_per_s'] / bare['images_per_s']:8.2f}"
-        )
-    if device.type == "cuda":
-        print(f"peak GPU memory (bare loop): {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB")
+
+
+def print_http_rows(
+    args: argparse.Namespace, checkpoint: Path, images: list[bytes], bare: dict[str, float]
+) -> None:
+    """A row for each service BATCH_SIZE x concurrency, each batch size in a server of its own."""
     for batch_size in args.batch_size:
         server = start_server(checkpoint, args.port, batch_size, args.device)
         try:
@@ -234,16 +229,34 @@ def main() -> None:
                 r = asyncio.run(
                     http_load(f"http://127.0.0.1:{args.port}", images, args.requests, concurrency)
                 )
-                label = f"HTTP c={concurrency} batch={batch_size}"
                 print(
-                    f"{label:28} {r['p50']:8.1f} {r['p99']:8.1f} {r['images_per_s']:9.1f} "
-                    f"{r['images_per_s'] / bare['images_per_s']:8.2f}"
+                    format_row(f"HTTP c={concurrency} batch={batch_size}", r, bare)
                     + f"  (in the server: p50 {r['server_p50']:.1f} ms)"
                     + (f"  ({int(r['failures'])} failed)" if r["failures"] else "")
                 )
         finally:
             server.terminate()
             server.wait(60)
+
+
+def main() -> None:
+    args = parse_args()
+    images, what = load_images(50)
+    checkpoint, described = pick_checkpoint(args.checkpoint)
+    device = resolve_device(args.device)
+    variants = bare_variants(checkpoint, device)
+    results = bare_loops([predictor for _, predictor in variants], images, args.requests)
+    bare = results[0]
+    print(
+        f"checkpoint: {described}\nimages: {what}; device {device}; torch threads {torch.get_num_threads()}"
+    )
+    print(f"host: {cpu_info().describe()}")
+    print(f"{'path':28} {'p50 ms':>8} {'p99 ms':>8} {'images/s':>9} {'vs bare':>8}")
+    for (label, _), r in zip(variants, results, strict=True):
+        print(format_row(label, r, bare))
+    if device.type == "cuda":
+        print(f"peak GPU memory (bare loop): {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB")
+    print_http_rows(args, checkpoint, images, bare)
 
 
 if __name__ == "__main__":
