@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
@@ -141,7 +142,7 @@ def measure_checkpoint(checkpoint: Path, root: Path, infer_images: int) -> dict[
     }
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--configs", nargs="+", default=["fast", "seed"])
     p.add_argument("--train-steps", type=int, default=6)
@@ -151,27 +152,42 @@ def main() -> None:
     p.add_argument(
         "--cpu-bf16", action="store_true", help="train in bfloat16 autocast on the CPU (`cpu_bf16`)"
     )
-    p.add_argument("--one", help=argparse.SUPPRESS)
+    p.add_argument("--one", help=argparse.SUPPRESS)  # measure one config in this process: the JSON line
     p.add_argument("--root", help=argparse.SUPPRESS)
-    args = p.parse_args()
-    if args.checkpoint:
-        root, what = data_root()
-        r = measure_checkpoint(args.checkpoint, root, args.infer_images)
-        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {what}, {args.checkpoint}")
-        print(f"host: {cpu_info().describe()}")
-        served = "int8" if r["int8"] else "float"
-        print(
-            f"as served ({served}): forward p50 {r['served_p50_ms']:.1f} ms, "
-            f"p90 {r['served_p90_ms']:.1f} ms; prepared float32 p50 {r['float_p50_ms']:.1f} ms; "
-            f"unprepared p50 {r['plain_p50_ms']:.1f} ms"
-        )
-        return
-    if args.one:
-        result = measure(
-            args.one, Path(args.root), args.train_steps, args.infer_images, args.batch_size, args.cpu_bf16
-        )
-        print(json.dumps(result))
-        return
+    return p.parse_args()
+
+
+def report_checkpoint(args: argparse.Namespace) -> None:
+    """The checkpoint's detector as served, in float32 prepared and unprepared: forward latencies."""
+    root, what = data_root()
+    r = measure_checkpoint(args.checkpoint, root, args.infer_images)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {what}, {args.checkpoint}")
+    print(f"host: {cpu_info().describe()}")
+    served = "int8" if r["int8"] else "float"
+    print(
+        f"as served ({served}): forward p50 {r['served_p50_ms']:.1f} ms, "
+        f"p90 {r['served_p90_ms']:.1f} ms; prepared float32 p50 {r['float_p50_ms']:.1f} ms; "
+        f"unprepared p50 {r['plain_p50_ms']:.1f} ms"
+    )
+
+
+def measure_apart(name: str, root: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """`measure` of the config `name` in a process of its own (each config's peak memory its own)."""
+    cmd = [
+        sys.executable,
+        __file__,
+        *("--one", name, "--root", str(root), "--train-steps", str(args.train_steps)),
+        *("--infer-images", str(args.infer_images), "--batch-size", str(args.batch_size)),
+        *(["--cpu-bf16"] if args.cpu_bf16 else []),
+    ]
+    result: dict[str, Any] = json.loads(
+        subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.splitlines()[-1]
+    )
+    return result
+
+
+def report_configs(args: argparse.Namespace) -> None:
+    """A row for each config: size, training images/s and peak memory, and forward latencies."""
     root, what = data_root()
     training = "bfloat16 autocast on the CPU" if args.cpu_bf16 else "float32 on the CPU"
     print(
@@ -184,30 +200,26 @@ def main() -> None:
         f" {'unprepared p50':>15} {'int8 p50':>9}"
     )
     for name in args.configs:
-        cmd = [
-            sys.executable,
-            __file__,
-            "--one",
-            name,
-            "--root",
-            str(root),
-            "--train-steps",
-            str(args.train_steps),
-            "--infer-images",
-            str(args.infer_images),
-            "--batch-size",
-            str(args.batch_size),
-            *(["--cpu-bf16"] if args.cpu_bf16 else []),
-        ]
-        r = json.loads(
-            subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.splitlines()[-1]
-        )
+        r = measure_apart(name, root, args)
         print(
             f"{Path(name).stem:14} {r['params_m']:7.1f}M {r['train_images_per_s']:12.1f} "
             f"{r['peak_memory_mib']:9.0f} "
             f"{r['infer_p50_ms']:13.1f} {r['infer_p90_ms']:8.1f} {r['infer_plain_p50_ms']:15.1f}"
             f" {r['infer_int8_p50_ms']:9.1f}  ({r['device']})"
         )
+
+
+def main() -> None:
+    args = parse_args()
+    if args.checkpoint:
+        report_checkpoint(args)
+    elif args.one:
+        result = measure(
+            args.one, Path(args.root), args.train_steps, args.infer_images, args.batch_size, args.cpu_bf16
+        )
+        print(json.dumps(result))
+    else:
+        report_configs(args)
 
 
 if __name__ == "__main__":
