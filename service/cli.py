@@ -37,6 +37,7 @@ from models.assembly import AssembledNumber, AssemblyParams, Detection, assemble
 from models.boxes import xywh_to_xyxy
 from models.hw2 import image_ids_for, write_pred_csv, write_pred_json
 from models.inference import resolve_device
+from models.load_errors import LOAD_ERRORS
 from models.reread import Findings
 from service.config import Settings, resolve_checkpoint
 from service.imaging import ImageError, decode_image
@@ -47,6 +48,8 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".ti
 MAX_PIXELS = 100_000_000
 RETRY_STATUSES = frozenset({429, 503})  # refused for now: the service's overloaded, not_ready, timeout
 MAX_RETRY_WAIT_S = 30.0
+# a checkpoint that cannot be loaded: missing, damaged or unreadable (the message names the file)
+MODEL_ERRORS: tuple[type[Exception], ...] = (*LOAD_ERRORS, OSError)
 
 
 class ReadError(Exception):
@@ -317,6 +320,31 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def open_reader(args: argparse.Namespace) -> LocalReader | RemoteReader:
+    """The running service at `--url`, else the checkpoint in this process, with the thresholds given.
+    Raises ReadError or httpx.HTTPError when the service cannot be used."""
+    params = {
+        k: v
+        for k, v in (("score_threshold", args.score_threshold), ("iou_threshold", args.iou_threshold))
+        if v is not None
+    }
+    if args.url:
+        return RemoteReader(args.url, args.api_key, params, retries=args.retries)
+    return LocalReader(args.checkpoint or resolve_checkpoint(Settings()), args.device, params)
+
+
+def write_outputs(
+    args: argparse.Namespace, paths: Sequence[Path], results: Sequence[FileResult], score_threshold: float
+) -> None:
+    """pred.json and pred.csv in `--out`, pictures of the boxes in `--draw`, where asked."""
+    if args.out:
+        write_predictions(args.out, image_ids_for(paths)[: len(results)], results)
+    if args.draw:
+        for r in results:
+            if r.number is not None:
+                draw_boxes(r, args.draw, score_threshold)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -325,21 +353,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.concurrency > 1 and not args.url:
         parser.error("--concurrency needs --url: in-process, the model reads one file at a time")
     paths = collect_images(args.paths)
-    params = {
-        k: v
-        for k, v in (("score_threshold", args.score_threshold), ("iou_threshold", args.iou_threshold))
-        if v is not None
-    }
-    reader: LocalReader | RemoteReader
-    if args.url:
-        try:
-            reader = RemoteReader(args.url, args.api_key, params, retries=args.retries)
-        except (ReadError, httpx.HTTPError) as exc:
-            print(f"digitserve: cannot use {args.url}: {exc}", file=sys.stderr)
-            return 2
-    else:
-        checkpoint = args.checkpoint or resolve_checkpoint(Settings())
-        reader = LocalReader(checkpoint, args.device, params)
+    try:
+        reader = open_reader(args)
+    except (ReadError, httpx.HTTPError) as exc:
+        print(f"digitserve: cannot use {args.url}: {exc}", file=sys.stderr)
+        return 2
+    except MODEL_ERRORS as exc:  # the checkpoint's: its message names the file
+        print(f"digitserve: cannot load the model: {exc}", file=sys.stderr)
+        return 2
     results: list[FileResult] = []
     interrupted, start = False, time.perf_counter()
     try:
@@ -353,12 +374,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             reader.close()
     print(format_table(results))
     print(summarize(results, time.perf_counter() - start), file=sys.stderr)
-    if args.out:
-        write_predictions(args.out, image_ids_for(paths)[: len(results)], results)
-    if args.draw:
-        for r in results:
-            if r.number is not None:
-                draw_boxes(r, args.draw, reader.assembly.score_threshold)
+    write_outputs(args, paths, results, reader.assembly.score_threshold)
     if interrupted:
         return 130  # as a shell reports SIGINT
     return 1 if any(r.error for r in results) else 0

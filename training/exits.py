@@ -16,26 +16,12 @@ import os
 import sys
 from collections.abc import Callable
 
-from models.checkpoint import CheckpointError
-from models.int8 import Int8Error
-from models.reader import ReaderError
-from models.refiner import RefinerError
-from models.rescorer import RescorerError
-from models.verifier import VerifierError
+from models.load_errors import LOAD_ERRORS
 from training.interrupt import RunStoppedError, end_worker_processes
 
 # ValueError covers `training.data.DataError`, config and flag checks; OSError a missing or unreadable
 # file; the others a checkpoint or one of its parts that cannot be loaded.
-INPUT_ERRORS: tuple[type[Exception], ...] = (
-    ValueError,
-    OSError,
-    CheckpointError,
-    Int8Error,
-    ReaderError,
-    RefinerError,
-    RescorerError,
-    VerifierError,
-)
+INPUT_ERRORS: tuple[type[Exception], ...] = (ValueError, OSError, *LOAD_ERRORS)
 TRACEBACK_ENV = "DIGITSERVE_TRACEBACK"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import random
+import shutil
 import threading
 import time
 from dataclasses import asdict
@@ -50,6 +51,25 @@ def local_predict(photos: Path, checkpoint: Path, out: Path) -> list[str]:
 def read_csv(path: Path) -> list[dict[str, str]]:
     with path.open() as handle:
         return list(csv.DictReader(handle))
+
+
+@pytest.mark.parametrize("damage", ["no checkpoint", "damaged reader"])
+def test_a_checkpoint_that_cannot_be_loaded_is_named_without_a_traceback(
+    photos: Path, tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], damage: str
+) -> None:
+    checkpoint = tmp_path / "ck"
+    if damage == "damaged reader":
+        shutil.copytree(tiny_checkpoint, checkpoint)
+        (checkpoint / "reader.json").write_text("not json")
+        (checkpoint / "reader.safetensors").write_bytes(b"")
+    assert cli.main(["predict", str(photos), "--checkpoint", str(checkpoint), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    named = (
+        f"checkpoint {checkpoint}: missing checkpoint.json"
+        if damage == "no checkpoint"
+        else f"reader {checkpoint}"
+    )
+    assert f"digitserve: cannot load the model: {named}" in err and "Traceback" not in err
 
 
 def test_predict_folder_in_process_writes_hw2_files_and_drawings(
