@@ -21,13 +21,18 @@ import argparse
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
+from torchvision.models.detection import FasterRCNN
 from tqdm import tqdm
 
 from models.hw2 import Detections
 from models.optimize import load_prepared_reader, load_prepared_refiner
+from models.reader import DigitReader, ReaderMeta
+from models.refiner import BoxRefiner, RefinerMeta
 from models.rescorer import Rescorer, RescorerMeta, detection_features, quality_target, save_rescorer
+from models.zoom import ZoomParams
 from training.data import ImageRecord, load_coco_split
 from training.exits import run_tool
 from training.runner import add_runner_args, load_prepared, predict_records, read_records, refine_records
@@ -95,6 +100,26 @@ def fit_rescorer(
     return model.eval(), losses
 
 
+def source_rows(
+    args: argparse.Namespace,
+    images: Path,
+    source: Path,
+    model: FasterRCNN,
+    device: torch.device,
+    zoom: ZoomParams,
+    refiner: tuple[BoxRefiner, RefinerMeta],
+    reader: tuple[DigitReader, ReaderMeta],
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+    """`training_rows` of the photos the COCO json `source` labels (in `images`), read by the detector
+    (with its second look), refined and read as served, and a summary of them."""
+    records = load_coco_split(images, source)[0]
+    found = predict_records(model, records, device, args, f"detect {source.name}", zoom)
+    found = refine_records(refiner, records, found, args.batch_size)
+    x, y = training_rows(records, found, read_records(reader, records, found, args.batch_size))
+    log.info("%s: %d images, %d detections, mean quality %.3f", source, len(records), len(y), y.mean())
+    return x, y, {"images": len(records), "detections": len(y), "mean_quality": y.mean().item()}
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
@@ -128,18 +153,11 @@ def main(argv: Sequence[str] | None = None) -> RescorerMeta:
     images = Path(args.images) if args.images else args.data / "train"
     features, targets, sources = [], [], {}
     for source in args.annotations:
-        records = load_coco_split(images, source)[0]
-        found = predict_records(model, records, device, args, f"detect {source.name}", meta.zoom)
-        found = refine_records(refiner, records, found, args.batch_size)
-        x, y = training_rows(records, found, read_records(reader, records, found, args.batch_size))
+        x, y, sources[str(source)] = source_rows(
+            args, images, source, model, device, meta.zoom, refiner, reader
+        )
         features.append(x)
         targets.append(y)
-        sources[str(source)] = {
-            "images": len(records),
-            "detections": len(y),
-            "mean_quality": y.mean().item(),
-        }
-        log.info("%s: %d images, %d detections, mean quality %.3f", source, len(records), len(y), y.mean())
     rescorer, losses = fit_rescorer(
         torch.cat(features),
         torch.cat(targets),

@@ -28,7 +28,7 @@ from models.verifier import FEATURE_NAMES, NumberVerifier, VerifierMeta, save_ve
 from training.evaluate import annotations_sha256, build_parser, format_coverage, verifier_inputs
 from training.exits import run_tool
 from training.metrics import confidence_report, number_confidences
-from training.pipeline import run_pipeline
+from training.pipeline import PipelineRun, run_pipeline
 from training.plots import plot_confidence
 
 log = logging.getLogger(__name__)
@@ -104,6 +104,40 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def verifier_meta(
+    args: argparse.Namespace, run: PipelineRun, read: int, summary: dict[str, Any]
+) -> VerifierMeta:
+    """What the verifier holds for (`run`'s pipeline), what it was fitted on (the split's images, `read`
+    of them with a number) and its cross-validated AUC and Brier score beside the confidence's."""
+    return VerifierMeta(
+        pipeline=run.identity,
+        fitted_on={
+            "split": args.split,
+            "data": str(args.data),
+            "annotations_sha256": annotations_sha256(args),
+            "images": len(run.records),
+            "read": read,
+        },
+        metrics={
+            "folds": args.folds,
+            **{f"{k}_{m}": summary[k][m] for k in ("confidence", "p_correct_cv") for m in ("auc", "brier")},
+        },
+    )
+
+
+def print_summary(summary: dict[str, Any], verifier: NumberVerifier) -> None:
+    for name in ("confidence", "p_correct_cv"):
+        row = summary[name]
+        print(
+            f"{name:13} AUC {row['auc']:.3f}  Brier {row['brier']:.4f}  answering the most confident: "
+            + format_coverage(row["coverage"])
+        )
+    print(
+        "weights (standardised features): "
+        + ", ".join(f"{n} {w:+.2f}" for n, w in zip(FEATURE_NAMES, verifier.weights, strict=True))
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -123,34 +157,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     (args.out / "verifier_cv.json").write_text(json.dumps(summary, indent=2) + "\n")
     plot_confidence(summary["p_correct_cv"], args.out / "verifier_cv.png", "p_correct (out of fold)")
     verifier = fit_verifier(features[read], right[read], args.l2)
-    meta = VerifierMeta(
-        pipeline=run.identity,
-        fitted_on={
-            "split": args.split,
-            "data": str(args.data),
-            "annotations_sha256": annotations_sha256(args),
-            "images": len(right),
-            "read": int(read.sum()),
-        },
-        metrics={
-            "folds": args.folds,
-            **{f"{k}_{m}": summary[k][m] for k in ("confidence", "p_correct_cv") for m in ("auc", "brier")},
-        },
-    )
+    meta = verifier_meta(args, run, int(read.sum()), summary)
     save_verifier(args.out, verifier, meta)
     if args.save:
         path = save_verifier(resolve_checkpoint_dir(args.checkpoint), verifier, meta)
         log.info("wrote %s", path)
-    for name in ("confidence", "p_correct_cv"):
-        row = summary[name]
-        print(
-            f"{name:13} AUC {row['auc']:.3f}  Brier {row['brier']:.4f}  answering the most confident: "
-            + format_coverage(row["coverage"])
-        )
-    print(
-        "weights (standardised features): "
-        + ", ".join(f"{n} {w:+.2f}" for n, w in zip(FEATURE_NAMES, verifier.weights, strict=True))
-    )
+    print_summary(summary, verifier)
     return summary
 
 
