@@ -27,10 +27,10 @@ import logging
 import math
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -362,6 +362,32 @@ def main(argv: Sequence[str] | None = None) -> RefinerMeta:
     return meta
 
 
+def train_epoch(
+    model: BoxRefiner,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    params: RefineParams,
+    bar: tqdm[Any],
+) -> tuple[float, int, int]:
+    """One pass over `batches` of (crops FloatTensor[B, 3, S, S], target deltas FloatTensor[B, 4],
+    on_digit BoolTensor[B]), a step each, the mean loss shown on `bar`; returns (the loss summed over
+    crops, crops seen, steps)."""
+    model.train()
+    device = next(model.parameters()).device
+    loss_sum, seen, steps = 0.0, 0, 0
+    for crops, deltas, on_digit in batches:
+        out = model(crops.to(device))
+        loss = refine_loss(out, deltas.to(device), params.step, on_digit.to(device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        loss_sum, seen, steps = loss_sum + loss.item() * len(crops), seen + len(crops), steps + 1
+        bar.set_postfix(loss=f"{loss_sum / seen:.4f}")
+    return loss_sum, seen, steps
+
+
 def fit_refiner(
     model: BoxRefiner,
     train_set: RefineCrops,
@@ -391,19 +417,13 @@ def fit_refiner(
     history = state.start(resume=args.resume)
     with StopRequest() as stop:
         for epoch in range(len(history) + 1, args.epochs + 1):
-            model.train()
-            loss_sum, seen, steps, start = 0.0, 0, 0, time.perf_counter()
-            show = not args.no_progress
-            bar = tqdm(loader, total=per_epoch, desc=f"refiner {epoch}", disable=not show, leave=False)
-            for crops, deltas, on_digit in epoch_batches(bar, per_epoch, stop):
-                out = model(crops.to(device))
-                loss = refine_loss(out, deltas.to(device), params.step, on_digit.to(device))
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                scheduler.step()
-                loss_sum, seen, steps = loss_sum + loss.item() * len(crops), seen + len(crops), steps + 1
-                bar.set_postfix(loss=f"{loss_sum / seen:.4f}")
+            start = time.perf_counter()
+            bar = tqdm(
+                loader, total=per_epoch, desc=f"refiner {epoch}", disable=args.no_progress, leave=False
+            )
+            loss_sum, seen, steps = train_epoch(
+                model, epoch_batches(bar, per_epoch, stop), optimizer, scheduler, params, bar
+            )
             if steps < per_epoch:
                 raise stopped_in_epoch(args.out, stop, epoch, steps, per_epoch)
             val = score_refiner(model.cpu(), valid_set, args.batch_size, params.step)
