@@ -322,7 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def open_reader(args: argparse.Namespace) -> LocalReader | RemoteReader:
     """The running service at `--url`, else the checkpoint in this process, with the thresholds given.
-    Raises ReadError or httpx.HTTPError when the service cannot be used."""
+    Raises ReadError or httpx.HTTPError when the service cannot be used, one of `MODEL_ERRORS` when
+    the checkpoint cannot be loaded."""
     params = {
         k: v
         for k, v in (("score_threshold", args.score_threshold), ("iou_threshold", args.iou_threshold))

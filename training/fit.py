@@ -90,7 +90,7 @@ class FitState:
         self,
         history: list[dict[str, float]],
         row: dict[str, float],
-        draw: Callable[[list[dict[str, float]]], object],
+        draw: Drawing,
     ) -> None:
         """Add a finished epoch's `row` to `history`, `record` them, `draw` them and log the row."""
         history.append(row)
