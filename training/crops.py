@@ -29,6 +29,7 @@ from training.data import ImageRecord, read_rgb, read_rgb_all
 from training.fit import FitState, epoch_batches, recorded_flags, stopped_after_epoch, stopped_in_epoch
 from training.interrupt import StopRequest, StopSafeLoader
 from training.plots import plot_pretraining
+from training.sampling import EpochKeys, EpochShuffle, KeyedDraws
 from training.train import load_splits, seed_everything
 from training.transforms import AugmentConfig
 
@@ -76,8 +77,8 @@ def shrink_and_grow(crop: torch.Tensor, side: int) -> torch.Tensor:
 
 
 class Draws(Protocol):
-    """Where random numbers come from: `random.Random`, or the `random` module itself (seeded per
-    loader worker by PyTorch)."""
+    """Where random numbers come from: `random.Random`, or the `random` module itself (seeded for each
+    training crop by `training.sampling.KeyedDraws`)."""
 
     def random(self) -> float: ...
     def uniform(self, a: float, b: float) -> float: ...
@@ -305,10 +306,12 @@ def fit_on_crops(
     state. Returns the history; raises `RunStoppedError` when Ctrl-C or SIGTERM stops it first."""
     device = resolve_device(args.device)
     generator = seed_everything(args.seed)
+    order = EpochKeys(EpochShuffle(len(train_set), args.seed))  # the photos' order and draws
     common: dict[str, Any] = {"batch_size": args.batch_size, "num_workers": args.workers}
     train_loader: DataLoader[Any] = StopSafeLoader(
-        train_set, shuffle=True, drop_last=True, generator=generator, **common
-    )
+        KeyedDraws(train_set, args.seed), sampler=order,
+        drop_last=True, generator=generator, **common,
+    )  # fmt: skip
     valid_loader: DataLoader[Any] = StopSafeLoader(valid_set, **common)
     model.to(device)
     if distill is not None:
@@ -325,6 +328,7 @@ def fit_on_crops(
     show = not args.no_progress
     with StopRequest() as stop:
         for epoch in range(len(history) + 1, args.epochs + 1):
+            order.set_epoch(epoch)
             stats = run_epoch(
                 model, train_loader, device, optimizer, scheduler, max_steps=args.max_steps,
                 desc=f"crops {epoch}", show_progress=show, distill=distill, stop=stop,

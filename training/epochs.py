@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader
 
 from models.checkpoint import load_checkpoint, save_checkpoint, update_checkpoint_metrics
 from training.config import TrainConfig
@@ -23,7 +23,7 @@ from training.engine import EpochProgress, predict, train_one_epoch, validation_
 from training.evaluate import score_detections, write_predictions, write_report
 from training.interrupt import StopRequest
 from training.plots import plot_loss_curves
-from training.sampling import EpochShuffle
+from training.sampling import EpochKeys, EpochShuffle
 from training.state import load_train_state, save_train_state, saved_progress
 
 log = logging.getLogger(__name__)
@@ -179,10 +179,8 @@ def start_epoch(loader: DataLoader[Any], epoch: int, partial: dict[str, Any] | N
     stopped epoch's saved progress) is this epoch's; returns the epoch's progress so far."""
     done = EpochProgress.from_dict(partial) if partial and partial["epoch"] == epoch else EpochProgress()
     sampler = loader.sampler
-    if isinstance(sampler, EpochShuffle):
+    if isinstance(sampler, EpochKeys | EpochShuffle):
         sampler.set_epoch(epoch, skip=done.steps * (loader.batch_size or 1))
-    elif isinstance(sampler, DistributedSampler):
-        sampler.set_epoch(epoch)
     return done
 
 

@@ -5,9 +5,9 @@ from it, and Ctrl-C or SIGTERM ending the run after the step it is on.
 Their epochs take a minute or two on a CPU, so a stopped run keeps its last whole epoch and drops
 the part of the one it was in; `--resume`, with the same flags, trains that epoch again from its
 start. The state holds the weights in float32, the optimizer, the schedule, the random states and
-the training loader's generator (its shuffle and its workers' seeds), so that a resumed run ends
-with the weights of a run never stopped (`training.crops.fit_on_crops` with or without loader
-workers; the refiner, whose workers persist across epochs, without them).
+the training loader's generator; the photos' order and their random augmentations depend only on
+the seed, the epoch and the photo (`training.sampling`), so that a resumed run ends with the weights
+of a run never stopped, with or without loader workers.
 """
 
 from __future__ import annotations
@@ -31,8 +31,7 @@ T = TypeVar("T")
 
 Drawing = Callable[[list[dict[str, float]]], object]  # the rows so far -> a picture of them
 
-# Flags a resumed run may change: they change where and how fast it runs, not what it learns (with
-# loader workers, `workers` changes which random draws a crop gets; the run stays as good).
+# Flags a resumed run may change: they change where and how fast it runs, not what it learns.
 FREE_ON_RESUME = frozenset({"resume", "out", "no_progress", "device", "workers", "preload_images"})
 
 

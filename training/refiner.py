@@ -58,6 +58,7 @@ from training.exits import run_tool
 from training.fit import FitState, epoch_batches, recorded_flags, stopped_after_epoch, stopped_in_epoch
 from training.interrupt import StopRequest, StopSafeLoader
 from training.plots import plot_refiner
+from training.sampling import EpochKeys, EpochShuffle, KeyedDraws
 from training.train import load_splits, seed_everything
 from training.transforms import AugmentConfig
 
@@ -112,8 +113,9 @@ class RefineCrops(Dataset[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]):
     """One item per `RefineItem`: (crop FloatTensor[4, S, S] around the start box,
     `models.refiner.crop_boxes`'s (RGB in [0, 1] and the box channel; [3, S, S] without it), deltas
     FloatTensor[4] from it to the label, on_digit FloatTensor[] 1.0 or 0.0). Images are decoded once
-    and kept as uint8. `train=True` draws a new jitter (from the process's seeded `random`) and
-    colour each time; otherwise item i's jitter is the same every epoch."""
+    and kept as uint8. `train=True` draws a new jitter and colour each time (from `random` and torch's
+    generator, which `training.sampling.KeyedDraws` seeds for each epoch and item); otherwise item i's
+    jitter is the same every epoch."""
 
     def __init__(
         self,
@@ -398,13 +400,14 @@ def fit_refiner(
     """AdamW with a one-cycle schedule (5 % warm-up to `args.lr`, cosine down) on smooth L1 of the
     deltas; after each epoch, score `valid_set` (`score_refiner`), write the rows so far to
     `args.out`/metrics.jsonl, draw `args.out`/refiner_training.png and save the state for `--resume`
-    (`training.fit`; its loader's workers persist, so a run resumed with workers draws other jitters
-    than one never stopped). Returns the history; raises `RunStoppedError` when Ctrl-C or SIGTERM
-    stops it first."""
+    (`training.fit`). Returns the history; raises `RunStoppedError` when Ctrl-C or SIGTERM stops it
+    first."""
     device = resolve_device(args.device)
     generator = seed_everything(args.seed)
+    order = EpochKeys(EpochShuffle(len(train_set), args.seed))  # the photos' order and draws
     loader: DataLoader[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = StopSafeLoader(
-        train_set, batch_size=args.batch_size, shuffle=True, drop_last=True, num_workers=args.workers,
+        KeyedDraws(train_set, args.seed), batch_size=args.batch_size, drop_last=True,
+        sampler=order, num_workers=args.workers,
         generator=generator, persistent_workers=args.workers > 0,
     )  # fmt: skip
     model.to(device)
@@ -417,6 +420,7 @@ def fit_refiner(
     history = state.start(resume=args.resume)
     with StopRequest() as stop:
         for epoch in range(len(history) + 1, args.epochs + 1):
+            order.set_epoch(epoch)
             start = time.perf_counter()
             bar = tqdm(
                 loader, total=per_epoch, desc=f"refiner {epoch}", disable=args.no_progress, leave=False

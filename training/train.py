@@ -11,9 +11,10 @@ evaluation of best/ on the validation split.
 
 Ctrl-C or SIGTERM stops a run after the step it is on and saves state/ there, mid-epoch included, and
 exits with 130 or 143 (`main` raises `training.interrupt.RunStoppedError`);
-`--resume` goes on from that step with the same order of photos (`training.sampling`), and on one
-process, without DataLoader workers, to the same weights as a run never stopped. (Under torchrun the
-signals stop the run as before, and it resumes from its last whole epoch.)
+`--resume` goes on from that step with the same photos in the same order and with the same random
+augmentations (`training.sampling`), so on one process it ends with the same weights as a run never
+stopped, with or without DataLoader workers. (Under torchrun the signals stop the run as before, and
+it resumes from its last whole epoch.)
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ from training.epochs import Training, final_evaluation, resume_state, train_epoc
 from training.exits import run_tool
 from training.interrupt import RunStoppedError, StopRequest, StopSafeLoader
 from training.mosaic import MosaicDataset
-from training.sampling import EpochShuffle
+from training.sampling import EpochKeys, EpochShuffle, KeyedDraws
 from training.transforms import TrainTransforms
 
 log = logging.getLogger("training.train")
@@ -119,12 +120,6 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def _seed_worker(worker_id: int) -> None:
-    seed = torch.initial_seed() % 2**32
-    random.seed(seed)
-    np.random.seed(seed)
-
-
 def annotation_path(root: Path, name: str) -> Path:
     """A training annotation file: under the data root when it is there, else as given (e.g. a vetted
     or completed copy written under runs/ by `training.vet` or `training.complete`) when that is
@@ -180,7 +175,7 @@ def make_loaders(
         if config.augment.mosaic_p > 0
         else DigitDataset(train, transforms)
     )
-    sampler: DistributedSampler[Any] | EpochShuffle = (
+    sampler = EpochKeys(
         DistributedSampler(train_set, seed=config.seed)
         if dist.enabled
         else EpochShuffle(len(train_set), config.seed)
@@ -189,10 +184,9 @@ def make_loaders(
         "num_workers": config.workers,
         "collate_fn": collate,
         "persistent_workers": config.workers > 0,
-        "worker_init_fn": _seed_worker,
     }
     train_loader: DataLoader[Any] = StopSafeLoader(
-        train_set,
+        KeyedDraws(train_set, config.seed),
         batch_size=config.batch_size,
         sampler=sampler,
         drop_last=len(train_set) > config.batch_size,

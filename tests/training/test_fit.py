@@ -1,6 +1,7 @@
 """The small trainers' epochs (training.fit): the state saved after each epoch, a run stopped by a
 signal, and `--resume` going on from it to the weights of a run never stopped."""
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ import torch
 
 from models.checkpoint import read_checkpoint_meta
 from tests.helpers import StopAfter, sigterm_once_workers_run
-from training import crops, fit, pretrain, reader, refiner
+from training import crops, pretrain, reader, refiner, sampling
 from training.fit import FitState, recorded_flags
 from training.interrupt import RunStoppedError
 from training.state import saved_progress
@@ -57,27 +58,44 @@ def test_a_stopped_reader_resumes_to_the_reader_of_a_run_never_stopped(
     assert losses(out) == losses(tmp_path / "whole") and [r["epoch"] for r in rows(out)] == [1, 2]
 
 
-def test_without_the_loaders_generator_state_a_resumed_reader_differs(
+def test_a_resume_that_drew_other_augmentations_would_differ(
     synth_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The loader's shuffle comes from its generator: a resume that did not restore it would see the
-    photos of epoch 2 in epoch 1's order. (That the check above can fail.)"""
+    """Each crop's jitter is drawn from (seed, epoch, index) (`training.sampling.KeyedDraws`): a resume
+    that keyed epoch 2 as another epoch would train on other crops. (That the check above can fail.)"""
     args = ["--config", "fast", "--data", str(synth_dir), *SMALL, "--width", "4", "--workers", "0"]
     whole = reader.main([*args, "--out", str(tmp_path / "whole")])
     monkeypatch.setattr(crops, "StopRequest", lambda: StopAfter(3))
     with pytest.raises(RunStoppedError):
         reader.main([*args, "--out", str(tmp_path / "stopped")])
     monkeypatch.undo()
-    restore = fit.load_train_state
-    monkeypatch.setattr(fit, "load_train_state", lambda *state: restore(*state[:5]))
+    keyed = sampling.item_seed
+    monkeypatch.setattr(sampling, "item_seed", lambda seed, epoch, index: keyed(seed, epoch + 1, index))
     resumed = reader.main([*args, "--out", str(tmp_path / "stopped"), "--resume"])
     assert resumed.sha256 != whole.sha256
 
 
-def test_a_stopped_refiner_resumes_to_the_refiner_of_a_run_never_stopped(
-    synth_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("keyed", [True, False], ids=["keyed-draws", "the-workers-own-draws"])
+def test_loader_workers_change_no_draw_of_a_reader(
+    synth_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, keyed: bool
 ) -> None:
-    args = ["--config", "fast", "--data", str(synth_dir), *SMALL, "--width", "4", "--workers", "0"]
+    """Two workers prepare the crops a run without workers prepares itself, jitter included, so the
+    reader is the same; without the keyed draws each worker's own generator jitters them."""
+    if not keyed:
+        monkeypatch.setattr(sampling, "seeded_draws", lambda seed: contextlib.nullcontext())
+    args = ["--config", "fast", "--data", str(synth_dir), *SMALL, "--width", "4"]
+    alone = reader.main([*args, "--workers", "0", "--out", str(tmp_path / "alone")])
+    helped = reader.main([*args, "--workers", "2", "--out", str(tmp_path / "helped")])
+    assert (helped.sha256 == alone.sha256) == keyed
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_stopped_refiner_resumes_to_the_refiner_of_a_run_never_stopped(
+    synth_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int
+) -> None:
+    """With loader workers too: they persist across epochs, but each crop's jitter is keyed by the
+    epoch and the crop, not drawn from the worker's generator."""
+    args = ["--config", "fast", "--data", str(synth_dir), *SMALL, "--width", "4", "--workers", str(workers)]
     whole = refiner.main([*args, "--out", str(tmp_path / "whole")])
     out = tmp_path / "stopped"
     monkeypatch.setattr(refiner, "StopRequest", lambda: StopAfter(3))

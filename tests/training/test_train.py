@@ -15,6 +15,7 @@ from training.data import DataError, ImageRecord, Target, collate
 from training.distributed import DistInfo
 from training.engine import train_one_epoch
 from training.mosaic import MosaicDataset
+from training.sampling import KeyedDraws
 from training.train import (
     annotation_path,
     build_model,
@@ -131,9 +132,10 @@ def test_the_training_loader_makes_mosaics_only_when_asked(mosaic_p: float) -> N
     records = [ImageRecord(image_id=i, path=Path(f"{i}.png"), width=10, height=10) for i in range(3)]
     config = replace(TRAIN_PRESETS["fast"], workers=0, augment=AugmentConfig(mosaic_p=mosaic_p))
     train_loader, _ = make_loaders(config, records, records, DistInfo(), torch.Generator())
-    assert isinstance(train_loader.dataset, MosaicDataset) == (mosaic_p > 0)
+    drawn = train_loader.dataset
+    assert isinstance(drawn, KeyedDraws) and isinstance(drawn.dataset, MosaicDataset) == (mosaic_p > 0)
     if mosaic_p:
-        assert train_loader.dataset.p == mosaic_p  # type: ignore[attr-defined]
+        assert drawn.dataset.p == mosaic_p  # type: ignore[attr-defined]
 
 
 def test_run_dir_is_made_and_linked_as_latest(tmp_path: Path) -> None:

@@ -177,12 +177,18 @@ def test_same_seed_same_weights(synth_dir: Path, tmp_path: Path) -> None:
     assert run("a") == run("b")
 
 
-@pytest.mark.parametrize("stop_at_step", [2, 3], ids=["mid-epoch", "at-the-epoch-end"])
+@pytest.mark.parametrize(
+    ("stop_at_step", "workers"),
+    [(2, 0), (3, 0), (2, 2)],
+    ids=["mid-epoch", "at-the-epoch-end", "mid-epoch-with-loader-workers"],
+)
 def test_a_stopped_run_resumes_to_the_weights_of_a_run_never_stopped(
-    synth_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stop_at_step: int
+    synth_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stop_at_step: int, workers: int
 ) -> None:
+    """Loader workers included: each photo's augmentation is keyed by the epoch and the photo
+    (`training.sampling.KeyedDraws`), not drawn from the generator of the worker that prepares it."""
     args = ["--config", "fast", "--data", str(synth_dir), "--epochs", "2", "--max-steps", "3"]
-    args += ["--batch-size", "4", "--workers", "0", "--out", str(tmp_path), "--no-progress"]
+    args += ["--batch-size", "4", "--workers", str(workers), "--out", str(tmp_path), "--no-progress"]
     args += ["--max-valid-images", "4"]
 
     def weights(run: Path) -> str:
