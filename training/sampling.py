@@ -9,7 +9,7 @@ import hashlib
 import random
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import torch
 from torch.utils.data import Dataset, DistributedSampler, Sampler
@@ -73,7 +73,7 @@ class EpochKeys(Sampler[Key]):
     """`sampler`'s indices as (epoch, index) keys for `KeyedDraws`; the epoch is the one last given to
     `set_epoch`, which passes it on to `sampler` (with `skip` where `sampler` is an `EpochShuffle`)."""
 
-    def __init__(self, sampler: EpochShuffle | DistributedSampler[T]) -> None:
+    def __init__(self, sampler: EpochShuffle | DistributedSampler[Any]) -> None:
         self.sampler = sampler
 
     @property
