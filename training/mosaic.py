@@ -61,7 +61,8 @@ class MosaicDataset(DigitDataset):
     """A `DigitDataset` whose item is, with probability `p`, the mosaic of its own photo (top left) and
     three photos drawn at random from the records (with replacement: the photo itself may come again),
     the augmentation applied to the mosaic; otherwise the photo alone, as `DigitDataset` yields it.
-    Draws use torch's global generator (seeded per worker by the training loader)."""
+    Draws use torch's global generator (seeded for each photo and epoch by
+    `training.sampling.KeyedDraws` in training)."""
 
     def __init__(self, records: Sequence[ImageRecord], transforms: PairTransform | None, p: float) -> None:
         if not 0.0 <= p <= 1.0:
