@@ -33,6 +33,7 @@ from models.detector import DetectorConfig
 from training.config import TrainConfig, config_from_dict
 from training.data import DigitDataset, collate
 from training.exits import run_tool
+from training.sampling import EpochKeys, EpochShuffle, KeyedDraws
 from training.train import load_train_records, seed_everything
 from training.transforms import TrainTransforms
 
@@ -125,13 +126,14 @@ def recompute_batchnorm(model: FasterRCNN, batches: Iterable[list[torch.Tensor]]
 def training_batches(config: TrainConfig, limit: int) -> Iterable[list[torch.Tensor]]:
     """Augmented training images of `config`, batch by batch (the first `limit` images; 0 = all). Each
     photo alone, also where `config` trained on mosaics (`augment.mosaic_p`): the statistics are for
-    photos as they are served."""
+    photos as they are served. Their order and augmentations are those of a training epoch 0 under
+    `config.seed` (`training.sampling`), whatever `config.workers`."""
     train = load_train_records(config)
     records = train[:limit] if limit else train
     loader = DataLoader(
-        DigitDataset(records, TrainTransforms(config.augment)),
+        KeyedDraws(DigitDataset(records, TrainTransforms(config.augment)), config.seed),
         batch_size=config.batch_size,
-        shuffle=True,
+        sampler=EpochKeys(EpochShuffle(len(records), config.seed)),
         num_workers=config.workers,
         collate_fn=collate,
         generator=seed_everything(config.seed),  # also the multi-scale size the model's transform draws

@@ -97,7 +97,7 @@ def test_recompute_batchnorm_measures_the_batches() -> None:
     assert torch.allclose(bn1.running_mean, expected, atol=1e-4)
 
 
-def test_batchnorm_statistics_repeat_under_the_runs_seed(synth_dir: Path) -> None:
+def test_batchnorm_statistics_repeat_under_the_runs_seed_with_or_without_workers(synth_dir: Path) -> None:
     fast = TRAIN_PRESETS["fast"]
     config = replace(  # multi-scale: the model's transform draws each batch's size
         fast,
@@ -107,13 +107,13 @@ def test_batchnorm_statistics_repeat_under_the_runs_seed(synth_dir: Path) -> Non
         workers=0,
     )
     means = []
-    for _ in range(2):
+    for run in (config, config, replace(config, workers=2)):
         torch.manual_seed(0)
         model = build_detector(config.detector)
         torch.manual_seed(len(means))  # whatever the global RNGs hold before, as between two commands
-        average.recompute_batchnorm(model, average.training_batches(config, 8))
+        average.recompute_batchnorm(model, average.training_batches(run, 8))
         means.append(model.backbone.body.bn1.running_mean.clone())
-    assert torch.equal(means[0], means[1])
+    assert torch.equal(means[0], means[1]) and torch.equal(means[0], means[2])
 
 
 def test_recompute_batchnorm_needs_images() -> None:
