@@ -10,6 +10,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Sequence
+from contextlib import closing
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -308,11 +309,11 @@ def fit_on_crops(
     generator = seed_everything(args.seed)
     order = EpochKeys(EpochShuffle(len(train_set), args.seed))  # the photos' order and draws
     common: dict[str, Any] = {"batch_size": args.batch_size, "num_workers": args.workers}
-    train_loader: DataLoader[Any] = StopSafeLoader(
+    train_loader: StopSafeLoader[Any] = StopSafeLoader(
         KeyedDraws(train_set, args.seed), sampler=order,
         drop_last=True, generator=generator, **common,
     )  # fmt: skip
-    valid_loader: DataLoader[Any] = StopSafeLoader(valid_set, **common)
+    valid_loader: StopSafeLoader[Any] = StopSafeLoader(valid_set, **common)
     model.to(device)
     if distill is not None:
         distill.teacher.to(device)
@@ -326,7 +327,7 @@ def fit_on_crops(
     state = FitState(args.out, model, optimizer, scheduler, generator, recorded_flags(args))
     history = state.start(resume=args.resume)
     show = not args.no_progress
-    with StopRequest() as stop:
+    with StopRequest() as stop, closing(train_loader), closing(valid_loader):
         for epoch in range(len(history) + 1, args.epochs + 1):
             order.set_epoch(epoch)
             stats = run_epoch(

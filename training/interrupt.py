@@ -123,6 +123,15 @@ class StopSafeLoader(DataLoader[T]):
         with stop_signals_held():  # the workers are forked here
             return super().__iter__()
 
+    def close(self) -> None:
+        """End the workers that persist across epochs (`persistent_workers`) now, as DataLoader does
+        only once it is garbage: they ignore SIGTERM, and a process that still held them at its exit
+        (a run stopped inside Python, its loader kept alive by the exception's traceback) would wait
+        forever in multiprocessing's exit, which joins its children after a SIGTERM."""
+        iterator, self._iterator = self._iterator, None
+        if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+            iterator._shutdown_workers()
+
 
 def end_worker_processes() -> int:
     """Kill (SIGKILL) the child processes still running - loader workers left by a run that failed

@@ -28,13 +28,14 @@ import math
 import random
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 from torchvision.transforms import v2
 from tqdm import tqdm
 
@@ -405,7 +406,7 @@ def fit_refiner(
     device = resolve_device(args.device)
     generator = seed_everything(args.seed)
     order = EpochKeys(EpochShuffle(len(train_set), args.seed))  # the photos' order and draws
-    loader: DataLoader[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = StopSafeLoader(
+    loader: StopSafeLoader[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = StopSafeLoader(
         KeyedDraws(train_set, args.seed), batch_size=args.batch_size, drop_last=True,
         sampler=order, num_workers=args.workers,
         generator=generator, persistent_workers=args.workers > 0,
@@ -418,7 +419,7 @@ def fit_refiner(
     )
     state = FitState(args.out, model, optimizer, scheduler, generator, recorded_flags(args))
     history = state.start(resume=args.resume)
-    with StopRequest() as stop:
+    with StopRequest() as stop, closing(loader):  # its workers end with the loop
         for epoch in range(len(history) + 1, args.epochs + 1):
             order.set_epoch(epoch)
             start = time.perf_counter()

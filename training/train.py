@@ -27,6 +27,7 @@ import random
 import signal
 import time
 from collections.abc import Sequence
+from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DistributedSampler
 from torchvision.models import resnet
 from torchvision.models.detection import FasterRCNN
 
@@ -168,7 +169,7 @@ def make_loaders(
     valid: list[ImageRecord],
     dist: DistInfo,
     generator: torch.Generator,
-) -> tuple[DataLoader[Any], DataLoader[Any]]:
+) -> tuple[StopSafeLoader[Any], StopSafeLoader[Any]]:
     transforms = TrainTransforms(config.augment)
     train_set = (
         MosaicDataset(train, transforms, config.augment.mosaic_p)
@@ -185,7 +186,7 @@ def make_loaders(
         "collate_fn": collate,
         "persistent_workers": config.workers > 0,
     }
-    train_loader: DataLoader[Any] = StopSafeLoader(
+    train_loader: StopSafeLoader[Any] = StopSafeLoader(
         KeyedDraws(train_set, config.seed),
         batch_size=config.batch_size,
         sampler=sampler,
@@ -193,7 +194,7 @@ def make_loaders(
         generator=generator,
         **common,
     )
-    valid_loader: DataLoader[Any] = StopSafeLoader(
+    valid_loader: StopSafeLoader[Any] = StopSafeLoader(
         DigitDataset(valid), batch_size=config.batch_size, **common
     )
     return train_loader, valid_loader
@@ -384,7 +385,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
         show=not args.no_progress and dist.is_main,
     )
     stop = StopRequest(enabled=not dist.enabled)
-    with stop:
+    with stop, closing(train_loader), closing(valid_loader):  # its workers end with the loop
         for epoch in range(progress["epoch"] + 1, config.epochs + 1):
             trained = train_epoch(run, epoch, progress, stop)
             if trained is None:  # stopped mid-epoch, its state saved

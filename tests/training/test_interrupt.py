@@ -92,6 +92,28 @@ def test_stop_safe_loader_workers_ignore_the_signals_unblocked_and_run_the_loade
     assert torch.utils.data.get_worker_info() is None
 
 
+def test_closing_a_stop_safe_loader_ends_the_workers_it_keeps_across_epochs() -> None:
+    """They ignore SIGTERM: left running, they would hang multiprocessing's exit, which joins them."""
+    before = set(multiprocessing.active_children())
+    loader: StopSafeLoader[tuple[bool, bool, int]] = StopSafeLoader(
+        _WorkerSignals(), batch_size=None, num_workers=2, persistent_workers=True
+    )
+    assert len(list(loader)) == 2 and len(list(loader)) == 2  # a second epoch, the same workers
+    workers = set(multiprocessing.active_children()) - before
+    assert len(workers) == 2
+    try:
+        loader.close()
+        assert not any(worker.is_alive() for worker in workers)
+        assert len(list(loader)) == 2  # a loader closed can start new workers
+        loader.close()
+        loader.close()  # closing twice, or with no workers, is harmless
+    finally:  # where it failed: end them here, or this test process would hang at its exit
+        if multiprocessing.active_children():
+            watch = signal.getsignal(signal.SIGCHLD)
+            end_worker_processes()
+            signal.signal(signal.SIGCHLD, watch)
+
+
 def _ignore_sigterm_and_wait() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.pause()
