@@ -33,7 +33,7 @@ from models.detector import DetectorConfig
 from training.config import TrainConfig, config_from_dict
 from training.data import DigitDataset, collate
 from training.exits import run_tool
-from training.sampling import EpochKeys, EpochShuffle, KeyedDraws
+from training.sampling import shuffled_draws
 from training.train import load_train_records, seed_everything
 from training.transforms import TrainTransforms
 
@@ -130,10 +130,11 @@ def training_batches(config: TrainConfig, limit: int) -> Iterable[list[torch.Ten
     `config.seed` (`training.sampling`), whatever `config.workers`."""
     train = load_train_records(config)
     records = train[:limit] if limit else train
+    keyed, order = shuffled_draws(DigitDataset(records, TrainTransforms(config.augment)), config.seed)
     loader = DataLoader(
-        KeyedDraws(DigitDataset(records, TrainTransforms(config.augment)), config.seed),
+        keyed,
         batch_size=config.batch_size,
-        sampler=EpochKeys(EpochShuffle(len(records), config.seed)),
+        sampler=order,
         num_workers=config.workers,
         collate_fn=collate,
         generator=seed_everything(config.seed),  # also the multi-scale size the model's transform draws

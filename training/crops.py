@@ -30,7 +30,7 @@ from training.data import ImageRecord, read_rgb, read_rgb_all
 from training.fit import FitState, epoch_batches, recorded_flags, stopped_after_epoch, stopped_in_epoch
 from training.interrupt import StopRequest, StopSafeLoader
 from training.plots import plot_pretraining
-from training.sampling import EpochKeys, EpochShuffle, KeyedDraws
+from training.sampling import shuffled_draws
 from training.train import load_splits, seed_everything
 from training.transforms import AugmentConfig
 
@@ -307,10 +307,10 @@ def fit_on_crops(
     state. Returns the history; raises `RunStoppedError` when Ctrl-C or SIGTERM stops it first."""
     device = resolve_device(args.device)
     generator = seed_everything(args.seed)
-    order = EpochKeys(EpochShuffle(len(train_set), args.seed))  # the photos' order and draws
+    keyed, order = shuffled_draws(train_set, args.seed)  # the photos' draws and order
     common: dict[str, Any] = {"batch_size": args.batch_size, "num_workers": args.workers}
     train_loader: StopSafeLoader[Any] = StopSafeLoader(
-        KeyedDraws(train_set, args.seed), sampler=order,
+        keyed, sampler=order,
         drop_last=True, generator=generator, **common,
     )  # fmt: skip
     valid_loader: StopSafeLoader[Any] = StopSafeLoader(valid_set, **common)

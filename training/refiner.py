@@ -59,7 +59,7 @@ from training.exits import run_tool
 from training.fit import FitState, epoch_batches, recorded_flags, stopped_after_epoch, stopped_in_epoch
 from training.interrupt import StopRequest, StopSafeLoader
 from training.plots import plot_refiner
-from training.sampling import EpochKeys, EpochShuffle, KeyedDraws
+from training.sampling import shuffled_draws
 from training.train import load_splits, seed_everything
 from training.transforms import AugmentConfig
 
@@ -373,9 +373,9 @@ def train_epoch(
     params: RefineParams,
     bar: tqdm[Any],
 ) -> tuple[float, int, int]:
-    """One pass over `batches` of (crops FloatTensor[B, 3, S, S], target deltas FloatTensor[B, 4],
-    on_digit BoolTensor[B]), a step each, the mean loss shown on `bar`; returns (the loss summed over
-    crops, crops seen, steps)."""
+    """One pass over `batches` of (crops FloatTensor[B, C, S, S] (C 4 with the box channel, else 3),
+    target deltas FloatTensor[B, 4], on_digit FloatTensor[B] of 1.0 / 0.0), a step each, the mean
+    loss shown on `bar`; returns (the loss summed over crops, crops seen, steps)."""
     model.train()
     device = next(model.parameters()).device
     loss_sum, seen, steps = 0.0, 0, 0
@@ -405,9 +405,9 @@ def fit_refiner(
     first."""
     device = resolve_device(args.device)
     generator = seed_everything(args.seed)
-    order = EpochKeys(EpochShuffle(len(train_set), args.seed))  # the photos' order and draws
+    keyed, order = shuffled_draws(train_set, args.seed)  # the photos' draws and order
     loader: StopSafeLoader[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = StopSafeLoader(
-        KeyedDraws(train_set, args.seed), batch_size=args.batch_size, drop_last=True,
+        keyed, batch_size=args.batch_size, drop_last=True,
         sampler=order, num_workers=args.workers,
         generator=generator, persistent_workers=args.workers > 0,
     )  # fmt: skip

@@ -112,3 +112,10 @@ class KeyedDraws(Dataset[T], Generic[T]):
         epoch, index = key
         with seeded_draws(item_seed(self.seed, epoch, index)):
             return self.dataset[index]
+
+
+def shuffled_draws(dataset: Dataset[T], seed: int) -> tuple[KeyedDraws[T], EpochKeys]:
+    """`dataset` for a training loader under `seed`: its items keyed for their draws, and the sampler
+    of their keys in an `EpochShuffle` order (`set_epoch` it before each pass)."""
+    keyed = KeyedDraws(dataset, seed)
+    return keyed, EpochKeys(EpochShuffle(len(keyed), seed))

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.utils.data import Dataset, DistributedSampler
 
-from training.sampling import EpochKeys, EpochShuffle, KeyedDraws, item_seed
+from training.sampling import EpochKeys, EpochShuffle, KeyedDraws, item_seed, shuffled_draws
 
 
 def test_the_order_depends_on_the_seed_and_the_epoch_only() -> None:
@@ -67,3 +67,12 @@ def test_epoch_keys_pair_each_index_with_the_epoch_and_pass_the_skip_on() -> Non
     assert [epoch for epoch, _ in spread] == [2] * 5
     with pytest.raises(ValueError, match="DistributedSampler cannot skip"):
         spread.set_epoch(2, skip=2)
+
+
+def test_shuffled_draws_pair_a_keyed_dataset_with_the_sampler_of_its_keys() -> None:
+    keyed, order = shuffled_draws(Draws(), seed=5)
+    order.set_epoch(2)
+    shuffle = EpochShuffle(6, seed=5)
+    shuffle.set_epoch(2)
+    assert [keyed[key] for key in order] == [KeyedDraws(Draws(), seed=5)[(2, i)] for i in shuffle.order()]
+    assert len(order) == len(keyed) == 6
