@@ -23,6 +23,7 @@ from safetensors.torch import load_file, save_file
 from torchvision.models.detection import FasterRCNN
 
 from models.assembly import AssemblyParams
+from models.atomic import replace_file, write_text
 from models.detector import DetectorConfig, build_detector
 from models.labels import BACKGROUND_LABEL, DIGIT_NAMES, digit_to_category_id, digit_to_label
 from models.zoom import ZoomParams
@@ -100,19 +101,18 @@ def save_weights(
     module: torch.nn.Module | Mapping[str, torch.Tensor], path: Path, dtype: str = "float32"
 ) -> str:
     """Write `module`'s state dict (or the named tensors given) to `path` (safetensors), creating its
-    folder; returns the file's sha256. Floating-point tensors are stored as `dtype`: float32,
-    float16, or int8, which stores every tensor of 2 or more dimensions (conv kernels, linear
-    matrices) as int8 with per-output-channel scales (`quantize_int8`; the scales under the name +
-    `SCALE_SUFFIX`) and the others (biases, norms) as float16. Integer tensors are stored as they
-    are."""
+    folder, all or nothing (`models.atomic.replace_file`); returns the file's sha256.
+    Floating-point tensors are stored as `dtype`: float32, float16, or int8, which stores every
+    tensor of 2 or more dimensions (conv kernels, linear matrices) as int8 with per-output-channel
+    scales (`quantize_int8`; the scales under the name + `SCALE_SUFFIX`) and the others (biases,
+    norms) as float16. Integer tensors are stored as they are."""
     if dtype not in WEIGHT_DTYPES:
         raise ValueError(f"dtype must be one of {list(WEIGHT_DTYPES)}, got {dtype!r}")
-    path.parent.mkdir(parents=True, exist_ok=True)
     tensors: dict[str, torch.Tensor] = {}
     state = module.state_dict() if isinstance(module, torch.nn.Module) else module
     for name, t in state.items():
         tensors.update(_stored(name, t, dtype))
-    save_file(tensors, str(path))
+    replace_file(path, lambda partial: save_file(tensors, str(partial)))
     return sha256_file(path)
 
 
@@ -166,7 +166,7 @@ def save_part(
     `dtype`, and `meta(their sha256)` as `name`.json. Returns that meta."""
     folder = Path(directory)
     written = meta(save_weights(module, folder / f"{name}.safetensors", dtype))
-    (folder / f"{name}.json").write_text(json.dumps(written.to_dict(), indent=2) + "\n")
+    write_text(folder / f"{name}.json", json.dumps(written.to_dict(), indent=2) + "\n")
     return written
 
 
@@ -266,7 +266,7 @@ def save_checkpoint(
             "python": platform.python_version(),
         },
     }
-    (folder / META_FILE).write_text(json.dumps(document, indent=2, sort_keys=False) + "\n")
+    write_text(folder / META_FILE, json.dumps(document, indent=2, sort_keys=False) + "\n")
     return folder
 
 
@@ -397,4 +397,4 @@ def _edit_meta(path: str | Path, change: Callable[[dict[str, Any]], dict[str, An
     """Rewrite a checkpoint's JSON with the top-level entries `change(document)` returns."""
     meta_path = resolve_checkpoint_dir(path) / META_FILE
     doc = json.loads(meta_path.read_text())
-    meta_path.write_text(json.dumps({**doc, **change(doc)}, indent=2) + "\n")
+    write_text(meta_path, json.dumps({**doc, **change(doc)}, indent=2) + "\n")

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from models.assembly import AssembledNumber, AssemblyParams, Detection
+from models.atomic import write_text
 from models.boxes import box_height, box_iou
 from models.zoom import ZoomParams
 
@@ -159,9 +160,8 @@ def reading_p_correct(
 def save_verifier(directory: str | Path, verifier: NumberVerifier, meta: VerifierMeta) -> Path:
     """Write `verifier.json` into `directory` (created if needed); returns its path."""
     path = Path(directory) / VERIFIER_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
     doc = {"feature_names": list(FEATURE_NAMES), **asdict(verifier), **asdict(meta)}
-    path.write_text(json.dumps(doc, indent=2) + "\n")
+    write_text(path, json.dumps(doc, indent=2) + "\n")
     return path
 
 

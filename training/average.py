@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader
 from torchvision.models.detection import FasterRCNN
 from tqdm import tqdm
 
+from models.atomic import staged_folder
 from models.checkpoint import WEIGHT_DTYPES, load_checkpoint, save_checkpoint_like
 from models.detector import DetectorConfig
 from training.config import TrainConfig, config_from_dict
@@ -178,7 +179,9 @@ def average_checkpoints(
     else:
         seen = recompute_batchnorm(model, training_batches(config, bn_images))
     averaged = {"sources": [str(s) for s in sources], "batchnorm_images": seen}  # 0: kept
-    return save_checkpoint_like(out, model, meta, metrics={"averaged": averaged}, dtype=dtype)
+    with staged_folder(out) as staging:  # all or nothing
+        save_checkpoint_like(staging, model, meta, metrics={"averaged": averaged}, dtype=dtype)
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> Path:

@@ -27,6 +27,7 @@ import torch
 from torchvision.models.detection import FasterRCNN
 from tqdm import tqdm
 
+from models.atomic import staged_folder
 from models.checkpoint import resolve_checkpoint_dir
 from models.int8 import Int8Meta, calibrate_crop_net, calibrate_detector, quantize_detector, save_int8
 from models.optimize import load_prepared_detector, load_prepared_reader, load_prepared_refiner
@@ -74,14 +75,15 @@ def main(argv: Sequence[str] | None = None) -> Int8Meta:
     crop_nets = calibrate_crop_nets(detector, meta.zoom, folder, images, args.no_progress)
     for net_stats, _sha in crop_nets.values():
         stats.update(net_stats)
-    written = save_int8(
-        folder,
-        stats,
-        detector_sha256=meta.weights_sha256,
-        calibration_images=len(paths),
-        calibration=f"{len(paths)} images of {args.images} drawn with seed {args.seed}",
-        crop_nets={name: sha for name, (_stats, sha) in crop_nets.items()},
-    )
+    with staged_folder(folder) as staging:  # the ranges' two files, both or neither
+        written = save_int8(
+            staging,
+            stats,
+            detector_sha256=meta.weights_sha256,
+            calibration_images=len(paths),
+            calibration=f"{len(paths)} images of {args.images} drawn with seed {args.seed}",
+            crop_nets={name: sha for name, (_stats, sha) in crop_nets.items()},
+        )
     parts = ", ".join(["detector", *crop_nets])
     count = len(stats) // 2
     print(f"wrote the int8 ranges of {count} activations ({parts}) to {folder} ({written.calibration})")

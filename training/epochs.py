@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from models.atomic import staged_folder
 from models.checkpoint import load_checkpoint, save_checkpoint, update_checkpoint_metrics
 from training.config import TrainConfig
 from training.data import DigitDataset, ImageRecord, collate
@@ -124,11 +125,14 @@ def save_epoch(
         "metrics": row,
         "dtype": config.save_dtype,
     }
-    save_checkpoint(run_dir / "last", model, config.detector, **kwargs)
+    folders = [run_dir / "last"]
     if config.keep_epochs:
-        save_checkpoint(run_dir / "epochs" / f"{row['epoch']:03d}", model, config.detector, **kwargs)
+        folders.append(run_dir / "epochs" / f"{row['epoch']:03d}")
     if is_best:
-        save_checkpoint(run_dir / "best", model, config.detector, **kwargs)
+        folders.append(run_dir / "best")
+    for folder in folders:
+        with staged_folder(folder) as staging:  # a run stopped here keeps the last epoch's checkpoint
+            save_checkpoint(staging, model, config.detector, **kwargs)
 
 
 def record_epoch(

@@ -48,6 +48,7 @@ from pathlib import Path
 
 from torch import nn
 
+from models.atomic import staged_folder
 from models.checkpoint import (
     WEIGHT_DTYPES,
     CheckpointMeta,
@@ -115,8 +116,10 @@ class ExportEdits:
 
 def export_checkpoint(source: Path, out: Path, dtype: str, edits: ExportEdits = ExportEdits()) -> Path:
     """Copy the checkpoint `source` to `out` with its weights in `dtype`, or with `out` the source
-    folder, make only `edits`' changes in place (the weights and the rest as they are). Returns the
-    checkpoint folder written. Raises ValueError for edits that do not fit the checkpoint."""
+    folder, make only `edits`' changes in place (the weights and the rest as they are). Either is
+    made in a copy of `out` that replaces it when done (`models.atomic.staged_folder`): stopped or
+    failed halfway, it leaves `out` as it was. Returns `out`. Raises ValueError for edits that do not
+    fit the checkpoint."""
     model, meta = load_checkpoint(source)
     source_dir = resolve_checkpoint_dir(source)
     in_place = out.resolve() == source_dir.resolve()
@@ -125,9 +128,12 @@ def export_checkpoint(source: Path, out: Path, dtype: str, edits: ExportEdits = 
             raise ValueError("--pipeline-from writes a new checkpoint: give an --out other than the source")
         meta, edits = _take_pipeline(meta, edits)
     meta = _edited_meta(meta, edits)
-    if in_place:
-        return _edit_in_place(out, meta, edits)
-    return _write_copy(out, source_dir, model, meta, dtype, edits)
+    with staged_folder(out) as staging:  # `out` changes whole or not at all
+        if in_place:
+            _edit_in_place(staging, meta, edits)
+        else:
+            _write_copy(staging, source_dir, model, meta, dtype, edits)
+    return out
 
 
 def _edited_meta(meta: CheckpointMeta, edits: ExportEdits) -> CheckpointMeta:
@@ -141,7 +147,7 @@ def _edited_meta(meta: CheckpointMeta, edits: ExportEdits) -> CheckpointMeta:
     return replace(meta, zoom=edits.zoom_of(meta.zoom))
 
 
-def _edit_in_place(folder: Path, meta: CheckpointMeta, edits: ExportEdits) -> Path:
+def _edit_in_place(folder: Path, meta: CheckpointMeta, edits: ExportEdits) -> None:
     """Write `edits` into the checkpoint `folder` itself (`meta`: its metadata with them made); a
     reader weight or refiner step alone applies to the folder's own reader or refiner."""
     if edits.reader is None and edits.reader_weight is not None and has_reader(folder):
@@ -162,12 +168,11 @@ def _edit_in_place(folder: Path, meta: CheckpointMeta, edits: ExportEdits) -> Pa
         set_checkpoint_detector(folder, meta.detector)
     if edits.zooms_given():
         set_checkpoint_zoom(folder, meta.zoom)
-    return folder
 
 
 def _write_copy(
     out: Path, source_dir: Path, model: nn.Module, meta: CheckpointMeta, dtype: str, edits: ExportEdits
-) -> Path:
+) -> None:
     """Save `model` with `meta` (the source's, edited) to `out` in `dtype`, with the parts `edits`
     gives, else the source's own (unless taken from a pipeline), and the int8 ranges that still hold."""
     folder = save_checkpoint_like(out, model, meta, metrics=meta.metrics, dtype=dtype)
@@ -187,7 +192,6 @@ def _write_copy(
     if "refiner" in carried and has_refiner(folder):
         shas["refiner"] = load_refiner(folder)[1].sha256
     copy_int8(source_dir, folder, read_checkpoint_meta(folder).weights_sha256, crop_nets=shas)
-    return folder
 
 
 def _take_pipeline(meta: CheckpointMeta, edits: ExportEdits) -> tuple[CheckpointMeta, ExportEdits]:

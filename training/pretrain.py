@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from models.atomic import staged_folder
 from models.checkpoint import save_checkpoint
 from models.detector import build_detector
 from training.crops import (
@@ -87,18 +88,19 @@ def main(argv: Sequence[str] | None = None) -> Path:
     def keep_best(history: list[dict[str, float]]) -> None:
         *before, row = history  # from the rows alone, so that a resumed run keeps the same epoch
         if all(row["val_accuracy"] > earlier["val_accuracy"] for earlier in before):
-            save_checkpoint(
-                args.out / "best",
-                detector,
-                config.detector,
-                assembly=config.assembly,
-                training={
-                    "pretrain": {k: str(v) for k, v in vars(args).items()},
-                    "crop": asdict(train_set.params),
-                },
-                data_fingerprint=fingerprint,
-                metrics={"crop_pretraining": row},
-            )
+            with staged_folder(args.out / "best") as staging:
+                save_checkpoint(
+                    staging,
+                    detector,
+                    config.detector,
+                    assembly=config.assembly,
+                    training={
+                        "pretrain": {k: str(v) for k, v in vars(args).items()},
+                        "crop": asdict(train_set.params),
+                    },
+                    data_fingerprint=fingerprint,
+                    metrics={"crop_pretraining": row},
+                )
 
     history = fit_on_crops(model, train_set, valid_set, args, keep_best)
     best = max((row["val_accuracy"] for row in history), default=float("nan"))

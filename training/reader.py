@@ -28,6 +28,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
+from models.atomic import staged_folder
 from models.boxes import BoxXYXY
 from models.hw2 import read_pred_json
 from models.inference import resolve_device
@@ -114,7 +115,8 @@ def main(argv: Sequence[str] | None = None) -> ReaderMeta:
     }
     if teacher is not None:
         metrics["teacher_sha256"] = teacher[1]
-    meta = save_reader(args.out, reader.cpu(), crop, reread, metrics=metrics, dtype=args.dtype)
+    with staged_folder(args.out) as staging:  # the weights and their json, both or neither
+        meta = save_reader(staging, reader.cpu(), crop, reread, metrics=metrics, dtype=args.dtype)
     log.info("reader written to %s (validation crop accuracy %.4f)", args.out, history[-1]["val_accuracy"])
     return meta
 

@@ -40,6 +40,7 @@ from torchvision.transforms import v2
 from tqdm import tqdm
 
 from models.assembly import Detection
+from models.atomic import staged_folder
 from models.boxes import BoxXYXY, box_iou
 from models.hw2 import read_pred_json
 from models.inference import resolve_device, to_unit_float
@@ -360,7 +361,8 @@ def main(argv: Sequence[str] | None = None) -> RefinerMeta:
         "data_fingerprint": fingerprint,
         "args": {k: str(v) for k, v in vars(args).items()},
     }
-    meta = save_refiner(args.out, model.cpu(), params, metrics=metrics)
+    with staged_folder(args.out) as staging:  # the weights and their json, both or neither
+        meta = save_refiner(staging, model.cpu(), params, metrics=metrics)
     log.info("refiner written to %s", args.out)
     return meta
 

@@ -27,6 +27,7 @@ import torch
 from torchvision.models.detection import FasterRCNN
 from tqdm import tqdm
 
+from models.atomic import staged_folder
 from models.hw2 import Detections
 from models.optimize import load_prepared_reader, load_prepared_refiner
 from models.reader import DigitReader, ReaderMeta
@@ -179,7 +180,8 @@ def main(argv: Sequence[str] | None = None) -> RescorerMeta:
         "seed": args.seed,
         "train_loss": [round(v, 5) for v in losses],
     }
-    written = save_rescorer(args.out, rescorer, metrics=metrics)
+    with staged_folder(args.out) as staging:  # the weights and their json, both or neither
+        written = save_rescorer(staging, rescorer, metrics=metrics)
     print(f"wrote {args.out}: {args.members} x MLP {args.hidden}, {sum(len(y) for y in targets)} detections")
     return written
 

@@ -8,8 +8,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import torch
 from torch.utils.data import DataLoader
 
+from models import checkpoint
+from models.checkpoint import load_checkpoint
 from models.detector import DETECTOR_PRESETS, build_detector
 from training.config import TRAIN_PRESETS
 from training.engine import EpochProgress
@@ -24,6 +27,27 @@ def test_save_epoch_keeps_every_epoch_only_when_asked(tmp_path: Path, keep: bool
     save_epoch(model, tmp_path, config, "fp", {"epoch": 3}, is_best=False)
     assert (tmp_path / "last" / "weights.safetensors").is_file()
     assert (tmp_path / "epochs" / "003" / "weights.safetensors").is_file() == keep
+
+
+def test_a_save_that_fails_halfway_keeps_the_previous_epochs_checkpoints(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = TRAIN_PRESETS["fast"]
+    model = build_detector(DETECTOR_PRESETS["fast"])
+    save_epoch(model, tmp_path, config, "fp", {"epoch": 1}, is_best=True)
+    before = {p.relative_to(tmp_path): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(1.0)
+
+    def full_disk(*_args: object) -> None:
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(checkpoint, "write_text", full_disk)  # the JSON, written after the weights
+    with pytest.raises(OSError, match="No space"):
+        save_epoch(model, tmp_path, config, "fp", {"epoch": 2}, is_best=True)
+    assert {p.relative_to(tmp_path): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+    assert load_checkpoint(tmp_path / "last")[1].metrics["epoch"] == 1
 
 
 def test_best_follows_map_where_measured_and_every_epoch_is_recorded(tmp_path: Path) -> None:

@@ -117,6 +117,28 @@ def test_export_onto_itself_adds_only_the_reader(tmp_path: Path) -> None:
         export.main(["--checkpoint", str(source), "--out", str(source)])
 
 
+def test_an_export_that_fails_halfway_leaves_its_out_folder_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = DETECTOR_PRESETS["fast"]
+    source = save_checkpoint(tmp_path / "src", build_detector(config).eval(), config, dtype="float16")
+    save_reader(tmp_path / "reader", DigitReader(width=4), CropSpec(), RereadParams())
+    before = {f.name: f.read_bytes() for f in source.iterdir()}
+
+    def full_disk(*_args: object, **_kwargs: object) -> None:
+        raise OSError("No space left on device")
+
+    # each export's last step fails, after the reader (in place) or the weights (a copy) are written
+    monkeypatch.setattr(export, "set_checkpoint_zoom", full_disk)
+    monkeypatch.setattr(export, "copy_int8", full_disk)
+    edits = ["--reader", str(tmp_path / "reader"), "--zoom-below-px", "50"]
+    for out in (source, tmp_path / "copy"):
+        with pytest.raises(OSError, match="No space"):
+            export.main(["--checkpoint", str(source), "--out", str(out), *edits])
+    assert {f.name: f.read_bytes() for f in source.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["reader", "src"]
+
+
 def test_export_sets_the_height_rule_in_a_copy_or_in_place(tmp_path: Path) -> None:
     config = DETECTOR_PRESETS["fast"]
     rule = AssemblyParams(score_threshold=0.5)
