@@ -7,16 +7,19 @@ their recorded sha256, so a half-written one is a checkpoint lost. Two levels:
 - `replace_file` / `write_text`: one file, written beside its path and renamed over it (`os.replace`
   is atomic on one file system), so a reader sees the old file or the new one, never a part.
 - `staged_folder`: a change to several files of one folder (an export in place, an epoch's `last/`)
-  is made in a copy beside it, which replaces the folder only when the change is done. A process
-  killed outright (SIGKILL, or SIGTERM where nothing handles it) may leave that copy behind, and one
-  killed between the two renames of the swap (microseconds) the old folder moved aside; the next
-  `staged_folder` of that path deletes the copy and puts the folder back.
+  is made in a copy beside it, which replaces the folder only when the change is done (Ctrl-C and
+  SIGTERM wait for the two renames of that swap). A process killed outright (SIGKILL, or SIGTERM
+  where nothing handles it) may leave that copy behind, and one killed between the two renames the
+  old folder moved aside; the next `staged_folder` of that path deletes the copy and puts the folder
+  back.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -64,14 +67,33 @@ def staged_folder(folder: str | Path) -> Iterator[Path]:
 
 
 def _swap_in(staging: Path, target: Path) -> None:
-    """Rename `staging` to `target`, moving an existing `target` aside first and deleting it after."""
-    if not target.exists():
-        os.rename(staging, target)
-        return
+    """Rename `staging` to `target`, moving an existing `target` aside first and deleting it after.
+    Ctrl-C and SIGTERM wait until both renames are done."""
     old = target.with_name(f".{target.name}.old-{os.getpid()}")
-    os.rename(target, old)
-    os.rename(staging, target)
-    shutil.rmtree(old)
+    with _signals_held():
+        if target.exists():
+            os.rename(target, old)
+        os.rename(staging, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM that arrive while the block runs are handled when it ends. Python runs its
+    signal handlers on the main thread only, so elsewhere there is nothing to hold."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    arrived: list[int] = []
+    held = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, lambda signum, _frame: arrived.append(signum)) for sig in held}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+        for signum in arrived:
+            signal.raise_signal(signum)
 
 
 def _tidy_after_killed_writers(target: Path) -> None:

@@ -1,5 +1,7 @@
 import os
+import signal
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -118,3 +120,33 @@ def test_a_folder_moved_aside_by_a_writer_killed_in_its_swap_is_put_back(tmp_pat
         raise RuntimeError
     assert [p.name for p in tmp_path.iterdir()] == ["best"]
     assert contents(tmp_path / "best") == before
+
+
+class StopSignalError(Exception):
+    pass
+
+
+@pytest.fixture
+def sigterm_raises() -> Iterator[None]:
+    def handle(signum: int, frame: object) -> None:
+        raise StopSignalError
+
+    previous = signal.signal(signal.SIGTERM, handle)
+    yield
+    signal.signal(signal.SIGTERM, previous)
+
+
+def test_a_signal_in_the_swap_waits_until_the_folder_is_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sigterm_raises: None
+) -> None:
+    folder = make_folder(tmp_path / "ckpt")
+    rename = os.rename
+
+    def rename_after_a_sigterm(src: Path, dst: Path) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)  # arrives after the first rename's call, before the second
+        rename(src, dst)
+
+    monkeypatch.setattr("models.atomic.os.rename", rename_after_a_sigterm)
+    with pytest.raises(StopSignalError), staged_folder(folder) as staging:
+        (staging / "a.json").write_text("new a")
+    assert (folder / "a.json").read_text() == "new a"

@@ -74,3 +74,47 @@ def test_a_tool_given_a_missing_checkpoint_says_so_in_one_line(tmp_path: Path) -
     assert done.returncode == 1, done.stderr
     assert done.stderr.startswith(f"error: checkpoint {tmp_path / 'none'}: missing checkpoint.json")
     assert "Traceback" not in done.stderr
+
+
+# A tool that changes a folder in a staged copy and waits there to be stopped; before it, a forked
+# child ended by SIGTERM reports how it ended.
+STAGED_TOOL = """
+import multiprocessing, os, signal, sys, time
+from pathlib import Path
+from models.atomic import staged_folder
+from training.exits import run_tool
+
+def main():
+    context = multiprocessing.get_context("fork")
+    started = context.Event()
+    child = context.Process(target=lambda: (started.set(), time.sleep(60)))
+    child.start()
+    started.wait(30)
+    os.kill(child.pid, signal.SIGTERM)
+    child.join()
+    print("child", child.exitcode, flush=True)
+    with staged_folder(sys.argv[1]) as staging:
+        (staging / "a.json").write_text("new")
+        print("ready", flush=True)
+        time.sleep(60)
+
+run_tool(main)
+"""
+
+
+def test_sigterm_ends_a_tool_with_143_and_leaves_what_it_was_writing_as_it_was(tmp_path: Path) -> None:
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    (folder / "a.json").write_text("old")
+    root = Path(__file__).resolve().parents[2]
+    cmd = [sys.executable, "-c", STAGED_TOOL, str(folder)]
+    tool = subprocess.Popen(cmd, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert tool.stdout is not None
+    lines = [tool.stdout.readline().strip(), tool.stdout.readline().strip()]
+    tool.send_signal(signal.SIGTERM)
+    _out, err = tool.communicate(timeout=60)
+    assert lines == [f"child {-signal.SIGTERM}", "ready"]  # a forked worker still ends by the signal
+    assert tool.returncode == 143, err
+    assert err.strip().endswith("terminated (SIGTERM)")
+    assert (folder / "a.json").read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt"]  # its staging copy removed
