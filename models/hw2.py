@@ -4,12 +4,14 @@ Task 1 `pred.json` (COCO detections) and Task 2 `pred.csv` (`image_id,pred_label
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from models.assembly import Detection
+from models.atomic import replace_file, write_text
 from models.boxes import xywh_to_xyxy, xyxy_to_xywh
 from models.labels import category_id_to_digit, digit_to_category_id
 
@@ -42,7 +44,8 @@ def detections_to_coco(detections: Detections) -> list[dict[str, Any]]:
 
 
 def write_pred_json(path: Path, detections: Detections) -> None:
-    path.write_text(json.dumps(detections_to_coco(detections)) + "\n")
+    """Task 1 `pred.json` (`detections_to_coco`), all or nothing: a file a submission may take whole."""
+    write_text(path, json.dumps(detections_to_coco(detections)) + "\n")
 
 
 def read_pred_json(path: Path) -> dict[int, list[Detection]]:
@@ -59,12 +62,14 @@ def read_pred_json(path: Path) -> dict[int, list[Detection]]:
 
 
 def write_pred_csv(path: Path, numbers: Mapping[int, int]) -> None:
-    """`image_id,pred_label` rows in image-id order; -1 where no digit was found."""
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["image_id", "pred_label"])
-        for image_id in sorted(numbers):
-            writer.writerow([image_id, numbers[image_id]])
+    """Task 2 `pred.csv`: `image_id,pred_label` rows in image-id order, -1 where no digit was found;
+    all or nothing, as `write_pred_json`."""
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(["image_id", "pred_label"])
+    for image_id in sorted(numbers):
+        writer.writerow([image_id, numbers[image_id]])
+    replace_file(path, lambda partial: partial.write_bytes(text.getvalue().encode()))
 
 
 def read_pred_csv(path: Path) -> dict[int, int]:

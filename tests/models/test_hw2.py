@@ -23,6 +23,27 @@ def test_pred_csv_round_trip(tmp_path: Path) -> None:
     assert read_pred_csv(tmp_path / "pred.csv") == numbers
 
 
+def test_a_submission_file_whose_write_fails_halfway_keeps_its_old_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_pred_csv(tmp_path / "pred.csv", {1: 7})
+    write_pred_json(tmp_path / "pred.json", {1: [Detection((0.0, 0.0, 4.0, 8.0), 7, 0.9)]})
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+
+    def half_then_full_disk(path: Path, data: str | bytes, *args: object, **kwargs: object) -> int:
+        with path.open("wb") as handle:
+            handle.write((data if isinstance(data, bytes) else data.encode())[:5])
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", half_then_full_disk)
+    monkeypatch.setattr(Path, "write_bytes", half_then_full_disk)
+    with pytest.raises(OSError, match="No space"):
+        write_pred_csv(tmp_path / "pred.csv", {1: 7, 2: 10})
+    with pytest.raises(OSError, match="No space"):
+        write_pred_json(tmp_path / "pred.json", {})
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
 def test_read_pred_csv_rejects_bad_files(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="does not exist"):
         read_pred_csv(tmp_path / "pred.csv")
