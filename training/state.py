@@ -1,22 +1,28 @@
 """Resumable training state without pickle: tensors in safetensors, everything else in JSON.
 
-Layout of a state folder: `tensors.safetensors` (the model's float32 weights, optimizer buffers, RNG
-states) and `state.json` (epoch, history, best score, where a stopped epoch got to, optimizer
-hyper-parameters, scheduler and AMP scaler state). Each file is written beside itself and renamed into
-place, so a run killed while saving leaves the earlier file whole.
+Layout of a state folder: `tensors-<token>.safetensors` (the model's float32 weights, optimizer
+buffers, RNG states) and `state.json` (epoch, history, best score, where a stopped epoch got to,
+optimizer hyper-parameters, scheduler and AMP scaler state, and the name of its tensors file). A save
+writes a new tensors file, then replaces `state.json` in one rename (`models.atomic.write_text`), then
+deletes the older tensors: a run killed at any moment of a save leaves a state.json and the tensors
+it names, both of the earlier save or both of the new one. (Before, both files were renamed into
+place one after the other, and a kill between the two renames paired new tensors with old progress;
+such states, with `tensors.safetensors`, still load.)
 """
 
 from __future__ import annotations
 
 import json
-import os
 import random
+import uuid
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
+
+from models.atomic import replace_file, write_text
 
 MODEL_PREFIX = "model."
 
@@ -74,10 +80,12 @@ def save_train_state(
         "python_random": _jsonable(random.getstate()),
         "has_model": model is not None,
     }
-    save_file(tensors, str(folder / "tensors.safetensors.partial"))
-    (folder / "state.json.partial").write_text(json.dumps(document) + "\n")
-    os.replace(folder / "tensors.safetensors.partial", folder / "tensors.safetensors")
-    os.replace(folder / "state.json.partial", folder / "state.json")
+    document["tensors_file"] = f"tensors-{uuid.uuid4().hex[:12]}.safetensors"
+    replace_file(folder / document["tensors_file"], lambda partial: save_file(tensors, str(partial)))
+    write_text(folder / "state.json", json.dumps(document) + "\n")  # the save happens here
+    for older in [*folder.glob("tensors*.safetensors"), *folder.glob(".*.partial-*")]:
+        if older.name != document["tensors_file"]:  # and what a killed save left half-written
+            older.unlink()
 
 
 def saved_progress(folder: Path) -> dict[str, Any]:
@@ -97,8 +105,8 @@ def load_train_state(
 ) -> dict[str, Any]:
     """Restore optimizer, scheduler, scaler and RNG states in place, and `model`'s weights and
     `generator`'s state where the folder holds them; returns the saved progress."""
-    tensors = load_file(str(folder / "tensors.safetensors"))
     document = json.loads((folder / "state.json").read_text())
+    tensors = load_file(str(folder / document.get("tensors_file", "tensors.safetensors")))
     if model is not None and document.get("has_model", False):
         weights = {k[len(MODEL_PREFIX) :]: v for k, v in tensors.items() if k.startswith(MODEL_PREFIX)}
         model.load_state_dict(weights)
