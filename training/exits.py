@@ -73,5 +73,5 @@ def run_tool(main: Callable[[], object]) -> None:
             raise
         print(f"error: {error}\n({TRACEBACK_ENV}=1 shows where it was raised)", file=sys.stderr)
         raise SystemExit(1) from None
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    finally:  # None: a handler not set from Python, which cannot be set back
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)

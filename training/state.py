@@ -82,7 +82,7 @@ def save_train_state(
     }
     document["tensors_file"] = f"tensors-{uuid.uuid4().hex[:12]}.safetensors"
     replace_file(folder / document["tensors_file"], lambda partial: save_file(tensors, str(partial)))
-    write_text(folder / "state.json", json.dumps(document) + "\n")  # the save happens here
+    write_text(folder / "state.json", json.dumps(document) + "\n")  # the commit point
     for older in [*folder.glob("tensors*.safetensors"), *folder.glob(".*.partial-*")]:
         if older.name != document["tensors_file"]:  # and what a killed save left half-written
             older.unlink()
