@@ -19,6 +19,7 @@ from torchvision.models.detection import FasterRCNN
 from tqdm import tqdm
 
 from models.assembly import Detection
+from models.atomic import write_text
 from models.checkpoint import CheckpointMeta
 from models.focus import FocusParams
 from models.grain import GrainParams
@@ -293,7 +294,7 @@ def params_from_args(cls: type[P], args: argparse.Namespace) -> P:
 
 
 def write_annotations(out: Path, doc: dict[str, Any], report: dict[str, Any]) -> None:
-    """Write a COCO json to `out` and its report (what was done, with what) to `out`.report.json."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(doc))
-    out.with_suffix(".report.json").write_text(json.dumps(report, indent=2) + "\n")
+    """Write a COCO json to `out` and its report (what was done, with what) to `out`.report.json, each
+    all or nothing: a training run may read `out` as its annotations."""
+    write_text(out, json.dumps(doc))
+    write_text(out.with_suffix(".report.json"), json.dumps(report, indent=2) + "\n")

@@ -102,6 +102,24 @@ def test_annotations_and_their_report_are_written_side_by_side(tmp_path: Path) -
     assert json.loads((tmp_path / "runs" / "x.report.json").read_text()) == {"kept": 0}
 
 
+def test_annotations_whose_write_fails_halfway_keep_their_old_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "vetted.json"
+    write_annotations(out, {"images": [], "annotations": []}, {"kept": 0})
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+
+    def half_then_full_disk(path: Path, text: str, *args: object, **kwargs: object) -> int:
+        with path.open("w") as handle:
+            handle.write(text[:5])
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", half_then_full_disk)
+    with pytest.raises(OSError, match="No space"):
+        write_annotations(out, {"images": [{"id": 1}], "annotations": []}, {"kept": 1})
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
 @pytest.mark.slow
 def test_prediction_covers_every_record_in_original_pixels(trained_run: Path, synth_dir: Path) -> None:
     model, meta, device = load_prepared(trained_run / "best", "cpu")
