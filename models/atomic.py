@@ -39,8 +39,8 @@ def replace_file(path: Path, write: Callable[[Path], object]) -> None:
 
 
 def write_text(path: Path, text: str) -> None:
-    """`path.write_text(text)`, all or nothing (`replace_file`)."""
-    replace_file(path, lambda partial: partial.write_text(text))
+    """`text` written to `path` as it is (no newline translation), all or nothing (`replace_file`)."""
+    replace_file(path, lambda partial: partial.write_text(text, newline=""))
 
 
 @contextmanager

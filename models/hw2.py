@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from models.assembly import Detection
-from models.atomic import replace_file, write_text
+from models.atomic import write_text
 from models.boxes import xywh_to_xyxy, xyxy_to_xywh
 from models.labels import category_id_to_digit, digit_to_category_id
 
@@ -69,7 +69,7 @@ def write_pred_csv(path: Path, numbers: Mapping[int, int]) -> None:
     writer.writerow(["image_id", "pred_label"])
     for image_id in sorted(numbers):
         writer.writerow([image_id, numbers[image_id]])
-    replace_file(path, lambda partial: partial.write_bytes(text.getvalue().encode()))
+    write_text(path, text.getvalue())
 
 
 def read_pred_csv(path: Path) -> dict[int, int]:

@@ -32,6 +32,7 @@ from pathlib import Path
 from PIL import Image
 from tqdm import tqdm
 
+from models.atomic import replace_file
 from training.exits import run_tool
 from training.train import annotation_path
 
@@ -71,7 +72,8 @@ def pack(
     """Write `out` (a stored zip) with each split's images as JPEG and its annotation files; returns
     the number of images per split folder. A folder named by
     several splits is packed once, with the union of their images. The zip is written beside `out`
-    and moved there when complete, so an interrupted run leaves no partial `out`."""
+    and moved there when complete (`models.atomic.replace_file`), so an interrupted run leaves no
+    partial `out`."""
     documents: dict[str, list[dict]] = {}
     annotations: dict[str, Path] = {}
     for folder, *files in splits:
@@ -89,15 +91,16 @@ def pack(
         raise FileNotFoundError(
             f"{len(missing)} images named by the annotations are missing, e.g. {missing[:3]}"
         )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(out.name + ".part")
-    with zipfile.ZipFile(partial, "w", zipfile.ZIP_STORED) as archive:
-        for member, path in annotations.items():
-            archive.write(path, member)
-        for folder, names in plan.items():
-            for name in tqdm(names, desc=f"pack {folder}", disable=not show):
-                archive.writestr(f"{folder}/{name}", jpeg_bytes(root / folder / name, quality))
-    partial.replace(out)
+
+    def write_zip(partial: Path) -> None:
+        with zipfile.ZipFile(partial, "w", zipfile.ZIP_STORED) as archive:
+            for member, path in annotations.items():
+                archive.write(path, member)
+            for folder, names in plan.items():
+                for name in tqdm(names, desc=f"pack {folder}", disable=not show):
+                    archive.writestr(f"{folder}/{name}", jpeg_bytes(root / folder / name, quality))
+
+    replace_file(out, write_zip)
     return {folder: len(names) for folder, names in plan.items()}
 
 

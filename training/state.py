@@ -22,7 +22,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from models.atomic import replace_file, write_text
+from models.atomic import write_text
 
 MODEL_PREFIX = "model."
 
@@ -81,7 +81,7 @@ def save_train_state(
         "has_model": model is not None,
     }
     document["tensors_file"] = f"tensors-{uuid.uuid4().hex[:12]}.safetensors"
-    replace_file(folder / document["tensors_file"], lambda partial: save_file(tensors, str(partial)))
+    save_file(tensors, str(folder / document["tensors_file"]))  # a new name: nothing reads it yet
     write_text(folder / "state.json", json.dumps(document) + "\n")  # the commit point
     for older in [*folder.glob("tensors*.safetensors"), *folder.glob(".*.partial-*")]:
         if older.name != document["tensors_file"]:  # and what a killed save left half-written
