@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,7 +22,7 @@ from fastapi.staticfiles import StaticFiles
 
 from models.host import cpu_info
 from models.inference import resolve_device
-from service.config import Settings
+from service.config import Settings, check_environment
 from service.errors import install_error_handlers
 from service.middleware import BodyLimitMiddleware, MetricsMiddleware, RequestIdMiddleware
 from service.routes import health, inference, metrics, model, page
@@ -77,8 +78,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the app; no model work happens until startup."""
-    settings = settings or Settings()
+    """Build the app; no model work happens until startup. Settings read from the environment
+    (`settings` None) refuse a `DIGITSERVE_*` variable that names no setting."""
+    if settings is None:
+        check_environment(os.environ)
+        settings = Settings()
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

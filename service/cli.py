@@ -3,6 +3,7 @@
     digitserve predict photos/ house.jpg                       # in-process, the default checkpoint
     digitserve predict photos/ --checkpoint runs/x/best --out preds/ --draw drawn/
     digitserve predict photos/ --url http://127.0.0.1:8000 --api-key KEY --concurrency 4
+    digitserve settings                                          # the service's DIGITSERVE_* settings
 
 Prints a table (file, number, confidence, p_correct, digits, ms) or, with --out, writes HW2 `pred.json`
 and `pred.csv`; --draw saves each image with its boxes. Interrupted (Ctrl-C), it prints, writes and
@@ -39,10 +40,11 @@ from models.hw2 import image_ids_for, write_pred_csv, write_pred_json
 from models.inference import resolve_device
 from models.load_errors import LOAD_ERRORS
 from models.reread import Findings
-from service.config import Settings, resolve_checkpoint
+from service.config import SHIPPED_CHECKPOINT, Settings, resolve_checkpoint
 from service.imaging import ImageError, decode_image
 from service.pipeline import to_schema
 from service.predictor import Predictor
+from service.settings_doc import markdown_table, settings_rows
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 MAX_PIXELS = 100_000_000
@@ -317,6 +319,12 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--out", type=Path, help="write pred.json and pred.csv (HW2 formats) here")
     predict.add_argument("--draw", type=Path, help="save images with their boxes here")
     predict.add_argument("--no-progress", action="store_true")
+    settings = sub.add_parser(
+        "settings", help="print the service's settings (DIGITSERVE_* variables) as a Markdown table"
+    )
+    settings.add_argument(
+        "--checkpoint", type=Path, help="whose values an unset setting takes (default: the shipped model)"
+    )
     return p
 
 
@@ -349,6 +357,14 @@ def write_outputs(
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "settings":
+        try:
+            rows = settings_rows(args.checkpoint or SHIPPED_CHECKPOINT)
+        except MODEL_ERRORS as exc:
+            print(f"digitserve: cannot read the checkpoint: {exc}", file=sys.stderr)
+            return 2
+        print(markdown_table(rows), end="")
+        return 0
     if args.concurrency < 1 or args.retries < 0:
         parser.error("--concurrency must be at least 1 and --retries at least 0")
     if args.concurrency > 1 and not args.url:

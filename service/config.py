@@ -6,6 +6,8 @@ Out-of-range values fail at startup with pydantic's message.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -24,14 +26,38 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DIGITSERVE_", extra="forbid", frozen=True)
 
     checkpoint: Path | None = Field(
-        None, description="checkpoint folder; default: shipped, else runs/latest/best"
+        None,
+        description="the checkpoint folder to serve",
+        json_schema_extra={"default_text": "the shipped model, else runs/latest/best"},
     )
-    device: Literal["auto", "cuda", "cpu"] = "auto"
-    score_threshold: float | None = Field(None, ge=0.0, le=1.0, description="default: the checkpoint's")
-    iou_threshold: float | None = Field(None, ge=0.0, le=1.0, description="0 turns IoU de-dup off")
-    center_distance_ratio: float | None = Field(None, ge=0.0, le=5.0)
+    device: Literal["auto", "cuda", "cpu"] = Field(
+        "auto",
+        description="auto: the CUDA GPU when there is one, else the CPU with a loud warning; cuda: "
+        "refuse to start without a GPU",
+    )
+    score_threshold: float | None = Field(
+        None, ge=0.0, le=1.0, description="the number assembly keeps digits scoring at least this"
+    )
+    iou_threshold: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="the assembly drops a digit overlapping a better one by more "
+        "than this IoU; 0 turns this de-duplication off",
+    )
+    center_distance_ratio: float | None = Field(
+        None,
+        ge=0.0,
+        le=5.0,
+        description="the assembly drops a digit whose centre lies closer than this x "
+        "the wider box's width to a better one's",
+    )
     height_ratio: Annotated[float, AfterValidator(check_height_ratio)] | None = Field(
-        None, le=10.0, description="height rule of the number assembly (models/assembly.py); 0 = off"
+        None,
+        le=10.0,
+        description="height rule of the number assembly (models/assembly.py): drop a digit more than this "
+        "many times taller or shorter than the number's; 0 = off",
+        json_schema_extra={"accepts": "0, or 1-10"},
     )
     zoom_below_px: float | None = Field(
         None, ge=0.0, le=10_000.0, description="second look at small digits (models/zoom.py); 0 = off"
@@ -39,6 +65,7 @@ class Settings(BaseSettings):
     search_tiles: Annotated[int, AfterValidator(check_search_tiles)] | None = Field(
         None,
         le=8,
+        json_schema_extra={"accepts": "0, or 2-8"},
         description="where the first pass locates no digit (or always, with search-located), search n x n "
         "tiles of a large photo (models/zoom.py; n^2 more detector passes there); 0 = off",
     )
@@ -83,7 +110,7 @@ class Settings(BaseSettings):
         le=255.0,
         description="blur a photo whose luma grain is at least this many grey levels (std), by a radius "
         "growing with it, before reading it (models/grain.py, experiment 136: grainy photos read far "
-        "better); default: models.grain's (7); 0 = off",
+        "better); 0 = off",
     )
     sharpen_gate: float | None = Field(
         None,
@@ -91,7 +118,7 @@ class Settings(BaseSettings):
         le=1.0,
         description="sharpen a photo (not smoothed for grain) whose blur measure is at least this "
         "(models/focus.py, experiment 138: photos out of focus read better, 0.6 the gate measured; photos "
-        "with smooth backgrounds are sharpened too); default: off (0)",
+        "with smooth backgrounds are sharpened too); 0 = off",
     )
     use_reader: bool = Field(
         True, description="read digits with the checkpoint's reader too, when it has one (models/reread.py)"
@@ -122,7 +149,7 @@ class Settings(BaseSettings):
         description="a photo at least twice this on its longer side is read reduced by the largest whole "
         "factor that keeps it at least this; boxes are given in the upload's pixels. 0: never",
     )
-    max_images_per_request: int = Field(16, ge=1, le=256)
+    max_images_per_request: int = Field(16, ge=1, le=256, description="uploads in one request")
     queue_depth: int = Field(64, ge=1, le=10_000, description="images waiting for the model")
     # Measured on 2 CPU cores (README): batch 8 gave 1.36x the images/s of batch 1 at concurrency 8
     # when the detector took a batch in one call; since it takes each image alone (models/zoom.py),
@@ -132,11 +159,50 @@ class Settings(BaseSettings):
     batch_wait_ms: float = Field(
         2.0, ge=0.0, le=1000.0, description="wait for a batch to fill while the model is busy; none when idle"
     )
-    request_timeout_s: float = Field(30.0, gt=0.0, le=600.0)
-    drain_timeout_s: float = Field(20.0, ge=0.0, le=600.0)
+    request_timeout_s: float = Field(
+        30.0, gt=0.0, le=600.0, description="a request the model has not answered by then gets a 503 timeout"
+    )
+    drain_timeout_s: float = Field(
+        20.0,
+        ge=0.0,
+        le=600.0,
+        description="at shutdown (SIGTERM), how long the model may take to finish the images queued",
+    )
     api_keys: frozenset[str] = Field(frozenset(), description="accepted X-API-Key values; empty = open")
     cors_origins: tuple[str, ...] = Field((), description="allowed origins; empty = CORS off")
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="the service's log; at debug also the health probes' and /metrics' access lines"
+    )
+
+
+# DIGITSERVE_* variables that are not service settings: the training tools' traceback switch, the
+# compose file's host paths and the page test's screenshot folder.
+OTHER_VARIABLES = frozenset(
+    {"DIGITSERVE_TRACEBACK", "DIGITSERVE_CHECKPOINT_DIR", "DIGITSERVE_DATA_DIR", "DIGITSERVE_SCREENSHOT_DIR"}
+)
+
+
+class UnknownSettingError(ValueError):
+    """A DIGITSERVE_* variable that names no setting: a typo would otherwise be ignored in silence
+    (DIGITSERVE_API_KEY for DIGITSERVE_API_KEYS would leave the service open)."""
+
+
+def check_environment(environ: Mapping[str, str]) -> None:
+    """UnknownSettingError naming every `DIGITSERVE_*` variable of `environ` (any case, as
+    pydantic-settings reads them) that is neither a setting nor one of `OTHER_VARIABLES`, with the
+    closest setting's name where one is close."""
+    prefix = Settings.model_config.get("env_prefix", "")
+    known = {prefix + name.upper() for name in Settings.model_fields} | OTHER_VARIABLES
+    unknown = sorted(n for n in environ if n.upper().startswith(prefix) and n.upper() not in known)
+    if not unknown:
+        return
+    parts = []
+    for name in unknown:
+        close = difflib.get_close_matches(name.upper(), sorted(known - OTHER_VARIABLES), n=1, cutoff=0.8)
+        parts.append(f"{name} (did you mean {close[0]}?)" if close else name)
+    raise UnknownSettingError(
+        f"{', '.join(parts)}: not a setting of the service; `digitserve settings` lists them"
+    )
 
 
 def resolve_checkpoint(settings: Settings) -> Path:
