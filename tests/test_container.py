@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from service.config import Settings
+from service.config import Settings, check_environment
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -57,3 +57,17 @@ def test_compose_train_profile_uses_the_same_image() -> None:
     train = compose["services"]["train"]
     assert train["profiles"] == ["train"] and train["image"] == compose["services"]["digitserve"]["image"]
     assert train["command"][:3] == ["python", "-m", "training.train"]
+
+
+def test_the_images_and_composes_settings_are_settings_the_service_takes() -> None:
+    """The service refuses to start on a DIGITSERVE_* variable that names no setting, or a value out
+    of range: the Dockerfile's ENV and the compose file's environment must pass both."""
+    env_args = " ".join(arg for op, arg in dockerfile_instructions() if op == "ENV")
+    image_env = dict(re.findall(r"(\w+)=(\S+)", env_args))
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    compose_env = {k: str(v) for k, v in compose["services"]["digitserve"]["environment"].items()}
+    environ = {**image_env, **compose_env}
+    assert "DIGITSERVE_DEVICE" in image_env and "DIGITSERVE_CHECKPOINT" in compose_env
+    check_environment(environ)
+    prefix = "DIGITSERVE_"
+    Settings(**{k.removeprefix(prefix).lower(): v for k, v in environ.items() if k.startswith(prefix)})
