@@ -152,9 +152,9 @@ class Settings(BaseSettings):
     max_images_per_request: int = Field(16, ge=1, le=256, description="uploads in one request")
     queue_depth: int = Field(64, ge=1, le=10_000, description="images waiting for the model")
     # Measured on 2 CPU cores (docs/benchmarks.md): batch 8 gave 1.36x the images/s of batch 1 at
-    # concurrency 8 when the detector took a batch in one call; since it takes each image alone (models/zoom.py),
-    # 1.04x (the refiner and reader still batch), within noise. The wait applies only while the
-    # model is busy: a lone request (concurrency 1) pays none.
+    # concurrency 8 when the detector took a batch in one call; since it takes each image alone
+    # (models/zoom.py), 1.04x (the refiner and reader still batch), within noise. The wait applies
+    # only while the model is busy: a lone request (concurrency 1) pays none.
     batch_size: int = Field(8, ge=1, le=128, description="images per model call")
     batch_wait_ms: float = Field(
         2.0, ge=0.0, le=1000.0, description="wait for a batch to fill while the model is busy; none when idle"
