@@ -114,7 +114,9 @@ def accepts(field: FieldInfo) -> str:
         return bounds_text(field.metadata)
     if base is Path:
         return "a folder"
-    return "a JSON list of strings"
+    if typing.get_origin(base) in (frozenset, set, tuple, list):
+        return "a JSON list of strings"
+    return "text"
 
 
 def default_of(name: str, field: FieldInfo, assembly: AssemblyParams, zoom: ZoomParams) -> str:
