@@ -1,7 +1,9 @@
 """Service settings: environment variables with the DIGITSERVE_ prefix (e.g. DIGITSERVE_DEVICE=cuda).
 
 List values (API keys, CORS origins) are JSON: DIGITSERVE_API_KEYS='["key-1", "key-2"]'.
-Out-of-range values fail at startup with pydantic's message.
+Out-of-range values fail at startup with pydantic's message, and a DIGITSERVE_ variable that names no
+setting fails it too (`check_environment`). `digitserve settings` prints them all as a table
+(`service/settings_doc.py`).
 """
 
 from __future__ import annotations
