@@ -141,6 +141,20 @@ class Readiness(BaseModel):
     device: str | None = None
 
 
+class RequestLimits(BaseModel):
+    """What one request may hold on this server (its settings; `digitserve settings`)."""
+
+    max_upload_bytes: int = Field(description="the whole request body; over it: 413")
+    max_pixels: int = Field(description="per image; over it: 413")
+    max_aspect_ratio: float = Field(description="longer side / shorter side, per image; over it: 422")
+    max_images_per_request: int = Field(description="uploads in one request; over it: 422")
+    reduce_to_px: int = Field(
+        description="a photo at least twice this on its longer side is read reduced (boxes in its own "
+        "pixels); 0 = never"
+    )
+    request_timeout_s: float = Field(description="a request not answered by then gets a 503 timeout")
+
+
 class ModelInfo(BaseModel):
     arch: str
     classes: list[str]
@@ -188,6 +202,7 @@ class ModelInfo(BaseModel):
         description="the CPU the service runs on and its int8 instruction sets (models/host.py): speed "
         "depends on it, and the int8 answers a little",
     )
+    limits: RequestLimits = Field(description="what one request may hold on this server")
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:

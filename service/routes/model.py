@@ -10,7 +10,7 @@ from models.checkpoint import label_map_document
 from models.host import cpu_info
 from models.labels import DIGIT_NAMES
 from service.deps import ApiKeyDep, StateDep
-from service.schemas import ModelInfo, error_responses
+from service.schemas import ModelInfo, RequestLimits, error_responses
 
 router = APIRouter(prefix="/v1", tags=["model"])
 
@@ -18,8 +18,8 @@ router = APIRouter(prefix="/v1", tags=["model"])
 @router.get("/model", response_model=ModelInfo, responses=error_responses(401, 500, 503))
 async def model_info(state: StateDep, _: ApiKeyDep) -> ModelInfo:
     """Architecture, classes, input size, thresholds, zoom, grain smoothing, sharpening, reader,
-    refiner, rescorer, int8 and verifier in force, weights hash and training metrics, and the CPU it
-    runs on."""
+    refiner, rescorer, int8 and verifier in force, weights hash and training metrics, the CPU it
+    runs on, and what one request may hold (`limits`)."""
     predictor, _batcher = state.require_ready()
     meta = predictor.meta
     return ModelInfo(
@@ -48,4 +48,5 @@ async def model_info(state: StateDep, _: ApiKeyDep) -> ModelInfo:
         checkpoint=str(predictor.checkpoint),
         device=str(predictor.device),
         host=cpu_info().describe(),
+        limits=RequestLimits(**{k: getattr(state.settings, k) for k in RequestLimits.model_fields}),
     )

@@ -62,6 +62,18 @@ def test_recognize_uses_the_shared_assembly_rule(start_client: StartClient) -> N
     assert len(result["digits"]) == len(expected.digits) > 0
 
 
+def test_model_info_tells_a_client_what_a_request_may_hold(start_client: StartClient) -> None:
+    limits = start_client(max_images_per_request=3, max_upload_bytes=4096).get("/v1/model").json()["limits"]
+    assert limits == {
+        "max_upload_bytes": 4096,
+        "max_pixels": 25_000_000,
+        "max_aspect_ratio": 50.0,
+        "max_images_per_request": 3,
+        "reduce_to_px": 1536,
+        "request_timeout_s": 30.0,
+    }
+
+
 def test_recognize_without_confident_digits_is_minus_one(client: TestClient) -> None:
     result = client.post("/v1/recognize", files=files(png())).json()["results"][0]
     assert result["number"] == -1 and result["text"] == "" and result["digits"] == []
