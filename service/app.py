@@ -24,6 +24,7 @@ from models.host import cpu_info
 from models.inference import resolve_device
 from service.config import Settings, check_environment
 from service.errors import install_error_handlers
+from service.logs import configure_logging
 from service.middleware import BodyLimitMiddleware, MetricsMiddleware, RequestIdMiddleware
 from service.routes import health, inference, metrics, model, page
 from service.state import ServiceState
@@ -83,9 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings is None:
         check_environment(os.environ)
         settings = Settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_level, settings.log_format)
     app = FastAPI(
         title="digitserve",
         version="0.1.0",

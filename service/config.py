@@ -175,6 +175,11 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="the service's log; at debug also the health probes' and /metrics' access lines"
     )
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description="text: a line for people; json: one JSON object a line for a log collector, with the "
+        "access log's request_id, method, path, status and ms as fields (service/logs.py)",
+    )
 
 
 # DIGITSERVE_* variables that are not service settings: the training tools' traceback switch, the

@@ -79,7 +79,13 @@ class RequestIdMiddleware:
         try:
             await self.app(scope, receive, tagged_send)
         except Exception:
-            log.exception("request %s %s %s failed", request_id, scope["method"], scope["path"])
+            log.exception(
+                "request %s %s %s failed",
+                request_id,
+                scope["method"],
+                scope["path"],
+                extra={"request_id": request_id, "method": scope["method"], "path": scope["path"]},
+            )
             if started:
                 raise  # the response is half sent: only the server can close the connection
             message = f"an unexpected error; quote request id {request_id} when reporting it"
@@ -88,7 +94,17 @@ class RequestIdMiddleware:
             level = logging.DEBUG if scope["path"] in QUIET_ROUTES else logging.INFO
             ms = (time.perf_counter() - start) * 1000
             method, path = scope["method"], scope["path"]
-            access_log.log(level, "%s %s %s %d %.1f ms", request_id, method, path, status, ms)
+            fields = {"request_id": request_id, "method": method, "path": path, "status": status}
+            access_log.log(
+                level,
+                "%s %s %s %d %.1f ms",
+                request_id,
+                method,
+                path,
+                status,
+                ms,
+                extra={**fields, "ms": round(ms, 1)},
+            )
 
 
 class BodyLimitMiddleware:

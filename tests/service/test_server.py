@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -136,6 +137,32 @@ def test_end_to_end_on_a_real_server(server_factory: type[Server], tiny_checkpoi
     assert '"POST /v1/recognize HTTP/1.1" 200' not in log  # uvicorn's own access line is off
     assert "NO CUDA GPU FOUND" not in log  # device=cpu was asked for explicitly
     assert_graceful(server, log)
+
+
+def test_json_logs_on_a_real_server(server_factory: type[Server], tiny_checkpoint: Path) -> None:
+    """DIGITSERVE_LOG_FORMAT=json: every line the process writes, uvicorn's included, is one JSON
+    object, and the access line carries the request's fields."""
+    server = server_factory(tiny_checkpoint, log_format="json")
+    server.wait_ready()
+    headers = {"X-Request-ID": "json-1"}
+    assert httpx.post(
+        f"{server.url}/v1/recognize", files=upload(png()), headers=headers, timeout=30
+    ).is_success
+    log = server.stop()
+    lines = [json.loads(line) for line in log.splitlines() if line.strip()]  # fails on any other line
+    access = [x for x in lines if x.get("request_id") == "json-1"]
+    assert len(access) == 1 and access[0]["logger"] == "service.access", log[-2000:]
+    assert access[0]["method"] == "POST" and access[0]["path"] == "/v1/recognize"
+    assert access[0]["status"] == 200 and access[0]["ms"] > 0
+    assert any(x["logger"].startswith("uvicorn") for x in lines)  # uvicorn's own lines are JSON too
+    assert_graceful(server, log)
+
+
+def test_a_misspelt_setting_stops_the_server(server_factory: type[Server], tiny_checkpoint: Path) -> None:
+    server = server_factory(tiny_checkpoint, api_key='["secret"]')
+    log = server.process.communicate(timeout=60)[0]
+    assert server.process.returncode != 0
+    assert "DIGITSERVE_API_KEY (did you mean DIGITSERVE_API_KEYS?)" in log, log[-2000:]
 
 
 def test_sigterm_drains_in_flight_requests(server_factory: type[Server], tmp_path: Path) -> None:
