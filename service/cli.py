@@ -5,7 +5,8 @@
     digitserve predict photos/ --url http://127.0.0.1:8000 --api-key KEY --concurrency 4
     digitserve settings                                          # the service's DIGITSERVE_* settings
 
-Prints a table (file, number, confidence, p_correct, digits, ms) or, with --out, writes HW2 `pred.json`
+Prints a table (file, number, confidence, p_correct, digits, ms), or with --format jsonl one JSON object
+a file as it is read (`result_record`); with --out it also writes HW2 `pred.json`
 and `pred.csv`; --draw saves each image with its boxes. Interrupted (Ctrl-C), it prints, writes and
 draws the files read so far and exits with 130. Same decoding and number assembly as the service.
 p_correct (the checkpoint's number verifier, models/verifier.py) is "-" where the checkpoint has
@@ -21,6 +22,7 @@ costs time, not the file. A file still refused after its retries is a row with i
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import sys
 import time
@@ -253,6 +255,25 @@ def format_table(results: Sequence[FileResult]) -> str:
     return "\n".join(lines)
 
 
+def result_record(result: FileResult) -> dict[str, Any]:
+    """One file's reading as `--format jsonl` writes it: `file`, and either `error`, or the number as
+    /v1/recognize answers it (`text`, `number`: -1 when no digit survives, `confidence`, `p_correct`,
+    `digits` with COCO `bbox` [x, y, w, h] in the image's pixels and `category_id` = digit + 1) and
+    `ms`."""
+    if result.number is None:
+        return {"file": str(result.path), "error": result.error}
+    number = result.number
+    return {
+        "file": str(result.path),
+        "text": number.text,
+        "number": number.value,
+        "confidence": round(number.confidence, 5),
+        "p_correct": None if result.p_correct is None else round(result.p_correct, 5),
+        "digits": [to_schema(d).model_dump() for d in number.digits],
+        "ms": round(result.elapsed_ms, 1),
+    }
+
+
 def summarize(results: Sequence[FileResult], seconds: float) -> str:
     """One line for the end of a run: files, numbers found, errors, time and pace."""
     found = sum(1 for r in results if r.number is not None and r.number.digits)
@@ -318,6 +339,12 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--iou-threshold", type=float)
     predict.add_argument("--out", type=Path, help="write pred.json and pred.csv (HW2 formats) here")
     predict.add_argument("--draw", type=Path, help="save images with their boxes here")
+    predict.add_argument(
+        "--format",
+        choices=("table", "jsonl"),
+        default="table",
+        help="table: one row a file once all are read; jsonl: one JSON object a file as each is read",
+    )
     predict.add_argument("--no-progress", action="store_true")
     settings = sub.add_parser(
         "settings", help="print the service's settings (DIGITSERVE_* variables) as a Markdown table"
@@ -383,13 +410,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         for result in read_all(reader, paths, not args.no_progress, args.concurrency):
             results.append(result)
+            if args.format == "jsonl":
+                print(json.dumps(result_record(result)), flush=True)
     except KeyboardInterrupt:  # keep what was read: its rows, pred files and drawings
         interrupted = True
         print(f"digitserve: interrupted after {len(results)} of {len(paths)} files", file=sys.stderr)
     finally:
         if isinstance(reader, RemoteReader):
             reader.close()
-    print(format_table(results))
+    if args.format == "table":
+        print(format_table(results))
     print(summarize(results, time.perf_counter() - start), file=sys.stderr)
     write_outputs(args, paths, results, reader.assembly.score_threshold)
     if interrupted:

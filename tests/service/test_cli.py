@@ -93,6 +93,26 @@ def test_predict_folder_in_process_writes_hw2_files_and_drawings(
     assert sorted(p.name for p in (tmp_path / "drawn").iterdir()) == ["12.png", "3.png"]
 
 
+def test_json_lines_give_each_file_as_the_api_would(
+    photos: Path, tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = photos / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\nbroken")
+    args = [*local_predict(photos, tiny_checkpoint, tmp_path / "out"), "--format", "jsonl", "--no-progress"]
+    assert cli.main(args) == 1  # the broken file
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]  # nothing but JSON
+    by_file = {Path(x["file"]).name: x for x in lines}
+    assert sorted(by_file) == ["12.png", "3.png", "broken.png"]
+    assert "truncated or damaged" in by_file["broken.png"]["error"]
+    assert cli.main([*args[:-3], "--no-progress"]) == 1  # the same files as a table
+    table = {Path(row.split()[0]).name: row.split()[1] for row in capsys.readouterr().out.splitlines()[1:]}
+    for name in ("3.png", "12.png"):
+        x = by_file[name]
+        assert x["text"] == table[name] and x["number"] == int(x["text"]) and x["ms"] > 0
+        assert len(x["digits"]) == len(x["text"]) and all(len(d["bbox"]) == 4 for d in x["digits"])
+        assert [d["category_id"] - 1 for d in x["digits"]] == [int(c) for c in x["text"]]
+
+
 def test_the_summary_counts_numbers_blanks_and_errors() -> None:
     digit = Detection((0.0, 0.0, 4.0, 8.0), 5, 0.9)
     read = cli.FileResult(Path("a.png"), [digit], [digit], assemble_number([digit]), 10.0)
