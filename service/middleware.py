@@ -95,16 +95,8 @@ class RequestIdMiddleware:
             ms = (time.perf_counter() - start) * 1000
             method, path = scope["method"], scope["path"]
             fields = {"request_id": request_id, "method": method, "path": path, "status": status}
-            access_log.log(
-                level,
-                "%s %s %s %d %.1f ms",
-                request_id,
-                method,
-                path,
-                status,
-                ms,
-                extra={**fields, "ms": round(ms, 1)},
-            )
+            fields["ms"] = round(ms, 1)
+            access_log.log(level, "%s %s %s %d %.1f ms", request_id, method, path, status, ms, extra=fields)
 
 
 class BodyLimitMiddleware:
