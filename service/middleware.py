@@ -94,8 +94,7 @@ class RequestIdMiddleware:
             level = logging.DEBUG if scope["path"] in QUIET_ROUTES else logging.INFO
             ms = (time.perf_counter() - start) * 1000
             method, path = scope["method"], scope["path"]
-            fields = {"request_id": request_id, "method": method, "path": path, "status": status}
-            fields["ms"] = round(ms, 1)
+            fields = dict(request_id=request_id, method=method, path=path, status=status, ms=round(ms, 1))
             access_log.log(level, "%s %s %s %d %.1f ms", request_id, method, path, status, ms, extra=fields)
 
 

@@ -99,10 +99,15 @@ def bounds_text(metadata: list[Any]) -> str:
     return ", ".join(p for p in parts if p) or "a number"
 
 
+def _extra(field: FieldInfo) -> dict[str, Any]:
+    """The field's `json_schema_extra` texts (`accepts`, `default_text`), where it gives any."""
+    return dict(field.json_schema_extra) if isinstance(field.json_schema_extra, dict) else {}
+
+
 def accepts(field: FieldInfo) -> str:
     """The values a field takes: its own `accepts` text, a Literal's choices, true/false, a number's
     bounds, or its kind."""
-    extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+    extra = _extra(field)
     if "accepts" in extra:
         return str(extra["accepts"])
     base = base_type(field.annotation)
@@ -121,7 +126,7 @@ def accepts(field: FieldInfo) -> str:
 
 def default_of(name: str, field: FieldInfo, assembly: AssemblyParams, zoom: ZoomParams) -> str:
     """What an unset setting stands for: its default, or the checkpoint's or a module's value."""
-    extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+    extra = _extra(field)
     if "default_text" in extra:
         return str(extra["default_text"])
     if field.default is not None:
@@ -162,21 +167,25 @@ def markdown_table(rows: Iterable[SettingRow]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def replace_table(document: str, table: str) -> str:
-    """`document` with the text between its START and END markers replaced by `table`; ValueError
-    when the markers are missing."""
+def _between_markers(document: str) -> tuple[int, int]:
+    """Where the text between a document's START and END markers begins and ends; ValueError when
+    the markers are missing."""
     start, end = document.find(START), document.find(END)
     if start < 0 or end < start:
         raise ValueError(f"the document has no settings table between {START!r} and {END!r}")
-    return document[: start + len(START)] + "\n\n" + table + "\n" + document[end:]
+    return start + len(START), end
+
+
+def replace_table(document: str, table: str) -> str:
+    """`document` with the text between its START and END markers replaced by `table`."""
+    start, end = _between_markers(document)
+    return document[:start] + "\n\n" + table + "\n" + document[end:]
 
 
 def table_in(document: str) -> str:
     """The text between a document's markers, as `replace_table` writes it."""
-    start, end = document.find(START), document.find(END)
-    if start < 0 or end < start:
-        raise ValueError(f"the document has no settings table between {START!r} and {END!r}")
-    return document[start + len(START) : end].strip("\n") + "\n"
+    start, end = _between_markers(document)
+    return document[start:end].strip("\n") + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
