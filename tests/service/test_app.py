@@ -219,6 +219,24 @@ def test_exif_rotated_upload_reports_upright_size(client: TestClient) -> None:
     assert (result["results"][0]["width"], result["results"][0]["height"]) == (50, 120)
 
 
+@pytest.mark.parametrize(("fmt", "mime"), [("HEIF", "image/heic"), ("AVIF", "image/avif")])
+def test_phone_formats_are_read_upright(client: TestClient, fmt: str, mime: str) -> None:
+    """A phone's HEIC (or an AVIF), turned by its orientation: read, and its size reported upright."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buffer = io.BytesIO()
+    Image.new("RGB", (120, 50), "white").save(buffer, fmt, exif=exif.tobytes())
+    upload = [("image", (f"x.{fmt.lower()}", buffer.getvalue(), mime))]
+    for route in ("/v1/detect", "/v1/recognize"):
+        response = client.post(route, files=upload)
+        assert response.status_code == 200, response.text
+        result = response.json()["results"][0]
+        assert (result["width"], result["height"]) == (50, 120)
+    damaged = [("image", (f"x.{fmt.lower()}", buffer.getvalue()[:-40], mime))]
+    response = client.post("/v1/recognize", files=damaged)
+    assert response.status_code == 400 and response.json()["error"]["code"] == "corrupt_image"
+
+
 def test_api_keys_guard_v1_but_not_health(start_client: StartClient) -> None:
     client = start_client(api_keys=frozenset({"secret"}))
     assert client.post("/v1/detect", files=files(png())).status_code == 401

@@ -242,3 +242,77 @@ def test_zlib_is_available_for_png() -> None:  # guards the bomb test's premise
 def test_image_signature_with_broken_body_is_corrupt_not_unknown(head: bytes) -> None:
     with pytest.raises(CorruptImageError):
         decode_image(head, MAX)
+
+
+# Phone cameras' formats: HEIC/HEIF through libheif (pillow-heif), AVIF through Pillow itself.
+PHONE_FORMATS = ["HEIF", "AVIF"]
+
+
+def dark_corner_photo() -> Image.Image:
+    """120 x 60 white with a black 40 x 20 block at its top left: where the block lands says how the
+    photo was turned."""
+    image = Image.new("RGB", (120, 60), "white")
+    image.paste((0, 0, 0), (0, 0, 40, 20))
+    return image
+
+
+@pytest.mark.parametrize("fmt", PHONE_FORMATS)
+def test_phone_formats_decode_to_the_photos_pixels(fmt: str) -> None:
+    decoded = decode_image(encode(dark_corner_photo(), fmt, quality=90), MAX)
+    assert decoded.format == fmt and (decoded.width, decoded.height) == (120, 60)
+    assert decoded.pixels.shape == (60, 120, 3) and decoded.pixels.dtype == np.uint8
+    assert decoded.pixels[5, 5].max() < 40 and decoded.pixels[50, 100].min() > 215  # lossy, not exact
+
+
+@pytest.mark.parametrize("fmt", PHONE_FORMATS)
+def test_phone_formats_are_turned_upright_once(fmt: str) -> None:
+    """EXIF orientation 6 (turn 90 degrees clockwise to display). pillow-heif writes the file as a
+    phone does, with the turn in both the HEIF's own rotation and the EXIF; libheif applies the
+    rotation as it decodes and pillow-heif sets the EXIF to 1. Pillow's AVIF keeps the turn in the
+    EXIF alone. Either way the photo must come back turned once: turned twice, it would be 120 x 60."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    data = encode(dark_corner_photo(), fmt, quality=90, exif=exif.tobytes())
+    if fmt == "HEIF":  # the premise: the file holds the turn twice over
+        raw = Image.open(io.BytesIO(data))
+        assert raw.size == (60, 120) and raw.info["original_orientation"] == 6
+    decoded = decode_image(data, MAX)
+    assert (decoded.width, decoded.height) == (60, 120)
+    assert decoded.pixels[5, 55].max() < 40 and decoded.pixels[5, 5].min() > 215  # the block: top right
+
+
+@pytest.mark.parametrize("fmt", PHONE_FORMATS)
+def test_damaged_phone_formats_are_corrupt_not_unknown(fmt: str) -> None:
+    data = encode(Image.effect_noise((64, 48), 40).convert("RGB"), fmt, quality=60)
+    for cut in (40, len(data) // 2, len(data) - 8):
+        with pytest.raises(CorruptImageError):
+            decode_image(data[:cut], MAX)
+
+
+@pytest.mark.parametrize("fmt", PHONE_FORMATS)
+def test_phone_formats_over_the_pixel_limit_are_refused(fmt: str) -> None:
+    with pytest.raises(ImageTooLargeError, match="120x60 pixels, more than the 5000 allowed"):
+        decode_image(encode(dark_corner_photo(), fmt), 5000)
+
+
+@pytest.mark.parametrize("fmt", PHONE_FORMATS)
+@settings(max_examples=120, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), min_size=1, max_size=4))
+def test_mutated_phone_formats_never_raise_anything_but_image_errors(
+    fmt: str, changes: list[tuple[int, int]]
+) -> None:
+    """libheif and libavif report damage as RuntimeError: it must come out as a CorruptImageError
+    (a 400), not a 500."""
+    data = bytearray(_PHONE_SAMPLES[fmt])
+    for position, value in changes:
+        data[position % len(data)] = value
+    try:
+        decoded = decode_image(bytes(data), MAX)
+    except ImageError:
+        return
+    assert decoded.pixels.shape[2] == 3
+
+
+_PHONE_SAMPLES = {
+    fmt: encode(Image.effect_noise((48, 32), 40).convert("RGB"), fmt, quality=60) for fmt in PHONE_FORMATS
+}
