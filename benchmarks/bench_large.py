@@ -6,7 +6,8 @@
 A phone photographs a house number at 4032 x 3024. This pastes each of the first `--images` validation
 photos into a digit-free scene `--factor` times its size (`training.scenes`, as benchmarks/bench_scenes.py
 does), scales the scene up so that its longer side is `--long-side` pixels, and encodes it as the phone
-would (`--format`: JPEG at quality 90, or PNG). Each upload is then read as the service reads it:
+would (`--format`: JPEG, HEIF (an iPhone's HEIC) or AVIF at quality 90, or PNG; encoding a HEIF this size
+takes seconds). Each upload is then read as the service reads it:
 `service.imaging.decode_image` with each `--reduce-to` (the setting `DIGITSERVE_REDUCE_TO_PX`: a photo
 at least twice that on its longer side is read reduced by a whole factor; 0 = whole), then
 `Predictor.detect` and the number assembly on the model thread. It prints, per setting, how many numbers
@@ -51,7 +52,7 @@ def phone_upload(photo: Image.Image, factor: int, long_side: int, fmt: str, rng:
     k = long_side / max(scene.size)
     big = scene.resize((round(scene.width * k), round(scene.height * k)), Image.Resampling.BICUBIC)
     buffer = io.BytesIO()
-    big.save(buffer, format=fmt, **({"quality": 90} if fmt == "JPEG" else {}))
+    big.save(buffer, format=fmt, **({} if fmt == "PNG" else {"quality": 90}))
     return buffer.getvalue()
 
 
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--images", type=int, default=100)
     p.add_argument("--factor", type=int, default=5)
     p.add_argument("--long-side", type=int, default=4032)
-    p.add_argument("--format", choices=["JPEG", "PNG"], default="JPEG")
+    p.add_argument("--format", choices=["JPEG", "PNG", "HEIF", "AVIF"], default="JPEG")
     p.add_argument("--reduce-to", type=int, nargs="+", default=[0, 1536])
     args = p.parse_args(argv)
     if not (DATA / "valid.json").is_file():

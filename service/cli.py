@@ -48,7 +48,20 @@ from service.pipeline import to_schema
 from service.predictor import Predictor
 from service.settings_doc import markdown_table, settings_rows
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
+IMAGE_SUFFIXES = (
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".bmp",
+    ".webp",
+    ".gif",
+    ".tif",
+    ".tiff",
+    ".heic",
+    ".heif",
+    ".hif",
+    ".avif",
+)
 MAX_PIXELS = 100_000_000
 RETRY_STATUSES = frozenset({429, 503})  # refused for now: the service's overloaded, not_ready, timeout
 MAX_RETRY_WAIT_S = 30.0

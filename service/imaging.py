@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pillow_heif
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError, features
 
 from models.inference import to_unit_float
 
@@ -29,7 +29,10 @@ from models.inference import to_unit_float
 # thumbnails, depth maps or auxiliary images: only the photo is read.
 pillow_heif.register_heif_opener(decode_threads=1, thumbnails=False, depth_images=False, aux_images=False)
 
-ALLOWED_FORMATS = frozenset({"PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF", "HEIF", "AVIF"})
+# AVIF where Pillow's build reads it (its wheels carry libavif; this project's mirror serves 13.0).
+ALLOWED_FORMATS = frozenset(
+    {"PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF", "HEIF"} | ({"AVIF"} if features.check("avif") else set())
+)
 # Longer side / shorter side. The detector scales an image so that its longer side is at most its
 # max_size (384 px for the shipped model): at 50:1 the shorter side is already under 8 px, too few
 # for any digit, and past max_size:1 it would be under one pixel, which the model cannot take.

@@ -22,7 +22,10 @@ from service.schemas import (
 )
 
 router = APIRouter(prefix="/v1", tags=["inference"])
-Images = Annotated[list[UploadFile], File(description="one or more images (PNG, JPEG, WebP, BMP, GIF, TIFF)")]
+Images = Annotated[
+    list[UploadFile],
+    File(description="one or more images (PNG, JPEG, WebP, BMP, GIF, TIFF, HEIC/HEIF, AVIF)"),
+]
 ERRORS = error_responses(400, 401, 413, 415, 422, 500, 503)
 
 

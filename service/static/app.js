@@ -72,18 +72,23 @@ async function handleFiles(files) {
 
 async function processFile(file) {
   const card = addCard(file.name || "pasted image");
-  const result = { card, image: null, sites: [], boxes: [], timing: null };
+  const result = { card, image: null, size: null, sites: [], boxes: [], timing: null };
   try {
-    result.image = await loadImage(file);
-    drawResult(result, []);
+    // Most browsers cannot show a phone's HEIC, which the service reads: then the boxes go on a blank.
+    result.image = await loadImage(file).catch(() => null);
+    if (result.image) {
+      result.size = { width: result.image.naturalWidth, height: result.image.naturalHeight };
+      drawResult(result, []);
+    }
     const form = new FormData();
     form.append("image", file, file.name || "pasted.png");
     const response = await fetch("/v1/detect", { method: "POST", body: form, headers: apiHeaders() });
     if (!response.ok) throw new Error(await describeFailure(response));
-    const body = await response.json();
-    result.sites = body.results[0].sites; // one box per digit place: what the number is read from
-    result.boxes = body.results[0].detections; // the detector's own: the verifier looks at them too
-    result.timing = body.results[0].timing;
+    const read = (await response.json()).results[0];
+    result.size = { width: read.width, height: read.height }; // upright, as the boxes' pixels are
+    result.sites = read.sites; // one box per digit place: what the number is read from
+    result.boxes = read.detections; // the detector's own: the verifier looks at them too
+    result.timing = read.timing;
     state.results.push(result);
     await reassemble(result);
   } catch (err) {
@@ -97,7 +102,10 @@ function loadImage(file) {
     const url = URL.createObjectURL(file);
     const img = new Image();
     img.onload = () => resolve(img);
-    img.onerror = () => reject(new Error("the browser cannot display this file"));
+    img.onerror = () => {
+      URL.revokeObjectURL(url);
+      reject(new Error("the browser cannot display this file"));
+    };
     img.src = url;
   });
 }
@@ -134,21 +142,27 @@ function showNumber(result, number, threshold) {
   }));
   const t = result.timing;
   card.querySelector(".timing").textContent =
-    `${result.image.naturalWidth}x${result.image.naturalHeight} px; server ${t.total_ms.toFixed(1)} ms ` +
-    `(decode ${t.decode_ms.toFixed(1)}, model ${t.inference_ms.toFixed(1)})`;
+    `${result.size.width}x${result.size.height} px; server ${t.total_ms.toFixed(1)} ms ` +
+    `(decode ${t.decode_ms.toFixed(1)}, model ${t.inference_ms.toFixed(1)})` +
+    (result.image ? "" : "; this browser cannot show the image, so its boxes are drawn on a blank");
   card.querySelector(".error").textContent = "";
   drawResult(result, result.sites.filter((d) => d.score >= threshold), number.digits);
 }
 
 function drawResult(result, shown, used = []) {
   const canvas = result.card.querySelector("canvas");
-  const img = result.image;
-  const scale = Math.min(4, 480 / img.naturalWidth, 320 / img.naturalHeight);
-  canvas.width = Math.round(img.naturalWidth * scale);
-  canvas.height = Math.round(img.naturalHeight * scale);
+  const { width, height } = result.size;
+  const scale = Math.min(4, 480 / width, 320 / height);
+  canvas.width = Math.round(width * scale);
+  canvas.height = Math.round(height * scale);
   canvas.dataset.boxes = String(shown.length);
   const ctx = canvas.getContext("2d");
-  ctx.drawImage(img, 0, 0, canvas.width, canvas.height);
+  if (result.image) {
+    ctx.drawImage(result.image, 0, 0, canvas.width, canvas.height);
+  } else {
+    ctx.fillStyle = "#d9d9d9";
+    ctx.fillRect(0, 0, canvas.width, canvas.height);
+  }
   const usedKeys = new Set(used.map((d) => d.bbox.join(",")));
   ctx.font = "bold 13px system-ui, sans-serif";
   for (const d of shown) {

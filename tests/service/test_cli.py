@@ -144,6 +144,22 @@ def test_bad_file_is_reported_and_exit_code_is_nonzero(
     assert code == 1 and "error" in out and "truncated or damaged" in out and "-1" in out
 
 
+def test_a_phones_heic_and_avif_photos_in_a_folder_are_read(
+    tmp_path: Path, tiny_checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "phone"
+    folder.mkdir()
+    render_sample(3).image.save(folder / "IMG_0001.HEIC", format="HEIF")
+    render_sample(12).image.save(folder / "12.avif", format="AVIF")
+    (folder / "IMG_0001.MOV").write_bytes(b"not a photo, ignored in folders")
+    assert [p.name for p in cli.collect_images([folder])] == ["12.avif", "IMG_0001.HEIC"]
+    code = cli.main(
+        [*local_predict(folder, tiny_checkpoint, tmp_path / "out"), "--format", "jsonl", "--no-progress"]
+    )
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert code == 0 and len(records) == 2 and all("error" not in r for r in records), records
+
+
 def test_missing_path_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="does not exist"):
         cli.main(["predict", str(tmp_path / "nope.png")])

@@ -111,8 +111,13 @@ BROKEN_PNG = b"\x89PNG\r\n\x1a\n this is not really a png"
 @pytest.mark.parametrize(
     ("payload", "settings", "shown"),
     [
-        # the browser cannot show it: the page says so before asking the API
-        (BROKEN_PNG, {}, r"^Could not read this image: the browser cannot display this file$"),
+        # neither the browser nor the service can read it: the page quotes the service's words
+        (
+            BROKEN_PNG,
+            {},
+            r"^Could not read this image: image 0: the image is truncated or damaged .*"
+            r"\(HTTP 400, request id [0-9a-f]{32}\)$",
+        ),
         # the browser shows it and the service refuses its pixels: the page quotes the error's request id
         (
             png((200, 100)),
@@ -141,4 +146,36 @@ def test_page_shows_errors_in_words(
         page.set_input_files("#files", str(upload))
         error = page.wait_for_selector(".result .error:not(:empty)", timeout=30_000).inner_text()
         assert re.search(shown, error), error
+        browser.close()
+
+
+@pytest.mark.slow
+def test_page_reads_a_heic_the_browser_cannot_show(
+    server_factory: type[Server],  # noqa: F811
+    tiny_checkpoint: Path,
+    tmp_path: Path,
+    sync_api: ModuleType,
+) -> None:
+    """Chromium shows no HEIC; the service reads it: the page gives the number and draws the boxes on
+    a blank the upright size of the photo, and says why there is no picture."""
+    image = tmp_path / "IMG_0001.HEIC"
+    render_sample(7).image.save(image, format="HEIF")
+    server = server_factory(tiny_checkpoint, score_threshold="0.0")
+    server.wait_ready()
+    expected = httpx.post(
+        f"{server.url}/v1/recognize",
+        files=[("image", (image.name, image.read_bytes(), "image/heic"))],
+        timeout=30,
+    ).json()["results"][0]
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        page = browser.new_page()
+        page.goto(server.url + "/")
+        page.set_input_files("#files", str(image))
+        number = page.wait_for_selector("[data-testid=number][data-number]", timeout=30_000)
+        assert number.get_attribute("data-number") == str(expected["number"])
+        assert int(page.get_attribute("canvas", "data-boxes") or 0) > 0
+        assert "cannot show the image" in page.inner_text(".timing")
+        assert page.inner_text(".timing").startswith(f"{expected['width']}x{expected['height']} px")
+        assert page.inner_text(".result .error") == ""
         browser.close()
