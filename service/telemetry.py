@@ -23,6 +23,13 @@ class Telemetry:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.decode = Histogram(
+            "digitserve_decode_seconds",
+            "upload decoding time per image, by format: a phone's HEIC costs several times a JPEG",
+            ["format"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.queue_depth = Gauge("digitserve_queue_depth", "images waiting for the model", registry=r)
         self.batch_size = Histogram(
             "digitserve_batch_size",

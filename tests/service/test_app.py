@@ -149,6 +149,18 @@ def test_metrics_count_requests_by_route_and_status(client: TestClient) -> None:
     assert "digitserve_queue_depth 0.0" in text
 
 
+def test_metrics_time_decoding_by_format(client: TestClient) -> None:
+    heic = io.BytesIO()
+    Image.new("RGB", (64, 32), "white").save(heic, "HEIF")
+    client.post("/v1/detect", files=files(png(), png()))
+    client.post("/v1/recognize", files=[("image", ("x.heic", heic.getvalue(), "image/heic"))])
+    client.post("/v1/detect", files=files(b"not an image"))  # refused: nothing decoded
+    text = client.get("/metrics").text
+    assert 'digitserve_decode_seconds_count{format="PNG"} 2.0' in text
+    assert 'digitserve_decode_seconds_count{format="HEIF"} 1.0' in text
+    assert text.count("digitserve_decode_seconds_count{") == 2
+
+
 @pytest.mark.parametrize(
     ("payload", "status", "code"),
     [
