@@ -84,12 +84,16 @@ class FileResult:
     p_correct: float | None = None
 
 
-def collect_images(paths: Sequence[Path]) -> list[Path]:
-    """Files as given; folders expanded to their image files (sorted, numeric names numerically)."""
+def collect_images(paths: Sequence[Path]) -> tuple[list[Path], list[Path]]:
+    """(files as given, folders expanded to their image files (sorted, numeric names numerically);
+    the folders' other files, which are skipped, hidden ones such as .DS_Store left out)."""
     found: list[Path] = []
+    skipped: list[Path] = []
     for path in paths:
         if path.is_dir():
-            images = [p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+            files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+            images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+            skipped.extend(p for p in files if p.suffix.lower() not in IMAGE_SUFFIXES)
             found.extend(
                 sorted(
                     images,
@@ -100,7 +104,17 @@ def collect_images(paths: Sequence[Path]) -> list[Path]:
             found.append(path)
         else:
             raise SystemExit(f"digitserve: {path} does not exist")
-    return found
+    return found, skipped
+
+
+def skipped_note(skipped: Sequence[Path], shown: int = 5) -> str:
+    """One line naming the files a folder held that are not images by their names (the first `shown`)."""
+    names = ", ".join(p.name for p in skipped[:shown])
+    more = f" and {len(skipped) - shown} more" if len(skipped) > shown else ""
+    return (
+        f"digitserve: skipped {len(skipped)} file(s) in the folders whose names are not of an image "
+        f"format read here ({' '.join(IMAGE_SUFFIXES)}): {names}{more}"
+    )
 
 
 class Reader(Protocol):
@@ -409,7 +423,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--concurrency must be at least 1 and --retries at least 0")
     if args.concurrency > 1 and not args.url:
         parser.error("--concurrency needs --url: in-process, the model reads one file at a time")
-    paths = collect_images(args.paths)
+    paths, skipped = collect_images(args.paths)
+    if skipped:
+        print(skipped_note(skipped), file=sys.stderr)
+    if not paths:
+        print("digitserve: no image files to read in the paths given", file=sys.stderr)
+        return 2
     try:
         reader = open_reader(args)
     except (ReadError, httpx.HTTPError) as exc:

@@ -151,13 +151,34 @@ def test_a_phones_heic_and_avif_photos_in_a_folder_are_read(
     folder.mkdir()
     render_sample(3).image.save(folder / "IMG_0001.HEIC", format="HEIF")
     render_sample(12).image.save(folder / "12.avif", format="AVIF")
-    (folder / "IMG_0001.MOV").write_bytes(b"not a photo, ignored in folders")
-    assert [p.name for p in cli.collect_images([folder])] == ["12.avif", "IMG_0001.HEIC"]
+    (folder / "IMG_0001.MOV").write_bytes(b"not a photo: skipped, and named")
+    (folder / ".DS_Store").write_bytes(b"hidden: skipped without a word")
+    images, skipped = cli.collect_images([folder])
+    assert [p.name for p in images] == ["12.avif", "IMG_0001.HEIC"]
+    assert [p.name for p in skipped] == ["IMG_0001.MOV"]
     code = cli.main(
         [*local_predict(folder, tiny_checkpoint, tmp_path / "out"), "--format", "jsonl", "--no-progress"]
     )
-    records = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    out, err = capsys.readouterr()
+    records = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     assert code == 0 and len(records) == 2 and all("error" not in r for r in records), records
+    assert "skipped 1 file(s)" in err and "IMG_0001.MOV" in err and ".DS_Store" not in err
+
+
+def test_the_files_a_folder_holds_besides_images_are_named_and_none_at_all_is_an_error(
+    tmp_path: Path, tiny_checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "documents"
+    folder.mkdir()
+    for i in range(7):
+        (folder / f"note{i}.txt").write_text("not an image")
+    assert cli.main([*local_predict(folder, tiny_checkpoint, tmp_path / "out"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert (
+        "skipped 7 file(s)" in err
+        and "note0.txt, note1.txt, note2.txt, note3.txt, note4.txt and 2 more" in err
+    )
+    assert "no image files to read" in err and not (tmp_path / "out").exists()
 
 
 def test_missing_path_is_a_clear_error(tmp_path: Path) -> None:
