@@ -313,9 +313,11 @@ def summarize(results: Sequence[FileResult], seconds: float) -> str:
 
 
 def draw_boxes(result: FileResult, out_dir: Path, score_threshold: float) -> Path:
-    """Save the image with every digit site above the threshold; the digits used in green."""
-    with Image.open(result.path) as img:
-        canvas = img.convert("RGB")
+    """Save the image with every digit site above the threshold; the digits used in green. The image
+    is decoded as it was read (upright by its orientation, whole), so the boxes fall on their digits."""
+    # no size limits: the file was read once already, by this process or by a server with its own
+    decoded = decode_image(result.path.read_bytes(), 2**62, max_aspect_ratio=float("inf"), reduce_to_px=0)
+    canvas = Image.fromarray(decoded.pixels)
     draw = ImageDraw.Draw(canvas)
     used = set(result.number.digits) if result.number else set()
     for det in result.sites:
@@ -405,7 +407,10 @@ def write_outputs(
     if args.draw:
         for r in results:
             if r.number is not None:
-                draw_boxes(r, args.draw, score_threshold)
+                try:
+                    draw_boxes(r, args.draw, score_threshold)
+                except (ImageError, OSError) as exc:  # changed or gone since it was read
+                    print(f"digitserve: cannot draw {r.path}: {exc}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from PIL import Image
 
 from models.assembly import AssembledNumber, AssemblyParams, Detection, assemble_number
 from models.reread import Findings
@@ -91,6 +92,24 @@ def test_predict_folder_in_process_writes_hw2_files_and_drawings(
     preds = json.loads((tmp_path / "out" / "pred.json").read_text())
     assert {p["image_id"] for p in preds} == {3, 12} and all(1 <= p["category_id"] <= 10 for p in preds)
     assert sorted(p.name for p in (tmp_path / "drawn").iterdir()) == ["12.png", "3.png"]
+
+
+def test_a_photo_turned_by_its_exif_is_drawn_upright_under_its_boxes(
+    tmp_path: Path, tiny_checkpoint: Path
+) -> None:
+    """The boxes are in the upright photo's pixels: the drawing must be the upright photo, not the
+    stored one (120 x 50 stored, 50 x 120 upright), and the boxes must fall where the digits are."""
+    folder = tmp_path / "turned"
+    folder.mkdir()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # turn 90 degrees clockwise to display
+    Image.new("RGB", (120, 50), "white").save(folder / "1.jpg", exif=exif)
+    args = [*local_predict(folder, tiny_checkpoint, tmp_path / "out"), "--draw", str(tmp_path / "drawn")]
+    assert cli.main([*args, "--no-progress"]) == 0
+    with Image.open(tmp_path / "drawn" / "1.png") as drawn:
+        assert drawn.size == (50, 120)
+    detections = json.loads((tmp_path / "out" / "pred.json").read_text())
+    assert detections and all(d["bbox"][0] + d["bbox"][2] <= 50.5 for d in detections)  # upright pixels
 
 
 def test_json_lines_give_each_file_as_the_api_would(
