@@ -4,9 +4,10 @@ Pure: no model, no server. Decompression bombs, and strips far longer than they 
 other way round), are refused from the header before any pixel is decoded; EXIF orientation is
 applied; palette, grey, CMYK, alpha and 16-bit images become 8-bit RGB (alpha over white);
 animated images give their first frame. Phone cameras' HEIC/HEIF is read through libheif
-(pillow-heif), AVIF by Pillow itself. A photo at least twice `reduce_to_px` on its longer side (a
-phone's 4032 x 3024) is read reduced by a whole factor (each output pixel the mean of a k x k block),
-and `DecodedImage.scale` maps what is found back to its pixels.
+(pillow-heif), its primary image where it holds several; AVIF by Pillow itself. A photo at least
+twice `reduce_to_px` on its longer side (a phone's 4032 x 3024) is read reduced by a whole factor
+(each output pixel the mean of a k x k block), and `DecodedImage.scale` maps what is found back to
+its pixels.
 """
 
 from __future__ import annotations
@@ -187,7 +188,8 @@ def _open(data: bytes) -> Image.Image:
 
 def _first_frame_upright(image: Image.Image) -> Image.Image:
     try:
-        image.seek(0)
+        if image.format != "HEIF":  # a HEIF opens at its primary image, the one shown, not always its first
+            image.seek(0)
         image.load()
         return ImageOps.exif_transpose(image) or image
     except (OSError, SyntaxError, ValueError, EOFError, RuntimeError, Image.DecompressionBombError) as exc:

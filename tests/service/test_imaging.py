@@ -286,6 +286,14 @@ def test_phone_formats_are_turned_upright_once(fmt: str) -> None:
     assert decoded.pixels[5, 55].max() < 40 and decoded.pixels[5, 5].min() > 215  # the block: top right
 
 
+def test_a_heif_holding_several_images_gives_its_primary_one() -> None:
+    """The primary image is the one a phone's gallery shows; here it is the second of two."""
+    black, white = Image.new("RGB", (64, 32), "black"), Image.new("RGB", (64, 32), "white")
+    data = encode(black, "HEIF", save_all=True, append_images=[white], primary_index=1)
+    assert Image.open(io.BytesIO(data)).n_frames == 2  # the premise
+    assert decode_image(data, MAX).pixels.min() > 200
+
+
 @pytest.mark.parametrize("fmt", PHONE_FORMATS)
 def test_damaged_phone_formats_are_corrupt_not_unknown(fmt: str) -> None:
     data = encode(Image.effect_noise((64, 48), 40).convert("RGB"), fmt, quality=60)
