@@ -153,6 +153,7 @@ class RequestLimits(BaseModel):
         "pixels); 0 = never"
     )
     request_timeout_s: float = Field(description="a request not answered by then gets a 503 timeout")
+    formats: list[str] = Field(description="the image formats read, by Pillow's names; others: 415")
 
 
 class ModelInfo(BaseModel):

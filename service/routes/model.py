@@ -10,6 +10,7 @@ from models.checkpoint import label_map_document
 from models.host import cpu_info
 from models.labels import DIGIT_NAMES
 from service.deps import ApiKeyDep, StateDep
+from service.imaging import ALLOWED_FORMATS
 from service.schemas import ModelInfo, RequestLimits, error_responses
 
 router = APIRouter(prefix="/v1", tags=["model"])
@@ -48,5 +49,8 @@ async def model_info(state: StateDep, _: ApiKeyDep) -> ModelInfo:
         checkpoint=str(predictor.checkpoint),
         device=str(predictor.device),
         host=cpu_info().describe(),
-        limits=RequestLimits(**{k: getattr(state.settings, k) for k in RequestLimits.model_fields}),
+        limits=RequestLimits(
+            formats=sorted(ALLOWED_FORMATS),
+            **{k: getattr(state.settings, k) for k in RequestLimits.model_fields if k != "formats"},
+        ),
     )

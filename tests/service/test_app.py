@@ -72,6 +72,9 @@ def test_model_info_tells_a_client_what_a_request_may_hold(start_client: StartCl
         "max_images_per_request": 3,
         "reduce_to_px": 1536,
         "request_timeout_s": 30.0,
+        "formats": sorted(
+            {"BMP", "GIF", "HEIF", "JPEG", "PNG", "TIFF", "WEBP"} | (ALLOWED_FORMATS & {"AVIF"})
+        ),
     }
 
 
@@ -349,7 +352,8 @@ def test_error_bodies_carry_the_responses_request_id(client: TestClient) -> None
 def test_a_request_the_model_answers_too_late_is_a_503_and_the_model_serves_on(
     start_client: StartClient,
 ) -> None:
-    client = start_client(request_timeout_s=0.2)
+    # 1 s: the stuck call outlasts it, and the next one has room on a loaded machine (0.2 s did not)
+    client = start_client(request_timeout_s=1.0)
     service = client.app.state.service  # type: ignore[attr-defined]
     real_model = service.predictor.model
     release = threading.Event()
