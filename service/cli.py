@@ -26,6 +26,7 @@ import json
 import random
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -312,9 +313,18 @@ def summarize(results: Sequence[FileResult], seconds: float) -> str:
     )
 
 
-def draw_boxes(result: FileResult, out_dir: Path, score_threshold: float) -> Path:
-    """Save the image with every digit site above the threshold; the digits used in green. The image
-    is decoded as it was read (upright by its orientation, whole), so the boxes fall on their digits."""
+def drawing_names(paths: Sequence[Path]) -> list[str]:
+    """Each file's drawing: `<stem>.png`, or `<stem>_<position>.png` (1-based, in the run) where files
+    share a stem (IMG_1.HEIC and IMG_1.JPG, or 1.png in two folders), so that no drawing overwrites
+    another."""
+    stems = Counter(p.stem for p in paths)
+    return [f"{p.stem}.png" if stems[p.stem] == 1 else f"{p.stem}_{i}.png" for i, p in enumerate(paths, 1)]
+
+
+def draw_boxes(result: FileResult, out_dir: Path, score_threshold: float, name: str | None = None) -> Path:
+    """Save the image with every digit site above the threshold, as `name` (default `<stem>.png`);
+    the digits used in green. The image is decoded as it was read (upright by its orientation,
+    whole), so the boxes fall on their digits."""
     # no size limits: the file was read once already, by this process or by a server with its own
     decoded = decode_image(result.path.read_bytes(), 2**62, max_aspect_ratio=float("inf"), reduce_to_px=0)
     canvas = Image.fromarray(decoded.pixels)
@@ -330,7 +340,7 @@ def draw_boxes(result: FileResult, out_dir: Path, score_threshold: float) -> Pat
                 fill=colour,
             )
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{result.path.stem}.png"
+    path = out_dir / (name or f"{result.path.stem}.png")
     canvas.save(path)
     return path
 
@@ -405,10 +415,10 @@ def write_outputs(
     if args.out:
         write_predictions(args.out, image_ids_for(paths)[: len(results)], results)
     if args.draw:
-        for r in results:
+        for r, name in zip(results, drawing_names([r.path for r in results]), strict=True):
             if r.number is not None:
                 try:
-                    draw_boxes(r, args.draw, score_threshold)
+                    draw_boxes(r, args.draw, score_threshold, name)
                 except (ImageError, OSError) as exc:  # changed or gone since it was read
                     print(f"digitserve: cannot draw {r.path}: {exc}", file=sys.stderr)
 

@@ -112,6 +112,27 @@ def test_a_photo_turned_by_its_exif_is_drawn_upright_under_its_boxes(
     assert detections and all(d["bbox"][0] + d["bbox"][2] <= 50.5 for d in detections)  # upright pixels
 
 
+def test_files_sharing_a_stem_get_drawings_of_their_own(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    """A phone's IMG_1.HEIC beside its IMG_1.JPG, and 3.png in two folders: four drawings, none lost."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    render_sample(3).image.save(first / "IMG_1.HEIC", format="HEIF")
+    render_sample(3).image.save(first / "IMG_1.JPG", format="JPEG")
+    render_sample(3).image.save(first / "3.png")
+    render_sample(12).image.save(second / "3.png")
+    args = [*local_predict(first, tiny_checkpoint, tmp_path / "out"), "--draw", str(tmp_path / "drawn")]
+    assert cli.main([*args[:2], str(second), *args[2:], "--no-progress"]) == 0
+    assert sorted(p.name for p in (tmp_path / "drawn").iterdir()) == [
+        "3_1.png",
+        "3_4.png",
+        "IMG_1_2.png",
+        "IMG_1_3.png",
+    ]
+    with Image.open(tmp_path / "drawn" / "3_4.png") as drawn:
+        assert drawn.size == render_sample(12).image.size  # the second folder's 3.png, not the first's
+
+
 def test_json_lines_give_each_file_as_the_api_would(
     photos: Path, tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
