@@ -29,6 +29,7 @@ from pathlib import Path
 
 import torch
 from PIL import Image
+from tqdm import tqdm
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
     rng = random.Random(args.factor)
     uploads = [
         phone_upload(Image.open(r.path).convert("RGB"), args.factor, args.long_side, args.format, rng)
-        for r in records
+        for r in tqdm(records, desc=f"encoding as {args.format}", unit="photo", file=sys.stderr, leave=False)
     ]
     print(
         f"{len(records)} validation photos in scenes {args.factor} x their size, scaled to a longer side of "
