@@ -318,7 +318,14 @@ def drawing_names(paths: Sequence[Path]) -> list[str]:
     share a stem (IMG_1.HEIC and IMG_1.JPG, or 1.png in two folders), so that no drawing overwrites
     another."""
     stems = Counter(p.stem for p in paths)
-    return [f"{p.stem}.png" if stems[p.stem] == 1 else f"{p.stem}_{i}.png" for i, p in enumerate(paths, 1)]
+    names = [f"{p.stem}.png" if stems[p.stem] == 1 else f"{p.stem}_{i}.png" for i, p in enumerate(paths, 1)]
+    taken: set[str] = set()
+    for i, name in enumerate(names):  # a file may itself be called 3_1.png: then one more "_"
+        while name in taken:
+            name = name.removesuffix(".png") + "_.png"
+        names[i] = name
+        taken.add(name)
+    return names
 
 
 def draw_boxes(result: FileResult, out_dir: Path, score_threshold: float, name: str | None = None) -> Path:

@@ -133,6 +133,11 @@ def test_files_sharing_a_stem_get_drawings_of_their_own(tmp_path: Path, tiny_che
         assert drawn.size == render_sample(12).image.size  # the second folder's 3.png, not the first's
 
 
+def test_drawing_names_never_repeat() -> None:
+    paths = [Path("a/3.png"), Path("a/3.jpg"), Path("a/3_1.png"), Path("b/3.png"), Path("b/7.png")]
+    assert cli.drawing_names(paths) == ["3_1.png", "3_2.png", "3_1_.png", "3_4.png", "7.png"]
+
+
 def test_json_lines_give_each_file_as_the_api_would(
     photos: Path, tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
