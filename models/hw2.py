@@ -19,9 +19,9 @@ Detections = Mapping[int, Sequence[Detection]]  # image_id -> detections in orig
 
 
 def image_ids_for(paths: Sequence[Path]) -> list[int]:
-    """HW2 image ids for files: the numeric stem ("17.png" -> 17) when every stem is numeric, else the
-    1-based position in the given order."""
-    if paths and all(p.stem.isdigit() for p in paths):
+    """HW2 image ids for files: the numeric stem ("17.png" -> 17) when every stem is numeric and no two
+    are the same number, else the 1-based position in the given order."""
+    if paths and all(p.stem.isdigit() for p in paths) and len({int(p.stem) for p in paths}) == len(paths):
         return [int(p.stem) for p in paths]
     return list(range(1, len(paths) + 1))
 

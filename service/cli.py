@@ -85,22 +85,19 @@ class FileResult:
     p_correct: float | None = None
 
 
-def collect_images(paths: Sequence[Path]) -> tuple[list[Path], list[Path]]:
-    """(files as given, folders expanded to their image files (sorted, numeric names numerically);
-    the folders' other files, which are skipped, hidden ones such as .DS_Store left out)."""
+def collect_images(paths: Sequence[Path], recursive: bool = False) -> tuple[list[Path], list[Path]]:
+    """(files as given, folders expanded to their image files; what the folders hold besides, skipped).
+
+    A folder's images come sorted, numeric names numerically; with `recursive`, then those of the
+    folders inside it, in name order (a phone's DCIM/100APPLE, 101APPLE, ...); without it, the folders
+    inside are skipped. Hidden files and folders (.DS_Store) are left out of both."""
     found: list[Path] = []
     skipped: list[Path] = []
     for path in paths:
         if path.is_dir():
-            files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
-            images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
-            skipped.extend(p for p in files if p.suffix.lower() not in IMAGE_SUFFIXES)
-            found.extend(
-                sorted(
-                    images,
-                    key=lambda p: (not p.stem.isdigit(), int(p.stem) if p.stem.isdigit() else 0, p.name),
-                )
-            )
+            images, others = folder_images(path, recursive)
+            found.extend(images)
+            skipped.extend(others)
         elif path.is_file():
             found.append(path)
         else:
@@ -108,13 +105,36 @@ def collect_images(paths: Sequence[Path]) -> tuple[list[Path], list[Path]]:
     return found, skipped
 
 
+def folder_images(folder: Path, recursive: bool) -> tuple[list[Path], list[Path]]:
+    """`collect_images` for one folder. Linked folders are not followed (a link can loop)."""
+    entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+    files = [p for p in entries if p.is_file()]
+    images = sorted(
+        (p for p in files if p.suffix.lower() in IMAGE_SUFFIXES),
+        key=lambda p: (not p.stem.isdigit(), int(p.stem) if p.stem.isdigit() else 0, p.name),
+    )
+    skipped = [p for p in files if p.suffix.lower() not in IMAGE_SUFFIXES]
+    for sub in (p for p in entries if p.is_dir()):
+        if recursive and not sub.is_symlink():
+            inner, others = folder_images(sub, recursive)
+            images.extend(inner)
+            skipped.extend(others)
+        else:
+            skipped.append(sub)
+    return images, skipped
+
+
 def skipped_note(skipped: Sequence[Path], shown: int = 5) -> str:
-    """One line naming the files a folder held that are not images by their names (the first `shown`)."""
-    names = ", ".join(p.name for p in skipped[:shown])
+    """One line naming what the folders held besides images (the first `shown`): files whose names
+    are not of an image format, and folders inside, which `--recursive` would read."""
+    names = ", ".join(p.name + "/" * p.is_dir() for p in skipped[:shown])
     more = f" and {len(skipped) - shown} more" if len(skipped) > shown else ""
+    folders = sum(p.is_dir() for p in skipped)
+    hint = f"; --recursive reads the {folders} folder(s) inside" if folders else ""
     return (
-        f"digitserve: skipped {len(skipped)} file(s) in the folders whose names are not of an image "
-        f"format read here ({' '.join(IMAGE_SUFFIXES)}): {names}{more}"
+        f"digitserve: skipped {len(skipped)} {'entry' if len(skipped) == 1 else 'entries'} in the folders "
+        "that are not images by their names "
+        f"({' '.join(IMAGE_SUFFIXES)}): {names}{more}{hint}"
     )
 
 
@@ -367,6 +387,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     predict = sub.add_parser("predict", help="read the numbers in image files and folders")
     predict.add_argument("paths", nargs="+", type=Path)
+    predict.add_argument(
+        "-r", "--recursive", action="store_true", help="read the folders inside the folders given too"
+    )
     where = predict.add_mutually_exclusive_group()
     where.add_argument("--checkpoint", type=Path, help="checkpoint folder (default: the shipped model)")
     where.add_argument("--url", help="a running digitserve, e.g. http://127.0.0.1:8000")
@@ -445,7 +468,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--concurrency must be at least 1 and --retries at least 0")
     if args.concurrency > 1 and not args.url:
         parser.error("--concurrency needs --url: in-process, the model reads one file at a time")
-    paths, skipped = collect_images(args.paths)
+    paths, skipped = collect_images(args.paths, args.recursive)
     if skipped:
         print(skipped_note(skipped), file=sys.stderr)
     if not paths:

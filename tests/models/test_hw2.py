@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from models.assembly import Detection
-from models.hw2 import read_pred_csv, read_pred_json, write_pred_csv, write_pred_json
+from models.hw2 import image_ids_for, read_pred_csv, read_pred_json, write_pred_csv, write_pred_json
 
 
 def test_pred_csv_round_trip(tmp_path: Path) -> None:
@@ -77,3 +77,11 @@ def test_task1_scores_are_ranking_scores_when_a_refiner_judged_the_fit(tmp_path:
     rows = json.loads((tmp_path / "pred.json").read_text())
     assert [r["score"] for r in rows] == [pytest.approx(0.45), pytest.approx(0.8)]
     assert found[3][0].ranking_score == pytest.approx(0.45) and found[3][1].ranking_score == 0.8
+
+
+def test_image_ids_are_numeric_stems_only_when_all_are_and_none_repeats() -> None:
+    assert image_ids_for([Path("a/17.png"), Path("a/3.png")]) == [17, 3]
+    assert image_ids_for([Path("a/17.png"), Path("a/x.png")]) == [1, 2]
+    # 1.png in two folders (a phone's 100APPLE and 101APPLE): places, not the id 1 twice
+    assert image_ids_for([Path("a/1.png"), Path("b/1.png"), Path("b/2.png")]) == [1, 2, 3]
+    assert image_ids_for([Path("a/01.png"), Path("b/1.png")]) == [1, 2]  # the same number, spelt apart

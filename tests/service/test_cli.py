@@ -207,7 +207,7 @@ def test_a_phones_heic_and_avif_photos_in_a_folder_are_read(
     out, err = capsys.readouterr()
     records = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     assert code == 0 and len(records) == 2 and all("error" not in r for r in records), records
-    assert "skipped 1 file(s)" in err and "IMG_0001.MOV" in err and ".DS_Store" not in err
+    assert "skipped 1 entry" in err and "IMG_0001.MOV" in err and ".DS_Store" not in err
 
 
 def test_the_files_a_folder_holds_besides_images_are_named_and_none_at_all_is_an_error(
@@ -220,10 +220,37 @@ def test_the_files_a_folder_holds_besides_images_are_named_and_none_at_all_is_an
     assert cli.main([*local_predict(folder, tiny_checkpoint, tmp_path / "out"), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert (
-        "skipped 7 file(s)" in err
+        "skipped 7 entries" in err
         and "note0.txt, note1.txt, note2.txt, note3.txt, note4.txt and 2 more" in err
     )
     assert "no image files to read" in err and not (tmp_path / "out").exists()
+
+
+def test_folders_inside_are_named_as_skipped_or_read_with_recursive(
+    tmp_path: Path, tiny_checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A phone's DCIM: its photos are in folders inside it."""
+    dcim = tmp_path / "DCIM"
+    (dcim / "101APPLE").mkdir(parents=True)
+    (dcim / "100APPLE").mkdir()
+    (dcim / ".thumbnails").mkdir()
+    render_sample(3).image.save(dcim / "1.png")
+    render_sample(4).image.save(dcim / "100APPLE" / "IMG_0001.HEIC", format="HEIF")
+    render_sample(5).image.save(dcim / "101APPLE" / "1.png")
+    render_sample(6).image.save(dcim / ".thumbnails" / "1.png")
+    images, skipped = cli.collect_images([dcim])
+    assert images == [dcim / "1.png"] and skipped == [dcim / "100APPLE", dcim / "101APPLE"]
+    images, skipped = cli.collect_images([dcim], recursive=True)
+    assert images == [dcim / "1.png", dcim / "100APPLE" / "IMG_0001.HEIC", dcim / "101APPLE" / "1.png"]
+    assert skipped == []
+    assert cli.main([*local_predict(dcim, tiny_checkpoint, tmp_path / "out"), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "skipped 2 entries" in err and "100APPLE/, 101APPLE/" in err and "--recursive reads the 2" in err
+    assert [r["image_id"] for r in read_csv(tmp_path / "out" / "pred.csv")] == ["1"]
+    args = [*local_predict(dcim, tiny_checkpoint, tmp_path / "out"), "--recursive", "--no-progress"]
+    assert cli.main(args) == 0
+    assert "skipped" not in capsys.readouterr().err
+    assert [r["image_id"] for r in read_csv(tmp_path / "out" / "pred.csv")] == ["1", "2", "3"]  # places
 
 
 def test_missing_path_is_a_clear_error(tmp_path: Path) -> None:
