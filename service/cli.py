@@ -44,25 +44,11 @@ from models.inference import resolve_device
 from models.load_errors import LOAD_ERRORS
 from models.reread import Findings
 from service.config import SHIPPED_CHECKPOINT, Settings, resolve_checkpoint
-from service.imaging import ImageError, decode_image
+from service.imaging import ALLOWED_FORMATS, IMAGE_SUFFIXES, ImageError, decode_image
 from service.pipeline import to_schema
 from service.predictor import Predictor
 from service.settings_doc import markdown_table, settings_rows
 
-IMAGE_SUFFIXES = (
-    ".png",
-    ".jpg",
-    ".jpeg",
-    ".bmp",
-    ".webp",
-    ".gif",
-    ".tif",
-    ".tiff",
-    ".heic",
-    ".heif",
-    ".hif",
-    ".avif",
-)
 MAX_PIXELS = 100_000_000
 RETRY_STATUSES = frozenset({429, 503})  # refused for now: the service's overloaded, not_ready, timeout
 MAX_RETRY_WAIT_S = 30.0
@@ -134,7 +120,7 @@ def skipped_note(skipped: Sequence[Path], shown: int = 5) -> str:
     return (
         f"digitserve: skipped {len(skipped)} {'entry' if len(skipped) == 1 else 'entries'} in the folders "
         "that are not images by their names "
-        f"({' '.join(IMAGE_SUFFIXES)}): {names}{more}{hint}"
+        f"({', '.join(sorted(ALLOWED_FORMATS))}): {names}{more}{hint}"
     )
 
 

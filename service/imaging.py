@@ -34,6 +34,11 @@ pillow_heif.register_heif_opener(decode_threads=1, thumbnails=False, depth_image
 ALLOWED_FORMATS = frozenset(
     {"PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF", "HEIF"} | ({"AVIF"} if features.check("avif") else set())
 )
+# The file names the command line reads as images: every suffix Pillow (with pillow-heif) registers
+# for an accepted format (.jpg, .jpeg, .jfif, .heic, .hif, ...).
+IMAGE_SUFFIXES = frozenset(
+    ext for ext, fmt in Image.registered_extensions().items() if fmt in ALLOWED_FORMATS
+)
 # Longer side / shorter side. The detector scales an image so that its longer side is at most its
 # max_size (384 px for the shipped model): at 50:1 the shorter side is already under 8 px, too few
 # for any digit, and past max_size:1 it would be under one pixel, which the model cannot take.

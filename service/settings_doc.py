@@ -29,7 +29,7 @@ from models.grain import GrainParams
 from models.zoom import ZoomParams
 from service.config import SHIPPED_CHECKPOINT, Settings
 
-ENV_PREFIX = "DIGITSERVE_"
+ENV_PREFIX = Settings.model_config.get("env_prefix", "")  # DIGITSERVE_
 START = "<!-- settings table: drawn by `python -m service.settings_doc --write docs/service.md` -->"
 END = "<!-- end of the settings table -->"
 

@@ -10,6 +10,7 @@ from fastapi import APIRouter, File, Query, UploadFile
 from models.assembly import assemble_number
 from models.reread import Findings
 from service.deps import ApiKeyDep, StateDep
+from service.imaging import ALLOWED_FORMATS
 from service.pipeline import detect_uploads, from_schema, to_schema
 from service.schemas import (
     AssembleRequest,
@@ -24,7 +25,7 @@ from service.schemas import (
 router = APIRouter(prefix="/v1", tags=["inference"])
 Images = Annotated[
     list[UploadFile],
-    File(description="one or more images (PNG, JPEG, WebP, BMP, GIF, TIFF, HEIC/HEIF, AVIF)"),
+    File(description=f"one or more images ({', '.join(sorted(ALLOWED_FORMATS))})"),
 ]
 ERRORS = error_responses(400, 401, 413, 415, 422, 500, 503)
 
