@@ -1,18 +1,20 @@
 """Latency and throughput through HTTP against the bare model loop, on the same images.
 
     python benchmarks/bench_service.py [--checkpoint DIR] [--requests 200] [--concurrency 1 8] \
-        [--batch-size 1 8]
+        [--batch-size 1 8] [--upload field body]
 
 Starts the real service (uvicorn, loopback only), sends one-image /v1/detect requests at each
 concurrency, and prints p50/p99 latency and images/s beside the bare `Predictor.detect` loop, with the
 ratio. An HTTP row also gives the median of the service's own `timing.total_ms`: the gap to its p50 is
-what HTTP, the upload and the client cost. The bare loop runs six times more, without the second look at
-small numbers (models/zoom.py), without the checkpoint's reader (models/reread.py), without its box
-refiner (models/refiner.py), without its rescorer (models/rescorer.py), in float32 where the checkpoint
-has int8 ranges (the detector, and the refiner and reader where it has theirs; models/int8.py) and
-without `models.optimize.prepare_for_inference`, to show what each costs or buys. Uses real SVHN
-validation images when ../shared/data is present, else synthetic ones; the shipped checkpoint when there
-is one, else a randomly initialised fast detector (same compute, meaningless boxes).
+what HTTP, the upload and the client cost. `--upload body` sends each image as the request body instead
+of a multipart `image` field (a row for each way given). The bare loop runs six times more, without the
+second look at small numbers (models/zoom.py), without the checkpoint's reader (models/reread.py),
+without its box refiner (models/refiner.py), without its rescorer (models/rescorer.py), in float32 where
+the checkpoint has int8 ranges (the detector, and the refiner and reader where it has theirs;
+models/int8.py) and without `models.optimize.prepare_for_inference`, to show what each costs or buys.
+Uses real SVHN validation images when ../shared/data is present, else synthetic ones; the shipped
+checkpoint when there is one, else a randomly initialised fast detector (same compute, meaningless
+boxes).
 """
 
 from __future__ import annotations
@@ -94,9 +96,12 @@ def bare_loops(predictors: list[Predictor], images: list[bytes], requests: int) 
     return [summarise(times, sum(times) / 1000, requests) for times in latencies]
 
 
-async def http_load(url: str, images: list[bytes], requests: int, concurrency: int) -> dict[str, float]:
+async def http_load(
+    url: str, images: list[bytes], requests: int, concurrency: int, upload: str = "field"
+) -> dict[str, float]:
     """Client-side latency summary, plus `server_p50`: the median of the service's own `timing.total_ms`
-    (request start to result, decode and queue included), so that what HTTP itself costs is the gap."""
+    (request start to result, decode and queue included), so that what HTTP itself costs is the gap.
+    `upload`: "field" (multipart, an `image` field) or "body" (the PNG as the request body)."""
     latencies: list[float] = []
     server_ms: list[float] = []
     failures = 0
@@ -107,8 +112,13 @@ async def http_load(url: str, images: list[bytes], requests: int, concurrency: i
             nonlocal failures
             for i in counter:
                 t0 = time.perf_counter()
-                files = [("image", ("x.png", images[i % len(images)], "image/png"))]
-                response = await client.post(f"{url}/v1/detect", files=files)
+                image = images[i % len(images)]
+                if upload == "body":
+                    headers = {"content-type": "image/png"}
+                    response = await client.post(f"{url}/v1/detect", content=image, headers=headers)
+                else:
+                    files = [("image", ("x.png", image, "image/png"))]
+                    response = await client.post(f"{url}/v1/detect", files=files)
                 latencies.append((time.perf_counter() - t0) * 1000)
                 failures += response.status_code != 200
                 if response.status_code == 200:
@@ -173,6 +183,13 @@ def parse_args() -> argparse.Namespace:
         default=[served],
         help=f"the service's BATCH_SIZE for the HTTP rows; default: its own default ({served})",
     )
+    p.add_argument(
+        "--upload",
+        nargs="+",
+        choices=["field", "body"],
+        default=["field"],
+        help="send each image as a multipart `image` field, as the request body, or each way in turn",
+    )
     p.add_argument("--device", default="auto")
     p.add_argument("--port", type=int, default=8765)
     return p.parse_args()
@@ -221,19 +238,22 @@ def format_row(label: str, r: dict[str, float], bare: dict[str, float]) -> str:
 def print_http_rows(
     args: argparse.Namespace, checkpoint: Path, images: list[bytes], bare: dict[str, float]
 ) -> None:
-    """A row for each service BATCH_SIZE x concurrency, each batch size in a server of its own."""
+    """A row for each service BATCH_SIZE x concurrency x way of uploading, each batch size in a server
+    of its own."""
     for batch_size in args.batch_size:
         server = start_server(checkpoint, args.port, batch_size, args.device)
         try:
             for concurrency in args.concurrency:
-                r = asyncio.run(
-                    http_load(f"http://127.0.0.1:{args.port}", images, args.requests, concurrency)
-                )
-                print(
-                    format_row(f"HTTP c={concurrency} batch={batch_size}", r, bare)
-                    + f"  (in the server: p50 {r['server_p50']:.1f} ms)"
-                    + (f"  ({int(r['failures'])} failed)" if r["failures"] else "")
-                )
+                for upload in args.upload:
+                    r = asyncio.run(
+                        http_load(f"http://127.0.0.1:{args.port}", images, args.requests, concurrency, upload)
+                    )
+                    label = f"HTTP c={concurrency} batch={batch_size}" + (" body" if upload == "body" else "")
+                    print(
+                        format_row(label, r, bare)
+                        + f"  (in the server: p50 {r['server_p50']:.1f} ms)"
+                        + (f"  ({int(r['failures'])} failed)" if r["failures"] else "")
+                    )
         finally:
             server.terminate()
             server.wait(60)

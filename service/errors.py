@@ -49,6 +49,18 @@ class TooManyImagesError(ServiceError):
     status, code = 422, "too_many_images"
 
 
+class MissingImageError(ServiceError):
+    """A form with no `image` field: the same code as FastAPI's own validation errors."""
+
+    status, code = 422, "invalid_request"
+
+
+class UnsupportedMediaTypeError(ServiceError):
+    """A request body that is neither a form with images nor an image."""
+
+    status, code = 415, "unsupported_media_type"
+
+
 class UnauthorizedError(ServiceError):
     status, code = 401, "unauthorized"
 

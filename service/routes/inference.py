@@ -1,16 +1,16 @@
-"""POST /v1/detect and /v1/recognize: multipart uploads in fields named `image` (repeatable)."""
+"""POST /v1/detect and /v1/recognize: multipart uploads in fields named `image` (repeatable), or one
+image as the request body (`service.uploads`); POST /v1/assemble."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, replace
 from typing import Annotated
 
-from fastapi import APIRouter, File, Query, UploadFile
+from fastapi import APIRouter, Query
 
 from models.assembly import assemble_number
 from models.reread import Findings
 from service.deps import ApiKeyDep, StateDep
-from service.imaging import ALLOWED_FORMATS
 from service.pipeline import detect_uploads, from_schema, to_schema
 from service.schemas import (
     AssembleRequest,
@@ -21,20 +21,17 @@ from service.schemas import (
     RecognizeResult,
     error_responses,
 )
+from service.uploads import RAW_BODY_OPENAPI, UploadsDep
 
 router = APIRouter(prefix="/v1", tags=["inference"])
-Images = Annotated[
-    list[UploadFile],
-    File(description=f"one or more images ({', '.join(sorted(ALLOWED_FORMATS))})"),
-]
 ERRORS = error_responses(400, 401, 413, 415, 422, 500, 503)
 
 
-@router.post("/detect", response_model=DetectResponse, responses=ERRORS)
+@router.post("/detect", response_model=DetectResponse, responses=ERRORS, openapi_extra=RAW_BODY_OPENAPI)
 async def detect(
-    image: Images,
-    state: StateDep,
     _: ApiKeyDep,
+    state: StateDep,
+    image: UploadsDep,
     min_score: Annotated[float, Query(ge=0.0, le=1.0, description="drop detections scoring lower")] = 0.0,
 ) -> DetectResponse:
     """Every digit found in each image, COCO style, with the image size and timing."""
@@ -54,8 +51,8 @@ async def detect(
     )
 
 
-@router.post("/recognize", response_model=RecognizeResponse, responses=ERRORS)
-async def recognize(image: Images, state: StateDep, _: ApiKeyDep) -> RecognizeResponse:
+@router.post("/recognize", response_model=RecognizeResponse, responses=ERRORS, openapi_extra=RAW_BODY_OPENAPI)
+async def recognize(_: ApiKeyDep, state: StateDep, image: UploadsDep) -> RecognizeResponse:
     """The whole number in each image (-1 when no digit survives the assembly rule)."""
     predictor, results = await detect_uploads(image, state)
     out = []
