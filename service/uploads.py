@@ -18,7 +18,6 @@ from service.imaging import ALLOWED_FORMATS
 # Request bodies read as one image, besides any `image/...` type. No Content-Type at all is one too:
 # `requests.post(url, data=data)` and `httpx.post(url, content=data)` send none.
 RAW_MEDIA_TYPES = frozenset({"application/octet-stream", ""})
-FORM_MEDIA_TYPES = frozenset({"multipart/form-data", "application/x-www-form-urlencoded"})
 SEND_AN_IMAGE = (
     "send each image as a multipart field named `image`, or one image as the request body with "
     "Content-Type image/* or application/octet-stream"
@@ -65,7 +64,7 @@ async def uploaded_images(
             f"a form-encoded body is not an image (curl --data-binary sends one unless given "
             f"-H 'Content-Type: image/jpeg'): {SEND_AN_IMAGE}"
         )
-    if kind in FORM_MEDIA_TYPES:
+    if kind == "multipart/form-data":
         raise MissingImageError(f"no field named `image`: {SEND_AN_IMAGE}")
     raise UnsupportedMediaTypeError(f"a body of Content-Type {kind} is not an image: {SEND_AN_IMAGE}")
 
