@@ -10,7 +10,6 @@ import io
 from typing import Annotated, Any
 
 from fastapi import Depends, File, Request, UploadFile
-from starlette.datastructures import Headers
 
 from service.errors import MissingImageError, UnsupportedMediaTypeError
 from service.imaging import ALLOWED_FORMATS
@@ -35,10 +34,10 @@ def is_raw_image_body(content_type: str | None) -> bool:
     return kind in RAW_MEDIA_TYPES or kind.startswith("image/")
 
 
-def body_upload(data: bytes, content_type: str | None) -> UploadFile:
-    """A raw request body as the one upload a multipart request would have carried."""
-    headers = Headers({"content-type": content_type} if content_type else {})
-    return UploadFile(io.BytesIO(data), size=len(data), filename=None, headers=headers)
+def body_upload(data: bytes) -> UploadFile:
+    """A raw request body as the one upload a multipart request would have carried (only its bytes
+    are read: the declared type is not trusted)."""
+    return UploadFile(io.BytesIO(data), size=len(data))
 
 
 async def uploaded_images(
@@ -58,7 +57,7 @@ async def uploaded_images(
     content_type = request.headers.get("content-type")
     kind = media_type(content_type)
     if is_raw_image_body(content_type):
-        return [body_upload(await request.body(), content_type)]
+        return [body_upload(await request.body())]
     if kind == "application/x-www-form-urlencoded":
         raise UnsupportedMediaTypeError(
             f"a form-encoded body is not an image (curl --data-binary sends one unless given "
