@@ -1,27 +1,30 @@
 """Latency and throughput through HTTP against the bare model loop, on the same images.
 
     python benchmarks/bench_service.py [--checkpoint DIR] [--requests 200] [--concurrency 1 8] \
-        [--batch-size 1 8] [--upload field body]
+        [--batch-size 1 8] [--upload field body json]
 
 Starts the real service (uvicorn, loopback only), sends one-image /v1/detect requests at each
 concurrency, and prints p50/p99 latency and images/s beside the bare `Predictor.detect` loop, with the
 ratio. An HTTP row also gives the median of the service's own `timing.total_ms`: the gap to its p50 is
 what HTTP, the upload and the client cost. `--upload body` sends each image as the request body instead
-of a multipart `image` field (a row for each way given). The bare loop runs six times more, without the
-second look at small numbers (models/zoom.py), without the checkpoint's reader (models/reread.py),
-without its box refiner (models/refiner.py), without its rescorer (models/rescorer.py), in float32 where
-the checkpoint has int8 ranges (the detector, and the refiner and reader where it has theirs;
-models/int8.py) and without `models.optimize.prepare_for_inference`, to show what each costs or buys.
-Uses real SVHN validation images when ../shared/data is present, else synthetic ones; the shipped
-checkpoint when there is one, else a randomly initialised fast detector (same compute, meaningless
-boxes).
+of a multipart `image` field, `--upload json` in base64 in a JSON body (a row for each way given; the
+base64 is encoded before timing starts, as a client holding it would send it). The bare loop runs six
+times more, without the second look at small numbers (models/zoom.py), without the checkpoint's reader
+(models/reread.py), without its box refiner (models/refiner.py), without its rescorer
+(models/rescorer.py), in float32 where the checkpoint has int8 ranges (the detector, and the refiner and
+reader where it has theirs; models/int8.py) and without `models.optimize.prepare_for_inference`, to show
+what each costs or buys. Uses real SVHN validation images when ../shared/data is present, else synthetic
+ones; the shipped checkpoint when there is one, else a randomly initialised fast detector (same compute,
+meaningless boxes).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import io
+import json
 import os
 import statistics
 import subprocess
@@ -101,11 +104,13 @@ async def http_load(
 ) -> dict[str, float]:
     """Client-side latency summary, plus `server_p50`: the median of the service's own `timing.total_ms`
     (request start to result, decode and queue included), so that what HTTP itself costs is the gap.
-    `upload`: "field" (multipart, an `image` field) or "body" (the PNG as the request body)."""
+    `upload`: "field" (multipart, an `image` field), "body" (the PNG as the request body) or "json"
+    (`{"image": "<base64>"}`)."""
     latencies: list[float] = []
     server_ms: list[float] = []
     failures = 0
     counter = iter(range(requests))
+    encoded = [json.dumps({"image": base64.b64encode(image).decode()}).encode() for image in images]
     async with httpx.AsyncClient(timeout=60) as client:
 
         async def worker() -> None:
@@ -116,6 +121,10 @@ async def http_load(
                 if upload == "body":
                     headers = {"content-type": "image/png"}
                     response = await client.post(f"{url}/v1/detect", content=image, headers=headers)
+                elif upload == "json":
+                    headers = {"content-type": "application/json"}
+                    body = encoded[i % len(images)]
+                    response = await client.post(f"{url}/v1/detect", content=body, headers=headers)
                 else:
                     files = [("image", ("x.png", image, "image/png"))]
                     response = await client.post(f"{url}/v1/detect", files=files)
@@ -186,9 +195,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument(
         "--upload",
         nargs="+",
-        choices=["field", "body"],
+        choices=["field", "body", "json"],
         default=["field"],
-        help="send each image as a multipart `image` field, as the request body, or each way in turn",
+        help="send each image as a multipart `image` field, as the request body, in base64 in a JSON "
+        "body, or each way in turn",
     )
     p.add_argument("--device", default="auto")
     p.add_argument("--port", type=int, default=8765)
@@ -248,7 +258,9 @@ def print_http_rows(
                     r = asyncio.run(
                         http_load(f"http://127.0.0.1:{args.port}", images, args.requests, concurrency, upload)
                     )
-                    label = f"HTTP c={concurrency} batch={batch_size}" + (" body" if upload == "body" else "")
+                    label = f"HTTP c={concurrency} batch={batch_size}" + (
+                        "" if upload == "field" else f" {upload}"
+                    )
                     print(
                         format_row(label, r, bare)
                         + f"  (in the server: p50 {r['server_p50']:.1f} ms)"

@@ -61,6 +61,12 @@ class UnsupportedMediaTypeError(ServiceError):
     status, code = 415, "unsupported_media_type"
 
 
+class InvalidBase64Error(ServiceError):
+    """An image in a JSON body whose text is not base64 (nor a base64 data URL)."""
+
+    status, code = 400, "invalid_base64"
+
+
 class UnauthorizedError(ServiceError):
     status, code = 401, "unauthorized"
 

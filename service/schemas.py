@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from models.assembly import check_height_ratio
 
@@ -116,6 +116,30 @@ class AssembleResponse(BaseModel):
         "verifier holds for those), else null",
     )
     thresholds: dict[str, float]
+
+
+class ImagesJson(BaseModel):
+    """A JSON body for /v1/detect and /v1/recognize: `image`, one image in base64, or `images`, a
+    list of them. Each may be a data URL (`data:image/png;base64,...`, what a browser's
+    FileReader.readAsDataURL gives), in the standard or URL-safe alphabet, padded or not, its lines
+    wrapped or not."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image: str | None = Field(None, description="one image in base64, or a data URL")
+    images: list[str] | None = Field(
+        None, min_length=1, max_length=256, description="images in base64 or data URLs, read in this order"
+    )
+
+    @model_validator(mode="after")
+    def _one_way(self) -> ImagesJson:
+        if (self.image is None) == (self.images is None):
+            raise ValueError("give either `image` (one image in base64) or `images` (a list of them)")
+        return self
+
+    def texts(self) -> list[str]:
+        """The images' base64 texts in request order."""
+        return [self.image] if self.image is not None else list(self.images or [])
 
 
 class ErrorDetail(BaseModel):

@@ -1,26 +1,37 @@
 """The images a request to /v1/detect or /v1/recognize carries: multipart fields named `image`
-(repeatable), or one image as the whole request body (`curl --data-binary @house.jpg -H
+(repeatable); one image as the whole request body (`curl --data-binary @house.jpg -H
 'Content-Type: image/jpeg'`, `httpx.post(url, content=data)`), which is what a camera, a script or a
-serverless function finds simplest to send. The body's declared type is not trusted: the bytes are
-sniffed when they are decoded (`service.imaging`)."""
+serverless function finds simplest to send; or a JSON body holding them in base64 (`{"image":
+"<base64>"}` or `{"images": [...]}`), which is what a web page or a JSON-only client sends. The
+declared type is not trusted: the bytes are sniffed when they are decoded (`service.imaging`)."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import io
+import re
 from typing import Annotated, Any
 
 from fastapi import Depends, File, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 
-from service.errors import MissingImageError, UnsupportedMediaTypeError
+from service.errors import InvalidBase64Error, MissingImageError, UnsupportedMediaTypeError
 from service.imaging import ALLOWED_FORMATS
+from service.schemas import ImagesJson
 
 # Request bodies read as one image, besides any `image/...` type. No Content-Type at all is one too:
 # `requests.post(url, data=data)` and `httpx.post(url, content=data)` send none.
 RAW_MEDIA_TYPES = frozenset({"application/octet-stream", ""})
+JSON_MEDIA_TYPE = "application/json"
 SEND_AN_IMAGE = (
-    "send each image as a multipart field named `image`, or one image as the request body with "
-    "Content-Type image/* or application/octet-stream"
+    "send each image as a multipart field named `image`, one image as the request body with "
+    'Content-Type image/* or application/octet-stream, or JSON {"image": "<base64>"} or '
+    '{"images": ["<base64>", ...]}'
 )
+URL_SAFE_TO_STANDARD = str.maketrans("-_", "+/")
+NOT_BASE64 = re.compile(r"[^A-Za-z0-9+/=_\-\s]")
 
 
 def media_type(content_type: str | None) -> str:
@@ -40,6 +51,53 @@ def body_upload(data: bytes) -> UploadFile:
     return UploadFile(io.BytesIO(data), size=len(data))
 
 
+def decode_base64(text: str) -> bytes:
+    """The bytes a base64 text holds: the standard or the URL-safe alphabet, padded or not, with
+    line breaks or spaces anywhere (`base64` wraps its lines at 76), or a data URL
+    (`data:image/png;base64,...`; its declared type is not trusted either).
+
+    Raises ValueError saying what is wrong: a character outside the alphabet, a length no base64
+    text has, a data URL that is not base64."""
+    start = 0  # where the base64 starts in the text
+    if text[:5].lower() == "data:":
+        header, comma, _data = text.partition(",")
+        if not comma:
+            raise ValueError("a data URL without the comma before its data")
+        if not header.lower().endswith(";base64"):
+            raise ValueError("a data URL not in base64 (it must read data:<type>;base64,<data>)")
+        start = len(header) + 1
+    if bad := NOT_BASE64.search(text, start):
+        raise ValueError(f"not base64: {bad.group()!r} at character {bad.start()}")
+    text = text[start:]
+    compact = "".join(text.split()).translate(URL_SAFE_TO_STANDARD).rstrip("=")
+    if len(compact) % 4 == 1:
+        raise ValueError(f"not base64: {len(compact)} characters, and no base64 text has that many")
+    try:
+        return base64.b64decode(compact + "=" * (-len(compact) % 4), validate=True)
+    except binascii.Error as exc:
+        raise ValueError(f"not base64 ({exc})") from None
+
+
+def json_uploads(body: bytes) -> list[UploadFile]:
+    """The images of a JSON body (`ImagesJson`) as uploads, in request order.
+
+    Raises RequestValidationError (422) for a body that is not JSON or not of that shape, and
+    InvalidBase64Error (400) naming the first image whose text is not base64."""
+    try:
+        parsed = ImagesJson.model_validate_json(body)
+    except ValidationError as exc:
+        # Only where and what: an error's `input` can be the whole body.
+        errors = [{"type": e["type"], "loc": ("body", *e["loc"]), "msg": e["msg"]} for e in exc.errors()]
+        raise RequestValidationError(errors) from None
+    uploads = []
+    for index, text in enumerate(parsed.texts()):
+        try:
+            uploads.append(body_upload(decode_base64(text)))
+        except ValueError as exc:
+            raise InvalidBase64Error(f"image {index}: {exc}") from None
+    return uploads
+
+
 async def uploaded_images(
     request: Request,
     image: Annotated[
@@ -47,17 +105,20 @@ async def uploaded_images(
         File(description=f"one or more images ({', '.join(sorted(ALLOWED_FORMATS))})"),
     ] = None,
 ) -> list[UploadFile]:
-    """The request's images in request order: its `image` fields, or its body as one image.
+    """The request's images in request order: its `image` fields, its body as one image, or the
+    images of its JSON body.
 
-    Raises MissingImageError (422) for a form without `image` fields and UnsupportedMediaTypeError
-    (415) for any other body (JSON, text, or a form-encoded one: what `curl --data-binary` sends
-    unless told a Content-Type)."""
+    Raises MissingImageError (422) for a form without `image` fields, what `json_uploads` raises for
+    a JSON body, and UnsupportedMediaTypeError (415) for any other body (text, or a form-encoded
+    one: what `curl --data-binary` sends unless told a Content-Type)."""
     if image:
         return image
     content_type = request.headers.get("content-type")
     kind = media_type(content_type)
     if is_raw_image_body(content_type):
         return [body_upload(await request.body())]
+    if kind == JSON_MEDIA_TYPE:
+        return json_uploads(await request.body())
     if kind == "application/x-www-form-urlencoded":
         raise UnsupportedMediaTypeError(
             f"a form-encoded body is not an image (curl --data-binary sends one unless given "
@@ -75,7 +136,12 @@ BINARY: dict[str, Any] = {"schema": {"type": "string", "format": "binary"}}
 # the operation's requestBody).
 RAW_BODY_OPENAPI: dict[str, Any] = {
     "requestBody": {
-        "content": {"image/*": BINARY, "application/octet-stream": BINARY},
-        "description": "multipart fields named `image`, or one image as the whole body",
+        "content": {
+            "image/*": BINARY,
+            "application/octet-stream": BINARY,
+            JSON_MEDIA_TYPE: {"schema": ImagesJson.model_json_schema()},
+        },
+        "description": "multipart fields named `image`, one image as the whole body, or JSON with the "
+        "images in base64",
     }
 }

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 import io
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
-from service.uploads import is_raw_image_body, media_type
+from service.uploads import decode_base64, is_raw_image_body, media_type
 from tests.service.conftest import StartClient, noise_png, png
 
 
@@ -99,7 +102,7 @@ def test_a_bad_body_gets_the_same_errors_as_a_bad_field(
     ("content_type", "hint"),
     [
         ("application/x-www-form-urlencoded", "curl --data-binary"),
-        ("application/json", "application/json"),
+        ("application/xml", "application/xml"),
         ("text/plain; charset=utf-8", "text/plain"),
     ],
 )
@@ -111,6 +114,7 @@ def test_a_body_that_is_no_image_is_415_saying_what_to_send(
     error = response.json()["error"]
     assert error["code"] == "unsupported_media_type" and hint in error["message"]
     assert "field named `image`" in error["message"] and "image/*" in error["message"]
+    assert '{"image": "<base64>"}' in error["message"]
 
 
 def test_a_form_without_image_fields_is_422_saying_what_to_send(client: TestClient) -> None:
@@ -148,3 +152,124 @@ def test_openapi_documents_the_body_beside_the_form(client: TestClient) -> None:
         content = spec["paths"][route]["post"]["requestBody"]["content"]
         assert {"multipart/form-data", "image/*", "application/octet-stream"} <= set(content)
         assert content["image/*"]["schema"] == {"type": "string", "format": "binary"}
+
+
+# A JSON body: the images in base64.
+
+
+@given(st.binary(max_size=300), st.sampled_from([0, 1, 2, 3]))
+@settings(max_examples=200, deadline=None)
+def test_decode_base64_reads_every_way_base64_is_written(data: bytes, way: int) -> None:
+    if way == 0:  # standard, padded
+        text = base64.b64encode(data).decode()
+    elif way == 1:  # URL-safe, unpadded (JWT-style)
+        text = base64.urlsafe_b64encode(data).decode().rstrip("=")
+    elif way == 2:  # wrapped at 76 columns, as `base64` and MIME write it
+        text = base64.encodebytes(data).decode()
+    else:  # a data URL, as a browser's FileReader.readAsDataURL gives
+        text = "data:image/png;base64," + base64.b64encode(data).decode()
+    assert decode_base64(text) == data
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("aGVsbG8*", "not base64: '\\*' at character 7"),
+        ("data:image/png;base64,aGVs\nbG8é", "not base64: 'é' at character 30"),
+        ("aGVsb", "5 characters"),
+        ("aGVs=bG8=", "not base64"),
+        ("data:image/png,aGVsbG8", "not in base64"),
+        ("data:image/png;base64", "comma"),
+    ],
+)
+def test_decode_base64_says_what_is_wrong(text: str, says: str) -> None:
+    with pytest.raises(ValueError, match=says):
+        decode_base64(text)
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def without_timing(results: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k != "timing"} for r in results]
+
+
+def test_images_in_json_read_as_the_same_images_sent_as_fields(client: TestClient) -> None:
+    one, two = noise_png(seed=5), noise_png((90, 60), seed=6)
+    for route in ("/v1/detect", "/v1/recognize"):
+        as_fields = client.post(
+            route, files=[("image", ("a.png", one, "image/png")), ("image", ("b.png", two, "image/png"))]
+        )
+        as_json = client.post(route, json={"images": [b64(one), "data:image/png;base64," + b64(two)]})
+        assert as_json.status_code == as_fields.status_code == 200, as_json.text
+        assert without_timing(as_json.json()["results"]) == without_timing(as_fields.json()["results"])
+        alone = client.post(route, json={"image": b64(two)})
+        assert alone.status_code == 200, alone.text
+        assert without_timing(alone.json()["results"]) == [
+            {**without_timing(as_fields.json()["results"])[1], "index": 0}
+        ]
+
+
+def test_a_data_urls_declared_type_is_not_trusted(client: TestClient) -> None:
+    buffer = io.BytesIO()
+    Image.new("RGB", (90, 40), "white").save(buffer, "JPEG")
+    response = client.post("/v1/recognize", json={"image": "data:image/png;base64," + b64(buffer.getvalue())})
+    assert response.status_code == 200 and response.json()["results"][0]["width"] == 90
+    assert 'digitserve_decode_seconds_count{format="JPEG"} 1.0' in client.get("/metrics").text
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code", "says"),
+    [
+        ({"images": [b64(png()), "not*base64"]}, 400, "invalid_base64", "image 1: not base64"),
+        ({"image": "data:image/png,%89PNG"}, 400, "invalid_base64", "image 0: a data URL not in base64"),
+        ({"image": ""}, 400, "empty_image", "image 0"),
+        ({"image": b64(b"plain text, not an image")}, 415, "not_an_image", "image 0"),
+        ({"image": b64(png()[:60])}, 400, "corrupt_image", "image 0"),
+        ({"image": b64(png()), "images": [b64(png())]}, 422, "invalid_request", "either `image`"),
+        ({}, 422, "invalid_request", "either `image`"),
+        ({"images": []}, 422, "invalid_request", "body.images"),
+        ({"img": b64(png())}, 422, "invalid_request", "body.img"),
+        ({"image": 5}, 422, "invalid_request", "body.image"),
+    ],
+)
+def test_a_bad_json_body_says_what_is_wrong(
+    client: TestClient, body: dict, status: int, code: str, says: str
+) -> None:
+    response = client.post("/v1/detect", json=body)
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["code"] == code and says in error["message"], error
+
+
+def test_a_body_that_is_not_json_is_422_and_does_not_echo_it(client: TestClient) -> None:
+    secret = b64(png()) + "}"  # a truncated upload
+    response = client.post("/v1/recognize", content=secret, headers={"content-type": "application/json"})
+    assert response.status_code == 422 and response.json()["error"]["code"] == "invalid_request"
+    assert "JSON" in response.json()["error"]["message"] and secret[:40] not in response.text
+
+
+def test_json_images_keep_the_services_limits(start_client: StartClient) -> None:
+    client = start_client(max_images_per_request=2, max_upload_bytes=4096)
+    response = client.post("/v1/detect", json={"images": [b64(png())] * 3})
+    assert response.status_code == 422 and response.json()["error"]["code"] == "too_many_images"
+    big = noise_png((34, 34))
+    assert len(big) < 4096 < len(b64(big))  # the limit holds for the bytes sent, base64 and all
+    response = client.post("/v1/detect", json={"image": b64(big)})
+    assert response.status_code == 413 and response.json()["error"]["code"] == "payload_too_large"
+    assert client.post("/v1/detect", content=big, headers={"content-type": "image/png"}).status_code == 200
+
+
+def test_json_images_need_the_api_key(start_client: StartClient) -> None:
+    client = start_client(api_keys=frozenset({"secret"}))
+    assert client.post("/v1/recognize", json={"image": b64(png())}).status_code == 401
+    response = client.post("/v1/recognize", json={"image": b64(png())}, headers={"X-API-Key": "secret"})
+    assert response.status_code == 200
+
+
+def test_openapi_documents_the_json_body(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    for route in ("/v1/detect", "/v1/recognize"):
+        schema = spec["paths"][route]["post"]["requestBody"]["content"]["application/json"]["schema"]
+        assert set(schema["properties"]) == {"image", "images"} and schema["additionalProperties"] is False
