@@ -102,7 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_origins=list(settings.cors_origins),
             allow_methods=["GET", "POST"],
             allow_headers=["X-API-Key", "Content-Type", "X-Request-ID"],
-            expose_headers=["X-Request-ID", "Retry-After"],
+            expose_headers=["X-Request-ID", "Retry-After", "X-Model-Version"],
         )
     # The last added runs first: metrics see every status, the 500 made from an unexpected error too.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)

@@ -217,6 +217,11 @@ class ModelInfo(BaseModel):
         description='the parts that run in int8, of "detector", "refiner" and "reader" (models/int8.py); '
         "empty in floating point",
     )
+    version: str = Field(
+        description="the start of a sha256 over everything a reading depends on (the parts' weights and "
+        "settings, thresholds, int8 ranges, photo preparation, verifiers); every answer of /v1/detect, "
+        "/v1/recognize and /v1/assemble carries it as X-Model-Version"
+    )
     weights_sha256: str
     weights_dtype: str
     data_fingerprint: str | None

@@ -118,7 +118,10 @@ def describe_serving(predictor: Predictor, path: Path, device: torch.device) -> 
     """The startup line: which checkpoint serves on which device, the parts in int8, and the split
     the verifier behind p_correct was fitted on (where it holds for this pipeline)."""
     meta, verifier = predictor.meta, predictor.verifier
-    line = f"serving {path} ({meta.detector.arch}, sha256 {meta.weights_sha256[:12]}...) on {device}"
+    line = (
+        f"serving {path} ({meta.detector.arch}, sha256 {meta.weights_sha256[:12]}..., version "
+        f"{predictor.version}) on {device}"
+    )
     if predictor.int8_parts:
         line += f", in int8: {', '.join(predictor.int8_parts)}"
     if verifier:

@@ -4,9 +4,9 @@ image as the request body (`service.uploads`); POST /v1/assemble."""
 from __future__ import annotations
 
 from dataclasses import asdict, replace
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
 from models.assembly import assemble_number
 from models.reread import Findings
@@ -25,17 +25,37 @@ from service.uploads import RAW_BODY_OPENAPI, UploadsDep
 
 router = APIRouter(prefix="/v1", tags=["inference"])
 ERRORS = error_responses(400, 401, 413, 415, 422, 500, 503)
+# Each answer names the model and settings that made it (`Predictor.version`, also in /v1/model), so a
+# reading stored by a client can be traced to what made it, behind a load balancer too.
+VERSION_HEADER = "X-Model-Version"
+VERSIONED: dict[int | str, dict[str, Any]] = {
+    200: {
+        "headers": {
+            VERSION_HEADER: {
+                "description": "what made the answer: /v1/model's `version`",
+                "schema": {"type": "string", "pattern": "^[0-9a-f]{12}$"},
+            }
+        }
+    }
+}
 
 
-@router.post("/detect", response_model=DetectResponse, responses=ERRORS, openapi_extra=RAW_BODY_OPENAPI)
+@router.post(
+    "/detect",
+    response_model=DetectResponse,
+    responses={**ERRORS, **VERSIONED},
+    openapi_extra=RAW_BODY_OPENAPI,
+)
 async def detect(
     _: ApiKeyDep,
     state: StateDep,
     image: UploadsDep,
+    response: Response,
     min_score: Annotated[float, Query(ge=0.0, le=1.0, description="drop detections scoring lower")] = 0.0,
 ) -> DetectResponse:
     """Every digit found in each image, COCO style, with the image size and timing."""
-    _predictor, results = await detect_uploads(image, state)
+    predictor, results = await detect_uploads(image, state)
+    response.headers[VERSION_HEADER] = predictor.version
     return DetectResponse(
         results=[
             DetectResult(
@@ -51,10 +71,18 @@ async def detect(
     )
 
 
-@router.post("/recognize", response_model=RecognizeResponse, responses=ERRORS, openapi_extra=RAW_BODY_OPENAPI)
-async def recognize(_: ApiKeyDep, state: StateDep, image: UploadsDep) -> RecognizeResponse:
+@router.post(
+    "/recognize",
+    response_model=RecognizeResponse,
+    responses={**ERRORS, **VERSIONED},
+    openapi_extra=RAW_BODY_OPENAPI,
+)
+async def recognize(
+    _: ApiKeyDep, state: StateDep, image: UploadsDep, response: Response
+) -> RecognizeResponse:
     """The whole number in each image (-1 when no digit survives the assembly rule)."""
     predictor, results = await detect_uploads(image, state)
+    response.headers[VERSION_HEADER] = predictor.version
     out = []
     for r in results:
         number = predictor.assemble(r.findings.sites)
@@ -77,12 +105,19 @@ async def recognize(_: ApiKeyDep, state: StateDep, image: UploadsDep) -> Recogni
     return RecognizeResponse(results=out)
 
 
-@router.post("/assemble", response_model=AssembleResponse, responses=error_responses(401, 422, 500, 503))
-async def assemble(body: AssembleRequest, state: StateDep, _: ApiKeyDep) -> AssembleResponse:
+@router.post(
+    "/assemble",
+    response_model=AssembleResponse,
+    responses={**error_responses(401, 422, 500, 503), **VERSIONED},
+)
+async def assemble(
+    body: AssembleRequest, state: StateDep, _: ApiKeyDep, response: Response
+) -> AssembleResponse:
     """Re-read the number from the digit sites /v1/detect returned (`sites`), with other thresholds:
     the same rule as /v1/recognize, without sending the image again; with `boxes` (/v1/detect's
     `detections`) and the service's own thresholds, also p_correct."""
     predictor, _batcher = state.require_ready()
+    response.headers[VERSION_HEADER] = predictor.version
     overrides = {k: v for k, v in body.model_dump(exclude={"detections", "boxes"}).items() if v is not None}
     params = replace(predictor.assembly, **overrides)
     detections = [from_schema(d) for d in body.detections]

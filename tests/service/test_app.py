@@ -277,7 +277,7 @@ def test_cors_off_by_default_and_on_when_configured(start_client: StartClient) -
     allowed = start_client(cors_origins=("http://example.test",)).get("/health/live", headers=headers)
     assert allowed.headers["access-control-allow-origin"] == "http://example.test"
     exposed = allowed.headers["access-control-expose-headers"].lower().split(", ")
-    assert {"x-request-id", "retry-after"} <= set(exposed)  # a page's script may read them
+    assert {"x-request-id", "retry-after", "x-model-version"} <= set(exposed)  # a page's script may read them
 
 
 @pytest.mark.parametrize("damage", ["missing", "tampered"])

@@ -1,4 +1,5 @@
-"""schemathesis against the app's own OpenAPI document: no 5xx, responses match what is documented."""
+"""schemathesis against the app's own OpenAPI document: no 5xx, responses (bodies, headers) match what is
+documented."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import (
     content_type_conformance,
     not_a_server_error,
+    response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
 )
@@ -28,7 +30,13 @@ def api_schema(tiny_checkpoint: Path) -> Iterator[schemathesis.BaseSchema]:
         yield schemathesis.openapi.from_asgi("/openapi.json", app)
 
 
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+    response_headers_conformance,  # X-Model-Version on every reading
+]
 
 
 @pytest.mark.slow

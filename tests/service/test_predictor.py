@@ -298,3 +298,35 @@ def test_a_gated_predictor_searches_only_large_photos_read_doubtfully(
     assert spy.sizes.count((400, 600)) == 1 and spy.sizes.count((56, 126)) == 1  # each first pass once
     alone, _ = _spied(tiny_checkpoint, search_located=searched)
     assert found[0] == alone.detect([large])[0] and found[1] == alone.detect([_noise(1)])[0]
+
+
+def test_the_version_names_the_model_and_the_settings_that_answer(
+    tiny_checkpoint: Path, tiny_checkpoint_with_reader: Path
+) -> None:
+    cpu = torch.device("cpu")
+    version = Predictor.load(tiny_checkpoint, cpu).version
+    assert len(version) == 12 and int(version, 16) >= 0
+    assert Predictor.load(tiny_checkpoint, cpu).version == version  # loaded again: the same
+    others = [
+        Predictor.load(tiny_checkpoint, cpu, score_threshold=0.5),
+        Predictor.load(tiny_checkpoint, cpu, zoom_below_px=10.0),
+        Predictor.load(tiny_checkpoint, cpu, grain_threshold=0.0),
+        Predictor.load(tiny_checkpoint_with_reader, cpu),  # the same detector with a reader
+    ]
+    versions = [p.version for p in others]
+    assert version not in versions and len(set(versions)) == len(versions)
+    # What answers, not where it lies: the same detector without the reader it comes with.
+    assert Predictor.load(tiny_checkpoint_with_reader, cpu, use_reader=False).version == version
+
+
+def test_every_reading_carries_the_version_v1_model_gives(start_client: StartClient) -> None:
+    client = start_client()
+    version = client.get("/v1/model").json()["version"]
+    detected = client.post("/v1/detect", files=files(noise_png(seed=3)))
+    recognized = client.post("/v1/recognize", files=files(noise_png(seed=3)))
+    assert detected.headers["X-Model-Version"] == recognized.headers["X-Model-Version"] == version
+    sites = detected.json()["results"][0]["sites"]
+    assembled = client.post("/v1/assemble", json={"detections": sites})
+    assert assembled.status_code == 200 and assembled.headers["X-Model-Version"] == version
+    other = start_client(score_threshold=0.3).post("/v1/recognize", files=files(noise_png(seed=3)))
+    assert other.headers["X-Model-Version"] != version
