@@ -219,8 +219,8 @@ class ModelInfo(BaseModel):
     )
     version: str = Field(
         description="the start of a sha256 over everything a reading depends on (the parts' weights and "
-        "settings, thresholds, int8 ranges, photo preparation, verifiers); every answer of /v1/detect, "
-        "/v1/recognize and /v1/assemble carries it as X-Model-Version"
+        "settings, thresholds, int8 ranges, photo preparation, verifiers, reduce_to_px); every answer of "
+        "/v1/detect, /v1/recognize and /v1/assemble carries it as X-Model-Version"
     )
     weights_sha256: str
     weights_dtype: str

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import threading
 from collections.abc import Callable
@@ -33,6 +35,7 @@ class ServiceState:
     predictor: Predictor | None = None
     batcher: MicroBatcher[np.ndarray, Findings] | None = None
     loaded: threading.Event = field(default_factory=threading.Event)
+    version: str = ""  # X-Model-Version, once loaded (`serving_version`)
 
     def require_ready(self) -> tuple[Predictor, MicroBatcher[np.ndarray, Findings]]:
         if self.status != "ready" or self.predictor is None or self.batcher is None:
@@ -49,7 +52,7 @@ class ServiceState:
         def setup() -> Callable[[list[np.ndarray]], list[Findings]]:
             predictor = load_predictor(path, self.device, s)
             loaded["warm_ms"] = predictor.warm_up()
-            self.predictor = predictor
+            self.predictor, self.version = predictor, serving_version(predictor, s)
             return predictor.detect
 
         try:
@@ -68,7 +71,10 @@ class ServiceState:
                 self.status, self.reason = "ready", None
             assert self.predictor is not None
             log.info(
-                "%s; warm-up %.1f ms", describe_serving(self.predictor, path, self.device), loaded["warm_ms"]
+                "%s, version %s; warm-up %.1f ms",
+                describe_serving(self.predictor, path, self.device),
+                self.version,
+                loaded["warm_ms"],
             )
         except Exception as exc:  # reported through readiness with its own message
             self.predictor = None
@@ -114,14 +120,19 @@ def load_predictor(path: Path, device: torch.device, settings: Settings) -> Pred
     )
 
 
+def serving_version(predictor: Predictor, settings: Settings) -> str:
+    """X-Model-Version and /v1/model's `version`, in 12 hex digits: the predictor's version
+    (`Predictor.version`: its parts, their settings and thresholds) with the one setting outside it
+    that changes readings, `reduce_to_px` (large photos are read reduced, `service.imaging`)."""
+    described = json.dumps({"predictor": predictor.version, "reduce_to_px": settings.reduce_to_px})
+    return hashlib.sha256(described.encode()).hexdigest()[:12]
+
+
 def describe_serving(predictor: Predictor, path: Path, device: torch.device) -> str:
     """The startup line: which checkpoint serves on which device, the parts in int8, and the split
     the verifier behind p_correct was fitted on (where it holds for this pipeline)."""
     meta, verifier = predictor.meta, predictor.verifier
-    line = (
-        f"serving {path} ({meta.detector.arch}, sha256 {meta.weights_sha256[:12]}..., version "
-        f"{predictor.version}) on {device}"
-    )
+    line = f"serving {path} ({meta.detector.arch}, sha256 {meta.weights_sha256[:12]}...) on {device}"
     if predictor.int8_parts:
         line += f", in int8: {', '.join(predictor.int8_parts)}"
     if verifier:

@@ -25,8 +25,9 @@ from service.uploads import RAW_BODY_OPENAPI, UploadsDep
 
 router = APIRouter(prefix="/v1", tags=["inference"])
 ERRORS = error_responses(400, 401, 413, 415, 422, 500, 503)
-# Each answer names the model and settings that made it (`Predictor.version`, also in /v1/model), so a
-# reading stored by a client can be traced to what made it, behind a load balancer too.
+# Each answer names the model and settings that made it (`service.state.serving_version`, also in
+# /v1/model), so that a reading a client stores can be traced to what made it, behind a load
+# balancer or across a rollout too.
 VERSION_HEADER = "X-Model-Version"
 VERSIONED: dict[int | str, dict[str, Any]] = {
     200: {
@@ -54,8 +55,8 @@ async def detect(
     min_score: Annotated[float, Query(ge=0.0, le=1.0, description="drop detections scoring lower")] = 0.0,
 ) -> DetectResponse:
     """Every digit found in each image, COCO style, with the image size and timing."""
-    predictor, results = await detect_uploads(image, state)
-    response.headers[VERSION_HEADER] = predictor.version
+    _predictor, results = await detect_uploads(image, state)
+    response.headers[VERSION_HEADER] = state.version
     return DetectResponse(
         results=[
             DetectResult(
@@ -82,7 +83,7 @@ async def recognize(
 ) -> RecognizeResponse:
     """The whole number in each image (-1 when no digit survives the assembly rule)."""
     predictor, results = await detect_uploads(image, state)
-    response.headers[VERSION_HEADER] = predictor.version
+    response.headers[VERSION_HEADER] = state.version
     out = []
     for r in results:
         number = predictor.assemble(r.findings.sites)
@@ -117,7 +118,7 @@ async def assemble(
     the same rule as /v1/recognize, without sending the image again; with `boxes` (/v1/detect's
     `detections`) and the service's own thresholds, also p_correct."""
     predictor, _batcher = state.require_ready()
-    response.headers[VERSION_HEADER] = predictor.version
+    response.headers[VERSION_HEADER] = state.version
     overrides = {k: v for k, v in body.model_dump(exclude={"detections", "boxes"}).items() if v is not None}
     params = replace(predictor.assembly, **overrides)
     detections = [from_schema(d) for d in body.detections]

@@ -42,7 +42,7 @@ async def model_info(state: StateDep, _: ApiKeyDep) -> ModelInfo:
             if predictor.verifier
             else None
         ),
-        version=predictor.version,
+        version=state.version,
         weights_sha256=meta.weights_sha256,
         weights_dtype=meta.weights_dtype,
         data_fingerprint=meta.data_fingerprint,

@@ -328,5 +328,6 @@ def test_every_reading_carries_the_version_v1_model_gives(start_client: StartCli
     sites = detected.json()["results"][0]["sites"]
     assembled = client.post("/v1/assemble", json={"detections": sites})
     assert assembled.status_code == 200 and assembled.headers["X-Model-Version"] == version
-    other = start_client(score_threshold=0.3).post("/v1/recognize", files=files(noise_png(seed=3)))
-    assert other.headers["X-Model-Version"] != version
+    for other in (start_client(score_threshold=0.3), start_client(reduce_to_px=500)):
+        reading = other.post("/v1/recognize", files=files(noise_png(seed=3)))
+        assert reading.headers["X-Model-Version"] == other.get("/v1/model").json()["version"] != version
