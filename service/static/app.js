@@ -31,7 +31,7 @@ async function checkStatus() {
       const model = await fetch("/v1/model", { headers: apiHeaders() });
       if (model.ok) {
         const info = await model.json();
-        status.textContent = `Ready: ${info.arch} on ${info.device}, weights ${info.weights_sha256.slice(0, 12)}...`;
+        status.textContent = `Ready: ${info.arch} on ${info.device}, version ${info.version}`;
         const threshold = info.thresholds.score_threshold;
         if (typeof threshold === "number" && !state.results.length) setThreshold(threshold);
       } else {

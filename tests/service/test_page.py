@@ -87,6 +87,8 @@ def test_page_reads_an_uploaded_image_in_chromium(
         page.fill("#api-key", "page-key")
         page.dispatch_event("#api-key", "change")
         page.wait_for_function("document.querySelector('#status').textContent.startsWith('Ready:')")
+        version = httpx.get(f"{server.url}/v1/model", headers={"X-API-Key": "page-key"}).json()["version"]
+        assert page.inner_text("#status").endswith(f"version {version}")  # what a report should quote
         page.set_input_files("#files", str(image))
         number = page.wait_for_selector("[data-testid=number][data-number]", timeout=30_000)
         assert number.get_attribute("data-number") == str(expected["results"][0]["number"])
