@@ -44,9 +44,9 @@ from models.inference import resolve_device
 from models.load_errors import LOAD_ERRORS
 from models.reread import Findings
 from service.config import SHIPPED_CHECKPOINT, Settings, resolve_checkpoint
-from service.imaging import ALLOWED_FORMATS, IMAGE_SUFFIXES, ImageError, decode_image
+from service.imaging import ALLOWED_FORMATS, IMAGE_SUFFIXES, REDUCE_TO_PX, ImageError, decode_image
 from service.pipeline import to_schema
-from service.predictor import Predictor
+from service.predictor import Predictor, serving_version
 from service.settings_doc import markdown_table, settings_rows
 
 MAX_PIXELS = 100_000_000
@@ -69,6 +69,7 @@ class FileResult:
     elapsed_ms: float
     error: str = ""
     p_correct: float | None = None
+    version: str | None = None  # what made the reading (X-Model-Version); None where nothing one names it
 
 
 def collect_images(paths: Sequence[Path], recursive: bool = False) -> tuple[list[Path], list[Path]]:
@@ -129,7 +130,10 @@ class Reader(Protocol):
 
     assembly: AssemblyParams
 
-    def detect(self, path: Path) -> Findings: ...
+    def detect(self, path: Path) -> tuple[Findings, str | None]:
+        """The file's detections and digit sites, and the version that made them (the service's
+        X-Model-Version; None where no one version names the reading)."""
+        ...
 
     def p_correct(self, number: AssembledNumber, found: Findings) -> float | None: ...
 
@@ -140,10 +144,12 @@ class LocalReader:
     def __init__(self, checkpoint: Path, device: str, params: dict[str, Any]) -> None:
         self.predictor = Predictor.load(checkpoint, resolve_device(device), **params)
         self.assembly = self.predictor.assembly
+        # What a server of this checkpoint and these thresholds, at its default reduce_to_px, answers with
+        self.version = serving_version(self.predictor, REDUCE_TO_PX)
 
-    def detect(self, path: Path) -> Findings:
-        image = decode_image(path.read_bytes(), MAX_PIXELS)
-        return self.predictor.detect([image.pixels])[0].scaled(*image.scale)
+    def detect(self, path: Path) -> tuple[Findings, str | None]:
+        image = decode_image(path.read_bytes(), MAX_PIXELS, reduce_to_px=REDUCE_TO_PX)
+        return self.predictor.detect([image.pixels])[0].scaled(*image.scale), self.version
 
     def p_correct(self, number: AssembledNumber, found: Findings) -> float | None:
         return self.predictor.p_correct(number, found)
@@ -225,14 +231,17 @@ class RemoteReader:
         value = answer.get("p_correct")
         return None if value is None else float(value)
 
-    def detect(self, path: Path) -> Findings:
+    def detect(self, path: Path) -> tuple[Findings, str | None]:
+        """The server's findings and the version it answered with (per file: a server may be
+        replaced during a run); None when the number is assembled here at other thresholds."""
         response = self._send("POST", "/v1/detect", files=[("image", (path.name, path.read_bytes()))])
         result = self._json(response)["results"][0]
         detections, sites = (
             [Detection(xywh_to_xyxy(d["bbox"]), d["digit"], d["score"]) for d in result[key]]
             for key in ("detections", "sites")
         )
-        return Findings(detections, sites)
+        version = response.headers.get("x-model-version") if self.own_thresholds else None
+        return Findings(detections, sites), version
 
     @staticmethod
     def _json(response: httpx.Response) -> dict[str, Any]:
@@ -249,13 +258,14 @@ def read_one(reader: Reader, path: Path) -> FileResult:
     """One file's detections and number, or the error that stopped it."""
     start = time.perf_counter()
     try:
-        found = reader.detect(path)
+        found, version = reader.detect(path)
     except (ImageError, ReadError, OSError, httpx.HTTPError) as exc:
         return FileResult(path, [], [], None, (time.perf_counter() - start) * 1000, error=str(exc))
     number = assemble_number(found.sites, reader.assembly)
     elapsed = (time.perf_counter() - start) * 1000
+    p_correct = reader.p_correct(number, found)
     return FileResult(
-        path, found.detections, found.sites, number, elapsed, p_correct=reader.p_correct(number, found)
+        path, found.detections, found.sites, number, elapsed, p_correct=p_correct, version=version
     )
 
 
@@ -292,8 +302,9 @@ def format_table(results: Sequence[FileResult]) -> str:
 def result_record(result: FileResult) -> dict[str, Any]:
     """One file's reading as `--format jsonl` writes it: `file`, and either `error`, or the number as
     /v1/recognize answers it (`text`, `number`: -1 when no digit survives, `confidence`, `p_correct`,
-    `digits` with COCO `bbox` [x, y, w, h] in the image's pixels and `category_id` = digit + 1) and
-    `ms`."""
+    `digits` with COCO `bbox` [x, y, w, h] in the image's pixels and `category_id` = digit + 1),
+    `version` (what made it, as the service's X-Model-Version; null at other thresholds than a
+    server's own) and `ms`."""
     if result.number is None:
         return {"file": str(result.path), "error": result.error}
     number = result.number
@@ -304,18 +315,22 @@ def result_record(result: FileResult) -> dict[str, Any]:
         "confidence": round(number.confidence, 5),
         "p_correct": None if result.p_correct is None else round(result.p_correct, 5),
         "digits": [to_schema(d).model_dump() for d in number.digits],
+        "version": result.version,
         "ms": round(result.elapsed_ms, 1),
     }
 
 
 def summarize(results: Sequence[FileResult], seconds: float) -> str:
-    """One line for the end of a run: files, numbers found, errors, time and pace."""
+    """One line for the end of a run: files, numbers found, errors, time and pace, and the versions
+    that read them (more than one: the server was replaced during the run)."""
     found = sum(1 for r in results if r.number is not None and r.number.digits)
     errors = sum(1 for r in results if r.error)
     pace = f", {len(results) / seconds:.1f} files/s" if results and seconds > 0 else ""
+    versions = list(dict.fromkeys(r.version for r in results if r.version))
+    named = f"; version{'s' if len(versions) > 1 else ''} {', '.join(versions)}" if versions else ""
     return (
         f"digitserve: {len(results)} files: a number in {found}, no digit in "
-        f"{len(results) - found - errors}, an error in {errors}; {seconds:.1f} s{pace}"
+        f"{len(results) - found - errors}, an error in {errors}; {seconds:.1f} s{pace}{named}"
     )
 
 

@@ -284,3 +284,12 @@ class Predictor:
             self.detect([image])
             elapsed = (time.perf_counter() - start) * 1000
         return elapsed
+
+
+def serving_version(predictor: Predictor, reduce_to_px: int) -> str:
+    """X-Model-Version and /v1/model's `version`, in 12 hex digits: the predictor's version
+    (`Predictor.version`: its parts, their settings and thresholds) with the one setting outside it
+    that changes readings, `reduce_to_px` (large photos are read reduced, `service.imaging`). The
+    command line's readings in this process carry it too, at the service's default."""
+    described = json.dumps({"predictor": predictor.version, "reduce_to_px": reduce_to_px})
+    return hashlib.sha256(described.encode()).hexdigest()[:12]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import threading
 from collections.abc import Callable
@@ -18,7 +16,7 @@ from models.reread import Findings
 from service.batching import MicroBatcher
 from service.config import Settings, resolve_checkpoint
 from service.errors import NotReadyError
-from service.predictor import Predictor
+from service.predictor import Predictor, serving_version
 from service.telemetry import Telemetry
 
 log = logging.getLogger("service")
@@ -35,7 +33,7 @@ class ServiceState:
     predictor: Predictor | None = None
     batcher: MicroBatcher[np.ndarray, Findings] | None = None
     loaded: threading.Event = field(default_factory=threading.Event)
-    version: str = ""  # X-Model-Version, once loaded (`serving_version`)
+    version: str = ""  # X-Model-Version, once loaded (`service.predictor.serving_version`)
 
     def require_ready(self) -> tuple[Predictor, MicroBatcher[np.ndarray, Findings]]:
         if self.status != "ready" or self.predictor is None or self.batcher is None:
@@ -52,7 +50,7 @@ class ServiceState:
         def setup() -> Callable[[list[np.ndarray]], list[Findings]]:
             predictor = load_predictor(path, self.device, s)
             loaded["warm_ms"] = predictor.warm_up()
-            self.predictor, self.version = predictor, serving_version(predictor, s)
+            self.predictor, self.version = predictor, serving_version(predictor, s.reduce_to_px)
             return predictor.detect
 
         try:
@@ -118,14 +116,6 @@ def load_predictor(path: Path, device: torch.device, settings: Settings) -> Pred
         use_rescorer=s.use_rescorer,
         use_int8=s.use_int8,
     )
-
-
-def serving_version(predictor: Predictor, settings: Settings) -> str:
-    """X-Model-Version and /v1/model's `version`, in 12 hex digits: the predictor's version
-    (`Predictor.version`: its parts, their settings and thresholds) with the one setting outside it
-    that changes readings, `reduce_to_px` (large photos are read reduced, `service.imaging`)."""
-    described = json.dumps({"predictor": predictor.version, "reduce_to_px": settings.reduce_to_px})
-    return hashlib.sha256(described.encode()).hexdigest()[:12]
 
 
 def describe_serving(predictor: Predictor, path: Path, device: torch.device) -> str:

@@ -25,7 +25,7 @@ from service.uploads import RAW_BODY_OPENAPI, UploadsDep
 
 router = APIRouter(prefix="/v1", tags=["inference"])
 ERRORS = error_responses(400, 401, 413, 415, 422, 500, 503)
-# Each answer names the model and settings that made it (`service.state.serving_version`, also in
+# Each answer names the model and settings that made it (`service.predictor.serving_version`, also in
 # /v1/model), so that a reading a client stores can be traced to what made it, behind a load
 # balancer or across a rollout too.
 VERSION_HEADER = "X-Model-Version"

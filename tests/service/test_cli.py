@@ -8,18 +8,20 @@ import random
 import shutil
 import threading
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import httpx
 import pytest
+import torch
 from PIL import Image
 
 from models.assembly import AssembledNumber, AssemblyParams, Detection, assemble_number
 from models.reread import Findings
 from models.verifier import load_verifier, number_features
 from service import cli
-from service.predictor import Predictor
+from service.imaging import REDUCE_TO_PX
+from service.predictor import Predictor, serving_version
 from tests.service.test_server import Server, server_factory  # noqa: F401 (fixture)
 from training.synth import render_sample
 
@@ -156,6 +158,11 @@ def test_json_lines_give_each_file_as_the_api_would(
         assert x["text"] == table[name] and x["number"] == int(x["text"]) and x["ms"] > 0
         assert len(x["digits"]) == len(x["text"]) and all(len(d["bbox"]) == 4 for d in x["digits"])
         assert [d["category_id"] - 1 for d in x["digits"]] == [int(c) for c in x["text"]]
+    # what a server of this checkpoint at these thresholds answers with
+    served = Predictor.load(tiny_checkpoint, torch.device("cpu"), score_threshold=0.0)
+    assert (
+        by_file["3.png"]["version"] == by_file["12.png"]["version"] == serving_version(served, REDUCE_TO_PX)
+    )
 
 
 def test_the_summary_counts_numbers_blanks_and_errors() -> None:
@@ -166,6 +173,10 @@ def test_the_summary_counts_numbers_blanks_and_errors() -> None:
     line = cli.summarize([read, blank, blank, failed], 2.0)
     assert line == "digitserve: 4 files: a number in 1, no digit in 2, an error in 1; 2.0 s, 2.0 files/s"
     assert cli.summarize([], 0.0) == "digitserve: 0 files: a number in 0, no digit in 0, an error in 0; 0.0 s"
+    old, new = replace(read, version="0123456789ab"), replace(blank, version="ba9876543210")
+    assert cli.summarize([old, old, failed], 1.0).endswith("files/s; version 0123456789ab")
+    # a server replaced during the run: both named, in the order they first answered
+    assert cli.summarize([old, new, old], 1.0).endswith("files/s; versions 0123456789ab, ba9876543210")
 
 
 def test_bad_file_is_reported_and_exit_code_is_nonzero(
@@ -369,12 +380,12 @@ class BarrierReader:
     def __init__(self, parties: int, first: Path, timeout_s: float = 10.0) -> None:
         self.barrier, self.first = threading.Barrier(parties, timeout=timeout_s), first
 
-    def detect(self, path: Path) -> Findings:
+    def detect(self, path: Path) -> tuple[Findings, str | None]:
         self.barrier.wait()
         if path == self.first:
             time.sleep(0.2)
         digit = Detection((0.0, 0.0, 4.0, 8.0), int(path.stem[0]), 0.9)
-        return Findings([digit], [digit])
+        return Findings([digit], [digit]), None
 
     def p_correct(self, number: AssembledNumber, found: Findings) -> float | None:
         return None
@@ -399,7 +410,7 @@ def test_ctrl_c_keeps_the_files_read_so_far(
         def __init__(self, checkpoint: Path, device: str, params: dict[str, float]) -> None:
             super().__init__(1, photos / "none")
 
-        def detect(self, path: Path) -> Findings:
+        def detect(self, path: Path) -> tuple[Findings, str | None]:
             if path.stem == "12":
                 raise KeyboardInterrupt
             return super().detect(path)
@@ -452,6 +463,15 @@ def test_predict_against_a_server_matches_in_process(
         == 0
     )
     assert read_csv(tmp_path / "remote" / "pred.csv") == read_csv(tmp_path / "local" / "pred.csv")
+    # the same readings carry the same version in this process as from the server
+    version = httpx.get(f"{server.url}/v1/model", headers={"X-API-Key": "k"}).json()["version"]
+    remote = cli.RemoteReader(server.url, "k", {})
+    local = cli.LocalReader(tiny_checkpoint, "cpu", {"score_threshold": 0.0})
+    assert remote.detect(photos / "3.png")[1] == local.version == version
+    elsewhere = cli.RemoteReader(server.url, "k", {"score_threshold": 0.5})  # assembled here: no version
+    assert elsewhere.detect(photos / "3.png")[1] is None
+    remote.close()
+    elsewhere.close()
     together = ["predict", str(photos), "--url", server.url, "--api-key", "k", "--concurrency", "2"]
     assert cli.main([*together, "--out", str(tmp_path / "together"), "--no-progress"]) == 0
     assert read_csv(tmp_path / "together" / "pred.csv") == read_csv(tmp_path / "local" / "pred.csv")
