@@ -69,7 +69,7 @@ class FileResult:
     elapsed_ms: float
     error: str = ""
     p_correct: float | None = None
-    version: str | None = None  # what made the reading (X-Model-Version); None where nothing one names it
+    version: str | None = None  # what made the reading (X-Model-Version); None where no one version names it
 
 
 def collect_images(paths: Sequence[Path], recursive: bool = False) -> tuple[list[Path], list[Path]]:
