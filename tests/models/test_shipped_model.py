@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import random
+import re
 from collections import Counter
 from dataclasses import replace
 from typing import Any
@@ -20,9 +21,10 @@ from models.int8 import checkpoint_int8, is_quantized
 from models.reader import load_reader
 from models.refiner import load_refiner
 from models.rescorer import load_rescorer
-from service.config import SHIPPED_CHECKPOINT
+from service.config import SHIPPED_CHECKPOINT, Settings
 from service.imaging import decode_image
-from service.predictor import Predictor
+from service.predictor import Predictor, serving_version
+from service.state import load_predictor
 from tests.conftest import real_data
 from training.audit import is_subsequence, photo_truth, read_audit
 from training.data import load_coco_split
@@ -53,6 +55,21 @@ def test_shipped_checkpoint_verifies_and_fits_the_size_budget() -> None:
     # and for the refiner's and reader's weights (experiment 42)
     assert int8[1].crop_nets == {"refiner": refiner_meta.sha256, "reader": reader_meta.sha256}
     assert sum(f.stat().st_size for f in SHIPPED_CHECKPOINT.glob("*.safetensors")) <= 30_000_000
+
+
+def test_the_model_card_names_the_versions_the_shipped_model_answers_with() -> None:
+    """The card's X-Model-Version for the CPU (int8) and floating point, as a server with the default
+    settings works them out: a new model, part or default changes them, and the card must follow."""
+    card = (SHIPPED_CHECKPOINT.parent / "MODEL_CARD.md").read_text()
+    named = re.search(r"`X-Model-Version: ([0-9a-f]{12})` on the CPU \(int8\)\s+and `([0-9a-f]{12})`", card)
+    assert named, "models/MODEL_CARD.md names no X-Model-Version"
+    for use_int8, version in zip((True, False), named.groups(), strict=True):
+        settings = Settings(checkpoint=SHIPPED_CHECKPOINT, device="cpu", use_int8=use_int8)
+        predictor = load_predictor(SHIPPED_CHECKPOINT, torch.device("cpu"), settings)
+        answers = serving_version(predictor, settings.reduce_to_px)
+        assert answers == version, (
+            f"the card names {version}, the model answers with {answers} (int8 {use_int8})"
+        )
 
 
 def test_shipped_model_reads_real_house_numbers() -> None:
