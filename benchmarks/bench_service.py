@@ -110,7 +110,11 @@ async def http_load(
     server_ms: list[float] = []
     failures = 0
     counter = iter(range(requests))
-    encoded = [json.dumps({"image": base64.b64encode(image).decode()}).encode() for image in images]
+    encoded = (
+        [json.dumps({"image": base64.b64encode(i).decode()}).encode() for i in images]
+        if upload == "json"
+        else []
+    )
     async with httpx.AsyncClient(timeout=60) as client:
 
         async def worker() -> None:

@@ -99,7 +99,7 @@ class Predictor:
             "verifier": asdict(self.verifier[0]) if self.verifier else None,
             "gate": asdict(self.gate[0]) if self.gate else None,
         }
-        return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:12]
+        return short_digest(described)
 
     @property
     def int8_parts(self) -> list[str]:
@@ -291,5 +291,9 @@ def serving_version(predictor: Predictor, reduce_to_px: int) -> str:
     (`Predictor.version`: its parts, their settings and thresholds) with the one setting outside it
     that changes readings, `reduce_to_px` (large photos are read reduced, `service.imaging`). The
     command line's readings in this process carry it too, at the service's default."""
-    described = json.dumps({"predictor": predictor.version, "reduce_to_px": reduce_to_px})
-    return hashlib.sha256(described.encode()).hexdigest()[:12]
+    return short_digest({"predictor": predictor.version, "reduce_to_px": reduce_to_px})
+
+
+def short_digest(described: dict[str, Any]) -> str:
+    """The first 12 hex digits of the sha256 of `described` as JSON with sorted keys."""
+    return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:12]

@@ -60,12 +60,12 @@ def decode_base64(text: str) -> bytes:
     text has, a data URL that is not base64."""
     start = 0  # where the base64 starts in the text
     if text[:5].lower() == "data:":
-        header, comma, _data = text.partition(",")
-        if not comma:
+        comma = text.find(",")
+        if comma < 0:
             raise ValueError("a data URL without the comma before its data")
-        if not header.lower().endswith(";base64"):
+        if not text[:comma].lower().endswith(";base64"):
             raise ValueError("a data URL not in base64 (it must read data:<type>;base64,<data>)")
-        start = len(header) + 1
+        start = comma + 1
     if bad := NOT_BASE64.search(text, start):
         raise ValueError(f"not base64: {bad.group()!r} at character {bad.start()}")
     text = text[start:]
