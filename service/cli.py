@@ -3,6 +3,7 @@
     digitserve predict photos/ house.jpg                       # in-process, the default checkpoint
     digitserve predict photos/ --checkpoint runs/x/best --out preds/ --draw drawn/
     digitserve predict photos/ --url http://127.0.0.1:8000 --api-key KEY --concurrency 4
+    curl -s https://example.org/house.jpg | digitserve predict -   # `-`: an image from standard input
     digitserve settings                                          # the service's DIGITSERVE_* settings
 
 Prints a table (file, number, confidence, p_correct, digits, ms), or with --format jsonl one JSON object
@@ -31,7 +32,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 import httpx
 from PIL import Image, ImageDraw
@@ -54,6 +55,8 @@ RETRY_STATUSES = frozenset({429, 503})  # refused for now: the service's overloa
 MAX_RETRY_WAIT_S = 30.0
 # a checkpoint that cannot be loaded: missing, damaged or unreadable (the message names the file)
 MODEL_ERRORS: tuple[type[Exception], ...] = (*LOAD_ERRORS, OSError)
+STDIN = Path("-")  # as a path: one image read from standard input (a file named "-" is ./-)
+STDIN_NAME = "stdin"  # its name where a file name is needed: the upload, the drawing
 
 
 class ReadError(Exception):
@@ -77,11 +80,16 @@ def collect_images(paths: Sequence[Path], recursive: bool = False) -> tuple[list
 
     A folder's images come sorted, numeric names numerically; with `recursive`, then those of the
     folders inside it, in name order (a phone's DCIM/100APPLE, 101APPLE, ...); without it, the folders
-    inside are skipped. Hidden files and folders (.DS_Store) are left out of both."""
+    inside are skipped. Hidden files and folders (.DS_Store) are left out of both. `-` (STDIN) stays
+    as given, once at most: standard input can be read once."""
     found: list[Path] = []
     skipped: list[Path] = []
+    if list(paths).count(STDIN) > 1:
+        raise SystemExit("digitserve: - (standard input) can be given once")
     for path in paths:
-        if path.is_dir():
+        if path == STDIN:
+            found.append(path)
+        elif path.is_dir():
             images, others = folder_images(path, recursive)
             found.extend(images)
             skipped.extend(others)
@@ -130,9 +138,9 @@ class Reader(Protocol):
 
     assembly: AssemblyParams
 
-    def detect(self, path: Path) -> tuple[Findings, str | None]:
-        """The file's detections and digit sites, and the version that made them (the service's
-        X-Model-Version; None where no one version names the reading)."""
+    def detect(self, path: Path, data: bytes) -> tuple[Findings, str | None]:
+        """The detections and digit sites of the image `data` (read from `path`), and the version
+        that made them (the service's X-Model-Version; None where no one version names the reading)."""
         ...
 
     def p_correct(self, number: AssembledNumber, found: Findings) -> float | None: ...
@@ -147,8 +155,8 @@ class LocalReader:
         # What a server of this checkpoint and these thresholds, at its default reduce_to_px, answers with
         self.version = serving_version(self.predictor, REDUCE_TO_PX)
 
-    def detect(self, path: Path) -> tuple[Findings, str | None]:
-        image = decode_image(path.read_bytes(), MAX_PIXELS, reduce_to_px=REDUCE_TO_PX)
+    def detect(self, path: Path, data: bytes) -> tuple[Findings, str | None]:
+        image = decode_image(data, MAX_PIXELS, reduce_to_px=REDUCE_TO_PX)
         return self.predictor.detect([image.pixels])[0].scaled(*image.scale), self.version
 
     def p_correct(self, number: AssembledNumber, found: Findings) -> float | None:
@@ -231,10 +239,11 @@ class RemoteReader:
         value = answer.get("p_correct")
         return None if value is None else float(value)
 
-    def detect(self, path: Path) -> tuple[Findings, str | None]:
+    def detect(self, path: Path, data: bytes) -> tuple[Findings, str | None]:
         """The server's findings and the version it answered with (per file: a server may be
         replaced during a run); None when the number is assembled here at other thresholds."""
-        response = self._send("POST", "/v1/detect", files=[("image", (path.name, path.read_bytes()))])
+        name = STDIN_NAME if path == STDIN else path.name
+        response = self._send("POST", "/v1/detect", files=[("image", (name, data))])
         result = self._json(response)["results"][0]
         detections, sites = (
             [Detection(xywh_to_xyxy(d["bbox"]), d["digit"], d["score"]) for d in result[key]]
@@ -254,11 +263,31 @@ class RemoteReader:
         return body
 
 
-def read_one(reader: Reader, path: Path) -> FileResult:
-    """One file's detections and number, or the error that stopped it."""
+def stdin_loader(stream: BinaryIO | None) -> Callable[[Path], bytes]:
+    """`Path.read_bytes`, but STDIN (`-`) reads `stream` to its end on first use and gives the same
+    bytes after (for the drawing). Nothing piped in, or no standard input at all (None: a daemon's),
+    is an OSError: the file's row gives it."""
+    held: list[bytes] = []
+
+    def load(path: Path) -> bytes:
+        if path != STDIN:
+            return path.read_bytes()
+        if stream is None:
+            raise OSError("there is no standard input to read")
+        if not held:
+            held.append(stream.read())
+        if not held[0]:
+            raise OSError("nothing came in on standard input")
+        return held[0]
+
+    return load
+
+
+def read_one(reader: Reader, path: Path, load: Callable[[Path], bytes] = Path.read_bytes) -> FileResult:
+    """One file's detections and number, or the error that stopped it; its bytes come from `load`."""
     start = time.perf_counter()
     try:
-        found, version = reader.detect(path)
+        found, version = reader.detect(path, load(path))
     except (ImageError, ReadError, OSError, httpx.HTTPError) as exc:
         return FileResult(path, [], [], None, (time.perf_counter() - start) * 1000, error=str(exc))
     number = assemble_number(found.sites, reader.assembly)
@@ -270,14 +299,18 @@ def read_one(reader: Reader, path: Path) -> FileResult:
 
 
 def read_all(
-    reader: Reader, paths: Sequence[Path], progress: bool, concurrency: int = 1
+    reader: Reader,
+    paths: Sequence[Path],
+    progress: bool,
+    concurrency: int = 1,
+    load: Callable[[Path], bytes] = Path.read_bytes,
 ) -> Iterator[FileResult]:
     """Every file's result, in the order of `paths`; with `concurrency` > 1, that many files are read
     at once on threads (for a RemoteReader: requests in flight)."""
     bar = tqdm(total=len(paths), desc="reading", unit="img", disable=not progress, file=sys.stderr)
     with bar, ThreadPoolExecutor(max_workers=concurrency) as pool:
         reads = pool.map if concurrency > 1 else map  # one at a time: on this thread
-        for result in reads(lambda path: read_one(reader, path), paths):
+        for result in reads(lambda path: read_one(reader, path, load), paths):
             bar.update(1)
             yield result
 
@@ -337,9 +370,10 @@ def summarize(results: Sequence[FileResult], seconds: float) -> str:
 def drawing_names(paths: Sequence[Path]) -> list[str]:
     """Each file's drawing: `<stem>.png`, or `<stem>_<position>.png` (1-based, in the run) where files
     share a stem (IMG_1.HEIC and IMG_1.JPG, or 1.png in two folders), so that no drawing overwrites
-    another."""
-    stems = Counter(p.stem for p in paths)
-    names = [f"{p.stem}.png" if stems[p.stem] == 1 else f"{p.stem}_{i}.png" for i, p in enumerate(paths, 1)]
+    another. Standard input's is `stdin.png`."""
+    stems = [STDIN_NAME if p == STDIN else p.stem for p in paths]
+    counts = Counter(stems)
+    names = [f"{stem}.png" if counts[stem] == 1 else f"{stem}_{i}.png" for i, stem in enumerate(stems, 1)]
     taken: set[str] = set()
     for i, name in enumerate(names):  # a file may itself be called 3_1.png: then one more "_"
         while name in taken:
@@ -349,12 +383,18 @@ def drawing_names(paths: Sequence[Path]) -> list[str]:
     return names
 
 
-def draw_boxes(result: FileResult, out_dir: Path, score_threshold: float, name: str | None = None) -> Path:
-    """Save the image with every digit site above the threshold, as `name` (default `<stem>.png`);
-    the digits used in green. The image is decoded as it was read (upright by its orientation,
-    whole), so the boxes fall on their digits."""
+def draw_boxes(
+    result: FileResult,
+    out_dir: Path,
+    score_threshold: float,
+    name: str | None = None,
+    load: Callable[[Path], bytes] = Path.read_bytes,
+) -> Path:
+    """Save the image (its bytes from `load`) with every digit site above the threshold, as `name`
+    (default `<stem>.png`); the digits used in green. The image is decoded as it was read (upright by
+    its orientation, whole), so the boxes fall on their digits."""
     # no size limits: the file was read once already, by this process or by a server with its own
-    decoded = decode_image(result.path.read_bytes(), 2**62, max_aspect_ratio=float("inf"), reduce_to_px=0)
+    decoded = decode_image(load(result.path), 2**62, max_aspect_ratio=float("inf"), reduce_to_px=0)
     canvas = Image.fromarray(decoded.pixels)
     draw = ImageDraw.Draw(canvas)
     used = set(result.number.digits) if result.number else set()
@@ -387,7 +427,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", required=True)
     predict = sub.add_parser("predict", help="read the numbers in image files and folders")
-    predict.add_argument("paths", nargs="+", type=Path)
+    predict.add_argument(
+        "paths", nargs="+", type=Path, help="image files and folders; - reads one image from standard input"
+    )
     predict.add_argument(
         "-r", "--recursive", action="store_true", help="read the folders inside the folders given too"
     )
@@ -440,7 +482,11 @@ def open_reader(args: argparse.Namespace) -> LocalReader | RemoteReader:
 
 
 def write_outputs(
-    args: argparse.Namespace, paths: Sequence[Path], results: Sequence[FileResult], score_threshold: float
+    args: argparse.Namespace,
+    paths: Sequence[Path],
+    results: Sequence[FileResult],
+    score_threshold: float,
+    load: Callable[[Path], bytes] = Path.read_bytes,
 ) -> None:
     """pred.json and pred.csv in `--out`, pictures of the boxes in `--draw`, where asked."""
     if args.out:
@@ -449,7 +495,7 @@ def write_outputs(
         for r, name in zip(results, drawing_names([r.path for r in results]), strict=True):
             if r.number is not None:
                 try:
-                    draw_boxes(r, args.draw, score_threshold, name)
+                    draw_boxes(r, args.draw, score_threshold, name, load)
                 except (ImageError, OSError) as exc:  # changed or gone since it was read
                     print(f"digitserve: cannot draw {r.path}: {exc}", file=sys.stderr)
 
@@ -469,6 +515,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--concurrency must be at least 1 and --retries at least 0")
     if args.concurrency > 1 and not args.url:
         parser.error("--concurrency needs --url: in-process, the model reads one file at a time")
+    if STDIN in args.paths and sys.stdin is not None and sys.stdin.isatty():
+        parser.error("- reads an image from standard input, here a terminal: pipe one in (- < house.jpg)")
     paths, skipped = collect_images(args.paths, args.recursive)
     if skipped:
         print(skipped_note(skipped), file=sys.stderr)
@@ -485,8 +533,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     results: list[FileResult] = []
     interrupted, start = False, time.perf_counter()
+    load = stdin_loader(sys.stdin.buffer if STDIN in paths and sys.stdin is not None else None)
     try:
-        for result in read_all(reader, paths, not args.no_progress, args.concurrency):
+        for result in read_all(reader, paths, not args.no_progress, args.concurrency, load):
             results.append(result)
             if args.format == "jsonl":
                 print(json.dumps(result_record(result)), flush=True)
@@ -499,7 +548,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.format == "table":
         print(format_table(results))
     print(summarize(results, time.perf_counter() - start), file=sys.stderr)
-    write_outputs(args, paths, results, reader.assembly.score_threshold)
+    write_outputs(args, paths, results, reader.assembly.score_threshold, load)
     if interrupted:
         return 130  # as a shell reports SIGINT
     return 1 if any(r.error for r in results) else 0

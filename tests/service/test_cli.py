@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import random
+import re
 import shutil
 import threading
 import time
@@ -163,6 +165,102 @@ def test_json_lines_give_each_file_as_the_api_would(
     assert (
         by_file["3.png"]["version"] == by_file["12.png"]["version"] == serving_version(served, REDUCE_TO_PX)
     )
+
+
+class Stdin:
+    """Standard input: `buffer` holds the bytes piped in, read at most once; a terminal or a pipe."""
+
+    def __init__(self, data: bytes, tty: bool = False) -> None:
+        self.buffer, self.tty = OnceStream(data), tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+class OnceStream(io.BytesIO):
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.reads = 0
+
+    def read(self, size: int | None = -1) -> bytes:
+        self.reads += 1
+        return super().read(size)
+
+
+def test_an_image_piped_in_reads_as_the_same_file_does(
+    photos: Path,
+    tiny_checkpoint: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    stdin = Stdin((photos / "12.png").read_bytes())
+    monkeypatch.setattr(cli.sys, "stdin", stdin)
+    args = [
+        *local_predict(photos / "12.png", tiny_checkpoint, tmp_path / "out"),
+        "--draw",
+        str(tmp_path / "drawn"),
+    ]
+    args[1:2] = ["-", str(photos / "12.png")]
+    assert cli.main([*args, "--format", "jsonl", "--no-progress"]) == 0
+    piped, filed = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+    assert piped["file"] == "-" and filed["file"] == str(photos / "12.png")
+    assert piped["text"] and {**piped, "file": "", "ms": 0} == {**filed, "file": "", "ms": 0}
+    assert stdin.buffer.reads == 1  # read once, drawn from the bytes kept
+    assert sorted(p.name for p in (tmp_path / "drawn").iterdir()) == ["12.png", "stdin.png"]
+    with Image.open(tmp_path / "drawn" / "stdin.png") as a, Image.open(tmp_path / "drawn" / "12.png") as b:
+        assert a.tobytes() == b.tobytes()
+    rows = read_csv(tmp_path / "out" / "pred.csv")  # "-" has no number: the files are numbered in order
+    assert rows == [
+        {"image_id": "1", "pred_label": piped["text"]},
+        {"image_id": "2", "pred_label": filed["text"]},
+    ]
+
+
+def test_nothing_piped_in_is_a_row_with_its_error(
+    tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(cli.sys, "stdin", Stdin(b""))
+    assert cli.main(["predict", "-", "--checkpoint", str(tiny_checkpoint), "--no-progress"]) == 1
+    out = capsys.readouterr().out.splitlines()[1]
+    assert out.split()[:2] == ["-", "error"] and "nothing came in on standard input" in out
+
+
+def test_standard_input_from_a_terminal_or_twice_is_refused_before_any_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(cli.sys, "stdin", Stdin(b"", tty=True))
+    with pytest.raises(SystemExit) as terminal:  # no checkpoint is loaded: "x" does not exist
+        cli.main(["predict", "-", "--checkpoint", str(tmp_path / "x")])
+    assert terminal.value.code == 2 and "pipe one in" in capsys.readouterr().err
+    monkeypatch.setattr(cli.sys, "stdin", Stdin(b"piped"))
+    with pytest.raises(SystemExit, match="can be given once"):
+        cli.main(["predict", "-", "-", "--checkpoint", str(tmp_path / "x")])
+
+
+def test_the_stdin_loader_reads_files_as_files_and_standard_input_once() -> None:
+    stream = OnceStream(b"bytes piped in")
+    load = cli.stdin_loader(stream)
+    assert load(cli.STDIN) == load(cli.STDIN) == b"bytes piped in" and stream.reads == 1
+    assert load(Path(__file__)) == Path(__file__).read_bytes()
+    with pytest.raises(OSError, match="no standard input"):
+        cli.stdin_loader(None)(cli.STDIN)
+
+
+def test_an_image_piped_in_is_sent_to_a_server_as_stdin() -> None:
+    names: list[str] = []
+
+    def server(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/model":
+            return httpx.Response(200, json={"thresholds": asdict(AssemblyParams())})
+        names.extend(re.findall(r'filename="([^"]*)"', request.content.decode("latin-1")))
+        digit = {"bbox": [1.0, 2.0, 5.0, 9.0], "category_id": 5, "digit": 4, "score": 0.9}
+        return httpx.Response(200, json={"results": [{"detections": [digit], "sites": [digit]}]})
+
+    reader = cli.RemoteReader("http://digitserve.test", None, {}, transport=httpx.MockTransport(server))
+    reader.detect(cli.STDIN, b"image")
+    reader.detect(Path("photos/12.png"), b"image")
+    assert names == ["stdin", "12.png"]
 
 
 def test_the_summary_counts_numbers_blanks_and_errors() -> None:
@@ -380,7 +478,7 @@ class BarrierReader:
     def __init__(self, parties: int, first: Path, timeout_s: float = 10.0) -> None:
         self.barrier, self.first = threading.Barrier(parties, timeout=timeout_s), first
 
-    def detect(self, path: Path) -> tuple[Findings, str | None]:
+    def detect(self, path: Path, data: bytes) -> tuple[Findings, str | None]:
         self.barrier.wait()
         if path == self.first:
             time.sleep(0.2)
@@ -394,11 +492,15 @@ class BarrierReader:
 def test_concurrent_reads_overlap_and_keep_the_files_order(tmp_path: Path) -> None:
     paths = [tmp_path / f"{d}.png" for d in (1, 2, 3)]
     reader = BarrierReader(3, paths[0])
-    results = list(cli.read_all(reader, paths, progress=False, concurrency=3))
+
+    def no_files(path: Path) -> bytes:  # the reader reads no bytes
+        return b""
+
+    results = list(cli.read_all(reader, paths, progress=False, concurrency=3, load=no_files))
     assert [r.path for r in results] == paths
     assert [r.number.text if r.number else "" for r in results] == ["1", "2", "3"]
     with pytest.raises(threading.BrokenBarrierError):  # one at a time, the barrier never fills
-        list(cli.read_all(BarrierReader(3, paths[0], 0.5), paths, progress=False))
+        list(cli.read_all(BarrierReader(3, paths[0], 0.5), paths, progress=False, load=no_files))
 
 
 def test_ctrl_c_keeps_the_files_read_so_far(
@@ -410,10 +512,10 @@ def test_ctrl_c_keeps_the_files_read_so_far(
         def __init__(self, checkpoint: Path, device: str, params: dict[str, float]) -> None:
             super().__init__(1, photos / "none")
 
-        def detect(self, path: Path) -> tuple[Findings, str | None]:
+        def detect(self, path: Path, data: bytes) -> tuple[Findings, str | None]:
             if path.stem == "12":
                 raise KeyboardInterrupt
-            return super().detect(path)
+            return super().detect(path, data)
 
     monkeypatch.setattr(cli, "LocalReader", InterruptedReader)
     out = tmp_path / "out"
@@ -467,9 +569,10 @@ def test_predict_against_a_server_matches_in_process(
     version = httpx.get(f"{server.url}/v1/model", headers={"X-API-Key": "k"}).json()["version"]
     remote = cli.RemoteReader(server.url, "k", {})
     local = cli.LocalReader(tiny_checkpoint, "cpu", {"score_threshold": 0.0})
-    assert remote.detect(photos / "3.png")[1] == local.version == version
+    image = (photos / "3.png").read_bytes()
+    assert remote.detect(photos / "3.png", image)[1] == local.version == version
     elsewhere = cli.RemoteReader(server.url, "k", {"score_threshold": 0.5})  # assembled here: no version
-    assert elsewhere.detect(photos / "3.png")[1] is None
+    assert elsewhere.detect(photos / "3.png", image)[1] is None
     remote.close()
     elsewhere.close()
     together = ["predict", str(photos), "--url", server.url, "--api-key", "k", "--concurrency", "2"]
