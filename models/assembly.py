@@ -89,8 +89,12 @@ def assemble_number(detections: Iterable[Detection], params: AssemblyParams | No
     """Read the number from one image's detections (any order)."""
     params = params or AssemblyParams()
     confident = [d for d in detections if d.score >= params.score_threshold]
-    kept = drop_height_outliers(deduplicate(confident, params), params.height_ratio)
-    ordered = tuple(sorted(kept, key=lambda d: box_center(d.box_xyxy)[0]))
+    return read_left_to_right(drop_height_outliers(deduplicate(confident, params), params.height_ratio))
+
+
+def read_left_to_right(digits: Iterable[Detection]) -> AssembledNumber:
+    """The number `digits` (any order, all kept) make, sorted by their boxes' centres left to right."""
+    ordered = tuple(sorted(digits, key=lambda d: box_center(d.box_xyxy)[0]))
     if not ordered:
         return AssembledNumber(text="", value=NO_NUMBER, digits=(), confidence=0.0)
     text = "".join(str(d.digit) for d in ordered)

@@ -66,29 +66,35 @@ def number_features(
     digits = number.digits
     if not digits:
         return None
-    scores = [d.score for d in digits]
+    return np.array(
+        [
+            math.log(max(number.confidence, 1e-6)),
+            min(d.score for d in digits),
+            float(len(digits)),
+            max((s.score for s in left_out_sites(digits, sites)), default=0.0),
+            max((x.score for d in digits for x in rivals(d, detections)), default=0.0),
+        ]
+    )
+
+
+def left_out_sites(digits: Sequence[Detection], sites: Sequence[Detection]) -> list[Detection]:
+    """The `sites` in the row of a number's `digits` (non-empty; their vertical overlap with the
+    digits' span over ROW_OVERLAP x the digits' median height) that are no digit's place (IoU with
+    each at most SAME_PLACE_IOU): digits the assembly left out. All boxes xyxy, the same pixels."""
     reference = statistics.median(box_height(d.box_xyxy) for d in digits)
     top, bottom = min(d.box_xyxy[1] for d in digits), max(d.box_xyxy[3] for d in digits)
-    left_out = [
-        s.score
+    return [
+        s
         for s in sites
         if min(s.box_xyxy[3], bottom) - max(s.box_xyxy[1], top) > ROW_OVERLAP * reference
         and not any(box_iou(s.box_xyxy, d.box_xyxy) > SAME_PLACE_IOU for d in digits)
     ]
-    rival = [
-        x.score
-        for x in detections
-        if any(x.digit != d.digit and box_iou(x.box_xyxy, d.box_xyxy) > RIVAL_IOU for d in digits)
-    ]
-    return np.array(
-        [
-            math.log(max(number.confidence, 1e-6)),
-            min(scores),
-            float(len(digits)),
-            max(left_out, default=0.0),
-            max(rival, default=0.0),
-        ]
-    )
+
+
+def rivals(digit: Detection, detections: Sequence[Detection]) -> list[Detection]:
+    """The `detections` of another digit on `digit`'s box (IoU over RIVAL_IOU): rival readings of it."""
+    box = digit.box_xyxy
+    return [x for x in detections if x.digit != digit.digit and box_iou(x.box_xyxy, box) > RIVAL_IOU]
 
 
 def pipeline_identity(

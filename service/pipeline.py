@@ -10,14 +10,15 @@ from dataclasses import dataclass
 from fastapi import UploadFile
 from starlette.concurrency import run_in_threadpool
 
-from models.assembly import Detection
+from models.alternatives import alternative_readings
+from models.assembly import AssembledNumber, Detection
 from models.boxes import xywh_to_xyxy, xyxy_to_xywh
 from models.labels import digit_to_category_id
 from models.reread import Findings
 from service.errors import RequestTimeoutError, TooManyImagesError, UploadError
 from service.imaging import DecodedImage, ImageError, decode_image
 from service.predictor import Predictor
-from service.schemas import DigitDetection, Timing
+from service.schemas import AlternativeReading, DigitDetection, Timing
 from service.state import ServiceState
 
 
@@ -95,6 +96,22 @@ def to_schema(detection: Detection) -> DigitDetection:
         fit=None if detection.fit is None else round(detection.fit, 5),
         quality=None if detection.quality is None else round(detection.quality, 5),
     )
+
+
+def alternatives_schema(number: AssembledNumber, findings: Findings, most: int) -> list[AlternativeReading]:
+    """The first `most` readings one edit from `number` (`models.alternatives`), as the API writes them."""
+    if most == 0:
+        return []
+    return [
+        AlternativeReading(
+            text=alt.number.text,
+            number=alt.number.value,
+            edit=alt.edit,
+            score=round(alt.score, 5),
+            digits=[to_schema(d) for d in alt.number.digits],
+        )
+        for alt in alternative_readings(number, findings.sites, findings.detections)[:most]
+    ]
 
 
 def from_schema(detection: DigitDetection) -> Detection:

@@ -10,7 +10,8 @@ sweep, `errors.csv`, a confusion matrix and `confidence.png`; where the checkpoi
 verifier fitted on the pipeline evaluated (models/verifier.py), `p_correct` in `metrics.json` and
 `p_correct.png` say the same of its estimates (flagged `in_sample` on the split it was fitted on);
 `bootstrap` in `metrics.json`: how far mAP and accuracy could move on other photos like these
-(intervals over resamples of the images, `--bootstrap`, training/bootstrap.py).
+(intervals over resamples of the images, `--bootstrap`, training/bootstrap.py); `alternatives`: how
+often the labelled number is the one read or among its first k alternatives (models/alternatives.py).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from training.bootstrap import SAMPLES, add_bootstrap_argument, bootstrap_metric
 from training.data import ImageRecord
 from training.exits import run_tool
 from training.metrics import (
+    alternatives_coverage,
     coco_map,
     confidence_report,
     confusion_matrix,
@@ -145,6 +147,7 @@ def write_report(
         "boxes": sum(len(r.boxes) for r in records),
         "digits": digit_outcomes(records, read, params.score_threshold),
         "confidence": confidence,
+        "alternatives": alternatives_coverage(records, read, detections, params),
         **(extra or {}),
     }
     if bootstrap > 0:
@@ -168,6 +171,10 @@ def write_report(
     )
     if bootstrap > 0:
         print(format_intervals(metrics["bootstrap"], len(records)))
+    print(
+        "the labelled number read or among the first k alternatives: "
+        + ", ".join(f"k={row['k']} {row['share']:.4f}" for row in metrics["alternatives"])
+    )
     print("whole-number accuracy by score threshold and IoU de-dup:\n" + format_sweep(sweep))
     print(
         f"answering only the most confident numbers: AUC {confidence['auc']:.3f}, "

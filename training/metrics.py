@@ -1,5 +1,5 @@
 """Evaluation metrics on plain data: COCO mAP (Task 1), whole-number accuracy (Task 2), confusion matrix,
-and what became of each ground-truth digit."""
+what became of each ground-truth digit, and how often the number is among the alternatives offered."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from models.alternatives import alternative_readings
 from models.assembly import AssemblyParams, assemble_number, deduplicate
 from models.boxes import box_iou, xyxy_to_xywh
 from models.hw2 import Detections
@@ -155,6 +156,31 @@ def number_confidences(
         confidences.append(number.confidence)
         right.append(number.value == record.number)
     return np.asarray(confidences, dtype=np.float64), np.asarray(right, dtype=bool)
+
+
+def alternatives_coverage(
+    records: Sequence[ImageRecord],
+    sites: Detections,
+    detections: Detections,
+    params: AssemblyParams,
+    most: int = 5,
+) -> list[dict[str, float]]:
+    """For k = 0 .. `most`: how many images, and what share, have their labelled number among the
+    number read (from `sites`) and its first k alternatives (`models.alternatives`, one edit away;
+    swaps from `detections`), as /v1/recognize?alternatives=k offers them. k = 0 is the accuracy."""
+    hits = np.zeros(most + 1, dtype=np.int64)
+    for record in records:
+        found = sites.get(record.image_id, ())
+        number = assemble_number(found, params)
+        if number.value == record.number:
+            hits += 1
+            continue
+        offered = alternative_readings(number, found, detections.get(record.image_id, ()))
+        values = [alt.number.value for alt in offered[:most]]
+        if record.number in values:
+            hits[values.index(record.number) + 1 :] += 1
+    n = max(len(records), 1)
+    return [{"k": k, "right": int(h), "share": float(h) / n} for k, h in enumerate(hits)]
 
 
 def auc(scores: np.ndarray, right: np.ndarray) -> float:

@@ -11,8 +11,9 @@ from fastapi import APIRouter, Query, Response
 from models.assembly import assemble_number
 from models.reread import Findings
 from service.deps import ApiKeyDep, StateDep
-from service.pipeline import detect_uploads, from_schema, to_schema
+from service.pipeline import alternatives_schema, detect_uploads, from_schema, to_schema
 from service.schemas import (
+    MAX_ALTERNATIVES,
     AssembleRequest,
     AssembleResponse,
     DetectResponse,
@@ -79,7 +80,14 @@ async def detect(
     openapi_extra=RAW_BODY_OPENAPI,
 )
 async def recognize(
-    _: ApiKeyDep, state: StateDep, image: UploadsDep, response: Response
+    _: ApiKeyDep,
+    state: StateDep,
+    image: UploadsDep,
+    response: Response,
+    alternatives: Annotated[
+        int,
+        Query(ge=0, le=MAX_ALTERNATIVES, description="also up to this many other readings one edit away"),
+    ] = 0,
 ) -> RecognizeResponse:
     """The whole number in each image (-1 when no digit survives the assembly rule)."""
     predictor, results = await detect_uploads(image, state)
@@ -100,6 +108,7 @@ async def recognize(
                 digits=[to_schema(d) for d in number.digits],
                 confidence=round(number.confidence, 5),
                 p_correct=None if p_correct is None else round(p_correct, 5),
+                alternatives=alternatives_schema(number, r.findings, alternatives),
                 timing=r.timing,
             )
         )
@@ -119,19 +128,24 @@ async def assemble(
     `detections`) and the service's own thresholds, also p_correct."""
     predictor, _batcher = state.require_ready()
     response.headers[VERSION_HEADER] = state.version
-    overrides = {k: v for k, v in body.model_dump(exclude={"detections", "boxes"}).items() if v is not None}
+    overrides = {
+        k: v
+        for k, v in body.model_dump(exclude={"detections", "boxes", "alternatives"}).items()
+        if v is not None
+    }
     params = replace(predictor.assembly, **overrides)
     detections = [from_schema(d) for d in body.detections]
     number = assemble_number(detections, params)
+    findings = Findings([from_schema(d) for d in body.boxes or []], detections)
     p_correct = None
     if body.boxes is not None and params == predictor.assembly:  # the verifier holds at these only
-        boxes = [from_schema(d) for d in body.boxes]
-        p_correct = predictor.p_correct(number, Findings(boxes, detections))
+        p_correct = predictor.p_correct(number, findings)
     return AssembleResponse(
         text=number.text,
         number=number.value,
         digits=[to_schema(d) for d in number.digits],
         confidence=round(number.confidence, 5),
         p_correct=None if p_correct is None else round(p_correct, 5),
+        alternatives=alternatives_schema(number, findings, body.alternatives),
         thresholds=asdict(params),
     )

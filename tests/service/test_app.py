@@ -12,6 +12,7 @@ import torch
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from models.alternatives import alternative_readings
 from models.assembly import AssemblyParams, Detection, assemble_number
 from models.boxes import xywh_to_xyxy
 from models.host import cpu_info
@@ -521,3 +522,34 @@ def test_p_correct_is_null_where_the_verifier_was_fitted_on_another_pipeline(
     result = client.post("/v1/recognize", files=files(noise_png(seed=3))).json()["results"][0]
     assert result["p_correct"] is None and client.get("/v1/model").json()["verifier"] is None
     assert "digitserve_p_correct_count 0.0" in client.get("/metrics").text
+
+
+def test_recognize_offers_the_readings_one_edit_away_when_asked(start_client: StartClient) -> None:
+    client = start_client(score_threshold=0.125)  # the random model's scores: ~0.12-0.13
+    image = noise_png(seed=3)
+    found = client.post("/v1/detect", files=files(image)).json()["results"][0]
+    sites, detections = (
+        [Detection(xywh_to_xyxy(d["bbox"]), d["digit"], d["score"]) for d in found[key]]
+        for key in ("sites", "detections")
+    )
+    number = assemble_number(sites, AssemblyParams(score_threshold=0.125))
+    expected = alternative_readings(number, sites, detections)
+    assert len(expected) >= 2  # the random model reads 6s: drops and digits left out
+    plain = client.post("/v1/recognize", files=files(image)).json()["results"][0]
+    assert plain["alternatives"] == [] and plain["text"] == number.text
+    first = client.post("/v1/recognize?alternatives=1", files=files(image)).json()["results"][0]
+    asked = client.post("/v1/recognize?alternatives=10", files=files(image)).json()["results"][0]
+    offered = asked["alternatives"]
+    assert first["alternatives"] == offered[:1]
+    assert [(a["text"], a["edit"]) for a in offered] == [(e.number.text, e.edit) for e in expected]
+    assert [a["score"] for a in offered] == pytest.approx([e.score for e in expected], abs=1e-4)
+    for alt in offered:
+        assert alt["number"] == int(alt["text"]) and [d["digit"] for d in alt["digits"]] == [
+            int(c) for c in alt["text"]
+        ]
+    # /v1/assemble offers the same from /v1/detect's answer, without the image
+    body = {"detections": found["sites"], "boxes": found["detections"], "alternatives": 10}
+    assert client.post("/v1/assemble", json=body).json()["alternatives"] == offered
+    for too_many in ("11", "-1", "two"):
+        refused = client.post(f"/v1/recognize?alternatives={too_many}", files=files(image))
+        assert refused.status_code == 422 and refused.json()["error"]["code"] == "invalid_request"

@@ -7,6 +7,7 @@ from models.assembly import AssemblyParams, Detection
 from models.hw2 import detections_to_coco
 from training.data import DigitBox, ImageRecord, load_coco_split
 from training.metrics import (
+    alternatives_coverage,
     coco_map,
     confidence_report,
     confusion_matrix,
@@ -96,10 +97,15 @@ def test_digit_outcomes_sort_each_truth_box_by_what_overlaps_it(tmp_path: Path) 
     assert sum(digit_outcomes([record], {}, 0.6).values()) == 5
 
 
+def labelled(tmp_path: Path, image_id: int, digits: list[int]) -> ImageRecord:
+    """A record whose digits stand side by side, 10 px apart."""
+    boxes = tuple(DigitBox((10.0 * i, 0.0, 10.0 * i + 8, 20.0), d) for i, d in enumerate(digits))
+    return ImageRecord(image_id, tmp_path / f"{image_id}.png", 60, 30, boxes)
+
+
 def test_number_confidences_are_the_assembled_numbers_and_whether_they_are_right(tmp_path: Path) -> None:
     def record(image_id: int, digits: list[int]) -> ImageRecord:
-        boxes = tuple(DigitBox((10.0 * i, 0.0, 10.0 * i + 8, 20.0), d) for i, d in enumerate(digits))
-        return ImageRecord(image_id, tmp_path / f"{image_id}.png", 60, 30, boxes)
+        return labelled(tmp_path, image_id, digits)
 
     right, wrong, empty = record(1, [4, 2]), record(2, [7]), record(3, [5])
     detections = {
@@ -139,3 +145,20 @@ def test_confidence_report_keeps_empty_bins_at_zero_and_refuses_mismatched_input
     assert confidence_report(np.array([]), np.array([], dtype=bool))["coverage"] == []
     with pytest.raises(ValueError, match="must be equal"):
         confidence_report(np.array([0.5, 0.6]), np.array([True]))
+
+
+def test_alternatives_coverage_counts_the_label_at_its_rank_among_the_alternatives(tmp_path: Path) -> None:
+    numbers = [[4, 2], [7], [1, 5], [3]]
+    right, swapped, missed, lost = (labelled(tmp_path, i, d) for i, d in enumerate(numbers))
+    box = [r.boxes for r in (right, swapped, missed, lost)]
+    sites = {
+        0: [Detection(b.box_xyxy, b.digit, 0.9) for b in box[0]],  # read right: k >= 0
+        1: [Detection(box[1][0].box_xyxy, 1, 0.95)],  # a 1, the detector's second thought 7: k >= 1
+        2: [Detection(box[2][0].box_xyxy, 1, 0.4), Detection(box[2][1].box_xyxy, 5, 0.99)],  # the 1 left out
+    }
+    detections = {1: [*sites[1], Detection(box[1][0].box_xyxy, 7, 0.2)], 2: sites[2]}
+    sites[2].append(Detection((25.0, 0.0, 33.0, 20.0), 8, 0.5))  # a surer 8 beside: inserted first
+    rows = alternatives_coverage([right, swapped, missed, lost], sites, detections, AssemblyParams(), most=3)
+    assert [row["k"] for row in rows] == [0, 1, 2, 3]
+    assert [row["right"] for row in rows] == [1, 2, 3, 3]  # 3 has nothing read: never among them
+    assert [row["share"] for row in rows] == pytest.approx([0.25, 0.5, 0.75, 0.75])
