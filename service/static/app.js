@@ -115,7 +115,12 @@ async function reassemble(result) {
   const response = await fetch("/v1/assemble", {
     method: "POST",
     headers: apiHeaders({ "Content-Type": "application/json" }),
-    body: JSON.stringify({ detections: result.sites, boxes: result.boxes, score_threshold: threshold }),
+    body: JSON.stringify({
+      detections: result.sites,
+      boxes: result.boxes,
+      score_threshold: threshold,
+      alternatives: 3, // readings one edit away, surest first: what else the photo may say
+    }),
   });
   if (!response.ok) throw new Error(await describeFailure(response));
   const number = await response.json();
@@ -134,6 +139,8 @@ function showNumber(result, number, threshold) {
     : `, p_correct ${(number.p_correct * 100).toFixed(1)} %`;
   card.querySelector(".confidence").textContent =
     number.number === -1 ? "" : `confidence ${(number.confidence * 100).toFixed(1)} %${trust}`;
+  const others = number.alternatives.map((a) => a.text);
+  card.querySelector(".alternatives").textContent = others.length ? `or perhaps: ${others.join(", ")}` : "";
   const list = card.querySelector(".digits");
   list.replaceChildren(...number.digits.map((d) => {
     const li = document.createElement("li");

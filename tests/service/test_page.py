@@ -75,7 +75,7 @@ def test_page_reads_an_uploaded_image_in_chromium(
     server = server_factory(tiny_checkpoint, score_threshold="0.0", api_keys='["page-key"]')
     server.wait_ready()
     expected = httpx.post(
-        f"{server.url}/v1/recognize",
+        f"{server.url}/v1/recognize?alternatives=3",
         headers={"X-API-Key": "page-key"},
         files=[("image", ("house.png", image.read_bytes(), "image/png"))],
         timeout=30,
@@ -92,12 +92,15 @@ def test_page_reads_an_uploaded_image_in_chromium(
         page.set_input_files("#files", str(image))
         number = page.wait_for_selector("[data-testid=number][data-number]", timeout=30_000)
         assert number.get_attribute("data-number") == str(expected["results"][0]["number"])
+        others = [a["text"] for a in expected["results"][0]["alternatives"]]
+        assert others and page.inner_text("[data-testid=alternatives]") == f"or perhaps: {', '.join(others)}"
         assert int(page.get_attribute("canvas", "data-boxes") or 0) > 0
         SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SCREENSHOT_DIR / "page.png"), full_page=True)
         page.fill("#threshold", "1")  # nothing scores 1.0: the number is re-read as -1 without re-uploading
         page.wait_for_selector("[data-testid=number][data-number='-1']", timeout=10_000)
         assert "no digit found" in page.inner_text("[data-testid=number]")
+        assert page.inner_text("[data-testid=alternatives]") == ""  # nothing read: nothing one edit away
         # paste from the clipboard, then drop a file: each adds a result
         payload = base64.b64encode(image.read_bytes()).decode()
         for event in ("paste", "drop"):
