@@ -38,6 +38,7 @@ import httpx
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
+from models.alternatives import Alternative, alternative_readings
 from models.assembly import AssembledNumber, AssemblyParams, Detection, assemble_number
 from models.boxes import xywh_to_xyxy
 from models.hw2 import image_ids_for, write_pred_csv, write_pred_json
@@ -46,8 +47,9 @@ from models.load_errors import LOAD_ERRORS
 from models.reread import Findings
 from service.config import SHIPPED_CHECKPOINT, Settings, resolve_checkpoint
 from service.imaging import ALLOWED_FORMATS, IMAGE_SUFFIXES, REDUCE_TO_PX, ImageError, decode_image
-from service.pipeline import to_schema
+from service.pipeline import alternative_schema, to_schema
 from service.predictor import Predictor, serving_version
+from service.schemas import MAX_ALTERNATIVES
 from service.settings_doc import markdown_table, settings_rows
 
 MAX_PIXELS = 100_000_000
@@ -73,6 +75,7 @@ class FileResult:
     error: str = ""
     p_correct: float | None = None
     version: str | None = None  # what made the reading (X-Model-Version); None where no one version names it
+    alternatives: tuple[Alternative, ...] = ()  # readings one edit away, surest first (--alternatives)
 
 
 def collect_images(paths: Sequence[Path], recursive: bool = False) -> tuple[list[Path], list[Path]]:
@@ -283,8 +286,11 @@ def stdin_loader(stream: BinaryIO | None) -> Callable[[Path], bytes]:
     return load
 
 
-def read_one(reader: Reader, path: Path, load: Callable[[Path], bytes] = Path.read_bytes) -> FileResult:
-    """One file's detections and number, or the error that stopped it; its bytes come from `load`."""
+def read_one(
+    reader: Reader, path: Path, load: Callable[[Path], bytes] = Path.read_bytes, alternatives: int = 0
+) -> FileResult:
+    """One file's detections and number, and up to `alternatives` readings one edit away
+    (`models.alternatives`), or the error that stopped it; its bytes come from `load`."""
     start = time.perf_counter()
     try:
         found, version = reader.detect(path, load(path))
@@ -293,8 +299,16 @@ def read_one(reader: Reader, path: Path, load: Callable[[Path], bytes] = Path.re
     number = assemble_number(found.sites, reader.assembly)
     elapsed = (time.perf_counter() - start) * 1000
     p_correct = reader.p_correct(number, found)
+    others = tuple(alternative_readings(number, found.sites, found.detections)[:alternatives])
     return FileResult(
-        path, found.detections, found.sites, number, elapsed, p_correct=p_correct, version=version
+        path,
+        found.detections,
+        found.sites,
+        number,
+        elapsed,
+        p_correct=p_correct,
+        version=version,
+        alternatives=others,
     )
 
 
@@ -304,30 +318,34 @@ def read_all(
     progress: bool,
     concurrency: int = 1,
     load: Callable[[Path], bytes] = Path.read_bytes,
+    alternatives: int = 0,
 ) -> Iterator[FileResult]:
-    """Every file's result, in the order of `paths`; with `concurrency` > 1, that many files are read
-    at once on threads (for a RemoteReader: requests in flight)."""
+    """Every file's result (`read_one`), in the order of `paths`; with `concurrency` > 1, that many
+    files are read at once on threads (for a RemoteReader: requests in flight)."""
     bar = tqdm(total=len(paths), desc="reading", unit="img", disable=not progress, file=sys.stderr)
     with bar, ThreadPoolExecutor(max_workers=concurrency) as pool:
         reads = pool.map if concurrency > 1 else map  # one at a time: on this thread
-        for result in reads(lambda path: read_one(reader, path, load), paths):
+        for result in reads(lambda path: read_one(reader, path, load, alternatives), paths):
             bar.update(1)
             yield result
 
 
-def format_table(results: Sequence[FileResult]) -> str:
+def format_table(results: Sequence[FileResult], alternatives: bool = False) -> str:
+    """One row a file; with `alternatives`, a last column of its readings one edit away."""
     width = max([len(str(r.path)) for r in results] + [4])
     lines = [
         f"{'file':{width}}  {'number':>10}  {'confidence':>10}  {'p_correct':>9}  {'digits':>6}  {'ms':>7}"
+        + "  or perhaps" * alternatives
     ]
     for r in results:
         if r.number is None:
             lines.append(f"{r.path!s:{width}}  {'error':>10}  {r.error}")
         else:
             p_correct = "-" if r.p_correct is None else f"{r.p_correct:.3f}"
+            others = "  " + (", ".join(a.number.text for a in r.alternatives) or "-") if alternatives else ""
             lines.append(
                 f"{r.path!s:{width}}  {r.number.text or '-1':>10}  {r.number.confidence:10.3f}  "
-                f"{p_correct:>9}  {len(r.number.digits):6d}  {r.elapsed_ms:7.1f}"
+                f"{p_correct:>9}  {len(r.number.digits):6d}  {r.elapsed_ms:7.1f}{others}"
             )
     return "\n".join(lines)
 
@@ -335,9 +353,10 @@ def format_table(results: Sequence[FileResult]) -> str:
 def result_record(result: FileResult) -> dict[str, Any]:
     """One file's reading as `--format jsonl` writes it: `file`, and either `error`, or the number as
     /v1/recognize answers it (`text`, `number`: -1 when no digit survives, `confidence`, `p_correct`,
-    `digits` with COCO `bbox` [x, y, w, h] in the image's pixels and `category_id` = digit + 1),
-    `version` (what made it, as the service's X-Model-Version; null at other thresholds than a
-    server's own) and `ms`."""
+    `digits` with COCO `bbox` [x, y, w, h] in the image's pixels and `category_id` = digit + 1,
+    `alternatives` as /v1/recognize?alternatives=k gives them: empty unless asked), `version` (what
+    made it, as the service's X-Model-Version; null at other thresholds than a server's own) and
+    `ms`."""
     if result.number is None:
         return {"file": str(result.path), "error": result.error}
     number = result.number
@@ -348,6 +367,7 @@ def result_record(result: FileResult) -> dict[str, Any]:
         "confidence": round(number.confidence, 5),
         "p_correct": None if result.p_correct is None else round(result.p_correct, 5),
         "digits": [to_schema(d).model_dump() for d in number.digits],
+        "alternatives": [alternative_schema(a).model_dump() for a in result.alternatives],
         "version": result.version,
         "ms": round(result.elapsed_ms, 1),
     }
@@ -446,6 +466,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=3,
         help="with --url: tries more for a request refused for now (503, 429) or not delivered (default 3)",
     )
+    predict.add_argument(
+        "--alternatives",
+        type=int,
+        default=0,
+        metavar="K",
+        help="also up to K readings one edit away, surest first, as /v1/recognize?alternatives=K (0-10)",
+    )
     predict.add_argument("--device", default="auto")
     predict.add_argument("--score-threshold", type=float)
     predict.add_argument("--iou-threshold", type=float)
@@ -513,6 +540,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.concurrency < 1 or args.retries < 0:
         parser.error("--concurrency must be at least 1 and --retries at least 0")
+    if not 0 <= args.alternatives <= MAX_ALTERNATIVES:
+        parser.error(f"--alternatives must be 0-{MAX_ALTERNATIVES}")
     if args.concurrency > 1 and not args.url:
         parser.error("--concurrency needs --url: in-process, the model reads one file at a time")
     if STDIN in args.paths and sys.stdin is not None and sys.stdin.isatty():
@@ -535,7 +564,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     interrupted, start = False, time.perf_counter()
     load = stdin_loader(sys.stdin.buffer if STDIN in paths and sys.stdin is not None else None)
     try:
-        for result in read_all(reader, paths, not args.no_progress, args.concurrency, load):
+        for result in read_all(
+            reader, paths, not args.no_progress, args.concurrency, load, args.alternatives
+        ):
             results.append(result)
             if args.format == "jsonl":
                 print(json.dumps(result_record(result)), flush=True)
@@ -546,7 +577,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(reader, RemoteReader):
             reader.close()
     if args.format == "table":
-        print(format_table(results))
+        print(format_table(results, args.alternatives > 0))
     print(summarize(results, time.perf_counter() - start), file=sys.stderr)
     write_outputs(args, paths, results, reader.assembly.score_threshold, load)
     if interrupted:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from fastapi import UploadFile
 from starlette.concurrency import run_in_threadpool
 
-from models.alternatives import alternative_readings
+from models.alternatives import Alternative, alternative_readings
 from models.assembly import AssembledNumber, Detection
 from models.boxes import xywh_to_xyxy, xyxy_to_xywh
 from models.labels import digit_to_category_id
@@ -103,15 +103,20 @@ def alternatives_schema(number: AssembledNumber, findings: Findings, most: int) 
     if most == 0:
         return []
     return [
-        AlternativeReading(
-            text=alt.number.text,
-            number=alt.number.value,
-            edit=alt.edit,
-            score=round(alt.score, 5),
-            digits=[to_schema(d) for d in alt.number.digits],
-        )
-        for alt in alternative_readings(number, findings.sites, findings.detections)[:most]
+        alternative_schema(a)
+        for a in alternative_readings(number, findings.sites, findings.detections)[:most]
     ]
+
+
+def alternative_schema(alternative: Alternative) -> AlternativeReading:
+    """One reading one edit away as the API writes it."""
+    return AlternativeReading(
+        text=alternative.number.text,
+        number=alternative.number.value,
+        edit=alternative.edit,
+        score=round(alternative.score, 5),
+        digits=[to_schema(d) for d in alternative.number.digits],
+    )
 
 
 def from_schema(detection: DigitDetection) -> Detection:

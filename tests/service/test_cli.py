@@ -651,3 +651,46 @@ def test_against_a_server_p_correct_comes_from_its_verifier_at_its_thresholds(
     assert {line.split()[3] for line in capsys.readouterr().out.splitlines()[1:]} == {
         "-"
     }  # not its thresholds
+
+
+class FixedReader:
+    """Finds a 4 and a 2 on every file, and a 9 the detector also saw on the 4's box."""
+
+    assembly = AssemblyParams()
+
+    def detect(self, path: Path, data: bytes) -> tuple[Findings, str | None]:
+        four, two = Detection((0.0, 0.0, 10.0, 20.0), 4, 0.9), Detection((12.0, 0.0, 22.0, 20.0), 2, 0.8)
+        return Findings([four, two, Detection((0.5, 0.0, 10.0, 20.0), 9, 0.3)], [four, two]), None
+
+    def p_correct(self, number: AssembledNumber, found: Findings) -> float | None:
+        return None
+
+
+def test_alternatives_are_read_with_the_number_when_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "42.png"
+    assert cli.read_one(FixedReader(), path, lambda p: b"").alternatives == ()
+    result = cli.read_one(FixedReader(), path, lambda p: b"", alternatives=2)
+    # the swap (0.3) is surer than dropping the 2 (1 - 0.8), surer than dropping the 4 (1 - 0.9)
+    assert [(a.number.text, a.edit) for a in result.alternatives] == [("92", "swap"), ("4", "drop")]
+    record = cli.result_record(result)
+    assert [(a["text"], a["number"], a["edit"]) for a in record["alternatives"]] == [
+        ("92", 92, "swap"),
+        ("4", 4, "drop"),
+    ]
+    assert [d["category_id"] for d in record["alternatives"][0]["digits"]] == [10, 3]
+    assert cli.result_record(replace(result, alternatives=()))["alternatives"] == []
+    table = cli.format_table([result], alternatives=True).splitlines()
+    assert table[0].endswith("or perhaps") and table[1].endswith("92, 4")
+    assert "or perhaps" not in cli.format_table([result])
+    # through main: the option reaches every file's reading, and out of range is refused before any work
+    monkeypatch.setattr(cli, "LocalReader", lambda checkpoint, device, params: FixedReader())
+    Image.new("RGB", (4, 4)).save(path)
+    assert cli.main(["predict", str(path), "--alternatives", "3", "--format", "jsonl", "--no-progress"]) == 0
+    line = json.loads(capsys.readouterr().out)
+    assert [a["text"] for a in line["alternatives"]] == ["92", "4", "2"]
+    for wrong in ("-1", "11"):
+        with pytest.raises(SystemExit):
+            cli.main(["predict", str(path), "--alternatives", wrong])
+        assert "--alternatives must be 0-10" in capsys.readouterr().err
