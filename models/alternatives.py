@@ -43,7 +43,8 @@ def alternative_readings(
     min_score: float = MIN_SCORE,
 ) -> list[Alternative]:
     """Every reading one edit from `number` (assembled from `sites`; `detections` the detector's, one
-    per class and box; xyxy pixels), the surest edit first, one per text and none the served text:
+    per class and box; xyxy pixels), the surest edit first, one per number and none the served number
+    (by value: "038" and "38" are one):
     insert a site of the number's row scoring >= `min_score` that is no used digit's place; swap a
     used digit for another digit the detector scored >= `min_score` on its box; drop a digit of a
     number of two or more. Nothing for an empty number."""
@@ -66,10 +67,10 @@ def alternative_readings(
         for i, d in enumerate(digits)
         if len(digits) > 1
     ]
-    best: dict[str, Alternative] = {}
+    best: dict[int, Alternative] = {}
     for alt in sorted([*inserts, *swaps, *drops], key=lambda a: a.score, reverse=True):
-        if alt.number.text != number.text:
-            best.setdefault(alt.number.text, alt)
+        if alt.number.value != number.value:  # "038" less its 0 is still 38: no other reading
+            best.setdefault(alt.number.value, alt)
     return list(best.values())
 
 

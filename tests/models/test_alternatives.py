@@ -46,7 +46,7 @@ def test_drops_are_ranked_by_how_unsure_the_dropped_digit_was() -> None:
     ]
 
 
-def test_one_alternative_per_text_the_surest_and_never_the_served_one() -> None:
+def test_one_alternative_per_number_the_surest_and_never_the_served_one() -> None:
     used = [digit(0, 7, 0.7), digit(12, 7, 0.95)]
     # dropping either 7 reads "7": kept once, at the surer drop; a rival 7 on a 7 is no rival
     detections = [*used, digit(0, 7, 0.6), digit(12, 1, 0.2), digit(12.5, 1, 0.1)]
@@ -67,3 +67,10 @@ def test_read_left_to_right_is_the_assembly_without_its_filters() -> None:
     assert (number.text, number.value) == ("123", 123)
     assert number.confidence == pytest.approx(0.09)
     assert read_left_to_right([]) == assemble_number([])
+
+
+def test_a_leading_zero_dropped_is_the_same_number_not_another() -> None:
+    used = [digit(0, 0, 0.7), digit(12, 3, 0.99), digit(24, 8, 0.99)]
+    number = assemble_number(used)
+    assert (number.text, number.value) == ("038", 38)
+    assert [(text, edit) for text, edit, _ in offered(number, used, used)] == [("08", "drop"), ("03", "drop")]
