@@ -76,4 +76,4 @@ def alternative_readings(
 
 def _replaced(digits: list[Detection], i: int, new: Detection | None) -> AssembledNumber:
     """The number with digit `i` replaced by `new` (None: dropped)."""
-    return read_left_to_right([*digits[:i], *([new] if new else []), *digits[i + 1 :]])
+    return read_left_to_right([*digits[:i], *([] if new is None else [new]), *digits[i + 1 :]])
