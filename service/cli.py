@@ -24,58 +24,39 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import sys
 import time
-from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
 
 import httpx
-from PIL import Image, ImageDraw
-from tqdm import tqdm
 
-from models.alternatives import Alternative, alternative_readings
-from models.assembly import AssembledNumber, AssemblyParams, Detection, assemble_number
-from models.boxes import xywh_to_xyxy
-from models.hw2 import image_ids_for, write_pred_csv, write_pred_json
-from models.inference import resolve_device
+from models.hw2 import image_ids_for
 from models.load_errors import LOAD_ERRORS
-from models.reread import Findings
 from service.config import SHIPPED_CHECKPOINT, Settings, resolve_checkpoint
-from service.imaging import ALLOWED_FORMATS, IMAGE_SUFFIXES, REDUCE_TO_PX, ImageError, decode_image
-from service.pipeline import alternative_schema, to_schema
-from service.predictor import Predictor, serving_version
+from service.imaging import ALLOWED_FORMATS, IMAGE_SUFFIXES, ImageError
+from service.readers import (
+    STDIN,
+    FileResult,
+    LocalReader,
+    ReadError,
+    RemoteReader,
+    read_all,
+    stdin_loader,
+)
+from service.reports import (
+    draw_boxes,
+    drawing_names,
+    format_table,
+    result_record,
+    summarize,
+    write_predictions,
+)
 from service.schemas import MAX_ALTERNATIVES
 from service.settings_doc import markdown_table, settings_rows
 
-MAX_PIXELS = 100_000_000
-RETRY_STATUSES = frozenset({429, 503})  # refused for now: the service's overloaded, not_ready, timeout
-MAX_RETRY_WAIT_S = 30.0
 # a checkpoint that cannot be loaded: missing, damaged or unreadable (the message names the file)
 MODEL_ERRORS: tuple[type[Exception], ...] = (*LOAD_ERRORS, OSError)
-STDIN = Path("-")  # as a path: one image read from standard input (a file named "-" is ./-)
-STDIN_NAME = "stdin"  # its name where a file name is needed: the upload, the drawing
-
-
-class ReadError(Exception):
-    """The service refused or failed a request; the message says why."""
-
-
-@dataclass(frozen=True)
-class FileResult:
-    path: Path
-    detections: list[Detection]  # the detector's (pred.json)
-    sites: list[Detection]  # what the number is read from (drawn)
-    number: AssembledNumber | None
-    elapsed_ms: float
-    error: str = ""
-    p_correct: float | None = None
-    version: str | None = None  # what made the reading (X-Model-Version); None where no one version names it
-    alternatives: tuple[Alternative, ...] = ()  # readings one edit away, surest first (--alternatives)
 
 
 def collect_images(paths: Sequence[Path], recursive: bool = False) -> tuple[list[Path], list[Path]]:
@@ -134,311 +115,6 @@ def skipped_note(skipped: Sequence[Path], shown: int = 5) -> str:
         "that are not images by their names "
         f"({', '.join(sorted(ALLOWED_FORMATS))}): {names}{more}{hint}"
     )
-
-
-class Reader(Protocol):
-    """Where a file's digits are found: in this process or by a running service."""
-
-    assembly: AssemblyParams
-
-    def detect(self, path: Path, data: bytes) -> tuple[Findings, str | None]:
-        """The detections and digit sites of the image `data` (read from `path`), and the version
-        that made them (the service's X-Model-Version; None where no one version names the reading)."""
-        ...
-
-    def p_correct(self, number: AssembledNumber, found: Findings) -> float | None: ...
-
-
-class LocalReader:
-    """Runs the checkpoint in this process."""
-
-    def __init__(self, checkpoint: Path, device: str, params: dict[str, Any]) -> None:
-        self.predictor = Predictor.load(checkpoint, resolve_device(device), **params)
-        self.assembly = self.predictor.assembly
-        # What a server of this checkpoint and these thresholds, at its default reduce_to_px, answers with
-        self.version = serving_version(self.predictor, REDUCE_TO_PX)
-
-    def detect(self, path: Path, data: bytes) -> tuple[Findings, str | None]:
-        image = decode_image(data, MAX_PIXELS, reduce_to_px=REDUCE_TO_PX)
-        return self.predictor.detect([image.pixels])[0].scaled(*image.scale), self.version
-
-    def p_correct(self, number: AssembledNumber, found: Findings) -> float | None:
-        return self.predictor.p_correct(number, found)
-
-
-def retry_wait_s(response: httpx.Response | None, attempt: int, spread: float = 0.0) -> float:
-    """Seconds to wait before try `attempt + 1`: the response's Retry-After (in seconds) when it has
-    one, else 1, 2, 4 ... s; lengthened by up to half for `spread` in [0, 1] (clients refused together
-    come back apart); at most MAX_RETRY_WAIT_S."""
-    header = response.headers.get("retry-after", "") if response is not None else ""
-    try:
-        wait = float(header)
-    except ValueError:
-        wait = 2.0**attempt
-    return min(max(wait, 0.0) * (1.0 + 0.5 * spread), MAX_RETRY_WAIT_S)
-
-
-class RemoteReader:
-    """Asks a running service; the number is assembled here with the server's thresholds. One reader
-    may be used from several threads (httpx.Client is thread-safe)."""
-
-    def __init__(
-        self,
-        url: str,
-        api_key: str | None,
-        params: dict[str, float],
-        *,
-        retries: int = 3,
-        transport: httpx.BaseTransport | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-        rng: random.Random | None = None,
-    ) -> None:
-        self.url = url.rstrip("/")
-        self.retries, self.sleep, self.rng = retries, sleep, rng or random.Random()
-        self.client = httpx.Client(
-            timeout=60, headers={"X-API-Key": api_key} if api_key else {}, transport=transport
-        )
-        try:
-            info = self._json(self._send("GET", "/v1/model"))
-        except BaseException:
-            self.client.close()
-            raise
-        served = AssemblyParams(**info["thresholds"])
-        self.assembly = replace(served, **params)
-        self.own_thresholds = self.assembly == served  # the server's verifier holds at these only
-
-    def close(self) -> None:
-        self.client.close()
-
-    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """The response, after up to `retries` more tries while the server refuses for now (503,
-        429) or cannot be reached; the last response or error stands."""
-        for attempt in range(self.retries + 1):
-            try:
-                response = self.client.request(method, f"{self.url}{path}", **kwargs)
-            except httpx.TransportError:
-                if attempt == self.retries:
-                    raise
-                self.sleep(retry_wait_s(None, attempt, self.rng.random()))
-                continue
-            if response.status_code not in RETRY_STATUSES or attempt == self.retries:
-                return response
-            self.sleep(retry_wait_s(response, attempt, self.rng.random()))
-        raise AssertionError("unreachable")  # the loop returns or raises on its last try
-
-    def p_correct(self, number: AssembledNumber, found: Findings) -> float | None:
-        """The server's estimate for `found` (`/v1/assemble` with the detections as `boxes`); None at
-        other thresholds than the server's, without a digit, or when the server gives none."""
-        if not self.own_thresholds or not number.digits:
-            return None
-        body = {
-            "detections": [to_schema(d).model_dump() for d in found.sites],
-            "boxes": [to_schema(d).model_dump() for d in found.detections],
-        }
-        try:
-            answer = self._json(self._send("POST", "/v1/assemble", json=body))
-        except (ReadError, httpx.HTTPError):
-            return None  # the number stands without it
-        value = answer.get("p_correct")
-        return None if value is None else float(value)
-
-    def detect(self, path: Path, data: bytes) -> tuple[Findings, str | None]:
-        """The server's findings and the version it answered with (per file: a server may be
-        replaced during a run); None when the number is assembled here at other thresholds."""
-        name = STDIN_NAME if path == STDIN else path.name
-        response = self._send("POST", "/v1/detect", files=[("image", (name, data))])
-        result = self._json(response)["results"][0]
-        detections, sites = (
-            [Detection(xywh_to_xyxy(d["bbox"]), d["digit"], d["score"]) for d in result[key]]
-            for key in ("detections", "sites")
-        )
-        version = response.headers.get("x-model-version") if self.own_thresholds else None
-        return Findings(detections, sites), version
-
-    @staticmethod
-    def _json(response: httpx.Response) -> dict[str, Any]:
-        body = (
-            response.json() if response.headers.get("content-type", "").startswith("application/json") else {}
-        )
-        if response.status_code != 200:
-            message = body.get("error", {}).get("message", response.text[:200])
-            raise ReadError(f"server answered {response.status_code}: {message}")
-        return body
-
-
-def stdin_loader(stream: BinaryIO | None) -> Callable[[Path], bytes]:
-    """`Path.read_bytes`, but STDIN (`-`) reads `stream` to its end on first use and gives the same
-    bytes after (for the drawing). Nothing piped in, or no standard input at all (None: a daemon's),
-    is an OSError: the file's row gives it."""
-    held: list[bytes] = []
-
-    def load(path: Path) -> bytes:
-        if path != STDIN:
-            return path.read_bytes()
-        if stream is None:
-            raise OSError("there is no standard input to read")
-        if not held:
-            held.append(stream.read())
-        if not held[0]:
-            raise OSError("nothing came in on standard input")
-        return held[0]
-
-    return load
-
-
-def read_one(
-    reader: Reader, path: Path, load: Callable[[Path], bytes] = Path.read_bytes, alternatives: int = 0
-) -> FileResult:
-    """One file's detections and number, and up to `alternatives` readings one edit away
-    (`models.alternatives`), or the error that stopped it; its bytes come from `load`."""
-    start = time.perf_counter()
-    try:
-        found, version = reader.detect(path, load(path))
-    except (ImageError, ReadError, OSError, httpx.HTTPError) as exc:
-        return FileResult(path, [], [], None, (time.perf_counter() - start) * 1000, error=str(exc))
-    number = assemble_number(found.sites, reader.assembly)
-    elapsed = (time.perf_counter() - start) * 1000
-    p_correct = reader.p_correct(number, found)
-    others = tuple(alternative_readings(number, found.sites, found.detections)[:alternatives])
-    return FileResult(
-        path,
-        found.detections,
-        found.sites,
-        number,
-        elapsed,
-        p_correct=p_correct,
-        version=version,
-        alternatives=others,
-    )
-
-
-def read_all(
-    reader: Reader,
-    paths: Sequence[Path],
-    progress: bool,
-    concurrency: int = 1,
-    load: Callable[[Path], bytes] = Path.read_bytes,
-    alternatives: int = 0,
-) -> Iterator[FileResult]:
-    """Every file's result (`read_one`), in the order of `paths`; with `concurrency` > 1, that many
-    files are read at once on threads (for a RemoteReader: requests in flight)."""
-    bar = tqdm(total=len(paths), desc="reading", unit="img", disable=not progress, file=sys.stderr)
-    with bar, ThreadPoolExecutor(max_workers=concurrency) as pool:
-        reads = pool.map if concurrency > 1 else map  # one at a time: on this thread
-        for result in reads(lambda path: read_one(reader, path, load, alternatives), paths):
-            bar.update(1)
-            yield result
-
-
-def format_table(results: Sequence[FileResult], alternatives: bool = False) -> str:
-    """One row a file; with `alternatives`, a last column of its readings one edit away."""
-    width = max([len(str(r.path)) for r in results] + [4])
-    lines = [
-        f"{'file':{width}}  {'number':>10}  {'confidence':>10}  {'p_correct':>9}  {'digits':>6}  {'ms':>7}"
-        + "  or perhaps" * alternatives
-    ]
-    for r in results:
-        if r.number is None:
-            lines.append(f"{r.path!s:{width}}  {'error':>10}  {r.error}")
-        else:
-            p_correct = "-" if r.p_correct is None else f"{r.p_correct:.3f}"
-            others = "  " + (", ".join(a.number.text for a in r.alternatives) or "-") if alternatives else ""
-            lines.append(
-                f"{r.path!s:{width}}  {r.number.text or '-1':>10}  {r.number.confidence:10.3f}  "
-                f"{p_correct:>9}  {len(r.number.digits):6d}  {r.elapsed_ms:7.1f}{others}"
-            )
-    return "\n".join(lines)
-
-
-def result_record(result: FileResult) -> dict[str, Any]:
-    """One file's reading as `--format jsonl` writes it: `file`, and either `error`, or the number as
-    /v1/recognize answers it (`text`, `number`: -1 when no digit survives, `confidence`, `p_correct`,
-    `digits` with COCO `bbox` [x, y, w, h] in the image's pixels and `category_id` = digit + 1,
-    `alternatives` as /v1/recognize?alternatives=k gives them: empty unless asked), `version` (what
-    made it, as the service's X-Model-Version; null at other thresholds than a server's own) and
-    `ms`."""
-    if result.number is None:
-        return {"file": str(result.path), "error": result.error}
-    number = result.number
-    return {
-        "file": str(result.path),
-        "text": number.text,
-        "number": number.value,
-        "confidence": round(number.confidence, 5),
-        "p_correct": None if result.p_correct is None else round(result.p_correct, 5),
-        "digits": [to_schema(d).model_dump() for d in number.digits],
-        "alternatives": [alternative_schema(a).model_dump() for a in result.alternatives],
-        "version": result.version,
-        "ms": round(result.elapsed_ms, 1),
-    }
-
-
-def summarize(results: Sequence[FileResult], seconds: float) -> str:
-    """One line for the end of a run: files, numbers found, errors, time and pace, and the versions
-    that read them (more than one: the server was replaced during the run)."""
-    found = sum(1 for r in results if r.number is not None and r.number.digits)
-    errors = sum(1 for r in results if r.error)
-    pace = f", {len(results) / seconds:.1f} files/s" if results and seconds > 0 else ""
-    versions = list(dict.fromkeys(r.version for r in results if r.version))
-    named = f"; version{'s' if len(versions) > 1 else ''} {', '.join(versions)}" if versions else ""
-    return (
-        f"digitserve: {len(results)} files: a number in {found}, no digit in "
-        f"{len(results) - found - errors}, an error in {errors}; {seconds:.1f} s{pace}{named}"
-    )
-
-
-def drawing_names(paths: Sequence[Path]) -> list[str]:
-    """Each file's drawing: `<stem>.png`, or `<stem>_<position>.png` (1-based, in the run) where files
-    share a stem (IMG_1.HEIC and IMG_1.JPG, or 1.png in two folders), so that no drawing overwrites
-    another. Standard input's is `stdin.png`."""
-    stems = [STDIN_NAME if p == STDIN else p.stem for p in paths]
-    counts = Counter(stems)
-    names = [f"{stem}.png" if counts[stem] == 1 else f"{stem}_{i}.png" for i, stem in enumerate(stems, 1)]
-    taken: set[str] = set()
-    for i, name in enumerate(names):  # a file may itself be called 3_1.png: then one more "_"
-        while name in taken:
-            name = name.removesuffix(".png") + "_.png"
-        names[i] = name
-        taken.add(name)
-    return names
-
-
-def draw_boxes(
-    result: FileResult,
-    out_dir: Path,
-    score_threshold: float,
-    name: str | None = None,
-    load: Callable[[Path], bytes] = Path.read_bytes,
-) -> Path:
-    """Save the image (its bytes from `load`) with every digit site above the threshold, as `name`
-    (default `<stem>.png`); the digits used in green. The image is decoded as it was read (upright by
-    its orientation, whole), so the boxes fall on their digits."""
-    # no size limits: the file was read once already, by this process or by a server with its own
-    decoded = decode_image(load(result.path), 2**62, max_aspect_ratio=float("inf"), reduce_to_px=0)
-    canvas = Image.fromarray(decoded.pixels)
-    draw = ImageDraw.Draw(canvas)
-    used = set(result.number.digits) if result.number else set()
-    for det in result.sites:
-        if det.score >= score_threshold:
-            colour = (0, 200, 83) if det in used else (255, 171, 0)
-            draw.rectangle(det.box_xyxy, outline=colour, width=2)
-            draw.text(
-                (det.box_xyxy[0] + 2, max(0, det.box_xyxy[1] - 11)),
-                f"{det.digit} {det.score:.2f}",
-                fill=colour,
-            )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / (name or f"{result.path.stem}.png")
-    canvas.save(path)
-    return path
-
-
-def write_predictions(out_dir: Path, image_ids: Sequence[int], results: Sequence[FileResult]) -> None:
-    """HW2 `pred.json` (the detections) and `pred.csv` (the numbers, -1 where none) for `results`."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    pairs = list(zip(image_ids, results, strict=True))
-    write_pred_json(out_dir / "pred.json", {i: r.detections for i, r in pairs})
-    write_pred_csv(out_dir / "pred.csv", {i: r.number.value if r.number else -1 for i, r in pairs})
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -3,14 +3,9 @@
 from __future__ import annotations
 
 import csv
-import io
 import json
-import random
-import re
 import shutil
-import threading
-import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -21,9 +16,10 @@ from PIL import Image
 from models.assembly import AssembledNumber, AssemblyParams, Detection, assemble_number
 from models.reread import Findings
 from models.verifier import load_verifier, number_features
-from service import cli
+from service import cli, readers, reports
 from service.imaging import REDUCE_TO_PX
 from service.predictor import Predictor, serving_version
+from tests.service.test_readers import BarrierReader, OnceStream
 from tests.service.test_server import Server, server_factory  # noqa: F401 (fixture)
 from training.synth import render_sample
 
@@ -137,11 +133,6 @@ def test_files_sharing_a_stem_get_drawings_of_their_own(tmp_path: Path, tiny_che
         assert drawn.size == render_sample(12).image.size  # the second folder's 3.png, not the first's
 
 
-def test_drawing_names_never_repeat() -> None:
-    paths = [Path("a/3.png"), Path("a/3.jpg"), Path("a/3_1.png"), Path("b/3.png"), Path("b/7.png")]
-    assert cli.drawing_names(paths) == ["3_1.png", "3_2.png", "3_1_.png", "3_4.png", "7.png"]
-
-
 def test_json_lines_give_each_file_as_the_api_would(
     photos: Path, tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -175,16 +166,6 @@ class Stdin:
 
     def isatty(self) -> bool:
         return self.tty
-
-
-class OnceStream(io.BytesIO):
-    def __init__(self, data: bytes) -> None:
-        super().__init__(data)
-        self.reads = 0
-
-    def read(self, size: int | None = -1) -> bytes:
-        self.reads += 1
-        return super().read(size)
 
 
 def test_an_image_piped_in_reads_as_the_same_file_does(
@@ -236,45 +217,6 @@ def test_standard_input_from_a_terminal_or_twice_is_refused_before_any_work(
     monkeypatch.setattr(cli.sys, "stdin", Stdin(b"piped"))
     with pytest.raises(SystemExit, match="can be given once"):
         cli.main(["predict", "-", "-", "--checkpoint", str(tmp_path / "x")])
-
-
-def test_the_stdin_loader_reads_files_as_files_and_standard_input_once() -> None:
-    stream = OnceStream(b"bytes piped in")
-    load = cli.stdin_loader(stream)
-    assert load(cli.STDIN) == load(cli.STDIN) == b"bytes piped in" and stream.reads == 1
-    assert load(Path(__file__)) == Path(__file__).read_bytes()
-    with pytest.raises(OSError, match="no standard input"):
-        cli.stdin_loader(None)(cli.STDIN)
-
-
-def test_an_image_piped_in_is_sent_to_a_server_as_stdin() -> None:
-    names: list[str] = []
-
-    def server(request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/v1/model":
-            return httpx.Response(200, json={"thresholds": asdict(AssemblyParams())})
-        names.extend(re.findall(r'filename="([^"]*)"', request.content.decode("latin-1")))
-        digit = {"bbox": [1.0, 2.0, 5.0, 9.0], "category_id": 5, "digit": 4, "score": 0.9}
-        return httpx.Response(200, json={"results": [{"detections": [digit], "sites": [digit]}]})
-
-    reader = cli.RemoteReader("http://digitserve.test", None, {}, transport=httpx.MockTransport(server))
-    reader.detect(cli.STDIN, b"image")
-    reader.detect(Path("photos/12.png"), b"image")
-    assert names == ["stdin", "12.png"]
-
-
-def test_the_summary_counts_numbers_blanks_and_errors() -> None:
-    digit = Detection((0.0, 0.0, 4.0, 8.0), 5, 0.9)
-    read = cli.FileResult(Path("a.png"), [digit], [digit], assemble_number([digit]), 10.0)
-    blank = cli.FileResult(Path("b.png"), [], [], assemble_number([]), 10.0)
-    failed = cli.FileResult(Path("c.png"), [], [], None, 1.0, error="truncated")
-    line = cli.summarize([read, blank, blank, failed], 2.0)
-    assert line == "digitserve: 4 files: a number in 1, no digit in 2, an error in 1; 2.0 s, 2.0 files/s"
-    assert cli.summarize([], 0.0) == "digitserve: 0 files: a number in 0, no digit in 0, an error in 0; 0.0 s"
-    old, new = replace(read, version="0123456789ab"), replace(blank, version="ba9876543210")
-    assert cli.summarize([old, old, failed], 1.0).endswith("files/s; version 0123456789ab")
-    # a server replaced during the run: both named, in the order they first answered
-    assert cli.summarize([old, new, old], 1.0).endswith("files/s; versions 0123456789ab, ba9876543210")
 
 
 def test_bad_file_is_reported_and_exit_code_is_nonzero(
@@ -379,130 +321,6 @@ def test_concurrency_and_retries_are_checked_before_any_work(
         cli.main(["predict", str(photos), "--url", "http://127.0.0.1:1", "--retries", "-1"])
 
 
-@pytest.mark.parametrize(
-    ("header", "attempt", "wait"),
-    [
-        ("5", 0, 5.0),
-        ("0.5", 3, 0.5),
-        ("600", 0, cli.MAX_RETRY_WAIT_S),
-        (None, 0, 1.0),
-        (None, 2, 4.0),
-        ("Wed, 21 Oct 2026 07:28:00 GMT", 1, 2.0),
-        ("-3", 0, 0.0),
-    ],
-)
-def test_retry_wait_follows_retry_after_else_backs_off(header: str | None, attempt: int, wait: float) -> None:
-    response = httpx.Response(503, headers={"Retry-After": header} if header is not None else {})
-    assert cli.retry_wait_s(response, attempt) == wait
-    assert cli.retry_wait_s(response, attempt, spread=1.0) == min(1.5 * wait, cli.MAX_RETRY_WAIT_S)
-
-
-class FixedDraw(random.Random):
-    """Draws `value` every time: the retry waits' spread, fixed."""
-
-    def __init__(self, value: float) -> None:
-        super().__init__()
-        self.value = value
-
-    def random(self) -> float:
-        return self.value
-
-
-class FlakyServer:
-    """A fake digitserve: /v1/model and /v1/assemble answer; /v1/detect answers each of `refusals` in
-    turn (a status, or an exception to raise) before it reads one digit."""
-
-    def __init__(self, refusals: list[int | Exception]) -> None:
-        self.refusals = refusals
-        self.detect_calls = 0
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/v1/model":
-            return httpx.Response(200, json={"thresholds": asdict(AssemblyParams())})
-        if request.url.path == "/v1/assemble":
-            return httpx.Response(200, json={"p_correct": 0.8})
-        self.detect_calls += 1
-        if self.refusals:
-            refusal = self.refusals.pop(0)
-            if isinstance(refusal, Exception):
-                raise refusal
-            body = {"error": {"code": "overloaded", "message": f"refused with {refusal}"}}
-            return httpx.Response(refusal, json=body, headers={"Retry-After": "2"})
-        digit = {"bbox": [1.0, 2.0, 5.0, 9.0], "category_id": 8, "digit": 7, "score": 0.9}
-        return httpx.Response(200, json={"results": [{"detections": [digit], "sites": [digit]}]})
-
-
-def flaky_reader(
-    server: FlakyServer, retries: int, slept: list[float], draw: float = 0.0
-) -> cli.RemoteReader:
-    return cli.RemoteReader(
-        "http://digitserve.test",
-        None,
-        {},
-        retries=retries,
-        transport=httpx.MockTransport(server),
-        sleep=slept.append,
-        rng=FixedDraw(draw),
-    )
-
-
-def test_a_request_refused_for_now_is_sent_again_after_retry_after(photos: Path) -> None:
-    server, slept = FlakyServer([503, 429, httpx.ConnectError("refused")]), list[float]()
-    result = cli.read_one(flaky_reader(server, 3, slept, draw=0.5), photos / "3.png")
-    assert result.error == "" and result.number is not None and result.number.text == "7"
-    # Retry-After twice, then 2 ** 2 s for the connection refused; each a quarter longer (draw 0.5)
-    assert result.p_correct == 0.8 and server.detect_calls == 4 and slept == [2.5, 2.5, 5.0]
-
-
-def test_the_last_refusal_stands_when_the_retries_run_out(photos: Path) -> None:
-    server, slept = FlakyServer([503, 503]), list[float]()
-    result = cli.read_one(flaky_reader(server, 1, slept), photos / "3.png")
-    assert result.number is None and "server answered 503: refused with 503" in result.error
-    assert server.detect_calls == 2 and slept == [2.0]
-    unreachable = FlakyServer([httpx.ConnectError("refused")] * 2)
-    result = cli.read_one(flaky_reader(unreachable, 1, []), photos / "3.png")
-    assert result.number is None and "refused" in result.error
-
-
-def test_an_answer_about_the_image_is_not_retried(photos: Path) -> None:
-    server, slept = FlakyServer([415]), list[float]()
-    result = cli.read_one(flaky_reader(server, 3, slept), photos / "3.png")
-    assert "server answered 415" in result.error and server.detect_calls == 1 and slept == []
-
-
-class BarrierReader:
-    """Reads nothing until `parties` files are being read at once; the first file is the slowest."""
-
-    assembly = AssemblyParams()
-
-    def __init__(self, parties: int, first: Path, timeout_s: float = 10.0) -> None:
-        self.barrier, self.first = threading.Barrier(parties, timeout=timeout_s), first
-
-    def detect(self, path: Path, data: bytes) -> tuple[Findings, str | None]:
-        self.barrier.wait()
-        if path == self.first:
-            time.sleep(0.2)
-        digit = Detection((0.0, 0.0, 4.0, 8.0), int(path.stem[0]), 0.9)
-        return Findings([digit], [digit]), None
-
-    def p_correct(self, number: AssembledNumber, found: Findings) -> float | None:
-        return None
-
-
-def test_concurrent_reads_overlap_and_keep_the_files_order(tmp_path: Path) -> None:
-    paths = [tmp_path / f"{d}.png" for d in (1, 2, 3)]
-    reader = BarrierReader(3, paths[0])
-
-    def no_files(path: Path) -> bytes:  # the reader reads no bytes
-        return b""
-
-    results = list(cli.read_all(reader, paths, progress=False, concurrency=3, load=no_files))
-    assert [r.path for r in results] == paths
-    assert [r.number.text if r.number else "" for r in results] == ["1", "2", "3"]
-    with pytest.raises(threading.BrokenBarrierError):  # one at a time, the barrier never fills
-        list(cli.read_all(BarrierReader(3, paths[0], 0.5), paths, progress=False, load=no_files))
-
-
 def test_ctrl_c_keeps_the_files_read_so_far(
     photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -567,11 +385,11 @@ def test_predict_against_a_server_matches_in_process(
     assert read_csv(tmp_path / "remote" / "pred.csv") == read_csv(tmp_path / "local" / "pred.csv")
     # the same readings carry the same version in this process as from the server
     version = httpx.get(f"{server.url}/v1/model", headers={"X-API-Key": "k"}).json()["version"]
-    remote = cli.RemoteReader(server.url, "k", {})
-    local = cli.LocalReader(tiny_checkpoint, "cpu", {"score_threshold": 0.0})
+    remote = readers.RemoteReader(server.url, "k", {})
+    local = readers.LocalReader(tiny_checkpoint, "cpu", {"score_threshold": 0.0})
     image = (photos / "3.png").read_bytes()
     assert remote.detect(photos / "3.png", image)[1] == local.version == version
-    elsewhere = cli.RemoteReader(server.url, "k", {"score_threshold": 0.5})  # assembled here: no version
+    elsewhere = readers.RemoteReader(server.url, "k", {"score_threshold": 0.5})  # assembled here: no version
     assert elsewhere.detect(photos / "3.png", image)[1] is None
     remote.close()
     elsewhere.close()
@@ -670,20 +488,20 @@ def test_alternatives_are_read_with_the_number_when_asked(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "42.png"
-    assert cli.read_one(FixedReader(), path, lambda p: b"").alternatives == ()
-    result = cli.read_one(FixedReader(), path, lambda p: b"", alternatives=2)
+    assert readers.read_one(FixedReader(), path, lambda p: b"").alternatives == ()
+    result = readers.read_one(FixedReader(), path, lambda p: b"", alternatives=2)
     # the swap (0.3) is surer than dropping the 2 (1 - 0.8), surer than dropping the 4 (1 - 0.9)
     assert [(a.number.text, a.edit) for a in result.alternatives] == [("92", "swap"), ("4", "drop")]
-    record = cli.result_record(result)
+    record = reports.result_record(result)
     assert [(a["text"], a["number"], a["edit"]) for a in record["alternatives"]] == [
         ("92", 92, "swap"),
         ("4", 4, "drop"),
     ]
     assert [d["category_id"] for d in record["alternatives"][0]["digits"]] == [10, 3]
-    assert cli.result_record(replace(result, alternatives=()))["alternatives"] == []
-    table = cli.format_table([result], alternatives=True).splitlines()
+    assert reports.result_record(replace(result, alternatives=()))["alternatives"] == []
+    table = reports.format_table([result], alternatives=True).splitlines()
     assert table[0].endswith("or perhaps") and table[1].endswith("92, 4")
-    assert "or perhaps" not in cli.format_table([result])
+    assert "or perhaps" not in reports.format_table([result])
     # through main: the option reaches every file's reading, and out of range is refused before any work
     monkeypatch.setattr(cli, "LocalReader", lambda checkpoint, device, params: FixedReader())
     Image.new("RGB", (4, 4)).save(path)
