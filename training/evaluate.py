@@ -11,7 +11,8 @@ verifier fitted on the pipeline evaluated (models/verifier.py), `p_correct` in `
 `p_correct.png` say the same of its estimates (flagged `in_sample` on the split it was fitted on);
 `bootstrap` in `metrics.json`: how far mAP and accuracy could move on other photos like these
 (intervals over resamples of the images, `--bootstrap`, training/bootstrap.py); `alternatives`: how
-often the labelled number is the one read or among its first k alternatives (models/alternatives.py).
+often the labelled number is the one read or among its first k alternatives (models/alternatives.py),
+drawn in `alternatives.png`.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ from training.metrics import (
     predicted_numbers,
 )
 from training.pipeline import PipelineRun, run_pipeline
-from training.plots import plot_confidence, plot_confusion_matrix
+from training.plots import plot_alternatives, plot_confidence, plot_confusion_matrix
 from training.runner import add_runner_args, add_zoom_arguments
 
 log = logging.getLogger(__name__)
@@ -163,6 +164,7 @@ def write_report(
         f"digits at score >= {params.score_threshold}, IoU de-dup {params.iou_threshold}",
     )
     plot_confidence(confidence, out / "confidence.png")
+    plot_alternatives(metrics["alternatives"], len(records), out / "alternatives.png")
     print(f"mAP {metrics['map']:.4f}  mAP50 {metrics['map50']:.4f}  accuracy {metrics['accuracy']:.4f}")
     digits = metrics["digits"]
     print(

@@ -1,5 +1,6 @@
 """Pictures people would rather look at than read: loss curves, runs side by side and the digit confusion
-matrix, and how far the number's confidence can be trusted."""
+matrix, how far the number's confidence can be trusted, and how often the readings one edit away hold
+the labelled number."""
 
 from __future__ import annotations
 
@@ -246,6 +247,43 @@ def confidence_figure(report: Mapping[str, Any], what: str = "confidence") -> Fi
 def plot_confidence(report: Mapping[str, Any], path: Path, what: str = "confidence") -> Path:
     """`confidence_figure` written to `path` as a PNG."""
     return _save(confidence_figure(report, what), path)
+
+
+def alternatives_figure(rows: Sequence[Mapping[str, float]], images: int) -> Figure:
+    """`training.metrics.alternatives_coverage`'s rows as a line (points, not bars: the axis need not
+    start at 0): for each k, the share of the `images` whose labelled number is the one read (k = 0,
+    the accuracy) or among its first k alternatives, each point labelled with its count."""
+    fig, ax = plt.subplots(figsize=(6.0, 3.6))
+    ks = [int(row["k"]) for row in rows]
+    shares = [row["share"] for row in rows]
+    ax.plot(ks, shares, marker="o", color="#1565c0")
+    for k, row in zip(ks, rows, strict=True):
+        ax.annotate(
+            f"{row['share']:.3f}\n({int(row['right'])})",
+            (k, row["share"]),
+            textcoords="offset points",
+            xytext=(0, 6),
+            ha="center",
+            va="bottom",
+            fontsize=7,
+        )
+    low = min(shares)
+    ax.set(
+        xlabel="k: alternatives offered (0: the number read alone)",
+        ylabel=f"share of the {images} images",
+        title="The labelled number is the one read, or among its first k alternatives",
+        ylim=(max(0.0, low - 0.05), 1.0),
+    )
+    ax.title.set_fontsize(9)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plot_alternatives(rows: Sequence[Mapping[str, float]], images: int, path: Path) -> Path:
+    """`alternatives_figure` written to `path` as a PNG."""
+    return _save(alternatives_figure(rows, images), path)
 
 
 def plot_refiner(history: Sequence[dict[str, Any]], path: Path) -> Path:

@@ -6,11 +6,14 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pytest
 
 from training.metrics import confidence_report
 from training.plots import (
+    alternatives_figure,
     confidence_figure,
     loss_curves_figure,
+    plot_alternatives,
     plot_confidence,
     plot_loss_curves,
     plot_quality,
@@ -145,3 +148,21 @@ def test_quality_figure_draws_a_panel_per_kind_and_a_line_per_checkpoint_in_one_
 def test_plot_quality_writes_a_png(tmp_path: Path) -> None:
     path = plot_quality({"a": {"noise": {0.0: 3, 20.0: 2}}}, {"noise": "grain"}, 4, tmp_path / "quality.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_alternatives_figure_draws_a_point_per_k_labelled_with_its_count(tmp_path: Path) -> None:
+    rows = [
+        {"k": 0, "right": 8, "share": 0.8},
+        {"k": 1, "right": 9, "share": 0.9},
+        {"k": 2, "right": 9, "share": 0.9},
+    ]
+    fig = alternatives_figure(rows, 10)
+    try:
+        ax = fig.axes[0]
+        (line,) = ax.get_lines()
+        assert list(line.get_xdata()) == [0, 1, 2] and list(line.get_ydata()) == [0.8, 0.9, 0.9]
+        assert [t.get_text() for t in ax.texts] == ["0.800\n(8)", "0.900\n(9)", "0.900\n(9)"]
+        assert ax.get_ylim() == pytest.approx((0.75, 1.0))
+    finally:
+        plt.close(fig)
+    assert plot_alternatives(rows, 10, tmp_path / "a.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
