@@ -37,6 +37,7 @@ def test_run_folder_has_everything(trained_run: Path) -> None:
         "eval/metrics.json",
         "eval/confusion_matrix.png",
         "eval/confidence.png",
+        "eval/alternatives.png",
         "eval/sweep.json",
     ):
         assert (trained_run / name).is_file(), name
@@ -77,7 +78,9 @@ def test_evaluate_cli_on_labelled_split(trained_run: Path, synth_dir: Path, tmp_
         saved["accuracy"] * 8
     )
     assert saved["confidence"]["coverage"][-1]["accuracy"] == pytest.approx(saved["accuracy"])
-    assert (tmp_path / "confidence.png").is_file()
+    assert (tmp_path / "confidence.png").is_file() and (tmp_path / "alternatives.png").is_file()
+    shares = [row["share"] for row in saved["alternatives"]]  # k = 0 is the accuracy; more never fewer
+    assert shares[0] == pytest.approx(saved["accuracy"]) and shares == sorted(shares)
     with (tmp_path / "pred.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 8 and set(rows[0]) == {"image_id", "pred_label"}
