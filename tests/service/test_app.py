@@ -21,6 +21,7 @@ from models.verifier import load_verifier, number_features
 from service.app import create_app
 from service.config import Settings
 from service.imaging import ALLOWED_FORMATS
+from service.schemas import RecognizeResponse
 from tests.service.conftest import StartClient, noise_png, png
 
 
@@ -553,3 +554,14 @@ def test_recognize_offers_the_readings_one_edit_away_when_asked(start_client: St
     for too_many in ("11", "-1", "two"):
         refused = client.post(f"/v1/recognize?alternatives={too_many}", files=files(image))
         assert refused.status_code == 422 and refused.json()["error"]["code"] == "invalid_request"
+
+
+def test_the_documented_recognize_example_is_a_valid_answer(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["RecognizeResponse"]
+    (example,) = schema["examples"]
+    # nothing dropped or added (the OpenAPI document leaves out the nulls, fit and quality)
+    assert RecognizeResponse.model_validate(example).model_dump(exclude_none=True) == example
+    result = example["results"][0]
+    assert result["text"] == "".join(str(d["digit"]) for d in result["digits"])
+    for alt in result["alternatives"]:
+        assert alt["text"] == "".join(str(d["digit"]) for d in alt["digits"]) != result["text"]
