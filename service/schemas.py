@@ -124,7 +124,7 @@ def _digit(bbox: list[float], digit: int, score: float) -> dict[str, Any]:
 
 # What the shipped model answered for validation photo 102 with ?alternatives=1 (stop 124; the
 # first request after start, on the CPU), shown in /docs
-FIVE, ZERO = [22.94, 2.85, 13.85, 22.78], [38.09, 2.49, 13.1, 23.49]
+_FIVE_BOX, _ZERO_BOX = [22.94, 2.85, 13.85, 22.78], [38.09, 2.49, 13.1, 23.49]
 RECOGNIZE_EXAMPLE: dict[str, Any] = {
     "results": [
         {
@@ -133,7 +133,7 @@ RECOGNIZE_EXAMPLE: dict[str, Any] = {
             "height": 32,
             "text": "50",
             "number": 50,
-            "digits": [_digit(FIVE, 5, 0.99236), _digit(ZERO, 0, 1.0)],
+            "digits": [_digit(_FIVE_BOX, 5, 0.99236), _digit(_ZERO_BOX, 0, 1.0)],
             "confidence": 0.99236,
             "p_correct": 0.92493,
             "alternatives": [
@@ -142,7 +142,7 @@ RECOGNIZE_EXAMPLE: dict[str, Any] = {
                     "number": 59,
                     "edit": "swap",
                     "score": 0.0858,
-                    "digits": [_digit(FIVE, 5, 0.99236), _digit(ZERO, 9, 0.0858)],
+                    "digits": [_digit(_FIVE_BOX, 5, 0.99236), _digit(_ZERO_BOX, 9, 0.0858)],
                 }
             ],
             "timing": {"decode_ms": 0.65, "inference_ms": 65.62, "total_ms": 66.39},
