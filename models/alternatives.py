@@ -41,15 +41,17 @@ def alternative_readings(
     sites: Sequence[Detection],
     detections: Sequence[Detection],
     min_score: float = MIN_SCORE,
+    most: int | None = None,
 ) -> list[Alternative]:
     """Every reading one edit from `number` (assembled from `sites`; `detections` the detector's, one
     per class and box; xyxy pixels), the surest edit first, one per number and none the served number
     (by value: "038" and "38" are one):
     insert a site of the number's row scoring >= `min_score` that is no used digit's place; swap a
     used digit for another digit the detector scored >= `min_score` on its box; drop a digit of a
-    number of two or more. Nothing for an empty number."""
+    number of two or more. Nothing for an empty number. At most `most` of them (None: all; 0: none,
+    and nothing is worked out: what a request that asks for none costs)."""
     digits = list(number.digits)
-    if not digits:
+    if not digits or most == 0:
         return []
     inserts = [
         Alternative(read_left_to_right([*digits, s]), "insert", s.score)
@@ -71,7 +73,7 @@ def alternative_readings(
     for alt in sorted([*inserts, *swaps, *drops], key=lambda a: a.score, reverse=True):
         if alt.number.value != number.value:  # "038" less its 0 is still 38: no other reading
             best.setdefault(alt.number.value, alt)
-    return list(best.values())
+    return list(best.values())[:most]
 
 
 def _replaced(digits: list[Detection], i: int, new: Detection | None) -> AssembledNumber:

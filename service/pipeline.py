@@ -100,12 +100,8 @@ def to_schema(detection: Detection) -> DigitDetection:
 
 def alternatives_schema(number: AssembledNumber, findings: Findings, most: int) -> list[AlternativeReading]:
     """The first `most` readings one edit from `number` (`models.alternatives`), as the API writes them."""
-    if most == 0:
-        return []
-    return [
-        alternative_schema(a)
-        for a in alternative_readings(number, findings.sites, findings.detections)[:most]
-    ]
+    found = alternative_readings(number, findings.sites, findings.detections, most=most)
+    return [alternative_schema(a) for a in found]
 
 
 def alternative_schema(alternative: Alternative) -> AlternativeReading:

@@ -213,7 +213,7 @@ def read_one(
     number = assemble_number(found.sites, reader.assembly)
     elapsed = (time.perf_counter() - start) * 1000
     p_correct = reader.p_correct(number, found)
-    others = tuple(alternative_readings(number, found.sites, found.detections)[:alternatives])
+    others = tuple(alternative_readings(number, found.sites, found.detections, most=alternatives))
     return FileResult(
         path,
         found.detections,

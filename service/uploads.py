@@ -16,6 +16,7 @@ from typing import Annotated, Any
 from fastapi import Depends, File, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from service.errors import InvalidBase64Error, MissingImageError, UnsupportedMediaTypeError
 from service.imaging import ALLOWED_FORMATS
@@ -118,7 +119,8 @@ async def uploaded_images(
     if is_raw_image_body(content_type):
         return [body_upload(await request.body())]
     if kind == JSON_MEDIA_TYPE:
-        return json_uploads(await request.body())
+        # parsing and decoding a body of up to max_upload_bytes is CPU work: off the event loop
+        return await run_in_threadpool(json_uploads, await request.body())
     if kind == "application/x-www-form-urlencoded":
         raise UnsupportedMediaTypeError(
             f"a form-encoded body is not an image (curl --data-binary sends one unless given "

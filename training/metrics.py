@@ -175,8 +175,8 @@ def alternatives_coverage(
         if number.value == record.number:
             hits += 1
             continue
-        offered = alternative_readings(number, found, detections.get(record.image_id, ()))
-        values = [alt.number.value for alt in offered[:most]]
+        offered = alternative_readings(number, found, detections.get(record.image_id, ()), most=most)
+        values = [alt.number.value for alt in offered]
         if record.number in values:
             hits[values.index(record.number) + 1 :] += 1
     n = max(len(records), 1)

@@ -74,3 +74,11 @@ def test_a_leading_zero_dropped_is_the_same_number_not_another() -> None:
     number = assemble_number(used)
     assert (number.text, number.value) == ("038", 38)
     assert [(text, edit) for text, edit, _ in offered(number, used, used)] == [("08", "drop"), ("03", "drop")]
+
+
+def test_most_keeps_the_surest_and_zero_works_out_none() -> None:
+    used = [digit(0, 1, 0.65), digit(12, 2, 0.99), digit(24, 3, 0.9)]
+    number = assemble_number(used)
+    every = alternative_readings(number, used, used)
+    assert alternative_readings(number, used, used, most=2) == every[:2]
+    assert alternative_readings(number, used, used, most=0) == []
