@@ -12,7 +12,9 @@ verifier fitted on the pipeline evaluated (models/verifier.py), `p_correct` in `
 `bootstrap` in `metrics.json`: how far mAP and accuracy could move on other photos like these
 (intervals over resamples of the images, `--bootstrap`, training/bootstrap.py); `alternatives`: how
 often the labelled number is the one read or among its first k alternatives (models/alternatives.py),
-drawn in `alternatives.png`.
+drawn in `alternatives.png`; `confirm`: how often /v1/confirm passes the labelled number, and
+numbers of other kinds (neighbours, another photo's, one edit away), at each `min_score`
+(models/confirm.py), drawn in `confirm.png`.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import numpy as np
 
 from models.assembly import AssemblyParams, assemble_number
 from models.checkpoint import resolve_checkpoint_dir, sha256_file
+from models.confirm import MIN_SCORE as CONFIRM_MIN_SCORE
 from models.hw2 import Detections, detections_to_coco, write_pred_csv, write_pred_json
 from models.verifier import (
     FEATURE_NAMES,
@@ -45,6 +48,7 @@ from training.metrics import (
     alternatives_coverage,
     coco_map,
     confidence_report,
+    confirmation_rates,
     confusion_matrix,
     digit_outcomes,
     ground_truth_coco,
@@ -53,7 +57,7 @@ from training.metrics import (
     predicted_numbers,
 )
 from training.pipeline import PipelineRun, run_pipeline
-from training.plots import plot_alternatives, plot_confidence, plot_confusion_matrix
+from training.plots import plot_alternatives, plot_confidence, plot_confirm, plot_confusion_matrix
 from training.runner import add_runner_args, add_zoom_arguments
 
 log = logging.getLogger(__name__)
@@ -111,6 +115,21 @@ def format_coverage(coverage: Sequence[dict[str, float]]) -> str:
     )
 
 
+def format_confirmation(report: dict[str, Any], default: float | None) -> str:
+    """`confirmation_rates`' report as a text table: one row per min_score (the `default` starred),
+    one column per kind of number asked about (the label's share passed first)."""
+    kinds = list(report["pairs"])
+    lines = [
+        "/v1/confirm: share of the numbers asked about that pass, by min_score",
+        f"{'min_score':>10} " + "".join(f"{k:>15}" for k in kinds),
+    ]
+    for row in report["rows"]:
+        t = row["min_score"]
+        name = "read only" if t is None else f"{t:g}" + (" *" if t == default else "")
+        lines.append(f"{name:>10} " + "".join(f"{row[k]:15.4f}" for k in kinds))
+    return "\n".join(lines)
+
+
 def write_predictions(
     out: Path,
     records: Sequence[ImageRecord],
@@ -149,6 +168,7 @@ def write_report(
         "digits": digit_outcomes(records, read, params.score_threshold),
         "confidence": confidence,
         "alternatives": alternatives_coverage(records, read, detections, params),
+        "confirm": confirmation_rates(records, read, detections, params),
         **(extra or {}),
     }
     if bootstrap > 0:
@@ -165,6 +185,7 @@ def write_report(
     )
     plot_confidence(confidence, out / "confidence.png")
     plot_alternatives(metrics["alternatives"], len(records), out / "alternatives.png")
+    plot_confirm(metrics["confirm"], out / "confirm.png", CONFIRM_MIN_SCORE)
     print(f"mAP {metrics['map']:.4f}  mAP50 {metrics['map50']:.4f}  accuracy {metrics['accuracy']:.4f}")
     digits = metrics["digits"]
     print(
@@ -177,6 +198,7 @@ def write_report(
         "the labelled number read or among the first k alternatives: "
         + ", ".join(f"k={row['k']} {row['share']:.4f}" for row in metrics["alternatives"])
     )
+    print(format_confirmation(metrics["confirm"], CONFIRM_MIN_SCORE))
     print("whole-number accuracy by score threshold and IoU de-dup:\n" + format_sweep(sweep))
     print(
         f"answering only the most confident numbers: AUC {confidence['auc']:.3f}, "

@@ -1,5 +1,6 @@
 """Evaluation metrics on plain data: COCO mAP (Task 1), whole-number accuracy (Task 2), confusion matrix,
-what became of each ground-truth digit, and how often the number is among the alternatives offered."""
+what became of each ground-truth digit, how often the number is among the alternatives offered, and
+how often /v1/confirm passes the labelled number and others."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import numpy as np
 from models.alternatives import alternative_readings
 from models.assembly import AssemblyParams, assemble_number, deduplicate
 from models.boxes import box_iou, xyxy_to_xywh
+from models.confirm import confirming_scores
 from models.hw2 import Detections
 from models.labels import NUM_DIGITS, coco_categories, digit_to_category_id
 from training.data import ImageRecord
@@ -181,6 +183,66 @@ def alternatives_coverage(
             hits[values.index(record.number) + 1 :] += 1
     n = max(len(records), 1)
     return [{"k": k, "right": int(h), "share": float(h) / n} for k, h in enumerate(hits)]
+
+
+CONFIRM_GRID: tuple[float | None, ...] = (None, 0.5, 0.3, 0.2, 0.15, 0.1, 0.05, 0.0)
+CONFIRM_KINDS = ("label", "neighbour", "other photo", "digit dropped", "digit swapped", "digit added")
+
+
+def confirm_candidates(label: int, other: int) -> dict[str, list[int]]:
+    """The numbers /v1/confirm is asked about for a photo labelled `label`, by kind: the label;
+    its neighbours (+-1, +-2, from 0); `other`, another photo's label; and the numbers one edit from
+    the label's digits: one dropped (12 and 13 for 123), one swapped for another digit, one added
+    (by value, no number twice and the label and the earlier kinds' numbers left out)."""
+    text = str(label)
+    edits = {
+        "digit dropped": [text[:i] + text[i + 1 :] for i in range(len(text)) if len(text) > 1],
+        "digit swapped": [text[:i] + c + text[i + 1 :] for i in range(len(text)) for c in "0123456789"],
+        "digit added": [text[:i] + c + text[i:] for i in range(len(text) + 1) for c in "0123456789"],
+    }
+    kinds = {
+        "label": [label],
+        "neighbour": [n for n in (label - 2, label - 1, label + 1, label + 2) if n >= 0],
+        "other photo": [other],
+    }
+    seen: set[int] = set()
+    for kind, numbers in (*kinds.items(), *((k, [int(t) for t in v]) for k, v in edits.items())):
+        kinds[kind] = [n for n in dict.fromkeys(numbers) if n not in seen and (kind == "label" or n != label)]
+        seen.update(kinds[kind])
+    return kinds
+
+
+def confirmation_rates(
+    records: Sequence[ImageRecord],
+    sites: Detections,
+    detections: Detections,
+    params: AssemblyParams,
+    grid: Sequence[float | None] = CONFIRM_GRID,
+) -> dict[str, Any]:
+    """For each `min_score` of `grid` (None: the number read only), the share of the numbers of each
+    kind (`confirm_candidates`; "other photo" is the next photo's label that differs, cyclically)
+    that `models.confirm.confirm_number` passes for the photo: the label's share is the true accept
+    rate, the others' false accept rates. Returns {"pairs": {kind: n}, "rows": [{"min_score",
+    kind: share, ...}]}."""
+    labels = [r.number for r in records]
+    accepted = {kind: np.zeros(len(grid), dtype=np.int64) for kind in CONFIRM_KINDS}
+    pairs = dict.fromkeys(CONFIRM_KINDS, 0)
+    limits = np.array([np.inf if t is None else t for t in grid])
+    for i, record in enumerate(records):
+        found = sites.get(record.image_id, ())
+        number = assemble_number(found, params)
+        scores = confirming_scores(number, found, detections.get(record.image_id, ()))
+        rest = labels[i + 1 :] + labels[:i]
+        other = next((n for n in rest if n != record.number), record.number)
+        for kind, numbers in confirm_candidates(record.number, other).items():
+            pairs[kind] += len(numbers)
+            for n in numbers:
+                accepted[kind] += scores.get(n, -np.inf) >= limits
+    rows = [
+        {"min_score": t, **{k: float(accepted[k][j]) / max(pairs[k], 1) for k in CONFIRM_KINDS}}
+        for j, t in enumerate(grid)
+    ]
+    return {"pairs": pairs, "rows": rows}
 
 
 def auc(scores: np.ndarray, right: np.ndarray) -> float:

@@ -286,6 +286,52 @@ def plot_alternatives(rows: Sequence[Mapping[str, float]], images: int, path: Pa
     return _save(alternatives_figure(rows, images), path)
 
 
+def confirm_figure(report: Mapping[str, Any], default: float | None = None) -> Figure:
+    """`training.metrics.confirmation_rates`' report as two panels over its `min_score`s (left to
+    right as it lists them, "read only" for None): the share of photos whose labelled number passes
+    (left) and the share of each other kind of number that passes (right, log scale; none passing is
+    drawn at the floor under it), with `default` marked."""
+    rows = report["rows"]
+    pairs = report["pairs"]
+    names = ["read\nonly" if r["min_score"] is None else f"{r['min_score']:g}" for r in rows]
+    xs = np.arange(len(rows))
+    fig, (ax_label, ax_other) = plt.subplots(1, 2, figsize=(10.0, 3.8))
+    shares = [r["label"] for r in rows]
+    ax_label.plot(xs, shares, marker="o", color="#2e7d32")
+    for x, share in zip(xs, shares, strict=True):
+        ax_label.annotate(
+            f"{share:.3f}", (x, share), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=7
+        )
+    ax_label.set(
+        ylabel=f"share of the {pairs['label']} photos",
+        title="The photo's labelled number passes",
+        ylim=(max(0.0, min(shares) - 0.03), min(1.0, max(shares) + 0.03)),
+    )
+    others = [k for k in pairs if k != "label"]
+    floor = 0.5 / max(max(pairs[k] for k in others), 1)
+    for kind in others:
+        values = [max(r[kind], floor) for r in rows]
+        ax_other.plot(xs, values, marker="o", label=f"{kind} ({pairs[kind]})")
+    ax_other.set_yscale("log")
+    ax_other.set(ylabel="share of those numbers that pass", title="Another number passes (false accepts)")
+    ax_other.legend(fontsize=7)
+    for ax in (ax_label, ax_other):
+        ax.set_xticks(xs, names)
+        ax.set_xlabel("min_score: an alternative passes from this edit score")
+        ax.title.set_fontsize(9)
+        ax.grid(alpha=0.3)
+        marked = [i for i, r in enumerate(rows) if r["min_score"] == default and default is not None]
+        for i in marked:
+            ax.axvline(i, color="grey", linestyle="--", linewidth=1)
+    fig.tight_layout()
+    return fig
+
+
+def plot_confirm(report: Mapping[str, Any], path: Path, default: float | None = None) -> Path:
+    """`confirm_figure` written to `path` as a PNG."""
+    return _save(confirm_figure(report, default), path)
+
+
 def plot_refiner(history: Sequence[dict[str, Any]], path: Path) -> Path:
     """Box-refiner training per epoch: losses (left), mean IoU of the validation boxes with their
     labels before and after refinement (right)."""

@@ -1,6 +1,6 @@
 """training.evaluate through the pipeline the service runs: large photos whose search is limited to
 doubtful readings (`ZoomParams.search_below_p`), and grainy and blurred photos (`models.photo`), read
-as `Predictor.detect` reads them."""
+as `Predictor.detect` reads them; and how the evaluator prints what /v1/confirm passes."""
 
 from __future__ import annotations
 
@@ -116,3 +116,21 @@ def test_grainy_and_blurred_photos_are_read_prepared_as_the_service_reads_them(
         assert read[image["id"]] == service.assemble(service.detect([pixels])[0].sites).value
         differ += read[image["id"]] != plain.assemble(plain.detect([pixels])[0].sites).value
     assert differ > 0  # the steps changed readings, so the match above tells the two ways apart
+
+
+def test_format_confirmation_prints_a_row_per_min_score_with_the_default_starred() -> None:
+    report = {
+        "pairs": {"label": 10, "neighbour": 40},
+        "rows": [
+            {"min_score": None, "label": 0.8, "neighbour": 0.0},
+            {"min_score": 0.2, "label": 0.9, "neighbour": 0.025},
+            {"min_score": 0.1, "label": 0.95, "neighbour": 0.05},
+        ],
+    }
+    lines = evaluate.format_confirmation(report, 0.2).splitlines()
+    assert lines[1].split() == ["min_score", "label", "neighbour"]
+    assert [line.split() for line in lines[2:]] == [
+        ["read", "only", "0.8000", "0.0000"],
+        ["0.2", "*", "0.9000", "0.0250"],
+        ["0.1", "0.9500", "0.0500"],
+    ]

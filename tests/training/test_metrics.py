@@ -10,6 +10,8 @@ from training.metrics import (
     alternatives_coverage,
     coco_map,
     confidence_report,
+    confirm_candidates,
+    confirmation_rates,
     confusion_matrix,
     digit_outcomes,
     ground_truth_coco,
@@ -162,3 +164,48 @@ def test_alternatives_coverage_counts_the_label_at_its_rank_among_the_alternativ
     assert [row["k"] for row in rows] == [0, 1, 2, 3]
     assert [row["right"] for row in rows] == [1, 2, 3, 3]  # 3 has nothing read: never among them
     assert [row["share"] for row in rows] == pytest.approx([0.25, 0.5, 0.75, 0.75])
+
+
+def test_confirm_candidates_are_each_kind_of_number_once_without_the_label() -> None:
+    kinds = confirm_candidates(105, 42)
+    assert (
+        kinds["label"] == [105]
+        and kinds["neighbour"] == [103, 104, 106, 107]
+        and kinds["other photo"] == [42]
+    )
+    assert kinds["digit dropped"] == [5, 15, 10]  # "05" is 5
+    # 27 swaps less 005 (5, dropped already) and 103, 104, 106, 107 (neighbours)
+    assert len(kinds["digit swapped"]) == 22 and {205, 195, 109} <= set(kinds["digit swapped"])
+    assert {1005, 1050, 1105, 1205, 5105, 9105, 1, 8} & set(kinds["digit added"]) == {
+        1005,
+        1050,
+        1105,
+        1205,
+        5105,
+        9105,
+    }
+    everything = [n for numbers in kinds.values() for n in numbers]
+    assert len(everything) == len(set(everything))  # no number twice: 106 is a neighbour, not a swap
+    assert 106 not in kinds["digit swapped"] and 105 not in everything[1:]
+    single = confirm_candidates(0, 0)
+    assert single["neighbour"] == [1, 2] and single["other photo"] == [] and single["digit dropped"] == []
+
+
+def test_confirmation_rates_count_what_passes_at_each_min_score(tmp_path: Path) -> None:
+    right, missed = labelled(tmp_path, 0, [4, 2]), labelled(tmp_path, 1, [1, 5])
+    box = [r.boxes for r in (right, missed)]
+    sites = {
+        0: [Detection(b.box_xyxy, b.digit, 0.85) for b in box[0]],  # 42 read; 4 or 2 dropped at 0.15
+        1: [Detection(box[1][0].box_xyxy, 1, 0.3), Detection(box[1][1].box_xyxy, 5, 0.99)],  # 5; 15 at 0.3
+    }
+    report = confirmation_rates([right, missed], sites, sites, AssemblyParams(), grid=(None, 0.3, 0.1))
+    asked = [confirm_candidates(42, 15), confirm_candidates(15, 42)]
+    assert report["pairs"] == {k: len(asked[0][k]) + len(asked[1][k]) for k in asked[0]}
+    assert report["pairs"]["digit dropped"] == 4 and report["pairs"]["neighbour"] == 8
+    rows = {row["min_score"]: row for row in report["rows"]}
+    assert [rows[t]["label"] for t in (None, 0.3, 0.1)] == [0.5, 1.0, 1.0]
+    # 5 (15 less its 1) is read from photo 1; 4 and 2 (42 less a digit) pass from 0.15
+    assert [rows[t]["digit dropped"] for t in (None, 0.3, 0.1)] == [0.25, 0.25, 0.75]
+    assert all(
+        rows[t][k] == 0.0 for t in rows for k in ("neighbour", "other photo", "digit swapped", "digit added")
+    )

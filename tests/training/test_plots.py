@@ -12,9 +12,11 @@ from training.metrics import confidence_report
 from training.plots import (
     alternatives_figure,
     confidence_figure,
+    confirm_figure,
     loss_curves_figure,
     plot_alternatives,
     plot_confidence,
+    plot_confirm,
     plot_loss_curves,
     plot_quality,
     plot_run_comparison,
@@ -166,3 +168,27 @@ def test_alternatives_figure_draws_a_point_per_k_labelled_with_its_count(tmp_pat
     finally:
         plt.close(fig)
     assert plot_alternatives(rows, 10, tmp_path / "a.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_confirm_figure_draws_the_label_left_and_each_other_kind_right(tmp_path: Path) -> None:
+    report = {
+        "pairs": {"label": 10, "neighbour": 40, "digit dropped": 20},
+        "rows": [
+            {"min_score": None, "label": 0.8, "neighbour": 0.0, "digit dropped": 0.05},
+            {"min_score": 0.2, "label": 0.9, "neighbour": 0.025, "digit dropped": 0.1},
+        ],
+    }
+    fig = confirm_figure(report, default=0.2)
+    try:
+        left, right = fig.axes
+        (passed, marker) = left.get_lines()
+        assert list(passed.get_ydata()) == [0.8, 0.9] and list(marker.get_xdata()) == [1, 1]
+        assert [t.get_text() for t in left.get_xticklabels()] == ["read\nonly", "0.2"]
+        neighbour, dropped, marked = right.get_lines()
+        assert list(marked.get_xdata()) == [1, 1]
+        assert neighbour.get_label() == "neighbour (40)" and dropped.get_label() == "digit dropped (20)"
+        assert list(neighbour.get_ydata()) == [0.5 / 40, 0.025]  # none passing: drawn at the floor
+        assert list(dropped.get_ydata()) == [0.05, 0.1] and right.get_yscale() == "log"
+    finally:
+        plt.close(fig)
+    assert plot_confirm(report, tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

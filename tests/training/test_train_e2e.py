@@ -38,6 +38,7 @@ def test_run_folder_has_everything(trained_run: Path) -> None:
         "eval/confusion_matrix.png",
         "eval/confidence.png",
         "eval/alternatives.png",
+        "eval/confirm.png",
         "eval/sweep.json",
     ):
         assert (trained_run / name).is_file(), name
@@ -81,6 +82,12 @@ def test_evaluate_cli_on_labelled_split(trained_run: Path, synth_dir: Path, tmp_
     assert (tmp_path / "confidence.png").is_file() and (tmp_path / "alternatives.png").is_file()
     shares = [row["share"] for row in saved["alternatives"]]  # k = 0 is the accuracy; more never fewer
     assert shares[0] == pytest.approx(saved["accuracy"]) and shares == sorted(shares)
+    confirm = saved["confirm"]  # the number read only first: the label passes as often as it is read
+    assert confirm["pairs"]["label"] == 8 and (tmp_path / "confirm.png").is_file()
+    assert confirm["rows"][0]["min_score"] is None
+    assert confirm["rows"][0]["label"] == pytest.approx(saved["accuracy"])
+    passed = [row["label"] for row in confirm["rows"]]  # from a lower min_score, never fewer
+    assert passed == sorted(passed)
     with (tmp_path / "pred.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 8 and set(rows[0]) == {"image_id", "pred_label"}
