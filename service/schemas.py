@@ -157,6 +157,45 @@ class RecognizeResponse(BaseModel):
     results: list[RecognizeResult]
 
 
+class NumberRead(BaseModel):
+    """The number read from the image, as /v1/recognize reads it."""
+
+    text: str = Field(description="digits left to right; empty when none survives")
+    number: int = Field(description="the number as an integer; -1 when no digit survives")
+    p_correct: float | None = Field(None, description="as in /v1/recognize")
+
+
+class ConfirmResult(BaseModel):
+    index: int = Field(description="position of the image in the request")
+    width: int
+    height: int
+    expected: int = Field(description="the number asked about (`?number=`), as an integer")
+    shown: bool = Field(description="whether the image shows it: the number read, or a reading one edit away")
+    how: Literal["read", "alternative"] | None = Field(
+        description="read: it is the number read; alternative: a reading one edit from it whose edit "
+        "scores at least min_score (models/confirm.py); null: not shown"
+    )
+    digits: list[DigitDetection] = Field(
+        description="the digits that show it, left to right (an alternative's, with its edit); empty "
+        "when not shown"
+    )
+    edit: Literal["insert", "swap", "drop"] | None = Field(
+        None, description="for how = alternative, the edit from the number read"
+    )
+    score: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="for how = alternative, the edit's score (as in `alternatives`): not a probability",
+    )
+    read: NumberRead
+    timing: Timing
+
+
+class ConfirmResponse(BaseModel):
+    results: list[ConfirmResult]
+
+
 class AssembleRequest(BaseModel):
     """Digit sites (`sites` as /v1/detect returned them; `detections` there give the detector's own
     reading) and thresholds; omitted thresholds are the service's."""

@@ -47,6 +47,13 @@ class Telemetry:
             buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0),
             registry=r,
         )
+        self.confirmed = Counter(
+            "digitserve_confirmed",
+            "/v1/confirm's answers per image, by how the number asked about was found (read, alternative) "
+            "or not shown",
+            ["how"],
+            registry=r,
+        )
         self.rejected = Counter(
             "digitserve_rejected", "requests refused before inference", ["reason"], registry=r
         )

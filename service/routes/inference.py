@@ -1,5 +1,5 @@
-"""POST /v1/detect and /v1/recognize: multipart uploads in fields named `image` (repeatable), or one
-image as the request body (`service.uploads`); POST /v1/assemble."""
+"""POST /v1/detect, /v1/recognize and /v1/confirm: multipart uploads in fields named `image`
+(repeatable), one image as the request body, or base64 in JSON (`service.uploads`); POST /v1/assemble."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 
 from models.assembly import assemble_number
+from models.confirm import MIN_SCORE, confirm_number
 from models.reread import Findings
 from service.deps import ApiKeyDep, StateDep
 from service.pipeline import alternatives_schema, detect_uploads, from_schema, to_schema
@@ -16,8 +17,11 @@ from service.schemas import (
     MAX_ALTERNATIVES,
     AssembleRequest,
     AssembleResponse,
+    ConfirmResponse,
+    ConfirmResult,
     DetectResponse,
     DetectResult,
+    NumberRead,
     RecognizeResponse,
     RecognizeResult,
     error_responses,
@@ -113,6 +117,67 @@ async def recognize(
             )
         )
     return RecognizeResponse(results=out)
+
+
+@router.post(
+    "/confirm",
+    response_model=ConfirmResponse,
+    responses={**ERRORS, **VERSIONED},
+    openapi_extra=RAW_BODY_OPENAPI,
+)
+async def confirm(
+    _: ApiKeyDep,
+    state: StateDep,
+    image: UploadsDep,
+    response: Response,
+    number: Annotated[
+        str,
+        Query(pattern=r"^[0-9]{1,18}$", description="the number the image should show (digits; 038 is 38)"),
+    ],
+    min_score: Annotated[
+        float,
+        Query(ge=0.0, le=1.0, description="a reading one edit away shows it from this edit score"),
+    ] = MIN_SCORE,
+    alternatives: Annotated[
+        bool, Query(description="false: only the number read shows it, whatever min_score")
+    ] = True,
+) -> ConfirmResponse:
+    """Whether each image shows `number`: the number read, or a reading one edit away (a digit the
+    assembly left out, a rival digit, a digit too many) whose edit scores at least `min_score`. Where
+    a caller knows which number to expect (a delivery's address), this passes the right number more
+    often than comparing it with /v1/recognize's; how often other numbers pass, by `min_score`, is in
+    docs/evaluation.md."""
+    predictor, results = await detect_uploads(image, state)
+    response.headers[VERSION_HEADER] = state.version
+    expected = int(number)
+    out = []
+    for r in results:
+        read = predictor.assemble(r.findings.sites)
+        p_correct = predictor.p_correct(read, r.findings)
+        found = confirm_number(
+            expected, read, r.findings.sites, r.findings.detections, min_score if alternatives else None
+        )
+        state.telemetry.confirmed.labels(found.how or "not_shown").inc()
+        out.append(
+            ConfirmResult(
+                index=r.index,
+                width=r.image.width,
+                height=r.image.height,
+                expected=expected,
+                shown=found.shown,
+                how=found.how,
+                digits=[] if found.number is None else [to_schema(d) for d in found.number.digits],
+                edit=found.edit,
+                score=None if found.score is None else round(found.score, 5),
+                read=NumberRead(
+                    text=read.text,
+                    number=read.value,
+                    p_correct=None if p_correct is None else round(p_correct, 5),
+                ),
+                timing=r.timing,
+            )
+        )
+    return ConfirmResponse(results=out)
 
 
 @router.post(

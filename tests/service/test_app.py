@@ -15,6 +15,7 @@ from PIL import Image
 from models.alternatives import alternative_readings
 from models.assembly import AssemblyParams, Detection, assemble_number
 from models.boxes import xywh_to_xyxy
+from models.confirm import confirming_scores
 from models.host import cpu_info
 from models.reread import Findings
 from models.verifier import load_verifier, number_features
@@ -431,7 +432,15 @@ def test_draining_refuses_new_work(client: TestClient) -> None:
 
 def test_openapi_documents_routes_and_errors(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
-    for path in ("/v1/detect", "/v1/recognize", "/v1/model", "/health/live", "/health/ready", "/metrics"):
+    for path in (
+        "/v1/detect",
+        "/v1/recognize",
+        "/v1/confirm",
+        "/v1/model",
+        "/health/live",
+        "/health/ready",
+        "/metrics",
+    ):
         assert path in spec["paths"], path
     detect = spec["paths"]["/v1/detect"]["post"]["responses"]
     assert {"200", "400", "401", "413", "415", "422", "500", "503"} <= set(detect)
@@ -554,6 +563,64 @@ def test_recognize_offers_the_readings_one_edit_away_when_asked(start_client: St
     for too_many in ("11", "-1", "two"):
         refused = client.post(f"/v1/recognize?alternatives={too_many}", files=files(image))
         assert refused.status_code == 422 and refused.json()["error"]["code"] == "invalid_request"
+
+
+def test_confirm_says_whether_each_image_shows_the_number_asked_about(start_client: StartClient) -> None:
+    client = start_client(score_threshold=0.125)  # the random model's scores: ~0.12-0.13
+    image = noise_png(seed=3)
+    found = client.post("/v1/detect", files=files(image)).json()["results"][0]
+    sites, detections = (
+        [Detection(xywh_to_xyxy(d["bbox"]), d["digit"], d["score"]) for d in found[key]]
+        for key in ("sites", "detections")
+    )
+    number = assemble_number(sites, AssemblyParams(score_threshold=0.125))
+    scores = confirming_scores(number, sites, detections)
+    alternatives = {n: score for n, score in scores.items() if n != number.value}
+    assert number.digits and alternatives  # the random model reads 6s, with drops and left-out digits
+
+    def ask(expected: int, query: str = "") -> dict:
+        answer = client.post(f"/v1/confirm?number={expected}{query}", files=files(image, image))
+        assert answer.status_code == 200 and answer.headers["X-Model-Version"]
+        first, second = answer.json()["results"]
+        assert second == {**first, "index": 1, "timing": second["timing"]}  # each image answered
+        assert first["expected"] == expected and first["read"]["text"] == number.text
+        return first
+
+    read = ask(number.value, "&alternatives=false")
+    assert (read["shown"], read["how"], read["edit"], read["score"]) == (True, "read", None, None)
+    assert [d["digit"] for d in read["digits"]] == [d.digit for d in number.digits]
+    for value, score in alternatives.items():
+        passed = ask(value, "&min_score=0")
+        assert (passed["shown"], passed["how"]) == (True, "alternative") and passed["edit"] in (
+            "insert",
+            "drop",
+            "swap",
+        )
+        assert passed["score"] == pytest.approx(score, abs=1e-4)
+        assert [d["digit"] for d in passed["digits"]] == [
+            int(c) for c in str(value).zfill(len(passed["digits"]))
+        ]
+        assert ask(value, "&min_score=0&alternatives=false")["shown"] is False
+        if score < 0.99:
+            assert ask(value, f"&min_score={score + 0.01:.4f}")["shown"] is False
+        assert ask(value)["shown"] is (score >= 0.2)  # the default min_score
+    nowhere = next(n for n in range(10**7, 10**8) if n not in scores)
+    missing = ask(nowhere, "&min_score=0")
+    assert (missing["shown"], missing["how"], missing["digits"], missing["edit"]) == (False, None, [], None)
+    metrics = client.get("/metrics").text
+    assert 'digitserve_confirmed_total{how="read"} 2.0' in metrics
+    assert 'digitserve_confirmed_total{how="not_shown"}' in metrics
+    for bad in ("12a", "", "-3", "1" * 19, "1.5"):
+        refused = client.post(f"/v1/confirm?number={bad}", files=files(image))
+        assert refused.status_code == 422 and refused.json()["error"]["code"] == "invalid_request", bad
+    assert client.post("/v1/confirm", files=files(image)).status_code == 422  # no number
+    assert client.post("/v1/confirm?number=5&min_score=1.5", files=files(image)).status_code == 422
+    raw = client.post(
+        f"/v1/confirm?number={number.value}", content=image, headers={"Content-Type": "image/png"}
+    )
+    assert raw.json()["results"][0]["how"] == "read"  # the image as the body, as elsewhere
+    leading = client.post(f"/v1/confirm?number=00{number.value}", files=files(image)).json()["results"][0]
+    assert leading["expected"] == number.value and leading["how"] == "read"
 
 
 def test_the_documented_recognize_example_is_a_valid_answer(client: TestClient) -> None:
