@@ -3,6 +3,7 @@
     digitserve predict photos/ house.jpg                       # in-process, the default checkpoint
     digitserve predict photos/ --checkpoint runs/x/best --out preds/ --draw drawn/
     digitserve predict photos/ --url http://127.0.0.1:8000 --api-key KEY --concurrency 4
+    digitserve predict proof.jpg --confirm 179                # does it show 179? (as /v1/confirm)
     curl -s https://example.org/house.jpg | digitserve predict -   # `-`: an image from standard input
     digitserve settings                                          # the service's DIGITSERVE_* settings
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -31,6 +33,7 @@ from pathlib import Path
 
 import httpx
 
+from models.confirm import MIN_SCORE
 from models.hw2 import image_ids_for
 from models.load_errors import LOAD_ERRORS
 from service.config import SHIPPED_CHECKPOINT, Settings, resolve_checkpoint
@@ -40,6 +43,7 @@ from service.readers import (
     FileResult,
     LocalReader,
     ReadError,
+    ReadOptions,
     RemoteReader,
     read_all,
     stdin_loader,
@@ -149,6 +153,20 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="K",
         help="also up to K readings one edit away, surest first, as /v1/recognize?alternatives=K (0-10)",
     )
+    predict.add_argument(
+        "--confirm",
+        type=confirm_number_arg,
+        metavar="N",
+        help="also say whether each image shows the number N, as /v1/confirm?number=N answers it",
+    )
+    predict.add_argument(
+        "--min-score",
+        type=min_score_arg,
+        default=UNSET,
+        metavar="S",
+        help="with --confirm: a reading one edit away shows N from this edit score "
+        f"(0-1, default {MIN_SCORE}); read: only the number read",
+    )
     predict.add_argument("--device", default="auto")
     predict.add_argument("--score-threshold", type=float)
     predict.add_argument("--iou-threshold", type=float)
@@ -168,6 +186,29 @@ def build_parser() -> argparse.ArgumentParser:
         "--checkpoint", type=Path, help="whose values an unset setting takes (default: the shipped model)"
     )
     return p
+
+
+UNSET = object()  # --min-score not given: MIN_SCORE with --confirm, and nothing to refuse without it
+
+
+def confirm_number_arg(text: str) -> int:
+    """--confirm's N: digits, as /v1/confirm's `number` (038 is 38)."""
+    if not re.fullmatch(r"[0-9]{1,18}", text):
+        raise argparse.ArgumentTypeError(f"a house number is 1-18 digits, not {text!r}")
+    return int(text)
+
+
+def min_score_arg(text: str) -> float | None:
+    """--min-score: a score in 0-1, or "read" (None: only the number read shows N)."""
+    if text == "read":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"a score in 0-1, or read, not {text!r}")
+    return value
 
 
 def open_reader(args: argparse.Namespace) -> LocalReader | RemoteReader:
@@ -218,6 +259,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--concurrency must be at least 1 and --retries at least 0")
     if not 0 <= args.alternatives <= MAX_ALTERNATIVES:
         parser.error(f"--alternatives must be 0-{MAX_ALTERNATIVES}")
+    if args.confirm is None and args.min_score is not UNSET:
+        parser.error("--min-score is --confirm's: give the number to confirm")
     if args.concurrency > 1 and not args.url:
         parser.error("--concurrency needs --url: in-process, the model reads one file at a time")
     if STDIN in args.paths and sys.stdin is not None and sys.stdin.isatty():
@@ -240,9 +283,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     interrupted, start = False, time.perf_counter()
     load = stdin_loader(sys.stdin.buffer if STDIN in paths and sys.stdin is not None else None)
     try:
-        for result in read_all(
-            reader, paths, not args.no_progress, args.concurrency, load, args.alternatives
-        ):
+        min_score = MIN_SCORE if args.min_score is UNSET else args.min_score
+        options = ReadOptions(args.alternatives, args.confirm, min_score)
+        for result in read_all(reader, paths, not args.no_progress, args.concurrency, load, options):
             results.append(result)
             if args.format == "jsonl":
                 print(json.dumps(result_record(result)), flush=True)
@@ -253,7 +296,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(reader, RemoteReader):
             reader.close()
     if args.format == "table":
-        print(format_table(results, args.alternatives > 0))
+        print(format_table(results, args.alternatives > 0, args.confirm))
     print(summarize(results, time.perf_counter() - start), file=sys.stderr)
     write_outputs(args, paths, results, reader.assembly.score_threshold, load)
     if interrupted:

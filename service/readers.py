@@ -20,6 +20,7 @@ from tqdm import tqdm
 from models.alternatives import Alternative, alternative_readings
 from models.assembly import AssembledNumber, AssemblyParams, Detection, assemble_number
 from models.boxes import xywh_to_xyxy
+from models.confirm import MIN_SCORE, Confirmation, confirm_number
 from models.inference import resolve_device
 from models.reread import Findings
 from service.imaging import REDUCE_TO_PX, ImageError, decode_image
@@ -48,6 +49,18 @@ class FileResult:
     p_correct: float | None = None
     version: str | None = None  # what made the reading (X-Model-Version); None where no one version names it
     alternatives: tuple[Alternative, ...] = ()  # readings one edit away, surest first (--alternatives)
+    confirmation: Confirmation | None = None  # whether it shows the number asked about (--confirm)
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """What `read_one` works out beside the number: up to `alternatives` readings one edit away, and
+    whether the image shows `confirm` (None: not asked) as /v1/confirm answers it, from `min_score`
+    (None: the number read only)."""
+
+    alternatives: int = 0
+    confirm: int | None = None
+    min_score: float | None = MIN_SCORE
 
 
 class Reader(Protocol):
@@ -201,10 +214,14 @@ def stdin_loader(stream: BinaryIO | None) -> Callable[[Path], bytes]:
 
 
 def read_one(
-    reader: Reader, path: Path, load: Callable[[Path], bytes] = Path.read_bytes, alternatives: int = 0
+    reader: Reader,
+    path: Path,
+    load: Callable[[Path], bytes] = Path.read_bytes,
+    options: ReadOptions = ReadOptions(),
 ) -> FileResult:
-    """One file's detections and number, and up to `alternatives` readings one edit away
-    (`models.alternatives`), or the error that stopped it; its bytes come from `load`."""
+    """One file's detections and number, with what `options` asks for besides (readings one edit
+    away, `models.alternatives`; whether it shows a number, `models.confirm`), or the error that
+    stopped it; its bytes come from `load`."""
     start = time.perf_counter()
     try:
         found, version = reader.detect(path, load(path))
@@ -213,7 +230,12 @@ def read_one(
     number = assemble_number(found.sites, reader.assembly)
     elapsed = (time.perf_counter() - start) * 1000
     p_correct = reader.p_correct(number, found)
-    others = tuple(alternative_readings(number, found.sites, found.detections, most=alternatives))
+    others = tuple(alternative_readings(number, found.sites, found.detections, most=options.alternatives))
+    confirmation = None
+    if options.confirm is not None:
+        confirmation = confirm_number(
+            options.confirm, number, found.sites, found.detections, options.min_score
+        )
     return FileResult(
         path,
         found.detections,
@@ -223,6 +245,7 @@ def read_one(
         p_correct=p_correct,
         version=version,
         alternatives=others,
+        confirmation=confirmation,
     )
 
 
@@ -232,13 +255,13 @@ def read_all(
     progress: bool,
     concurrency: int = 1,
     load: Callable[[Path], bytes] = Path.read_bytes,
-    alternatives: int = 0,
+    options: ReadOptions = ReadOptions(),
 ) -> Iterator[FileResult]:
     """Every file's result (`read_one`), in the order of `paths`; with `concurrency` > 1, that many
     files are read at once on threads (for a RemoteReader: requests in flight)."""
     bar = tqdm(total=len(paths), desc="reading", unit="img", disable=not progress, file=sys.stderr)
     with bar, ThreadPoolExecutor(max_workers=concurrency) as pool:
         reads = pool.map if concurrency > 1 else map  # one at a time: on this thread
-        for result in reads(lambda path: read_one(reader, path, load, alternatives), paths):
+        for result in reads(lambda path: read_one(reader, path, load, options), paths):
             bar.update(1)
             yield result

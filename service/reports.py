@@ -11,39 +11,73 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
+from models.confirm import Confirmation
 from models.hw2 import write_pred_csv, write_pred_json
 from service.imaging import decode_image
 from service.pipeline import alternative_schema, to_schema
 from service.readers import STDIN, STDIN_NAME, FileResult
 
 
-def format_table(results: Sequence[FileResult], alternatives: bool = False) -> str:
-    """One row a file; with `alternatives`, a last column of its readings one edit away."""
+def format_table(
+    results: Sequence[FileResult], alternatives: bool = False, confirm: int | None = None
+) -> str:
+    """One row a file; with `confirm`, a column saying whether it shows that number (`shown_cell`);
+    with `alternatives`, a last column of its readings one edit away."""
     width = max([len(str(r.path)) for r in results] + [4])
+    shows = "" if confirm is None else f"shows {confirm}"
+    cells = [shown_cell(r.confirmation) for r in results]
+    column = max([len(shows), *map(len, cells)])
     lines = [
         f"{'file':{width}}  {'number':>10}  {'confidence':>10}  {'p_correct':>9}  {'digits':>6}  {'ms':>7}"
+        + (f"  {shows:{column}}" if shows else "")
         + "  or perhaps" * alternatives
     ]
-    for r in results:
+    lines[0] = lines[0].rstrip()
+    for r, cell in zip(results, cells, strict=True):
         if r.number is None:
             lines.append(f"{r.path!s:{width}}  {'error':>10}  {r.error}")
         else:
             p_correct = "-" if r.p_correct is None else f"{r.p_correct:.3f}"
             others = "  " + (", ".join(a.number.text for a in r.alternatives) or "-") if alternatives else ""
+            shown = f"  {cell:{column}}" if shows else ""
             lines.append(
                 f"{r.path!s:{width}}  {r.number.text or '-1':>10}  {r.number.confidence:10.3f}  "
-                f"{p_correct:>9}  {len(r.number.digits):6d}  {r.elapsed_ms:7.1f}{others}"
+                f"{p_correct:>9}  {len(r.number.digits):6d}  {r.elapsed_ms:7.1f}{shown}{others}".rstrip()
             )
     return "\n".join(lines)
+
+
+def shown_cell(confirmation: Confirmation | None) -> str:
+    """A table cell for /v1/confirm's answer: "yes (read)", "yes (swap 0.72)", "no" ("-": not asked)."""
+    if confirmation is None:
+        return "-"
+    if confirmation.how == "alternative":
+        return f"yes ({confirmation.edit} {confirmation.score:.2f})"
+    return "yes (read)" if confirmation.shown else "no"
+
+
+def confirm_record(confirmation: Confirmation) -> dict[str, Any]:
+    """/v1/confirm's answer for one image, as `--format jsonl` writes it (its result less the image's
+    size, the number read and the timing, which the record holds already)."""
+    return {
+        "expected": confirmation.expected,
+        "shown": confirmation.shown,
+        "how": confirmation.how,
+        "digits": []
+        if confirmation.number is None
+        else [to_schema(d).model_dump() for d in confirmation.number.digits],
+        "edit": confirmation.edit,
+        "score": None if confirmation.score is None else round(confirmation.score, 5),
+    }
 
 
 def result_record(result: FileResult) -> dict[str, Any]:
     """One file's reading as `--format jsonl` writes it: `file`, and either `error`, or the number as
     /v1/recognize answers it (`text`, `number`: -1 when no digit survives, `confidence`, `p_correct`,
     `digits` with COCO `bbox` [x, y, w, h] in the image's pixels and `category_id` = digit + 1,
-    `alternatives` as /v1/recognize?alternatives=k gives them: empty unless asked), `version` (what
-    made it, as the service's X-Model-Version; null at other thresholds than a server's own) and
-    `ms`."""
+    `alternatives` as /v1/recognize?alternatives=k gives them: empty unless asked), with --confirm
+    `confirm` (`confirm_record`), `version` (what made it, as the service's X-Model-Version; null at
+    other thresholds than a server's own) and `ms`."""
     if result.number is None:
         return {"file": str(result.path), "error": result.error}
     number = result.number
@@ -55,6 +89,7 @@ def result_record(result: FileResult) -> dict[str, Any]:
         "p_correct": None if result.p_correct is None else round(result.p_correct, 5),
         "digits": [to_schema(d).model_dump() for d in number.digits],
         "alternatives": [alternative_schema(a).model_dump() for a in result.alternatives],
+        **({} if result.confirmation is None else {"confirm": confirm_record(result.confirmation)}),
         "version": result.version,
         "ms": round(result.elapsed_ms, 1),
     }
@@ -68,9 +103,11 @@ def summarize(results: Sequence[FileResult], seconds: float) -> str:
     pace = f", {len(results) / seconds:.1f} files/s" if results and seconds > 0 else ""
     versions = list(dict.fromkeys(r.version for r in results if r.version))
     named = f"; version{'s' if len(versions) > 1 else ''} {', '.join(versions)}" if versions else ""
+    asked = [r.confirmation for r in results if r.confirmation is not None]
+    shown = f"; {asked[0].expected} shown in {sum(c.shown for c in asked)}" if asked else ""
     return (
         f"digitserve: {len(results)} files: a number in {found}, no digit in "
-        f"{len(results) - found - errors}, an error in {errors}; {seconds:.1f} s{pace}{named}"
+        f"{len(results) - found - errors}, an error in {errors}{shown}; {seconds:.1f} s{pace}{named}"
     )
 
 

@@ -489,7 +489,7 @@ def test_alternatives_are_read_with_the_number_when_asked(
 ) -> None:
     path = tmp_path / "42.png"
     assert readers.read_one(FixedReader(), path, lambda p: b"").alternatives == ()
-    result = readers.read_one(FixedReader(), path, lambda p: b"", alternatives=2)
+    result = readers.read_one(FixedReader(), path, lambda p: b"", readers.ReadOptions(alternatives=2))
     # the swap (0.3) is surer than dropping the 2 (1 - 0.8), surer than dropping the 4 (1 - 0.9)
     assert [(a.number.text, a.edit) for a in result.alternatives] == [("92", "swap"), ("4", "drop")]
     record = reports.result_record(result)
@@ -512,3 +512,61 @@ def test_alternatives_are_read_with_the_number_when_asked(
         with pytest.raises(SystemExit):
             cli.main(["predict", str(path), "--alternatives", wrong])
         assert "--alternatives must be 0-10" in capsys.readouterr().err
+
+
+def test_confirm_says_for_each_file_whether_it_shows_the_number(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "42.png"
+    read = readers.read_one(FixedReader(), path, lambda p: b"", readers.ReadOptions(confirm=42))
+    assert read.confirmation is not None and read.confirmation.how == "read"
+    assert readers.read_one(FixedReader(), path, lambda p: b"").confirmation is None  # not asked
+    swap = readers.read_one(
+        FixedReader(), path, lambda p: b"", readers.ReadOptions(confirm=92, min_score=0.3)
+    )
+    assert reports.shown_cell(swap.confirmation) == "yes (swap 0.30)"
+    record = reports.result_record(swap)["confirm"]
+    assert (record["expected"], record["shown"], record["how"], record["edit"]) == (
+        92,
+        True,
+        "alternative",
+        "swap",
+    )
+    assert [d["digit"] for d in record["digits"]] == [9, 2] and record["score"] == 0.3
+    unsure = readers.read_one(
+        FixedReader(), path, lambda p: b"", readers.ReadOptions(confirm=92, min_score=0.31)
+    )
+    assert reports.shown_cell(unsure.confirmation) == "no" and reports.shown_cell(None) == "-"
+    assert reports.result_record(unsure)["confirm"] == {
+        "expected": 92,
+        "shown": False,
+        "how": None,
+        "digits": [],
+        "edit": None,
+        "score": None,
+    }
+    assert "confirm" not in reports.result_record(replace(read, confirmation=None))
+    table = reports.format_table([read, swap, unsure], confirm=92).splitlines()
+    assert table[0].split()[-2:] == ["shows", "92"]
+    assert [line.split("  ")[-1].strip() for line in table[1:]] == ["yes (read)", "yes (swap 0.30)", "no"]
+    # through main: the default min_score (0.2) passes the swap at 0.3; "read" does not; a summary count
+    monkeypatch.setattr(cli, "LocalReader", lambda checkpoint, device, params: FixedReader())
+    Image.new("RGB", (4, 4)).save(path)
+    for extra, shown in (([], True), (["--min-score", "read"], False), (["--min-score", "0.5"], False)):
+        argv = ["predict", str(path), "--confirm", "092", "--format", "jsonl", "--no-progress", *extra]
+        assert cli.main(argv) == 0
+        out = capsys.readouterr()
+        assert (
+            json.loads(out.out)["confirm"]["shown"] is shown
+            and json.loads(out.out)["confirm"]["expected"] == 92
+        )
+        assert f"92 shown in {int(shown)};" in out.err
+    for wrong, message in (
+        (["--confirm", "12a"], "1-18 digits"),
+        (["--confirm", "-3"], "1-18 digits"),
+        (["--confirm", "12", "--min-score", "2"], "a score in 0-1"),
+        (["--min-score", "0.3"], "--min-score is --confirm's"),
+    ):
+        with pytest.raises(SystemExit):
+            cli.main(["predict", str(path), *wrong])
+        assert message in capsys.readouterr().err
