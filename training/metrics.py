@@ -222,18 +222,20 @@ def confirmation_rates(
     """For each `min_score` of `grid` (None: the number read only), the share of the numbers of each
     kind (`confirm_candidates`; "other photo" is the next photo's label that differs, cyclically)
     that `models.confirm.confirm_number` passes for the photo: the label's share is the true accept
-    rate, the others' false accept rates. Returns {"pairs": {kind: n}, "rows": [{"min_score",
-    kind: share, ...}]}."""
+    rate, the others' false accept rates; photos labelled with no digit are left out. Returns
+    {"pairs": {kind: n}, "rows": [{"min_score", kind: share, ...}]}."""
     labels = [r.number for r in records]
     accepted = {kind: np.zeros(len(grid), dtype=np.int64) for kind in CONFIRM_KINDS}
     pairs = dict.fromkeys(CONFIRM_KINDS, 0)
     limits = np.array([np.inf if t is None else t for t in grid])
     for i, record in enumerate(records):
+        if record.number < 0:  # nothing to confirm
+            continue
         found = sites.get(record.image_id, ())
         number = assemble_number(found, params)
         scores = confirming_scores(number, found, detections.get(record.image_id, ()))
         rest = labels[i + 1 :] + labels[:i]
-        other = next((n for n in rest if n != record.number), record.number)
+        other = next((n for n in rest if n != record.number and n >= 0), record.number)
         for kind, numbers in confirm_candidates(record.number, other).items():
             pairs[kind] += len(numbers)
             for n in numbers:

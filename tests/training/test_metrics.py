@@ -198,7 +198,8 @@ def test_confirmation_rates_count_what_passes_at_each_min_score(tmp_path: Path) 
         0: [Detection(b.box_xyxy, b.digit, 0.85) for b in box[0]],  # 42 read; 4 or 2 dropped at 0.15
         1: [Detection(box[1][0].box_xyxy, 1, 0.3), Detection(box[1][1].box_xyxy, 5, 0.99)],  # 5; 15 at 0.3
     }
-    report = confirmation_rates([right, missed], sites, sites, AssemblyParams(), grid=(None, 0.3, 0.1))
+    blank = labelled(tmp_path, 2, [])  # no digit labelled: nothing to ask about
+    report = confirmation_rates([right, blank, missed], sites, sites, AssemblyParams(), grid=(None, 0.3, 0.1))
     asked = [confirm_candidates(42, 15), confirm_candidates(15, 42)]
     assert report["pairs"] == {k: len(asked[0][k]) + len(asked[1][k]) for k in asked[0]}
     assert report["pairs"]["digit dropped"] == 4 and report["pairs"]["neighbour"] == 8
