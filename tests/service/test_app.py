@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from models.alternatives import alternative_readings
-from models.assembly import AssemblyParams, Detection, assemble_number
+from models.assembly import AssembledNumber, AssemblyParams, Detection, assemble_number
 from models.boxes import xywh_to_xyxy
 from models.confirm import confirming_scores
 from models.host import cpu_info
@@ -534,15 +534,23 @@ def test_p_correct_is_null_where_the_verifier_was_fitted_on_another_pipeline(
     assert "digitserve_p_correct_count 0.0" in client.get("/metrics").text
 
 
-def test_recognize_offers_the_readings_one_edit_away_when_asked(start_client: StartClient) -> None:
-    client = start_client(score_threshold=0.125)  # the random model's scores: ~0.12-0.13
-    image = noise_png(seed=3)
+def read_by_detect(
+    client: TestClient, image: bytes, score_threshold: float
+) -> tuple[dict, AssembledNumber, list[Detection], list[Detection]]:
+    """/v1/detect's answer for `image`, and the number its sites make at `score_threshold` with the
+    sites and detections it is read from, as the models' detections."""
     found = client.post("/v1/detect", files=files(image)).json()["results"][0]
     sites, detections = (
         [Detection(xywh_to_xyxy(d["bbox"]), d["digit"], d["score"]) for d in found[key]]
         for key in ("sites", "detections")
     )
-    number = assemble_number(sites, AssemblyParams(score_threshold=0.125))
+    return found, assemble_number(sites, AssemblyParams(score_threshold=score_threshold)), sites, detections
+
+
+def test_recognize_offers_the_readings_one_edit_away_when_asked(start_client: StartClient) -> None:
+    client = start_client(score_threshold=0.125)  # the random model's scores: ~0.12-0.13
+    image = noise_png(seed=3)
+    found, number, sites, detections = read_by_detect(client, image, 0.125)
     expected = alternative_readings(number, sites, detections)
     assert len(expected) >= 2  # the random model reads 6s: drops and digits left out
     plain = client.post("/v1/recognize", files=files(image)).json()["results"][0]
@@ -568,12 +576,7 @@ def test_recognize_offers_the_readings_one_edit_away_when_asked(start_client: St
 def test_confirm_says_whether_each_image_shows_the_number_asked_about(start_client: StartClient) -> None:
     client = start_client(score_threshold=0.125)  # the random model's scores: ~0.12-0.13
     image = noise_png(seed=3)
-    found = client.post("/v1/detect", files=files(image)).json()["results"][0]
-    sites, detections = (
-        [Detection(xywh_to_xyxy(d["bbox"]), d["digit"], d["score"]) for d in found[key]]
-        for key in ("sites", "detections")
-    )
-    number = assemble_number(sites, AssemblyParams(score_threshold=0.125))
+    _found, number, sites, detections = read_by_detect(client, image, 0.125)
     scores = confirming_scores(number, sites, detections)
     alternatives = {n: score for n, score in scores.items() if n != number.value}
     assert number.digits and alternatives  # the random model reads 6s, with drops and left-out digits
