@@ -1,14 +1,16 @@
 """Latency and throughput through HTTP against the bare model loop, on the same images.
 
     python benchmarks/bench_service.py [--checkpoint DIR] [--requests 200] [--concurrency 1 8] \
-        [--batch-size 1 8] [--upload field body json]
+        [--batch-size 1 8] [--upload field body json] [--route detect recognize confirm]
 
 Starts the real service (uvicorn, loopback only), sends one-image /v1/detect requests at each
 concurrency, and prints p50/p99 latency and images/s beside the bare `Predictor.detect` loop, with the
 ratio. An HTTP row also gives the median of the service's own `timing.total_ms`: the gap to its p50 is
 what HTTP, the upload and the client cost. `--upload body` sends each image as the request body instead
 of a multipart `image` field, `--upload json` in base64 in a JSON body (a row for each way given; the
-base64 is encoded before timing starts, as a client holding it would send it). The bare loop runs six
+base64 is encoded before timing starts, as a client holding it would send it). `--route recognize` and
+`--route confirm` (`?number=` each image's own label where the images are real, alternatives on) time
+those routes instead of /v1/detect (a row for each). The bare loop runs six
 times more, without the second look at small numbers (models/zoom.py), without the checkpoint's reader
 (models/reread.py), without its box refiner (models/refiner.py), without its rescorer
 (models/rescorer.py), in float32 where the checkpoint has int8 ranges (the detector, and the refiner and
@@ -24,6 +26,7 @@ import argparse
 import asyncio
 import base64
 import io
+import itertools
 import json
 import os
 import statistics
@@ -47,6 +50,7 @@ from service.config import Settings, resolve_checkpoint  # noqa: E402
 from service.imaging import decode_image  # noqa: E402
 from service.predictor import Predictor  # noqa: E402
 from training import synth  # noqa: E402
+from training.data import load_coco_split  # noqa: E402
 
 REAL = REPO.parent / "shared" / "data" / "svhn-hw2" / "valid"
 
@@ -99,13 +103,32 @@ def bare_loops(predictors: list[Predictor], images: list[bytes], requests: int) 
     return [summarise(times, sum(times) / 1000, requests) for times in latencies]
 
 
+ROUTES = {"detect": "/v1/detect", "recognize": "/v1/recognize", "confirm": "/v1/confirm"}
+
+
+def load_labels(count: int) -> list[int]:
+    """The labels of `load_images`' real images, in their order (1 for each synthetic one: what
+    /v1/confirm is asked costs the same whatever it is)."""
+    if not REAL.is_dir():
+        return [1] * count
+    numbers = {r.path.name: r.number for r in load_coco_split(REAL, REAL.parent / "valid.json")[0]}
+    return [numbers[p.name] for p in sorted(REAL.glob("*.png"), key=lambda p: int(p.stem))[:count]]
+
+
 async def http_load(
-    url: str, images: list[bytes], requests: int, concurrency: int, upload: str = "field"
+    url: str,
+    images: list[bytes],
+    requests: int,
+    concurrency: int,
+    upload: str = "field",
+    route: str = "detect",
+    labels: list[int] | None = None,
 ) -> dict[str, float]:
     """Client-side latency summary, plus `server_p50`: the median of the service's own `timing.total_ms`
     (request start to result, decode and queue included), so that what HTTP itself costs is the gap.
     `upload`: "field" (multipart, an `image` field), "body" (the PNG as the request body) or "json"
-    (`{"image": "<base64>"}`)."""
+    (`{"image": "<base64>"}`); `route`: a key of ROUTES, /v1/confirm asked about each image's label
+    in `labels` (1 without)."""
     latencies: list[float] = []
     server_ms: list[float] = []
     failures = 0
@@ -122,16 +145,19 @@ async def http_load(
             for i in counter:
                 t0 = time.perf_counter()
                 image = images[i % len(images)]
+                target = url + ROUTES[route]
+                if route == "confirm":
+                    target += f"?number={labels[i % len(labels)] if labels else 1}"
                 if upload == "body":
                     headers = {"content-type": "image/png"}
-                    response = await client.post(f"{url}/v1/detect", content=image, headers=headers)
+                    response = await client.post(target, content=image, headers=headers)
                 elif upload == "json":
                     headers = {"content-type": "application/json"}
                     body = encoded[i % len(images)]
-                    response = await client.post(f"{url}/v1/detect", content=body, headers=headers)
+                    response = await client.post(target, content=body, headers=headers)
                 else:
                     files = [("image", ("x.png", image, "image/png"))]
-                    response = await client.post(f"{url}/v1/detect", files=files)
+                    response = await client.post(target, files=files)
                 latencies.append((time.perf_counter() - t0) * 1000)
                 failures += response.status_code != 200
                 if response.status_code == 200:
@@ -204,6 +230,13 @@ def parse_args() -> argparse.Namespace:
         help="send each image as a multipart `image` field, as the request body, in base64 in a JSON "
         "body, or each way in turn",
     )
+    p.add_argument(
+        "--route",
+        nargs="+",
+        choices=sorted(ROUTES),
+        default=["detect"],
+        help="the route timed through HTTP (a row for each); confirm asks about each image's label",
+    )
     p.add_argument("--device", default="auto")
     p.add_argument("--port", type=int, default=8765)
     return p.parse_args()
@@ -244,7 +277,7 @@ def bare_variants(checkpoint: Path, device: torch.device) -> list[tuple[str, Pre
 
 def format_row(label: str, r: dict[str, float], bare: dict[str, float]) -> str:
     return (
-        f"{label:28} {r['p50']:8.1f} {r['p99']:8.1f} {r['images_per_s']:9.1f} "
+        f"{label:34} {r['p50']:8.1f} {r['p99']:8.1f} {r['images_per_s']:9.1f} "
         f"{r['images_per_s'] / bare['images_per_s']:8.2f}"
     )
 
@@ -252,24 +285,25 @@ def format_row(label: str, r: dict[str, float], bare: dict[str, float]) -> str:
 def print_http_rows(
     args: argparse.Namespace, checkpoint: Path, images: list[bytes], bare: dict[str, float]
 ) -> None:
-    """A row for each service BATCH_SIZE x concurrency x way of uploading, each batch size in a server
-    of its own."""
+    """A row for each service BATCH_SIZE x concurrency x way of uploading x route, each batch size in
+    a server of its own."""
+    labels = load_labels(len(images))
+    url = f"http://127.0.0.1:{args.port}"
     for batch_size in args.batch_size:
         server = start_server(checkpoint, args.port, batch_size, args.device)
         try:
-            for concurrency in args.concurrency:
-                for upload in args.upload:
-                    r = asyncio.run(
-                        http_load(f"http://127.0.0.1:{args.port}", images, args.requests, concurrency, upload)
-                    )
-                    label = f"HTTP c={concurrency} batch={batch_size}" + (
-                        "" if upload == "field" else f" {upload}"
-                    )
-                    print(
-                        format_row(label, r, bare)
-                        + f"  (in the server: p50 {r['server_p50']:.1f} ms)"
-                        + (f"  ({int(r['failures'])} failed)" if r["failures"] else "")
-                    )
+            for concurrency, upload, route in itertools.product(args.concurrency, args.upload, args.route):
+                r = asyncio.run(http_load(url, images, args.requests, concurrency, upload, route, labels))
+                label = (
+                    f"HTTP c={concurrency} batch={batch_size}"
+                    + ("" if upload == "field" else f" {upload}")
+                    + ("" if route == "detect" else f" {route}")
+                )
+                print(
+                    format_row(label, r, bare)
+                    + f"  (in the server: p50 {r['server_p50']:.1f} ms)"
+                    + (f"  ({int(r['failures'])} failed)" if r["failures"] else "")
+                )
         finally:
             server.terminate()
             server.wait(60)
@@ -287,7 +321,7 @@ def main() -> None:
         f"checkpoint: {described}\nimages: {what}; device {device}; torch threads {torch.get_num_threads()}"
     )
     print(f"host: {cpu_info().describe()}")
-    print(f"{'path':28} {'p50 ms':>8} {'p99 ms':>8} {'images/s':>9} {'vs bare':>8}")
+    print(f"{'path':34} {'p50 ms':>8} {'p99 ms':>8} {'images/s':>9} {'vs bare':>8}")
     for (label, _), r in zip(variants, results, strict=True):
         print(format_row(label, r, bare))
     if device.type == "cuda":
