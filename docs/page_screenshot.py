@@ -3,8 +3,9 @@
     .venv/bin/python docs/page_screenshot.py [--checkpoint models/default] [--out docs/page.png]
 
 Starts the real service on a loopback port (CPU), uploads `training.synth` samples 21, 4 and 57 through
-the page's file input in headless Chromium (Debian's, via Playwright; `make browser` installs it), waits
-until all three numbers are drawn, and saves a full-page screenshot. The samples are fixed, so a new
+the page's file input in headless Chromium (Debian's, via Playwright; `make browser` installs it), asks
+whether each shows `--expected` ("Should show", /v1/confirm's answer; 473 by default), waits until all
+three numbers and answers are drawn, and saves a full-page screenshot. The samples are fixed, so a new
 model is shown on the same images as the old one, misreads included. Run it with nothing else busy on
 the CPU: the page prints the server's time per image.
 """
@@ -36,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", type=Path, default=None, help="default: the shipped model")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "page.png")
     parser.add_argument("--port", type=int, default=8877)
+    parser.add_argument("--expected", default="473", help="the number typed into Should show ('': none)")
     args = parser.parse_args(argv)
 
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -58,11 +60,15 @@ def main(argv: list[str] | None = None) -> int:
                 page = browser.new_page(viewport={"width": 1100, "height": 800})
                 page.goto(f"{url}/")
                 page.wait_for_function("document.querySelector('#status').textContent.startsWith('Ready:')")
+                page.fill("#expected", args.expected)
                 page.set_input_files("#files", files)
                 page.wait_for_function(
                     f"document.querySelectorAll('[data-testid=number][data-number]').length == {len(files)}",
                     timeout=60_000,
                 )
+                if args.expected:
+                    answered = f"[data-testid=confirm][data-expected='{int(args.expected)}']"
+                    page.wait_for_function(f'document.querySelectorAll("{answered}").length == {len(files)}')
                 page.screenshot(path=str(args.out), full_page=True)
                 browser.close()
         finally:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import UploadFile
 from starlette.concurrency import run_in_threadpool
@@ -13,12 +14,13 @@ from starlette.concurrency import run_in_threadpool
 from models.alternatives import Alternative, alternative_readings
 from models.assembly import AssembledNumber, Detection
 from models.boxes import xywh_to_xyxy, xyxy_to_xywh
+from models.confirm import Confirmation, confirm_number
 from models.labels import digit_to_category_id
 from models.reread import Findings
 from service.errors import RequestTimeoutError, TooManyImagesError, UploadError
 from service.imaging import DecodedImage, ImageError, decode_image
 from service.predictor import Predictor
-from service.schemas import AlternativeReading, DigitDetection, Timing
+from service.schemas import AlternativeReading, Confirmed, DigitDetection, Timing
 from service.state import ServiceState
 
 
@@ -113,6 +115,29 @@ def alternative_schema(alternative: Alternative) -> AlternativeReading:
         score=round(alternative.score, 5),
         digits=[to_schema(d) for d in alternative.number.digits],
     )
+
+
+def confirm_schema(
+    number: AssembledNumber, findings: Findings, expected: str | None, min_score: float | None
+) -> Confirmed | None:
+    """Whether the image `number` was read from (with its `findings`) shows `expected` (digits; None:
+    not asked, None back) from `min_score` (`models.confirm`), as the API writes it."""
+    if expected is None:
+        return None
+    found = confirm_number(int(expected), number, findings.sites, findings.detections, min_score)
+    return Confirmed(**confirmed_fields(found))
+
+
+def confirmed_fields(found: Confirmation) -> dict[str, Any]:
+    """/v1/confirm's answer for one image (`Confirmed`'s fields), as the API writes it."""
+    return {
+        "expected": found.expected,
+        "shown": found.shown,
+        "how": found.how,
+        "digits": [] if found.number is None else [to_schema(d) for d in found.number.digits],
+        "edit": found.edit,
+        "score": None if found.score is None else round(found.score, 5),
+    }
 
 
 def from_schema(detection: DigitDetection) -> Detection:

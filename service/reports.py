@@ -14,8 +14,9 @@ from PIL import Image, ImageDraw
 from models.confirm import Confirmation
 from models.hw2 import write_pred_csv, write_pred_json
 from service.imaging import decode_image
-from service.pipeline import alternative_schema, to_schema
+from service.pipeline import alternative_schema, confirmed_fields, to_schema
 from service.readers import STDIN, STDIN_NAME, FileResult
+from service.schemas import Confirmed
 
 
 def format_table(
@@ -59,16 +60,7 @@ def shown_cell(confirmation: Confirmation | None) -> str:
 def confirm_record(confirmation: Confirmation) -> dict[str, Any]:
     """/v1/confirm's answer for one image, as `--format jsonl` writes it (its result less the image's
     size, the number read and the timing, which the record holds already)."""
-    return {
-        "expected": confirmation.expected,
-        "shown": confirmation.shown,
-        "how": confirmation.how,
-        "digits": []
-        if confirmation.number is None
-        else [to_schema(d).model_dump() for d in confirmation.number.digits],
-        "edit": confirmation.edit,
-        "score": None if confirmation.score is None else round(confirmation.score, 5),
-    }
+    return Confirmed(**confirmed_fields(confirmation)).model_dump()
 
 
 def result_record(result: FileResult) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from models.assembly import check_height_ratio
+from models.confirm import MIN_SCORE as CONFIRM_MIN_SCORE
 
 MAX_ALTERNATIVES = 10
 
@@ -165,11 +166,10 @@ class NumberRead(BaseModel):
     p_correct: float | None = Field(None, description="as in /v1/recognize")
 
 
-class ConfirmResult(BaseModel):
-    index: int = Field(description="position of the image in the request")
-    width: int
-    height: int
-    expected: int = Field(description="the number asked about (`?number=`), as an integer")
+class Confirmed(BaseModel):
+    """Whether an image shows the number asked about (models/confirm.py)."""
+
+    expected: int = Field(description="the number asked about, as an integer")
     shown: bool = Field(description="whether the image shows it: the number read, or a reading one edit away")
     how: Literal["read", "alternative"] | None = Field(
         description="read: it is the number read; alternative: a reading one edit from it whose edit "
@@ -188,6 +188,12 @@ class ConfirmResult(BaseModel):
         le=1.0,
         description="for how = alternative, the edit's score (as in `alternatives`): not a probability",
     )
+
+
+class ConfirmResult(Confirmed):
+    index: int = Field(description="position of the image in the request")
+    width: int
+    height: int
     read: NumberRead
     timing: Timing
 
@@ -219,6 +225,18 @@ class AssembleRequest(BaseModel):
         le=MAX_ALTERNATIVES,
         description="up to this many other readings one edit away (swaps need `boxes`)",
     )
+    confirm: str | None = Field(
+        None,
+        pattern=r"^[0-9]{1,18}$",
+        description="a number: also whether the image shows it, as /v1/confirm answers (swaps need `boxes`)",
+    )
+    min_score: float | None = Field(
+        CONFIRM_MIN_SCORE,
+        ge=0.0,
+        le=1.0,
+        description="with `confirm`: a reading one edit away shows it from this edit score; null: only "
+        "the number read",
+    )
 
 
 class AssembleResponse(BaseModel):
@@ -232,6 +250,7 @@ class AssembleResponse(BaseModel):
         "verifier holds for those), else null",
     )
     alternatives: list[AlternativeReading] = Field(default_factory=list, description=ALTERNATIVES_DESCRIPTION)
+    confirm: Confirmed | None = Field(None, description="with `confirm` in the request, whether it is shown")
     thresholds: dict[str, float]
 
 

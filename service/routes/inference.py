@@ -12,7 +12,14 @@ from models.assembly import assemble_number
 from models.confirm import MIN_SCORE, confirm_number
 from models.reread import Findings
 from service.deps import ApiKeyDep, StateDep
-from service.pipeline import alternatives_schema, detect_uploads, from_schema, to_schema
+from service.pipeline import (
+    alternatives_schema,
+    confirm_schema,
+    confirmed_fields,
+    detect_uploads,
+    from_schema,
+    to_schema,
+)
 from service.schemas import (
     MAX_ALTERNATIVES,
     AssembleRequest,
@@ -163,12 +170,7 @@ async def confirm(
                 index=r.index,
                 width=r.image.width,
                 height=r.image.height,
-                expected=expected,
-                shown=found.shown,
-                how=found.how,
-                digits=[] if found.number is None else [to_schema(d) for d in found.number.digits],
-                edit=found.edit,
-                score=None if found.score is None else round(found.score, 5),
+                **confirmed_fields(found),
                 read=NumberRead(
                     text=read.text,
                     number=read.value,
@@ -195,7 +197,9 @@ async def assemble(
     response.headers[VERSION_HEADER] = state.version
     overrides = {
         k: v
-        for k, v in body.model_dump(exclude={"detections", "boxes", "alternatives"}).items()
+        for k, v in body.model_dump(
+            exclude={"detections", "boxes", "alternatives", "confirm", "min_score"}
+        ).items()
         if v is not None
     }
     params = replace(predictor.assembly, **overrides)
@@ -212,5 +216,6 @@ async def assemble(
         confidence=round(number.confidence, 5),
         p_correct=None if p_correct is None else round(p_correct, 5),
         alternatives=alternatives_schema(number, findings, body.alternatives),
+        confirm=confirm_schema(number, findings, body.confirm, body.min_score),
         thresholds=asdict(params),
     )

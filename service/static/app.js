@@ -1,5 +1,6 @@
 // digitserve page: upload images to /v1/detect once, draw the boxes, and re-read the number through
-// /v1/assemble (the service's own rule) whenever the threshold moves. No build step, no CDN.
+// /v1/assemble (the service's own rule) whenever the threshold or the number it should show changes.
+// No build step, no CDN.
 "use strict";
 
 const state = { results: [], timer: null };
@@ -110,8 +111,14 @@ function loadImage(file) {
   });
 }
 
+function expectedNumber() {
+  const value = $("#expected").value.trim();
+  return /^[0-9]{1,18}$/.test(value) ? value : null; // anything else: nothing asked
+}
+
 async function reassemble(result) {
   const threshold = Number($("#threshold").value);
+  const expected = expectedNumber();
   const response = await fetch("/v1/assemble", {
     method: "POST",
     headers: apiHeaders({ "Content-Type": "application/json" }),
@@ -120,6 +127,7 @@ async function reassemble(result) {
       boxes: result.boxes,
       score_threshold: threshold,
       alternatives: 3, // readings one edit away, surest first: what else the photo may say
+      ...(expected === null ? {} : { confirm: expected }), // as /v1/confirm answers, its default min_score
     }),
   });
   if (!response.ok) throw new Error(await describeFailure(response));
@@ -141,6 +149,7 @@ function showNumber(result, number, threshold) {
     number.number === -1 ? "" : `confidence ${(number.confidence * 100).toFixed(1)} %${trust}`;
   const others = number.alternatives.map((a) => a.text);
   card.querySelector(".alternatives").textContent = others.length ? `or perhaps: ${others.join(", ")}` : "";
+  showConfirmation(card.querySelector(".confirm"), number.confirm);
   const list = card.querySelector(".digits");
   list.replaceChildren(...number.digits.map((d) => {
     const li = document.createElement("li");
@@ -154,6 +163,24 @@ function showNumber(result, number, threshold) {
     (result.image ? "" : "; this browser cannot show the image, so its boxes are drawn on a blank");
   card.querySelector(".error").textContent = "";
   drawResult(result, result.sites.filter((d) => d.score >= threshold), number.digits);
+}
+
+const EDITS = { insert: "with a digit it left out", swap: "with one digit read otherwise", drop: "without a digit it read" };
+
+function showConfirmation(el, confirm) {
+  el.classList.toggle("yes", Boolean(confirm && confirm.shown));
+  el.classList.toggle("no", Boolean(confirm && !confirm.shown));
+  el.dataset.shown = confirm ? String(confirm.shown) : "";
+  el.dataset.expected = confirm ? String(confirm.expected) : "";
+  if (!confirm) {
+    el.textContent = "";
+  } else if (confirm.how === "read") {
+    el.textContent = `\u2713 shows ${confirm.expected}: the number read`;
+  } else if (confirm.shown) {
+    el.textContent = `\u2713 shows ${confirm.expected}, ${EDITS[confirm.edit]} (score ${confirm.score.toFixed(2)})`;
+  } else {
+    el.textContent = `\u2717 does not show ${confirm.expected}`;
+  }
 }
 
 function drawResult(result, shown, used = []) {
@@ -190,6 +217,10 @@ function drawResult(result, shown, used = []) {
 
 function onThresholdInput() {
   $("#threshold-value").textContent = Number($("#threshold").value).toFixed(2);
+  rereadAll();
+}
+
+function rereadAll() {
   clearTimeout(state.timer);
   state.timer = setTimeout(() => {
     for (const result of state.results) {
@@ -215,6 +246,7 @@ function setup() {
     if (files.length) handleFiles(files);
   });
   $("#threshold").addEventListener("input", onThresholdInput);
+  $("#expected").addEventListener("input", rereadAll);
   const key = $("#api-key");
   key.value = localStorage.getItem("digitserve-api-key") || "";
   key.addEventListener("change", () => { localStorage.setItem("digitserve-api-key", key.value); checkStatus(); });

@@ -576,7 +576,7 @@ def test_recognize_offers_the_readings_one_edit_away_when_asked(start_client: St
 def test_confirm_says_whether_each_image_shows_the_number_asked_about(start_client: StartClient) -> None:
     client = start_client(score_threshold=0.125)  # the random model's scores: ~0.12-0.13
     image = noise_png(seed=3)
-    _found, number, sites, detections = read_by_detect(client, image, 0.125)
+    found, number, sites, detections = read_by_detect(client, image, 0.125)
     scores = confirming_scores(number, sites, detections)
     alternatives = {n: score for n, score in scores.items() if n != number.value}
     assert number.digits and alternatives  # the random model reads 6s, with drops and left-out digits
@@ -624,6 +624,19 @@ def test_confirm_says_whether_each_image_shows_the_number_asked_about(start_clie
     assert raw.json()["results"][0]["how"] == "read"  # the image as the body, as elsewhere
     leading = client.post(f"/v1/confirm?number=00{number.value}", files=files(image)).json()["results"][0]
     assert leading["expected"] == number.value and leading["how"] == "read"
+    # /v1/assemble answers the same from /v1/detect's answer, without the image (what the page does)
+    body = {"detections": found["sites"], "boxes": found["detections"]}
+    assert client.post("/v1/assemble", json=body).json()["confirm"] is None  # not asked
+    for value in alternatives:
+        direct = ask(value, "&min_score=0")
+        again = client.post("/v1/assemble", json={**body, "confirm": str(value), "min_score": 0}).json()
+        assert again["confirm"] == {k: direct[k] for k in again["confirm"]}
+        assert set(direct) - set(again["confirm"]) == {"index", "width", "height", "read", "timing"}
+        read_only = {**body, "confirm": str(value), "min_score": None}
+        assert client.post("/v1/assemble", json=read_only).json()["confirm"]["shown"] is False
+    for bad in ({"confirm": "4x"}, {"confirm": 12}, {"confirm": "1", "min_score": 2}):
+        refused = client.post("/v1/assemble", json={**body, **bad})
+        assert refused.status_code == 422, bad
 
 
 def test_the_documented_recognize_example_is_a_valid_answer(client: TestClient) -> None:

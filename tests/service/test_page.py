@@ -95,6 +95,31 @@ def test_page_reads_an_uploaded_image_in_chromium(
         others = [a["text"] for a in expected["results"][0]["alternatives"]]
         assert others and page.inner_text("[data-testid=alternatives]") == f"or perhaps: {', '.join(others)}"
         assert int(page.get_attribute("canvas", "data-boxes") or 0) > 0
+        # "Should show": each photo says whether it shows the number, as /v1/confirm answers it
+        for asked in (str(expected["results"][0]["number"]), others[0], "12345678"):
+            answer = httpx.post(
+                f"{server.url}/v1/confirm?number={asked}",
+                headers={"X-API-Key": "page-key"},
+                files=[("image", ("house.png", image.read_bytes(), "image/png"))],
+                timeout=30,
+            ).json()["results"][0]
+            page.fill("#expected", asked)
+            shown = str(answer["shown"]).lower()  # the answer to this number, not the last one's
+            page.wait_for_selector(
+                f"[data-testid=confirm][data-expected='{int(asked)}'][data-shown='{shown}']"
+            )
+            said = page.inner_text("[data-testid=confirm]")
+            if answer["how"] == "read":
+                assert said == f"\u2713 shows {asked}: the number read"
+            elif answer["shown"]:
+                assert said.startswith(f"\u2713 shows {asked}, ") and f"{answer['score']:.2f}" in said
+            else:
+                assert said == f"\u2717 does not show {asked}"
+        page.fill("#expected", "")
+        page.wait_for_selector(
+            "[data-testid=confirm][data-shown='']", state="attached"
+        )  # empty: nothing asked
+        assert page.inner_text("[data-testid=confirm]") == ""
         SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SCREENSHOT_DIR / "page.png"), full_page=True)
         page.fill("#threshold", "1")  # nothing scores 1.0: the number is re-read as -1 without re-uploading
