@@ -37,7 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", type=Path, default=None, help="default: the shipped model")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "page.png")
     parser.add_argument("--port", type=int, default=8877)
-    parser.add_argument("--expected", default="473", help="the number typed into Should show ('': none)")
+    parser.add_argument(
+        "--expected", default="473", help="the number or numbers typed into Should show ('': none)"
+    )
     args = parser.parse_args(argv)
 
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -67,7 +69,10 @@ def main(argv: list[str] | None = None) -> int:
                     timeout=60_000,
                 )
                 if args.expected:
-                    answered = f"[data-testid=confirm][data-expected='{int(args.expected)}']"
+                    asked = ",".join(
+                        dict.fromkeys(str(int(n)) for n in args.expected.replace(",", " ").split())
+                    )
+                    answered = f"[data-testid=confirm][data-expected='{asked}']"
                     page.wait_for_function(f'document.querySelectorAll("{answered}").length == {len(files)}')
                 page.screenshot(path=str(args.out), full_page=True)
                 browser.close()

@@ -4,6 +4,7 @@
     digitserve predict photos/ --checkpoint runs/x/best --out preds/ --draw drawn/
     digitserve predict photos/ --url http://127.0.0.1:8000 --api-key KEY --concurrency 4
     digitserve predict proof.jpg --confirm 179                # does it show 179? (as /v1/confirm)
+    digitserve predict street/ --confirm 12,14,16             # which of these does each show?
     curl -s https://example.org/house.jpg | digitserve predict -   # `-`: an image from standard input
     digitserve settings                                          # the service's DIGITSERVE_* settings
 
@@ -56,7 +57,7 @@ from service.reports import (
     summarize,
     write_predictions,
 )
-from service.schemas import MAX_ALTERNATIVES
+from service.schemas import HOUSE_NUMBER_PATTERN, MAX_ALTERNATIVES, MAX_CONFIRM_NUMBERS
 from service.settings_doc import markdown_table, settings_rows
 
 # a checkpoint that cannot be loaded: missing, damaged or unreadable (the message names the file)
@@ -155,9 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.add_argument(
         "--confirm",
-        type=confirm_number_arg,
-        metavar="N",
-        help="also say whether each image shows the number N, as /v1/confirm?number=N answers it",
+        type=confirm_numbers_arg,
+        metavar="N[,N...]",
+        help="also say whether each image shows the number N (or which of several, comma-separated), as "
+        "/v1/confirm?number=N answers it",
     )
     predict.add_argument(
         "--min-score",
@@ -191,11 +193,15 @@ def build_parser() -> argparse.ArgumentParser:
 UNSET = object()  # --min-score not given: MIN_SCORE with --confirm, and nothing to refuse without it
 
 
-def confirm_number_arg(text: str) -> int:
-    """--confirm's N: digits, as /v1/confirm's `number` (038 is 38)."""
-    if not re.fullmatch(r"[0-9]{1,18}", text):
-        raise argparse.ArgumentTypeError(f"a house number is 1-18 digits, not {text!r}")
-    return int(text)
+def confirm_numbers_arg(text: str) -> tuple[int, ...]:
+    """--confirm's N[,N...]: digits each, as /v1/confirm's `number` (038 is 38), up to its limit."""
+    parts = text.split(",")
+    bad = [p for p in parts if not re.fullmatch(HOUSE_NUMBER_PATTERN, p)]
+    if bad:
+        raise argparse.ArgumentTypeError(f"a house number is 1-18 digits, not {bad[0]!r}")
+    if len(parts) > MAX_CONFIRM_NUMBERS:
+        raise argparse.ArgumentTypeError(f"at most {MAX_CONFIRM_NUMBERS} numbers, not {len(parts)}")
+    return tuple(dict.fromkeys(int(p) for p in parts))
 
 
 def min_score_arg(text: str) -> float | None:

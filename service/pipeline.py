@@ -118,21 +118,23 @@ def alternative_schema(alternative: Alternative) -> AlternativeReading:
 
 
 def confirm_schema(
-    number: AssembledNumber, findings: Findings, expected: str | None, min_score: float | None
+    number: AssembledNumber, findings: Findings, expected: list[str] | None, min_score: float | None
 ) -> Confirmed | None:
-    """Whether the image `number` was read from (with its `findings`) shows `expected` (digits; None:
-    not asked, None back) from `min_score` (`models.confirm`), as the API writes it."""
+    """Which of the numbers `expected` (digits; None: not asked, None back) the image `number` was
+    read from (with its `findings`) shows, from `min_score` (`models.confirm`), as the API writes it."""
     if expected is None:
         return None
-    found = confirm_number(int(expected), number, findings.sites, findings.detections, min_score)
+    found = confirm_number([int(n) for n in expected], number, findings.sites, findings.detections, min_score)
     return Confirmed(**confirmed_fields(found))
 
 
 def confirmed_fields(found: Confirmation) -> dict[str, Any]:
     """/v1/confirm's answer for one image (`Confirmed`'s fields), as the API writes it."""
     return {
-        "expected": found.expected,
+        "expected": list(found.asked),
         "shown": found.shown,
+        "match": found.match,
+        "passing": list(found.passing),
         "how": found.how,
         "digits": [] if found.number is None else [to_schema(d) for d in found.number.digits],
         "edit": found.edit,

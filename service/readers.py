@@ -55,11 +55,11 @@ class FileResult:
 @dataclass(frozen=True)
 class ReadOptions:
     """What `read_one` works out beside the number: up to `alternatives` readings one edit away, and
-    whether the image shows `confirm` (None: not asked) as /v1/confirm answers it, from `min_score`
-    (None: the number read only)."""
+    which of the numbers `confirm` the image shows (None: not asked) as /v1/confirm answers it, from
+    `min_score` (None: the number read only)."""
 
     alternatives: int = 0
-    confirm: int | None = None
+    confirm: tuple[int, ...] | None = None
     min_score: float | None = MIN_SCORE
 
 

@@ -20,12 +20,12 @@ from service.schemas import Confirmed
 
 
 def format_table(
-    results: Sequence[FileResult], alternatives: bool = False, confirm: int | None = None
+    results: Sequence[FileResult], alternatives: bool = False, confirm: Sequence[int] | None = None
 ) -> str:
-    """One row a file; with `confirm`, a column saying whether it shows that number (`shown_cell`);
-    with `alternatives`, a last column of its readings one edit away."""
+    """One row a file; with `confirm` (the numbers asked about), a column saying which it shows
+    (`shown_cell`); with `alternatives`, a last column of its readings one edit away."""
     width = max([len(str(r.path)) for r in results] + [4])
-    shows = "" if confirm is None else f"shows {confirm}"
+    shows = "" if confirm is None else f"shows {asked_words(confirm)}"
     cells = [shown_cell(r.confirmation) for r in results]
     column = max([len(shows), *map(len, cells)])
     lines = [
@@ -48,13 +48,19 @@ def format_table(
     return "\n".join(lines)
 
 
+def asked_words(asked: Sequence[int]) -> str:
+    """The numbers --confirm asks about, in words: "179", or "one of 12, 14, 16"."""
+    return str(asked[0]) if len(asked) == 1 else "one of " + ", ".join(map(str, asked))
+
+
 def shown_cell(confirmation: Confirmation | None) -> str:
-    """A table cell for /v1/confirm's answer: "yes (read)", "yes (swap 0.72)", "no" ("-": not asked)."""
+    """A table cell for /v1/confirm's answer: the number shown and how ("179 (read)", "179 (swap
+    0.72)"), "no" where none is, "-" where nothing was asked."""
     if confirmation is None:
         return "-"
     if confirmation.how == "alternative":
-        return f"yes ({confirmation.edit} {confirmation.score:.2f})"
-    return "yes (read)" if confirmation.shown else "no"
+        return f"{confirmation.match} ({confirmation.edit} {confirmation.score:.2f})"
+    return f"{confirmation.match} (read)" if confirmation.shown else "no"
 
 
 def confirm_record(confirmation: Confirmation) -> dict[str, Any]:
@@ -96,7 +102,7 @@ def summarize(results: Sequence[FileResult], seconds: float) -> str:
     versions = list(dict.fromkeys(r.version for r in results if r.version))
     named = f"; version{'s' if len(versions) > 1 else ''} {', '.join(versions)}" if versions else ""
     asked = [r.confirmation for r in results if r.confirmation is not None]
-    shown = f"; {asked[0].expected} shown in {sum(c.shown for c in asked)}" if asked else ""
+    shown = f"; {asked_words(asked[0].asked)} shown in {sum(c.shown for c in asked)}" if asked else ""
     return (
         f"digitserve: {len(results)} files: a number in {found}, no digit in "
         f"{len(results) - found - errors}, an error in {errors}{shown}; {seconds:.1f} s{pace}{named}"

@@ -11,6 +11,9 @@ from models.assembly import check_height_ratio
 from models.confirm import MIN_SCORE as CONFIRM_MIN_SCORE
 
 MAX_ALTERNATIVES = 10
+MAX_CONFIRM_NUMBERS = 100  # numbers one /v1/confirm may ask about: a long street's
+HOUSE_NUMBER_PATTERN = r"^[0-9]{1,18}$"  # a number asked about: digits (038 is 38), within int64
+HouseNumber = Annotated[str, Field(pattern=HOUSE_NUMBER_PATTERN)]
 
 
 class DigitDetection(BaseModel):
@@ -167,17 +170,28 @@ class NumberRead(BaseModel):
 
 
 class Confirmed(BaseModel):
-    """Whether an image shows the number asked about (models/confirm.py)."""
+    """Which of the numbers asked about an image shows (models/confirm.py)."""
 
-    expected: int = Field(description="the number asked about, as an integer")
-    shown: bool = Field(description="whether the image shows it: the number read, or a reading one edit away")
+    expected: list[int] = Field(
+        description="the numbers asked about, as integers, in the order asked, each once"
+    )
+    shown: bool = Field(
+        description="whether it shows one of them: the number read, or a reading one edit away"
+    )
+    match: int | None = Field(
+        description="the one it shows: the number read where it is one of them, else the one whose "
+        "reading one edit away scores highest; null when none passes"
+    )
+    passing: list[int] = Field(
+        description="every number asked about that it shows, surest first (`match` first)"
+    )
     how: Literal["read", "alternative"] | None = Field(
-        description="read: it is the number read; alternative: a reading one edit from it whose edit "
-        "scores at least min_score (models/confirm.py); null: not shown"
+        description="how `match` was found. read: it is the number read; alternative: a reading one edit "
+        "from it whose edit scores at least min_score (models/confirm.py); null: none passes"
     )
     digits: list[DigitDetection] = Field(
-        description="the digits that show it, left to right (an alternative's, with its edit); empty "
-        "when not shown"
+        description="the digits that show `match`, left to right (an alternative's, with its edit); empty "
+        "when none passes"
     )
     edit: Literal["insert", "swap", "drop"] | None = Field(
         None, description="for how = alternative, the edit from the number read"
@@ -225,10 +239,12 @@ class AssembleRequest(BaseModel):
         le=MAX_ALTERNATIVES,
         description="up to this many other readings one edit away (swaps need `boxes`)",
     )
-    confirm: str | None = Field(
+    confirm: list[HouseNumber] | None = Field(
         None,
-        pattern=r"^[0-9]{1,18}$",
-        description="a number: also whether the image shows it, as /v1/confirm answers (swaps need `boxes`)",
+        min_length=1,
+        max_length=MAX_CONFIRM_NUMBERS,
+        description="numbers: also which of them the image shows, as /v1/confirm answers (swaps need "
+        "`boxes`)",
     )
     min_score: float | None = Field(
         CONFIRM_MIN_SCORE,
@@ -250,7 +266,9 @@ class AssembleResponse(BaseModel):
         "verifier holds for those), else null",
     )
     alternatives: list[AlternativeReading] = Field(default_factory=list, description=ALTERNATIVES_DESCRIPTION)
-    confirm: Confirmed | None = Field(None, description="with `confirm` in the request, whether it is shown")
+    confirm: Confirmed | None = Field(
+        None, description="with `confirm` in the request, which of them it shows"
+    )
     thresholds: dict[str, float]
 
 

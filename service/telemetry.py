@@ -49,8 +49,8 @@ class Telemetry:
         )
         self.confirmed = Counter(
             "digitserve_confirmed",
-            "/v1/confirm's answers per image, by how the number asked about was found (read, alternative) "
-            "or not shown",
+            "/v1/confirm's answers per image, by how the number it shows was found (read, alternative), "
+            "or none",
             ["how"],
             registry=r,
         )

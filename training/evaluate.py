@@ -116,17 +116,26 @@ def format_coverage(coverage: Sequence[dict[str, float]]) -> str:
 
 
 def format_confirmation(report: dict[str, Any], default: float | None) -> str:
-    """`confirmation_rates`' report as a text table: one row per min_score (the `default` starred),
-    one column per kind of number asked about (the label's share passed first)."""
+    """`confirmation_rates`' report as text tables, one row per min_score (the `default` starred):
+    the share of each kind of number asked about that passes (the label's first), and which of its
+    street's numbers each photo is said to show."""
     kinds = list(report["pairs"])
     lines = [
         "/v1/confirm: share of the numbers asked about that pass, by min_score",
         f"{'min_score':>10} " + "".join(f"{k:>15}" for k in kinds),
     ]
-    for row in report["rows"]:
-        t = row["min_score"]
-        name = "read only" if t is None else f"{t:g}" + (" *" if t == default else "")
+    names = [
+        "read only"
+        if row["min_score"] is None
+        else f"{row['min_score']:g}" + (" *" if row["min_score"] == default else "")
+        for row in report["rows"]
+    ]
+    for name, row in zip(names, report["rows"], strict=True):
         lines.append(f"{name:>10} " + "".join(f"{row[k]:15.4f}" for k in kinds))
+    lines.append("asked which of its street's numbers (label, +-2, +-4) a photo shows: photos answered with")
+    lines.append(f"{'min_score':>10} {'the label':>10} {'another':>10} {'none':>10}")
+    for name, row in zip(names, report["street"], strict=True):
+        lines.append(f"{name:>10} {row['right']:>10} {row['wrong']:>10} {row['none']:>10}")
     return "\n".join(lines)
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from models.alternatives import alternative_readings
 from models.assembly import AssemblyParams, assemble_number, deduplicate
 from models.boxes import box_iou, xyxy_to_xywh
-from models.confirm import confirming_scores
+from models.confirm import confirm_number, confirming_scores
 from models.hw2 import Detections
 from models.labels import NUM_DIGITS, coco_categories, digit_to_category_id
 from training.data import ImageRecord
@@ -223,7 +223,7 @@ def confirmation_rates(
     kind (`confirm_candidates`; "other photo" is the next photo's label that differs, cyclically)
     that `models.confirm.confirm_number` passes for the photo: the label's share is the true accept
     rate, the others' false accept rates; photos labelled with no digit are left out. Returns
-    {"pairs": {kind: n}, "rows": [{"min_score", kind: share, ...}]}."""
+    {"pairs": {kind: n}, "rows": [{"min_score", kind: share, ...}], "street": `street_rates`}."""
     labels = [r.number for r in records]
     accepted = {kind: np.zeros(len(grid), dtype=np.int64) for kind in CONFIRM_KINDS}
     pairs = dict.fromkeys(CONFIRM_KINDS, 0)
@@ -244,7 +244,34 @@ def confirmation_rates(
         {"min_score": t, **{k: float(accepted[k][j]) / max(pairs[k], 1) for k in CONFIRM_KINDS}}
         for j, t in enumerate(grid)
     ]
-    return {"pairs": pairs, "rows": rows}
+    return {"pairs": pairs, "rows": rows, "street": street_rates(records, sites, detections, params, grid)}
+
+
+STREET_OFFSETS = (-4, -2, 0, 2, 4)  # a photo's side of its street: the label and two houses each way
+
+
+def street_rates(
+    records: Sequence[ImageRecord],
+    sites: Detections,
+    detections: Detections,
+    params: AssemblyParams,
+    grid: Sequence[float | None] = CONFIRM_GRID,
+) -> list[dict[str, Any]]:
+    """For each `min_score` of `grid`, asked which of its street's numbers a photo shows (the label
+    and the label +-2, +-4, from 0), as /v1/confirm with those numbers answers (its `match`): how many
+    photos answer with the label (`right`), with another (`wrong`) or with none (`none`); photos
+    labelled with no digit are left out."""
+    counts = {kind: [0] * len(grid) for kind in ("right", "wrong", "none")}
+    for record in records:
+        if record.number < 0:
+            continue
+        found = sites.get(record.image_id, ())
+        number = assemble_number(found, params)
+        street = [record.number + o for o in STREET_OFFSETS if record.number + o >= 0]
+        for j, t in enumerate(grid):
+            match = confirm_number(street, number, found, detections.get(record.image_id, ()), t).match
+            counts["none" if match is None else "right" if match == record.number else "wrong"][j] += 1
+    return [{"min_score": t, **{kind: n[j] for kind, n in counts.items()}} for j, t in enumerate(grid)]
 
 
 def auc(scores: np.ndarray, right: np.ndarray) -> float:

@@ -287,15 +287,17 @@ def plot_alternatives(rows: Sequence[Mapping[str, float]], images: int, path: Pa
 
 
 def confirm_figure(report: Mapping[str, Any], default: float | None = None) -> Figure:
-    """`training.metrics.confirmation_rates`' report as two panels over its `min_score`s (left to
+    """`training.metrics.confirmation_rates`' report as three panels over its `min_score`s (left to
     right as it lists them, "read only" for None): the share of photos whose labelled number passes
-    (left) and the share of each other kind of number that passes (right, log scale; none passing is
-    drawn at the floor under it), with `default` marked."""
+    (left); the share of each other kind of number that passes (middle, log scale; none passing is
+    drawn at the floor under it); and, asked which of its street's numbers a photo shows, how many
+    answer with the label, none or another (right, each labelled with its count); `default` marked on
+    each."""
     rows = report["rows"]
     pairs = report["pairs"]
     names = ["read\nonly" if r["min_score"] is None else f"{r['min_score']:g}" for r in rows]
     xs = np.arange(len(rows))
-    fig, (ax_label, ax_other) = plt.subplots(1, 2, figsize=(10.0, 3.8))
+    fig, (ax_label, ax_other, ax_street) = plt.subplots(1, 3, figsize=(15.0, 3.9))
     shares = [r["label"] for r in rows]
     ax_label.plot(xs, shares, marker="o", color="#2e7d32")
     for x, share in zip(xs, shares, strict=True):
@@ -315,7 +317,21 @@ def confirm_figure(report: Mapping[str, Any], default: float | None = None) -> F
     ax_other.set_yscale("log")
     ax_other.set(ylabel="share of those numbers that pass", title="Another number passes (false accepts)")
     ax_other.legend(fontsize=7)
-    for ax in (ax_label, ax_other):
+    street = report["street"]
+    for kind, colour in (("right", "#2e7d32"), ("none", "#78909c"), ("wrong", "#c62828")):
+        counts = [r[kind] for r in street]
+        ax_street.plot(xs, counts, marker="o", color=colour, label={"right": "the label"}.get(kind, kind))
+        for x, c in zip(xs, counts, strict=True):
+            ax_street.annotate(
+                f"{c}", (x, c), textcoords="offset points", xytext=(0, 5), ha="center", fontsize=7
+            )
+    ax_street.set(
+        ylabel="photos answered with",
+        title="Which of its street's numbers (label, +-2, +-4)? The surest that passes",
+        ylim=(0, sum(street[0][k] for k in ("right", "wrong", "none")) * 1.08),
+    )
+    ax_street.legend(fontsize=7, loc="center right")
+    for ax in (ax_label, ax_other, ax_street):
         ax.set_xticks(xs, names)
         ax.set_xlabel("min_score: an alternative passes from this edit score")
         ax.title.set_fontsize(9)

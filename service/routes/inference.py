@@ -22,12 +22,14 @@ from service.pipeline import (
 )
 from service.schemas import (
     MAX_ALTERNATIVES,
+    MAX_CONFIRM_NUMBERS,
     AssembleRequest,
     AssembleResponse,
     ConfirmResponse,
     ConfirmResult,
     DetectResponse,
     DetectResult,
+    HouseNumber,
     NumberRead,
     RecognizeResponse,
     RecognizeResult,
@@ -138,8 +140,13 @@ async def confirm(
     image: UploadsDep,
     response: Response,
     number: Annotated[
-        str,
-        Query(pattern=r"^[0-9]{1,18}$", description="the number the image should show (digits; 038 is 38)"),
+        list[HouseNumber],
+        Query(
+            min_length=1,
+            max_length=MAX_CONFIRM_NUMBERS,
+            description="the number the image should show (digits; 038 is 38); repeat it to ask which of "
+            "several (a street's) the image shows",
+        ),
     ],
     min_score: Annotated[
         float,
@@ -149,14 +156,14 @@ async def confirm(
         bool, Query(description="false: only the number read shows it, whatever min_score")
     ] = True,
 ) -> ConfirmResponse:
-    """Whether each image shows `number`: the number read, or a reading one edit away (a digit the
-    assembly left out, a rival digit, a digit too many) whose edit scores at least `min_score`. Where
-    a caller knows which number to expect (a delivery's address), this passes the right number more
-    often than comparing it with /v1/recognize's; how often other numbers pass, by `min_score`, is in
-    docs/evaluation.md."""
+    """Whether each image shows `number` (or which of several): the number read, or a reading one edit
+    away (a digit the assembly left out, a rival digit, a digit too many) whose edit scores at least
+    `min_score`. Where a caller knows which number to expect (a delivery's address, a street's
+    numbers), this passes the right number more often than comparing it with /v1/recognize's; how
+    often other numbers pass, by `min_score`, is in docs/evaluation.md."""
     predictor, results = await detect_uploads(image, state)
     response.headers[VERSION_HEADER] = state.version
-    expected = int(number)
+    expected = [int(n) for n in number]
     out = []
     for r in results:
         read = predictor.assemble(r.findings.sites)
@@ -164,7 +171,7 @@ async def confirm(
         found = confirm_number(
             expected, read, r.findings.sites, r.findings.detections, min_score if alternatives else None
         )
-        state.telemetry.confirmed.labels(found.how or "not_shown").inc()
+        state.telemetry.confirmed.labels(found.how or "none").inc()
         out.append(
             ConfirmResult(
                 index=r.index,

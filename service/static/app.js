@@ -111,14 +111,15 @@ function loadImage(file) {
   });
 }
 
-function expectedNumber() {
-  const value = $("#expected").value.trim();
-  return /^[0-9]{1,18}$/.test(value) ? value : null; // anything else: nothing asked
+function expectedNumbers() {
+  // one number, or several (a street's) apart by spaces or commas; anything else: nothing asked
+  const parts = $("#expected").value.split(/[\s,]+/).filter((p) => p !== "");
+  return parts.length && parts.length <= 100 && parts.every((p) => /^[0-9]{1,18}$/.test(p)) ? parts : null;
 }
 
 async function reassemble(result) {
   const threshold = Number($("#threshold").value);
-  const expected = expectedNumber();
+  const expected = expectedNumbers();
   const response = await fetch("/v1/assemble", {
     method: "POST",
     headers: apiHeaders({ "Content-Type": "application/json" }),
@@ -127,7 +128,7 @@ async function reassemble(result) {
       boxes: result.boxes,
       score_threshold: threshold,
       alternatives: 3, // readings one edit away, surest first: what else the photo may say
-      ...(expected === null ? {} : { confirm: expected }), // as /v1/confirm answers, its default min_score
+      ...(expected === null ? {} : { confirm: expected }), // as /v1/confirm answers, at its default min_score
     }),
   });
   if (!response.ok) throw new Error(await describeFailure(response));
@@ -171,15 +172,16 @@ function showConfirmation(el, confirm) {
   el.classList.toggle("yes", Boolean(confirm && confirm.shown));
   el.classList.toggle("no", Boolean(confirm && !confirm.shown));
   el.dataset.shown = confirm ? String(confirm.shown) : "";
-  el.dataset.expected = confirm ? String(confirm.expected) : "";
+  el.dataset.expected = confirm ? confirm.expected.join(",") : "";
   if (!confirm) {
     el.textContent = "";
   } else if (confirm.how === "read") {
-    el.textContent = `\u2713 shows ${confirm.expected}: the number read`;
+    el.textContent = `\u2713 shows ${confirm.match}: the number read`;
   } else if (confirm.shown) {
-    el.textContent = `\u2713 shows ${confirm.expected}, ${EDITS[confirm.edit]} (score ${confirm.score.toFixed(2)})`;
+    el.textContent = `\u2713 shows ${confirm.match}, ${EDITS[confirm.edit]} (score ${confirm.score.toFixed(2)})`;
   } else {
-    el.textContent = `\u2717 does not show ${confirm.expected}`;
+    const asked = confirm.expected.length === 1 ? confirm.expected[0] : `any of ${confirm.expected.join(", ")}`;
+    el.textContent = `\u2717 does not show ${asked}`;
   }
 }
 

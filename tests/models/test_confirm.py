@@ -86,3 +86,25 @@ def test_confirming_scores_say_what_confirm_number_answers_at_every_min_score() 
                 limit = math.inf if min_score is None else min_score
                 shown = confirm_number(expected, number, sites, detections, min_score).shown
                 assert shown == (scores.get(expected, -math.inf) >= limit), (expected, min_score)
+
+
+def test_asked_about_several_numbers_it_says_which_pass_the_surest_first() -> None:
+    used = [digit(0, 1, 0.7), digit(12, 2, 0.9)]
+    rival = digit(12.5, 7, 0.4)  # a 7 on the 2's box: 17 one swap away
+    detections = [*used, rival]
+    number = assemble_number(used)
+    street = [14, 17, 1, 12, 12, 2]  # 1 drops the 2 (1 - 0.9), 2 drops the 1 (1 - 0.7)
+    found = confirm_number(street, number, used, detections, min_score=0.05)
+    assert found.asked == (14, 17, 1, 12, 2)  # each once, in the order asked
+    assert found.passing == (12, 17, 2, 1) and found.match == 12  # read first, then by the edit's score
+    assert (found.how, found.number, found.edit, found.score) == ("read", number, None, None)
+    without_read = confirm_number([14, 17, 1, 2], number, used, detections, min_score=0.05)
+    assert without_read.passing == (17, 2, 1) and without_read.match == 17
+    assert (without_read.how, without_read.edit, without_read.score) == ("alternative", "swap", 0.4)
+    assert without_read.number is not None and without_read.number.text == "17"
+    assert confirm_number([14, 17], number, used, detections, min_score=0.5).passing == ()
+    assert confirm_number(street, number, used, detections, min_score=None).passing == (12,)
+    nothing = confirm_number([14, 99], number, used, detections)
+    assert (nothing.shown, nothing.match, nothing.how, nothing.number) == (False, None, None, None)
+    with pytest.raises(ValueError, match="one or more"):
+        confirm_number([], number, used, detections)

@@ -573,68 +573,99 @@ def test_recognize_offers_the_readings_one_edit_away_when_asked(start_client: St
         assert refused.status_code == 422 and refused.json()["error"]["code"] == "invalid_request"
 
 
-def test_confirm_says_whether_each_image_shows_the_number_asked_about(start_client: StartClient) -> None:
+def test_confirm_says_whether_each_image_shows_the_numbers_asked_about(start_client: StartClient) -> None:
     client = start_client(score_threshold=0.125)  # the random model's scores: ~0.12-0.13
     image = noise_png(seed=3)
     found, number, sites, detections = read_by_detect(client, image, 0.125)
     scores = confirming_scores(number, sites, detections)
     alternatives = {n: score for n, score in scores.items() if n != number.value}
-    assert number.digits and alternatives  # the random model reads 6s, with drops and left-out digits
+    assert number.digits and len(alternatives) >= 2  # the random model reads 6s: drops, left-out digits
 
-    def ask(expected: int, query: str = "") -> dict:
-        answer = client.post(f"/v1/confirm?number={expected}{query}", files=files(image, image))
+    def ask(*asked: int, query: str = "") -> dict:
+        numbers = "&".join(f"number={n}" for n in asked)
+        answer = client.post(f"/v1/confirm?{numbers}{query}", files=files(image, image))
         assert answer.status_code == 200 and answer.headers["X-Model-Version"]
         first, second = answer.json()["results"]
         assert second == {**first, "index": 1, "timing": second["timing"]}  # each image answered
-        assert first["expected"] == expected and first["read"]["text"] == number.text
+        assert first["expected"] == list(dict.fromkeys(asked)) and first["read"]["text"] == number.text
+        assert first["match"] == (first["passing"][0] if first["shown"] else None)
         return first
 
-    read = ask(number.value, "&alternatives=false")
-    assert (read["shown"], read["how"], read["edit"], read["score"]) == (True, "read", None, None)
+    read = ask(number.value, query="&alternatives=false")
+    assert (read["shown"], read["match"], read["how"], read["edit"], read["score"]) == (
+        True,
+        number.value,
+        "read",
+        None,
+        None,
+    )
     assert [d["digit"] for d in read["digits"]] == [d.digit for d in number.digits]
     for value, score in alternatives.items():
-        passed = ask(value, "&min_score=0")
-        assert (passed["shown"], passed["how"]) == (True, "alternative") and passed["edit"] in (
-            "insert",
-            "drop",
-            "swap",
-        )
+        passed = ask(value, query="&min_score=0")
+        assert (passed["match"], passed["how"]) == (value, "alternative")
+        assert passed["edit"] in ("insert", "drop", "swap") and passed["passing"] == [value]
         assert passed["score"] == pytest.approx(score, abs=1e-4)
         assert [d["digit"] for d in passed["digits"]] == [
             int(c) for c in str(value).zfill(len(passed["digits"]))
         ]
-        assert ask(value, "&min_score=0&alternatives=false")["shown"] is False
+        assert ask(value, query="&min_score=0&alternatives=false")["shown"] is False
         if score < 0.99:
-            assert ask(value, f"&min_score={score + 0.01:.4f}")["shown"] is False
+            assert ask(value, query=f"&min_score={score + 0.01:.4f}")["shown"] is False
         assert ask(value)["shown"] is (score >= 0.2)  # the default min_score
     nowhere = next(n for n in range(10**7, 10**8) if n not in scores)
-    missing = ask(nowhere, "&min_score=0")
-    assert (missing["shown"], missing["how"], missing["digits"], missing["edit"]) == (False, None, [], None)
+    missing = ask(nowhere, query="&min_score=0")
+    assert (missing["shown"], missing["match"], missing["passing"], missing["how"], missing["digits"]) == (
+        False,
+        None,
+        [],
+        None,
+        [],
+    )
+    # several numbers (a street's): the number read first, then the alternatives surest first
+    surest = sorted(alternatives, key=lambda n: -alternatives[n])
+    street = ask(nowhere, *reversed(surest), number.value, nowhere, query="&min_score=0")
+    assert street["expected"] == [nowhere, *reversed(surest), number.value]  # as asked, each once
+    assert street["passing"] == [number.value, *surest] and street["how"] == "read"
+    without_read = ask(*surest, nowhere, query="&min_score=0")
+    assert without_read["match"] == surest[0] and without_read["score"] == pytest.approx(
+        alternatives[surest[0]], abs=1e-4
+    )
     metrics = client.get("/metrics").text
-    assert 'digitserve_confirmed_total{how="read"} 2.0' in metrics
-    assert 'digitserve_confirmed_total{how="not_shown"}' in metrics
-    for bad in ("12a", "", "-3", "1" * 19, "1.5"):
+    assert 'digitserve_confirmed_total{how="read"} 4.0' in metrics
+    assert 'digitserve_confirmed_total{how="none"}' in metrics
+    for bad in ("12a", "", "-3", "1" * 19, "1.5", "5&number=x"):
         refused = client.post(f"/v1/confirm?number={bad}", files=files(image))
         assert refused.status_code == 422 and refused.json()["error"]["code"] == "invalid_request", bad
     assert client.post("/v1/confirm", files=files(image)).status_code == 422  # no number
+    too_many = "&".join(f"number={n}" for n in range(101))
+    assert client.post(f"/v1/confirm?{too_many}", files=files(image)).status_code == 422
     assert client.post("/v1/confirm?number=5&min_score=1.5", files=files(image)).status_code == 422
     raw = client.post(
         f"/v1/confirm?number={number.value}", content=image, headers={"Content-Type": "image/png"}
     )
     assert raw.json()["results"][0]["how"] == "read"  # the image as the body, as elsewhere
     leading = client.post(f"/v1/confirm?number=00{number.value}", files=files(image)).json()["results"][0]
-    assert leading["expected"] == number.value and leading["how"] == "read"
+    assert leading["expected"] == [number.value] and leading["how"] == "read"
     # /v1/assemble answers the same from /v1/detect's answer, without the image (what the page does)
     body = {"detections": found["sites"], "boxes": found["detections"]}
     assert client.post("/v1/assemble", json=body).json()["confirm"] is None  # not asked
-    for value in alternatives:
-        direct = ask(value, "&min_score=0")
-        again = client.post("/v1/assemble", json={**body, "confirm": str(value), "min_score": 0}).json()
-        assert again["confirm"] == {k: direct[k] for k in again["confirm"]}
-        assert set(direct) - set(again["confirm"]) == {"index", "width", "height", "read", "timing"}
-        read_only = {**body, "confirm": str(value), "min_score": None}
-        assert client.post("/v1/assemble", json=read_only).json()["confirm"]["shown"] is False
-    for bad in ({"confirm": "4x"}, {"confirm": 12}, {"confirm": "1", "min_score": 2}):
+    for asked in ([v] for v in alternatives), [[*map(str, surest), str(number.value)]]:
+        for numbers in asked:
+            direct = ask(*map(int, numbers), query="&min_score=0")
+            again = client.post(
+                "/v1/assemble", json={**body, "confirm": list(map(str, numbers)), "min_score": 0}
+            )
+            assert again.json()["confirm"] == {k: direct[k] for k in again.json()["confirm"]}
+            assert set(direct) - set(again.json()["confirm"]) == {
+                "index",
+                "width",
+                "height",
+                "read",
+                "timing",
+            }
+    read_only = {**body, "confirm": [str(surest[0])], "min_score": None}
+    assert client.post("/v1/assemble", json=read_only).json()["confirm"]["shown"] is False
+    for bad in ({"confirm": ["4x"]}, {"confirm": [12]}, {"confirm": []}, {"confirm": ["1"], "min_score": 2}):
         refused = client.post("/v1/assemble", json={**body, **bad})
         assert refused.status_code == 422, bad
 

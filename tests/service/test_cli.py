@@ -514,56 +514,73 @@ def test_alternatives_are_read_with_the_number_when_asked(
         assert "--alternatives must be 0-10" in capsys.readouterr().err
 
 
-def test_confirm_says_for_each_file_whether_it_shows_the_number(
+def test_confirm_says_for_each_file_which_of_the_numbers_it_shows(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "42.png"
-    read = readers.read_one(FixedReader(), path, lambda p: b"", readers.ReadOptions(confirm=42))
-    assert read.confirmation is not None and read.confirmation.how == "read"
+
+    def read(confirm: tuple[int, ...], min_score: float | None = 0.2) -> readers.FileResult:
+        return readers.read_one(
+            FixedReader(), path, lambda p: b"", readers.ReadOptions(0, confirm, min_score)
+        )
+
+    plain = read((42,))
+    assert plain.confirmation is not None and plain.confirmation.how == "read"
     assert readers.read_one(FixedReader(), path, lambda p: b"").confirmation is None  # not asked
-    swap = readers.read_one(
-        FixedReader(), path, lambda p: b"", readers.ReadOptions(confirm=92, min_score=0.3)
-    )
-    assert reports.shown_cell(swap.confirmation) == "yes (swap 0.30)"
+    swap = read((92,), 0.3)
+    assert reports.shown_cell(swap.confirmation) == "92 (swap 0.30)"
     record = reports.result_record(swap)["confirm"]
-    assert (record["expected"], record["shown"], record["how"], record["edit"]) == (
+    assert (record["expected"], record["match"], record["how"], record["edit"]) == (
+        [92],
         92,
-        True,
         "alternative",
         "swap",
     )
     assert [d["digit"] for d in record["digits"]] == [9, 2] and record["score"] == 0.3
-    unsure = readers.read_one(
-        FixedReader(), path, lambda p: b"", readers.ReadOptions(confirm=92, min_score=0.31)
-    )
+    unsure = read((92,), 0.31)
     assert reports.shown_cell(unsure.confirmation) == "no" and reports.shown_cell(None) == "-"
     assert reports.result_record(unsure)["confirm"] == {
-        "expected": 92,
+        "expected": [92],
         "shown": False,
+        "match": None,
+        "passing": [],
         "how": None,
         "digits": [],
         "edit": None,
         "score": None,
     }
-    assert "confirm" not in reports.result_record(replace(read, confirmation=None))
-    table = reports.format_table([read, swap, unsure], confirm=92).splitlines()
+    assert "confirm" not in reports.result_record(replace(plain, confirmation=None))
+    street = read((40, 92, 42), 0.1)  # 42 read; 92 a swap at 0.3; 4 (a drop, 0.2) not asked
+    assert street.confirmation is not None and street.confirmation.passing == (42, 92)
+    table = reports.format_table([plain, swap, unsure], confirm=(92,)).splitlines()
     assert table[0].split()[-2:] == ["shows", "92"]
-    assert [line.split("  ")[-1].strip() for line in table[1:]] == ["yes (read)", "yes (swap 0.30)", "no"]
+    assert [line.split("  ")[-1].strip() for line in table[1:]] == ["42 (read)", "92 (swap 0.30)", "no"]
+    assert (
+        reports.format_table([street], confirm=(40, 92, 42))
+        .splitlines()[0]
+        .endswith("shows one of 40, 92, 42")
+    )
     # through main: the default min_score (0.2) passes the swap at 0.3; "read" does not; a summary count
     monkeypatch.setattr(cli, "LocalReader", lambda checkpoint, device, params: FixedReader())
     Image.new("RGB", (4, 4)).save(path)
-    for extra, shown in (([], True), (["--min-score", "read"], False), (["--min-score", "0.5"], False)):
+    for extra, match in (([], 92), (["--min-score", "read"], None), (["--min-score", "0.5"], None)):
         argv = ["predict", str(path), "--confirm", "092", "--format", "jsonl", "--no-progress", *extra]
         assert cli.main(argv) == 0
         out = capsys.readouterr()
-        assert (
-            json.loads(out.out)["confirm"]["shown"] is shown
-            and json.loads(out.out)["confirm"]["expected"] == 92
-        )
-        assert f"92 shown in {int(shown)};" in out.err
+        answer = json.loads(out.out)["confirm"]
+        assert (answer["expected"], answer["match"]) == ([92], match)
+        assert f"92 shown in {int(match is not None)};" in out.err
+    argv = ["predict", str(path), "--confirm", "40,92,042,40", "--format", "jsonl", "--no-progress"]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr()
+    answer = json.loads(out.out)["confirm"]
+    assert answer["expected"] == [40, 92, 42] and answer["passing"] == [42, 92]
+    assert "one of 40, 92, 42 shown in 1;" in out.err
     for wrong, message in (
         (["--confirm", "12a"], "1-18 digits"),
         (["--confirm", "-3"], "1-18 digits"),
+        (["--confirm", "12,"], "1-18 digits"),
+        (["--confirm", ",".join(map(str, range(101)))], "at most 100 numbers"),
         (["--confirm", "12", "--min-score", "2"], "a score in 0-1"),
         (["--min-score", "0.3"], "--min-score is --confirm's"),
     ):

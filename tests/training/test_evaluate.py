@@ -126,11 +126,21 @@ def test_format_confirmation_prints_a_row_per_min_score_with_the_default_starred
             {"min_score": 0.2, "label": 0.9, "neighbour": 0.025},
             {"min_score": 0.1, "label": 0.95, "neighbour": 0.05},
         ],
+        "street": [
+            {"min_score": None, "right": 8, "wrong": 0, "none": 2},
+            {"min_score": 0.2, "right": 9, "wrong": 1, "none": 0},
+            {"min_score": 0.1, "right": 9, "wrong": 1, "none": 0},
+        ],
     }
     lines = evaluate.format_confirmation(report, 0.2).splitlines()
     assert lines[1].split() == ["min_score", "label", "neighbour"]
-    assert [line.split() for line in lines[2:]] == [
+    assert [line.split() for line in lines[2:5]] == [
         ["read", "only", "0.8000", "0.0000"],
         ["0.2", "*", "0.9000", "0.0250"],
         ["0.1", "0.9500", "0.0500"],
+    ]
+    assert [line.split() for line in lines[7:]] == [
+        ["read", "only", "8", "0", "2"],
+        ["0.2", "*", "9", "1", "0"],
+        ["0.1", "9", "1", "0"],
     ]

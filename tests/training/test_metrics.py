@@ -18,6 +18,7 @@ from training.metrics import (
     number_accuracy,
     number_confidences,
     predicted_numbers,
+    street_rates,
 )
 
 
@@ -210,3 +211,24 @@ def test_confirmation_rates_count_what_passes_at_each_min_score(tmp_path: Path) 
     assert all(
         rows[t][k] == 0.0 for t in rows for k in ("neighbour", "other photo", "digit swapped", "digit added")
     )
+
+
+def test_street_rates_count_which_of_the_streets_numbers_each_photo_is_said_to_show(tmp_path: Path) -> None:
+    right, missed, other = (labelled(tmp_path, i, d) for i, d in enumerate([[4, 2], [1, 5], [2, 0]]))
+    box = [r.boxes for r in (right, missed, other)]
+    sites = {
+        0: [Detection(b.box_xyxy, b.digit, 0.85) for b in box[0]],  # 42 read: the label
+        1: [Detection(box[1][0].box_xyxy, 1, 0.3), Detection(box[1][1].box_xyxy, 5, 0.99)],  # 5; 15 at 0.3
+        2: [
+            Detection(box[2][0].box_xyxy, 2, 0.9),
+            Detection(box[2][1].box_xyxy, 2, 0.9),
+        ],  # 22: the next house
+    }
+    blank = labelled(tmp_path, 3, [])
+    rows = street_rates([right, missed, other, blank], sites, sites, AssemblyParams(), grid=(None, 0.3))
+    assert rows == [
+        {"min_score": None, "right": 1, "wrong": 1, "none": 1},  # 5 is not on 15's street (11-19)
+        {"min_score": 0.3, "right": 2, "wrong": 1, "none": 0},
+    ]
+    report = confirmation_rates([right, missed, other], sites, sites, AssemblyParams(), grid=(None, 0.3))
+    assert report["street"] == rows

@@ -170,25 +170,34 @@ def test_alternatives_figure_draws_a_point_per_k_labelled_with_its_count(tmp_pat
     assert plot_alternatives(rows, 10, tmp_path / "a.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_confirm_figure_draws_the_label_left_and_each_other_kind_right(tmp_path: Path) -> None:
+def test_confirm_figure_draws_the_label_the_other_kinds_and_the_street(tmp_path: Path) -> None:
     report = {
         "pairs": {"label": 10, "neighbour": 40, "digit dropped": 20},
         "rows": [
             {"min_score": None, "label": 0.8, "neighbour": 0.0, "digit dropped": 0.05},
             {"min_score": 0.2, "label": 0.9, "neighbour": 0.025, "digit dropped": 0.1},
         ],
+        "street": [
+            {"min_score": None, "right": 8, "wrong": 0, "none": 2},
+            {"min_score": 0.2, "right": 9, "wrong": 1, "none": 0},
+        ],
     }
     fig = confirm_figure(report, default=0.2)
     try:
-        left, right = fig.axes
+        left, middle, right = fig.axes
         (passed, marker) = left.get_lines()
         assert list(passed.get_ydata()) == [0.8, 0.9] and list(marker.get_xdata()) == [1, 1]
         assert [t.get_text() for t in left.get_xticklabels()] == ["read\nonly", "0.2"]
-        neighbour, dropped, marked = right.get_lines()
+        neighbour, dropped, marked = middle.get_lines()
         assert list(marked.get_xdata()) == [1, 1]
         assert neighbour.get_label() == "neighbour (40)" and dropped.get_label() == "digit dropped (20)"
         assert list(neighbour.get_ydata()) == [0.5 / 40, 0.025]  # none passing: drawn at the floor
-        assert list(dropped.get_ydata()) == [0.05, 0.1] and right.get_yscale() == "log"
+        assert list(dropped.get_ydata()) == [0.05, 0.1] and middle.get_yscale() == "log"
+        label, none, wrong, street_marker = right.get_lines()
+        assert [list(line.get_ydata()) for line in (label, none, wrong)] == [[8, 9], [2, 0], [0, 1]]
+        assert label.get_label() == "the label" and list(street_marker.get_xdata()) == [1, 1]
+        assert [t.get_text() for t in right.texts] == ["8", "9", "2", "0", "0", "1"]
+        assert right.get_ylim()[0] == 0  # counts of photos: from none
     finally:
         plt.close(fig)
     assert plot_confirm(report, tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -88,6 +88,9 @@ def test_evaluate_cli_on_labelled_split(trained_run: Path, synth_dir: Path, tmp_
     assert confirm["rows"][0]["label"] == pytest.approx(saved["accuracy"])
     passed = [row["label"] for row in confirm["rows"]]  # from a lower min_score, never fewer
     assert passed == sorted(passed)
+    street = confirm["street"]  # the number read alone names the label as often as it is read
+    assert all(row["right"] + row["wrong"] + row["none"] == 8 for row in street)
+    assert street[0]["right"] == round(saved["accuracy"] * 8)
     with (tmp_path / "pred.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 8 and set(rows[0]) == {"image_id", "pred_label"}
