@@ -198,7 +198,7 @@ def confirm_numbers_arg(text: str) -> tuple[int, ...]:
     parts = text.split(",")
     bad = [p for p in parts if not re.fullmatch(HOUSE_NUMBER_PATTERN, p)]
     if bad:
-        raise argparse.ArgumentTypeError(f"a house number is 1-18 digits, not {bad[0]!r}")
+        raise argparse.ArgumentTypeError(f"a house number is 1-15 digits, not {bad[0]!r}")
     if len(parts) > MAX_CONFIRM_NUMBERS:
         raise argparse.ArgumentTypeError(f"at most {MAX_CONFIRM_NUMBERS} numbers, not {len(parts)}")
     return tuple(dict.fromkeys(int(p) for p in parts))

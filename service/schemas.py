@@ -12,7 +12,9 @@ from models.confirm import MIN_SCORE as CONFIRM_MIN_SCORE
 
 MAX_ALTERNATIVES = 10
 MAX_CONFIRM_NUMBERS = 100  # numbers one /v1/confirm may ask about: a long street's
-HOUSE_NUMBER_PATTERN = r"^[0-9]{1,18}$"  # a number asked about: digits (038 is 38), within int64
+HOUSE_NUMBER_PATTERN = (
+    r"^[0-9]{1,15}$"  # a number asked about: digits (038 is 38), exact as a JSON number anywhere
+)
 HouseNumber = Annotated[str, Field(pattern=HOUSE_NUMBER_PATTERN)]
 
 

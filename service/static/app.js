@@ -114,7 +114,7 @@ function loadImage(file) {
 function expectedNumbers() {
   // one number, or several (a street's) apart by spaces or commas; anything else: nothing asked
   const parts = $("#expected").value.split(/[\s,]+/).filter((p) => p !== "");
-  return parts.length && parts.length <= 100 && parts.every((p) => /^[0-9]{1,18}$/.test(p)) ? parts : null;
+  return parts.length && parts.length <= 100 && parts.every((p) => /^[0-9]{1,15}$/.test(p)) ? parts : null;
 }
 
 async function reassemble(result) {

@@ -577,9 +577,9 @@ def test_confirm_says_for_each_file_which_of_the_numbers_it_shows(
     assert answer["expected"] == [40, 92, 42] and answer["passing"] == [42, 92]
     assert "one of 40, 92, 42 shown in 1;" in out.err
     for wrong, message in (
-        (["--confirm", "12a"], "1-18 digits"),
-        (["--confirm", "-3"], "1-18 digits"),
-        (["--confirm", "12,"], "1-18 digits"),
+        (["--confirm", "12a"], "1-15 digits"),
+        (["--confirm", "-3"], "1-15 digits"),
+        (["--confirm", "12,"], "1-15 digits"),
         (["--confirm", ",".join(map(str, range(101)))], "at most 100 numbers"),
         (["--confirm", "12", "--min-score", "2"], "a score in 0-1"),
         (["--min-score", "0.3"], "--min-score is --confirm's"),
