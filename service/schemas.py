@@ -214,7 +214,41 @@ class ConfirmResult(Confirmed):
     timing: Timing
 
 
+# What the shipped model answered for validation photo 10917 (labelled 179, read 129), asked about
+# 175, 177, 179, 181 and 183 (stop 125; the fourth request after start, on the CPU), shown in /docs
+_ONE_BOX, _TWO_BOX, _NINE_BOX = (
+    [144.68, 20.76, 11.9, 29.12],
+    [156.0, 24.6, 15.68, 35.83],
+    [169.95, 44.25, 14.96, 32.6],
+)
+CONFIRM_EXAMPLE: dict[str, Any] = {
+    "results": [
+        {
+            "expected": [175, 177, 179, 181, 183],
+            "shown": True,
+            "match": 179,
+            "passing": [179],
+            "how": "alternative",
+            "digits": [
+                _digit(_ONE_BOX, 1, 0.79837),
+                _digit(_TWO_BOX, 7, 0.71505),
+                _digit(_NINE_BOX, 9, 0.97629),
+            ],
+            "edit": "swap",
+            "score": 0.71505,
+            "index": 0,
+            "width": 289,
+            "height": 97,
+            "read": {"text": "129", "number": 129, "p_correct": 0.21158},
+            "timing": {"decode_ms": 1.24, "inference_ms": 40.62, "total_ms": 41.87},
+        }
+    ]
+}
+
+
 class ConfirmResponse(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [CONFIRM_EXAMPLE]})
+
     results: list[ConfirmResult]
 
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 from PIL import Image
+from pydantic import BaseModel
 
 from models.alternatives import alternative_readings
 from models.assembly import AssembledNumber, AssemblyParams, Detection, assemble_number
@@ -22,7 +23,7 @@ from models.verifier import load_verifier, number_features
 from service.app import create_app
 from service.config import Settings
 from service.imaging import ALLOWED_FORMATS
-from service.schemas import RecognizeResponse
+from service.schemas import ConfirmResponse, RecognizeResponse
 from tests.service.conftest import StartClient, noise_png, png
 
 
@@ -670,12 +671,25 @@ def test_confirm_says_whether_each_image_shows_the_numbers_asked_about(start_cli
         assert refused.status_code == 422, bad
 
 
+def documented_example(client: TestClient, model: type[BaseModel]) -> dict:
+    """The example /docs shows for `model`, checked to be a valid one: nothing dropped or added (the
+    OpenAPI document leaves out the nulls, fit and quality)."""
+    (example,) = client.get("/openapi.json").json()["components"]["schemas"][model.__name__]["examples"]
+    assert model.model_validate(example).model_dump(exclude_none=True) == example
+    return dict(example["results"][0])
+
+
 def test_the_documented_recognize_example_is_a_valid_answer(client: TestClient) -> None:
-    schema = client.get("/openapi.json").json()["components"]["schemas"]["RecognizeResponse"]
-    (example,) = schema["examples"]
-    # nothing dropped or added (the OpenAPI document leaves out the nulls, fit and quality)
-    assert RecognizeResponse.model_validate(example).model_dump(exclude_none=True) == example
-    result = example["results"][0]
+    result = documented_example(client, RecognizeResponse)
     assert result["text"] == "".join(str(d["digit"]) for d in result["digits"])
     for alt in result["alternatives"]:
         assert alt["text"] == "".join(str(d["digit"]) for d in alt["digits"]) != result["text"]
+
+
+def test_the_documented_confirm_example_is_a_valid_answer(client: TestClient) -> None:
+    result = documented_example(client, ConfirmResponse)
+    assert result["match"] == result["passing"][0] and set(result["passing"]) <= set(result["expected"])
+    assert (
+        str(result["match"]) == "".join(str(d["digit"]) for d in result["digits"]) != result["read"]["text"]
+    )
+    assert result["how"] == "alternative" and result["read"]["number"] not in result["expected"]
