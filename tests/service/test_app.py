@@ -666,9 +666,14 @@ def test_confirm_says_whether_each_image_shows_the_numbers_asked_about(start_cli
             }
     read_only = {**body, "confirm": [str(surest[0])], "min_score": None}
     assert client.post("/v1/assemble", json=read_only).json()["confirm"]["shown"] is False
-    for bad in ({"confirm": ["4x"]}, {"confirm": [12]}, {"confirm": []}, {"confirm": ["1"], "min_score": 2}):
-        refused = client.post("/v1/assemble", json={**body, **bad})
-        assert refused.status_code == 422, bad
+    for wrong in (
+        {"confirm": ["4x"]},
+        {"confirm": [12]},
+        {"confirm": []},
+        {"confirm": ["1"], "min_score": 2},
+    ):
+        refused = client.post("/v1/assemble", json={**body, **wrong})
+        assert refused.status_code == 422, wrong
 
 
 def documented_example(client: TestClient, model: type[BaseModel]) -> dict:
