@@ -14,8 +14,9 @@ without it has p_correct under it; 1 = always; default: the checkpoint's) and wh
 searched (`ZoomParams.search_near`: only the tiles near what its first pass marks; 0 = every tile;
 default: the checkpoint's) it prints how many numbers
 `Predictor.detect` and the number assembly read right (the same rule as `training.evaluate`: the whole
-number, as an integer), and the time per photo (p50, mean, max). Needs ../shared/data/svhn-hw2; the
-checkpoint is the shipped one unless `--checkpoint` says otherwise.
+number, as an integer), how many labelled numbers /v1/confirm passes at its default `min_score` (the
+number read or a reading one edit away, models/confirm.py), and the time per photo (p50, mean, max).
+Needs ../shared/data/svhn-hw2; the checkpoint is the shipped one unless `--checkpoint` says otherwise.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from models.confirm import confirm_number  # noqa: E402
 from service.config import SHIPPED_CHECKPOINT  # noqa: E402
 from service.predictor import Predictor  # noqa: E402
 from training.data import ImageRecord, load_coco_split  # noqa: E402
@@ -43,17 +45,22 @@ from training.scenes import place_in_scene  # noqa: E402
 DATA = REPO.parent / "shared" / "data" / "svhn-hw2"
 
 
-def read_scenes(predictor: Predictor, records: list[ImageRecord], factor: int) -> tuple[int, list[float]]:
-    """Numbers read right over the scenes of `records` at `factor`, and ms per photo."""
+def read_scenes(
+    predictor: Predictor, records: list[ImageRecord], factor: int
+) -> tuple[int, int, list[float]]:
+    """Numbers read right over the scenes of `records` at `factor`; the labelled numbers /v1/confirm
+    passes at its default min_score (models/confirm.py); and ms per photo."""
     rng = random.Random(factor)
-    right, times_ms = 0, []
+    right, confirmed, times_ms = 0, 0, []
     for record in records:
         scene = np.array(place_in_scene(Image.open(record.path).convert("RGB"), factor, rng)[0])
         start = time.perf_counter()
         findings = predictor.detect([scene])[0]
         times_ms.append((time.perf_counter() - start) * 1000)
-        right += predictor.assemble(findings.sites).value == record.number
-    return right, times_ms
+        number = predictor.assemble(findings.sites)
+        right += number.value == record.number
+        confirmed += confirm_number(record.number, number, findings.sites, findings.detections).shown
+    return right, confirmed, times_ms
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -79,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
     if predictor.gate is None and shipped.search_located and min(limits or [shipped.search_below_p]) < 1:
         print("no verifier for the limit (see the warning): every large photo searched")
     print(f"{len(records)} validation photos, {args.checkpoint}, CPU, {torch.get_num_threads()} threads")
-    print("factor  search   limit    near  read right   p50 ms  mean ms   max ms")
+    print("factor  search   limit    near  read right   confirmed   p50 ms  mean ms   max ms")
     for factor in args.factors:
         for tiles in args.search_tiles:
             for limit in limits or [shipped.search_below_p]:
@@ -87,10 +94,10 @@ def main(argv: list[str] | None = None) -> None:
                     predictor.zoom = replace(
                         shipped, search_tiles=tiles, search_below_p=limit, search_near=near
                     )
-                    right, times = read_scenes(predictor, records, factor)
+                    right, confirmed, times = read_scenes(predictor, records, factor)
                     print(
                         f"{factor:>6}  {tiles:>6}  {limit:>6.2f}  {near:>6.2f}"
-                        f"  {right:>4} / {len(records):<4}"
+                        f"  {right:>4} / {len(records):<4}  {confirmed:>4} / {len(records):<4}"
                         f"  {statistics.median(times):>7.1f}  {statistics.mean(times):>7.1f}"
                         f"  {max(times):>7.1f}",
                         flush=True,
