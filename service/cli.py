@@ -5,6 +5,7 @@
     digitserve predict photos/ --url http://127.0.0.1:8000 --api-key KEY --concurrency 4
     digitserve predict proof.jpg --confirm 179                # does it show 179? (as /v1/confirm)
     digitserve predict street/ --confirm 12,14,16             # which of these does each show?
+    digitserve predict proofs/ --confirm-from deliveries.csv  # each its own (columns file, number)
     curl -s https://example.org/house.jpg | digitserve predict -   # `-`: an image from standard input
     digitserve settings                                          # the service's DIGITSERVE_* settings
 
@@ -25,6 +26,7 @@ costs time, not the file. A file still refused after its retries is a row with i
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import re
 import sys
@@ -154,19 +156,27 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="K",
         help="also up to K readings one edit away, surest first, as /v1/recognize?alternatives=K (0-10)",
     )
-    predict.add_argument(
+    asked = predict.add_mutually_exclusive_group()
+    asked.add_argument(
         "--confirm",
         type=confirm_numbers_arg,
         metavar="N[,N...]",
         help="also say whether each image shows the number N (or which of several, comma-separated), as "
         "/v1/confirm?number=N answers it",
     )
+    asked.add_argument(
+        "--confirm-from",
+        type=Path,
+        metavar="CSV",
+        help="the same with each image's own numbers: a CSV with columns file (a path as given, or a "
+        "name) and number (one, or several apart by spaces)",
+    )
     predict.add_argument(
         "--min-score",
         type=min_score_arg,
         default=UNSET,
         metavar="S",
-        help="with --confirm: a reading one edit away shows N from this edit score "
+        help="with --confirm or --confirm-from: a reading one edit away shows N from this edit score "
         f"(0-1, default {MIN_SCORE}); read: only the number read",
     )
     predict.add_argument("--device", default="auto")
@@ -202,6 +212,31 @@ def confirm_numbers_arg(text: str) -> tuple[int, ...]:
     if len(parts) > MAX_CONFIRM_NUMBERS:
         raise argparse.ArgumentTypeError(f"at most {MAX_CONFIRM_NUMBERS} numbers, not {len(parts)}")
     return tuple(dict.fromkeys(int(p) for p in parts))
+
+
+def expected_numbers(path: Path) -> dict[str, tuple[int, ...]]:
+    """--confirm-from's CSV: a header with `file` and `number` columns (others ignored), then a row a
+    file: the file as a path or a name -> the numbers asked about (one, or several apart by spaces;
+    each as `confirm_numbers_arg` takes them). ValueError naming the line for a missing column, a bad
+    number, a row without a file or a file given twice."""
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        rows = csv.DictReader(handle)
+        missing = {"file", "number"} - set(rows.fieldnames or [])
+        if missing:
+            raise ValueError(f"its header has no {' and no '.join(sorted(missing))} column")
+        numbers: dict[str, tuple[int, ...]] = {}
+        for row in rows:
+            line = rows.line_num
+            name = (row["file"] or "").strip()
+            if not name:
+                raise ValueError(f"line {line}: no file named")
+            if name in numbers:
+                raise ValueError(f"line {line}: {name} is given twice")
+            try:
+                numbers[name] = confirm_numbers_arg(",".join((row["number"] or "").split()))
+            except argparse.ArgumentTypeError as exc:
+                raise ValueError(f"line {line}: {exc}") from None
+    return numbers
 
 
 def min_score_arg(text: str) -> float | None:
@@ -265,7 +300,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--concurrency must be at least 1 and --retries at least 0")
     if not 0 <= args.alternatives <= MAX_ALTERNATIVES:
         parser.error(f"--alternatives must be 0-{MAX_ALTERNATIVES}")
-    if args.confirm is None and args.min_score is not UNSET:
+    if args.confirm is None and args.confirm_from is None and args.min_score is not UNSET:
         parser.error("--min-score is --confirm's: give the number to confirm")
     if args.concurrency > 1 and not args.url:
         parser.error("--concurrency needs --url: in-process, the model reads one file at a time")
@@ -277,6 +312,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not paths:
         print("digitserve: no image files to read in the paths given", file=sys.stderr)
         return 2
+    by_file: dict[str, tuple[int, ...]] = {}
+    if args.confirm_from is not None:
+        try:
+            by_file = expected_numbers(args.confirm_from)
+        except (OSError, ValueError, csv.Error) as exc:
+            print(f"digitserve: cannot use {args.confirm_from}: {exc}", file=sys.stderr)
+            return 2
+        unread = sorted(set(by_file) - {str(p) for p in paths} - {p.name for p in paths})
+        if unread:
+            named = ", ".join(unread[:5]) + (f" and {len(unread) - 5} more" if len(unread) > 5 else "")
+            print(f"digitserve: {args.confirm_from} names files not read: {named}", file=sys.stderr)
     try:
         reader = open_reader(args)
     except (ReadError, httpx.HTTPError) as exc:
@@ -290,7 +336,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     load = stdin_loader(sys.stdin.buffer if STDIN in paths and sys.stdin is not None else None)
     try:
         min_score = MIN_SCORE if args.min_score is UNSET else args.min_score
-        options = ReadOptions(args.alternatives, args.confirm, min_score)
+        options = ReadOptions(args.alternatives, args.confirm, min_score, by_file)
         for result in read_all(reader, paths, not args.no_progress, args.concurrency, load, options):
             results.append(result)
             if args.format == "jsonl":

@@ -8,9 +8,9 @@ from __future__ import annotations
 import random
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
@@ -55,12 +55,18 @@ class FileResult:
 @dataclass(frozen=True)
 class ReadOptions:
     """What `read_one` works out beside the number: up to `alternatives` readings one edit away, and
-    which of the numbers `confirm` the image shows (None: not asked) as /v1/confirm answers it, from
-    `min_score` (None: the number read only)."""
+    which of the numbers `confirm` the image shows (None: not asked; `confirm_by_file` names a file's
+    own) as /v1/confirm answers it, from `min_score` (None: the number read only)."""
 
     alternatives: int = 0
     confirm: tuple[int, ...] | None = None
     min_score: float | None = MIN_SCORE
+    confirm_by_file: Mapping[str, tuple[int, ...]] = field(default_factory=dict)  # --confirm-from
+
+    def asked(self, path: Path) -> tuple[int, ...] | None:
+        """The numbers to ask `path` about: its own in `confirm_by_file` (by the path as given, else
+        by its name), else `confirm`; None: none."""
+        return self.confirm_by_file.get(str(path)) or self.confirm_by_file.get(path.name) or self.confirm
 
 
 class Reader(Protocol):
@@ -231,11 +237,10 @@ def read_one(
     elapsed = (time.perf_counter() - start) * 1000
     p_correct = reader.p_correct(number, found)
     others = tuple(alternative_readings(number, found.sites, found.detections, most=options.alternatives))
+    asked = options.asked(path)
     confirmation = None
-    if options.confirm is not None:
-        confirmation = confirm_number(
-            options.confirm, number, found.sites, found.detections, options.min_score
-        )
+    if asked is not None:
+        confirmation = confirm_number(asked, number, found.sites, found.detections, options.min_score)
     return FileResult(
         path,
         found.detections,

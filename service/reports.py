@@ -22,11 +22,13 @@ from service.schemas import Confirmed
 def format_table(
     results: Sequence[FileResult], alternatives: bool = False, confirm: Sequence[int] | None = None
 ) -> str:
-    """One row a file; with `confirm` (the numbers asked about), a column saying which it shows
-    (`shown_cell`); with `alternatives`, a last column of its readings one edit away."""
+    """One row a file; where a file was asked about numbers, a column saying which it shows
+    (`shown_cell`; `confirm`: the numbers every file was asked about, in the header; None with each
+    file's own, named in its cell); with `alternatives`, a last column of its readings one edit away."""
     width = max([len(str(r.path)) for r in results] + [4])
-    shows = "" if confirm is None else f"shows {asked_words(confirm)}"
-    cells = [shown_cell(r.confirmation) for r in results]
+    own = confirm is None and any(r.confirmation is not None for r in results)
+    shows = "shows" if own else "" if confirm is None else f"shows {asked_words(confirm)}"
+    cells = [shown_cell(r.confirmation, own) for r in results]
     column = max([len(shows), *map(len, cells)])
     lines = [
         f"{'file':{width}}  {'number':>10}  {'confidence':>10}  {'p_correct':>9}  {'digits':>6}  {'ms':>7}"
@@ -53,14 +55,17 @@ def asked_words(asked: Sequence[int]) -> str:
     return str(asked[0]) if len(asked) == 1 else "one of " + ", ".join(map(str, asked))
 
 
-def shown_cell(confirmation: Confirmation | None) -> str:
+def shown_cell(confirmation: Confirmation | None, with_asked: bool = False) -> str:
     """A table cell for /v1/confirm's answer: the number shown and how ("179 (read)", "179 (swap
-    0.72)"), "no" where none is, "-" where nothing was asked."""
+    0.72)"), "no" where none is (with `with_asked`, "no (179)": each file asked its own), "-" where
+    nothing was asked."""
     if confirmation is None:
         return "-"
     if confirmation.how == "alternative":
         return f"{confirmation.match} ({confirmation.edit} {confirmation.score:.2f})"
-    return f"{confirmation.match} (read)" if confirmation.shown else "no"
+    if confirmation.shown:
+        return f"{confirmation.match} (read)"
+    return f"no ({asked_words(confirmation.asked)})" if with_asked else "no"
 
 
 def confirm_record(confirmation: Confirmation) -> dict[str, Any]:
@@ -102,7 +107,12 @@ def summarize(results: Sequence[FileResult], seconds: float) -> str:
     versions = list(dict.fromkeys(r.version for r in results if r.version))
     named = f"; version{'s' if len(versions) > 1 else ''} {', '.join(versions)}" if versions else ""
     asked = [r.confirmation for r in results if r.confirmation is not None]
-    shown = f"; {asked_words(asked[0].asked)} shown in {sum(c.shown for c in asked)}" if asked else ""
+    shown = ""
+    if asked:
+        same = len({c.asked for c in asked}) == 1
+        what = asked_words(asked[0].asked) if same else "the numbers expected"
+        of = "" if len(asked) == len(results) else f" of the {len(asked)} asked"
+        shown = f"; {what} shown in {sum(c.shown for c in asked)}{of}"
     return (
         f"digitserve: {len(results)} files: a number in {found}, no digit in "
         f"{len(results) - found - errors}, an error in {errors}{shown}; {seconds:.1f} s{pace}{named}"

@@ -587,3 +587,55 @@ def test_confirm_says_for_each_file_which_of_the_numbers_it_shows(
         with pytest.raises(SystemExit):
             cli.main(["predict", str(path), *wrong])
         assert message in capsys.readouterr().err
+
+
+def test_confirm_from_asks_each_file_about_its_own_numbers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "proofs"
+    folder.mkdir()
+    for name in ("a.png", "b.png", "c.png", "d.png"):
+        Image.new("RGB", (4, 4)).save(folder / name)
+    sheet = tmp_path / "deliveries.csv"  # every file reads 42, with a 9 seen on the 4 (FixedReader)
+    sheet.write_text(
+        "file,number,street\n"
+        f"{folder / 'a.png'},42,Elm\n"  # by path as given: read
+        "b.png,92,Elm\n"  # by name: the swap, at 0.3
+        "c.png,12 14 16,Oak\n"  # several: none
+        "z.png,7,Oak\n"  # not read: named on stderr
+    )
+    monkeypatch.setattr(cli, "LocalReader", lambda checkpoint, device, params: FixedReader())
+    argv = ["predict", str(folder), "--confirm-from", str(sheet), "--no-progress"]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr()
+    rows = {line.split()[0]: line for line in out.out.splitlines()[1:]}
+    assert out.out.splitlines()[0].split()[-1] == "shows"
+    cells = {Path(f).name: line.split("  ")[-1].strip() for f, line in rows.items()}
+    assert cells == {
+        "a.png": "42 (read)",
+        "b.png": "92 (swap 0.30)",
+        "c.png": "no (one of 12, 14, 16)",
+        "d.png": "-",
+    }
+    assert "the numbers expected shown in 2 of the 3 asked;" in out.err
+    assert "names files not read: z.png" in out.err
+    assert cli.main([*argv, "--min-score", "read", "--format", "jsonl"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line.get("confirm", {}).get("match") for line in lines] == [42, None, None, None]
+    assert "confirm" not in lines[3]  # d.png was asked nothing
+    for text, message in (
+        ("name,number\na.png,1\n", "no file column"),
+        ("file,count\na.png,1\n", "no number column"),
+        ("file,number\na.png,1\nb.png,12a\n", "line 3: a house number is 1-15 digits, not '12a'"),
+        ("file,number\na.png,1\na.png,2\n", "line 3: a.png is given twice"),
+        ("file,number\n,1\n", "line 2: no file named"),
+        ("file,number\na.png,\n", "line 2: a house number"),
+    ):
+        sheet.write_text(text)
+        assert cli.main(argv) == 2
+        assert message in capsys.readouterr().err, text
+    assert cli.main(["predict", str(folder), "--confirm-from", str(tmp_path / "none.csv")]) == 2
+    assert "cannot use" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main([*argv, "--confirm", "12"])
+    assert "not allowed with argument" in capsys.readouterr().err
