@@ -331,12 +331,12 @@ def confirm_figure(report: Mapping[str, Any], default: float | None = None) -> F
         ylim=(0, sum(street[0][k] for k in ("right", "wrong", "none")) * 1.08),
     )
     ax_street.legend(fontsize=7, loc="center right")
+    marked = [i for i, r in enumerate(rows) if default is not None and r["min_score"] == default]
     for ax in (ax_label, ax_other, ax_street):
         ax.set_xticks(xs, names)
         ax.set_xlabel("min_score: an alternative passes from this edit score")
         ax.title.set_fontsize(9)
         ax.grid(alpha=0.3)
-        marked = [i for i, r in enumerate(rows) if r["min_score"] == default and default is not None]
         for i in marked:
             ax.axvline(i, color="grey", linestyle="--", linewidth=1)
     fig.tight_layout()

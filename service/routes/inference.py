@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
+from pydantic import BaseModel
 
 from models.assembly import assemble_number
 from models.confirm import MIN_SCORE, confirm_number
@@ -55,12 +57,15 @@ VERSIONED: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.post(
-    "/detect",
-    response_model=DetectResponse,
-    responses={**ERRORS, **VERSIONED},
-    openapi_extra=RAW_BODY_OPENAPI,
-)
+def image_route(path: str, model: type[BaseModel]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """POST `path` on the router for uploaded images (`service.uploads`: fields, a raw body or base64
+    JSON), answering `model`, with the errors and the X-Model-Version header documented."""
+    return router.post(
+        path, response_model=model, responses={**ERRORS, **VERSIONED}, openapi_extra=RAW_BODY_OPENAPI
+    )
+
+
+@image_route("/detect", DetectResponse)
 async def detect(
     _: ApiKeyDep,
     state: StateDep,
@@ -86,12 +91,7 @@ async def detect(
     )
 
 
-@router.post(
-    "/recognize",
-    response_model=RecognizeResponse,
-    responses={**ERRORS, **VERSIONED},
-    openapi_extra=RAW_BODY_OPENAPI,
-)
+@image_route("/recognize", RecognizeResponse)
 async def recognize(
     _: ApiKeyDep,
     state: StateDep,
@@ -128,12 +128,7 @@ async def recognize(
     return RecognizeResponse(results=out)
 
 
-@router.post(
-    "/confirm",
-    response_model=ConfirmResponse,
-    responses={**ERRORS, **VERSIONED},
-    openapi_extra=RAW_BODY_OPENAPI,
-)
+@image_route("/confirm", ConfirmResponse)
 async def confirm(
     _: ApiKeyDep,
     state: StateDep,
