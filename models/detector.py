@@ -6,6 +6,7 @@ fills the parameters afterwards.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -20,6 +21,8 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHe
 from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.rpn import RPNHead
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
+from torchvision.ops import MultiScaleRoIAlign
+from torchvision.ops.poolers import initLevelMapper
 
 from models.labels import NUM_CLASSES
 
@@ -125,6 +128,24 @@ BACKBONES: dict[str, Callable[[DetectorConfig], BackboneWithFPN]] = {
 }
 
 NUM_FPN_LEVELS = 5  # P2..P5 from the ResNet stages plus the max-pooled P6
+# The strides of the maps "0"-"3" (P2-P5) that the box head pools from: layer1-layer4 of a ResNet
+POOLED_STRIDES = (4, 8, 16, 32)
+
+
+def fix_pooler_scales(pooler: MultiScaleRoIAlign) -> None:
+    """Set the box pooler's map scales (1 / `POOLED_STRIDES`) and level rule now, instead of on its
+    first call. torchvision's `MultiScaleRoIAlign` infers them from the first batch it sees, from each
+    map's height over the largest image's unpadded height, and keeps them: a first image resized to
+    under ~0.7 of its padded height (a 41 x 238 photo is shrunk to 66 x 384 by max_size and padded to
+    96 x 384) rounds stride 4 to 2 and spoils every reading after it (pytorch/vision#3747;
+    experiment 153)."""
+    pooler.scales = [1.0 / stride for stride in POOLED_STRIDES]
+    pooler.map_levels = initLevelMapper(
+        round(math.log2(POOLED_STRIDES[0])),
+        round(math.log2(POOLED_STRIDES[-1])),
+        canonical_scale=pooler.canonical_scale,
+        canonical_level=pooler.canonical_level,
+    )
 
 
 class PerBatchScaleTransform(GeneralizedRCNNTransform):
@@ -189,6 +210,7 @@ def build_detector(config: DetectorConfig) -> FasterRCNN:
         box_nms_thresh=config.box_nms_thresh,
         box_detections_per_img=config.box_detections_per_img,
     )
+    fix_pooler_scales(model.roi_heads.box_roi_pool)
     if config.train_scale_per_batch:
         model.transform = PerBatchScaleTransform(
             model.transform.min_size, config.max_size, list(config.image_mean), list(config.image_std)

@@ -3,8 +3,10 @@ from dataclasses import replace
 import pytest
 import torch
 from torchvision.models.detection.faster_rcnn import TwoMLPHead
+from torchvision.ops.poolers import _setup_scales
 
-from models.detector import DETECTOR_PRESETS, DetectorConfig, build_detector
+from models.detector import BACKBONES, DETECTOR_PRESETS, DetectorConfig, build_detector
+from tests.helpers import randomise_batchnorm
 
 
 @pytest.fixture(scope="module")
@@ -131,3 +133,40 @@ def test_unknown_arch_and_keys_rejected() -> None:
         DetectorConfig(arch="yolo")
     with pytest.raises(ValueError, match="unknown detector arguments"):
         DetectorConfig.from_dict({"arch": "fasterrcnn_resnet18_fpn", "depth": 3})
+
+
+@pytest.mark.parametrize("arch", sorted(BACKBONES))
+def test_the_box_poolers_scales_are_set_from_the_start_as_a_well_shaped_image_infers_them(arch: str) -> None:
+    """torchvision infers them on the first call; from a 128 x 256 image (no padding) it gets them right."""
+    model = build_detector(replace(DETECTOR_PRESETS["fast"], arch=arch)).eval()
+    pooler = model.roi_heads.box_roi_pool
+    assert pooler.scales == [0.25, 0.125, 0.0625, 0.03125]
+    with torch.inference_mode():
+        features = model.backbone(torch.zeros(1, 3, 128, 256))
+    scales, levels = _setup_scales(
+        [features[name] for name in pooler.featmap_names],
+        [(128, 256)],
+        pooler.canonical_scale,
+        pooler.canonical_level,
+    )
+    assert pooler.scales == scales
+    assert vars(pooler.map_levels) == vars(levels)
+
+
+def test_the_first_image_seen_does_not_change_how_later_ones_are_read() -> None:
+    """A 41 x 238 first image is resized to 66 x 384 and padded to 96 x 384: torchvision's pooler,
+    left to infer its scales from it, would pool every later image from the wrong cells
+    (pytorch/vision#3747)."""
+    config = replace(DETECTOR_PRESETS["fast"], min_size=96, max_size=384, box_score_thresh=0.0)
+    first_odd = build_detector(config).eval()
+    randomise_batchnorm(first_odd)
+    first_plain = build_detector(config).eval()
+    first_plain.load_state_dict(first_odd.state_dict())
+    generator = torch.Generator().manual_seed(0)
+    odd, image = torch.rand(3, 41, 238, generator=generator), torch.rand(3, 56, 126, generator=generator)
+    with torch.inference_mode():
+        first_odd([odd])
+        after_odd, plain = first_odd([image])[0], first_plain([image])[0]
+    assert plain["scores"].numel() > 0
+    torch.testing.assert_close(after_odd["boxes"], plain["boxes"])
+    torch.testing.assert_close(after_odd["scores"], plain["scores"])

@@ -208,6 +208,17 @@ def test_clutter_above_a_number_in_a_large_photo_does_not_chain_to_it() -> None:
     assert predictor.assemble(predictor.detect([np.array(scene)])[0].sites).value == 50
 
 
+def test_the_first_photo_read_does_not_change_the_readings_after_it() -> None:
+    """Read first, unwarmed, a 41 x 238 photo (two photos side by side) reached the int8 detector
+    at 66 x 384, padded to 96 x 384, and torchvision's box pooler inferred its scales from it: every
+    later photo read garbage (experiment 153). Its scales are now set when the detector is built."""
+    predictor = Predictor.load(SHIPPED_CHECKPOINT, torch.device("cpu"))
+    odd = np.random.default_rng(0).integers(0, 256, (41, 238, 3), dtype=np.uint8)
+    predictor.detect([odd])
+    pixels = np.array(render_sample(8, find_fonts("bundled")).image)
+    assert predictor.assemble(predictor.detect([pixels])[0].sites).value == 2301
+
+
 def test_the_shipped_verifier_is_fitted_on_the_shipped_pipeline() -> None:
     """`verifier.json` records the pipeline it was fitted on; the shipped one must be today's (a
     part exported anew, or a setting changed, without refitting it would turn p_correct off)."""
