@@ -22,6 +22,13 @@ that owns the verifier decides (service.predictor, training.evaluate), reading t
 `ZoomParams.search_near` > 0 it looks there only at the tiles near what the first pass marks
 (`near_tiles`), fewer passes for as many numbers read.
 
+A long, narrow photo (a crop of a panorama, a strip of a wall) holds its number small too, in
+another way: the detector sees no side of an image longer than its `max_size` (384 px), so a photo
+more than `max_size` / `min_size` (4) times as wide as high reaches it shrunk below `min_size` on its
+shorter side, a 16:1 strip to a quarter of the scale the number alone is seen at. The search then
+also cuts the photo along its length (`search_tiles` with the model's `max_size`, `strip_count`),
+into tiles within that ratio, each seen at the scale `min_size` gives it (experiment 153).
+
 A photo can also frame its number tightly, a digit close to its left or right side. The SVHN photos
 the model learned from are crops with room around the number, whose labels mostly leave out a digit
 the photo's side cuts, and the model learned to leave out digits at the sides: on synthetic numbers
@@ -37,6 +44,7 @@ boxes more closely than either alone (model card, experiment 55).
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -78,7 +86,10 @@ class ZoomParams:
     tile: 3 -> 9 tiles at twice the scale), provided each tile has at least the model's `min_size` px on
     its shorter side (no search of images the model already sees at their own resolution or larger);
     with `search_tiles_max` m > n, in as many tiles a side as fit, up to m (`tile_count`: a larger
-    photo's tiles at a larger scale; experiment 113). With `search_near` s > 0, a photo whose first pass
+    photo's tiles at a larger scale; experiment 113). A photo that the model's `max_size` shrinks by
+    `min_gain` or more (one more than 5 times as wide as high, for the shipped model) is cut into
+    more tiles along its length, or into a strip of tiles where none fit across (`search_tiles`,
+    experiment 153). With `search_near` s > 0, a photo whose first pass
     locates something (searched for `search_located`) is searched only in the tiles that one of the
     first pass's detections scoring at least s and no taller than the tile overlaps (`near_tiles`:
     the first pass, blurred as it is at the whole photo's scale, still marks where digits may be;
@@ -289,17 +300,47 @@ def detect_alone(model: FasterRCNN, image: torch.Tensor) -> list[Detection]:
     return outputs_to_detections(model([image])[0])
 
 
-def search_tiles(height: int, width: int, tiles: int, min_size: int) -> list[CropXYXY]:
+def search_tiles(
+    height: int, width: int, tiles: int, min_size: int, max_size: int | None = None, min_gain: float = 1.0
+) -> list[CropXYXY]:
     """The search pass's crops over a `height` x `width` image, row by row: `tiles` x `tiles` tiles,
     each 2 / (`tiles` + 1) of the image's height and width, at steps of half a tile, so that anything
-    up to half a tile across lies whole in one of them. Empty when `tiles` < 2 or a tile's shorter
-    side would be under `min_size` px (the model would enlarge the tile's own pixels)."""
-    if tiles < 2 or 2 * min(height, width) < min_size * (tiles + 1):
+    up to half a tile across lies whole in one of them. Without `max_size`, empty when `tiles` < 2 or
+    a tile's shorter side would be under `min_size` px (the model would enlarge the tile's own pixels).
+
+    With the model's `max_size`, a long, narrow image is also cut along its longer side (a strip,
+    experiment 153). The model sees an image no longer than `max_size` px, so one more than `max_size`
+    / `min_size` times as long as it is high reaches it shrunk below `min_size` on its shorter side, its
+    digits with it: a 12:1 strip 32 px high is seen 32 px high instead of 96. Where tiles as above
+    would be shrunk so by at least `min_gain` (`ZoomParams.min_gain`: less is not worth the passes),
+    there are as many tiles along the longer side as keep each within that ratio (`strip_count`),
+    each then seen at the scale `min_size` gives it; across, `tiles` where they fit as above, else
+    one, the whole shorter side. Other images get what they get without `max_size`."""
+    if tiles < 2:
         return []
-    tile_h, tile_w = 2 * height / (tiles + 1), 2 * width / (tiles + 1)
-    rows = [(round(r * tile_h / 2), min(height, round(r * tile_h / 2 + tile_h))) for r in range(tiles)]
-    cols = [(round(c * tile_w / 2), min(width, round(c * tile_w / 2 + tile_w))) for c in range(tiles)]
+    across = tiles if 2 * min(height, width) >= min_size * (tiles + 1) else 1
+    along = across if max_size is None else strip_count(height, width, across, min_size, max_size, min_gain)
+    if across * along < 2:
+        return []
+    rows_n, cols_n = (across, along) if width >= height else (along, across)
+    tile_h, tile_w = 2 * height / (rows_n + 1), 2 * width / (cols_n + 1)
+    rows = [(round(r * tile_h / 2), min(height, round(r * tile_h / 2 + tile_h))) for r in range(rows_n)]
+    cols = [(round(c * tile_w / 2), min(width, round(c * tile_w / 2 + tile_w))) for c in range(cols_n)]
     return [(x1, y1, x2, y2) for y1, y2 in rows for x1, x2 in cols]
+
+
+def strip_count(height: int, width: int, across: int, min_size: int, max_size: int, min_gain: float) -> int:
+    """How many tiles `search_tiles` cuts along the longer side of a `height` x `width` image cut into
+    `across` tiles on its shorter side (each 2 / (n + 1) of a side; 1 = the whole side): `across`,
+    unless such square-cut tiles would reach the model shrunk to fit its `max_size` by `min_gain` or
+    more; then as many as keep each tile's longer side within `max_size` / `min_size` times its
+    shorter."""
+    shorter, longer = min(height, width), max(height, width)
+    tile_short, tile_long = 2 * shorter / (across + 1), 2 * longer / (across + 1)
+    shrink = tile_long * min_size / (tile_short * max_size)  # > 1: by how much max_size shrinks the tile
+    if shrink < min_gain:
+        return across
+    return max(across, math.ceil(2 * longer * min_size / (max_size * tile_short) - 1 - 1e-9))
 
 
 def tile_count(height: int, width: int, params: ZoomParams, min_size: int) -> int:
@@ -410,7 +451,13 @@ def locates(detections: Sequence[Detection], params: ZoomParams) -> bool:
 
 
 def search_again(
-    height: int, width: int, min_size: int, params: ZoomParams, located: bool, p_correct: float | None
+    height: int,
+    width: int,
+    min_size: int,
+    max_size: int,
+    params: ZoomParams,
+    located: bool,
+    p_correct: float | None,
 ) -> bool:
     """Whether a gated pipeline (`params.gated`) reads a `height` x `width` photo again with the search
     of located photos: where its first pass `located` something (elsewhere the search has run
@@ -420,7 +467,7 @@ def search_again(
     return (
         params.gated
         and located
-        and bool(search_tiles(height, width, params.search_tiles, min_size))
+        and bool(search_tiles(height, width, params.search_tiles, min_size, max_size, params.min_gain))
         and (p_correct is None or p_correct < params.search_below_p)
     )
 
@@ -474,7 +521,8 @@ def look_again(
     min_size, max_size = int(model.transform.min_size[-1]), int(model.transform.max_size)
     located = locates(found, params)
     if params.search_tiles and (params.search_located or not located):
-        crops = search_tiles(height, width, tile_count(height, width, params, min_size), min_size)
+        count = tile_count(height, width, params, min_size)
+        crops = search_tiles(height, width, count, min_size, max_size, params.min_gain)
         if params.search_near > 0 and located:
             crops = near_tiles(crops, found, params.search_near)
         tiled = search(model, image, crops, float(model.roi_heads.nms_thresh))

@@ -69,7 +69,8 @@ class Settings(BaseSettings):
         le=8,
         json_schema_extra={"accepts": "0, or 2-8"},
         description="where the first pass locates no digit (or always, with search-located), search n x n "
-        "tiles of a large photo (models/zoom.py; n^2 more detector passes there); 0 = off",
+        "tiles of a large photo, more along a long, narrow one (models/zoom.py; n^2 or more detector "
+        "passes there); 0 = off",
     )
     side_look: float | None = Field(
         None,

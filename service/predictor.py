@@ -216,6 +216,7 @@ class Predictor:
                 firsts = [detect_alone(self.model, x) for x in inputs]
                 found = self._read(inputs, first_reading(self.zoom), firsts)
                 min_size = int(self.model.transform.min_size[-1])
+                max_size = int(self.model.transform.max_size)
                 again = [
                     i
                     for i, (x, first, f) in enumerate(zip(inputs, firsts, found, strict=True))
@@ -223,6 +224,7 @@ class Predictor:
                         int(x.shape[-2]),
                         int(x.shape[-1]),
                         min_size,
+                        max_size,
                         self.zoom,
                         locates(first, self.zoom),
                         reading_p_correct(self.gate[0], self.assemble(f.sites), f.sites, f.detections),

@@ -193,7 +193,7 @@ def read_gated(
     the service reads them."""
     detections, sites = pipeline.read(photos, first_reading(zoom))
     numbers_from = detections if sites is None else sites
-    min_size = int(pipeline.model.transform.min_size[-1])
+    min_size, max_size = int(pipeline.model.transform.min_size[-1]), int(pipeline.model.transform.max_size)
     # `locates` last: the first pass is run again only for the large photos read doubtfully
     doubtful = [
         r
@@ -202,6 +202,7 @@ def read_gated(
             r.height,
             r.width,
             min_size,
+            max_size,
             zoom,
             True,
             _p_correct(verifier, params, numbers_from.get(r.image_id, []), detections, r.image_id),

@@ -4,7 +4,8 @@ are read (`benchmarks/bench_scenes.py`, `docs/search_examples.py`).
 The real validation photos are crops around their numbers; a user's photo of a house front is not.
 `place_in_scene` pastes a photo, at its own size and pixel for pixel, at a random place of a backdrop
 `factor` times as wide and high: smooth colour noise around the photo's mean colour, with no digits
-and no edges for the detector to mistake for them.
+and no edges for the detector to mistake for them. `place_in_strip` pastes it into a backdrop as high
+as the photo and `aspect` times as wide as that: a long, narrow photo, such as a crop of a panorama.
 """
 
 from __future__ import annotations
@@ -42,3 +43,21 @@ def place_in_scene(
     corner = rng.randrange(width * (factor - 1) + 1), rng.randrange(height * (factor - 1) + 1)
     scene.paste(photo.convert("RGB"), corner)
     return scene, corner
+
+
+def place_in_strip(
+    photo: Image.Image, aspect: float, rng: random.Random
+) -> tuple[Image.Image, tuple[int, int]]:
+    """`photo` (RGB) pasted at its own size into a `backdrop` as high as it and `aspect` times as wide
+    as high (rounded; never narrower than the photo), at a random place along it drawn from `rng`;
+    returns the strip and the photo's top-left corner (x, 0) in it."""
+    if aspect <= 0:
+        raise ValueError(f"aspect must be > 0, got {aspect}")
+    width, height = photo.size
+    strip_width = max(width, round(aspect * height))
+    if strip_width == width:
+        return photo, (0, 0)
+    strip = backdrop(photo, strip_width, height, rng)
+    corner = rng.randrange(strip_width - width + 1), 0
+    strip.paste(photo.convert("RGB"), corner)
+    return strip, corner

@@ -27,6 +27,7 @@ from models.zoom import (
     search_again,
     search_tiles,
     shift_detections,
+    strip_count,
     tile_count,
     uncut,
     widen,
@@ -399,6 +400,8 @@ GATED = replace(SEARCH, search_located=True, search_below_p=0.8)
         (GATED, 400, 600, True, 0.8, False),  # sure enough
         (GATED, 400, 600, False, 0.5, False),  # located nothing: searched in the first reading already
         (GATED, 150, 600, True, 0.5, False),  # too small for the tiles
+        (GATED, 32, 640, True, 0.5, True),  # too small for square tiles, but a 20:1 strip
+        (GATED, 44, 202, True, 0.5, False),  # a 4.6:1 strip: shrunk by 1.15, under min_gain
         (replace(GATED, search_below_p=1.0), 400, 600, True, 0.5, False),  # no limit: searched at once
         (replace(GATED, search_located=False), 400, 600, True, 0.5, False),
         (replace(GATED, search_tiles=0), 400, 600, True, 0.5, False),
@@ -407,7 +410,7 @@ GATED = replace(SEARCH, search_located=True, search_below_p=0.8)
 def test_search_again_only_doubtful_large_photos_whose_first_pass_located(
     params: ZoomParams, height: int, width: int, located: bool, p_correct: float | None, expected: bool
 ) -> None:
-    assert search_again(height, width, 96, params, located, p_correct) is expected
+    assert search_again(height, width, 96, 384, params, located, p_correct) is expected
 
 
 def test_the_search_limit_is_a_probability_and_gates_only_the_search_of_located_photos() -> None:
@@ -426,6 +429,51 @@ def test_first_passes_given_are_not_run_again() -> None:
     model = FakeDetector([[[]] for _ in range(9)])
     result = detect_with_zoom(model, [torch.rand(3, 400, 600)], replace(SEARCH, search_located=True), first)
     assert result == first and model.seen == [[(3, 200, 300)]] * 9  # the tiles only
+
+
+def test_a_long_narrow_photo_is_cut_along_its_length_into_tiles_the_model_sees_unshrunk() -> None:
+    """A 12:1 strip 32 px high reaches a model of min_size 96 / max_size 384 at 384 x 32: its digits a
+    third of the size of the photo's alone. Cut into 5 tiles of 128 x 32 (4:1), each is seen at 384 x
+    96."""
+    tiles = search_tiles(32, 384, 3, 96, 384, 1.25)
+    assert tiles == [(x, 0, x + 128, 32) for x in range(0, 320, 64)]  # whole height, half a tile apart
+    assert all((x2 - x1) <= 4 * (y2 - y1) for x1, y1, x2, y2 in tiles)
+    # standing up, the same along its height
+    assert search_tiles(384, 32, 3, 96, 384, 1.25) == [(y1, x1, y2, x2) for x1, y1, x2, y2 in tiles]
+    # without max_size, or with search_tiles off, no strip
+    assert search_tiles(32, 384, 3, 96) == [] and search_tiles(32, 384, 0, 96, 384, 1.25) == []
+    # a 4.6:1 photo would be shrunk by 1.15 only: not worth the passes at min_gain 1.25; at 1, two tiles
+    assert search_tiles(44, 202, 3, 96, 384, 1.25) == []
+    assert search_tiles(44, 202, 3, 96, 384, 1.0) == [(0, 0, 135, 44), (67, 0, 202, 44)]
+
+
+@pytest.mark.parametrize(("height", "width"), [(400, 600), (150, 600), (44, 176), (1000, 1000), (600, 2400)])
+def test_a_photo_within_max_size_over_min_size_gets_the_square_tiles(height: int, width: int) -> None:
+    for tiles in (0, 2, 3, 4):
+        assert search_tiles(height, width, tiles, 96, 384, 1.0) == search_tiles(height, width, tiles, 96)
+
+
+def test_a_large_long_photo_gets_more_tiles_along_its_length() -> None:
+    """400 x 4000 (10:1): 3 x 3 tiles of 200 x 2000 would be shrunk 2.5 x; 3 rows of 9 tiles of 200 x
+    800 are not shrunk at all."""
+    assert strip_count(400, 4000, 3, 96, 384, 1.25) == 9
+    tiles = search_tiles(400, 4000, 3, 96, 384, 1.25)
+    assert len(tiles) == 27 and tiles[0] == (0, 0, 800, 200) and tiles[-1] == (3200, 200, 4000, 400)
+    assert strip_count(400, 1800, 3, 96, 384, 1.25) == 3  # 4.5:1, shrunk by 1.125 only
+
+
+def test_the_search_cuts_a_strip_the_first_pass_locates_nothing_in() -> None:
+    """A 20:1 strip, 32 x 640: nothing located at 384 x 19; 9 tiles of 128 x 32, each seen at 384 x 96.
+    A digit found in tile 4 (x 256-384) locates the number, and the second look crops around it (x
+    260-353: 1.5 digit heights either side; the whole height) and reads it there."""
+    first: list[list[list[Detection]]] = [[[]]]
+    tiles: list[list[list[Detection]]] = [[[]] for _ in range(9)]
+    tiles[4] = [[digit(40, 4, 60, 28, value=3)]]
+    second = [[digit(36, 4, 56, 28, value=3, score=0.75)]]
+    model = FakeDetector([*first, *tiles, second])
+    result = detect_with_zoom(model, [torch.rand(3, 32, 640)], SEARCH)
+    assert model.seen == [[(3, 32, 640)]] + [[(3, 32, 128)]] * 9 + [[(3, 32, 93)]]  # x 260-353
+    assert result == [[digit(296, 4, 316, 28, value=3, score=0.75)]]
 
 
 @pytest.mark.parametrize(

@@ -49,7 +49,7 @@ def test_a_limited_search_reads_large_photos_as_the_service_does(synth_dir: Path
     first = Predictor.load(SHIPPED_CHECKPOINT, cpu, search_located=False)
     gate = Predictor.load(SHIPPED_CHECKPOINT, cpu, search_located=True, search_below_p=0.8).gate
     assert gate is not None
-    min_size = int(first.model.transform.min_size[-1])
+    min_size, max_size = int(first.model.transform.min_size[-1]), int(first.model.transform.max_size)
     # the first reading's p_correct of each scene the limit applies to: located, and large enough for the
     # tiles (a scene of a small synthetic photo may not be)
     limited: dict[int, float | None] = {}
@@ -58,7 +58,10 @@ def test_a_limited_search_reads_large_photos_as_the_service_does(synth_dir: Path
         once = first.detect([pixels])[0]
         with torch.inference_mode():
             located = locates(detect_alone(first.model, to_model_input(pixels)), first.zoom)
-        if located and search_tiles(image["height"], image["width"], first.zoom.search_tiles, min_size):
+        zoom = first.zoom
+        if located and search_tiles(
+            image["height"], image["width"], zoom.search_tiles, min_size, max_size, zoom.min_gain
+        ):
             p = reading_p_correct(gate[0], first.assemble(once.sites), once.sites, once.detections)
             limited[image["id"]] = p
     known = sorted({p for p in limited.values() if p is not None})

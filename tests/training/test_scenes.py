@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from training.scenes import place_in_scene
+from training.scenes import place_in_scene, place_in_strip
 
 
 def photo() -> Image.Image:
@@ -43,3 +43,19 @@ def test_scenes_are_the_same_for_the_same_seed_and_factor_one_is_the_photo() -> 
     assert corner == (0, 0) and np.array_equal(np.asarray(same), np.asarray(photo()))
     with pytest.raises(ValueError, match="factor"):
         place_in_scene(photo(), 0, random.Random(7))
+
+
+@pytest.mark.parametrize("aspect", [4.0, 12.0, 25.5])
+def test_the_photo_lies_unchanged_in_a_strip_as_high_as_it_and_aspect_times_as_wide(aspect: float) -> None:
+    strip, (x, y) = place_in_strip(photo(), aspect, random.Random(3))
+    assert strip.size == (round(aspect * 20), 20) and y == 0
+    assert np.array_equal(np.asarray(strip)[:, x : x + 45], np.asarray(photo()))
+    again, corner = place_in_strip(photo(), aspect, random.Random(3))
+    assert corner == (x, y) and np.array_equal(np.asarray(again), np.asarray(strip))
+
+
+def test_a_strip_no_wider_than_the_photo_is_the_photo() -> None:
+    same, corner = place_in_strip(photo(), 2.0, random.Random(7))  # 40 px wide: the photo is 45
+    assert corner == (0, 0) and np.array_equal(np.asarray(same), np.asarray(photo()))
+    with pytest.raises(ValueError, match="aspect"):
+        place_in_strip(photo(), 0.0, random.Random(7))
