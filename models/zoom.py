@@ -87,7 +87,7 @@ class ZoomParams:
     its shorter side (no search of images the model already sees at their own resolution or larger);
     with `search_tiles_max` m > n, in as many tiles a side as fit, up to m (`tile_count`: a larger
     photo's tiles at a larger scale; experiment 113). A photo that the model's `max_size` shrinks by
-    `min_gain` or more (one more than 5 times as wide as high, for the shipped model) is cut into
+    `min_gain` or more (one 5 or more times as wide as high, for the shipped model) is cut into
     more tiles along its length, or into a strip of tiles where none fit across (`search_tiles`,
     experiment 153). With `search_near` s > 0, a photo whose first pass
     locates something (searched for `search_located`) is searched only in the tiles that one of the

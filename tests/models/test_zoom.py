@@ -444,6 +444,7 @@ def test_a_long_narrow_photo_is_cut_along_its_length_into_tiles_the_model_sees_u
     assert search_tiles(32, 384, 3, 96) == [] and search_tiles(32, 384, 0, 96, 384, 1.25) == []
     # a 4.6:1 photo would be shrunk by 1.15 only: not worth the passes at min_gain 1.25; at 1, two tiles
     assert search_tiles(44, 202, 3, 96, 384, 1.25) == []
+    assert len(search_tiles(40, 200, 3, 96, 384, 1.25)) == 2  # 5:1: shrunk by 1.25, min_gain itself
     assert search_tiles(44, 202, 3, 96, 384, 1.0) == [(0, 0, 135, 44), (67, 0, 202, 44)]
 
 
