@@ -286,6 +286,12 @@ def fuse_passes(
     return fused
 
 
+def input_sizes(model: FasterRCNN) -> tuple[int, int]:
+    """The detector's (min_size, max_size) at test time: the shorter side it resizes an image to, and
+    the longest side it lets one keep."""
+    return int(model.transform.min_size[-1]), int(model.transform.max_size)
+
+
 def detect_alone(model: FasterRCNN, image: torch.Tensor) -> list[Detection]:
     """The detector's findings in one image (float RGB FloatTensor[3, H, W] in [0, 1] on the model's
     device), boxes xyxy in its pixels, from a call of its own.
@@ -518,7 +524,7 @@ def look_again(
     the second look where the number is small, its boxes fused with those found before it
     (`fuse_passes`, `params.fuse_first`)."""
     height, width = int(image.shape[-2]), int(image.shape[-1])
-    min_size, max_size = int(model.transform.min_size[-1]), int(model.transform.max_size)
+    min_size, max_size = input_sizes(model)
     located = locates(found, params)
     if params.search_tiles and (params.search_located or not located):
         count = tile_count(height, width, params, min_size)

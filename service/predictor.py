@@ -36,7 +36,15 @@ from models.verifier import (
     pipeline_identity,
     reading_p_correct,
 )
-from models.zoom import ZoomParams, detect_alone, detect_with_zoom, first_reading, locates, search_again
+from models.zoom import (
+    ZoomParams,
+    detect_alone,
+    detect_with_zoom,
+    first_reading,
+    input_sizes,
+    locates,
+    search_again,
+)
 from service.errors import ModelOverloadedError
 from service.imaging import to_model_input
 
@@ -215,8 +223,7 @@ class Predictor:
                     return self._read(inputs, self.zoom)
                 firsts = [detect_alone(self.model, x) for x in inputs]
                 found = self._read(inputs, first_reading(self.zoom), firsts)
-                min_size = int(self.model.transform.min_size[-1])
-                max_size = int(self.model.transform.max_size)
+                min_size, max_size = input_sizes(self.model)
                 again = [
                     i
                     for i, (x, first, f) in enumerate(zip(inputs, firsts, found, strict=True))

@@ -29,7 +29,7 @@ from models.reader import DigitReader, ReaderMeta
 from models.refiner import BoxRefiner, RefinerMeta
 from models.rescorer import Rescorer, RescorerMeta, load_checkpoint_rescorer
 from models.verifier import NumberVerifier, gate_verifier, pipeline_identity, reading_p_correct
-from models.zoom import ZoomParams, detect_alone, first_reading, locates, search_again
+from models.zoom import ZoomParams, detect_alone, first_reading, input_sizes, locates, search_again
 from training.data import ImageRecord, load_image, split_records
 from training.runner import (
     predict_records,
@@ -193,7 +193,7 @@ def read_gated(
     the service reads them."""
     detections, sites = pipeline.read(photos, first_reading(zoom))
     numbers_from = detections if sites is None else sites
-    min_size, max_size = int(pipeline.model.transform.min_size[-1]), int(pipeline.model.transform.max_size)
+    min_size, max_size = input_sizes(pipeline.model)
     # `locates` last: the first pass is run again only for the large photos read doubtfully
     doubtful = [
         r
