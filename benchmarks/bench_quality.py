@@ -43,6 +43,9 @@ LEVELS: dict[str, list[float]] = {
     "shrink": [0.7, 0.5, 0.35, 0.25],
     "blur": [0.5, 1, 1.5, 2],
     "noise": [8, 16, 24, 32],
+    "dark": [],
+    "bright": [],
+    "haze": [],
 }
 
 

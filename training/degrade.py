@@ -1,5 +1,6 @@
-"""Photos made worse the ways a phone or a street camera makes them worse: for measuring how well a house
-number is read from a poor photo (`benchmarks/bench_quality.py`).
+"""Photos made worse the ways a phone or a street camera makes them worse (compressed, far away, blurred,
+grainy, under- or overexposed, hazy): for measuring how well a house number is read from a poor photo
+(`benchmarks/bench_quality.py`).
 
 Each kind takes an RGB photo and a level and returns a new RGB photo; level 0 (or 1 for `shrink`, 100
 for `jpeg`) leaves the photo as it is. Where a kind draws random numbers (`noise`), it takes a seed, so
@@ -67,6 +68,55 @@ def noise(photo: Image.Image, sigma: float, seed: int = 0) -> Image.Image:
     return Image.fromarray(np.clip(np.rint(pixels + grain), 0, 255).astype(np.uint8))
 
 
+def _to_linear(pixels: np.ndarray) -> np.ndarray:
+    """sRGB grey levels (0-255) -> linear light (0-1), IEC 61966-2-1."""
+    v = pixels.astype(np.float64) / 255.0
+    return np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4)
+
+
+def _to_srgb(light: np.ndarray) -> Image.Image:
+    """Linear light (clipped to 0-1) -> an 8-bit sRGB photo, rounded to the nearest grey level."""
+    light = np.clip(light, 0.0, 1.0)
+    v = np.where(light <= 0.0031308, light * 12.92, 1.055 * light ** (1 / 2.4) - 0.055)
+    return Image.fromarray(np.rint(v * 255.0).astype(np.uint8))
+
+
+def dark(photo: Image.Image, stops: float, seed: int = 0) -> Image.Image:
+    """`photo` underexposed by `stops` (>= 0): its linear light halved `stops` times and stored again in
+    8 bits, so that the shadows lose their grey levels as a camera's would at dusk. `seed` is unused."""
+    photo = photo.convert("RGB")
+    if stops < 0:
+        raise ValueError(f"underexposure must be >= 0 stops, not {stops}")
+    return photo if stops == 0 else _to_srgb(_to_linear(np.asarray(photo)) * 2.0**-stops)
+
+
+def bright(photo: Image.Image, stops: float, seed: int = 0) -> Image.Image:
+    """`photo` overexposed by `stops` (>= 0): its linear light doubled `stops` times and clipped at
+    white, so that light surfaces burn out (sun on a white wall). `seed` is unused."""
+    photo = photo.convert("RGB")
+    if stops < 0:
+        raise ValueError(f"overexposure must be >= 0 stops, not {stops}")
+    return photo if stops == 0 else _to_srgb(_to_linear(np.asarray(photo)) * 2.0**stops)
+
+
+#: the grey of the veil `haze` lays over a photo (a bright, slightly blue-white sky)
+VEIL: Final[tuple[int, int, int]] = (225, 230, 235)
+
+
+def haze(photo: Image.Image, amount: float, seed: int = 0) -> Image.Image:
+    """`photo` behind a veil (fog, glare on glass, a smeared lens): each pixel mixed with `VEIL` by
+    `amount` (0-1; 0 leaves it, 1 leaves only the veil), so that every contrast falls to 1 - `amount`
+    of itself. `seed` is unused."""
+    photo = photo.convert("RGB")
+    if not 0 <= amount < 1:
+        raise ValueError(f"a haze amount must be in [0, 1), not {amount}")
+    if amount == 0:
+        return photo
+    pixels = np.asarray(photo, dtype=np.float64)
+    veiled = pixels * (1 - amount) + np.asarray(VEIL, dtype=np.float64) * amount
+    return Image.fromarray(np.rint(veiled).astype(np.uint8))
+
+
 Degrade = Callable[[Image.Image, float, int], Image.Image]
 
 #: name -> (the function, the level that leaves a photo as it is, what a level is)
@@ -75,6 +125,9 @@ KINDS: Final[dict[str, tuple[Degrade, float, str]]] = {
     "shrink": (shrink, 1.0, "scale"),
     "blur": (blur, 0.0, "Gaussian blur (px)"),
     "noise": (noise, 0.0, "grain (grey levels)"),
+    "dark": (dark, 0.0, "underexposure (stops)"),
+    "bright": (bright, 0.0, "overexposure (stops)"),
+    "haze": (haze, 0.0, "haze (share of veil)"),
 }
 
 

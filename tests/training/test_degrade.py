@@ -1,4 +1,4 @@
-"""training.degrade: photos made worse by JPEG, distance, blur and grain."""
+"""training.degrade: photos made worse by JPEG, distance, blur, grain, exposure and haze."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from training.degrade import KINDS, blur, degrade, jpeg, noise, shrink
+from training.degrade import KINDS, VEIL, blur, bright, dark, degrade, haze, jpeg, noise, shrink
 
 
 def photo() -> Image.Image:
@@ -60,9 +60,42 @@ def test_noise_is_clipped_to_the_grey_levels() -> None:
     assert grained.max() == 255 and (grained == 255).mean() > 0.3  # half the draws exceed 5 grey levels
 
 
+def test_one_stop_darker_halves_the_light_not_the_grey_level() -> None:
+    # sRGB 200 is 0.578 of full light; half of that is sRGB 146, not 100 (the transfer curve is not linear)
+    pixels = np.asarray(dark(photo(), 1.0))
+    assert pixels[0, 0].tolist() == [146, 146, 146] and pixels[8, 20].tolist() == [11, 11, 11]
+    darker = [np.asarray(dark(photo(), s))[0, 0, 0] for s in (1.0, 2.0, 4.0)]
+    assert darker[0] > darker[1] > darker[2] > 0
+
+
+def test_overexposure_burns_light_surfaces_out_and_lifts_dark_ones() -> None:
+    pixels = np.asarray(bright(photo(), 1.0))
+    assert pixels[0, 0].tolist() == [255, 255, 255]  # 0.578 of full light doubled is past white
+    assert pixels[8, 20].tolist() == [31, 31, 31]  # the bar lifts from sRGB 20 to 31
+    # a stop up then a stop down gives back the bar, which did not clip, to within a grey level
+    assert abs(int(np.asarray(dark(bright(photo(), 1.0), 1.0))[8, 20, 0]) - 20) <= 1
+
+
+def test_haze_mixes_each_pixel_with_the_veil_and_shrinks_the_contrast_by_its_share() -> None:
+    veiled = np.asarray(haze(photo(), 0.75), dtype=np.float64)
+    assert veiled[0, 0].tolist() == [round(200 / 4 + v * 3 / 4) for v in VEIL]
+    assert veiled[0, 0, 0] - veiled[8, 20, 0] == pytest.approx((200 - 20) / 4, abs=1)
+
+
 @pytest.mark.parametrize(
     ("kind", "level"),
-    [("jpeg", 0.0), ("jpeg", 99.0), ("shrink", 0.0), ("shrink", 1.5), ("blur", -1.0), ("noise", -2.0)],
+    [
+        ("jpeg", 0.0),
+        ("jpeg", 99.0),
+        ("shrink", 0.0),
+        ("shrink", 1.5),
+        ("blur", -1.0),
+        ("noise", -2.0),
+        ("dark", -1.0),
+        ("bright", -0.5),
+        ("haze", 1.0),
+        ("haze", -0.1),
+    ],
 )
 def test_a_level_out_of_range_is_refused(kind: str, level: float) -> None:
     with pytest.raises(ValueError):
