@@ -2,20 +2,23 @@
 
     python benchmarks/bench_quality.py [--checkpoint DIR [DIR ...]] [--names NAME ...] [--images 807] \
         [--jpeg 75 50 30 20 10] [--shrink 0.7 0.5 0.35 0.25] [--blur 0.5 1 1.5 2] [--noise 8 16 24 32] \
-        [--sharpen 0.6] [--plain] [--plot quality.png]
+        [--dark 1 2 3 4 5] [--bright 0.5 1 1.5 2] [--haze 0.3 0.5 0.7 0.85] \
+        [--sharpen 0.6] [--unstretched] [--plain] [--plot quality.png]
 
 Each validation photo is read as it is and made worse by each kind of `training.degrade` at each level
 (an empty list leaves a kind out): saved as a JPEG of that quality; shrunk to that scale (the number
 photographed from farther away; the median labelled digit height at each scale is printed); under a
 Gaussian blur of that radius in px; with Gaussian grain of that standard deviation in grey levels,
-drawn from the photo's id. For each checkpoint, kind and level it prints how many numbers
+drawn from the photo's id; underexposed or overexposed by that many stops; behind a veil of that
+share (the last three only when asked for). For each checkpoint, kind and level it prints how many numbers
 `Predictor.detect` and the number assembly read right (the rule of `training.evaluate`: the whole
 number, as an integer), and how many right readings of the photo as it is the harm breaks and wrong
 ones it mends; `--plot` draws the counts against the level, a panel per kind
 (`training.plots.plot_quality`). The pipeline prepares each photo as the service does by default
-(`models.photo`: grainy photos smoothed, no sharpening); `--sharpen GATE` also reads every photo with
-blurred ones sharpened at that gate (`models.focus`, experiment 138), and `--plain` with both steps
-off, each as one more line per checkpoint. Needs ../shared/data/svhn-hw2; the checkpoint is the
+(`models.photo`: narrow-contrast photos stretched, grainy ones smoothed, no sharpening); `--sharpen
+GATE` also reads every photo with blurred ones sharpened at that gate (`models.focus`, experiment
+138), `--unstretched` with the stretch off (`models.levels`, experiment 154), and `--plain` with every
+step off, each as one more line per checkpoint. Needs ../shared/data/svhn-hw2; the checkpoint is the
 shipped one unless `--checkpoint` says otherwise.
 """
 
@@ -84,7 +87,8 @@ def main(argv: list[str] | None = None) -> None:
     for kind, default in LEVELS.items():
         p.add_argument(f"--{kind}", type=float, nargs="*", default=default, help=f"{KINDS[kind][2]} levels")
     p.add_argument("--sharpen", type=float, help="also read with blurred photos sharpened at this gate")
-    p.add_argument("--plain", action="store_true", help="also read without smoothing or sharpening photos")
+    p.add_argument("--unstretched", action="store_true", help="also read without stretching the levels")
+    p.add_argument("--plain", action="store_true", help="also read with every photo step off")
     p.add_argument("--plot", type=Path, help="write the counts against the level to this PNG")
     args = p.parse_args(argv)
     names = checkpoint_names(p, args)
@@ -92,19 +96,28 @@ def main(argv: list[str] | None = None) -> None:
     records, photos = validation_photos(args.images)
     results = {}
     served = list(zip(names, args.checkpoint, strict=True))
-    runs: list[tuple[str, Path, float | None, float | None]] = [(n, c, None, None) for n, c in served]
+    # name, checkpoint, then the grain threshold, sharpening gate and levels gate (None: the default)
+    runs: list[tuple[str, Path, float | None, float | None, float | None]] = [
+        (n, c, None, None, None) for n, c in served
+    ]
     if args.sharpen is not None:
-        runs += [(f"{n}, sharpened at {args.sharpen:g}", c, None, args.sharpen) for n, c in served]
+        runs += [(f"{n}, sharpened at {args.sharpen:g}", c, None, args.sharpen, None) for n, c in served]
+    if args.unstretched:
+        runs += [(f"{n}, levels as they are", c, None, None, 0.0) for n, c in served]
     if args.plain:
-        runs += [(f"{n}, photos as they are", c, 0.0, 0.0) for n, c in served]
-    for name, checkpoint, grain_threshold, sharpen_gate in runs:
+        runs += [(f"{n}, photos as they are", c, 0.0, 0.0, 0.0) for n, c in served]
+    for name, checkpoint, grain_threshold, sharpen_gate, levels_gate in runs:
         predictor = Predictor.load(
-            checkpoint, torch.device("cpu"), grain_threshold=grain_threshold, sharpen_gate=sharpen_gate
+            checkpoint,
+            torch.device("cpu"),
+            grain_threshold=grain_threshold,
+            sharpen_gate=sharpen_gate,
+            levels_gate=levels_gate,
         )
         predictor.warm_up()
         print(
-            f"{len(records)} validation photos, {checkpoint}, {predictor.grain}, {predictor.focus}, CPU, "
-            f"{torch.get_num_threads()} threads"
+            f"{len(records)} validation photos, {checkpoint}, {predictor.levels}, {predictor.grain}, "
+            f"{predictor.focus}, CPU, {torch.get_num_threads()} threads"
         )
         results[name] = measure(predictor, photos, records, levels)
     if args.plot:

@@ -1,6 +1,8 @@
-"""The photo as the pipeline reads it: a grainy one smoothed (`models.grain`, experiment 136), else a
-blurred one sharpened where that is on (`models.focus`, experiment 138), else the photo as it is.
-Smoothing comes first and excludes sharpening, which would bring the grain back."""
+"""The photo as the pipeline reads it: a narrow-contrast one stretched (`models.levels`, experiment
+154); then a grainy one smoothed (`models.grain`, experiment 136), else a blurred one sharpened where
+that is on (`models.focus`, experiment 138). The stretch comes first, so that the grain is measured
+(and smoothed) as the stretch leaves it; smoothing excludes sharpening, which would bring the grain
+back."""
 
 from __future__ import annotations
 
@@ -10,27 +12,32 @@ import numpy as np
 
 from models.focus import FocusParams, sharpen_blurred
 from models.grain import GrainParams, smooth_grain
+from models.levels import LevelsParams, stretch_levels
 
-Step = Literal["grain", "focus"]
+Step = Literal["levels", "grain", "focus"]
 
 
 def photo_params(
-    grain_threshold: float | None = None, sharpen_gate: float | None = None
-) -> tuple[GrainParams, FocusParams]:
-    """The two steps' settings from a service setting or an evaluator flag each: None keeps
-    `models.grain`'s and `models.focus`' defaults (smoothing on, sharpening off), 0 turns a step off."""
+    grain_threshold: float | None = None, sharpen_gate: float | None = None, levels_gate: float | None = None
+) -> tuple[GrainParams, FocusParams, LevelsParams]:
+    """The three steps' settings from a service setting or an evaluator flag each: None keeps
+    `models.grain`'s, `models.focus`' and `models.levels`' defaults (smoothing on, sharpening off,
+    stretching on), 0 turns a step off."""
     grain = GrainParams() if grain_threshold is None else GrainParams(threshold=grain_threshold)
     focus = FocusParams() if sharpen_gate is None else FocusParams(gate=sharpen_gate)
-    return grain, focus
+    levels = LevelsParams() if levels_gate is None else LevelsParams(gate=levels_gate)
+    return grain, focus, levels
 
 
 def prepare_photo(
-    pixels: np.ndarray, grain: GrainParams, focus: FocusParams
-) -> tuple[np.ndarray, Step | None]:
+    pixels: np.ndarray, grain: GrainParams, focus: FocusParams, levels: LevelsParams
+) -> tuple[np.ndarray, tuple[Step, ...]]:
     """uint8 RGB `pixels` [H, W, 3] -> (the pixels to read, a new array where a step changed them;
-    which step did: "grain", "focus" or None)."""
-    smoothed = smooth_grain(pixels, grain)
-    if smoothed is not pixels:
-        return smoothed, "grain"
-    sharpened = sharpen_blurred(pixels, focus)
-    return sharpened, None if sharpened is pixels else "focus"
+    the steps that did, in order: "levels", then "grain" or "focus"; () for none)."""
+    stretched = stretch_levels(pixels, levels)
+    steps: tuple[Step, ...] = () if stretched is pixels else ("levels",)
+    smoothed = smooth_grain(stretched, grain)
+    if smoothed is not stretched:
+        return smoothed, (*steps, "grain")
+    sharpened = sharpen_blurred(stretched, focus)
+    return sharpened, steps if sharpened is stretched else (*steps, "focus")

@@ -123,6 +123,14 @@ class Settings(BaseSettings):
         "(models/focus.py, experiment 138: photos out of focus read better, 0.6 the gate measured; photos "
         "with smooth backgrounds are sharpened too); 0 = off",
     )
+    levels_gate: float | None = Field(
+        None,
+        ge=0.0,
+        le=255.0,
+        description="stretch the levels of a photo whose luma spread (1st to 99th percentile) is under this "
+        "many grey levels, before reading it (models/levels.py, experiment 154: dark and hazy photos read "
+        "far better); 0 = off",
+    )
     use_reader: bool = Field(
         True, description="read digits with the checkpoint's reader too, when it has one (models/reread.py)"
     )

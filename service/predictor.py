@@ -22,6 +22,7 @@ from models.checkpoint import CheckpointMeta, resolve_checkpoint_dir
 from models.focus import FocusParams
 from models.grain import GrainParams
 from models.int8 import Int8Meta, int8_parts
+from models.levels import LevelsParams
 from models.optimize import load_prepared_detector, load_prepared_reader, load_prepared_refiner
 from models.photo import photo_params, prepare_photo
 from models.reader import DigitReader, ReaderMeta
@@ -72,11 +73,13 @@ class Predictor:
         gate: tuple[NumberVerifier, VerifierMeta] | None = None,
         grain: GrainParams | None = None,
         focus: FocusParams | None = None,
+        levels: LevelsParams | None = None,
     ) -> None:
         self.model, self.meta, self.device, self.assembly = model, meta, device, assembly
         self.checkpoint, self.zoom, self.reader, self.refiner = checkpoint, zoom, reader, refiner
         self.rescorer, self.int8, self.verifier, self.gate = rescorer, int8, verifier, gate
         self.grain, self.focus = grain or GrainParams(), focus or FocusParams()
+        self.levels = levels or LevelsParams()
 
     @property
     def identity(self) -> dict[str, Any]:
@@ -104,6 +107,7 @@ class Predictor:
             "int8_parts": self.int8_parts,
             "grain": asdict(self.grain),
             "focus": asdict(self.focus),
+            "levels": asdict(self.levels),
             "verifier": asdict(self.verifier[0]) if self.verifier else None,
             "gate": asdict(self.gate[0]) if self.gate else None,
         }
@@ -139,6 +143,7 @@ class Predictor:
         search_near: float | None = None,
         grain_threshold: float | None = None,
         sharpen_gate: float | None = None,
+        levels_gate: float | None = None,
         use_reader: bool = True,
         use_refiner: bool = True,
         use_rescorer: bool = True,
@@ -155,9 +160,10 @@ class Predictor:
         when it was fitted on this very pipeline (parts and settings; `models.verifier
         .current_verifier`), and to decide which large photos to search (`ZoomParams.gated`) when
         fitted on it up to `search_below_p` and `search_near` (`models.verifier.gate_verifier`).
-        Grainy photos are smoothed first and, where `sharpen_gate` asks, blurred ones sharpened
-        (`models.photo`; `grain_threshold`, `sharpen_gate` None: `models.grain`'s and `models.focus`'
-        defaults, on and off; 0: off)."""
+        Photos of narrow contrast are stretched first, then grainy ones smoothed and, where
+        `sharpen_gate` asks, blurred ones sharpened (`models.photo`; `levels_gate`, `grain_threshold`,
+        `sharpen_gate` None: `models.levels`', `models.grain`'s and `models.focus`' defaults, on, on
+        and off; 0: off)."""
         model, meta, int8 = load_prepared_detector(checkpoint, device, use_int8=use_int8)
         reader = load_prepared_reader(checkpoint, device, use_int8=use_int8) if use_reader else None
         refiner = load_prepared_refiner(checkpoint, device, use_int8=use_int8) if use_refiner else None
@@ -178,7 +184,7 @@ class Predictor:
             search_tiles_max=search_tiles_max,
             search_near=search_near,
         )
-        grain, focus = photo_params(grain_threshold, sharpen_gate)
+        grain, focus, levels = photo_params(grain_threshold, sharpen_gate, levels_gate)
         predictor = cls(
             model,
             meta,
@@ -192,6 +198,7 @@ class Predictor:
             int8,
             grain=grain,
             focus=focus,
+            levels=levels,
         )
         directory = resolve_checkpoint_dir(checkpoint)
         predictor.verifier = current_verifier(directory, predictor.identity)
@@ -199,8 +206,9 @@ class Predictor:
         return predictor
 
     def detect(self, images: list[np.ndarray]) -> list[Findings]:
-        """A detector call for each image of the batch (preprocess, grainy photos smoothed and blurred
-        ones sharpened first (`models.photo`) -> inference -> postprocess;
+        """A detector call for each image of the batch (preprocess, narrow-contrast photos stretched,
+        grainy ones smoothed and blurred ones sharpened first (`models.photo`) -> inference ->
+        postprocess;
         `models.zoom.detect_alone`: an image's answer does not depend on the others), a second one
         over the crop of each image whose digits came out small (models/zoom.py) when zoom is on, one
         refiner call over every detected box of the batch (models/refiner.py) when there is a box
@@ -214,7 +222,7 @@ class Predictor:
         try:
             with torch.inference_mode():
                 inputs = [
-                    to_model_input(prepare_photo(image, self.grain, self.focus)[0]).to(
+                    to_model_input(prepare_photo(image, self.grain, self.focus, self.levels)[0]).to(
                         self.device, non_blocking=True
                     )
                     for image in images

@@ -26,6 +26,7 @@ from models.atomic import write_text
 from models.checkpoint import read_checkpoint_meta
 from models.focus import FocusParams
 from models.grain import GrainParams
+from models.levels import LevelsParams
 from models.zoom import ZoomParams
 from service.config import SHIPPED_CHECKPOINT, Settings
 
@@ -48,6 +49,7 @@ FROM_ZOOM = {
 FROM_MODULE: dict[str, tuple[str, float]] = {
     "grain_threshold": ("models.grain", GrainParams().threshold),
     "sharpen_gate": ("models.focus", FocusParams().gate),
+    "levels_gate": ("models.levels", LevelsParams().gate),
 }
 
 

@@ -111,6 +111,7 @@ def load_predictor(path: Path, device: torch.device, settings: Settings) -> Pred
         search_near=s.search_near,
         grain_threshold=s.grain_threshold,
         sharpen_gate=s.sharpen_gate,
+        levels_gate=s.levels_gate,
         use_reader=s.use_reader,
         use_refiner=s.use_refiner,
         use_rescorer=s.use_rescorer,

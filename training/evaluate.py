@@ -286,6 +286,12 @@ def build_parser(description: str | None) -> argparse.ArgumentParser:
         "default: off (0)",
     )
     p.add_argument(
+        "--levels-gate",
+        type=float,
+        help="stretch the levels of a photo whose luma spread is under this many grey levels before reading "
+        "it, as the service does (models/levels.py); default: models.levels', 0 = off",
+    )
+    p.add_argument(
         "--no-reader", action="store_true", help="read numbers from the detector alone, as without a reader"
     )
     p.add_argument(

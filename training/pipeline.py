@@ -114,8 +114,9 @@ class Pipeline:
 
 def run_pipeline(args: argparse.Namespace) -> PipelineRun:
     """The checkpoint's pipeline as served, with `args`' settings (`training.evaluate.build_parser`),
-    over the split's images (the grainy ones smoothed, and the blurred ones sharpened where
-    `--sharpen-gate` asks, in a temporary folder: `training.runner.prepared_records`)."""
+    over the split's images (the narrow-contrast ones stretched, the grainy ones smoothed, and the
+    blurred ones sharpened where `--sharpen-gate` asks, in a temporary folder:
+    `training.runner.prepared_records`)."""
     with tempfile.TemporaryDirectory(prefix="digitserve-photos-") as folder:
         return _run_pipeline(args, Path(folder))
 
@@ -127,8 +128,8 @@ def _run_pipeline(args: argparse.Namespace, folder: Path) -> PipelineRun:
     model, meta, int8 = load_prepared_detector(args.checkpoint, device, use_int8=use_int8)
     params, zoom = assembly_params(args, meta.assembly), zoom_from(args, meta.zoom)
     records, labelled = split_records(args.data, args.split, args.images, args.annotations)
-    grain, focus = photo_params(args.grain_threshold, args.sharpen_gate)
-    photos, steps = prepared_records(records, grain, focus, folder)  # what each reader reads
+    grain, focus, levels = photo_params(args.grain_threshold, args.sharpen_gate, args.levels_gate)
+    photos, steps = prepared_records(records, grain, focus, levels, folder)  # what each reader reads
     pipeline = load_pipeline(args, model, device, use_int8)
     identity = pipeline_identity(meta.weights_sha256, params, zoom, pipeline.parts())
     gate = gate_verifier(resolve_checkpoint_dir(args.checkpoint), identity) if zoom.gated else None
@@ -146,8 +147,10 @@ def _run_pipeline(args: argparse.Namespace, folder: Path) -> PipelineRun:
         "searched_again": searched_again,  # image ids, where located photos' search is gated
         "grain": asdict(grain),
         "focus": asdict(focus),
-        "grain_smoothed": [image_id for image_id, step in steps.items() if step == "grain"],
-        "sharpened": [image_id for image_id, step in steps.items() if step == "focus"],
+        "levels": asdict(levels),
+        "levels_stretched": [image_id for image_id, done in steps.items() if "levels" in done],
+        "grain_smoothed": [image_id for image_id, done in steps.items() if "grain" in done],
+        "sharpened": [image_id for image_id, done in steps.items() if "focus" in done],
         **pipeline.parts(),
         "int8": int8.to_dict() if int8 else None,
         "int8_parts": pipeline.int8_parts(),

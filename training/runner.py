@@ -25,6 +25,7 @@ from models.focus import FocusParams
 from models.grain import GrainParams
 from models.hw2 import Detections
 from models.inference import resolve_device
+from models.levels import LevelsParams
 from models.optimize import load_prepared_detector
 from models.photo import Step, prepare_photo
 from models.reader import DigitReader, ReaderMeta
@@ -156,22 +157,22 @@ def load_prepared(
 
 
 def prepared_records(
-    records: Sequence[ImageRecord], grain: GrainParams, focus: FocusParams, folder: Path
-) -> tuple[list[ImageRecord], dict[int, Step]]:
+    records: Sequence[ImageRecord], grain: GrainParams, focus: FocusParams, levels: LevelsParams, folder: Path
+) -> tuple[list[ImageRecord], dict[int, tuple[Step, ...]]]:
     """`records` as the pipeline reads their photos (`models.photo.prepare_photo`, as the service
     prepares an upload): each photo a step changes written to `folder` as a PNG (lossless: read back,
-    the same pixels) and its record pointed there, the others as they are; and image_id -> the step
+    the same pixels) and its record pointed there, the others as they are; and image_id -> the steps
     that changed it. Every reader of the evaluation then reads what the service would."""
-    if not grain.on and not focus.on:
+    if not grain.on and not focus.on and not levels.on:
         return list(records), {}
     out, steps = [], {}
     for record in tqdm(records, desc="photos", leave=False):
         pixels = np.ascontiguousarray(read_rgb(record.path).permute(1, 2, 0).numpy())
-        prepared, step = prepare_photo(pixels, grain, focus)
-        if step is not None:
+        prepared, done = prepare_photo(pixels, grain, focus, levels)
+        if done:
             path = folder / f"{record.image_id}.png"
             Image.fromarray(prepared).save(path)
-            record, steps[record.image_id] = replace(record, path=path), step
+            record, steps[record.image_id] = replace(record, path=path), done
         out.append(record)
     return out, steps
 

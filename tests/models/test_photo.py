@@ -1,4 +1,5 @@
-"""models.photo: a grainy photo smoothed, else a blurred one sharpened, else read as it is."""
+"""models.photo: a narrow-contrast photo stretched; then a grainy one smoothed, else a blurred one
+sharpened, else read as it is."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ from PIL import Image, ImageFilter
 
 from models.focus import TUNED_GATE, FocusParams, blur_measure, sharpen_blurred
 from models.grain import GrainParams, grain_sigma, smooth_grain
-from models.photo import prepare_photo
+from models.levels import LevelsParams, luma_spread, stretch_levels
+from models.photo import photo_params, prepare_photo
+
+FOCUS = FocusParams(gate=TUNED_GATE)
 
 
 def plate() -> np.ndarray:
@@ -19,27 +23,54 @@ def plate() -> np.ndarray:
 
 def test_a_clean_sharp_photo_is_read_as_it_is() -> None:
     pixels = plate()
-    prepared, step = prepare_photo(pixels, GrainParams(), FocusParams(gate=TUNED_GATE))
-    assert prepared is pixels and step is None
+    prepared, steps = prepare_photo(pixels, GrainParams(), FOCUS, LevelsParams())
+    assert prepared is pixels and steps == ()
 
 
 def test_a_blurred_photo_is_sharpened() -> None:
     pixels = np.array(Image.fromarray(plate()).filter(ImageFilter.GaussianBlur(2.5)))
-    prepared, step = prepare_photo(pixels, GrainParams(), FocusParams(gate=TUNED_GATE))
-    assert step == "focus" and np.array_equal(prepared, sharpen_blurred(pixels, FocusParams(gate=TUNED_GATE)))
+    prepared, steps = prepare_photo(pixels, GrainParams(), FOCUS, LevelsParams())
+    assert steps == ("focus",) and np.array_equal(prepared, sharpen_blurred(pixels, FOCUS))
 
 
 def test_a_grainy_photo_is_smoothed_and_not_sharpened_back() -> None:
     blurry = np.array(Image.fromarray(plate()).filter(ImageFilter.GaussianBlur(2.5))).astype(float)
     pixels = np.clip(blurry + np.random.default_rng(0).normal(0, 20, blurry.shape), 0, 255).astype(np.uint8)
     assert grain_sigma(pixels) >= GrainParams().threshold
-    prepared, step = prepare_photo(pixels, GrainParams(), FocusParams(gate=TUNED_GATE))
-    assert step == "grain" and np.array_equal(prepared, smooth_grain(pixels, GrainParams()))
-    assert (
-        blur_measure(prepared) >= FocusParams(gate=TUNED_GATE).gate
-    )  # sharpening would have fired on the smoothed photo
+    prepared, steps = prepare_photo(pixels, GrainParams(), FOCUS, LevelsParams())
+    assert steps == ("grain",) and np.array_equal(prepared, smooth_grain(pixels, GrainParams()))
+    assert blur_measure(prepared) >= FOCUS.gate  # sharpening would have fired on the smoothed photo
 
 
-def test_with_both_steps_off_every_photo_is_read_as_it_is() -> None:
-    pixels = np.random.default_rng(1).integers(0, 255, (30, 40, 3), dtype=np.uint8)
-    assert prepare_photo(pixels, GrainParams(threshold=0), FocusParams(gate=0))[0] is pixels
+def test_a_dark_photo_is_stretched_and_its_grain_measured_as_the_stretch_leaves_it() -> None:
+    # a plate at dusk: its contrast squeezed to 200 / 8 - 30 / 8 grey levels, with grain of 1.5 levels,
+    # under the smoothing threshold as it is and over it once stretched
+    rng = np.random.default_rng(2)
+    dark = plate().astype(float) / 8 + rng.normal(0, 1.5, plate().shape)
+    pixels = np.clip(np.rint(dark), 0, 255).astype(np.uint8)
+    assert grain_sigma(pixels) < GrainParams().threshold
+    prepared, steps = prepare_photo(pixels, GrainParams(), FOCUS, LevelsParams())
+    stretched = stretch_levels(pixels, LevelsParams())
+    assert grain_sigma(stretched) >= GrainParams().threshold
+    assert steps == ("levels", "grain") and np.array_equal(prepared, smooth_grain(stretched, GrainParams()))
+    low, high = luma_spread(prepared)
+    assert high - low > 4 * (luma_spread(pixels)[1] - luma_spread(pixels)[0])
+
+
+def test_a_dark_clean_photo_is_only_stretched() -> None:
+    pixels = (plate() // 8).astype(np.uint8)
+    prepared, steps = prepare_photo(pixels, GrainParams(), FOCUS, LevelsParams())
+    assert steps == ("levels",) and np.array_equal(prepared, stretch_levels(pixels, LevelsParams()))
+
+
+def test_with_every_step_off_every_photo_is_read_as_it_is() -> None:
+    pixels = (np.random.default_rng(1).integers(0, 255, (30, 40, 3), dtype=np.uint8) // 8).astype(np.uint8)
+    grain, focus, levels = photo_params(0, 0, 0)
+    assert not (grain.on or focus.on or levels.on)
+    prepared, steps = prepare_photo(pixels, grain, focus, levels)
+    assert prepared is pixels and steps == ()
+
+
+def test_photo_params_keep_each_modules_default_where_unset() -> None:
+    assert photo_params() == (GrainParams(), FocusParams(), LevelsParams())
+    assert photo_params(levels_gate=40.0)[2] == LevelsParams(gate=40.0)

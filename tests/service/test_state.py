@@ -28,6 +28,7 @@ STEERING = {
     "search_near": 0.47,
     "grain_threshold": 4.8,
     "sharpen_gate": 0.49,
+    "levels_gate": 50.0,
     "use_reader": False,
     "use_refiner": False,
     "use_rescorer": False,
