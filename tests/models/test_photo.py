@@ -43,10 +43,10 @@ def test_a_grainy_photo_is_smoothed_and_not_sharpened_back() -> None:
 
 
 def test_a_dark_photo_is_stretched_and_its_grain_measured_as_the_stretch_leaves_it() -> None:
-    # a plate at dusk: its contrast squeezed to 200 / 8 - 30 / 8 grey levels, with grain of 1.5 levels,
+    # a plate at dusk: its contrast squeezed to 200 / 8 - 30 / 8 grey levels, with grain of 2 levels,
     # under the smoothing threshold as it is and over it once stretched
     rng = np.random.default_rng(2)
-    dark = plate().astype(float) / 8 + rng.normal(0, 1.5, plate().shape)
+    dark = plate().astype(float) / 8 + rng.normal(0, 2.0, plate().shape)
     pixels = np.clip(np.rint(dark), 0, 255).astype(np.uint8)
     assert grain_sigma(pixels) < GrainParams().threshold
     prepared, steps = prepare_photo(pixels, GrainParams(), FOCUS, LevelsParams())

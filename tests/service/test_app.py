@@ -133,7 +133,7 @@ def test_grain_smoothing_and_stretching_are_on_and_sharpening_off_by_default_and
     default = start_client().get("/v1/model").json()
     assert default["grain"] == {"threshold": 7.0, "per_sigma": 0.1, "max_radius": 1.0}
     assert default["focus"] == {"gate": 0.0, "radius": 1.5, "percent": 250, "threshold": 2}
-    assert default["levels"] == {"gate": 96.0, "target": 224.0, "max_gain": 8.0}
+    assert default["levels"] == {"gate": 64.0, "target": 224.0, "max_gain": 8.0}
     client = start_client(grain_threshold=0.0, sharpen_gate=0.6, levels_gate=0.0)
     info = client.get("/v1/model").json()
     assert (
