@@ -1,15 +1,16 @@
 """Levels stretched: a photo taken at dusk or through haze, its contrast squeezed into a few dozen grey
 levels, is read far better with its levels stretched apart (`benchmarks/bench_quality.py --dark --haze`,
-experiment 154), and a photo of ordinary contrast the same. So the pipeline measures each photo's
-spread of luma and stretches only narrow ones.
+experiment 154). Stretched, photos of ordinary contrast read about as well, at a little mAP. So the
+pipeline measures each photo's spread of luma and stretches only narrow ones.
 
 The spread is the distance between the 1st and the 99th percentile of the luma (ITU-R 601), in grey
-levels, in the same central window as the grain (`models.grain.central_luma`): the validation photos
-measure 51 at the 1st percentile, 64 at the 5th, 119 at the median; the same photos 5 stops
-underexposed or behind a veil of 85 % all measure under 50, 4 stops or 70 % 98 % of them under 64. A photo under the gate has every channel stretched by one gain about
-the middle of its spread (so its hues stay), from the spread it has to one that grows to `target` as
-its spread falls to 0 and meets its own spread at the gate, so that a photo just under the gate is
-changed hardly at all; the middle moves only as far as keeps the stretched spread within 0-255.
+levels, in the same central window as the grain (`models.grain.central_luma`). Of the validation
+photos, the 1st percentile measures 51, the 5th 64 and the median 119. The same photos 5 stops
+underexposed or behind a veil of 85 % all measure under 50; 4 stops or 70 %, 98 % of them under 64.
+A photo under the gate has every channel stretched by one gain about the middle of its spread (so
+its hues stay), from the spread it has to one that grows to `target` as its spread falls to 0 and
+meets its own spread at the gate, so that a photo just under the gate is changed hardly at all; the
+middle moves only as far as keeps the stretched spread within 0-255.
 """
 
 from __future__ import annotations

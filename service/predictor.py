@@ -208,10 +208,9 @@ class Predictor:
     def detect(self, images: list[np.ndarray]) -> list[Findings]:
         """A detector call for each image of the batch (preprocess, narrow-contrast photos stretched,
         grainy ones smoothed and blurred ones sharpened first (`models.photo`) -> inference ->
-        postprocess;
-        `models.zoom.detect_alone`: an image's answer does not depend on the others), a second one
-        over the crop of each image whose digits came out small (models/zoom.py) when zoom is on, one
-        refiner call over every detected box of the batch (models/refiner.py) when there is a box
+        postprocess; `models.zoom.detect_alone`: an image's answer does not depend on the others), a
+        second one over the crop of each image whose digits came out small (models/zoom.py) when zoom
+        is on, one refiner call over every detected box of the batch (models/refiner.py) when there is a box
         refiner, and one reader call over every digit site (models/reread.py) when there is a reader;
         with a rescorer, the reader reads every detected box instead, the rescorer sets each
         detection's `quality` from that (models/rescorer.py), and the sites reuse those readings.

@@ -13,12 +13,14 @@ import numpy as np
 import torch
 from PIL import Image, ImageFilter
 
+from models.levels import luma_spread
 from models.verifier import reading_p_correct
 from models.zoom import detect_alone, locates, search_tiles
 from service.config import SHIPPED_CHECKPOINT
 from service.imaging import to_model_input
 from service.predictor import Predictor
 from training import evaluate
+from training.degrade import haze
 from training.scenes import place_in_scene
 
 
@@ -86,33 +88,53 @@ def test_a_limited_search_reads_large_photos_as_the_service_does(synth_dir: Path
         assert read[image["id"]] == service.assemble(service.detect([pixels])[0].sites).value
 
 
-def test_grainy_and_blurred_photos_are_read_prepared_as_the_service_reads_them(
+def test_hazy_grainy_and_blurred_photos_are_read_prepared_as_the_service_reads_them(
     synth_dir: Path, tmp_path: Path
 ) -> None:
     # the 40 synthetic training photos: on the 8 valid ones alone the steps may change no reading
     doc = json.loads((synth_dir / "train.json").read_text())
-    (tmp_path / "data" / "poor").mkdir(parents=True)
-    rng, made_grainy, made_blurred = np.random.default_rng(0), [], []
+    poor = tmp_path / "data" / "poor"
+    poor.mkdir(parents=True)
+    rng, made_grainy, made_blurred, made_hazy = np.random.default_rng(0), [], [], []
     for i, image in enumerate(doc["images"]):
         photo = Image.open(synth_dir / "train" / image["file_name"]).convert("RGB")
         if i % 4 == 1:  # a quarter blurred by 2.5 px
             photo = photo.filter(ImageFilter.GaussianBlur(2.5))
             made_blurred.append(image["id"])
+        if i % 4 == 3:  # the last quarter behind a veil of 85 %: a spread of 15 % of its own
+            photo = haze(photo, 0.85)
+            made_hazy.append(image["id"])
         pixels = np.array(photo)
         if i % 4 in (0, 2):  # half with grain of 30 grey levels per channel
             pixels = np.clip(np.rint(pixels + rng.normal(0, 30, pixels.shape)), 0, 255).astype(np.uint8)
             made_grainy.append(image["id"])
-        Image.fromarray(pixels).save(tmp_path / "data" / "poor" / image["file_name"])
+        Image.fromarray(pixels).save(poor / image["file_name"])
     (tmp_path / "data" / "poor.json").write_text(json.dumps(doc))
     common = ["--checkpoint", str(SHIPPED_CHECKPOINT), "--data", str(tmp_path / "data"), "--split", "poor"]
     evaluate.main([*common, "--workers", "0", "--sharpen-gate", "0.6", "--out", str(tmp_path / "eval")])
     info = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
-    assert sorted(info["grain_smoothed"]) == sorted(made_grainy) and info["grain"]["threshold"] == 7.0
+    # a photo the stretch leaves grainy is smoothed too: the hazy ones may be
+    smoothed = set(info["grain_smoothed"])
+    assert (
+        set(made_grainy) <= smoothed <= set(made_grainy) | set(made_hazy)
+        and info["grain"]["threshold"] == 7.0
+    )
     assert sorted(info["sharpened"]) == sorted(made_blurred) and info["focus"]["gate"] == 0.6
+    # every hazy photo is stretched, and so is any other as narrow (a blurred synthetic photo may be)
+    narrow = [
+        image["id"]
+        for image in doc["images"]
+        if np.subtract(*luma_spread(np.array(Image.open(poor / image["file_name"]).convert("RGB")))[::-1])
+        < 64
+    ]
+    stretched = sorted(info["levels_stretched"])
+    assert set(made_hazy) <= set(stretched) and stretched == sorted(narrow) and info["levels"]["gate"] == 64.0
     with (tmp_path / "eval" / "pred.csv").open() as f:
         read = {int(row["image_id"]): int(row["pred_label"]) for row in csv.DictReader(f)}
     service = Predictor.load(SHIPPED_CHECKPOINT, torch.device("cpu"), sharpen_gate=0.6)
-    plain = Predictor.load(SHIPPED_CHECKPOINT, torch.device("cpu"), grain_threshold=0.0, sharpen_gate=0.0)
+    plain = Predictor.load(
+        SHIPPED_CHECKPOINT, torch.device("cpu"), grain_threshold=0.0, sharpen_gate=0.0, levels_gate=0.0
+    )
     differ = 0
     for image in doc["images"]:
         pixels = np.array(Image.open(tmp_path / "data" / "poor" / image["file_name"]).convert("RGB"))
