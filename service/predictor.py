@@ -19,12 +19,9 @@ from torchvision.models.detection import FasterRCNN
 
 from models.assembly import AssembledNumber, AssemblyParams, Detection, assemble_number
 from models.checkpoint import CheckpointMeta, resolve_checkpoint_dir
-from models.focus import FocusParams
-from models.grain import GrainParams
 from models.int8 import Int8Meta, int8_parts
-from models.levels import LevelsParams
 from models.optimize import load_prepared_detector, load_prepared_reader, load_prepared_refiner
-from models.photo import photo_params, prepare_photo
+from models.photo import PhotoParams, photo_params, prepare_photo
 from models.reader import DigitReader, ReaderMeta
 from models.refiner import BoxRefiner, RefinerMeta, refine_images
 from models.reread import Findings, read_boxes, reread_detections, reread_images
@@ -71,15 +68,13 @@ class Predictor:
         int8: Int8Meta | None = None,
         verifier: tuple[NumberVerifier, VerifierMeta] | None = None,
         gate: tuple[NumberVerifier, VerifierMeta] | None = None,
-        grain: GrainParams | None = None,
-        focus: FocusParams | None = None,
-        levels: LevelsParams | None = None,
+        photo: PhotoParams | None = None,
     ) -> None:
         self.model, self.meta, self.device, self.assembly = model, meta, device, assembly
         self.checkpoint, self.zoom, self.reader, self.refiner = checkpoint, zoom, reader, refiner
         self.rescorer, self.int8, self.verifier, self.gate = rescorer, int8, verifier, gate
-        self.grain, self.focus = grain or GrainParams(), focus or FocusParams()
-        self.levels = levels or LevelsParams()
+        self.photo = photo or PhotoParams()
+        self.grain, self.focus, self.levels = self.photo
 
     @property
     def identity(self) -> dict[str, Any]:
@@ -184,7 +179,7 @@ class Predictor:
             search_tiles_max=search_tiles_max,
             search_near=search_near,
         )
-        grain, focus, levels = photo_params(grain_threshold, sharpen_gate, levels_gate)
+        photo = photo_params(grain_threshold, sharpen_gate, levels_gate)
         predictor = cls(
             model,
             meta,
@@ -196,9 +191,7 @@ class Predictor:
             refiner,
             rescorer,
             int8,
-            grain=grain,
-            focus=focus,
-            levels=levels,
+            photo=photo,
         )
         directory = resolve_checkpoint_dir(checkpoint)
         predictor.verifier = current_verifier(directory, predictor.identity)
@@ -221,9 +214,7 @@ class Predictor:
         try:
             with torch.inference_mode():
                 inputs = [
-                    to_model_input(prepare_photo(image, self.grain, self.focus, self.levels)[0]).to(
-                        self.device, non_blocking=True
-                    )
+                    to_model_input(prepare_photo(image, self.photo)[0]).to(self.device, non_blocking=True)
                     for image in images
                 ]
                 if self.gate is None or not self.zoom.gated:

@@ -128,8 +128,8 @@ def _run_pipeline(args: argparse.Namespace, folder: Path) -> PipelineRun:
     model, meta, int8 = load_prepared_detector(args.checkpoint, device, use_int8=use_int8)
     params, zoom = assembly_params(args, meta.assembly), zoom_from(args, meta.zoom)
     records, labelled = split_records(args.data, args.split, args.images, args.annotations)
-    grain, focus, levels = photo_params(args.grain_threshold, args.sharpen_gate, args.levels_gate)
-    photos, steps = prepared_records(records, grain, focus, levels, folder)  # what each reader reads
+    photo = photo_params(args.grain_threshold, args.sharpen_gate, args.levels_gate)
+    photos, steps = prepared_records(records, photo, folder)  # what each reader reads
     pipeline = load_pipeline(args, model, device, use_int8)
     identity = pipeline_identity(meta.weights_sha256, params, zoom, pipeline.parts())
     gate = gate_verifier(resolve_checkpoint_dir(args.checkpoint), identity) if zoom.gated else None
@@ -145,9 +145,9 @@ def _run_pipeline(args: argparse.Namespace, folder: Path) -> PipelineRun:
         "assembly": asdict(params),
         "zoom": asdict(zoom),
         "searched_again": searched_again,  # image ids, where located photos' search is gated
-        "grain": asdict(grain),
-        "focus": asdict(focus),
-        "levels": asdict(levels),
+        "grain": asdict(photo.grain),
+        "focus": asdict(photo.focus),
+        "levels": asdict(photo.levels),
         "levels_stretched": [image_id for image_id, done in steps.items() if "levels" in done],
         "grain_smoothed": [image_id for image_id, done in steps.items() if "grain" in done],
         "sharpened": [image_id for image_id, done in steps.items() if "focus" in done],

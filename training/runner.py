@@ -21,13 +21,10 @@ from tqdm import tqdm
 from models.assembly import Detection
 from models.atomic import write_text
 from models.checkpoint import CheckpointMeta
-from models.focus import FocusParams
-from models.grain import GrainParams
 from models.hw2 import Detections
 from models.inference import resolve_device
-from models.levels import LevelsParams
 from models.optimize import load_prepared_detector
-from models.photo import Step, prepare_photo
+from models.photo import PhotoParams, Step, prepare_photo
 from models.reader import DigitReader, ReaderMeta
 from models.refiner import BoxRefiner, RefinerMeta, refine_images
 from models.reread import read_boxes, reread_detections, reread_images
@@ -157,18 +154,18 @@ def load_prepared(
 
 
 def prepared_records(
-    records: Sequence[ImageRecord], grain: GrainParams, focus: FocusParams, levels: LevelsParams, folder: Path
+    records: Sequence[ImageRecord], photo: PhotoParams, folder: Path
 ) -> tuple[list[ImageRecord], dict[int, tuple[Step, ...]]]:
     """`records` as the pipeline reads their photos (`models.photo.prepare_photo`, as the service
     prepares an upload): each photo a step changes written to `folder` as a PNG (lossless: read back,
     the same pixels) and its record pointed there, the others as they are; and image_id -> the steps
     that changed it. Every reader of the evaluation then reads what the service would."""
-    if not grain.on and not focus.on and not levels.on:
+    if not photo.on:
         return list(records), {}
     out, steps = [], {}
     for record in tqdm(records, desc="photos", leave=False):
         pixels = np.ascontiguousarray(read_rgb(record.path).permute(1, 2, 0).numpy())
-        prepared, done = prepare_photo(pixels, grain, focus, levels)
+        prepared, done = prepare_photo(pixels, photo)
         if done:
             path = folder / f"{record.image_id}.png"
             Image.fromarray(prepared).save(path)

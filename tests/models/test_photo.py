@@ -9,7 +9,7 @@ from PIL import Image, ImageFilter
 from models.focus import TUNED_GATE, FocusParams, blur_measure, sharpen_blurred
 from models.grain import GrainParams, grain_sigma, smooth_grain
 from models.levels import LevelsParams, luma_spread, stretch_levels
-from models.photo import photo_params, prepare_photo
+from models.photo import PhotoParams, photo_params, prepare_photo
 
 FOCUS = FocusParams(gate=TUNED_GATE)
 
@@ -23,13 +23,13 @@ def plate() -> np.ndarray:
 
 def test_a_clean_sharp_photo_is_read_as_it_is() -> None:
     pixels = plate()
-    prepared, steps = prepare_photo(pixels, GrainParams(), FOCUS, LevelsParams())
+    prepared, steps = prepare_photo(pixels, PhotoParams(GrainParams(), FOCUS, LevelsParams()))
     assert prepared is pixels and steps == ()
 
 
 def test_a_blurred_photo_is_sharpened() -> None:
     pixels = np.array(Image.fromarray(plate()).filter(ImageFilter.GaussianBlur(2.5)))
-    prepared, steps = prepare_photo(pixels, GrainParams(), FOCUS, LevelsParams())
+    prepared, steps = prepare_photo(pixels, PhotoParams(GrainParams(), FOCUS, LevelsParams()))
     assert steps == ("focus",) and np.array_equal(prepared, sharpen_blurred(pixels, FOCUS))
 
 
@@ -37,7 +37,7 @@ def test_a_grainy_photo_is_smoothed_and_not_sharpened_back() -> None:
     blurry = np.array(Image.fromarray(plate()).filter(ImageFilter.GaussianBlur(2.5))).astype(float)
     pixels = np.clip(blurry + np.random.default_rng(0).normal(0, 20, blurry.shape), 0, 255).astype(np.uint8)
     assert grain_sigma(pixels) >= GrainParams().threshold
-    prepared, steps = prepare_photo(pixels, GrainParams(), FOCUS, LevelsParams())
+    prepared, steps = prepare_photo(pixels, PhotoParams(GrainParams(), FOCUS, LevelsParams()))
     assert steps == ("grain",) and np.array_equal(prepared, smooth_grain(pixels, GrainParams()))
     assert blur_measure(prepared) >= FOCUS.gate  # sharpening would have fired on the smoothed photo
 
@@ -49,7 +49,7 @@ def test_a_dark_photo_is_stretched_and_its_grain_measured_as_the_stretch_leaves_
     dark = plate().astype(float) / 8 + rng.normal(0, 2.0, plate().shape)
     pixels = np.clip(np.rint(dark), 0, 255).astype(np.uint8)
     assert grain_sigma(pixels) < GrainParams().threshold
-    prepared, steps = prepare_photo(pixels, GrainParams(), FOCUS, LevelsParams())
+    prepared, steps = prepare_photo(pixels, PhotoParams(GrainParams(), FOCUS, LevelsParams()))
     stretched = stretch_levels(pixels, LevelsParams())
     assert grain_sigma(stretched) >= GrainParams().threshold
     assert steps == ("levels", "grain") and np.array_equal(prepared, smooth_grain(stretched, GrainParams()))
@@ -59,7 +59,7 @@ def test_a_dark_photo_is_stretched_and_its_grain_measured_as_the_stretch_leaves_
 
 def test_a_dark_clean_photo_is_only_stretched() -> None:
     pixels = (plate() // 8).astype(np.uint8)
-    prepared, steps = prepare_photo(pixels, GrainParams(), FOCUS, LevelsParams())
+    prepared, steps = prepare_photo(pixels, PhotoParams(GrainParams(), FOCUS, LevelsParams()))
     assert steps == ("levels",) and np.array_equal(prepared, stretch_levels(pixels, LevelsParams()))
 
 
@@ -67,7 +67,7 @@ def test_with_every_step_off_every_photo_is_read_as_it_is() -> None:
     pixels = (np.random.default_rng(1).integers(0, 255, (30, 40, 3), dtype=np.uint8) // 8).astype(np.uint8)
     grain, focus, levels = photo_params(0, 0, 0)
     assert not (grain.on or focus.on or levels.on)
-    prepared, steps = prepare_photo(pixels, grain, focus, levels)
+    prepared, steps = prepare_photo(pixels, PhotoParams(grain, focus, levels))
     assert prepared is pixels and steps == ()
 
 

@@ -13,7 +13,7 @@ from PIL import Image, ImageFilter
 from models.focus import TUNED_GATE, FocusParams
 from models.grain import GrainParams
 from models.levels import LevelsParams
-from models.photo import prepare_photo
+from models.photo import PhotoParams, prepare_photo
 from models.zoom import ZoomParams
 from training.data import ImageRecord, load_coco_split
 from training.runner import (
@@ -156,8 +156,8 @@ def test_photos_a_step_changes_are_read_from_copies_with_the_service_s_pixels(tm
         records.append(ImageRecord(image_id, tmp_path / f"{image_id}.png", 60, 30))
     folder = tmp_path / "prepared"
     folder.mkdir()
-    steps_on = (GrainParams(), FocusParams(gate=TUNED_GATE), LevelsParams())
-    photos, steps = prepared_records(records, *steps_on, folder)
+    steps_on = PhotoParams(GrainParams(), FocusParams(gate=TUNED_GATE), LevelsParams())
+    photos, steps = prepared_records(records, steps_on, folder)
     assert steps == {1: ("grain",), 3: ("focus",), 4: ("levels",)} and [p.image_id for p in photos] == [
         1,
         2,
@@ -170,7 +170,7 @@ def test_photos_a_step_changes_are_read_from_copies_with_the_service_s_pixels(tm
     assert replace(photos[0], path=records[0].path) == records[0]
     for photo, pixels in ((photos[0], grainy), (photos[2], soft), (photos[3], dusk)):
         read_back = np.asarray(Image.open(photo.path).convert("RGB"))
-        assert np.array_equal(read_back, prepare_photo(pixels, *steps_on)[0])
+        assert np.array_equal(read_back, prepare_photo(pixels, steps_on)[0])
         assert not np.array_equal(read_back, pixels)
-    steps_off = (GrainParams(threshold=0.0), FocusParams(gate=0.0), LevelsParams(gate=0.0))
-    assert prepared_records(records, *steps_off, folder) == (records, {})
+    steps_off = PhotoParams(GrainParams(threshold=0.0), FocusParams(gate=0.0), LevelsParams(gate=0.0))
+    assert prepared_records(records, steps_off, folder) == (records, {})
