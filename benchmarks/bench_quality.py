@@ -1,23 +1,24 @@
-"""How well the service reads a house number from a poor photo: compressed, far away, blurred or grainy.
+"""How well the service reads a house number from a poor photo: compressed, far, blurred, grainy, badly lit.
 
     python benchmarks/bench_quality.py [--checkpoint DIR [DIR ...]] [--names NAME ...] [--images 807] \
         [--jpeg 75 50 30 20 10] [--shrink 0.7 0.5 0.35 0.25] [--blur 0.5 1 1.5 2] [--noise 8 16 24 32] \
-        [--dark 1 2 3 4 5] [--bright 0.5 1 1.5 2] [--haze 0.3 0.5 0.7 0.85] \
-        [--sharpen 0.6] [--unstretched] [--plain] [--plot quality.png]
+        [--dark 1 2 3 4 5] [--bright 0.5 1 1.5 2] [--haze 0.3 0.5 0.7 0.85] [--sodium 0.25 0.5 1] \
+        [--sharpen 0.6] [--unstretched] [--unbalanced] [--plain] [--plot quality.png]
 
 Each validation photo is read as it is and made worse by each kind of `training.degrade` at each level
 (an empty list leaves a kind out): saved as a JPEG of that quality; shrunk to that scale (the number
 photographed from farther away; the median labelled digit height at each scale is printed); under a
-Gaussian blur of that radius in px; with Gaussian grain of that standard deviation in grey levels,
-drawn from the photo's id; underexposed or overexposed by that many stops; behind a veil of that
-share (the last three only when asked for). For each checkpoint, kind and level it prints how many numbers
-`Predictor.detect` and the number assembly read right (the rule of `training.evaluate`: the whole
-number, as an integer), and how many right readings of the photo as it is the harm breaks and wrong
-ones it mends; `--plot` draws the counts against the level, a panel per kind
+Gaussian blur of that radius in px; with Gaussian grain of that standard deviation in grey levels, drawn
+from the photo's id; underexposed or overexposed by that many stops; behind a veil of that share; under
+that share of sodium street light (the last four only when asked for). For each checkpoint, kind and
+level it prints how many numbers `Predictor.detect` and the number assembly read right (the rule of
+`training.evaluate`: the whole number, as an integer), and how many right readings of the photo as it is
+the harm breaks and wrong ones it mends; `--plot` draws the counts against the level, a panel per kind
 (`training.plots.plot_quality`). The pipeline prepares each photo as the service does by default
-(`models.photo`: narrow-contrast photos stretched, grainy ones smoothed, no sharpening); `--sharpen
-GATE` also reads every photo with blurred ones sharpened at that gate (`models.focus`, experiment
-138), `--unstretched` with the stretch off (`models.levels`, experiment 154), and `--plain` with every
+(`models.photo`: tinted photos balanced, narrow-contrast ones stretched, grainy ones smoothed, no
+sharpening); `--sharpen GATE` also reads every photo with blurred ones sharpened at that gate
+(`models.focus`, experiment 138), `--unstretched` with the stretch off (`models.levels`, experiment
+154), `--unbalanced` with the balance off (`models.balance`, experiment 156) and `--plain` with every
 step off, each as one more line per checkpoint. Needs ../shared/data/svhn-hw2; the checkpoint is the
 shipped one unless `--checkpoint` says otherwise.
 """
@@ -49,6 +50,7 @@ LEVELS: dict[str, list[float]] = {
     "dark": [],
     "bright": [],
     "haze": [],
+    "sodium": [],
 }
 
 
@@ -88,6 +90,7 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument(f"--{kind}", type=float, nargs="*", default=default, help=f"{KINDS[kind][2]} levels")
     p.add_argument("--sharpen", type=float, help="also read with blurred photos sharpened at this gate")
     p.add_argument("--unstretched", action="store_true", help="also read without stretching the levels")
+    p.add_argument("--unbalanced", action="store_true", help="also read without balancing the colour")
     p.add_argument("--plain", action="store_true", help="also read with every photo step off")
     p.add_argument("--plot", type=Path, help="write the counts against the level to this PNG")
     args = p.parse_args(argv)
@@ -96,28 +99,24 @@ def main(argv: list[str] | None = None) -> None:
     records, photos = validation_photos(args.images)
     results = {}
     served = list(zip(names, args.checkpoint, strict=True))
-    # name, checkpoint, then the grain threshold, sharpening gate and levels gate (None: the default)
-    runs: list[tuple[str, Path, float | None, float | None, float | None]] = [
-        (n, c, None, None, None) for n, c in served
-    ]
+    # name, checkpoint, then the photo steps' settings that differ from the defaults
+    runs: list[tuple[str, Path, dict[str, float]]] = [(n, c, {}) for n, c in served]
     if args.sharpen is not None:
-        runs += [(f"{n}, sharpened at {args.sharpen:g}", c, None, args.sharpen, None) for n, c in served]
+        sharp = {"sharpen_gate": args.sharpen}
+        runs += [(f"{n}, sharpened at {args.sharpen:g}", c, sharp) for n, c in served]
     if args.unstretched:
-        runs += [(f"{n}, levels as they are", c, None, None, 0.0) for n, c in served]
+        runs += [(f"{n}, levels as they are", c, {"levels_gate": 0.0}) for n, c in served]
+    if args.unbalanced:
+        runs += [(f"{n}, colours as they are", c, {"balance_gate": 0.0}) for n, c in served]
     if args.plain:
-        runs += [(f"{n}, photos as they are", c, 0.0, 0.0, 0.0) for n, c in served]
-    for name, checkpoint, grain_threshold, sharpen_gate, levels_gate in runs:
-        predictor = Predictor.load(
-            checkpoint,
-            torch.device("cpu"),
-            grain_threshold=grain_threshold,
-            sharpen_gate=sharpen_gate,
-            levels_gate=levels_gate,
-        )
+        off = {"grain_threshold": 0.0, "sharpen_gate": 0.0, "levels_gate": 0.0, "balance_gate": 0.0}
+        runs += [(f"{n}, photos as they are", c, off) for n, c in served]
+    for name, checkpoint, steps in runs:
+        predictor = Predictor.load(checkpoint, torch.device("cpu"), **steps)
         predictor.warm_up()
         print(
-            f"{len(records)} validation photos, {checkpoint}, {predictor.levels}, {predictor.grain}, "
-            f"{predictor.focus}, CPU, {torch.get_num_threads()} threads"
+            f"{len(records)} validation photos, {checkpoint}, {predictor.balance}, {predictor.levels}, "
+            f"{predictor.grain}, {predictor.focus}, CPU, {torch.get_num_threads()} threads"
         )
         results[name] = measure(predictor, photos, records, levels)
     if args.plot:

@@ -49,14 +49,18 @@ class GrainParams:
         return min(self.max_radius, self.per_sigma * sigma)
 
 
-def central_luma(pixels: np.ndarray, dtype: type[np.floating] = np.float32) -> np.ndarray:
-    """The luma (ITU-R 601, as PIL's "L", unrounded) of uint8 RGB `pixels` [H, W, 3] in their central
-    `MAX_SIDE` x `MAX_SIDE` window at most, as `dtype` [h, w]: where this module and `models.focus`
-    measure a photo."""
+def central_window(pixels: np.ndarray) -> np.ndarray:
+    """The central `MAX_SIDE` x `MAX_SIDE` window at most of RGB `pixels` [H, W, 3], a view [h, w, 3]:
+    where this module, `models.focus`, `models.levels` and `models.balance` measure a photo."""
     height, width = pixels.shape[:2]
     top, left = max(0, (height - MAX_SIDE) // 2), max(0, (width - MAX_SIDE) // 2)
-    window = pixels[top : top + MAX_SIDE, left : left + MAX_SIDE, :3].astype(dtype)
-    return window @ _LUMA.astype(dtype)
+    return pixels[top : top + MAX_SIDE, left : left + MAX_SIDE, :3]
+
+
+def central_luma(pixels: np.ndarray, dtype: type[np.floating] = np.float32) -> np.ndarray:
+    """The luma (ITU-R 601, as PIL's "L", unrounded) of uint8 RGB `pixels` [H, W, 3] in their central
+    window (`central_window`), as `dtype` [h, w]."""
+    return central_window(pixels).astype(dtype) @ _LUMA.astype(dtype)
 
 
 def grain_sigma(pixels: np.ndarray) -> float:

@@ -17,6 +17,7 @@ from pydantic import AfterValidator, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from models.assembly import check_height_ratio
+from models.balance import check_balance_gate
 from models.zoom import check_search_tiles
 from service.imaging import MAX_ASPECT_RATIO, REDUCE_TO_PX
 
@@ -130,6 +131,14 @@ class Settings(BaseSettings):
         description="stretch the levels of a photo whose luma spread (1st to 99th percentile) is under this "
         "many grey levels, before reading it (models/levels.py, experiment 154: dark and hazy photos read "
         "far better); 0 = off",
+    )
+    balance_gate: Annotated[float, AfterValidator(check_balance_gate)] | None = Field(
+        None,
+        le=100.0,
+        json_schema_extra={"accepts": "0, or 1-100"},
+        description="balance the colour of a photo whose largest channel mean (linear light) is over this "
+        "many times its smallest, more the more it is, before reading it (models/balance.py, experiment "
+        "156: photos under a street lamp read better); 0 = off",
     )
     use_reader: bool = Field(
         True, description="read digits with the checkpoint's reader too, when it has one (models/reread.py)"

@@ -74,7 +74,7 @@ class Predictor:
         self.checkpoint, self.zoom, self.reader, self.refiner = checkpoint, zoom, reader, refiner
         self.rescorer, self.int8, self.verifier, self.gate = rescorer, int8, verifier, gate
         self.photo = photo or PhotoParams()
-        self.grain, self.focus, self.levels = self.photo
+        self.grain, self.focus, self.levels, self.balance = self.photo
 
     @property
     def identity(self) -> dict[str, Any]:
@@ -103,6 +103,7 @@ class Predictor:
             "grain": asdict(self.grain),
             "focus": asdict(self.focus),
             "levels": asdict(self.levels),
+            "balance": asdict(self.balance),
             "verifier": asdict(self.verifier[0]) if self.verifier else None,
             "gate": asdict(self.gate[0]) if self.gate else None,
         }
@@ -139,6 +140,7 @@ class Predictor:
         grain_threshold: float | None = None,
         sharpen_gate: float | None = None,
         levels_gate: float | None = None,
+        balance_gate: float | None = None,
         use_reader: bool = True,
         use_refiner: bool = True,
         use_rescorer: bool = True,
@@ -155,10 +157,10 @@ class Predictor:
         when it was fitted on this very pipeline (parts and settings; `models.verifier
         .current_verifier`), and to decide which large photos to search (`ZoomParams.gated`) when
         fitted on it up to `search_below_p` and `search_near` (`models.verifier.gate_verifier`).
-        Photos of narrow contrast are stretched first, then grainy ones smoothed and, where
-        `sharpen_gate` asks, blurred ones sharpened (`models.photo`; `levels_gate`, `grain_threshold`,
-        `sharpen_gate` None: `models.levels`', `models.grain`'s and `models.focus`' defaults, on, on
-        and off; 0: off)."""
+        Strongly tinted photos are balanced first, photos of narrow contrast stretched, then grainy
+        ones smoothed and, where `sharpen_gate` asks, blurred ones sharpened (`models.photo`;
+        `balance_gate`, `levels_gate`, `grain_threshold`, `sharpen_gate` None: `models.balance`',
+        `models.levels`', `models.grain`'s and `models.focus`' defaults, on, on, on and off; 0: off)."""
         model, meta, int8 = load_prepared_detector(checkpoint, device, use_int8=use_int8)
         reader = load_prepared_reader(checkpoint, device, use_int8=use_int8) if use_reader else None
         refiner = load_prepared_refiner(checkpoint, device, use_int8=use_int8) if use_refiner else None
@@ -179,7 +181,7 @@ class Predictor:
             search_tiles_max=search_tiles_max,
             search_near=search_near,
         )
-        photo = photo_params(grain_threshold, sharpen_gate, levels_gate)
+        photo = photo_params(grain_threshold, sharpen_gate, levels_gate, balance_gate)
         predictor = cls(
             model,
             meta,

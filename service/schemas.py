@@ -391,6 +391,10 @@ class ModelInfo(BaseModel):
         default_factory=dict,
         description="the stretching of narrow-contrast photos in use (models/levels.py); gate 0 = off",
     )
+    balance: dict[str, float] = Field(
+        default_factory=dict,
+        description="the colour balancing of tinted photos in use (models/balance.py); gate 0 = off",
+    )
     reader: dict[str, Any] | None = Field(description="the reader in use (models/reread.py); null when none")
     refiner: dict[str, Any] | None = Field(
         None, description="the box refiner in use (models/refiner.py); null when none"

@@ -23,6 +23,7 @@ from pydantic.fields import FieldInfo
 
 from models.assembly import AssemblyParams
 from models.atomic import write_text
+from models.balance import BalanceParams
 from models.checkpoint import read_checkpoint_meta
 from models.focus import FocusParams
 from models.grain import GrainParams
@@ -50,6 +51,7 @@ FROM_MODULE: dict[str, tuple[str, float]] = {
     "grain_threshold": ("models.grain", GrainParams().threshold),
     "sharpen_gate": ("models.focus", FocusParams().gate),
     "levels_gate": ("models.levels", LevelsParams().gate),
+    "balance_gate": ("models.balance", BalanceParams().gate),
 }
 
 

@@ -112,6 +112,7 @@ def load_predictor(path: Path, device: torch.device, settings: Settings) -> Pred
         grain_threshold=s.grain_threshold,
         sharpen_gate=s.sharpen_gate,
         levels_gate=s.levels_gate,
+        balance_gate=s.balance_gate,
         use_reader=s.use_reader,
         use_refiner=s.use_refiner,
         use_rescorer=s.use_rescorer,

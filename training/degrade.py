@@ -1,6 +1,6 @@
 """Photos made worse the ways a phone or a street camera makes them worse (compressed, far away, blurred,
-grainy, under- or overexposed, hazy): for measuring how well a house number is read from a poor photo
-(`benchmarks/bench_quality.py`).
+grainy, under- or overexposed, hazy, under a street lamp): for measuring how well a house number is
+read from a poor photo (`benchmarks/bench_quality.py`).
 
 Each kind takes an RGB photo and a level and returns a new RGB photo; level 0 (or 1 for `shrink`, 100
 for `jpeg`) leaves the photo as it is. Where a kind draws random numbers (`noise`), it takes a seed, so
@@ -15,6 +15,8 @@ from typing import Final
 
 import numpy as np
 from PIL import Image, ImageFilter
+
+from models.srgb import to_linear, to_srgb
 
 
 def jpeg(photo: Image.Image, quality: float, seed: int = 0) -> Image.Image:
@@ -68,17 +70,10 @@ def noise(photo: Image.Image, sigma: float, seed: int = 0) -> Image.Image:
     return Image.fromarray(np.clip(np.rint(pixels + grain), 0, 255).astype(np.uint8))
 
 
-def _to_linear(pixels: np.ndarray) -> np.ndarray:
-    """sRGB grey levels (0-255) -> linear light (0-1), IEC 61966-2-1."""
-    v = pixels.astype(np.float64) / 255.0
-    return np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4)
-
-
-def _to_srgb(light: np.ndarray) -> Image.Image:
-    """Linear light (clipped to 0-1) -> an 8-bit sRGB photo, rounded to the nearest grey level."""
-    light = np.clip(light, 0.0, 1.0)
-    v = np.where(light <= 0.0031308, light * 12.92, 1.055 * light ** (1 / 2.4) - 0.055)
-    return Image.fromarray(np.rint(v * 255.0).astype(np.uint8))
+def _in_light(photo: Image.Image, gains: float | np.ndarray) -> Image.Image:
+    """`photo` (RGB) with its linear light scaled by `gains` (one, or one per channel) and stored again in
+    8 bits, clipped at white (`models.srgb`)."""
+    return Image.fromarray(to_srgb(to_linear(np.asarray(photo)) * gains))
 
 
 def dark(photo: Image.Image, stops: float, seed: int = 0) -> Image.Image:
@@ -87,7 +82,7 @@ def dark(photo: Image.Image, stops: float, seed: int = 0) -> Image.Image:
     photo = photo.convert("RGB")
     if stops < 0:
         raise ValueError(f"underexposure must be >= 0 stops, not {stops}")
-    return photo if stops == 0 else _to_srgb(_to_linear(np.asarray(photo)) * 2.0**-stops)
+    return photo if stops == 0 else _in_light(photo, 2.0**-stops)
 
 
 def bright(photo: Image.Image, stops: float, seed: int = 0) -> Image.Image:
@@ -96,7 +91,7 @@ def bright(photo: Image.Image, stops: float, seed: int = 0) -> Image.Image:
     photo = photo.convert("RGB")
     if stops < 0:
         raise ValueError(f"overexposure must be >= 0 stops, not {stops}")
-    return photo if stops == 0 else _to_srgb(_to_linear(np.asarray(photo)) * 2.0**stops)
+    return photo if stops == 0 else _in_light(photo, 2.0**stops)
 
 
 #: the grey of the veil `haze` lays over a photo (a bright, slightly blue-white sky)
@@ -117,6 +112,22 @@ def haze(photo: Image.Image, amount: float, seed: int = 0) -> Image.Image:
     return Image.fromarray(np.rint(veiled).astype(np.uint8))
 
 
+#: the share of each channel's linear light a low-pressure sodium street lamp leaves, next to daylight:
+#: an orange cast with almost no blue (tungsten is close to half of it: `SODIUM` ** 0.5)
+SODIUM: Final[tuple[float, float, float]] = (1.0, 0.55, 0.15)
+
+
+def sodium(photo: Image.Image, share: float, seed: int = 0) -> Image.Image:
+    """`photo` lit by a street lamp: each channel's linear light scaled by `SODIUM` ** `share` (0-1; 0
+    leaves it, 1 is sodium light, 0.5 about tungsten) and stored again in 8 bits. `seed` is unused."""
+    photo = photo.convert("RGB")
+    if not 0 <= share <= 1:
+        raise ValueError(f"a sodium share must be in [0, 1], not {share}")
+    if share == 0:
+        return photo
+    return _in_light(photo, np.asarray(SODIUM, dtype=np.float64) ** share)
+
+
 Degrade = Callable[[Image.Image, float, int], Image.Image]
 
 #: name -> (the function, the level that leaves a photo as it is, what a level is)
@@ -128,6 +139,7 @@ KINDS: Final[dict[str, tuple[Degrade, float, str]]] = {
     "dark": (dark, 0.0, "underexposure (stops)"),
     "bright": (bright, 0.0, "overexposure (stops)"),
     "haze": (haze, 0.0, "haze (share of veil)"),
+    "sodium": (sodium, 0.0, "sodium light (share)"),
 }
 
 

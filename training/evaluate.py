@@ -292,6 +292,12 @@ def build_parser(description: str | None) -> argparse.ArgumentParser:
         "it, as the service does (models/levels.py); default: models.levels', 0 = off",
     )
     p.add_argument(
+        "--balance-gate",
+        type=float,
+        help="balance the colour of a photo whose largest channel mean is over this many times its smallest "
+        "before reading it, as the service does (models/balance.py); default: models.balance', 0 = off",
+    )
+    p.add_argument(
         "--no-reader", action="store_true", help="read numbers from the detector alone, as without a reader"
     )
     p.add_argument(

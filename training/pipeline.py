@@ -128,7 +128,7 @@ def _run_pipeline(args: argparse.Namespace, folder: Path) -> PipelineRun:
     model, meta, int8 = load_prepared_detector(args.checkpoint, device, use_int8=use_int8)
     params, zoom = assembly_params(args, meta.assembly), zoom_from(args, meta.zoom)
     records, labelled = split_records(args.data, args.split, args.images, args.annotations)
-    photo = photo_params(args.grain_threshold, args.sharpen_gate, args.levels_gate)
+    photo = photo_params(args.grain_threshold, args.sharpen_gate, args.levels_gate, args.balance_gate)
     photos, steps = prepared_records(records, photo, folder)  # what each reader reads
     pipeline = load_pipeline(args, model, device, use_int8)
     identity = pipeline_identity(meta.weights_sha256, params, zoom, pipeline.parts())
@@ -148,6 +148,8 @@ def _run_pipeline(args: argparse.Namespace, folder: Path) -> PipelineRun:
         "grain": asdict(photo.grain),
         "focus": asdict(photo.focus),
         "levels": asdict(photo.levels),
+        "balance": asdict(photo.balance),
+        "colour_balanced": [image_id for image_id, done in steps.items() if "balance" in done],
         "levels_stretched": [image_id for image_id, done in steps.items() if "levels" in done],
         "grain_smoothed": [image_id for image_id, done in steps.items() if "grain" in done],
         "sharpened": [image_id for image_id, done in steps.items() if "focus" in done],

@@ -33,6 +33,7 @@ async def model_info(state: StateDep, _: ApiKeyDep) -> ModelInfo:
         grain=asdict(predictor.grain),
         focus=asdict(predictor.focus),
         levels=asdict(predictor.levels),
+        balance=asdict(predictor.balance),
         reader=predictor.reader[1].to_dict() if predictor.reader else None,
         refiner=predictor.refiner[1].to_dict() if predictor.refiner else None,
         rescorer=predictor.rescorer[1].to_dict() if predictor.rescorer else None,

@@ -1,15 +1,17 @@
-"""models.photo: a narrow-contrast photo stretched; then a grainy one smoothed, else a blurred one
-sharpened, else read as it is."""
+"""models.photo: a tinted photo balanced; a narrow-contrast one stretched; then a grainy one smoothed,
+else a blurred one sharpened, else read as it is."""
 
 from __future__ import annotations
 
 import numpy as np
 from PIL import Image, ImageFilter
 
+from models.balance import BalanceParams, balance_colour, channel_means
 from models.focus import TUNED_GATE, FocusParams, blur_measure, sharpen_blurred
 from models.grain import GrainParams, grain_sigma, smooth_grain
 from models.levels import LevelsParams, luma_spread, stretch_levels
 from models.photo import PhotoParams, photo_params, prepare_photo
+from models.srgb import to_linear, to_srgb
 
 FOCUS = FocusParams(gate=TUNED_GATE)
 
@@ -63,14 +65,31 @@ def test_a_dark_clean_photo_is_only_stretched() -> None:
     assert steps == ("levels",) and np.array_equal(prepared, stretch_levels(pixels, LevelsParams()))
 
 
+def test_a_photo_under_sodium_light_is_balanced_then_stretched_as_the_balance_leaves_it() -> None:
+    # a plate under a street lamp at dusk: blue all but gone and the contrast squeezed
+    pixels = to_srgb(to_linear(plate() // 4 + 60) * np.array([1.0, 0.55, 0.15]))
+    means = channel_means(pixels)
+    assert means.max() / means.min() > 2 * BalanceParams().gate
+    prepared, steps = prepare_photo(pixels, PhotoParams(GrainParams(), FOCUS, LevelsParams()))
+    balanced = balance_colour(pixels, BalanceParams())
+    assert steps == ("balance", "levels")
+    assert np.array_equal(prepared, stretch_levels(balanced, LevelsParams()))
+    assert not np.array_equal(prepared, stretch_levels(pixels, LevelsParams()))
+    means = channel_means(prepared)
+    assert means.max() / means.min() < 1.2
+
+
 def test_with_every_step_off_every_photo_is_read_as_it_is() -> None:
     pixels = (np.random.default_rng(1).integers(0, 255, (30, 40, 3), dtype=np.uint8) // 8).astype(np.uint8)
-    grain, focus, levels = photo_params(0, 0, 0)
-    assert not (grain.on or focus.on or levels.on)
-    prepared, steps = prepare_photo(pixels, PhotoParams(grain, focus, levels))
+    pixels[..., 2] //= 8  # a tint too
+    params = photo_params(0, 0, 0, 0)
+    assert not params.on
+    prepared, steps = prepare_photo(pixels, params)
     assert prepared is pixels and steps == ()
 
 
 def test_photo_params_keep_each_modules_default_where_unset() -> None:
-    assert photo_params() == (GrainParams(), FocusParams(), LevelsParams())
-    assert photo_params(levels_gate=40.0)[2] == LevelsParams(gate=40.0)
+    assert photo_params() == (GrainParams(), FocusParams(), LevelsParams(), BalanceParams())
+    assert photo_params(levels_gate=40.0).levels == LevelsParams(gate=40.0)
+    assert photo_params(balance_gate=5.0).balance == BalanceParams(gate=5.0)
+    assert photo_params(balance_gate=0.0).on  # the other steps stay on

@@ -127,20 +127,22 @@ def test_search_located_setting_overrides_the_checkpoint(start_client: StartClie
     assert predictor.zoom.search_tiles_max == 4 and predictor.zoom.search_near == zoom["search_near"] == 0.1
 
 
-def test_grain_smoothing_and_stretching_are_on_and_sharpening_off_by_default_and_the_settings_turn_them(
+def test_balance_smoothing_and_stretching_are_on_and_sharpening_off_by_default_and_the_settings_turn_them(
     start_client: StartClient,
 ) -> None:
     default = start_client().get("/v1/model").json()
     assert default["grain"] == {"threshold": 7.0, "per_sigma": 0.1, "max_radius": 1.0}
     assert default["focus"] == {"gate": 0.0, "radius": 1.5, "percent": 250, "threshold": 2}
     assert default["levels"] == {"gate": 64.0, "target": 224.0, "max_gain": 8.0}
-    client = start_client(grain_threshold=0.0, sharpen_gate=0.6, levels_gate=0.0)
+    assert default["balance"] == {"gate": 3.0, "full": 2.0, "max_gain": 8.0}
+    client = start_client(grain_threshold=0.0, sharpen_gate=0.6, levels_gate=0.0, balance_gate=0.0)
     info = client.get("/v1/model").json()
-    assert (
-        info["grain"]["threshold"] == 0.0 and info["focus"]["gate"] == 0.6 and info["levels"]["gate"] == 0.0
-    )
+    assert info["grain"]["threshold"] == 0.0 and info["focus"]["gate"] == 0.6
+    assert info["levels"]["gate"] == 0.0 and info["balance"]["gate"] == 0.0
     predictor = client.app.state.service.predictor  # type: ignore[attr-defined]
     assert not predictor.grain.on and predictor.focus.on and not predictor.levels.on
+    assert not predictor.balance.on
+    assert start_client(balance_gate=5.0).get("/v1/model").json()["balance"]["gate"] == 5.0
 
 
 def test_side_look_setting_overrides_the_checkpoint(start_client: StartClient) -> None:

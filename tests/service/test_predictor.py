@@ -39,7 +39,9 @@ def test_without_a_reader_the_sites_are_the_detections(tiny_checkpoint: Path) ->
 def test_a_grainy_photo_is_read_smoothed_and_a_clean_one_as_it_is(tiny_checkpoint: Path) -> None:
     smoothing = Predictor.load(tiny_checkpoint, torch.device("cpu"))
     # no step at all: the smoothed noise below has a narrow spread, which the stretch would widen
-    plain = Predictor.load(tiny_checkpoint, torch.device("cpu"), grain_threshold=0.0, levels_gate=0.0)
+    plain = Predictor.load(
+        tiny_checkpoint, torch.device("cpu"), grain_threshold=0.0, levels_gate=0.0, balance_gate=0.0
+    )
     photo = _noise(1)  # uniform noise: grain ~50 grey levels
     assert grain_sigma(photo) > smoothing.grain.threshold and not plain.grain.on
     smoothed = smooth_grain(photo, smoothing.grain)

@@ -29,6 +29,7 @@ STEERING = {
     "grain_threshold": 4.8,
     "sharpen_gate": 0.49,
     "levels_gate": 50.0,
+    "balance_gate": 5.0,
     "use_reader": False,
     "use_refiner": False,
     "use_rescorer": False,

@@ -1,4 +1,4 @@
-"""training.degrade: photos made worse by JPEG, distance, blur, grain, exposure and haze."""
+"""training.degrade: photos made worse by JPEG, distance, blur, grain, exposure, haze and street light."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from training.degrade import KINDS, VEIL, blur, bright, dark, degrade, haze, jpeg, noise, shrink
+from training.degrade import KINDS, VEIL, blur, bright, dark, degrade, haze, jpeg, noise, shrink, sodium
 
 
 def photo() -> Image.Image:
@@ -82,6 +82,16 @@ def test_haze_mixes_each_pixel_with_the_veil_and_shrinks_the_contrast_by_its_sha
     assert veiled[0, 0, 0] - veiled[8, 20, 0] == pytest.approx((200 - 20) / 4, abs=1)
 
 
+def test_sodium_light_scales_each_channels_light_keeping_red_and_leaving_little_blue() -> None:
+    # sRGB 200 is 0.578 of full light: green keeps 0.55 of it (sRGB 153), blue 0.15 (sRGB 83)
+    lit = np.asarray(sodium(photo(), 1.0))
+    assert lit[0, 0].tolist() == [200, 153, 83] and lit[8, 20].tolist() == [20, 12, 3]
+    # half the share twice is the whole share: the gains are powers of `SODIUM`
+    assert np.array_equal(np.asarray(sodium(sodium(photo(), 0.5), 0.5)), lit)
+    half = np.asarray(sodium(photo(), 0.5))[0, 0]
+    assert half[0] == 200 and 153 < half[1] < 200 and 83 < half[2] < half[1]
+
+
 @pytest.mark.parametrize(
     ("kind", "level"),
     [
@@ -95,6 +105,8 @@ def test_haze_mixes_each_pixel_with_the_veil_and_shrinks_the_contrast_by_its_sha
         ("bright", -0.5),
         ("haze", 1.0),
         ("haze", -0.1),
+        ("sodium", 1.5),
+        ("sodium", -0.1),
     ],
 )
 def test_a_level_out_of_range_is_refused(kind: str, level: float) -> None:

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageFilter
 
+from models.balance import BalanceParams, balance_colour, channel_means
 from models.levels import luma_spread
 from models.verifier import reading_p_correct
 from models.zoom import detect_alone, locates, search_tiles
@@ -20,8 +21,14 @@ from service.config import SHIPPED_CHECKPOINT
 from service.imaging import to_model_input
 from service.predictor import Predictor
 from training import evaluate
-from training.degrade import haze
+from training.degrade import haze, sodium
 from training.scenes import place_in_scene
+
+
+def cast(pixels: np.ndarray) -> float:
+    """A photo's colour cast as `models.balance` measures it: its largest channel mean over its smallest."""
+    means = channel_means(pixels)
+    return float(means.max() / max(means.min(), 1e-9))
 
 
 def scenes_split(synth: Path, out: Path, factor: int = 6) -> Path:
@@ -88,14 +95,14 @@ def test_a_limited_search_reads_large_photos_as_the_service_does(synth_dir: Path
         assert read[image["id"]] == service.assemble(service.detect([pixels])[0].sites).value
 
 
-def test_hazy_grainy_and_blurred_photos_are_read_prepared_as_the_service_reads_them(
+def test_tinted_hazy_grainy_and_blurred_photos_are_read_prepared_as_the_service_reads_them(
     synth_dir: Path, tmp_path: Path
 ) -> None:
     # the 40 synthetic training photos: on the 8 valid ones alone the steps may change no reading
     doc = json.loads((synth_dir / "train.json").read_text())
     poor = tmp_path / "data" / "poor"
     poor.mkdir(parents=True)
-    rng, made_grainy, made_blurred, made_hazy = np.random.default_rng(0), [], [], []
+    rng, made_grainy, made_blurred, made_hazy, made_orange = np.random.default_rng(0), [], [], [], []
     for i, image in enumerate(doc["images"]):
         photo = Image.open(synth_dir / "train" / image["file_name"]).convert("RGB")
         if i % 4 == 1:  # a quarter blurred by 2.5 px
@@ -104,6 +111,9 @@ def test_hazy_grainy_and_blurred_photos_are_read_prepared_as_the_service_reads_t
         if i % 4 == 3:  # the last quarter behind a veil of 85 %: a spread of 15 % of its own
             photo = haze(photo, 0.85)
             made_hazy.append(image["id"])
+        if i % 8 == 7:  # half of those under a street lamp too
+            photo = sodium(photo, 1.0)
+            made_orange.append(image["id"])
         pixels = np.array(photo)
         if i % 4 in (0, 2):  # half with grain of 30 grey levels per channel
             pixels = np.clip(np.rint(pixels + rng.normal(0, 30, pixels.shape)), 0, 255).astype(np.uint8)
@@ -120,12 +130,19 @@ def test_hazy_grainy_and_blurred_photos_are_read_prepared_as_the_service_reads_t
         and info["grain"]["threshold"] == 7.0
     )
     assert sorted(info["sharpened"]) == sorted(made_blurred) and info["focus"]["gate"] == 0.6
-    # every hazy photo is stretched, and so is any other as narrow (a blurred synthetic photo may be)
+    # every photo under a street lamp is balanced, and so is any other as tinted
+    saved = {
+        image["id"]: np.array(Image.open(poor / image["file_name"]).convert("RGB")) for image in doc["images"]
+    }
+    tinted = sorted(i for i, pixels in saved.items() if cast(pixels) > 3.0)
+    balanced = sorted(info["colour_balanced"])
+    assert set(made_orange) <= set(balanced) and balanced == tinted and info["balance"]["gate"] == 3.0
+    # every hazy photo is stretched, and so is any other as narrow (a blurred synthetic photo may be),
+    # as the balance leaves it
     narrow = [
-        image["id"]
-        for image in doc["images"]
-        if np.subtract(*luma_spread(np.array(Image.open(poor / image["file_name"]).convert("RGB")))[::-1])
-        < 64
+        i
+        for i, pixels in saved.items()
+        if np.subtract(*luma_spread(balance_colour(pixels, BalanceParams()))[::-1]) < 64
     ]
     stretched = sorted(info["levels_stretched"])
     assert set(made_hazy) <= set(stretched) and stretched == sorted(narrow) and info["levels"]["gate"] == 64.0
@@ -133,7 +150,12 @@ def test_hazy_grainy_and_blurred_photos_are_read_prepared_as_the_service_reads_t
         read = {int(row["image_id"]): int(row["pred_label"]) for row in csv.DictReader(f)}
     service = Predictor.load(SHIPPED_CHECKPOINT, torch.device("cpu"), sharpen_gate=0.6)
     plain = Predictor.load(
-        SHIPPED_CHECKPOINT, torch.device("cpu"), grain_threshold=0.0, sharpen_gate=0.0, levels_gate=0.0
+        SHIPPED_CHECKPOINT,
+        torch.device("cpu"),
+        grain_threshold=0.0,
+        sharpen_gate=0.0,
+        levels_gate=0.0,
+        balance_gate=0.0,
     )
     differ = 0
     for image in doc["images"]:

@@ -139,7 +139,7 @@ def test_export_ships_the_reader_and_evaluation_reads_with_it(
     common = ["--checkpoint", str(shipped), "--data", str(synth_dir), "--split", "train"]
     # the photos as they are (no grain smoothing, no stretch), as the readings below are made from them
     common += ["--device", "cpu", "--workers", "0", "--score-threshold", "0.0", "--grain-threshold", "0"]
-    common += ["--levels-gate", "0"]
+    common += ["--levels-gate", "0", "--balance-gate", "0"]
     evaluate.main([*common, "--out", str(tmp_path / "with")])
     evaluate.main([*common, "--out", str(tmp_path / "without"), "--no-reader"])
     info = json.loads((tmp_path / "with" / "evaluation.json").read_text())

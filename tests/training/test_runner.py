@@ -10,12 +10,15 @@ import pytest
 import torch
 from PIL import Image, ImageFilter
 
+from models.balance import BalanceParams
 from models.focus import TUNED_GATE, FocusParams
 from models.grain import GrainParams
 from models.levels import LevelsParams
 from models.photo import PhotoParams, prepare_photo
+from models.srgb import to_linear, to_srgb
 from models.zoom import ZoomParams
 from training.data import ImageRecord, load_coco_split
+from training.degrade import SODIUM
 from training.runner import (
     ZOOM_ARGS,
     add_param_args,
@@ -149,28 +152,27 @@ def test_photos_a_step_changes_are_read_from_copies_with_the_service_s_pixels(tm
     soft = np.full((30, 60, 3), 200, dtype=np.uint8)
     soft[8:22, 20:40] = 40
     dusk = (soft // 8).astype(np.uint8)  # sharp, but its contrast squeezed into 20 grey levels
+    orange = to_srgb(to_linear(soft) * np.array(SODIUM))  # sharp, under a street lamp
     soft = np.array(Image.fromarray(soft).filter(ImageFilter.GaussianBlur(3)))
     records = []
-    for image_id, pixels in ((1, grainy), (2, clean), (3, soft), (4, dusk)):
+    for image_id, pixels in ((1, grainy), (2, clean), (3, soft), (4, dusk), (5, orange)):
         Image.fromarray(pixels).save(tmp_path / f"{image_id}.png")
         records.append(ImageRecord(image_id, tmp_path / f"{image_id}.png", 60, 30))
     folder = tmp_path / "prepared"
     folder.mkdir()
-    steps_on = PhotoParams(GrainParams(), FocusParams(gate=TUNED_GATE), LevelsParams())
+    steps_on = PhotoParams(GrainParams(), FocusParams(gate=TUNED_GATE), LevelsParams(), BalanceParams())
     photos, steps = prepared_records(records, steps_on, folder)
-    assert steps == {1: ("grain",), 3: ("focus",), 4: ("levels",)} and [p.image_id for p in photos] == [
-        1,
-        2,
-        3,
-        4,
-    ]
-    assert photos[1] == records[1] and [photos[i].path for i in (0, 2, 3)] == [
-        folder / f"{i}.png" for i in (1, 3, 4)
+    assert steps == {1: ("grain",), 3: ("focus",), 4: ("levels",), 5: ("balance",)}
+    assert [p.image_id for p in photos] == [1, 2, 3, 4, 5]
+    assert photos[1] == records[1] and [photos[i].path for i in (0, 2, 3, 4)] == [
+        folder / f"{i}.png" for i in (1, 3, 4, 5)
     ]
     assert replace(photos[0], path=records[0].path) == records[0]
-    for photo, pixels in ((photos[0], grainy), (photos[2], soft), (photos[3], dusk)):
+    for photo, pixels in ((photos[0], grainy), (photos[2], soft), (photos[3], dusk), (photos[4], orange)):
         read_back = np.asarray(Image.open(photo.path).convert("RGB"))
         assert np.array_equal(read_back, prepare_photo(pixels, steps_on)[0])
         assert not np.array_equal(read_back, pixels)
-    steps_off = PhotoParams(GrainParams(threshold=0.0), FocusParams(gate=0.0), LevelsParams(gate=0.0))
+    steps_off = PhotoParams(
+        GrainParams(threshold=0.0), FocusParams(gate=0.0), LevelsParams(gate=0.0), BalanceParams(gate=0.0)
+    )
     assert prepared_records(records, steps_off, folder) == (records, {})
