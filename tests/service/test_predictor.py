@@ -314,6 +314,8 @@ def test_the_version_names_the_model_and_the_settings_that_answer(
         Predictor.load(tiny_checkpoint, cpu, score_threshold=0.5),
         Predictor.load(tiny_checkpoint, cpu, zoom_below_px=10.0),
         Predictor.load(tiny_checkpoint, cpu, grain_threshold=0.0),
+        Predictor.load(tiny_checkpoint, cpu, levels_gate=0.0),
+        Predictor.load(tiny_checkpoint, cpu, balance_gate=0.0),
         Predictor.load(tiny_checkpoint_with_reader, cpu),  # the same detector with a reader
     ]
     versions = [p.version for p in others]
