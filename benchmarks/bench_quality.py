@@ -3,6 +3,7 @@
     python benchmarks/bench_quality.py [--checkpoint DIR [DIR ...]] [--names NAME ...] [--images 807] \
         [--jpeg 75 50 30 20 10] [--shrink 0.7 0.5 0.35 0.25] [--blur 0.5 1 1.5 2] [--noise 8 16 24 32] \
         [--dark 1 2 3 4 5] [--bright 0.5 1 1.5 2] [--haze 0.3 0.5 0.7 0.85] [--sodium 0.25 0.5 1] \
+        [--motion 3 5 9 15] [--shadow 1 2 3] \
         [--sharpen 0.6] [--unstretched] [--unbalanced] [--plain] [--plot quality.png]
 
 Each validation photo is read as it is and made worse by each kind of `training.degrade` at each level
@@ -10,17 +11,18 @@ Each validation photo is read as it is and made worse by each kind of `training.
 photographed from farther away; the median labelled digit height at each scale is printed); under a
 Gaussian blur of that radius in px; with Gaussian grain of that standard deviation in grey levels, drawn
 from the photo's id; underexposed or overexposed by that many stops; behind a veil of that share; under
-that share of sodium street light (the last four only when asked for). For each checkpoint, kind and
-level it prints how many numbers `Predictor.detect` and the number assembly read right (the rule of
-`training.evaluate`: the whole number, as an integer), and how many right readings of the photo as it is
-the harm breaks and wrong ones it mends; `--plot` draws the counts against the level, a panel per kind
-(`training.plots.plot_quality`). The pipeline prepares each photo as the service does by default
-(`models.photo`: tinted photos balanced, narrow-contrast ones stretched, grainy ones smoothed, no
-sharpening); `--sharpen GATE` also reads every photo with blurred ones sharpened at that gate
-(`models.focus`, experiment 138), `--unstretched` with the stretch off (`models.levels`, experiment
-154), `--unbalanced` with the balance off (`models.balance`, experiment 156) and `--plain` with every
-step off, each as one more line per checkpoint. Needs ../shared/data/svhn-hw2; the checkpoint is the
-shipped one unless `--checkpoint` says otherwise.
+that share of sodium street light; smeared sideways over that many px; half in shadow that many stops
+deep (the last six only when asked for). For each checkpoint, kind and level it prints how many numbers
+`Predictor.detect` and the number assembly read right (the rule of `training.evaluate`: the whole
+number, as an integer), and how many right readings of the photo as it is the harm breaks and wrong ones
+it mends; `--plot` draws the counts against the level, a panel per kind (`training.plots.plot_quality`).
+The pipeline prepares each photo as the service does by default (`models.photo`: tinted photos balanced,
+narrow-contrast ones stretched, grainy ones smoothed, no sharpening); `--sharpen GATE` also reads every
+photo with blurred ones sharpened at that gate (`models.focus`, experiment 138), `--unstretched` with
+the stretch off (`models.levels`, experiment 154), `--unbalanced` with the balance off
+(`models.balance`, experiment 156) and `--plain` with every step off, each as one more line per
+checkpoint. Needs ../shared/data/svhn-hw2; the checkpoint is the shipped one unless `--checkpoint` says
+otherwise.
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ LEVELS: dict[str, list[float]] = {
     "bright": [],
     "haze": [],
     "sodium": [],
+    "motion": [],
+    "shadow": [],
 }
 
 

@@ -1,6 +1,6 @@
 """Photos made worse the ways a phone or a street camera makes them worse (compressed, far away, blurred,
-grainy, under- or overexposed, hazy, under a street lamp): for measuring how well a house number is
-read from a poor photo (`benchmarks/bench_quality.py`).
+grainy, smeared, under- or overexposed, half in shadow, hazy, under a street lamp): for measuring how
+well a house number is read from a poor photo (`benchmarks/bench_quality.py`).
 
 Each kind takes an RGB photo and a level and returns a new RGB photo; level 0 (or 1 for `shrink`, 100
 for `jpeg`) leaves the photo as it is. Where a kind draws random numbers (`noise`), it takes a seed, so
@@ -94,6 +94,40 @@ def bright(photo: Image.Image, stops: float, seed: int = 0) -> Image.Image:
     return photo if stops == 0 else _in_light(photo, 2.0**stops)
 
 
+def motion(photo: Image.Image, length: float, seed: int = 0) -> Image.Image:
+    """`photo` smeared sideways over `length` px (a whole number >= 0; 0 and 1 leave it): each pixel
+    the mean of the `length` pixels about it along its row, the edges repeated, as a camera panning
+    past the house (a street-view car) smears it. `seed` is unused."""
+    photo = photo.convert("RGB")
+    if length < 0 or length != int(length):
+        raise ValueError(f"a motion length must be a whole number of px >= 0, not {length}")
+    steps = int(length)
+    if steps <= 1:
+        return photo
+    pixels = np.asarray(photo, dtype=np.float64)
+    padded = np.pad(pixels, ((0, 0), (steps // 2, steps - 1 - steps // 2), (0, 0)), mode="edge")
+    sums = np.cumsum(np.pad(padded, ((0, 0), (1, 0), (0, 0))), axis=1)
+    smeared = (sums[:, steps:] - sums[:, :-steps]) / steps
+    return Image.fromarray(np.clip(np.rint(smeared), 0, 255).astype(np.uint8))
+
+
+def shadow(photo: Image.Image, stops: float, seed: int = 0) -> Image.Image:
+    """`photo` half in shadow: the part left of a line through its centre, from 40 % of its width at
+    the top to 60 % at the bottom, has its linear light halved `stops` (>= 0) times and is stored
+    again in 8 bits, so that a hard shadow edge crosses the number (a wall's or an awning's). `seed`
+    is unused."""
+    photo = photo.convert("RGB")
+    if stops < 0:
+        raise ValueError(f"a shadow must be >= 0 stops deep, not {stops}")
+    if stops == 0:
+        return photo
+    height, width = photo.height, photo.width
+    rows, columns = np.mgrid[0:height, 0:width]
+    edge = width * (0.4 + 0.2 * (rows + 0.5) / height)
+    gains = np.where(columns + 0.5 < edge, 2.0**-stops, 1.0)[..., None]
+    return _in_light(photo, gains)
+
+
 #: the grey of the veil `haze` lays over a photo (a bright, slightly blue-white sky)
 VEIL: Final[tuple[int, int, int]] = (225, 230, 235)
 
@@ -140,6 +174,8 @@ KINDS: Final[dict[str, tuple[Degrade, float, str]]] = {
     "bright": (bright, 0.0, "overexposure (stops)"),
     "haze": (haze, 0.0, "haze (share of veil)"),
     "sodium": (sodium, 0.0, "sodium light (share)"),
+    "motion": (motion, 0.0, "motion blur (px)"),
+    "shadow": (shadow, 0.0, "shadow (stops)"),
 }
 
 

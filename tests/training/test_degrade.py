@@ -1,4 +1,5 @@
-"""training.degrade: photos made worse by JPEG, distance, blur, grain, exposure, haze and street light."""
+"""training.degrade: photos made worse by JPEG, distance, blur, grain, smear, exposure, shadow, haze and
+street light."""
 
 from __future__ import annotations
 
@@ -6,7 +7,21 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from training.degrade import KINDS, VEIL, blur, bright, dark, degrade, haze, jpeg, noise, shrink, sodium
+from training.degrade import (
+    KINDS,
+    VEIL,
+    blur,
+    bright,
+    dark,
+    degrade,
+    haze,
+    jpeg,
+    motion,
+    noise,
+    shadow,
+    shrink,
+    sodium,
+)
 
 
 def photo() -> Image.Image:
@@ -92,6 +107,23 @@ def test_sodium_light_scales_each_channels_light_keeping_red_and_leaving_little_
     assert half[0] == 200 and 153 < half[1] < 200 and 83 < half[2] < half[1]
 
 
+def test_motion_blur_averages_along_each_row_only() -> None:
+    smeared = np.asarray(motion(photo(), 4), dtype=np.float64)
+    # the 4 px bar (18-21) smeared over 4 px: full at its centre, a ramp of 45 levels a px either side
+    assert smeared[8, 14:26, 0].tolist() == [200, 200, 200, 155, 110, 65, 20, 65, 110, 155, 200, 200]
+    # nothing moves between rows: the rows above the bar stay the ground
+    assert (smeared[0:2] == 200).all() and np.array_equal(smeared[2], smeared[13])
+    assert np.array_equal(np.asarray(motion(photo(), 1)), np.asarray(photo()))
+
+
+def test_a_shadow_darkens_the_left_of_a_slanted_edge_through_the_centre() -> None:
+    shaded = np.asarray(shadow(photo(), 1.0))
+    # one stop: sRGB 200 -> 146 as in `dark`; the edge at 40 % of the width at the top, 60 % at the bottom
+    assert shaded[0, :, 0].tolist() == [146] * 16 + [200] * 24
+    assert shaded[15, :, 0].tolist() == [146] * 24 + [200] * 16
+    assert shaded[8, 18, 0] == 11 and shaded[8, 21, 0] == 20  # the bar, shaded left of the edge (as `dark`)
+
+
 @pytest.mark.parametrize(
     ("kind", "level"),
     [
@@ -107,6 +139,9 @@ def test_sodium_light_scales_each_channels_light_keeping_red_and_leaving_little_
         ("haze", -0.1),
         ("sodium", 1.5),
         ("sodium", -0.1),
+        ("motion", 2.5),
+        ("motion", -1.0),
+        ("shadow", -1.0),
     ],
 )
 def test_a_level_out_of_range_is_refused(kind: str, level: float) -> None:
