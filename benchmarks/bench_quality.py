@@ -1,4 +1,5 @@
-"""How well the service reads a house number from a poor photo: compressed, far, blurred, grainy, badly lit.
+"""How well the service reads a house number from a poor photo: compressed, far, blurred, smeared, grainy,
+badly lit.
 
     python benchmarks/bench_quality.py [--checkpoint DIR [DIR ...]] [--names NAME ...] [--images 807] \
         [--jpeg 75 50 30 20 10] [--shrink 0.7 0.5 0.35 0.25] [--blur 0.5 1 1.5 2] [--noise 8 16 24 32] \

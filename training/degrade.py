@@ -146,7 +146,7 @@ def haze(photo: Image.Image, amount: float, seed: int = 0) -> Image.Image:
     return Image.fromarray(np.rint(veiled).astype(np.uint8))
 
 
-#: the share of each channel's linear light a low-pressure sodium street lamp leaves, next to daylight:
+#: the share of each channel's linear light a sodium street lamp leaves, next to daylight:
 #: an orange cast with almost no blue (tungsten is close to half of it: `SODIUM` ** 0.5)
 SODIUM: Final[tuple[float, float, float]] = (1.0, 0.55, 0.15)
 
