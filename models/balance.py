@@ -29,9 +29,16 @@ def check_balance_gate(value: float) -> float:
     return value
 
 
+def colour_cast(means: np.ndarray) -> float:
+    """A photo's cast from its channel means [3] (`channel_means`): the largest over the smallest (1 for
+    grey; a mean of 0 counts as 1e-9)."""
+    means = np.asarray(means, dtype=np.float64)
+    return float(means.max() / max(means.min(), 1e-9))
+
+
 @dataclass(frozen=True)
 class BalanceParams:
-    """Photos whose cast (`channel_means`' largest over its smallest) exceeds `gate` are balanced, by
+    """Photos whose cast (`colour_cast`) exceeds `gate` are balanced, by
     the whole grey-world gain (at most `max_gain` a channel) from a cast of `full` x `gate` up and a
     share of it growing from 0 below; `gate` 0 turns it off. The defaults were chosen on the 807
     validation photos clean, under sodium light and under half of it (experiment 156)."""
@@ -57,7 +64,7 @@ class BalanceParams:
         means = np.asarray(means, dtype=np.float64)
         if not self.on or means.max() <= 0:
             return np.ones(3)
-        cast = means.max() / max(means.min(), 1e-9)
+        cast = colour_cast(means)
         if cast <= self.gate:
             return np.ones(3)
         share = 1.0 if self.full == 1 else min(1.0, (cast - self.gate) / ((self.full - 1) * self.gate))

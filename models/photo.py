@@ -7,6 +7,7 @@ grain back."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Literal, NamedTuple
 
 import numpy as np
@@ -33,6 +34,11 @@ class PhotoParams(NamedTuple):
     def on(self) -> bool:
         """Whether any step may change a photo."""
         return self.grain.on or self.focus.on or self.levels.on or self.balance.on
+
+    def settings(self) -> dict[str, dict[str, float]]:
+        """Each step's settings by its name ("grain", "focus", "levels", "balance"), as the served
+        version, `/v1/model` and `evaluation.json` record them."""
+        return {name: asdict(params) for name, params in self._asdict().items()}
 
 
 def photo_params(

@@ -100,10 +100,7 @@ class Predictor:
             "pipeline": self.identity,
             "int8": self.int8.sha256 if self.int8 else None,
             "int8_parts": self.int8_parts,
-            "grain": asdict(self.grain),
-            "focus": asdict(self.focus),
-            "levels": asdict(self.levels),
-            "balance": asdict(self.balance),
+            **self.photo.settings(),
             "verifier": asdict(self.verifier[0]) if self.verifier else None,
             "gate": asdict(self.gate[0]) if self.gate else None,
         }
@@ -201,14 +198,14 @@ class Predictor:
         return predictor
 
     def detect(self, images: list[np.ndarray]) -> list[Findings]:
-        """A detector call for each image of the batch (preprocess, narrow-contrast photos stretched,
-        grainy ones smoothed and blurred ones sharpened first (`models.photo`) -> inference ->
-        postprocess; `models.zoom.detect_alone`: an image's answer does not depend on the others), a
-        second one over the crop of each image whose digits came out small (models/zoom.py) when zoom
-        is on, one refiner call over every detected box of the batch (models/refiner.py) when there is a box
-        refiner, and one reader call over every digit site (models/reread.py) when there is a reader;
-        with a rescorer, the reader reads every detected box instead, the rescorer sets each
-        detection's `quality` from that (models/rescorer.py), and the sites reuse those readings.
+        """A detector call for each image of the batch (preprocess, tinted photos balanced, narrow-contrast
+        ones stretched, grainy ones smoothed and blurred ones sharpened first (`models.photo`) -> inference
+        -> postprocess; `models.zoom.detect_alone`: an image's answer does not depend on the others), a
+        second one over the crop of each image whose digits came out small (models/zoom.py) when zoom is on,
+        one refiner call over every detected box of the batch (models/refiner.py) when there is a box
+        refiner, and one reader call over every digit site (models/reread.py) when there is a reader; with a
+        rescorer, the reader reads every detected box instead, the rescorer sets each detection's `quality`
+        from that (models/rescorer.py), and the sites reuse those readings.
         Where the search of large photos is limited to doubtful readings (`ZoomParams.gated`, with a
         verifier for it), each image is read without that search first, and those `models.zoom
         .search_again` picks are read again with it from the same first pass. A CUDA out-of-memory

@@ -24,7 +24,7 @@ from models.hw2 import Detections
 from models.inference import resolve_device
 from models.int8 import int8_parts
 from models.optimize import load_prepared_detector, load_prepared_reader, load_prepared_refiner
-from models.photo import photo_params
+from models.photo import Step, photo_params
 from models.reader import DigitReader, ReaderMeta
 from models.refiner import BoxRefiner, RefinerMeta
 from models.rescorer import Rescorer, RescorerMeta, load_checkpoint_rescorer
@@ -42,6 +42,14 @@ from training.runner import (
 )
 
 Found = dict[int, list[Detection]]  # image_id -> xyxy boxes in image pixels
+
+#: `models.photo`'s step -> the key of `evaluation.json` that lists the image ids it changed
+STEP_LISTS: dict[Step, str] = {
+    "balance": "colour_balanced",
+    "levels": "levels_stretched",
+    "grain": "grain_smoothed",
+    "focus": "sharpened",
+}
 
 
 @dataclass(frozen=True)
@@ -145,14 +153,9 @@ def _run_pipeline(args: argparse.Namespace, folder: Path) -> PipelineRun:
         "assembly": asdict(params),
         "zoom": asdict(zoom),
         "searched_again": searched_again,  # image ids, where located photos' search is gated
-        "grain": asdict(photo.grain),
-        "focus": asdict(photo.focus),
-        "levels": asdict(photo.levels),
-        "balance": asdict(photo.balance),
-        "colour_balanced": [image_id for image_id, done in steps.items() if "balance" in done],
-        "levels_stretched": [image_id for image_id, done in steps.items() if "levels" in done],
-        "grain_smoothed": [image_id for image_id, done in steps.items() if "grain" in done],
-        "sharpened": [image_id for image_id, done in steps.items() if "focus" in done],
+        **photo.settings(),
+        # the image ids each step changed, under "colour_balanced", "levels_stretched", ...
+        **{key: [i for i, done in steps.items() if step in done] for step, key in STEP_LISTS.items()},
         **pipeline.parts(),
         "int8": int8.to_dict() if int8 else None,
         "int8_parts": pipeline.int8_parts(),

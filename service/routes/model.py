@@ -18,9 +18,9 @@ router = APIRouter(prefix="/v1", tags=["model"])
 
 @router.get("/model", response_model=ModelInfo, responses=error_responses(401, 500, 503))
 async def model_info(state: StateDep, _: ApiKeyDep) -> ModelInfo:
-    """Architecture, classes, input size, thresholds, zoom, grain smoothing, sharpening, stretching,
-    reader, refiner, rescorer, int8 and verifier in force, weights hash and training metrics, the CPU
-    it runs on, and what one request may hold (`limits`)."""
+    """Architecture, classes, input size, thresholds, zoom, colour balance, stretching, grain
+    smoothing, sharpening, reader, refiner, rescorer, int8 and verifier in force, weights hash and
+    training metrics, the CPU it runs on, and what one request may hold (`limits`)."""
     predictor, _batcher = state.require_ready()
     meta = predictor.meta
     return ModelInfo(
@@ -30,10 +30,7 @@ async def model_info(state: StateDep, _: ApiKeyDep) -> ModelInfo:
         input_size={"min_size": meta.detector.min_size, "max_size": meta.detector.max_size},
         thresholds=asdict(predictor.assembly),
         zoom=asdict(predictor.zoom),
-        grain=asdict(predictor.grain),
-        focus=asdict(predictor.focus),
-        levels=asdict(predictor.levels),
-        balance=asdict(predictor.balance),
+        **predictor.photo.settings(),
         reader=predictor.reader[1].to_dict() if predictor.reader else None,
         refiner=predictor.refiner[1].to_dict() if predictor.refiner else None,
         rescorer=predictor.rescorer[1].to_dict() if predictor.rescorer else None,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageFilter
 
-from models.balance import BalanceParams, balance_colour, channel_means
+from models.balance import BalanceParams, balance_colour, channel_means, colour_cast
 from models.focus import TUNED_GATE, FocusParams, blur_measure, sharpen_blurred
 from models.grain import GrainParams, grain_sigma, smooth_grain
 from models.levels import LevelsParams, luma_spread, stretch_levels
@@ -68,15 +68,13 @@ def test_a_dark_clean_photo_is_only_stretched() -> None:
 def test_a_photo_under_sodium_light_is_balanced_then_stretched_as_the_balance_leaves_it() -> None:
     # a plate under a street lamp at dusk: blue all but gone and the contrast squeezed
     pixels = to_srgb(to_linear(plate() // 4 + 60) * np.array([1.0, 0.55, 0.15]))
-    means = channel_means(pixels)
-    assert means.max() / means.min() > 2 * BalanceParams().gate
+    assert colour_cast(channel_means(pixels)) > 2 * BalanceParams().gate
     prepared, steps = prepare_photo(pixels, PhotoParams(GrainParams(), FOCUS, LevelsParams()))
     balanced = balance_colour(pixels, BalanceParams())
     assert steps == ("balance", "levels")
     assert np.array_equal(prepared, stretch_levels(balanced, LevelsParams()))
     assert not np.array_equal(prepared, stretch_levels(pixels, LevelsParams()))
-    means = channel_means(prepared)
-    assert means.max() / means.min() < 1.2
+    assert colour_cast(channel_means(prepared)) < 1.2
 
 
 def test_with_every_step_off_every_photo_is_read_as_it_is() -> None:
@@ -93,3 +91,10 @@ def test_photo_params_keep_each_modules_default_where_unset() -> None:
     assert photo_params(levels_gate=40.0).levels == LevelsParams(gate=40.0)
     assert photo_params(balance_gate=5.0).balance == BalanceParams(gate=5.0)
     assert photo_params(balance_gate=0.0).on  # the other steps stay on
+
+
+def test_the_settings_are_each_steps_by_name() -> None:
+    settings = photo_params(levels_gate=40.0).settings()
+    assert list(settings) == ["grain", "focus", "levels", "balance"]
+    assert settings["levels"] == {"gate": 40.0, "target": 224.0, "max_gain": 8.0}
+    assert settings["balance"] == {"gate": 3.0, "full": 2.0, "max_gain": 8.0}

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageFilter
 
-from models.balance import BalanceParams, balance_colour, channel_means
+from models.balance import BalanceParams, balance_colour, channel_means, colour_cast
 from models.levels import luma_spread
 from models.verifier import reading_p_correct
 from models.zoom import detect_alone, locates, search_tiles
@@ -23,12 +23,6 @@ from service.predictor import Predictor
 from training import evaluate
 from training.degrade import haze, sodium
 from training.scenes import place_in_scene
-
-
-def cast(pixels: np.ndarray) -> float:
-    """A photo's colour cast as `models.balance` measures it: its largest channel mean over its smallest."""
-    means = channel_means(pixels)
-    return float(means.max() / max(means.min(), 1e-9))
 
 
 def scenes_split(synth: Path, out: Path, factor: int = 6) -> Path:
@@ -134,7 +128,7 @@ def test_tinted_hazy_grainy_and_blurred_photos_are_read_prepared_as_the_service_
     saved = {
         image["id"]: np.array(Image.open(poor / image["file_name"]).convert("RGB")) for image in doc["images"]
     }
-    tinted = sorted(i for i, pixels in saved.items() if cast(pixels) > 3.0)
+    tinted = sorted(i for i, pixels in saved.items() if colour_cast(channel_means(pixels)) > 3.0)
     balanced = sorted(info["colour_balanced"])
     assert set(made_orange) <= set(balanced) and balanced == tinted and info["balance"]["gate"] == 3.0
     # every hazy photo is stretched, and so is any other as narrow (a blurred synthetic photo may be),
