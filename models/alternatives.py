@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from models.assembly import AssembledNumber, Detection, read_left_to_right
+from models.assembly import AssembledNumber, Detection, read_in_order
 from models.verifier import left_out_sites, rivals
 
 Edit = Literal["insert", "swap", "drop"]
@@ -26,7 +26,7 @@ MIN_SCORE = 0.05  # the detector's own floor (box_score_thresh): every detection
 
 @dataclass(frozen=True)
 class Alternative:
-    """One other reading: `number` (digits left to right, xyxy boxes in the image's pixels), the
+    """One other reading: `number` (digits in reading order, xyxy boxes in the image's pixels), the
     `edit` that makes it from the served one, and `score` in [0, 1]: how sure the edit is (the
     inserted or swapped-in detection's score; 1 - the dropped digit's). Not a probability that the
     number is right: on the validation split, 1-13 % of alternatives are, rising with the score."""
@@ -54,18 +54,22 @@ def alternative_readings(
     if not digits or most == 0:
         return []
     inserts = [
-        Alternative(read_left_to_right([*digits, s]), "insert", s.score)
+        Alternative(read_in_order([*digits, s], number.read_columns), "insert", s.score)
         for s in left_out_sites(digits, sites)
         if s.score >= min_score
     ]
     swaps = [
-        Alternative(_replaced(digits, i, replace(d, digit=x.digit, score=x.score)), "swap", x.score)
+        Alternative(
+            _replaced(digits, i, replace(d, digit=x.digit, score=x.score), number.read_columns),
+            "swap",
+            x.score,
+        )
         for i, d in enumerate(digits)
         for x in rivals(d, detections)
         if x.score >= min_score
     ]
     drops = [
-        Alternative(_replaced(digits, i, None), "drop", 1.0 - d.score)
+        Alternative(_replaced(digits, i, None, number.read_columns), "drop", 1.0 - d.score)
         for i, d in enumerate(digits)
         if len(digits) > 1
     ]
@@ -76,6 +80,6 @@ def alternative_readings(
     return list(best.values())[:most]
 
 
-def _replaced(digits: list[Detection], i: int, new: Detection | None) -> AssembledNumber:
-    """The number with digit `i` replaced by `new` (None: dropped)."""
-    return read_left_to_right([*digits[:i], *([] if new is None else [new]), *digits[i + 1 :]])
+def _replaced(digits: list[Detection], i: int, new: Detection | None, read_columns: bool) -> AssembledNumber:
+    """The number with digit `i` replaced by `new` (None: dropped), read by the same rule."""
+    return read_in_order([*digits[:i], *([] if new is None else [new]), *digits[i + 1 :]], read_columns)

@@ -51,6 +51,9 @@ FEATURE_NAMES = (
 SAME_PLACE_IOU = 0.3  # a site overlapping a used digit this much is that digit's place, not another
 RIVAL_IOU = 0.5
 ROW_OVERLAP = 0.3  # in the row: vertical overlap with the number over this x its median digit height
+# Assembly settings that only order a number's digits: no feature depends on their order, so a verifier
+# holds whichever order they are read in, and they are no part of its pipeline.
+ORDER_ONLY = ("read_columns",)
 
 
 class VerifierError(RuntimeError):
@@ -106,9 +109,11 @@ def pipeline_identity(
     """What a verifier's estimate depends on, as plain JSON values: the detector's weights, the
     other parts' descriptions (`parts`: "refiner", "reader", "rescorer" -> their meta's `to_dict()`,
     None where the pipeline runs without it; their training metrics left out: the sha256 of their
-    weights and their settings stay), the assembly thresholds and the zoom settings."""
+    weights and their settings stay), the assembly thresholds (not those that only order the digits,
+    `ORDER_ONLY`) and the zoom settings."""
     described = {name: _settings(parts.get(name)) for name in ("refiner", "reader", "rescorer")}
-    identity = {"detector": detector_sha256, **described, "assembly": asdict(assembly), "zoom": asdict(zoom)}
+    thresholds = {k: v for k, v in asdict(assembly).items() if k not in ORDER_ONLY}
+    identity = {"detector": detector_sha256, **described, "assembly": thresholds, "zoom": asdict(zoom)}
     return dict(json.loads(json.dumps(identity)))  # tuples -> lists, as read back from the file
 
 

@@ -53,7 +53,7 @@ import torch
 from torchvision.models.detection import FasterRCNN
 from torchvision.ops import batched_nms
 
-from models.assembly import Detection
+from models.assembly import COLUMN_OVERLAP_X, Detection
 from models.boxes import BoxXYXY, box_center, box_height, box_iou
 from models.inference import outputs_to_detections
 
@@ -185,17 +185,23 @@ def input_scale(height: int, width: int, min_size: int, max_size: int) -> float:
 
 
 def _near(d: Detection, member: Detection, gap: float) -> bool:
-    """Whether `d` sits beside `member` as the next digit of one number would: of a similar height,
-    at most `gap` x `member`'s height away along x, with centres at most the smaller of their two
-    heights apart along y. (Before experiment 116 the larger of the two, since `number_cluster` links
-    either way round: a tall clutter box above a number then chained to it through a digit-sized
-    false digit.)"""
-    h, h_d = box_height(member.box_xyxy), box_height(d.box_xyxy)
+    """Whether `d` stands next to `member` as the next digit of one number would: of a similar
+    height, and either beside it, at most `gap` x `member`'s height away along x with centres at
+    most the smaller of their two heights apart along y (before experiment 116 the larger of the
+    two, since `number_cluster` links either way round: a tall clutter box above a number then
+    chained to it through a digit-sized false digit), or above or below it, as in a column
+    (experiment 158): overlapping it along x by at least `COLUMN_OVERLAP_X` x the narrower one's
+    width, at most `gap` x `member`'s height away along y."""
+    (x1, y1, x2, y2), (mx1, my1, mx2, my2) = d.box_xyxy, member.box_xyxy
+    h, h_d = my2 - my1, y2 - y1
     if not 0.5 * h <= h_d <= 2.0 * h:
         return False
-    apart_x = max(d.box_xyxy[0] - member.box_xyxy[2], member.box_xyxy[0] - d.box_xyxy[2], 0.0)
+    apart_x = max(x1 - mx2, mx1 - x2, 0.0)
     apart_y = abs(box_center(d.box_xyxy)[1] - box_center(member.box_xyxy)[1])
-    return apart_x <= gap * h and apart_y <= min(h, h_d)
+    if apart_x <= gap * h and apart_y <= min(h, h_d):
+        return True
+    across = min(x2, mx2) - max(x1, mx1)
+    return across >= COLUMN_OVERLAP_X * min(x2 - x1, mx2 - mx1) and max(y1 - my2, my1 - y2, 0.0) <= gap * h
 
 
 def number_cluster(located: Sequence[Detection], gap: float) -> list[Detection]:

@@ -62,6 +62,11 @@ class Settings(BaseSettings):
         "many times taller or shorter than the number's; 0 = off",
         json_schema_extra={"accepts": "0, or 1-10"},
     )
+    read_columns: bool | None = Field(
+        None,
+        description="the assembly reads digits stacked one above the other (a column) top to bottom "
+        "(models/assembly.py, experiment 158); false: every number left to right",
+    )
     zoom_below_px: float | None = Field(
         None, ge=0.0, le=10_000.0, description="second look at small digits (models/zoom.py); 0 = off"
     )

@@ -91,13 +91,15 @@ class Predictor:
     def version(self) -> str:
         """What answers, in 12 hex digits: the start of a sha256 over everything a reading depends on
         (the pipeline's identity: the detector's weights, the other parts' weights and settings, the
-        thresholds and the zoom; the int8 ranges and the parts that run in int8; the photo
-        preparation; the verifiers behind p_correct and the search). Servers of one version run the
+        thresholds and the zoom; the order a number's digits are read in; the int8 ranges and the
+        parts that run in int8; the photo preparation; the verifiers behind p_correct and the
+        search). Servers of one version run the
         same model with the same settings; int8 still reads a little differently from one kind of
         CPU to another (`host` in /v1/model). Worked out on first use (~0.35 ms), once loaded: the
         service asks for it at startup."""
         described = {
             "pipeline": self.identity,
+            "read_columns": self.assembly.read_columns,
             "int8": self.int8.sha256 if self.int8 else None,
             "int8_parts": self.int8_parts,
             **self.photo.settings(),
@@ -127,6 +129,7 @@ class Predictor:
         iou_threshold: float | None = None,
         center_distance_ratio: float | None = None,
         height_ratio: float | None = None,
+        read_columns: bool | None = None,
         zoom_below_px: float | None = None,
         search_tiles: int | None = None,
         side_look: float | None = None,
@@ -167,6 +170,7 @@ class Predictor:
             "iou_threshold": iou_threshold,
             "center_distance_ratio": center_distance_ratio,
             "height_ratio": height_ratio,
+            "read_columns": read_columns,
         }
         assembly = replace(meta.assembly, **{k: v for k, v in overrides.items() if v is not None})
         zoom = meta.zoom.with_trigger(

@@ -269,6 +269,9 @@ class AssembleRequest(BaseModel):
     height_ratio: Annotated[float, AfterValidator(check_height_ratio)] | None = Field(
         None, le=10.0, description="drop digits this many times taller or shorter than the others; 0 = off"
     )
+    read_columns: bool | None = Field(
+        None, description="read digits stacked one above the other top to bottom; false: left to right"
+    )
     alternatives: int = Field(
         0,
         ge=0,
@@ -305,7 +308,7 @@ class AssembleResponse(BaseModel):
     confirm: Confirmed | None = Field(
         None, description="with `confirm` in the request, which of them it shows"
     )
-    thresholds: dict[str, float]
+    thresholds: dict[str, bool | float]
 
 
 class ImagesJson(BaseModel):
@@ -375,7 +378,7 @@ class ModelInfo(BaseModel):
     classes: list[str]
     label_map: dict[str, Any]
     input_size: dict[str, int]
-    thresholds: dict[str, float]
+    thresholds: dict[str, bool | float]
     zoom: dict[str, bool | int | float] = Field(
         description="the second look and the search in use (models/zoom.py)"
     )

@@ -37,7 +37,7 @@ END = "<!-- end of the settings table -->"
 
 # A setting left unset (None) takes this attribute of the checkpoint's assembly thresholds or zoom
 # (`Predictor.load`), or a module's default.
-FROM_ASSEMBLY = ("score_threshold", "iou_threshold", "center_distance_ratio", "height_ratio")
+FROM_ASSEMBLY = ("score_threshold", "iou_threshold", "center_distance_ratio", "height_ratio", "read_columns")
 FROM_ZOOM = {
     "zoom_below_px": "below_px",
     "search_tiles": "search_tiles",

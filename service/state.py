@@ -102,6 +102,7 @@ def load_predictor(path: Path, device: torch.device, settings: Settings) -> Pred
         iou_threshold=s.iou_threshold,
         center_distance_ratio=s.center_distance_ratio,
         height_ratio=s.height_ratio,
+        read_columns=s.read_columns,
         zoom_below_px=s.zoom_below_px,
         search_tiles=s.search_tiles,
         side_look=s.side_look,

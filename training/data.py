@@ -22,7 +22,8 @@ from torch.utils.data import Dataset
 from torchvision.transforms.v2 import functional as F
 from tqdm import tqdm
 
-from models.boxes import BoxXYXY, box_center, clamp_xyxy, xywh_to_xyxy
+from models.assembly import reading_order
+from models.boxes import BoxXYXY, clamp_xyxy, xywh_to_xyxy
 from models.hw2 import image_ids_for
 from models.inference import to_unit_float
 from models.labels import DIGIT_NAMES, NUM_DIGITS, category_id_to_digit, digit_to_label
@@ -58,11 +59,12 @@ class ImageRecord:
 
     @property
     def number(self) -> int:
-        """The whole number: digits sorted left to right by box centre; -1 without digits."""
+        """The whole number: its digits in reading order (`models.assembly.reading_order`: by box centre
+        left to right, or top to bottom where they stand in a column); -1 without digits."""
         if not self.boxes:
             return -1
-        ordered = sorted(self.boxes, key=lambda b: box_center(b.box_xyxy)[0])
-        return int("".join(str(b.digit) for b in ordered))
+        order = reading_order([b.box_xyxy for b in self.boxes])
+        return int("".join(str(self.boxes[i].digit) for i in order))
 
 
 @dataclass

@@ -271,6 +271,12 @@ def build_parser(description: str | None) -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--score-threshold", type=float, help="default: the checkpoint's")
     p.add_argument("--iou-threshold", type=float, help="default: the checkpoint's (0 = off)")
+    p.add_argument(
+        "--left-to-right",
+        action="store_true",
+        help="read every number left to right, also digits stacked in a column (models/assembly.py; "
+        "default: a column top to bottom)",
+    )
     add_zoom_arguments(p, "the checkpoint's")
     p.add_argument(
         "--grain-threshold",

@@ -166,12 +166,15 @@ def _run_pipeline(args: argparse.Namespace, folder: Path) -> PipelineRun:
 
 
 def assembly_params(args: argparse.Namespace, checkpoint: AssemblyParams) -> AssemblyParams:
-    """The checkpoint's assembly thresholds with `--score-threshold` and `--iou-threshold` where given."""
+    """The checkpoint's assembly thresholds with `--score-threshold` and `--iou-threshold` where given,
+    and every number read left to right with `--left-to-right`."""
     params = checkpoint
     if args.score_threshold is not None:
         params = replace(params, score_threshold=args.score_threshold)
     if args.iou_threshold is not None:
         params = replace(params, iou_threshold=args.iou_threshold)
+    if args.left_to_right:
+        params = replace(params, read_columns=False)
     return params
 
 

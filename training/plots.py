@@ -17,6 +17,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from models.assembly import AssembledNumber
 from models.labels import DIGIT_NAMES
 
 
@@ -110,6 +111,41 @@ def turned_figure(results: Mapping[str, Mapping[float, tuple[int, int]]], photos
 def plot_turned(results: Mapping[str, Mapping[float, tuple[int, int]]], photos: int, path: Path) -> Path:
     """`turned_figure` written to `path` as a PNG."""
     return _save(turned_figure(results, photos), path)
+
+
+def columns_figure(examples: Sequence[tuple[np.ndarray, int, AssembledNumber, AssembledNumber]]) -> Figure:
+    """Photos whose digits stand in a column (`benchmarks/bench_columns.py`), one panel each: the photo
+    (uint8[H, W, 3] RGB), the number it shows, and its readings (`AssembledNumber`s of the same
+    detections) as the service assembles them and left to right; the served reading's digit boxes
+    (xyxy pixels) outlined green and numbered in reading order. Titles in green where the served
+    reading is right, red where not."""
+    fig, axes = plt.subplots(
+        1, max(1, len(examples)), figsize=(1.7 * max(1, len(examples)), 4.2), squeeze=False
+    )
+    for ax in axes[0]:
+        ax.axis("off")
+    for ax, (photo, label, served, flat) in zip(axes[0], examples, strict=False):
+        ax.imshow(photo)
+        for order, d in enumerate(served.digits, 1):
+            x1, y1, x2, y2 = d.box_xyxy
+            ax.add_patch(plt.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, color="lime", linewidth=1))
+            ax.text(x2 + 1, y1, str(order), color="lime", fontsize=7, va="top")
+        right = served.value == label
+        ax.set_title(
+            f"shows {label}\nread {served.text or '-'}\nleft to right: {flat.text or '-'}",
+            fontsize=8,
+            color="green" if right else "red",
+        )
+    fig.suptitle("Digits in a column, read top to bottom (experiment 158)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_columns(
+    examples: Sequence[tuple[np.ndarray, int, AssembledNumber, AssembledNumber]], path: Path
+) -> Path:
+    """`columns_figure` written to `path` as a PNG."""
+    return _save(columns_figure(examples), path)
 
 
 MARKERS = ("o", "s", "^", "D", "v")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from models.alternatives import alternative_readings
-from models.assembly import AssembledNumber, Detection, assemble_number, read_left_to_right
+from models.assembly import AssembledNumber, AssemblyParams, Detection, assemble_number, read_in_order
 
 
 def digit(x: float, d: int, score: float, y: float = 10.0) -> Detection:
@@ -61,12 +61,23 @@ def test_edits_under_the_floor_and_empty_numbers_offer_nothing() -> None:
     assert alternative_readings(assemble_number([]), faint, faint) == []
 
 
-def test_read_left_to_right_is_the_assembly_without_its_filters() -> None:
+def test_read_in_order_is_the_assembly_without_its_filters() -> None:
     digits = [digit(30, 3, 0.5), digit(0, 1, 0.2), digit(15, 2, 0.9)]
-    number = read_left_to_right(digits)
+    number = read_in_order(digits)
     assert (number.text, number.value) == ("123", 123)
     assert number.confidence == pytest.approx(0.09)
-    assert read_left_to_right([]) == assemble_number([])
+    assert read_in_order([]) == assemble_number([])
+
+
+def test_readings_of_a_column_are_read_by_the_rule_the_number_was() -> None:
+    # 5 over 1 over 9, the 1 a little right: left to right the three read 519 too, two of them not
+    column = [digit(0, 5, 0.99, y=0), digit(2, 1, 0.7, y=25), digit(0, 9, 0.8, y=50)]
+    served = assemble_number(column)
+    assert served.text == "519"
+    assert {text for text, edit, _ in offered(served, column, column)} == {"59", "19", "51"}
+    flat = assemble_number(column, AssemblyParams(read_columns=False))
+    assert flat.text == "591"  # the 5 and the 9 tie at x; the 1 lies right of both
+    assert {text for text, _, _ in offered(flat, column, column)} == {"91", "51", "59"}
 
 
 def test_a_leading_zero_dropped_is_the_same_number_not_another() -> None:

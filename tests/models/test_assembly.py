@@ -1,6 +1,13 @@
 import pytest
 
-from models.assembly import AssemblyParams, Detection, assemble_number, drop_height_outliers
+from models.assembly import (
+    AssemblyParams,
+    Detection,
+    assemble_number,
+    drop_height_outliers,
+    is_column,
+    reading_order,
+)
 
 
 def det(x1: float, digit: int, score: float = 0.9, width: float = 10, y1: float = 0) -> Detection:
@@ -92,3 +99,37 @@ def test_height_ratio_must_be_off_or_at_least_one() -> None:
     with pytest.raises(ValueError, match="height_ratio"):
         AssemblyParams(height_ratio=-1)
     assert AssemblyParams(height_ratio=1.0).height_ratio == 1.0
+
+
+def at(x1: float, y1: float, digit: int, width: float = 10, height: float = 20) -> Detection:
+    return Detection(box_xyxy=(x1, y1, x1 + width, y1 + height), digit=digit, score=0.9)
+
+
+def test_a_column_is_read_top_to_bottom() -> None:
+    # 3 over 8 over 1, drifting left as they go down: left to right they read 183
+    column = [at(4, 50, 1, width=6), at(2, 25, 8), at(5, 0, 3)]
+    assert assemble_number(column).text == "381"
+    assert [d.digit for d in assemble_number(column).digits] == [3, 8, 1]
+    assert assemble_number(column, AssemblyParams(read_columns=False)).text == "183"
+
+
+def test_what_is_and_is_not_a_column() -> None:
+    box = lambda d: d.box_xyxy  # noqa: E731
+    assert is_column([box(at(0, 0, 1)), box(at(0, 22, 2))])  # one under the other, a gap between
+    assert is_column([box(at(0, 0, 1)), box(at(5, 10, 2))])  # half across, half down: at both limits
+    assert not is_column([box(at(0, 0, 1)), box(at(5.5, 22, 2))])  # under half across: a staircase
+    assert not is_column([box(at(0, 0, 1)), box(at(0, 9, 2))])  # over half down: one place, not two
+    assert not is_column([box(at(0, 0, 1)), box(at(12, 0, 2)), box(at(24, 0, 3))])  # a row
+    assert not is_column([box(at(0, 40, 1)), box(at(11, 20, 2)), box(at(22, 0, 3))])  # a rising stair
+    assert not is_column([box(at(0, 0, 1))]) and not is_column([])
+    # three stacked, but the third beside the second: not one column, read as a row
+    assert not is_column([box(at(0, 0, 1)), box(at(0, 22, 2)), box(at(12, 22, 3))])
+
+
+def test_reading_order_gives_indices() -> None:
+    row = [(20.0, 0.0, 30.0, 20.0), (0.0, 0.0, 10.0, 20.0), (10.0, 0.0, 20.0, 20.0)]
+    assert reading_order(row) == [1, 2, 0]
+    column = [(0.0, 44.0, 10.0, 64.0), (0.0, 0.0, 10.0, 20.0), (1.0, 22.0, 11.0, 42.0)]
+    assert reading_order(column) == [1, 2, 0]
+    assert reading_order(column, read_columns=False) == [0, 1, 2]  # centres 5, 5, 6: ties keep their order
+    assert reading_order([]) == []

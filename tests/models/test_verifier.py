@@ -113,6 +113,19 @@ def test_current_verifier_only_for_the_pipeline_it_was_fitted_on(
     assert "assembly differ" in caplog.text
 
 
+def test_the_order_digits_are_read_in_is_no_part_of_a_verifiers_pipeline(tmp_path: Path) -> None:
+    """No feature depends on the digits' order, so a verifier holds with columns read either way."""
+    assert "read_columns" not in identity()["assembly"]
+    save_verifier(tmp_path, verifier(), VerifierMeta(identity()))
+    assert current_verifier(tmp_path, identity(read_columns=False)) is not None
+    assert identity_differences(identity(), identity(read_columns=False)) == []
+    stacked = [digit(0, 5, 0.9, y=0), digit(-2, 1, 0.8, y=30)]  # a 5 over a 1 a little left of it
+    column, flat = assemble_number(stacked), assemble_number(stacked, AssemblyParams(read_columns=False))
+    assert (column.text, flat.text) == ("51", "15")
+    sites = list(column.digits)
+    assert np.array_equal(number_features(column, sites, sites), number_features(flat, sites, sites))
+
+
 def test_the_search_gate_takes_a_verifier_fitted_on_another_search_limit_alone(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

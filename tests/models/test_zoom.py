@@ -123,6 +123,19 @@ def test_number_cluster_does_not_chain_a_taller_box_through_a_row_below_it() -> 
     assert number_cluster([one, low], gap=1.5) == [one, low]
 
 
+def test_number_cluster_chains_a_column_digit_by_digit() -> None:
+    # three digits stacked, each a little left of the one above, a third of a height apart (experiment
+    # 158): before, each was a number of its own and the second look cropped to one of them
+    top, middle, bottom = digit(104, 100, 124, 140), digit(102, 153, 122, 193), digit(100, 206, 120, 246)
+    assert number_cluster([top, middle, bottom], gap=1.5) == [top, middle, bottom]
+    assert zoom_region([top, middle, bottom], 400, 600, 96, 384, ON) == (40, 88, 185, 259)
+    # a box under a digit, over 1.5 of its heights below it, or overlapping it by under half the
+    # narrower width along x, is not the next digit of its column
+    far = digit(100, 301, 120, 341, score=0.99)
+    aside = digit(115, 153, 135, 193, score=0.99)
+    assert number_cluster([top, far], gap=1.5) == [far] and number_cluster([top, aside], gap=1.5) == [aside]
+
+
 def test_search_tiles_overlap_by_half_a_tile_and_cover_the_image() -> None:
     tiles = search_tiles(400, 600, 3, 96)
     assert len(tiles) == 9 and tiles[0] == (0, 0, 300, 200) and tiles[4] == (150, 100, 450, 300)

@@ -486,6 +486,21 @@ def test_assemble_rereads_detections_with_other_thresholds(client: TestClient) -
         assert refused.status_code == 422 and refused.json()["error"]["code"] == "invalid_request"
 
 
+def test_assemble_reads_a_column_top_to_bottom_unless_told_otherwise(client: TestClient) -> None:
+    column = [  # 7 over 2 over 5, each a little left of the one above: left to right they read 527
+        {"bbox": [14, 0, 10, 20], "category_id": 8, "digit": 7, "score": 0.9},
+        {"bbox": [12, 25, 10, 20], "category_id": 3, "digit": 2, "score": 0.9},
+        {"bbox": [10, 50, 10, 20], "category_id": 6, "digit": 5, "score": 0.9},
+    ]
+    served = client.post("/v1/assemble", json={"detections": column}).json()
+    assert served["text"] == "725" and [d["digit"] for d in served["digits"]] == [7, 2, 5]
+    assert served["thresholds"]["read_columns"] is True
+    flat = client.post("/v1/assemble", json={"detections": column, "read_columns": False}).json()
+    assert flat["text"] == "527" and flat["thresholds"]["read_columns"] is False
+    refused = client.post("/v1/assemble", json={"detections": column, "read_columns": "sideways"})
+    assert refused.status_code == 422
+
+
 @pytest.mark.parametrize(
     "bad",
     [

@@ -19,7 +19,9 @@ def test_environment_with_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DIGITSERVE_SEARCH_NEAR", "0.05")
     monkeypatch.setenv("DIGITSERVE_GRAIN_THRESHOLD", "0")
     monkeypatch.setenv("DIGITSERVE_SHARPEN_GATE", "0.7")
+    monkeypatch.setenv("DIGITSERVE_READ_COLUMNS", "false")
     settings = Settings()
+    assert settings.read_columns is False
     assert settings.device == "cpu" and settings.batch_size == 4 and settings.api_keys == {"a", "b"}
     assert settings.height_ratio == 1.6 and settings.search_tiles == 0 and settings.side_look == 0.5
     assert settings.search_located is False and settings.search_below_p == 0.8

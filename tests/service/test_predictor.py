@@ -58,6 +58,11 @@ def test_thresholds_come_from_the_checkpoint_unless_overridden(tiny_checkpoint: 
     assert predictor.assembly.height_ratio == 0.0
     ruled = Predictor.load(tiny_checkpoint, torch.device("cpu"), height_ratio=1.6, score_threshold=0.5)
     assert (ruled.assembly.height_ratio, ruled.assembly.score_threshold) == (1.6, 0.5)
+    assert predictor.assembly.read_columns is True
+    assert (
+        Predictor.load(tiny_checkpoint, torch.device("cpu"), read_columns=False).assembly.read_columns
+        is False
+    )
 
 
 def _fixed_model(images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:

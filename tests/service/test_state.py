@@ -19,6 +19,7 @@ STEERING = {
     "iou_threshold": 0.42,
     "center_distance_ratio": 0.43,
     "height_ratio": 2.5,
+    "read_columns": False,
     "zoom_below_px": 44.0,
     "search_tiles": 2,
     "side_look": 0.45,

@@ -147,6 +147,14 @@ def test_number_reads_boxes_left_to_right(tmp_path: Path) -> None:
     assert load(root)[0][0].number == 72
 
 
+def test_number_reads_a_column_of_boxes_top_to_bottom(tmp_path: Path) -> None:
+    # a 4 over a 1: the 1, narrower, lies a little left of the 4's centre
+    root = make_set(
+        tmp_path, [{"bbox": [20, 30, 12, 20], "category_id": 2}, {"bbox": [20, 5, 14, 20], "category_id": 5}]
+    )
+    assert load(root)[0][0].number == 41
+
+
 def test_dataset_yields_unnormalised_image_and_target(synth_dir: Path) -> None:
     records, _ = load_coco_split(synth_dir / "train", synth_dir / "train.json")
     image, target = DigitDataset(records)[0]

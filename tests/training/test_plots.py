@@ -8,13 +8,16 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
+from models.assembly import AssemblyParams, Detection, assemble_number
 from training.metrics import confidence_report
 from training.plots import (
     alternatives_figure,
+    columns_figure,
     confidence_figure,
     confirm_figure,
     loss_curves_figure,
     plot_alternatives,
+    plot_columns,
     plot_confidence,
     plot_confirm,
     plot_loss_curves,
@@ -118,6 +121,28 @@ def test_turned_figure_draws_a_turned_and_a_framed_line_per_checkpoint_in_one_co
         assert "of 12" in fig.axes[0].get_ylabel()
     finally:
         plt.close(fig)
+
+
+def test_columns_figure_draws_each_photo_its_readings_and_the_served_boxes_in_order() -> None:
+    column = [Detection((2, 0, 8, 10), 7, 0.9), Detection((1, 12, 7, 22), 4, 0.9)]
+    served, flat = assemble_number(column), assemble_number(column, AssemblyParams(read_columns=False))
+    photo = np.zeros((24, 10, 3), dtype=np.uint8)
+    fig = columns_figure([(photo, 74, served, flat), (photo, 47, served, flat)])
+    try:
+        first, second = fig.axes
+        assert first.get_title() == "shows 74\nread 74\nleft to right: 47" and first.title.get_color() == "green"
+        assert second.title.get_color() == "red"
+        assert [t.get_text() for t in first.texts] == ["1", "2"] and len(first.patches) == 2
+        assert first.patches[0].get_xy() == (2, 0) and first.patches[1].get_xy() == (1, 12)
+    finally:
+        plt.close(fig)
+
+
+def test_plot_columns_writes_a_png(tmp_path: Path) -> None:
+    column = [Detection((2, 0, 8, 10), 7, 0.9)]
+    number = assemble_number(column)
+    path = plot_columns([(np.zeros((12, 10, 3), dtype=np.uint8), 7, number, number)], tmp_path / "columns.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_plot_turned_writes_a_png(tmp_path: Path) -> None:
