@@ -53,7 +53,7 @@ import torch
 from torchvision.models.detection import FasterRCNN
 from torchvision.ops import batched_nms
 
-from models.assembly import COLUMN_OVERLAP_X, Detection
+from models.assembly import COLUMN_OVERLAP_X, Detection, is_column
 from models.boxes import BoxXYXY, box_center, box_height, box_iou
 from models.inference import outputs_to_detections
 
@@ -77,9 +77,11 @@ class ZoomParams:
     The first pass's detections scoring at least `locate_score` locate the number. If their median
     height, at the model's input scale, is under `below_px`, the crop is their union widened by
     `margin_x` median heights left and right (room for a digit the first pass missed) and `margin_y`
-    above and below, clipped to the image. A crop the model would enlarge by less than `min_gain`
-    over the whole image is not worth a second pass. The second pass's detections replace the first's
-    (their boxes averaged with the first's where `fuse_first` asks).
+    above and below (where they stand in a column, `models.assembly.is_column`: `margin_x` above and
+    below too, room for a digit missed at either end), clipped to the image. A crop the model would
+    enlarge by less than `min_gain` over the whole image is not worth a second pass. The second
+    pass's detections replace the first's (their boxes averaged with the first's where `fuse_first`
+    asks).
 
     When the first pass locates nothing, `search_tiles` n > 0 (with the second look on: `below_px` > 0)
     searches the image in n x n tiles (each 2 / (n + 1) of its width and height, overlapping by half a
@@ -191,7 +193,9 @@ def _near(d: Detection, member: Detection, gap: float) -> bool:
     two, since `number_cluster` links either way round: a tall clutter box above a number then
     chained to it through a digit-sized false digit), or above or below it, as in a column
     (experiment 158): overlapping it along x by at least `COLUMN_OVERLAP_X` x the narrower one's
-    width, at most `gap` x `member`'s height away along y."""
+    width, at most (1 + `gap`) x `member`'s height away along y. A digit is about half as wide as it
+    is high, so `gap` heights along a row leave room for a digit the first pass missed between two
+    it found; along a column that takes a height more."""
     (x1, y1, x2, y2), (mx1, my1, mx2, my2) = d.box_xyxy, member.box_xyxy
     h, h_d = my2 - my1, y2 - y1
     if not 0.5 * h <= h_d <= 2.0 * h:
@@ -201,7 +205,8 @@ def _near(d: Detection, member: Detection, gap: float) -> bool:
     if apart_x <= gap * h and apart_y <= min(h, h_d):
         return True
     across = min(x2, mx2) - max(x1, mx1)
-    return across >= COLUMN_OVERLAP_X * min(x2 - x1, mx2 - mx1) and max(y1 - my2, my1 - y2, 0.0) <= gap * h
+    apart_down = max(y1 - my2, my1 - y2, 0.0)
+    return across >= COLUMN_OVERLAP_X * min(x2 - x1, mx2 - mx1) and apart_down <= (1.0 + gap) * h
 
 
 def number_cluster(located: Sequence[Detection], gap: float) -> list[Detection]:
@@ -237,7 +242,8 @@ def zoom_region(
     `detections` are the first pass's, boxes xyxy in original-image pixels; `min_size`/`max_size` are
     the detector's input size. The crop is around the best group of located detections that chain
     digit by digit (`number_cluster`), so that confident clutter elsewhere in a large photo does not
-    widen it.
+    widen it; around a column (`models.assembly.is_column`) it leaves as much room above and below
+    as beside.
     """
     located = located_number(detections, params.locate_score, params.margin_x) if params.enabled else []
     if not located:
@@ -245,10 +251,11 @@ def zoom_region(
     digit_h = statistics.median(box_height(d.box_xyxy) for d in located)
     if digit_h * input_scale(height, width, min_size, max_size) >= params.below_px:
         return None
+    margin_y = params.margin_x if is_column([d.box_xyxy for d in located]) else params.margin_y
     x1 = max(0, int(min(d.box_xyxy[0] for d in located) - params.margin_x * digit_h))
-    y1 = max(0, int(min(d.box_xyxy[1] for d in located) - params.margin_y * digit_h))
+    y1 = max(0, int(min(d.box_xyxy[1] for d in located) - margin_y * digit_h))
     x2 = min(width, int(max(d.box_xyxy[2] for d in located) + params.margin_x * digit_h) + 1)
-    y2 = min(height, int(max(d.box_xyxy[3] for d in located) + params.margin_y * digit_h) + 1)
+    y2 = min(height, int(max(d.box_xyxy[3] for d in located) + margin_y * digit_h) + 1)
     if x2 - x1 < 2 or y2 - y1 < 2:
         return None
     gain = input_scale(y2 - y1, x2 - x1, min_size, max_size) / input_scale(height, width, min_size, max_size)

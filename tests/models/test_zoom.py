@@ -128,10 +128,14 @@ def test_number_cluster_chains_a_column_digit_by_digit() -> None:
     # 158): before, each was a number of its own and the second look cropped to one of them
     top, middle, bottom = digit(104, 100, 124, 140), digit(102, 153, 122, 193), digit(100, 206, 120, 246)
     assert number_cluster([top, middle, bottom], gap=1.5) == [top, middle, bottom]
-    assert zoom_region([top, middle, bottom], 400, 600, 96, 384, ON) == (40, 88, 185, 259)
-    # a box under a digit, over 1.5 of its heights below it, or overlapping it by under half the
+    # 1.5 median heights (40 px) of room on every side, above and below too: a digit missed at
+    # either end of the column is in the crop (a row gets 0.3 heights above and below)
+    assert zoom_region([top, middle, bottom], 400, 600, 96, 384, ON) == (40, 40, 185, 307)
+    # the middle digit missed by the first pass: its two neighbours, 1.65 heights apart, still chain
+    assert number_cluster([top, bottom], gap=1.5) == [top, bottom]
+    # a box under a digit more than 2.5 of its heights below it, or overlapping it by under half the
     # narrower width along x, is not the next digit of its column
-    far = digit(100, 301, 120, 341, score=0.99)
+    far = digit(100, 241, 120, 281, score=0.99)
     aside = digit(115, 153, 135, 193, score=0.99)
     assert number_cluster([top, far], gap=1.5) == [far] and number_cluster([top, aside], gap=1.5) == [aside]
 

@@ -130,7 +130,9 @@ def test_columns_figure_draws_each_photo_its_readings_and_the_served_boxes_in_or
     fig = columns_figure([(photo, 74, served, flat), (photo, 47, served, flat)])
     try:
         first, second = fig.axes
-        assert first.get_title() == "shows 74\nread 74\nleft to right: 47" and first.title.get_color() == "green"
+        assert (
+            first.get_title() == "shows 74\nread 74\nleft to right: 47" and first.title.get_color() == "green"
+        )
         assert second.title.get_color() == "red"
         assert [t.get_text() for t in first.texts] == ["1", "2"] and len(first.patches) == 2
         assert first.patches[0].get_xy() == (2, 0) and first.patches[1].get_xy() == (1, 12)
@@ -141,7 +143,9 @@ def test_columns_figure_draws_each_photo_its_readings_and_the_served_boxes_in_or
 def test_plot_columns_writes_a_png(tmp_path: Path) -> None:
     column = [Detection((2, 0, 8, 10), 7, 0.9)]
     number = assemble_number(column)
-    path = plot_columns([(np.zeros((12, 10, 3), dtype=np.uint8), 7, number, number)], tmp_path / "columns.png")
+    path = plot_columns(
+        [(np.zeros((12, 10, 3), dtype=np.uint8), 7, number, number)], tmp_path / "columns.png"
+    )
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
