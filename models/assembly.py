@@ -135,9 +135,9 @@ def reading_order(boxes: Sequence[BoxXYXY], read_columns: bool = True) -> list[i
 def is_column(boxes: Sequence[BoxXYXY]) -> bool:
     """Whether two or more digit `boxes` (xyxy, any order) stand one above the other: taken top to
     bottom by their centres, each overlaps the next along x by at least `COLUMN_OVERLAP_X` x the
-    narrower one's width and along y by at most `COLUMN_OVERLAP_Y` x the shorter one's height. The
-    digits of a row do not overlap along x (two that did would be duplicates), so no row is a column;
-    nor is a staircase whose digits stand each beside the last."""
+    narrower one's width and along y by at most `COLUMN_OVERLAP_Y` x the shorter one's height.
+    Neighbours in a row overlap along y and hardly along x, so no row is a column; nor is a
+    staircase whose digits stand each beside the last, higher or lower."""
     if len(boxes) < 2:
         return False
     ordered = sorted(boxes, key=lambda b: box_center(b)[1])

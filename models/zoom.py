@@ -61,6 +61,7 @@ CropXYXY = tuple[int, int, int, int]  # [x1, y1, x2, y2) in whole pixels of the 
 SIDE_PAD = 0.5  # the side look widens the photo by this many photo heights on each side
 SIDE_CUT = 0.05  # ... and drops digits within this many digit heights of the photo's own sides
 FUSE_IOU = 0.5  # a first-pass box this close to a second-look box of the same digit measures the same digit
+COLUMN_HEIGHTS = 1.5  # digits chained one above the other are at most this many times as tall as each other
 
 
 def check_search_tiles(value: int) -> int:
@@ -192,10 +193,12 @@ def _near(d: Detection, member: Detection, gap: float) -> bool:
     most the smaller of their two heights apart along y (before experiment 116 the larger of the
     two, since `number_cluster` links either way round: a tall clutter box above a number then
     chained to it through a digit-sized false digit), or above or below it, as in a column
-    (experiment 158): overlapping it along x by at least `COLUMN_OVERLAP_X` x the narrower one's
-    width, at most (1 + `gap`) x `member`'s height away along y. A digit is about half as wide as it
-    is high, so `gap` heights along a row leave room for a digit the first pass missed between two
-    it found; along a column that takes a height more."""
+    (experiment 158): of heights within `COLUMN_HEIGHTS` of each other (a column's digits share a
+    height; a clutter box 1.8 x a digit's height above a number in a scene chained to it otherwise),
+    overlapping it along x by at least `COLUMN_OVERLAP_X` x the narrower one's width, at most (1 +
+    `gap`) x the shorter one's height away along y. A digit is about half as wide as it is high, so
+    `gap` heights along a row leave room for a digit the first pass missed between two it found;
+    along a column that takes a height more."""
     (x1, y1, x2, y2), (mx1, my1, mx2, my2) = d.box_xyxy, member.box_xyxy
     h, h_d = my2 - my1, y2 - y1
     if not 0.5 * h <= h_d <= 2.0 * h:
@@ -204,9 +207,14 @@ def _near(d: Detection, member: Detection, gap: float) -> bool:
     apart_y = abs(box_center(d.box_xyxy)[1] - box_center(member.box_xyxy)[1])
     if apart_x <= gap * h and apart_y <= min(h, h_d):
         return True
+    shorter, taller = min(h, h_d), max(h, h_d)
     across = min(x2, mx2) - max(x1, mx1)
     apart_down = max(y1 - my2, my1 - y2, 0.0)
-    return across >= COLUMN_OVERLAP_X * min(x2 - x1, mx2 - mx1) and apart_down <= (1.0 + gap) * h
+    return (
+        taller <= COLUMN_HEIGHTS * shorter
+        and across >= COLUMN_OVERLAP_X * min(x2 - x1, mx2 - mx1)
+        and apart_down <= (1.0 + gap) * shorter
+    )
 
 
 def number_cluster(located: Sequence[Detection], gap: float) -> list[Detection]:

@@ -165,7 +165,7 @@ class Predictor:
         reader = load_prepared_reader(checkpoint, device, use_int8=use_int8) if use_reader else None
         refiner = load_prepared_refiner(checkpoint, device, use_int8=use_int8) if use_refiner else None
         rescorer = load_checkpoint_rescorer(checkpoint) if use_rescorer and refiner and reader else None
-        overrides = {
+        overrides: dict[str, Any] = {
             "score_threshold": score_threshold,
             "iou_threshold": iou_threshold,
             "center_distance_ratio": center_distance_ratio,

@@ -119,7 +119,7 @@ class RemoteReader:
         self,
         url: str,
         api_key: str | None,
-        params: dict[str, float],
+        params: dict[str, Any],
         *,
         retries: int = 3,
         transport: httpx.BaseTransport | None = None,

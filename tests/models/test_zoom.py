@@ -138,6 +138,12 @@ def test_number_cluster_chains_a_column_digit_by_digit() -> None:
     far = digit(100, 241, 120, 281, score=0.99)
     aside = digit(115, 153, 135, 193, score=0.99)
     assert number_cluster([top, far], gap=1.5) == [far] and number_cluster([top, aside], gap=1.5) == [aside]
+    # valid/14497 ("431") in a 4 x scene: a 139 px clutter box above its 77-83 px digits, overlapping
+    # them along x, is 1.8 x as tall: no digit of their column (it chained before COLUMN_HEIGHTS, the
+    # crop then held clutter and number, and the service read nothing)
+    four, three = digit(390, 363, 425, 446, score=0.96), digit(418, 367, 458, 444, score=0.97)
+    clutter = digit(388, 130, 523, 269, score=0.38)
+    assert number_cluster([three, four, clutter], gap=1.5) == [three, four]
 
 
 def test_search_tiles_overlap_by_half_a_tile_and_cover_the_image() -> None:
