@@ -301,8 +301,8 @@ class AssembleResponse(BaseModel):
     confidence: float
     p_correct: float | None = Field(
         None,
-        description="as in /v1/recognize; only with `boxes` and the service's own thresholds (the "
-        "verifier holds for those), else null",
+        description="as in /v1/recognize; only with `boxes` and the service's own thresholds, "
+        "`read_columns` either way (the verifier holds for those), else null",
     )
     alternatives: list[AlternativeReading] = Field(default_factory=list, description=ALTERNATIVES_DESCRIPTION)
     confirm: Confirmed | None = Field(

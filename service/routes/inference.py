@@ -194,7 +194,7 @@ async def assemble(
 ) -> AssembleResponse:
     """Re-read the number from the digit sites /v1/detect returned (`sites`), with other thresholds:
     the same rule as /v1/recognize, without sending the image again; with `boxes` (/v1/detect's
-    `detections`) and the service's own thresholds, also p_correct."""
+    `detections`) and the service's own thresholds (`read_columns` either way), also p_correct."""
     predictor, _batcher = state.require_ready()
     response.headers[VERSION_HEADER] = state.version
     overrides = {
@@ -209,7 +209,12 @@ async def assemble(
     number = assemble_number(detections, params)
     findings = Findings([from_schema(d) for d in body.boxes or []], detections)
     p_correct = None
-    if body.boxes is not None and params == predictor.assembly:  # the verifier holds at these only
+    # the verifier holds at the service's thresholds only, the digits read in either order
+    # (models.verifier.ORDER_ONLY)
+    if (
+        body.boxes is not None
+        and replace(params, read_columns=predictor.assembly.read_columns) == predictor.assembly
+    ):
         p_correct = predictor.p_correct(number, findings)
     return AssembleResponse(
         text=number.text,

@@ -539,6 +539,8 @@ def test_recognize_estimates_p_correct_with_the_verifier_fitted_on_the_pipeline(
         result["p_correct"], abs=1e-3
     )
     assert client.post("/v1/assemble", json={**body, "score_threshold": 0.1}).json()["p_correct"] is None
+    flat = client.post("/v1/assemble", json={**body, "read_columns": False}).json()  # order only: it holds
+    assert flat["p_correct"] == pytest.approx(result["p_correct"], abs=1e-3)
     assert client.post("/v1/assemble", json={"detections": found["sites"]}).json()["p_correct"] is None
     info = client.get("/v1/model").json()["verifier"]
     assert info == {"fitted_on": {"split": "valid", "images": 3}, "metrics": {"auc": 0.7}}
