@@ -19,7 +19,7 @@ import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from models.boxes import BoxXYXY, box_center, box_height, box_iou
+from models.boxes import BoxXYXY, box_center, box_height, box_iou, span_overlap
 
 NO_NUMBER = -1
 COLUMN_OVERLAP_X = 0.5  # neighbours in a column overlap along x by at least this x the narrower's width
@@ -142,11 +142,12 @@ def is_column(boxes: Sequence[BoxXYXY]) -> bool:
         return False
     ordered = sorted(boxes, key=lambda b: box_center(b)[1])
     for upper, lower in itertools.pairwise(ordered):
-        across = min(upper[2], lower[2]) - max(upper[0], lower[0])
-        down = min(upper[3], lower[3]) - max(upper[1], lower[1])
         narrower = min(upper[2] - upper[0], lower[2] - lower[0])
         shorter = min(box_height(upper), box_height(lower))
-        if across < COLUMN_OVERLAP_X * narrower or down > COLUMN_OVERLAP_Y * shorter:
+        if (
+            span_overlap(upper, lower, 0) < COLUMN_OVERLAP_X * narrower
+            or span_overlap(upper, lower, 1) > COLUMN_OVERLAP_Y * shorter
+        ):
             return False
     return True
 

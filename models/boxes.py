@@ -57,6 +57,11 @@ def box_height(box: Sequence[float]) -> float:
     return box[3] - box[1]
 
 
+def span_overlap(a: Sequence[float], b: Sequence[float], axis: int) -> float:
+    """How far two xyxy boxes' spans along `axis` (0: x, 1: y) overlap; negative: the gap between them."""
+    return min(a[axis + 2], b[axis + 2]) - max(a[axis], b[axis])
+
+
 def box_center(box: Sequence[float]) -> tuple[float, float]:
     """Centre (cx, cy) of an xyxy box."""
     return ((box[0] + box[2]) / 2.0, (box[1] + box[3]) / 2.0)

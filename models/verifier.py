@@ -27,7 +27,7 @@ import logging
 import math
 import statistics
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +115,12 @@ def pipeline_identity(
     thresholds = {k: v for k, v in asdict(assembly).items() if k not in ORDER_ONLY}
     identity = {"detector": detector_sha256, **described, "assembly": thresholds, "zoom": asdict(zoom)}
     return dict(json.loads(json.dumps(identity)))  # tuples -> lists, as read back from the file
+
+
+def holds_at(params: AssemblyParams, fitted: AssemblyParams) -> bool:
+    """Whether a verifier fitted at the assembly thresholds `fitted` holds at `params`: the same but
+    for the settings that only order the digits (`ORDER_ONLY`)."""
+    return replace(params, **{name: getattr(fitted, name) for name in ORDER_ONLY}) == fitted
 
 
 def _settings(description: Mapping[str, Any] | None) -> dict[str, Any] | None:

@@ -54,7 +54,7 @@ from torchvision.models.detection import FasterRCNN
 from torchvision.ops import batched_nms
 
 from models.assembly import COLUMN_OVERLAP_X, Detection, is_column
-from models.boxes import BoxXYXY, box_center, box_height, box_iou
+from models.boxes import BoxXYXY, box_center, box_height, box_iou, span_overlap
 from models.inference import outputs_to_detections
 
 CropXYXY = tuple[int, int, int, int]  # [x1, y1, x2, y2) in whole pixels of the original image
@@ -199,21 +199,19 @@ def _near(d: Detection, member: Detection, gap: float) -> bool:
     `gap`) x the shorter one's height away along y. A digit is about half as wide as it is high, so
     `gap` heights along a row leave room for a digit the first pass missed between two it found;
     along a column that takes a height more."""
-    (x1, y1, x2, y2), (mx1, my1, mx2, my2) = d.box_xyxy, member.box_xyxy
-    h, h_d = my2 - my1, y2 - y1
+    box, other = d.box_xyxy, member.box_xyxy
+    h, h_d = box_height(other), box_height(box)
     if not 0.5 * h <= h_d <= 2.0 * h:
         return False
-    apart_x = max(x1 - mx2, mx1 - x2, 0.0)
-    apart_y = abs(box_center(d.box_xyxy)[1] - box_center(member.box_xyxy)[1])
-    if apart_x <= gap * h and apart_y <= min(h, h_d):
+    across, down = span_overlap(box, other, 0), span_overlap(box, other, 1)
+    apart_y = abs(box_center(box)[1] - box_center(other)[1])
+    if -across <= gap * h and apart_y <= min(h, h_d):
         return True
     shorter, taller = min(h, h_d), max(h, h_d)
-    across = min(x2, mx2) - max(x1, mx1)
-    apart_down = max(y1 - my2, my1 - y2, 0.0)
     return (
         taller <= COLUMN_HEIGHTS * shorter
-        and across >= COLUMN_OVERLAP_X * min(x2 - x1, mx2 - mx1)
-        and apart_down <= (1.0 + gap) * shorter
+        and across >= COLUMN_OVERLAP_X * min(box[2] - box[0], other[2] - other[0])
+        and -down <= (1.0 + gap) * shorter
     )
 
 

@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from models.assembly import assemble_number
 from models.confirm import MIN_SCORE, confirm_number
 from models.reread import Findings
+from models.verifier import holds_at
 from service.deps import ApiKeyDep, StateDep
 from service.pipeline import (
     alternatives_schema,
@@ -209,12 +210,7 @@ async def assemble(
     number = assemble_number(detections, params)
     findings = Findings([from_schema(d) for d in body.boxes or []], detections)
     p_correct = None
-    # the verifier holds at the service's thresholds only, the digits read in either order
-    # (models.verifier.ORDER_ONLY)
-    if (
-        body.boxes is not None
-        and replace(params, read_columns=predictor.assembly.read_columns) == predictor.assembly
-    ):
+    if body.boxes is not None and holds_at(params, predictor.assembly):  # the service's thresholds only
         p_correct = predictor.p_correct(number, findings)
     return AssembleResponse(
         text=number.text,

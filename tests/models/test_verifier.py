@@ -20,6 +20,7 @@ from models.verifier import (
     VerifierMeta,
     current_verifier,
     gate_verifier,
+    holds_at,
     identity_differences,
     load_verifier,
     number_features,
@@ -119,6 +120,8 @@ def test_the_order_digits_are_read_in_is_no_part_of_a_verifiers_pipeline(tmp_pat
     save_verifier(tmp_path, verifier(), VerifierMeta(identity()))
     assert current_verifier(tmp_path, identity(read_columns=False)) is not None
     assert identity_differences(identity(), identity(read_columns=False)) == []
+    assert holds_at(AssemblyParams(read_columns=False), AssemblyParams())
+    assert not holds_at(AssemblyParams(score_threshold=0.5, read_columns=False), AssemblyParams())
     stacked = [digit(0, 5, 0.9, y=0), digit(-2, 1, 0.8, y=30)]  # a 5 over a 1 a little left of it
     column, flat = assemble_number(stacked), assemble_number(stacked, AssemblyParams(read_columns=False))
     assert (column.text, flat.text) == ("51", "15")
