@@ -4,7 +4,7 @@ badly lit.
     python benchmarks/bench_quality.py [--checkpoint DIR [DIR ...]] [--names NAME ...] [--images 807] \
         [--jpeg 75 50 30 20 10] [--shrink 0.7 0.5 0.35 0.25] [--blur 0.5 1 1.5 2] [--noise 8 16 24 32] \
         [--dark 1 2 3 4 5] [--bright 0.5 1 1.5 2] [--haze 0.3 0.5 0.7 0.85] [--sodium 0.25 0.5 1] \
-        [--motion 3 5 9 15] [--shadow 1 2 3] \
+        [--motion 3 5 9 15] [--shadow 1 2 3] [--oblique 30 45 60 70] [--below 20 35 50] \
         [--sharpen 0.6] [--unstretched] [--unbalanced] [--plain] [--plot quality.png]
 
 Each validation photo is read as it is and made worse by each kind of `training.degrade` at each level
@@ -13,7 +13,8 @@ photographed from farther away; the median labelled digit height at each scale i
 Gaussian blur of that radius in px; with Gaussian grain of that standard deviation in grey levels, drawn
 from the photo's id; underexposed or overexposed by that many stops; behind a veil of that share; under
 that share of sodium street light; smeared sideways over that many px; half in shadow that many stops
-deep (the last six only when asked for). For each checkpoint, kind and level it prints how many numbers
+deep; seen from the side of the street or from below at that many degrees (the last eight only when
+asked for). For each checkpoint, kind and level it prints how many numbers
 `Predictor.detect` and the number assembly read right (the rule of `training.evaluate`: the whole
 number, as an integer), and how many right readings of the photo as it is the harm breaks and wrong ones
 it mends; `--plot` draws the counts against the level, a panel per kind (`training.plots.plot_quality`).
@@ -56,6 +57,8 @@ LEVELS: dict[str, list[float]] = {
     "sodium": [],
     "motion": [],
     "shadow": [],
+    "oblique": [],
+    "below": [],
 }
 
 

@@ -1,5 +1,5 @@
 """Photos made worse the ways a phone or a street camera makes them worse (compressed, far away, blurred,
-grainy, smeared, under- or overexposed, half in shadow, hazy, under a street lamp): for measuring how
+grainy, smeared, under- or overexposed, half in shadow, hazy, under a street lamp, seen at an angle): for measuring how
 well a house number is read from a poor photo (`benchmarks/bench_quality.py`).
 
 Each kind takes an RGB photo and a level and returns a new RGB photo; level 0 (or 1 for `shrink`, 100
@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from models.srgb import to_linear, to_srgb
+from training.viewpoint import seen_from
 
 
 def jpeg(photo: Image.Image, quality: float, seed: int = 0) -> Image.Image:
@@ -162,6 +163,25 @@ def sodium(photo: Image.Image, share: float, seed: int = 0) -> Image.Image:
     return _in_light(photo, np.asarray(SODIUM, dtype=np.float64) ** share)
 
 
+def oblique(photo: Image.Image, degrees: float, seed: int = 0) -> Image.Image:
+    """`photo` seen from the side of the street: its plate turned `degrees` (0-75) about its upright
+    axis (`training.viewpoint.seen_from`, a view `FOV` degrees wide), the right side away from the
+    camera for an even `seed`, the left for an odd one, so that a split is seen from both sides. The
+    digits come out narrower by about the cosine of the turn, and shorter towards the far side."""
+    if not 0 <= degrees <= 75:
+        raise ValueError(f"an oblique view must be 0-75 degrees, not {degrees}")
+    return seen_from(photo, degrees if seed % 2 == 0 else -degrees)
+
+
+def below(photo: Image.Image, degrees: float, seed: int = 0) -> Image.Image:
+    """`photo` seen from below: its plate turned `degrees` (0-75) about its level axis, the top away from
+    the camera (`training.viewpoint.seen_from`), as a number high on a wall is seen from the pavement:
+    the digits come out shorter and narrower at the top. `seed` is unused."""
+    if not 0 <= degrees <= 75:
+        raise ValueError(f"a view from below must be 0-75 degrees, not {degrees}")
+    return seen_from(photo, 0.0, degrees)
+
+
 Degrade = Callable[[Image.Image, float, int], Image.Image]
 
 #: name -> (the function, the level that leaves a photo as it is, what a level is)
@@ -176,6 +196,8 @@ KINDS: Final[dict[str, tuple[Degrade, float, str]]] = {
     "sodium": (sodium, 0.0, "sodium light (share)"),
     "motion": (motion, 0.0, "motion blur (px)"),
     "shadow": (shadow, 0.0, "shadow (stops)"),
+    "oblique": (oblique, 0.0, "seen from the side (degrees)"),
+    "below": (below, 0.0, "seen from below (degrees)"),
 }
 
 

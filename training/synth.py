@@ -34,6 +34,7 @@ from tqdm import tqdm
 from models.boxes import BoxXYXY, xyxy_to_xywh
 from models.labels import coco_categories, digit_to_category_id
 from training.exits import run_tool
+from training.viewpoint import perspective_coeffs
 
 FONT_DIRS = ("/usr/share/fonts", "/usr/local/share/fonts")
 # Fonts that map ASCII digits to symbols or lack them: their "digits" would be mislabelled.
@@ -170,18 +171,6 @@ def _layout(
     return origins, (int(x + margin), int(size * 1.3 + 2 * margin)), margin
 
 
-def _perspective_coeffs(
-    src: Sequence[tuple[float, float]], dst: Sequence[tuple[float, float]]
-) -> list[float]:
-    """Coefficients for Image.transform(PERSPECTIVE) mapping output points `dst` to input points `src`."""
-    rows, rhs = [], []
-    for (x, y), (u, v) in zip(dst, src, strict=True):
-        rows.append([x, y, 1, 0, 0, 0, -u * x, -u * y])
-        rows.append([0, 0, 0, x, y, 1, -v * x, -v * y])
-        rhs.extend([u, v])
-    return [float(c) for c in np.linalg.solve(np.array(rows, float), np.array(rhs, float))]
-
-
 def _warp(images: list[Image.Image], rng: random.Random, strength: float) -> list[Image.Image]:
     w, h = images[0].size
     corners = [(0, 0), (w, 0), (w, h), (0, h)]
@@ -189,7 +178,7 @@ def _warp(images: list[Image.Image], rng: random.Random, strength: float) -> lis
         (x + rng.uniform(-strength, strength) * w * 0.5, y + rng.uniform(-strength, strength) * h)
         for x, y in corners
     ]
-    coeffs = _perspective_coeffs(corners, moved)
+    coeffs = perspective_coeffs(corners, moved)
     return [
         im.transform(im.size, Image.Transform.PERSPECTIVE, coeffs, Image.Resampling.BILINEAR) for im in images
     ]

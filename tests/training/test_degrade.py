@@ -1,5 +1,5 @@
-"""training.degrade: photos made worse by JPEG, distance, blur, grain, smear, exposure, shadow, haze and
-street light."""
+"""training.degrade: photos made worse by JPEG, distance, blur, grain, smear, exposure, shadow, haze,
+street light and an angle of view."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from PIL import Image
 from training.degrade import (
     KINDS,
     VEIL,
+    below,
     blur,
     bright,
     dark,
@@ -18,6 +19,7 @@ from training.degrade import (
     jpeg,
     motion,
     noise,
+    oblique,
     shadow,
     shrink,
     sodium,
@@ -124,9 +126,36 @@ def test_a_shadow_darkens_the_left_of_a_slanted_edge_through_the_centre() -> Non
     assert shaded[8, 18, 0] == 11 and shaded[8, 21, 0] == 20  # the bar, shaded left of the edge (as `dark`)
 
 
+def rimmed() -> Image.Image:
+    """`photo()` inside a 1 px rim of 90 grey, so that the bare corners of a view (the rim's colour) are
+    told from the plate's own 200 grey."""
+    return Image.fromarray(np.pad(np.asarray(photo()), ((1, 1), (1, 1), (0, 0)), constant_values=90))
+
+
+def test_an_oblique_view_turns_the_far_side_away_by_the_seeds_parity() -> None:
+    even, odd = np.asarray(oblique(rimmed(), 50, seed=4)), np.asarray(oblique(rimmed(), 50, seed=7))
+    assert even.shape == odd.shape and even.shape[1] < rimmed().width
+    bare_even, bare_odd = np.all(even == 90, axis=2), np.all(odd == 90, axis=2)
+    # bare corners are taller on the far side: the right for an even seed, the left for an odd one
+    assert bare_even[:, -1].sum() > bare_even[:, 0].sum() and bare_odd[:, 0].sum() > bare_odd[:, -1].sum()
+    assert np.array_equal(even, odd[:, ::-1])  # the photo is mirror-symmetric, so the two views mirror
+
+
+def test_a_view_from_below_narrows_the_top() -> None:
+    seen = np.asarray(below(rimmed(), 40))
+    bare = np.all(seen == 90, axis=2)
+    assert seen.shape[1] > rimmed().width  # the bottom edge came nearer: wider than it was
+    # the top edge went away: its row is bare at both ends, the bottom row (bar the rim) is not
+    assert bare[0, :3].all() and bare[0, -3:].all() and not bare[-3, 3:-3].any()
+    assert seen.shape[0] < rimmed().height  # and the whole plate, turned away, looks shorter
+
+
 @pytest.mark.parametrize(
     ("kind", "level"),
     [
+        ("oblique", 80.0),
+        ("oblique", -5.0),
+        ("below", 76.0),
         ("jpeg", 0.0),
         ("jpeg", 99.0),
         ("shrink", 0.0),
