@@ -145,6 +145,15 @@ class Settings(BaseSettings):
         "many times its smallest, more the more it is, before reading it (models/balance.py, experiment "
         "156: photos under a street lamp read better); 0 = off",
     )
+    widen_gate: float | None = Field(
+        None,
+        ge=0.0,
+        lt=1.0,
+        json_schema_extra={"accepts": "0 to under 1"},
+        description="read a photo again widened where its digits come out narrower than this share of their "
+        "usual width / height (models/widen.py, experiment 159: numbers seen from the side of the street "
+        "read far better); 0 = off",
+    )
     use_reader: bool = Field(
         True, description="read digits with the checkpoint's reader too, when it has one (models/reread.py)"
     )

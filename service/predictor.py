@@ -34,6 +34,7 @@ from models.verifier import (
     pipeline_identity,
     reading_p_correct,
 )
+from models.widen import WidenParams, next_factor, prefer, widen
 from models.zoom import (
     ZoomParams,
     detect_alone,
@@ -69,12 +70,14 @@ class Predictor:
         verifier: tuple[NumberVerifier, VerifierMeta] | None = None,
         gate: tuple[NumberVerifier, VerifierMeta] | None = None,
         photo: PhotoParams | None = None,
+        widen: WidenParams | None = None,
     ) -> None:
         self.model, self.meta, self.device, self.assembly = model, meta, device, assembly
         self.checkpoint, self.zoom, self.reader, self.refiner = checkpoint, zoom, reader, refiner
         self.rescorer, self.int8, self.verifier, self.gate = rescorer, int8, verifier, gate
         self.photo = photo or PhotoParams()
         self.grain, self.focus, self.levels, self.balance = self.photo
+        self.widen = widen or WidenParams()
 
     @property
     def identity(self) -> dict[str, Any]:
@@ -92,16 +95,18 @@ class Predictor:
         """What answers, in 12 hex digits: the start of a sha256 over everything a reading depends on
         (the pipeline's identity: the detector's weights, the other parts' weights and settings, the
         thresholds and the zoom; the order a number's digits are read in; the int8 ranges and the
-        parts that run in int8; the photo preparation; the verifiers behind p_correct and the
-        search). Servers of one version run the same model with the same settings; int8 still reads
-        a little differently from one kind of CPU to another (`host` in /v1/model). Worked out on
-        first use (~0.35 ms), once loaded: the service asks for it at startup."""
+        parts that run in int8; the photo preparation; when a photo is read again widened; the
+        verifiers behind p_correct and the search). Servers of one version run the same model with
+        the same settings; int8 still reads a little differently from one kind of CPU to another
+        (`host` in /v1/model). Worked out on first use (~0.35 ms), once loaded: the service asks for
+        it at startup."""
         described = {
             "pipeline": self.identity,
             "read_columns": self.assembly.read_columns,
             "int8": self.int8.sha256 if self.int8 else None,
             "int8_parts": self.int8_parts,
             **self.photo.settings(),
+            "widen": asdict(self.widen),
             "verifier": asdict(self.verifier[0]) if self.verifier else None,
             "gate": asdict(self.gate[0]) if self.gate else None,
         }
@@ -140,6 +145,7 @@ class Predictor:
         sharpen_gate: float | None = None,
         levels_gate: float | None = None,
         balance_gate: float | None = None,
+        widen_gate: float | None = None,
         use_reader: bool = True,
         use_refiner: bool = True,
         use_rescorer: bool = True,
@@ -159,7 +165,9 @@ class Predictor:
         Strongly tinted photos are balanced first, photos of narrow contrast stretched, then grainy
         ones smoothed and, where `sharpen_gate` asks, blurred ones sharpened (`models.photo`;
         `balance_gate`, `levels_gate`, `grain_threshold`, `sharpen_gate` None: `models.balance`',
-        `models.levels`', `models.grain`'s and `models.focus`' defaults, on, on, on and off; 0: off)."""
+        `models.levels`', `models.grain`'s and `models.focus`' defaults, on, on, on and off; 0: off).
+        A photo whose digits come out narrow, as seen from the side, is read again widened
+        (`models.widen`; `widen_gate` None: its default gate, 0: off)."""
         model, meta, int8 = load_prepared_detector(checkpoint, device, use_int8=use_int8)
         reader = load_prepared_reader(checkpoint, device, use_int8=use_int8) if use_reader else None
         refiner = load_prepared_refiner(checkpoint, device, use_int8=use_int8) if use_refiner else None
@@ -194,6 +202,7 @@ class Predictor:
             rescorer,
             int8,
             photo=photo,
+            widen=WidenParams() if widen_gate is None else WidenParams(gate=widen_gate),
         )
         directory = resolve_checkpoint_dir(checkpoint)
         predictor.verifier = current_verifier(directory, predictor.identity)
@@ -211,37 +220,15 @@ class Predictor:
         from that (models/rescorer.py), and the sites reuse those readings.
         Where the search of large photos is limited to doubtful readings (`ZoomParams.gated`, with a
         verifier for it), each image is read without that search first, and those `models.zoom
-        .search_again` picks are read again with it from the same first pass. A CUDA out-of-memory
+        .search_again` picks are read again with it from the same first pass. An image whose digits
+        came out narrow, as from the side of the street, is read again widened (`_widened`,
+        `models.widen`). A CUDA out-of-memory
         error frees the cache and becomes ModelOverloadedError, so the next call starts clean."""
         try:
             with torch.inference_mode():
-                inputs = [
-                    to_model_input(prepare_photo(image, self.photo)[0]).to(self.device, non_blocking=True)
-                    for image in images
-                ]
-                if self.gate is None or not self.zoom.gated:
-                    return self._read(inputs, self.zoom)
-                firsts = [detect_alone(self.model, x) for x in inputs]
-                found = self._read(inputs, first_reading(self.zoom), firsts)
-                min_size, max_size = input_sizes(self.model)
-                again = [
-                    i
-                    for i, (x, first, f) in enumerate(zip(inputs, firsts, found, strict=True))
-                    if search_again(
-                        int(x.shape[-2]),
-                        int(x.shape[-1]),
-                        min_size,
-                        max_size,
-                        self.zoom,
-                        locates(first, self.zoom),
-                        reading_p_correct(self.gate[0], self.assemble(f.sites), f.sites, f.detections),
-                    )
-                ]
-                if again:
-                    redone = self._read([inputs[i] for i in again], self.zoom, [firsts[i] for i in again])
-                    for i, findings in zip(again, redone, strict=True):
-                        found[i] = findings
-                return found
+                prepared = [prepare_photo(image, self.photo)[0] for image in images]
+                found = self._detect([self._input(pixels) for pixels in prepared])
+                return self._widened(prepared, found) if self.widen.on else found
         except torch.cuda.OutOfMemoryError as exc:
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
@@ -249,6 +236,68 @@ class Predictor:
             raise ModelOverloadedError(
                 "the model ran out of GPU memory; retry, or send fewer images", headers={"Retry-After": "1"}
             ) from exc
+
+    def _detect(self, inputs: list[torch.Tensor]) -> list[Findings]:
+        """`detect` over `inputs` (float RGB FloatTensor[3, H, W] in [0, 1] on the device, the photo
+        steps done) without the widened readings; under torch.inference_mode()."""
+        if self.gate is None or not self.zoom.gated:
+            return self._read(inputs, self.zoom)
+        firsts = [detect_alone(self.model, x) for x in inputs]
+        found = self._read(inputs, first_reading(self.zoom), firsts)
+        min_size, max_size = input_sizes(self.model)
+        again = [
+            i
+            for i, (x, first, f) in enumerate(zip(inputs, firsts, found, strict=True))
+            if search_again(
+                int(x.shape[-2]),
+                int(x.shape[-1]),
+                min_size,
+                max_size,
+                self.zoom,
+                locates(first, self.zoom),
+                reading_p_correct(self.gate[0], self.assemble(f.sites), f.sites, f.detections),
+            )
+        ]
+        if again:
+            redone = self._read([inputs[i] for i in again], self.zoom, [firsts[i] for i in again])
+            for i, findings in zip(again, redone, strict=True):
+                found[i] = findings
+        return found
+
+    def _input(self, pixels: np.ndarray) -> torch.Tensor:
+        """uint8 RGB `pixels` [H, W, 3] -> the detector's input, FloatTensor[3, H, W] in [0, 1] on the
+        device."""
+        return to_model_input(pixels).to(self.device, non_blocking=True)
+
+    def _widened(self, prepared: list[np.ndarray], found: list[Findings]) -> list[Findings]:
+        """`found` (the findings of the `prepared` photos, uint8 RGB [H, W, 3] after the photo steps, as
+        `_detect` gives them) with each photo whose digits came out narrow read again widened
+        (`models.widen`, experiment 159): up to `WidenParams.rounds` times, each widening the photo as
+        it was by `next_factor`, the widened reading's boxes scaled back into its pixels and kept
+        where `prefer` holds it likelier right than the one kept."""
+        kept, last = list(found), list(found)
+        judged = [self._judged(f) for f in found]
+        factors = [1.0] * len(prepared)
+        for _ in range(self.widen.rounds):
+            todo = [
+                (i, factor)
+                for i in range(len(prepared))
+                if (factor := next_factor(last[i].sites, factors[i], self.widen)) is not None
+            ]
+            if not todo:
+                break
+            redone = self._detect([self._input(widen(prepared[i], factor)) for i, factor in todo])
+            for (i, factor), findings in zip(todo, redone, strict=True):
+                last[i], factors[i] = findings.scaled(1.0 / factor, 1.0), factor
+                read, p = self._judged(last[i])
+                if prefer(p, judged[i][1], read, judged[i][0]):
+                    kept[i], judged[i] = last[i], (read, p)
+        return kept
+
+    def _judged(self, findings: Findings) -> tuple[bool, float | None]:
+        """Whether `findings` read a number, and the verifier's p_correct of it (None without one)."""
+        number = self.assemble(findings.sites)
+        return number.value >= 0, self.p_correct(number, findings)
 
     def _read(
         self, inputs: list[torch.Tensor], zoom: ZoomParams, first: list[list[Detection]] | None = None

@@ -398,6 +398,11 @@ class ModelInfo(BaseModel):
         default_factory=dict,
         description="the colour balancing of tinted photos in use (models/balance.py); gate 0 = off",
     )
+    widen: dict[str, float] = Field(
+        default_factory=dict,
+        description="when a photo whose digits come out narrow, as from the side of the street, is read "
+        "again widened (models/widen.py); gate 0 = off",
+    )
     reader: dict[str, Any] | None = Field(description="the reader in use (models/reread.py); null when none")
     refiner: dict[str, Any] | None = Field(
         None, description="the box refiner in use (models/refiner.py); null when none"

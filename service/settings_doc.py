@@ -28,6 +28,7 @@ from models.checkpoint import read_checkpoint_meta
 from models.focus import FocusParams
 from models.grain import GrainParams
 from models.levels import LevelsParams
+from models.widen import WidenParams
 from models.zoom import ZoomParams
 from service.config import SHIPPED_CHECKPOINT, Settings
 
@@ -52,6 +53,7 @@ FROM_MODULE: dict[str, tuple[str, float]] = {
     "sharpen_gate": ("models.focus", FocusParams().gate),
     "levels_gate": ("models.levels", LevelsParams().gate),
     "balance_gate": ("models.balance", BalanceParams().gate),
+    "widen_gate": ("models.widen", WidenParams().gate),
 }
 
 

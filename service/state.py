@@ -114,6 +114,7 @@ def load_predictor(path: Path, device: torch.device, settings: Settings) -> Pred
         sharpen_gate=s.sharpen_gate,
         levels_gate=s.levels_gate,
         balance_gate=s.balance_gate,
+        widen_gate=s.widen_gate,
         use_reader=s.use_reader,
         use_refiner=s.use_refiner,
         use_rescorer=s.use_rescorer,

@@ -1,6 +1,6 @@
 """Photos made worse the ways a phone or a street camera makes them worse (compressed, far away, blurred,
-grainy, smeared, under- or overexposed, half in shadow, hazy, under a street lamp, seen at an angle): for measuring how
-well a house number is read from a poor photo (`benchmarks/bench_quality.py`).
+grainy, smeared, under- or overexposed, half in shadow, hazy, under a street lamp, seen at an angle): for
+measuring how well a house number is read from a poor photo (`benchmarks/bench_quality.py`).
 
 Each kind takes an RGB photo and a level and returns a new RGB photo; level 0 (or 1 for `shrink`, 100
 for `jpeg`) leaves the photo as it is. Where a kind draws random numbers (`noise`), it takes a seed, so

@@ -304,6 +304,13 @@ def build_parser(description: str | None) -> argparse.ArgumentParser:
         "before reading it, as the service does (models/balance.py); default: models.balance', 0 = off",
     )
     p.add_argument(
+        "--widen-gate",
+        type=float,
+        help="read a photo again widened where its digits come out narrower than this share of their usual "
+        "width, as from the side of the street, as the service does (models/widen.py, experiment 159); "
+        "default: models.widen's, 0 = off",
+    )
+    p.add_argument(
         "--no-reader", action="store_true", help="read numbers from the detector alone, as without a reader"
     )
     p.add_argument(

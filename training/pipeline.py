@@ -14,10 +14,13 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from PIL import Image
 from torchvision.models.detection import FasterRCNN
 
 from models.assembly import AssemblyParams, Detection, assemble_number
+from models.boxes import scale_xyxy
 from models.checkpoint import resolve_checkpoint_dir
 from models.host import cpu_info
 from models.hw2 import Detections
@@ -28,9 +31,16 @@ from models.photo import Step, photo_params
 from models.reader import DigitReader, ReaderMeta
 from models.refiner import BoxRefiner, RefinerMeta
 from models.rescorer import Rescorer, RescorerMeta, load_checkpoint_rescorer
-from models.verifier import NumberVerifier, gate_verifier, pipeline_identity, reading_p_correct
+from models.verifier import (
+    NumberVerifier,
+    current_verifier,
+    gate_verifier,
+    pipeline_identity,
+    reading_p_correct,
+)
+from models.widen import WidenParams, next_factor, prefer, widen
 from models.zoom import ZoomParams, detect_alone, first_reading, input_sizes, locates, search_again
-from training.data import ImageRecord, load_image, split_records
+from training.data import ImageRecord, load_image, read_rgb, split_records
 from training.runner import (
     predict_records,
     prepared_records,
@@ -140,11 +150,15 @@ def _run_pipeline(args: argparse.Namespace, folder: Path) -> PipelineRun:
     photos, steps = prepared_records(records, photo, folder)  # what each reader reads
     pipeline = load_pipeline(args, model, device, use_int8)
     identity = pipeline_identity(meta.weights_sha256, params, zoom, pipeline.parts())
-    gate = gate_verifier(resolve_checkpoint_dir(args.checkpoint), identity) if zoom.gated else None
-    if gate is None:
-        (detections, sites), searched_again = pipeline.read(photos, zoom), None
-    else:
-        detections, sites, searched_again = read_gated(pipeline, photos, zoom, params, gate[0])
+    directory = resolve_checkpoint_dir(args.checkpoint)
+    gate = gate_verifier(directory, identity) if zoom.gated else None
+    detections, sites, searched_again = read_photos(pipeline, photos, zoom, params, gate)
+    widen = WidenParams() if args.widen_gate is None else WidenParams(gate=args.widen_gate)
+    widened: dict[int, float] = {}
+    if widen.on:
+        verifier = current_verifier(directory, identity)
+        reread = Rereader(pipeline, zoom, params, gate, verifier[0] if verifier else None)
+        detections, sites, widened = read_widened(reread, photos, detections, sites, widen, folder)
     info = {
         "checkpoint": str(args.checkpoint),
         "weights_sha256": meta.weights_sha256,
@@ -154,6 +168,8 @@ def _run_pipeline(args: argparse.Namespace, folder: Path) -> PipelineRun:
         "zoom": asdict(zoom),
         "searched_again": searched_again,  # image ids, where located photos' search is gated
         **photo.settings(),
+        "widen": asdict(widen),
+        "widened": [[i, round(f, 4)] for i, f in sorted(widened.items())],  # image id, how far; kept ones
         # the image ids each step changed, under "colour_balanced", "levels_stretched", ...
         **{key: [i for i, done in steps.items() if step in done] for step, key in STEP_LISTS.items()},
         **pipeline.parts(),
@@ -189,6 +205,97 @@ def load_pipeline(
         load_checkpoint_rescorer(args.checkpoint) if refiner and reader and not args.no_rescorer else None
     )
     return Pipeline(model, device, args, refiner, reader, rescorer)
+
+
+def read_photos(
+    pipeline: Pipeline,
+    photos: Sequence[ImageRecord],
+    zoom: ZoomParams,
+    params: AssemblyParams,
+    gate: tuple[NumberVerifier, Any] | None,
+) -> tuple[Found, Found | None, list[int] | None]:
+    """Detections, sites and the ids of the photos searched again (None where the search is not gated
+    by a verifier, `gate`): `read_gated` with one, else every photo read with `zoom` as it is."""
+    if gate is None:
+        detections, sites = pipeline.read(photos, zoom)
+        return detections, sites, None
+    return read_gated(pipeline, photos, zoom, params, gate[0])
+
+
+@dataclass(frozen=True)
+class Rereader:
+    """What reading a photo again takes: the `pipeline`, its `zoom` and assembly `params`, the `gate`
+    verifier of the search (None: not gated) and the `verifier` that judges a reading (None: none
+    holds)."""
+
+    pipeline: Pipeline
+    zoom: ZoomParams
+    params: AssemblyParams
+    gate: tuple[NumberVerifier, Any] | None
+    verifier: NumberVerifier | None
+
+    def judged(self, read: Sequence[Detection], detections: Sequence[Detection]) -> tuple[bool, float | None]:
+        """Whether the sites `read` make a number, and `verifier`'s p_correct of it (None without one)."""
+        number = assemble_number(read, self.params)
+        if self.verifier is None:
+            return number.value >= 0, None
+        return number.value >= 0, reading_p_correct(self.verifier, number, read, detections)
+
+
+def read_widened(
+    reread: Rereader,
+    photos: Sequence[ImageRecord],
+    detections: Found,
+    sites: Found | None,
+    params: WidenParams,
+    folder: Path,
+) -> tuple[Found, Found | None, dict[int, float]]:
+    """`detections` and `sites` (those of `photos` as read) with each photo whose digits came out
+    narrow read again widened, as the service reads it (`service.predictor.Predictor._widened`,
+    `models.widen`): up to `params.rounds` times, the photo widened by `next_factor` from its last
+    reading and written to `folder` as a PNG, read as `read_photos` reads, its boxes scaled back and
+    kept where `prefer` holds the reading likelier right. Also image_id -> the factor of each widened
+    reading kept."""
+    detections, sites = dict(detections), None if sites is None else dict(sites)
+    numbers_from = detections if sites is None else sites
+    last = {r.image_id: numbers_from.get(r.image_id, []) for r in photos}
+    judged = {r.image_id: reread.judged(last[r.image_id], detections.get(r.image_id, [])) for r in photos}
+    factors = {r.image_id: 1.0 for r in photos}
+    kept: dict[int, float] = {}
+    for round_ in range(params.rounds):
+        todo = {
+            r.image_id: factor
+            for r in photos
+            if (factor := next_factor(last[r.image_id], factors[r.image_id], params)) is not None
+        }
+        if not todo:
+            break
+        wide = [_widened_record(r, todo[r.image_id], folder, round_) for r in photos if r.image_id in todo]
+        again, again_sites, _ = read_photos(reread.pipeline, wide, reread.zoom, reread.params, reread.gate)
+        for image_id, factor in todo.items():
+            found = _scaled(again.get(image_id, []), 1.0 / factor)
+            read = found if again_sites is None else _scaled(again_sites.get(image_id, []), 1.0 / factor)
+            last[image_id], factors[image_id] = read, factor
+            read_p = reread.judged(read, found)
+            if prefer(read_p[1], judged[image_id][1], read_p[0], judged[image_id][0]):
+                judged[image_id], detections[image_id], kept[image_id] = read_p, found, factor
+                if sites is not None:
+                    sites[image_id] = read
+    return detections, sites, kept
+
+
+def _widened_record(record: ImageRecord, factor: float, folder: Path, round_: int) -> ImageRecord:
+    """`record`'s photo widened by `factor` (`models.widen.widen`), written to `folder` as a PNG, and a
+    record of it (no boxes)."""
+    pixels = widen(np.ascontiguousarray(read_rgb(record.path).permute(1, 2, 0).numpy()), factor)
+    path = folder / f"{record.image_id}-widened-{round_}.png"
+    Image.fromarray(pixels).save(path)
+    return replace(record, path=path, width=int(pixels.shape[1]), boxes=())
+
+
+def _scaled(found: Sequence[Detection], sx: float) -> list[Detection]:
+    """`found` with every box's x multiplied by `sx`."""
+    return [replace(d, box_xyxy=scale_xyxy(d.box_xyxy, sx, 1.0)) for d in found]
 
 
 def read_gated(

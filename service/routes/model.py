@@ -19,7 +19,7 @@ router = APIRouter(prefix="/v1", tags=["model"])
 @router.get("/model", response_model=ModelInfo, responses=error_responses(401, 500, 503))
 async def model_info(state: StateDep, _: ApiKeyDep) -> ModelInfo:
     """Architecture, classes, input size, thresholds, zoom, colour balance, stretching, grain
-    smoothing, sharpening, reader, refiner, rescorer, int8 and verifier in force, weights hash and
+    smoothing, sharpening, widened readings, reader, refiner, rescorer, int8 and verifier in force, weights hash and
     training metrics, the CPU it runs on, and what one request may hold (`limits`)."""
     predictor, _batcher = state.require_ready()
     meta = predictor.meta
@@ -31,6 +31,7 @@ async def model_info(state: StateDep, _: ApiKeyDep) -> ModelInfo:
         thresholds=asdict(predictor.assembly),
         zoom=asdict(predictor.zoom),
         **predictor.photo.settings(),
+        widen=asdict(predictor.widen),
         reader=predictor.reader[1].to_dict() if predictor.reader else None,
         refiner=predictor.refiner[1].to_dict() if predictor.refiner else None,
         rescorer=predictor.rescorer[1].to_dict() if predictor.rescorer else None,
