@@ -5,7 +5,7 @@ badly lit.
         [--jpeg 75 50 30 20 10] [--shrink 0.7 0.5 0.35 0.25] [--blur 0.5 1 1.5 2] [--noise 8 16 24 32] \
         [--dark 1 2 3 4 5] [--bright 0.5 1 1.5 2] [--haze 0.3 0.5 0.7 0.85] [--sodium 0.25 0.5 1] \
         [--motion 3 5 9 15] [--shadow 1 2 3] [--oblique 30 45 60 70] [--below 20 35 50] \
-        [--sharpen 0.6] [--unstretched] [--unbalanced] [--plain] [--plot quality.png]
+        [--sharpen 0.6] [--unstretched] [--unbalanced] [--unwidened] [--plain] [--plot quality.png]
 
 Each validation photo is read as it is and made worse by each kind of `training.degrade` at each level
 (an empty list leaves a kind out): saved as a JPEG of that quality; shrunk to that scale (the number
@@ -22,7 +22,8 @@ The pipeline prepares each photo as the service does by default (`models.photo`:
 narrow-contrast ones stretched, grainy ones smoothed, no sharpening); `--sharpen GATE` also reads every
 photo with blurred ones sharpened at that gate (`models.focus`, experiment 138), `--unstretched` with
 the stretch off (`models.levels`, experiment 154), `--unbalanced` with the balance off
-(`models.balance`, experiment 156) and `--plain` with every step off, each as one more line per
+(`models.balance`, experiment 156), `--unwidened` without reading narrow digits again widened
+(`models.widen`, experiment 159) and `--plain` with every photo step off, each as one more line per
 checkpoint. Needs ../shared/data/svhn-hw2; the checkpoint is the shipped one unless `--checkpoint` says
 otherwise.
 """
@@ -99,6 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--sharpen", type=float, help="also read with blurred photos sharpened at this gate")
     p.add_argument("--unstretched", action="store_true", help="also read without stretching the levels")
     p.add_argument("--unbalanced", action="store_true", help="also read without balancing the colour")
+    p.add_argument("--unwidened", action="store_true", help="also read without widening narrow digits")
     p.add_argument("--plain", action="store_true", help="also read with every photo step off")
     p.add_argument("--plot", type=Path, help="write the counts against the level to this PNG")
     args = p.parse_args(argv)
@@ -116,6 +118,8 @@ def main(argv: list[str] | None = None) -> None:
         runs += [(f"{n}, levels as they are", c, {"levels_gate": 0.0}) for n, c in served]
     if args.unbalanced:
         runs += [(f"{n}, colours as they are", c, {"balance_gate": 0.0}) for n, c in served]
+    if args.unwidened:
+        runs += [(f"{n}, not widened", c, {"widen_gate": 0.0}) for n, c in served]
     if args.plain:
         off = {"grain_threshold": 0.0, "sharpen_gate": 0.0, "levels_gate": 0.0, "balance_gate": 0.0}
         runs += [(f"{n}, photos as they are", c, off) for n, c in served]
@@ -124,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
         predictor.warm_up()
         print(
             f"{len(records)} validation photos, {checkpoint}, {predictor.balance}, {predictor.levels}, "
-            f"{predictor.grain}, {predictor.focus}, CPU, {torch.get_num_threads()} threads"
+            f"{predictor.grain}, {predictor.focus}, {predictor.widen}, CPU, {torch.get_num_threads()} threads"
         )
         results[name] = measure(predictor, photos, records, levels)
     if args.plot:

@@ -148,8 +148,7 @@ class Settings(BaseSettings):
     widen_gate: float | None = Field(
         None,
         ge=0.0,
-        lt=1.0,
-        json_schema_extra={"accepts": "0 to under 1"},
+        le=0.99,
         description="read a photo again widened where its digits come out narrower than this share of their "
         "usual width / height (models/widen.py, experiment 159: numbers seen from the side of the street "
         "read far better); 0 = off",

@@ -61,6 +61,16 @@ def view_points(
     return np.stack([half * distance * x1 / depth + width / 2, half * distance * y2 / depth + height / 2], 1)
 
 
+def _frame(size: tuple[int, int], yaw: float, pitch: float, fov: float) -> tuple[np.ndarray, float, float]:
+    """The photo's four corners (top left, top right, bottom right, bottom left) as `view_points` turns
+    them, and the top left of their bounding box, rounded down: where the seen photo starts."""
+    width, height = size
+    corners = np.array([(0, 0), (width, 0), (width, height), (0, height)], float)
+    turned = view_points(corners, size, yaw, pitch, fov)
+    left, top = np.floor(turned.min(axis=0))
+    return turned, float(left), float(top)
+
+
 def seen_from(photo: Image.Image, yaw: float, pitch: float = 0.0, fov: float = FOV) -> Image.Image:
     """`photo` (RGB) as `view_points` turns it, bicubic, on the bounding box of its four turned corners
     (rounded out); the bare corners take the median colour of the photo's one-pixel rim. A turn of 0
@@ -69,16 +79,33 @@ def seen_from(photo: Image.Image, yaw: float, pitch: float = 0.0, fov: float = F
     if yaw == 0 and pitch == 0:
         return photo
     width, height = photo.size
-    corners = np.array([(0, 0), (width, 0), (width, height), (0, height)], float)
-    turned = view_points(corners, (width, height), yaw, pitch, fov)
-    left, top = np.floor(turned.min(axis=0))
+    turned, left, top = _frame((width, height), yaw, pitch, fov)
     right, bottom = np.ceil(turned.max(axis=0))
     shifted = [(float(x - left), float(y - top)) for x, y in turned]
-    coeffs = perspective_coeffs([(float(x), float(y)) for x, y in corners], shifted)
+    corners = [(0.0, 0.0), (float(width), 0.0), (float(width), float(height)), (0.0, float(height))]
+    coeffs = perspective_coeffs(corners, shifted)
     size = (max(1, int(right - left)), max(1, int(bottom - top)))
     return photo.transform(
         size, Image.Transform.PERSPECTIVE, coeffs, Image.Resampling.BICUBIC, fillcolor=rim_colour(photo)
     )
+
+
+def view_box(
+    box: tuple[float, float, float, float],
+    size: tuple[int, int],
+    yaw: float,
+    pitch: float = 0.0,
+    fov: float = FOV,
+) -> tuple[float, float, float, float]:
+    """Where an xyxy `box` of a `size` = (width, height) photo lies in `seen_from`'s photo at the same
+    turn: the bounding box of its four turned corners, in the seen photo's pixels."""
+    if yaw == 0 and pitch == 0:
+        return box
+    x1, y1, x2, y2 = box
+    _, left, top = _frame(size, yaw, pitch, fov)
+    turned = view_points(np.array([(x1, y1), (x2, y1), (x2, y2), (x1, y2)], float), size, yaw, pitch, fov)
+    (a, b), (c, d) = turned.min(axis=0), turned.max(axis=0)
+    return float(a - left), float(b - top), float(c - left), float(d - top)
 
 
 def rim_colour(photo: Image.Image) -> tuple[int, int, int]:

@@ -53,6 +53,8 @@ def test_environment_with_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
         ("DIGITSERVE_GRAIN_THRESHOLD", "-1"),
         ("DIGITSERVE_GRAIN_THRESHOLD", "300"),
         ("DIGITSERVE_SHARPEN_GATE", "1.5"),
+        ("DIGITSERVE_WIDEN_GATE", "1"),
+        ("DIGITSERVE_WIDEN_GATE", "-0.1"),
     ],
 )
 def test_out_of_range_values_fail(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:

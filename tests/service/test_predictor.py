@@ -4,6 +4,7 @@ and the routes that read numbers from it."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,11 +12,14 @@ import numpy as np
 import pytest
 import torch
 
+from models.assembly import Detection
 from models.checkpoint import read_checkpoint_meta
 from models.grain import grain_sigma, smooth_grain
 from models.int8 import is_quantized
+from models.reread import Findings
 from models.rescorer import detection_features
-from models.verifier import NumberVerifier, VerifierMeta
+from models.verifier import FEATURE_NAMES, NumberVerifier, VerifierMeta
+from models.widen import TYPICAL_ASPECT
 from service.imaging import MAX_ASPECT_RATIO
 from service.pipeline import to_schema
 from service.predictor import Predictor
@@ -308,6 +312,86 @@ def test_a_gated_predictor_searches_only_large_photos_read_doubtfully(
     assert found[0] == alone.detect([large])[0] and found[1] == alone.detect([_noise(1)])[0]
 
 
+def _digit(x: float, width: float, digit: int = 5) -> Detection:
+    """A site 40 px high at x, `width` px wide, scoring 0.9."""
+    return Detection(box_xyxy=(x, 8.0, x + width, 48.0), digit=digit, score=0.9)
+
+
+class _Widths:
+    """A stand-in for `Predictor._detect` that reads a 100 px wide photo as one 5 `first` of its usual
+    width (its squeeze) and any wider photo as `wide(width)` gives, recording the widths it is given."""
+
+    def __init__(self, wide: Callable[[int], list[Detection]], first: float = 0.5) -> None:
+        self.wide, self.first, self.widths = wide, first, []  # type: list[int]
+
+    def __call__(self, inputs: list[torch.Tensor]) -> list[Findings]:
+        out = []
+        for x in inputs:
+            width = int(x.shape[-1])
+            self.widths.append(width)
+            found = [_digit(40, 40 * TYPICAL_ASPECT[5] * self.first)] if width == 100 else self.wide(width)
+            out.append(Findings(found, found))
+        return out
+
+
+def _count_verifier() -> tuple[NumberVerifier, VerifierMeta]:
+    """A verifier whose p_correct grows with the number's digit count (sigmoid of it)."""
+    weights = tuple(1.0 if name == "digits" else 0.0 for name in FEATURE_NAMES)
+    return NumberVerifier((0.0,) * 5, (1.0,) * 5, weights, 0.0), VerifierMeta({})
+
+
+def test_narrow_digits_are_read_again_widened_and_the_boxes_drawn_back(tiny_checkpoint: Path) -> None:
+    """A photo 100 px wide whose digit is half as wide as usual is read again 200 px wide; that reading
+    (two digits of a usual width) is kept, its boxes drawn back into the photo's 100 px."""
+    predictor = Predictor.load(tiny_checkpoint, torch.device("cpu"), grain_threshold=0.0, levels_gate=0.0)
+    usual = 40 * TYPICAL_ASPECT[5]
+    spy = _Widths(lambda width: [_digit(40, usual), _digit(60, usual, 7)])
+    predictor._detect = spy  # type: ignore[method-assign]
+    photo = np.full((56, 100, 3), 128, dtype=np.uint8)
+    found = predictor.detect([photo])[0]
+    assert spy.widths == [100, 200]
+    boxes = [coordinate for d in found.sites for coordinate in d.box_xyxy]
+    assert boxes == pytest.approx([20.0, 8.0, 20.0 + usual / 2, 48.0, 30.0, 8.0, 30.0 + usual / 2, 48.0])
+    assert predictor.assemble(found.sites).value == 57
+
+
+def test_a_widened_reading_still_narrow_is_widened_again_from_the_photo(tiny_checkpoint: Path) -> None:
+    predictor = Predictor.load(tiny_checkpoint, torch.device("cpu"), grain_threshold=0.0, levels_gate=0.0)
+    # at 200 px the digit is still 0.6 of its usual width there: 0.3 of it in the photo, so 1 / 0.3
+    spy = _Widths(lambda width: [_digit(40, 40 * TYPICAL_ASPECT[5] * (0.6 if width == 200 else 1.0))])
+    predictor._detect = spy  # type: ignore[method-assign]
+    predictor.detect([np.full((56, 100, 3), 128, dtype=np.uint8)])
+    assert spy.widths == [100, 200, 300]  # 1 / 0.3 = 3.33, capped at 3 x
+
+
+def test_the_reading_the_verifier_holds_likelier_right_is_kept(tiny_checkpoint: Path) -> None:
+    predictor = Predictor.load(tiny_checkpoint, torch.device("cpu"), grain_threshold=0.0, levels_gate=0.0)
+    predictor.verifier = _count_verifier()
+    usual = 40 * TYPICAL_ASPECT[5]
+    for widened, kept in (
+        ([_digit(40, usual), _digit(60, usual, 7)], 57),
+        ([], 5),
+        ([_digit(40, usual, 3)], 5),
+    ):
+        predictor._detect = _Widths(lambda width, w=widened: w)  # type: ignore[method-assign]
+        # two digits beat one; nothing read or one digit (as likely as the first reading) do not
+        assert (
+            predictor.assemble(predictor.detect([np.full((56, 100, 3), 128, np.uint8)])[0].sites).value
+            == kept
+        )
+
+
+def test_digits_of_a_usual_width_or_the_gate_off_read_once(tiny_checkpoint: Path) -> None:
+    cpu = torch.device("cpu")
+    usual = Predictor.load(tiny_checkpoint, cpu, grain_threshold=0.0, levels_gate=0.0)
+    off = Predictor.load(tiny_checkpoint, cpu, grain_threshold=0.0, levels_gate=0.0, widen_gate=0)
+    for predictor, squeeze in ((usual, 0.9), (off, 0.25)):
+        spy = _Widths(lambda _width: [], first=squeeze)
+        predictor._detect = spy  # type: ignore[method-assign]
+        predictor.detect([np.full((56, 100, 3), 128, dtype=np.uint8)])
+        assert spy.widths == [100]
+
+
 def test_the_version_names_the_model_and_the_settings_that_answer(
     tiny_checkpoint: Path, tiny_checkpoint_with_reader: Path
 ) -> None:
@@ -321,6 +405,7 @@ def test_the_version_names_the_model_and_the_settings_that_answer(
         Predictor.load(tiny_checkpoint, cpu, grain_threshold=0.0),
         Predictor.load(tiny_checkpoint, cpu, levels_gate=0.0),
         Predictor.load(tiny_checkpoint, cpu, balance_gate=0.0),
+        Predictor.load(tiny_checkpoint, cpu, widen_gate=0.0),
         Predictor.load(tiny_checkpoint_with_reader, cpu),  # the same detector with a reader
     ]
     versions = [p.version for p in others]

@@ -31,6 +31,7 @@ STEERING = {
     "sharpen_gate": 0.49,
     "levels_gate": 50.0,
     "balance_gate": 5.0,
+    "widen_gate": 0.51,
     "use_reader": False,
     "use_refiner": False,
     "use_rescorer": False,

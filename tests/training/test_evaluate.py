@@ -14,6 +14,7 @@ import torch
 from PIL import Image, ImageFilter
 
 from models.balance import BalanceParams, balance_colour, channel_means, colour_cast
+from models.boxes import xywh_to_xyxy
 from models.levels import luma_spread
 from models.verifier import reading_p_correct
 from models.zoom import detect_alone, locates, search_tiles
@@ -23,6 +24,7 @@ from service.predictor import Predictor
 from training import evaluate
 from training.degrade import haze, sodium
 from training.scenes import place_in_scene
+from training.viewpoint import seen_from, view_box
 
 
 def scenes_split(synth: Path, out: Path, factor: int = 6) -> Path:
@@ -87,6 +89,47 @@ def test_a_limited_search_reads_large_photos_as_the_service_does(synth_dir: Path
     for image in images:
         pixels = np.array(Image.open(data / "scenes" / image["file_name"]).convert("RGB"))
         assert read[image["id"]] == service.assemble(service.detect([pixels])[0].sites).value
+
+
+def test_photos_seen_from_the_side_are_read_widened_as_the_service_reads_them(
+    synth_dir: Path, tmp_path: Path
+) -> None:
+    """The 40 synthetic training photos seen 60 degrees from the side (`training.viewpoint.seen_from`): the
+    evaluator reads again widened the photos whose digits come out narrow, keeps the readings the
+    service keeps, and so reads every photo as the service does (experiment 159)."""
+    doc = json.loads((synth_dir / "train.json").read_text())
+    side = tmp_path / "data" / "side"
+    side.mkdir(parents=True)
+    for image in doc["images"]:
+        yaw = 60 if image["id"] % 2 == 0 else -60  # as `training.degrade.oblique` turns them
+        photo = Image.open(synth_dir / "train" / image["file_name"]).convert("RGB")
+        for a in (a for a in doc["annotations"] if a["image_id"] == image["id"]):
+            x1, y1, x2, y2 = view_box(xywh_to_xyxy(a["bbox"]), photo.size, yaw)
+            a["bbox"] = [x1, y1, x2 - x1, y2 - y1]
+        seen = seen_from(photo, yaw)
+        seen.save(side / image["file_name"])
+        image["width"], image["height"] = seen.size
+    (tmp_path / "data" / "side.json").write_text(json.dumps(doc))
+    common = ["--checkpoint", str(SHIPPED_CHECKPOINT), "--data", str(tmp_path / "data"), "--split", "side"]
+    evaluate.main([*common, "--workers", "0", "--out", str(tmp_path / "eval")])
+    info = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
+    widened = dict(info["widened"])
+    assert (
+        widened and all(1.0 < factor <= 3.0 for factor in widened.values()) and info["widen"]["gate"] == 0.85
+    )
+    with (tmp_path / "eval" / "pred.csv").open() as f:
+        read = {int(row["image_id"]): int(row["pred_label"]) for row in csv.DictReader(f)}
+    cpu = torch.device("cpu")
+    service, unwidened = (
+        Predictor.load(SHIPPED_CHECKPOINT, cpu),
+        Predictor.load(SHIPPED_CHECKPOINT, cpu, widen_gate=0),
+    )
+    differ = 0
+    for image in doc["images"]:
+        pixels = np.array(Image.open(side / image["file_name"]).convert("RGB"))
+        assert read[image["id"]] == service.assemble(service.detect([pixels])[0].sites).value
+        differ += read[image["id"]] != unwidened.assemble(unwidened.detect([pixels])[0].sites).value
+    assert 0 < differ <= len(widened)  # widening changed readings, and only those of photos widened
 
 
 def test_tinted_hazy_grainy_and_blurred_photos_are_read_prepared_as_the_service_reads_them(

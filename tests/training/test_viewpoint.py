@@ -6,10 +6,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from training.viewpoint import perspective_coeffs, rim_colour, seen_from, view_points
+from training.viewpoint import perspective_coeffs, rim_colour, seen_from, view_box, view_points
 
 SIZE = (80, 40)
-CORNERS = np.array([(0, 0), (80, 0), (80, 40), (0, 40)], float)  # top left, top right, bottom right, bottom left
+CORNERS = np.array(
+    [(0, 0), (80, 0), (80, 40), (0, 40)], float
+)  # top left, top right, bottom right, bottom left
 
 
 def plate() -> Image.Image:
@@ -35,7 +37,9 @@ def test_turned_sideways_the_far_side_is_shorter_and_nearer_the_centre_and_the_c
 def test_the_other_way_mirrors_it() -> None:
     right = view_points(CORNERS, SIZE, 45, 0)
     left = view_points(CORNERS, SIZE, -45, 0)
-    assert np.allclose(left[[1, 0, 3, 2], 0], 80 - right[:, 0]) and np.allclose(left[[1, 0, 3, 2], 1], right[:, 1])
+    assert np.allclose(left[[1, 0, 3, 2], 0], 80 - right[:, 0]) and np.allclose(
+        left[[1, 0, 3, 2], 1], right[:, 1]
+    )
 
 
 def test_seen_from_below_the_top_is_narrower_than_the_bottom() -> None:
@@ -62,6 +66,19 @@ def test_a_photo_seen_from_the_side_is_narrower_its_bar_too_and_bare_corners_tak
     dark = (pixels[:, :, 0] < 100) & (pixels[:, :, 2] < 100)
     widths = dark.sum(axis=1)
     assert 2 <= widths.max() < 8  # the bar is about cos(60) = half as wide
+
+
+@pytest.mark.parametrize(("yaw", "pitch"), [(60, 0), (-45, 0), (0, 40), (30, 20)])
+def test_a_box_lands_where_its_pixels_do_in_the_seen_photo(yaw: float, pitch: float) -> None:
+    seen = np.asarray(seen_from(plate(), yaw, pitch))
+    dark = np.argwhere((seen[:, :, 0] < 100) & (seen[:, :, 2] < 100))  # the bar's pixels, [N, (y, x)]
+    x1, y1, x2, y2 = view_box((36, 8, 44, 32), SIZE, yaw, pitch)
+    assert x1 - 1 <= dark[:, 1].min() and dark[:, 1].max() + 1 <= x2 + 1
+    assert y1 - 1 <= dark[:, 0].min() and dark[:, 0].max() + 1 <= y2 + 1
+    # and tightly: the box is no more than a pixel (the bicubic edge) larger than the bar each way
+    assert dark[:, 1].min() <= x1 + 1 and x2 - 1 <= dark[:, 1].max() + 1
+    assert dark[:, 0].min() <= y1 + 1 and y2 - 1 <= dark[:, 0].max() + 1
+    assert view_box((36, 8, 44, 32), SIZE, 0, 0) == (36, 8, 44, 32)
 
 
 def test_no_turn_returns_the_photo_pixel_for_pixel() -> None:
