@@ -19,8 +19,8 @@ router = APIRouter(prefix="/v1", tags=["model"])
 @router.get("/model", response_model=ModelInfo, responses=error_responses(401, 500, 503))
 async def model_info(state: StateDep, _: ApiKeyDep) -> ModelInfo:
     """Architecture, classes, input size, thresholds, zoom, colour balance, stretching, grain
-    smoothing, sharpening, widened readings, reader, refiner, rescorer, int8 and verifier in force, weights hash and
-    training metrics, the CPU it runs on, and what one request may hold (`limits`)."""
+    smoothing, sharpening, widened readings, reader, refiner, rescorer, int8 and verifier in force,
+    weights hash and training metrics, the CPU it runs on, and what one request may hold (`limits`)."""
     predictor, _batcher = state.require_ready()
     meta = predictor.meta
     return ModelInfo(

@@ -145,7 +145,7 @@ def test_balance_smoothing_and_stretching_are_on_and_sharpening_off_by_default_a
     assert start_client(balance_gate=5.0).get("/v1/model").json()["balance"]["gate"] == 5.0
 
 
-def test_narrow_digits_are_read_widened_by_default_and_the_setting_turns_it(start_client: StartClient) -> None:
+def test_narrow_digits_are_read_widened_by_default_and_a_setting_turns_it(start_client: StartClient) -> None:
     assert start_client().get("/v1/model").json()["widen"] == {
         "gate": 0.85,
         "min_score": 0.3,
