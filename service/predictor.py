@@ -276,7 +276,7 @@ class Predictor:
         it was by `next_factor`, the widened reading's boxes scaled back into its pixels and kept
         where `prefer` holds it likelier right than the one kept."""
         kept, last = list(found), list(found)
-        judged = [self._judged(f) for f in found]
+        judged: dict[int, tuple[bool, float | None]] = {}  # the kept reading's, worked out where needed
         factors = [1.0] * len(prepared)
         for _ in range(self.widen.rounds):
             todo = [
@@ -290,6 +290,8 @@ class Predictor:
             for (i, factor), findings in zip(todo, redone, strict=True):
                 last[i], factors[i] = findings.scaled(1.0 / factor, 1.0), factor
                 read, p = self._judged(last[i])
+                if i not in judged:  # the reading as it is, the first time the photo is widened
+                    judged[i] = self._judged(kept[i])
                 if prefer(p, judged[i][1], read, judged[i][0]):
                     kept[i], judged[i] = last[i], (read, p)
         return kept

@@ -259,7 +259,7 @@ def read_widened(
     detections, sites = dict(detections), None if sites is None else dict(sites)
     numbers_from = detections if sites is None else sites
     last = {r.image_id: numbers_from.get(r.image_id, []) for r in photos}
-    judged = {r.image_id: reread.judged(last[r.image_id], detections.get(r.image_id, [])) for r in photos}
+    judged: dict[int, tuple[bool, float | None]] = {}  # the kept reading's, worked out where needed
     factors = {r.image_id: 1.0 for r in photos}
     kept: dict[int, float] = {}
     for round_ in range(params.rounds):
@@ -277,6 +277,8 @@ def read_widened(
             read = found if again_sites is None else _scaled(again_sites.get(image_id, []), 1.0 / factor)
             last[image_id], factors[image_id] = read, factor
             read_p = reread.judged(read, found)
+            if image_id not in judged:  # the reading as it is, the first time the photo is widened
+                judged[image_id] = reread.judged(numbers_from.get(image_id, []), detections.get(image_id, []))
             if prefer(read_p[1], judged[image_id][1], read_p[0], judged[image_id][0]):
                 judged[image_id], detections[image_id], kept[image_id] = read_p, found, factor
                 if sites is not None:
