@@ -23,8 +23,8 @@ narrow-contrast ones stretched, grainy ones smoothed, no sharpening); `--sharpen
 photo with blurred ones sharpened at that gate (`models.focus`, experiment 138), `--unstretched` with
 the stretch off (`models.levels`, experiment 154), `--unbalanced` with the balance off
 (`models.balance`, experiment 156), `--unwidened` without reading narrow digits again widened
-(`models.widen`, experiment 159) and `--plain` with every photo step off, each as one more line per
-checkpoint. Needs ../shared/data/svhn-hw2; the checkpoint is the shipped one unless `--checkpoint` says
+and squat ones narrowed (`models.widen`, experiment 159) and `--plain` with every photo step off,
+each as one more line per checkpoint. Needs ../shared/data/svhn-hw2; the checkpoint is the shipped one unless `--checkpoint` says
 otherwise.
 """
 
@@ -119,7 +119,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.unbalanced:
         runs += [(f"{n}, colours as they are", c, {"balance_gate": 0.0}) for n, c in served]
     if args.unwidened:
-        runs += [(f"{n}, not widened", c, {"widen_gate": 0.0}) for n, c in served]
+        unwidened = {"widen_gate": 0.0, "squat_gate": 0.0}
+        runs += [(f"{n}, not widened", c, unwidened) for n, c in served]
     if args.plain:
         off = {"grain_threshold": 0.0, "sharpen_gate": 0.0, "levels_gate": 0.0, "balance_gate": 0.0}
         runs += [(f"{n}, photos as they are", c, off) for n, c in served]

@@ -7,6 +7,11 @@ that is under `WidenParams.gate`, the photo is read again widened by 1 / squeeze
 and again from the first photo where the widened reading's digits are still that narrow (`rounds`);
 the widened reading is kept where the verifier holds it likelier right than the reading before it
 (`prefer`), its boxes drawn back into the photo's pixels.
+
+A plate seen from below (a number high on a wall) comes out the other way: its digits shorter for
+their width. Where the squeeze is over `WidenParams.squat_gate`, the photo is read again narrowed by
+1 / squeeze the same way (the detector sees every photo at a fixed height, so narrowing it is
+stretching the digits' height).
 """
 
 from __future__ import annotations
@@ -30,12 +35,14 @@ TYPICAL_ASPECT: Final[tuple[float, ...]] = (
 
 @dataclass(frozen=True)
 class WidenParams:
-    """When and how far a photo is read again widened. `gate` 0 turns it off; a photo whose digit sites
-    scoring at least `min_score` have a `squeeze` under `gate` is read again widened by 1 / squeeze (at
-    most `max_factor` x in all), up to `rounds` times while the widened reading's sites stay under
-    `gate` and each round widens further."""
+    """When and how far a photo is read again widened or narrowed. A photo whose digit sites scoring at
+    least `min_score` have a `squeeze` under `gate` is read again widened by 1 / squeeze, and one whose
+    squeeze is over `squat_gate` narrowed by it (at most `max_factor` x either way in all), up to
+    `rounds` times while the reading's sites stay past the gate and each round goes further. `gate`
+    0 turns widening off, `squat_gate` 0 narrowing."""
 
     gate: float = 0.85
+    squat_gate: float = 1.25
     min_score: float = 0.3
     rounds: int = 2
     max_factor: float = 3.0
@@ -43,6 +50,8 @@ class WidenParams:
     def __post_init__(self) -> None:
         if not 0.0 <= self.gate < 1.0:
             raise ValueError(f"a widen gate must be in [0, 1), not {self.gate}")
+        if not (self.squat_gate == 0.0 or self.squat_gate > 1.0):
+            raise ValueError(f"a squat gate must be 0 or over 1, not {self.squat_gate}")
         if not 0.0 <= self.min_score <= 1.0:
             raise ValueError(f"min_score must be in [0, 1], not {self.min_score}")
         if self.rounds < 1 or self.max_factor <= 1.0:
@@ -50,8 +59,25 @@ class WidenParams:
 
     @property
     def on(self) -> bool:
-        """Whether any photo may be read again widened."""
-        return self.gate > 0.0
+        """Whether any photo may be read again widened or narrowed."""
+        return self.gate > 0.0 or self.squat_gate > 0.0
+
+
+def check_squat_gate(value: float) -> float:
+    """`value` when it is a valid `WidenParams.squat_gate` (0 = off, or over 1); else ValueError."""
+    if not (value == 0 or value > 1):
+        raise ValueError(f"squat_gate must be 0 (off) or over 1, got {value}")
+    return value
+
+
+def widen_params(gate: float | None = None, squat_gate: float | None = None) -> WidenParams:
+    """The settings from a service setting or an evaluator flag each: None keeps the default, 0 turns
+    widening (`gate`) or narrowing (`squat_gate`) off."""
+    defaults = WidenParams()
+    return WidenParams(
+        gate=defaults.gate if gate is None else gate,
+        squat_gate=defaults.squat_gate if squat_gate is None else squat_gate,
+    )
 
 
 def squeeze(sites: Sequence[Detection], min_score: float) -> float | None:
@@ -68,20 +94,29 @@ def squeeze(sites: Sequence[Detection], min_score: float) -> float | None:
 
 def next_factor(sites: Sequence[Detection], factor: float, params: WidenParams) -> float | None:
     """How wide to read the photo next, from the `sites` (xyxy boxes in the photo's own pixels) of its
-    reading widened by `factor` (1.0: as it is): 1 / their `squeeze`, at most `params.max_factor`, where
-    the digits of that reading (their squeeze x `factor`) are under `params.gate` and that widens it
-    further; None where they are not, where there is no site to measure, or with the gate off."""
+    reading widened by `factor` (1.0: as it is; under 1: narrowed): 1 / their `squeeze`, within
+    [1 / `params.max_factor`, `params.max_factor`], where the digits of that reading (their squeeze x
+    `factor`) are under `params.gate` and that widens it further, or over `params.squat_gate` and that
+    narrows it further; None where they are neither, where there is no site to measure, or with both
+    gates off."""
     measured = squeeze(sites, params.min_score) if params.on else None
-    if measured is None or measured * factor >= params.gate:
+    if measured is None:
         return None
-    wider = min(params.max_factor, 1.0 / max(measured, 1e-6))
-    return wider if wider > factor * (1 + 1e-6) else None
+    seen, target = measured * factor, 1.0 / max(measured, 1e-6)
+    if params.gate > 0.0 and seen < params.gate:
+        wider = min(params.max_factor, target)
+        return wider if wider > factor * (1 + 1e-6) else None
+    if params.squat_gate > 0.0 and seen > params.squat_gate:
+        narrower = max(1.0 / params.max_factor, target)
+        return narrower if narrower < factor * (1 - 1e-6) else None
+    return None
 
 
 def widen(pixels: np.ndarray, factor: float) -> np.ndarray:
-    """uint8 RGB `pixels` [H, W, 3] -> [H, round(W x `factor`), 3], bicubic (PIL's): the photo as it would
-    be seen from in front, where `factor` undoes a side view's narrowing; the same array for a factor
-    that leaves the width as it is. The service and the evaluator widen alike."""
+    """uint8 RGB `pixels` [H, W, 3] -> [H, round(W x `factor`), 3] (at least 1 px), bicubic (PIL's,
+    antialiased where it narrows): the photo as it would be seen from in front, where `factor` undoes a
+    side view's narrowing (or, under 1, a view from below's squat); the same array for a factor that
+    leaves the width as it is. The service and the evaluator widen alike."""
     height, width = pixels.shape[:2]
     wide = max(1, round(width * factor))
     if wide == width:

@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from models.assembly import check_height_ratio
 from models.balance import check_balance_gate
+from models.widen import check_squat_gate
 from models.zoom import check_search_tiles
 from service.imaging import MAX_ASPECT_RATIO, REDUCE_TO_PX
 
@@ -152,6 +153,14 @@ class Settings(BaseSettings):
         description="read a photo again widened where its digits come out narrower than this share of their "
         "usual width / height (models/widen.py, experiment 159: numbers seen from the side of the street "
         "read far better); 0 = off",
+    )
+    squat_gate: Annotated[float, AfterValidator(check_squat_gate)] | None = Field(
+        None,
+        le=10.0,
+        json_schema_extra={"accepts": "0, or 1.01-10"},
+        description="read a photo again narrowed where its digits come out wider than this many times "
+        "their usual width / height (models/widen.py, experiment 159: numbers seen from below read "
+        "better); 0 = off",
     )
     use_reader: bool = Field(
         True, description="read digits with the checkpoint's reader too, when it has one (models/reread.py)"

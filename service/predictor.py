@@ -34,7 +34,7 @@ from models.verifier import (
     pipeline_identity,
     reading_p_correct,
 )
-from models.widen import WidenParams, next_factor, prefer, widen
+from models.widen import WidenParams, next_factor, prefer, widen, widen_params
 from models.zoom import (
     ZoomParams,
     detect_alone,
@@ -146,6 +146,7 @@ class Predictor:
         levels_gate: float | None = None,
         balance_gate: float | None = None,
         widen_gate: float | None = None,
+        squat_gate: float | None = None,
         use_reader: bool = True,
         use_refiner: bool = True,
         use_rescorer: bool = True,
@@ -167,7 +168,8 @@ class Predictor:
         `balance_gate`, `levels_gate`, `grain_threshold`, `sharpen_gate` None: `models.balance`',
         `models.levels`', `models.grain`'s and `models.focus`' defaults, on, on, on and off; 0: off).
         A photo whose digits come out narrow, as seen from the side, is read again widened
-        (`models.widen`; `widen_gate` None: its default gate, 0: off)."""
+        (`models.widen`), and one whose digits come out squat, as from below, narrowed (`widen_gate`,
+        `squat_gate` None: `models.widen`'s defaults; 0: off)."""
         model, meta, int8 = load_prepared_detector(checkpoint, device, use_int8=use_int8)
         reader = load_prepared_reader(checkpoint, device, use_int8=use_int8) if use_reader else None
         refiner = load_prepared_refiner(checkpoint, device, use_int8=use_int8) if use_refiner else None
@@ -202,7 +204,7 @@ class Predictor:
             rescorer,
             int8,
             photo=photo,
-            widen=WidenParams() if widen_gate is None else WidenParams(gate=widen_gate),
+            widen=widen_params(widen_gate, squat_gate),
         )
         directory = resolve_checkpoint_dir(checkpoint)
         predictor.verifier = current_verifier(directory, predictor.identity)

@@ -54,6 +54,7 @@ FROM_MODULE: dict[str, tuple[str, float]] = {
     "levels_gate": ("models.levels", LevelsParams().gate),
     "balance_gate": ("models.balance", BalanceParams().gate),
     "widen_gate": ("models.widen", WidenParams().gate),
+    "squat_gate": ("models.widen", WidenParams().squat_gate),
 }
 
 

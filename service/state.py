@@ -115,6 +115,7 @@ def load_predictor(path: Path, device: torch.device, settings: Settings) -> Pred
         levels_gate=s.levels_gate,
         balance_gate=s.balance_gate,
         widen_gate=s.widen_gate,
+        squat_gate=s.squat_gate,
         use_reader=s.use_reader,
         use_refiner=s.use_refiner,
         use_rescorer=s.use_rescorer,

@@ -311,6 +311,13 @@ def build_parser(description: str | None) -> argparse.ArgumentParser:
         "default: models.widen's, 0 = off",
     )
     p.add_argument(
+        "--squat-gate",
+        type=float,
+        help="read a photo again narrowed where its digits come out wider than this many times their usual "
+        "width, as from below, as the service does (models/widen.py, experiment 159); default: "
+        "models.widen's, 0 = off",
+    )
+    p.add_argument(
         "--no-reader", action="store_true", help="read numbers from the detector alone, as without a reader"
     )
     p.add_argument(

@@ -38,7 +38,7 @@ from models.verifier import (
     pipeline_identity,
     reading_p_correct,
 )
-from models.widen import WidenParams, next_factor, prefer, widen
+from models.widen import WidenParams, next_factor, prefer, widen, widen_params
 from models.zoom import ZoomParams, detect_alone, first_reading, input_sizes, locates, search_again
 from training.data import ImageRecord, load_image, read_rgb, split_records
 from training.runner import (
@@ -153,7 +153,7 @@ def _run_pipeline(args: argparse.Namespace, folder: Path) -> PipelineRun:
     directory = resolve_checkpoint_dir(args.checkpoint)
     gate = gate_verifier(directory, identity) if zoom.gated else None
     detections, sites, searched_again = read_photos(pipeline, photos, zoom, params, gate)
-    widen = WidenParams() if args.widen_gate is None else WidenParams(gate=args.widen_gate)
+    widen = widen_params(args.widen_gate, args.squat_gate)
     widened: dict[int, float] = {}
     if widen.on:
         verifier = current_verifier(directory, identity)

@@ -10,7 +10,16 @@ import numpy as np
 import pytest
 
 from models.assembly import Detection
-from models.widen import TYPICAL_ASPECT, WidenParams, next_factor, prefer, squeeze, widen
+from models.widen import (
+    TYPICAL_ASPECT,
+    WidenParams,
+    check_squat_gate,
+    next_factor,
+    prefer,
+    squeeze,
+    widen,
+    widen_params,
+)
 from tests.conftest import real_data
 
 
@@ -99,12 +108,53 @@ def test_the_widened_reading_is_kept_where_likelier_right(
 
 
 @pytest.mark.parametrize(
-    "settings", [{"gate": 1.0}, {"gate": -0.1}, {"rounds": 0}, {"max_factor": 1.0}, {"min_score": 2}]
+    "settings",
+    [
+        {"gate": 1.0},
+        {"gate": -0.1},
+        {"squat_gate": 1.0},
+        {"rounds": 0},
+        {"max_factor": 1.0},
+        {"min_score": 2},
+    ],
 )
 def test_settings_out_of_range_are_refused(settings: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         WidenParams(**settings)  # type: ignore[arg-type]
 
 
-def test_a_gate_of_zero_is_off() -> None:
-    assert not WidenParams(gate=0.0).on and WidenParams().on
+def test_both_gates_at_zero_are_off() -> None:
+    assert WidenParams(gate=0.0, squat_gate=0.0).on is False
+    assert WidenParams(gate=0.0).on and WidenParams(squat_gate=0.0).on and WidenParams().on
+
+
+def test_squat_digits_narrow_the_photo_by_the_inverse_of_their_squeeze() -> None:
+    params = WidenParams(squat_gate=1.25, max_factor=3.0)
+    squat = [site(5, 60 * TYPICAL_ASPECT[5])]  # squeeze 1.5: a plate seen from below
+    assert next_factor(squat, 1.0, params) == pytest.approx(1 / 1.5)
+    assert next_factor([site(5, 48 * TYPICAL_ASPECT[5])], 1.0, params) is None  # 1.2: within the gates
+    assert next_factor([site(5, 200 * TYPICAL_ASPECT[5])], 1.0, params) == pytest.approx(1 / 3)  # capped
+    # measured in a reading narrowed to 0.8 x: 1.5 x 0.8 = 1.2 there, within the gate: no further
+    assert next_factor(squat, 0.8, params) is None
+    assert next_factor(squat, 0.75, WidenParams(squat_gate=1.1)) == pytest.approx(1 / 1.5)  # 1.125: on
+    assert next_factor(squat, 1.0, WidenParams(squat_gate=0.0)) is None
+
+
+def test_the_squat_gate_is_zero_or_over_one_and_the_settings_keep_the_defaults_where_unset() -> None:
+    assert check_squat_gate(0.0) == 0.0 and check_squat_gate(1.3) == 1.3
+    for value in (0.5, 1.0, -1.0):
+        with pytest.raises(ValueError):
+            check_squat_gate(value)
+    with pytest.raises(ValueError):
+        WidenParams(squat_gate=0.9)
+    assert widen_params() == WidenParams()
+    assert widen_params(0.0, None) == WidenParams(gate=0.0)
+    assert widen_params(None, 1.4) == WidenParams(squat_gate=1.4)
+
+
+def test_narrowing_resizes_the_width_down() -> None:
+    pixels = np.full((20, 60, 3), 200, dtype=np.uint8)
+    pixels[:, 20:32] = 10  # a bar 12 px wide
+    narrow = widen(pixels, 0.5)
+    assert narrow.shape == (20, 30, 3)
+    assert (narrow[10, :, 0] < 105).sum() == 6

@@ -145,16 +145,20 @@ def test_balance_smoothing_and_stretching_are_on_and_sharpening_off_by_default_a
     assert start_client(balance_gate=5.0).get("/v1/model").json()["balance"]["gate"] == 5.0
 
 
-def test_narrow_digits_are_read_widened_by_default_and_a_setting_turns_it(start_client: StartClient) -> None:
+def test_narrow_and_squat_digits_are_read_again_by_default_and_settings_turn_it(
+    start_client: StartClient,
+) -> None:
     assert start_client().get("/v1/model").json()["widen"] == {
         "gate": 0.85,
+        "squat_gate": 1.25,
         "min_score": 0.3,
         "rounds": 2,
         "max_factor": 3.0,
     }
-    client = start_client(widen_gate=0.0)
+    client = start_client(widen_gate=0.0, squat_gate=0.0)
     assert client.get("/v1/model").json()["widen"]["gate"] == 0.0
     assert not client.app.state.service.predictor.widen.on  # type: ignore[attr-defined]
+    assert start_client(squat_gate=1.5).get("/v1/model").json()["widen"]["squat_gate"] == 1.5
 
 
 def test_side_look_setting_overrides_the_checkpoint(start_client: StartClient) -> None:

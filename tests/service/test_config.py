@@ -55,6 +55,9 @@ def test_environment_with_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
         ("DIGITSERVE_SHARPEN_GATE", "1.5"),
         ("DIGITSERVE_WIDEN_GATE", "1"),
         ("DIGITSERVE_WIDEN_GATE", "-0.1"),
+        ("DIGITSERVE_SQUAT_GATE", "0.5"),
+        ("DIGITSERVE_SQUAT_GATE", "1"),
+        ("DIGITSERVE_SQUAT_GATE", "11"),
     ],
 )
 def test_out_of_range_values_fail(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:

@@ -364,6 +364,20 @@ def test_a_widened_reading_still_narrow_is_widened_again_from_the_photo(tiny_che
     assert spy.widths == [100, 200, 300]  # 1 / 0.3 = 3.33, capped at 3 x
 
 
+def test_squat_digits_are_read_again_narrowed(tiny_checkpoint: Path) -> None:
+    """A photo whose digit is 1.5 x as wide as usual for its height (seen from below) is read again
+    67 px wide, and that reading kept, its boxes drawn back."""
+    predictor = Predictor.load(tiny_checkpoint, torch.device("cpu"), grain_threshold=0.0, levels_gate=0.0)
+    usual = 40 * TYPICAL_ASPECT[5]
+    spy = _Widths(lambda width: [_digit(10, usual), _digit(35, usual, 2)], first=1.5)
+    predictor._detect = spy  # type: ignore[method-assign]
+    found = predictor.detect([np.full((56, 100, 3), 128, dtype=np.uint8)])[0]
+    assert spy.widths == [100, 67]
+    assert (
+        found.sites[0].box_xyxy[0] == pytest.approx(10 * 1.5) and predictor.assemble(found.sites).value == 52
+    )
+
+
 def test_the_reading_the_verifier_holds_likelier_right_is_kept(tiny_checkpoint: Path) -> None:
     predictor = Predictor.load(tiny_checkpoint, torch.device("cpu"), grain_threshold=0.0, levels_gate=0.0)
     predictor.verifier = _count_verifier()
@@ -384,8 +398,10 @@ def test_the_reading_the_verifier_holds_likelier_right_is_kept(tiny_checkpoint: 
 def test_digits_of_a_usual_width_or_the_gate_off_read_once(tiny_checkpoint: Path) -> None:
     cpu = torch.device("cpu")
     usual = Predictor.load(tiny_checkpoint, cpu, grain_threshold=0.0, levels_gate=0.0)
-    off = Predictor.load(tiny_checkpoint, cpu, grain_threshold=0.0, levels_gate=0.0, widen_gate=0)
-    for predictor, squeeze in ((usual, 0.9), (off, 0.25)):
+    off = Predictor.load(
+        tiny_checkpoint, cpu, grain_threshold=0.0, levels_gate=0.0, widen_gate=0, squat_gate=0
+    )
+    for predictor, squeeze in ((usual, 0.9), (usual, 1.2), (off, 0.25), (off, 2.0)):
         spy = _Widths(lambda _width: [], first=squeeze)
         predictor._detect = spy  # type: ignore[method-assign]
         predictor.detect([np.full((56, 100, 3), 128, dtype=np.uint8)])
@@ -406,6 +422,7 @@ def test_the_version_names_the_model_and_the_settings_that_answer(
         Predictor.load(tiny_checkpoint, cpu, levels_gate=0.0),
         Predictor.load(tiny_checkpoint, cpu, balance_gate=0.0),
         Predictor.load(tiny_checkpoint, cpu, widen_gate=0.0),
+        Predictor.load(tiny_checkpoint, cpu, squat_gate=0.0),
         Predictor.load(tiny_checkpoint_with_reader, cpu),  # the same detector with a reader
     ]
     versions = [p.version for p in others]

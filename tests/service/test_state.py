@@ -32,6 +32,7 @@ STEERING = {
     "levels_gate": 50.0,
     "balance_gate": 5.0,
     "widen_gate": 0.51,
+    "squat_gate": 1.52,
     "use_reader": False,
     "use_refiner": False,
     "use_rescorer": False,
