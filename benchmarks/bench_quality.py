@@ -24,8 +24,8 @@ photo with blurred ones sharpened at that gate (`models.focus`, experiment 138),
 the stretch off (`models.levels`, experiment 154), `--unbalanced` with the balance off
 (`models.balance`, experiment 156), `--unwidened` without reading narrow digits again widened
 and squat ones narrowed (`models.widen`, experiment 159) and `--plain` with every photo step off,
-each as one more line per checkpoint. Needs ../shared/data/svhn-hw2; the checkpoint is the shipped one unless `--checkpoint` says
-otherwise.
+each as one more line per checkpoint. Needs ../shared/data/svhn-hw2; the checkpoint is the shipped
+one unless `--checkpoint` says otherwise.
 """
 
 from __future__ import annotations
