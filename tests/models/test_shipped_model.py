@@ -188,9 +188,11 @@ def test_the_side_look_reads_the_digit_a_tight_frame_hides() -> None:
     (stop 100; the numbers used before, 2301 and 3406, had digits scoring 0.60-0.65). The colour
     balance is off in both: 949's backdrop is green (a cast of 6.9, `models.balance`), and balanced,
     its side digit is read even without the side look (stop 128), so it would no longer show what the
-    side look adds."""
-    shipped = Predictor.load(SHIPPED_CHECKPOINT, torch.device("cpu"), balance_gate=0.0)
-    plain = Predictor.load(SHIPPED_CHECKPOINT, torch.device("cpu"), side_look=0.0, balance_gate=0.0)
+    side look adds. So are the readings made again narrowed (experiment 159): 949's type is wide for
+    its height, and narrowed it is read whole without the side look too."""
+    cpu, off = torch.device("cpu"), {"balance_gate": 0.0, "widen_gate": 0.0, "squat_gate": 0.0}
+    shipped = Predictor.load(SHIPPED_CHECKPOINT, cpu, **off)
+    plain = Predictor.load(SHIPPED_CHECKPOINT, cpu, side_look=0.0, **off)
     assert shipped.zoom.side_look == 0.5 and plain.zoom.side_look == 0.0
     for seed, number, without in ((125, 949, 49), (370, 498, 98)):
         pixels = np.array(render_sample(seed, find_fonts("bundled")).image)
@@ -213,16 +215,19 @@ def _column(seed: int, framing: str) -> tuple[np.ndarray, int]:
 def test_a_number_down_a_post_is_read_top_to_bottom() -> None:
     """Synthetic numbers with their digits stacked in a column (experiment 158). At the photo's scale
     the detector finds every digit (each scoring >= 0.92 here, in int8 and float32), and the assembly
-    reads them top to bottom, where left to right they read another number. Framed in the photo's
+    reads them top to bottom, where left to right they read another order of the same digits (which
+    one depends on x offsets of a pixel or two: the narrowed reading of experiment 159 reads 36's
+    04821 where the photo as it is reads 08412). Framed in the photo's
     shape, the digits are small and the second look crops to the number: before experiment 158 a
     column's digits did not chain, the crop held one of them, and these three read 2, 2 and 8."""
     predictor = Predictor.load(SHIPPED_CHECKPOINT, torch.device("cpu"))
     flat = replace(predictor.assembly, read_columns=False)
-    for seed, left_to_right in ((17, 254), (36, 8412)):
+    for seed in (17, 36):
         pixels, number = _column(seed, "scale")
         sites = predictor.detect([pixels])[0].sites
         assert predictor.assemble(sites).value == number
-        assert assemble_number(sites, flat).value == left_to_right
+        left_to_right = assemble_number(sites, flat).text
+        assert left_to_right != str(number) and sorted(left_to_right) == sorted(str(number))
     for seed in (28, 41, 53):
         pixels, number = _column(seed, "shape")
         assert predictor.assemble(predictor.detect([pixels])[0].sites).value == number
@@ -263,10 +268,11 @@ def test_a_number_in_a_long_narrow_photo_is_read_in_the_searchs_strips() -> None
     """Synthetic numbers pasted into strips 16 times as wide as high (`training.scenes.place_in_strip`,
     seeded with the sample's seed): the model sees such a strip at a quarter of the scale it sees the
     number alone, and reads these two wrong; cut into 4:1 tiles by the search (experiment 153) it reads
-    them right. On 100 such samples: 88 read right against 61."""
+    them right. On 100 such samples: 88 read right against 61 (experiment 153, before the readings
+    made again of experiment 159, with which the first reads 9 without the search)."""
     predictor = Predictor.load(SHIPPED_CHECKPOINT, torch.device("cpu"))
     no_search = Predictor.load(SHIPPED_CHECKPOINT, torch.device("cpu"), search_tiles=0)
-    for seed, number, without in ((10, 90, -1), (11, 7789, 89)):
+    for seed, number, without in ((10, 90, 9), (11, 7789, 89)):
         sample = render_sample(seed, find_fonts("bundled"))
         strip, _ = place_in_strip(sample.image.convert("RGB"), 16, random.Random(seed))
         pixels = np.array(strip)
