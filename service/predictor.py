@@ -95,8 +95,8 @@ class Predictor:
         """What answers, in 12 hex digits: the start of a sha256 over everything a reading depends on
         (the pipeline's identity: the detector's weights, the other parts' weights and settings, the
         thresholds and the zoom; the order a number's digits are read in; the int8 ranges and the
-        parts that run in int8; the photo preparation; when a photo is read again widened; the
-        verifiers behind p_correct and the search). Servers of one version run the same model with
+        parts that run in int8; the photo preparation; when a photo is read again widened or
+        narrowed; the verifiers behind p_correct and the search). Servers of one version run the same model with
         the same settings; int8 still reads a little differently from one kind of CPU to another
         (`host` in /v1/model). Worked out on first use (~0.35 ms), once loaded: the service asks for
         it at startup."""
@@ -223,8 +223,8 @@ class Predictor:
         Where the search of large photos is limited to doubtful readings (`ZoomParams.gated`, with a
         verifier for it), each image is read without that search first, and those `models.zoom
         .search_again` picks are read again with it from the same first pass. An image whose digits
-        came out narrow, as from the side of the street, is read again widened (`_widened`,
-        `models.widen`). A CUDA out-of-memory
+        came out narrow, as from the side of the street, is read again widened, and one whose digits
+        came out squat, as from below, narrowed (`_widened`, `models.widen`). A CUDA out-of-memory
         error frees the cache and becomes ModelOverloadedError, so the next call starts clean."""
         try:
             with torch.inference_mode():
@@ -241,7 +241,8 @@ class Predictor:
 
     def _detect(self, inputs: list[torch.Tensor]) -> list[Findings]:
         """`detect` over `inputs` (float RGB FloatTensor[3, H, W] in [0, 1] on the device, the photo
-        steps done) without the widened readings; under torch.inference_mode()."""
+        steps done) without the readings made again widened or narrowed; under
+        torch.inference_mode()."""
         if self.gate is None or not self.zoom.gated:
             return self._read(inputs, self.zoom)
         firsts = [detect_alone(self.model, x) for x in inputs]
@@ -273,10 +274,11 @@ class Predictor:
 
     def _widened(self, prepared: list[np.ndarray], found: list[Findings]) -> list[Findings]:
         """`found` (the findings of the `prepared` photos, uint8 RGB [H, W, 3] after the photo steps, as
-        `_detect` gives them) with each photo whose digits came out narrow read again widened
-        (`models.widen`, experiment 159): up to `WidenParams.rounds` times, each widening the photo as
-        it was by `next_factor`, the widened reading's boxes scaled back into its pixels and kept
-        where `prefer` holds it likelier right than the one kept."""
+        `_detect` gives them) with each photo whose digits came out narrow read again widened, and
+        each whose digits came out squat narrowed (`models.widen`, experiment 159): up to
+        `WidenParams.rounds` times, each resizing the photo as it was by `next_factor`, that reading's
+        boxes scaled back into its pixels and kept where `prefer` holds it likelier right than the
+        one kept."""
         kept, last = list(found), list(found)
         judged: dict[int, tuple[bool, float | None]] = {}  # the kept reading's, worked out where needed
         factors = [1.0] * len(prepared)

@@ -1,7 +1,8 @@
 """The checkpoint's pipeline as the service runs it, over a split's photos: detector (int8 on the CPU
 where the checkpoint has the ranges), box refiner, reader and rescorer, the second look and the
 search of large photos (only where the first reading is doubtful, when the checkpoint's verifier
-gates it), and the photo steps taken before reading. `training.evaluate` and `training.verifier` read
+gates it), the photo steps taken before reading, and the readings made again of photos whose digits
+come out narrow or squat (`models.widen`). `training.evaluate` and `training.verifier` read
 splits through it.
 """
 
@@ -251,7 +252,7 @@ def read_widened(
     folder: Path,
 ) -> tuple[Found, Found | None, dict[int, float]]:
     """`detections` and `sites` (those of `photos` as read) with each photo whose digits came out
-    narrow read again widened, as the service reads it (`service.predictor.Predictor._widened`,
+    narrow read again widened, or squat narrowed, as the service reads it (`service.predictor.Predictor._widened`,
     `models.widen`): up to `params.rounds` times, the photo widened by `next_factor` from its last
     reading and written to `folder` as a PNG, read as `read_photos` reads, its boxes scaled back and
     kept where `prefer` holds the reading likelier right. Also image_id -> the factor of each widened
