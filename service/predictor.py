@@ -96,10 +96,10 @@ class Predictor:
         (the pipeline's identity: the detector's weights, the other parts' weights and settings, the
         thresholds and the zoom; the order a number's digits are read in; the int8 ranges and the
         parts that run in int8; the photo preparation; when a photo is read again widened or
-        narrowed; the verifiers behind p_correct and the search). Servers of one version run the same model with
-        the same settings; int8 still reads a little differently from one kind of CPU to another
-        (`host` in /v1/model). Worked out on first use (~0.35 ms), once loaded: the service asks for
-        it at startup."""
+        narrowed; the verifiers behind p_correct and the search). Servers of one version run the
+        same model with the same settings; int8 still reads a little differently from one kind of
+        CPU to another (`host` in /v1/model). Worked out on first use (~0.35 ms), once loaded: the
+        service asks for it at startup."""
         described = {
             "pipeline": self.identity,
             "read_columns": self.assembly.read_columns,

@@ -252,11 +252,11 @@ def read_widened(
     folder: Path,
 ) -> tuple[Found, Found | None, dict[int, float]]:
     """`detections` and `sites` (those of `photos` as read) with each photo whose digits came out
-    narrow read again widened, or squat narrowed, as the service reads it (`service.predictor.Predictor._widened`,
-    `models.widen`): up to `params.rounds` times, the photo widened by `next_factor` from its last
-    reading and written to `folder` as a PNG, read as `read_photos` reads, its boxes scaled back and
-    kept where `prefer` holds the reading likelier right. Also image_id -> the factor of each widened
-    reading kept."""
+    narrow read again widened, or squat narrowed, as the service reads it
+    (`service.predictor.Predictor._widened`, `models.widen`): up to `params.rounds` times, the photo
+    resized in width by `next_factor` from its last reading and written to `folder` as a PNG, read as
+    `read_photos` reads, its boxes scaled back and kept where `prefer` holds the reading likelier
+    right. Also image_id -> the factor of each reading made again and kept (under 1: narrowed)."""
     detections, sites = dict(detections), None if sites is None else dict(sites)
     numbers_from = detections if sites is None else sites
     last = {r.image_id: numbers_from.get(r.image_id, []) for r in photos}
