@@ -117,6 +117,16 @@ def shadow(photo: Image.Image, stops: float, seed: int = 0) -> Image.Image:
     the top to 60 % at the bottom, has its linear light halved `stops` (>= 0) times and is stored
     again in 8 bits, so that a hard shadow edge crosses the number (a wall's or an awning's). `seed`
     is unused."""
+    return shadow_across(photo, stops, 0.4, 0.6)
+
+
+def shadow_across(
+    photo: Image.Image, stops: float, top: float, bottom: float, left: bool = True
+) -> Image.Image:
+    """`photo` with a hard shadow edge along the line from `top` x its width at its top row to `bottom` x
+    its width at its bottom one (shares, any real numbers: the line may leave the photo), the part
+    `left` of it (else right of it) with its linear light halved `stops` (>= 0) times, stored again in 8
+    bits. `shadow` is the line from 0.4 to 0.6, the left part dark."""
     photo = photo.convert("RGB")
     if stops < 0:
         raise ValueError(f"a shadow must be >= 0 stops deep, not {stops}")
@@ -124,8 +134,9 @@ def shadow(photo: Image.Image, stops: float, seed: int = 0) -> Image.Image:
         return photo
     height, width = photo.height, photo.width
     rows, columns = np.mgrid[0:height, 0:width]
-    edge = width * (0.4 + 0.2 * (rows + 0.5) / height)
-    gains = np.where(columns + 0.5 < edge, 2.0**-stops, 1.0)[..., None]
+    edge = width * (top + (bottom - top) * (rows + 0.5) / height)
+    dark_side = columns + 0.5 < edge if left else columns + 0.5 >= edge
+    gains = np.where(dark_side, 2.0**-stops, 1.0)[..., None]
     return _in_light(photo, gains)
 
 

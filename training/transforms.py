@@ -22,6 +22,7 @@ from models.detector import IMAGENET_MEAN
 from training import degrade
 from training.data import Target
 from training.marks import MarkBeside, mark_fonts
+from training.street import StreetView
 from training.twins import DigitBeside
 
 AFFINE_BOX_RULES = ("corners", "ellipse", "mean")
@@ -60,6 +61,12 @@ class AugmentConfig:
     photographed from afar; boxes unchanged), `noise_p` adds Gaussian grain of a standard deviation
     drawn uniformly from `noise_sigma` grey levels (0-255), and `jpeg_p` compresses it as a JPEG of a
     quality drawn uniformly from `jpeg_quality` (1-95, PIL's scale).
+
+    Street lessons (experiment 160; all off in the seed), after the mark and before the poor photo
+    (`training.street.StreetView`): `shadow_p` darkens one side of a hard edge across the photo by
+    `shadow_stops` drawn uniformly (stops of linear light), `view_p` shows the plate seen from the side
+    or from below or above, turned by up to `view_degrees` (0-75; boxes move with it), and `smear_p`
+    smears it sideways over a whole number of px drawn from `smear_px`.
     """
 
     brightness: float = 0.3
@@ -85,6 +92,12 @@ class AugmentConfig:
     noise_sigma: tuple[float, float] = (3.0, 24.0)
     jpeg_p: float = 0.0
     jpeg_quality: tuple[int, int] = (10, 60)
+    shadow_p: float = 0.0
+    shadow_stops: tuple[float, float] = (0.5, 2.5)
+    view_p: float = 0.0
+    view_degrees: float = 60.0
+    smear_p: float = 0.0
+    smear_px: tuple[int, int] = (2, 7)
 
     def __post_init__(self) -> None:
         if self.affine_boxes not in AFFINE_BOX_RULES:
@@ -107,6 +120,9 @@ class AugmentConfig:
             "lowres_p",
             "noise_p",
             "jpeg_p",
+            "shadow_p",
+            "view_p",
+            "smear_p",
         ):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
@@ -128,6 +144,18 @@ class AugmentConfig:
             raise ValueError(
                 "augment.jpeg_quality must be (low, high) with 1 <= low <= high <= 95, "
                 f"got {self.jpeg_quality}"
+            )
+        low, high = self.shadow_stops
+        if not 0.0 < low <= high:
+            raise ValueError(
+                f"augment.shadow_stops must be (low, high) with 0 < low <= high, got {self.shadow_stops}"
+            )
+        if not 0.0 < self.view_degrees <= 75.0:
+            raise ValueError(f"augment.view_degrees must lie in (0, 75], got {self.view_degrees}")
+        low_px, high_px = self.smear_px
+        if not (low_px == int(low_px) and high_px == int(high_px) and 2 <= low_px <= high_px):
+            raise ValueError(
+                f"augment.smear_px must be whole (low, high) with 2 <= low <= high, got {self.smear_px}"
             )
 
 
@@ -207,7 +235,8 @@ class PoorPhoto:
 
 class TrainTransforms:
     """One of the number's digits copied beside it when configured (`training.twins`, with its box and
-    label), a letter or mark beside the number when configured (`training.marks`), a poorer photo when
+    label), a letter or mark beside the number when configured (`training.marks`), the street's shadow,
+    view and smear when configured (`training.street`, the boxes moved with the view), a poorer photo when
     configured (`PoorPhoto`: lower resolution, grain, JPEG), photometric jitter (then
     blur, grey and inversion when configured), a horizontal stretch when
     configured, an affine warp that moves the boxes with the pixels (each box becomes the box around its
@@ -235,6 +264,8 @@ class TrainTransforms:
         self.erasing_drop = c.erasing_drop
         self.mark = MarkBeside(c.mark_p, mark_fonts()) if c.mark_p > 0 else None
         self.twin = DigitBeside(c.digit_p) if c.digit_p > 0 else None
+        street = StreetView(c)
+        self.street = street if street.on else None
         poor = PoorPhoto(c)
         self.poor = poor if poor.on else None
         stretch = [HorizontalStretch(c.stretch)] if c.stretch > 1.0 else []
@@ -264,6 +295,9 @@ class TrainTransforms:
             target = {**target, "boxes": copied_boxes, "labels": copied_labels}
         if self.mark is not None:
             image = self.mark(image, target["boxes"].reshape(-1, 4).float())
+        if self.street is not None:
+            image, street_boxes = self.street(image, target["boxes"].reshape(-1, 4).float())
+            target = {**target, "boxes": street_boxes}
         if self.poor is not None:
             image = self.poor(image)
         boxes = tv_tensors.BoundingBoxes(

@@ -21,6 +21,7 @@ from training.degrade import (
     noise,
     oblique,
     shadow,
+    shadow_across,
     shrink,
     sodium,
 )
@@ -124,6 +125,18 @@ def test_a_shadow_darkens_the_left_of_a_slanted_edge_through_the_centre() -> Non
     assert shaded[0, :, 0].tolist() == [146] * 16 + [200] * 24
     assert shaded[15, :, 0].tolist() == [146] * 24 + [200] * 16
     assert shaded[8, 18, 0] == 11 and shaded[8, 21, 0] == 20  # the bar, shaded left of the edge (as `dark`)
+
+
+def test_a_shadow_across_any_line_darkens_the_side_asked() -> None:
+    assert np.array_equal(np.asarray(shadow_across(photo(), 1.0, 0.4, 0.6)), np.asarray(shadow(photo(), 1.0)))
+    right = np.asarray(shadow_across(photo(), 1.0, 0.25, 0.25, left=False))  # upright, at x = 10
+    assert right[0, :, 0].tolist() == [200] * 10 + [146] * 30
+    assert right[8, 18, 0] == 11  # the bar is right of it
+    outside = np.asarray(shadow_across(photo(), 2.0, -0.5, 1.5))  # leaves at the top, cuts the bottom rows
+    assert (outside[0, :, 0] == 200).all() and outside[15, 0, 0] < 146
+    assert np.array_equal(np.asarray(shadow_across(photo(), 0.0, 0.2, 0.8)), np.asarray(photo()))
+    with pytest.raises(ValueError, match="stops"):
+        shadow_across(photo(), -1.0, 0.4, 0.6)
 
 
 def rimmed() -> Image.Image:
