@@ -41,7 +41,7 @@ def from_pil(photo: Image.Image) -> torch.Tensor:
 def view_boxes(boxes: torch.Tensor, size: tuple[int, int], yaw: float, pitch: float) -> torch.Tensor:
     """`boxes` float [N, 4] (xyxy px of a `size` = (width, height) photo) where `seen_from` at that turn
     puts them: each the box around its turned corners, float [N, 4] xyxy in the turned photo's px."""
-    moved = [view_box(tuple(float(v) for v in box), size, yaw, pitch) for box in boxes.tolist()]
+    moved = [view_box((x1, y1, x2, y2), size, yaw, pitch) for x1, y1, x2, y2 in boxes.tolist()]
     return torch.tensor(moved, dtype=torch.float32).reshape(-1, 4)
 
 
