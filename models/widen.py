@@ -50,8 +50,7 @@ class WidenParams:
     def __post_init__(self) -> None:
         if not 0.0 <= self.gate < 1.0:
             raise ValueError(f"a widen gate must be in [0, 1), not {self.gate}")
-        if not (self.squat_gate == 0.0 or self.squat_gate > 1.0):
-            raise ValueError(f"a squat gate must be 0 or over 1, not {self.squat_gate}")
+        check_squat_gate(self.squat_gate)
         if not 0.0 <= self.min_score <= 1.0:
             raise ValueError(f"min_score must be in [0, 1], not {self.min_score}")
         if self.rounds < 1 or self.max_factor <= 1.0:

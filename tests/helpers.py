@@ -12,6 +12,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from training.transforms import AugmentConfig
+
+
+def augment_only(**changes: float) -> AugmentConfig:
+    """Every augmentation off (no jitter, warp or erasing) except `changes`."""
+    off = dict(brightness=0, contrast=0, saturation=0, affine_degrees=0, affine_translate=0, erasing_p=0)
+    return AugmentConfig(**{**off, **changes})
+
 
 def randomise_batchnorm(model: nn.Module, seed: int = 0) -> None:
     """Give every BatchNorm non-trivial statistics and affine terms, as a trained model has, so that

@@ -12,9 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
-from PIL import Image
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
@@ -22,7 +20,7 @@ from models.detector import IMAGENET_MEAN
 from training import degrade
 from training.data import Target
 from training.marks import MarkBeside, mark_fonts
-from training.street import StreetView
+from training.street import StreetView, from_pil, to_pil
 from training.twins import DigitBeside
 
 AFFINE_BOX_RULES = ("corners", "ellipse", "mean")
@@ -202,9 +200,7 @@ def jpeg_roundtrip(image: torch.Tensor, quality: int) -> torch.Tensor:
     """`image` (float [3, H, W] in [0, 1]) rounded to 8 bits, saved as a JPEG of `quality` (1-95, PIL's
     scale, 4:2:0 chroma; `training.degrade.jpeg`, as bench_quality makes its photos) and read back to
     float [3, H, W] in [0, 1]."""
-    pixels = (image * 255.0).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
-    decoded = degrade.jpeg(Image.fromarray(pixels), quality)
-    return torch.from_numpy(np.asarray(decoded, dtype=np.float32) / 255.0).permute(2, 0, 1).contiguous()
+    return from_pil(degrade.jpeg(to_pil(image), quality))
 
 
 class PoorPhoto:

@@ -6,15 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tests.helpers import augment_only as only
 from training.street import StreetView, from_pil, to_pil, view_boxes
 from training.transforms import AugmentConfig, TrainTransforms
 from training.viewpoint import view_box
-
-
-def only(**changes: float) -> AugmentConfig:
-    """Every augmentation off (no jitter, warp or erasing) except `changes`."""
-    off = dict(brightness=0, contrast=0, saturation=0, affine_degrees=0, affine_translate=0, erasing_p=0)
-    return AugmentConfig(**{**off, **changes})
 
 
 def plate() -> tuple[torch.Tensor, torch.Tensor]:

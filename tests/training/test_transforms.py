@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from tests.helpers import augment_only as only
 from training.transforms import (
     AugmentConfig,
     PoorPhoto,
@@ -20,12 +21,6 @@ def white_square() -> tuple[torch.Tensor, dict]:
         "labels": torch.tensor([5]),
         "image_id": 7,
     }
-
-
-def only(**changes: float) -> AugmentConfig:
-    """Every augmentation off (no jitter, warp or erasing) except `changes`."""
-    off = dict(brightness=0, contrast=0, saturation=0, affine_degrees=0, affine_translate=0, erasing_p=0)
-    return AugmentConfig(**{**off, **changes})
 
 
 def assert_box_holds_the_bright_pixels(image: torch.Tensor, box: torch.Tensor) -> None:
